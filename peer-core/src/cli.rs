@@ -1,0 +1,84 @@
+//! The `peer-core` command tree, mirroring Fabric's `peer` (spec §1.1).
+//!
+//! Trailing positional arguments are collected rather than rejected by clap, so that they get
+//! Fabric's own error (`trailing args detected`).
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "peer-core",
+    about = "A Hyperledger Fabric peer core, in Rust",
+    disable_version_flag = true,
+    arg_required_else_help = true
+)]
+pub struct Cli {
+    /// Legacy Fabric flag: accepted, but only earns a warning (use FABRIC_LOGGING_SPEC).
+    #[arg(long = "logging-level", global = true, hide = true, value_name = "LEVEL")]
+    pub logging_level: Option<String>,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Print peer-core version.
+    Version(Trailing),
+    /// Operate a peer node: start|reset|rollback|pause|resume|rebuild-dbs|upgrade-dbs.
+    #[command(arg_required_else_help = true)]
+    Node {
+        #[command(subcommand)]
+        command: NodeCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum NodeCommand {
+    /// Start the peer.
+    Start {
+        /// Run with user-run chaincode (chaincode.mode = dev).
+        #[arg(long = "peer-chaincodedev")]
+        chaincode_dev: bool,
+        #[command(flatten)]
+        trailing: Trailing,
+    },
+    /// Reset all channels to the genesis block. When the command is executed, the peer must be
+    /// offline. When the peer starts after the reset, it will receive blocks starting with block
+    /// number one from an orderer or another peer to rebuild the block store and state database.
+    Reset,
+    /// Roll back a channel to a block number. The peer must be offline.
+    Rollback {
+        /// Channel to roll back.
+        #[arg(short = 'c', long = "channelID", value_name = "CHANNEL")]
+        channel_id: Option<String>,
+        /// Block number to roll back to.
+        #[arg(short = 'b', long = "blockNumber", default_value_t = 0, value_name = "NUMBER")]
+        block_number: u64,
+    },
+    /// Pause a channel on the peer. The peer must be offline; the channel stays paused until resumed.
+    Pause {
+        /// Channel to pause.
+        #[arg(short = 'c', long = "channelID", value_name = "CHANNEL")]
+        channel_id: Option<String>,
+    },
+    /// Resume a paused channel on the peer. The peer must be offline.
+    Resume {
+        /// Channel to resume.
+        #[arg(short = 'c', long = "channelID", value_name = "CHANNEL")]
+        channel_id: Option<String>,
+    },
+    /// Drop the databases so they are rebuilt from the block store at the next start.
+    #[command(name = "rebuild-dbs")]
+    RebuildDbs,
+    /// Upgrade the databases to the current format; they are rebuilt at the next start.
+    #[command(name = "upgrade-dbs")]
+    UpgradeDbs,
+}
+
+/// Positional arguments a command does not take; any present is Fabric's "trailing args" error.
+#[derive(Debug, Args)]
+pub struct Trailing {
+    #[arg(hide = true, trailing_var_arg = true, allow_hyphen_values = false)]
+    pub args: Vec<String>,
+}

@@ -1,0 +1,222 @@
+//! core.yaml: finding it, reading it with `CORE_*` env overrides, and validating every value.
+//!
+//! Fabric 2.2 finds the file through `FABRIC_CFG_PATH` (or `./`, then `/etc/hyperledger/fabric`),
+//! lets any key be overridden by `CORE_<KEY>` and coerces bad values to zero. We find it the same
+//! way and accept Fabric's own files unchanged, but a bad value is an error naming the key, where
+//! it came from and the text. Precedence, highest first: a non-empty `CORE_*` env var, the file,
+//! Fabric's default for the key. Env vars are passed in as a snapshot ([`EnvVars`]), never read
+//! from the process here, so tests and the simulator control them.
+//!
+//! [`load`] touches the file system (it is called by the CLI); [`Config::from_yaml`] does not.
+
+mod keys;
+pub mod reader;
+pub mod tree;
+pub mod value;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+pub use keys::*;
+pub use reader::{Origin, ValueError};
+pub use value::{HostPort, format_duration, parse_duration};
+
+/// Environment variables as seen by the config loader.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct EnvVars(BTreeMap<String, String>);
+
+impl EnvVars {
+    pub fn new() -> Self {
+        EnvVars::default()
+    }
+
+    /// Takes the variables that matter to config loading: `FABRIC_*` and `CORE_*`.
+    pub fn from_pairs<K: Into<String>, V: Into<String>>(pairs: impl IntoIterator<Item = (K, V)>) -> Self {
+        EnvVars(
+            pairs
+                .into_iter()
+                .map(|(k, v)| (k.into(), v.into()))
+                .filter(|(k, _)| k.starts_with("CORE_") || k.starts_with("FABRIC_"))
+                .collect(),
+        )
+    }
+
+    pub fn with(mut self, name: &str, value: &str) -> Self {
+        self.0.insert(name.to_string(), value.to_string());
+        self
+    }
+
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.0.get(name).map(String::as_str)
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&String, &String)> {
+        self.0.iter()
+    }
+}
+
+/// Something worth logging that came up while loading (the caller logs it once logging is set up).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Note {
+    pub level: NoteLevel,
+    /// The Fabric logger name the message belongs to.
+    pub target: &'static str,
+    pub message: String,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum NoteLevel {
+    Debug,
+    Info,
+    Warn,
+}
+
+impl Note {
+    pub fn debug(target: &'static str, message: impl Into<String>) -> Self {
+        Note { level: NoteLevel::Debug, target, message: message.into() }
+    }
+    pub fn info(target: &'static str, message: impl Into<String>) -> Self {
+        Note { level: NoteLevel::Info, target, message: message.into() }
+    }
+    pub fn warn(target: &'static str, message: impl Into<String>) -> Self {
+        Note { level: NoteLevel::Warn, target, message: message.into() }
+    }
+}
+
+/// The prefix Fabric puts on every config loading failure.
+const FATAL: &str = "Fatal error when initializing core config : ";
+
+/// Why core.yaml could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// No core.yaml in any searched directory.
+    #[error(
+        "{FATAL}Could not find config file. Please make sure that FABRIC_CFG_PATH is set to a path which contains core.yaml"
+    )]
+    NotFound { searched: Vec<PathBuf> },
+    /// `FABRIC_CFG_PATH` names a directory that does not exist.
+    #[error("{FATAL}FABRIC_CFG_PATH {} does not exist", .0.display())]
+    CfgPathMissing(PathBuf),
+    /// The file exists but could not be read.
+    #[error("{FATAL}error when reading core config file: reading {}: {source}", path.display())]
+    Read { path: PathBuf, source: std::io::Error },
+    /// The file is found but is in a format we do not read.
+    #[error("{FATAL}error when reading core config file: {}: peer-core reads core.yaml (YAML or JSON), not {format}", path.display())]
+    UnsupportedFormat { path: PathBuf, format: String },
+    /// Malformed YAML.
+    #[error("{FATAL}error when reading core config file: While parsing config: {}:{line}:{column}: {message}", path.display())]
+    Syntax { path: PathBuf, line: u64, column: u64, message: String },
+    /// One or more settings are invalid; all of them are listed.
+    #[error("{FATAL}{}", InvalidList(.0))]
+    Invalid(Vec<ValueError>),
+}
+
+struct InvalidList<'a>(&'a [ValueError]);
+
+impl fmt::Display for InvalidList<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            [one] => write!(f, "{one}"),
+            many => {
+                write!(f, "{} invalid settings:", many.len())?;
+                for error in many {
+                    write!(f, "\n  - {error}")?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+/// The extensions viper tries, in its order; the first existing `core.<ext>` wins.
+const EXTENSIONS: [&str; 7] = ["json", "toml", "yaml", "yml", "properties", "props", "prop"];
+
+/// The directories searched for core.yaml, as Fabric 2.2 does.
+pub fn search_dirs(env: &EnvVars, cwd: &Path) -> Result<Vec<PathBuf>, ConfigError> {
+    if let Some(dir) = env.get("FABRIC_CFG_PATH").filter(|d| !d.is_empty()) {
+        let dir = absolute(cwd, Path::new(dir));
+        if !dir.is_dir() {
+            return Err(ConfigError::CfgPathMissing(dir));
+        }
+        return Ok(vec![dir]);
+    }
+    let mut dirs = vec![cwd.to_path_buf()];
+    let etc = Path::new("/etc/hyperledger/fabric");
+    if etc.is_dir() {
+        dirs.push(etc.to_path_buf());
+    }
+    Ok(dirs)
+}
+
+/// Finds the config file: the first `core.<ext>` in the first search directory that has one.
+pub fn locate(env: &EnvVars, cwd: &Path) -> Result<PathBuf, ConfigError> {
+    let dirs = search_dirs(env, cwd)?;
+    for dir in &dirs {
+        for ext in EXTENSIONS {
+            let candidate = dir.join(format!("core.{ext}"));
+            if candidate.is_file() {
+                return Ok(candidate);
+            }
+        }
+    }
+    Err(ConfigError::NotFound { searched: dirs })
+}
+
+/// Finds, reads and validates core.yaml.
+pub fn load(env: &EnvVars, cwd: &Path) -> Result<Loaded, ConfigError> {
+    let path = locate(env, cwd)?;
+    let ext = path.extension().and_then(|e| e.to_str()).unwrap_or_default().to_string();
+    if !matches!(ext.as_str(), "yaml" | "yml" | "json") {
+        return Err(ConfigError::UnsupportedFormat { path, format: ext });
+    }
+    let text = std::fs::read_to_string(&path).map_err(|source| ConfigError::Read { path: path.clone(), source })?;
+    Config::from_yaml(&text, &path, env)
+}
+
+fn absolute(cwd: &Path, path: &Path) -> PathBuf {
+    if path.is_absolute() { path.to_path_buf() } else { cwd.join(path) }
+}
+
+/// A validated config and what is worth logging about it.
+#[derive(Clone, Debug)]
+pub struct Loaded {
+    pub config: Config,
+    pub notes: Vec<Note>,
+}
+
+impl Config {
+    /// Parses and validates core.yaml text. `path` is where the text came from: it is used in
+    /// error messages and relative paths resolve against its directory.
+    pub fn from_yaml(text: &str, path: &Path, env: &EnvVars) -> Result<Loaded, ConfigError> {
+        let root = tree::parse(text).map_err(|err| ConfigError::Syntax {
+            path: path.to_path_buf(),
+            line: err.line,
+            column: err.column,
+            message: err.message,
+        })?;
+        if !matches!(root.kind, tree::NodeKind::Map(_)) {
+            return Err(ConfigError::Syntax {
+                path: path.to_path_buf(),
+                line: root.line,
+                column: root.column,
+                message: "the top level of core.yaml must be a map of sections (peer:, ledger:, …)".into(),
+            });
+        }
+        let dir = path.parent().unwrap_or(Path::new("/"));
+        let mut reader = reader::Reader::new(&root, path, dir, env);
+        reader.check_case_duplicates();
+        let config = keys::read(&mut reader, path);
+        if !reader.errors.is_empty() {
+            return Err(ConfigError::Invalid(reader.errors));
+        }
+        let mut notes = std::mem::take(&mut reader.notes);
+        for (key, origin) in reader.unknown_file_keys() {
+            notes.push(Note::debug("config", format!("ignoring key {key} {origin}: peer-core does not use it")));
+        }
+        for var in reader.unused_env_vars() {
+            notes.push(Note::debug("config", format!("env var {var} matches no config key")));
+        }
+        Ok(Loaded { config, notes })
+    }
+}

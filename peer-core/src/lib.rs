@@ -1,0 +1,9 @@
+//! peer-core: a Hyperledger Fabric peer's core in Rust.
+//!
+//! The library holds everything the `peer-core` binary does; the binary only parses the command
+//! line, reads files and env vars, and calls in. Modules:
+//! - [`config`]: finding and validating core.yaml with `CORE_*` overrides.
+//! - [`metadata`]: version information.
+
+pub mod config;
+pub mod metadata;

@@ -1,0 +1,2 @@
+//! peer-core's integration tests: one binary, one module per area.
+mod config;
