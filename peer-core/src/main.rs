@@ -83,6 +83,8 @@ fn run_node(command: NodeCommand) -> anyhow::Result<()> {
 }
 
 fn load_config() -> anyhow::Result<Loaded> {
+    // The CLI is the one place that reads the process environment; everything else gets EnvVars.
+    #[allow(clippy::disallowed_methods)]
     let env = EnvVars::from_pairs(std::env::vars_os().filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?))));
     let cwd = std::env::current_dir().context("reading the current directory")?;
     Ok(config::load(&env, &cwd)?)
