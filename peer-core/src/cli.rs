@@ -31,6 +31,37 @@ pub enum Command {
         #[command(subcommand)]
         command: NodeCommand,
     },
+    /// Generate and inspect MSP material.
+    #[command(arg_required_else_help = true)]
+    Msp {
+        #[command(subcommand)]
+        command: MspCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum MspCommand {
+    /// Generate an organization's CA, TLS CA, peers and admin in Fabric's (cryptogen's) layout:
+    /// OUT/peerOrganizations/DOMAIN/{ca,tlsca,msp,peers,users}. With --seed the output is the
+    /// same bytes on every run (fixed validity 2020-01-01 to 2049-12-31); without it keys are
+    /// random and certificates are valid for ten years from now.
+    Generate {
+        /// The organization's MSP ID.
+        #[arg(long, value_name = "MSPID")]
+        org: String,
+        /// The organization's domain; peers are named peer<N>.<DOMAIN>.
+        #[arg(long, value_name = "DOMAIN")]
+        domain: String,
+        /// How many peers to generate.
+        #[arg(long, default_value_t = 1, value_name = "N")]
+        peers: usize,
+        /// Output directory (created if needed).
+        #[arg(long, value_name = "DIR")]
+        out: std::path::PathBuf,
+        /// Derive every key and serial number from this seed.
+        #[arg(long, value_name = "N")]
+        seed: Option<u64>,
+    },
 }
 
 #[derive(Debug, Subcommand)]

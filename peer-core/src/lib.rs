@@ -3,7 +3,10 @@
 //! The library holds everything the `peer-core` binary does; the binary only parses the command
 //! line, reads files and env vars, and calls in. Modules:
 //! - [`config`]: finding and validating core.yaml with `CORE_*` overrides.
+//! - [`msp`]: the local MSP (Fabric MSP directories), signing and verifying, PKI-IDs, and a
+//!   deterministic MSP generator.
 //! - [`metadata`]: version information.
 
 pub mod config;
 pub mod metadata;
+pub mod msp;

@@ -11,9 +11,13 @@ use anyhow::{Context, bail};
 use clap::Parser;
 use clap::error::ErrorKind;
 
-use cli::{Cli, Command, NodeCommand};
+use std::time::SystemTime;
+
+use cli::{Cli, Command, MspCommand, NodeCommand};
 use peer_core::config::{self, EnvVars, Loaded};
 use peer_core::metadata;
+use peer_core::msp::LocalMsp;
+use peer_core::msp::generate::{self, OrgSpec, ValidityWindow};
 
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
@@ -49,7 +53,40 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Node { command } => run_node(command),
+        Command::Msp { command: MspCommand::Generate { org, domain, peers, out, seed } } => {
+            msp_generate(&OrgSpec { msp_id: org, domain, peers }, &out, seed)
+        }
     }
+}
+
+/// The wall clock, read here (the CLI) and handed to the library; nothing below reads the OS clock.
+#[allow(clippy::disallowed_methods)]
+fn wall_clock_now() -> SystemTime {
+    SystemTime::now()
+}
+
+fn msp_generate(spec: &OrgSpec, out: &std::path::Path, seed: Option<u64>) -> anyhow::Result<()> {
+    if spec.msp_id.is_empty() || spec.domain.is_empty() {
+        bail!("--org and --domain must not be empty");
+    }
+    if spec.peers > 1000 {
+        bail!("--peers {} is more than the 1000 this command generates at once", spec.peers);
+    }
+    let (mut rng, validity) = match seed {
+        Some(seed) => (generate::org_rng(seed, spec), ValidityWindow::fixed()),
+        None => {
+            let mut seed = [0u8; 32];
+            // Real keys for people: OS entropy. Seeded runs (tests, the simulator) never get here.
+            #[allow(clippy::disallowed_methods)]
+            getrandom::fill(&mut seed).map_err(|e| anyhow::anyhow!("reading OS entropy: {e}"))?;
+            (rand_core::SeedableRng::from_seed(seed), ValidityWindow::from_now(wall_clock_now()))
+        }
+    };
+    let org = generate::generate_org(spec, &mut rng, validity).map_err(|e| anyhow::anyhow!("generating {}: {e}", spec.msp_id))?;
+    let root = org.write_to(out).with_context(|| format!("writing {}", out.display()))?;
+    let plural = if spec.peers == 1 { "" } else { "s" };
+    println!("Generated {} ({} peer{plural} and Admin@{}) in {}", spec.msp_id, spec.peers, spec.domain, root.display());
+    Ok(())
 }
 
 fn no_trailing(args: &[String]) -> anyhow::Result<()> {
@@ -70,6 +107,12 @@ fn run_node(command: NodeCommand) -> anyhow::Result<()> {
             eprintln!("{:?} [{}] {}", note.level, note.target, note.message);
         }
     }
+    let peer = &loaded.config.peer;
+    let msp = LocalMsp::load(&peer.msp_config_path, &peer.local_msp_id, peer.bccsp.keystore.as_deref(), wall_clock_now())
+        .map_err(|e| anyhow::anyhow!("Cannot run peer because {e}"))?;
+    if loaded.config.peer.local_msp_type != config::MspType::Fabric {
+        bail!("Unsupported msp type idemix: peer-core runs with a Fabric X.509 MSP (peer.localMspType: bccsp)");
+    }
     let (name, issue) = match command {
         NodeCommand::Start { .. } => ("node start", "#4 (start-and-serve)"),
         NodeCommand::Reset => ("node reset", "#7 (the ledger)"),
@@ -79,7 +122,12 @@ fn run_node(command: NodeCommand) -> anyhow::Result<()> {
         NodeCommand::RebuildDbs => ("node rebuild-dbs", "#7 (the ledger)"),
         NodeCommand::UpgradeDbs => ("node upgrade-dbs", "#7 (the ledger)"),
     };
-    bail!("`peer-core {name}` is not implemented yet: config loaded from {}; it arrives with issue {issue}", loaded.config.file.display())
+    bail!(
+        "`peer-core {name}` is not implemented yet: config loaded from {} and MSP {} (PKI-ID {}); it arrives with issue {issue}",
+        loaded.config.file.display(),
+        msp.msp.id,
+        msp.pki_id()
+    )
 }
 
 fn load_config() -> anyhow::Result<Loaded> {

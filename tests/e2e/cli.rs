@@ -114,8 +114,89 @@ fn core_yaml_in_the_working_directory_is_found() {
     let dir = tempfile::tempdir().unwrap();
     let sample = std::fs::read_to_string(repo_root().join("sampleconfig/core.yaml")).unwrap();
     std::fs::write(dir.path().join("core.yaml"), sample).unwrap();
-    let run = peer_core(dir.path(), &[], &["node", "upgrade-dbs"]);
+    let msp = repo_root().join("sampleconfig/msp");
+    let run = peer_core(dir.path(), &[("CORE_PEER_MSPCONFIGPATH", msp.to_str().unwrap())], &["node", "upgrade-dbs"]);
     // Config loads from ./core.yaml; the command itself is built by the ledger issue.
     assert_eq!(run.code, 1);
     assert!(run.stderr.contains(&format!("config loaded from {}", dir.path().join("core.yaml").display())), "{}", run.stderr);
+}
+
+#[test]
+fn node_commands_load_the_local_msp_after_the_config() {
+    let dir = tempfile::tempdir().unwrap();
+    let sample = repo_root().join("sampleconfig");
+    let cfg = ("FABRIC_CFG_PATH", sample.to_str().unwrap());
+    let run = peer_core(dir.path(), &[cfg, ("CORE_PEER_MSPCONFIGPATH", "/no/msp")], &["node", "start"]);
+    assert_eq!(run.code, 1);
+    assert_eq!(
+        run.stderr,
+        "Error: Cannot run peer because cannot init crypto, specified path \"/no/msp\" does not exist or cannot be accessed: \
+         No such file or directory (os error 2)\n"
+    );
+    // The MSP ID is a label from config (certificates do not carry it), so it names the MSP and
+    // feeds the PKI-ID: the same directory under another ID is another gossip identity.
+    let pki_id = |run: &crate::support::Run| run.stderr.split("PKI-ID ").nth(1).map(|s| s[..64].to_string());
+    let sample_org = peer_core(dir.path(), &[cfg], &["node", "start"]);
+    let org9 = peer_core(dir.path(), &[cfg, ("CORE_PEER_LOCALMSPID", "Org9MSP")], &["node", "start"]);
+    assert!(org9.stderr.contains("MSP Org9MSP (PKI-ID "), "{}", org9.stderr);
+    assert!(pki_id(&org9).is_some());
+    assert_ne!(pki_id(&org9), pki_id(&sample_org));
+}
+
+#[test]
+fn fabrics_own_core_yaml_and_sample_msp_load() {
+    let fixtures = repo_root().join("../shared/fixtures/fabric-v2.2.15");
+    if !fixtures.is_dir() {
+        eprintln!("SKIPPED: {} is not there", fixtures.display());
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let env = [("FABRIC_CFG_PATH", fixtures.to_str().unwrap()), ("CORE_PEER_FILESYSTEMPATH", data.to_str().unwrap())];
+    let run = peer_core(dir.path(), &env, &["node", "start"]);
+    // The start sequence itself is issue #4; config and MSP load, with Fabric's PKI-ID.
+    assert!(
+        run.stderr.contains("MSP SampleOrg (PKI-ID 0d46737a45894d123895671221dbaddf8480fb0364f404be3aed491df442945f)"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn msp_generate_is_reproducible_with_a_seed_and_loadable() {
+    let dir = tempfile::tempdir().unwrap();
+    let args = |out: &str| {
+        ["msp", "generate", "--org", "Org1MSP", "--domain", "org1.example.com", "--peers", "2", "--seed", "7", "--out", out]
+            .map(String::from)
+    };
+    for out in ["a", "b"] {
+        let a = args(out);
+        let run = peer_core(dir.path(), &[], &a.iter().map(String::as_str).collect::<Vec<_>>());
+        assert_eq!(run.code, 0, "{}", run.stderr);
+        assert_eq!(
+            run.stdout,
+            format!("Generated Org1MSP (2 peers and Admin@org1.example.com) in {out}/peerOrganizations/org1.example.com\n")
+        );
+    }
+    let diff = std::process::Command::new("diff").arg("-r").arg(dir.path().join("a")).arg(dir.path().join("b")).output();
+    if let Ok(diff) = diff {
+        assert!(diff.status.success(), "{}", String::from_utf8_lossy(&diff.stdout));
+    }
+    // The generated peer MSP is usable as a peer's local MSP.
+    let sample = repo_root().join("sampleconfig");
+    let msp = dir.path().join("a/peerOrganizations/org1.example.com/peers/peer1.org1.example.com/msp");
+    let env = [
+        ("FABRIC_CFG_PATH", sample.to_str().unwrap()),
+        ("CORE_PEER_MSPCONFIGPATH", msp.to_str().unwrap()),
+        ("CORE_PEER_LOCALMSPID", "Org1MSP"),
+    ];
+    let run = peer_core(dir.path(), &env, &["node", "start"]);
+    assert!(run.stderr.contains("MSP Org1MSP (PKI-ID "), "{}", run.stderr);
+    // Without a seed the keys are fresh each time.
+    let run = peer_core(dir.path(), &[], &["msp", "generate", "--org", "O", "--domain", "o.example", "--out", "c"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let run = peer_core(dir.path(), &[], &["msp", "generate", "--org", "O", "--domain", "o.example", "--out", "d"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let key = |out: &str| std::fs::read(dir.path().join(out).join("peerOrganizations/o.example/ca/priv_sk")).unwrap();
+    assert_ne!(key("c"), key("d"));
 }

@@ -67,15 +67,20 @@ pub fn parse(text: &str) -> Result<Node, SyntaxError> {
     if text.trim().is_empty() {
         return Ok(Node { kind: NodeKind::Map(Vec::new()), line: 1, column: 1 });
     }
-    let spanned: Spanned<Kind> = serde_saphyr::from_str(text).map_err(|err| {
+    let spanned: Spanned<Kind> = serde_saphyr::from_str(text).map_err(|err| SyntaxError::from(&err))?;
+    Ok(spanned_to_node(spanned))
+}
+
+impl From<&serde_saphyr::Error> for SyntaxError {
+    /// One line, without the source snippet; the position is kept apart for the caller to print.
+    fn from(err: &serde_saphyr::Error) -> SyntaxError {
         let location = err.location();
         SyntaxError {
             line: location.map_or(0, |l| l.line()),
             column: location.map_or(0, |l| l.column()),
             message: first_line(&err.without_snippet().to_string()),
         }
-    })?;
-    Ok(spanned_to_node(spanned))
+    }
 }
 
 /// serde-saphyr messages end with " at line X column Y"; we print positions ourselves.

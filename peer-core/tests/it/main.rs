@@ -1,2 +1,3 @@
 //! peer-core's integration tests: one binary, one module per area.
 mod config;
+mod msp;

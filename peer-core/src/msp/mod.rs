@@ -1,0 +1,579 @@
+//! The local MSP: loading a Fabric MSP directory, validating identities against an MSP, signing.
+//!
+//! Reading the directory ([`MspFiles::read_dir`]) is the only file-system access; everything else
+//! works on bytes, so the simulator can build MSPs in memory with [`generate`]. Validity is
+//! checked at a time the caller passes in (the injected clock), never the OS clock.
+//!
+//! Not covered: CRLs (`crls/` is not read) and idemix MSPs.
+
+pub mod crypto;
+pub mod generate;
+pub mod identity;
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use p256::ecdsa::SigningKey;
+use p256::pkcs8::DecodePrivateKey;
+use x509_cert::Certificate;
+use x509_cert::ext::pkix::BasicConstraints;
+
+pub use identity::{Identity, IdentityError, PkiId};
+
+/// The subdirectories of a Fabric MSP directory that hold certificates and keys.
+const CERT_DIRS: [&str; 7] =
+    ["signcerts", "keystore", "cacerts", "intermediatecerts", "admincerts", "tlscacerts", "tlsintermediatecerts"];
+
+/// One file of an MSP directory.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MspFile {
+    /// Relative to the MSP directory, e.g. `cacerts/ca.pem`.
+    pub name: String,
+    pub bytes: Vec<u8>,
+}
+
+/// The contents of an MSP directory, in memory. Files in each folder are sorted by name.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct MspFiles {
+    /// Where the files came from, for messages. Generated MSPs use a pretend path.
+    pub dir: PathBuf,
+    pub signcerts: Vec<MspFile>,
+    pub keystore: Vec<MspFile>,
+    pub cacerts: Vec<MspFile>,
+    pub intermediatecerts: Vec<MspFile>,
+    pub admincerts: Vec<MspFile>,
+    pub tlscacerts: Vec<MspFile>,
+    pub tlsintermediatecerts: Vec<MspFile>,
+    pub config_yaml: Option<MspFile>,
+    /// Folders that are absent (as opposed to empty): Fabric reports those differently.
+    pub missing: Vec<&'static str>,
+}
+
+/// Why the local MSP could not be loaded. Texts follow Fabric's, so operators recognise them.
+#[derive(Debug, thiserror::Error)]
+pub enum MspError {
+    /// peer.mspConfigPath does not exist or cannot be read.
+    #[error("cannot init crypto, specified path \"{}\" does not exist or cannot be accessed: {source}", path.display())]
+    Inaccessible { path: PathBuf, source: std::io::Error },
+    /// peer.mspConfigPath is a file.
+    #[error("cannot init crypto, specified path \"{}\" is not a directory", path.display())]
+    NotADirectory { path: PathBuf },
+    /// A file or folder inside the MSP could not be read.
+    #[error("cannot init crypto, could not read \"{}\": {source}", path.display())]
+    Unreadable { path: PathBuf, source: std::io::Error },
+    /// peer.localMspId is empty.
+    #[error("the local MSP must have an ID")]
+    NoId,
+    /// The directory was read but its contents are not a usable MSP.
+    #[error("error when setting up MSP of type bccsp from directory {}: {problem}", dir.display())]
+    Setup { dir: PathBuf, problem: String },
+}
+
+impl MspFiles {
+    /// Reads a Fabric MSP directory. `keystore` overrides `<dir>/keystore`
+    /// (peer.BCCSP.SW.FileKeyStore.KeyStore).
+    pub fn read_dir(dir: &Path, keystore: Option<&Path>) -> Result<MspFiles, MspError> {
+        let meta = std::fs::metadata(dir).map_err(|source| MspError::Inaccessible { path: dir.to_path_buf(), source })?;
+        if !meta.is_dir() {
+            return Err(MspError::NotADirectory { path: dir.to_path_buf() });
+        }
+        let mut files = MspFiles { dir: dir.to_path_buf(), ..MspFiles::default() };
+        for folder in CERT_DIRS {
+            let path = match (folder, keystore) {
+                ("keystore", Some(keystore)) => keystore.to_path_buf(),
+                _ => dir.join(folder),
+            };
+            let Some(read) = read_folder(&path, folder)? else {
+                files.missing.push(folder);
+                continue;
+            };
+            *files.folder_mut(folder) = read;
+        }
+        let config_path = dir.join("config.yaml");
+        if config_path.is_file() {
+            let bytes = std::fs::read(&config_path).map_err(|source| MspError::Unreadable { path: config_path, source })?;
+            files.config_yaml = Some(MspFile { name: "config.yaml".into(), bytes });
+        }
+        Ok(files)
+    }
+
+    fn folder_mut(&mut self, folder: &str) -> &mut Vec<MspFile> {
+        match folder {
+            "signcerts" => &mut self.signcerts,
+            "keystore" => &mut self.keystore,
+            "cacerts" => &mut self.cacerts,
+            "intermediatecerts" => &mut self.intermediatecerts,
+            "admincerts" => &mut self.admincerts,
+            "tlscacerts" => &mut self.tlscacerts,
+            _ => &mut self.tlsintermediatecerts,
+        }
+    }
+
+    fn find(&self, name: &str) -> Option<&MspFile> {
+        let name = name.trim_start_matches("./");
+        [&self.cacerts, &self.intermediatecerts, &self.admincerts, &self.tlscacerts, &self.tlsintermediatecerts, &self.signcerts]
+            .into_iter()
+            .flatten()
+            .find(|f| f.name == name)
+    }
+
+    /// Writes the files in Fabric's layout under `dir` (used by `peer-core msp generate`).
+    pub fn write_to(&self, dir: &Path) -> std::io::Result<()> {
+        for folder in CERT_DIRS {
+            std::fs::create_dir_all(dir.join(folder))?;
+        }
+        let all = [
+            &self.signcerts,
+            &self.keystore,
+            &self.cacerts,
+            &self.intermediatecerts,
+            &self.admincerts,
+            &self.tlscacerts,
+            &self.tlsintermediatecerts,
+        ];
+        for file in all.into_iter().flatten().chain(self.config_yaml.iter()) {
+            std::fs::write(dir.join(&file.name), &file.bytes)?;
+        }
+        Ok(())
+    }
+}
+
+/// The regular files of one folder, sorted by name; `None` if the folder does not exist.
+fn read_folder(path: &Path, folder: &str) -> Result<Option<Vec<MspFile>>, MspError> {
+    let entries = match std::fs::read_dir(path) {
+        Ok(entries) => entries,
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(source) => return Err(MspError::Unreadable { path: path.to_path_buf(), source }),
+    };
+    let mut files = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|source| MspError::Unreadable { path: path.to_path_buf(), source })?;
+        let file_path = entry.path();
+        if !file_path.is_file() {
+            continue;
+        }
+        let bytes = std::fs::read(&file_path).map_err(|source| MspError::Unreadable { path: file_path.clone(), source })?;
+        files.push(MspFile { name: format!("{folder}/{}", entry.file_name().to_string_lossy()), bytes });
+    }
+    files.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(Some(files))
+}
+
+/// A CA certificate with what validation needs from it.
+#[derive(Clone, Debug)]
+struct CaCert {
+    cert: Certificate,
+    der: Vec<u8>,
+    key: p256::ecdsa::VerifyingKey,
+}
+
+/// An organizational unit an identity may be required to carry, optionally tied to a CA cert.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OuIdentifier {
+    pub ou: String,
+    /// DER of the certificate the identity must chain to, if given.
+    pub cert_der: Option<Vec<u8>>,
+}
+
+/// NodeOUs: roles classified by organizational unit.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NodeOus {
+    pub client: Option<OuIdentifier>,
+    pub peer: Option<OuIdentifier>,
+    pub admin: Option<OuIdentifier>,
+    pub orderer: Option<OuIdentifier>,
+}
+
+/// The role an identity has in its MSP, per NodeOUs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    Client,
+    Peer,
+    Admin,
+    Orderer,
+}
+
+/// An MSP as a verifier: which identities belong to it and which are admins.
+#[derive(Clone, Debug)]
+pub struct Msp {
+    pub id: String,
+    roots: Vec<CaCert>,
+    intermediates: Vec<CaCert>,
+    admins: Vec<Vec<u8>>,
+    ou_identifiers: Vec<OuIdentifier>,
+    node_ous: Option<NodeOus>,
+    /// TLS root and intermediate CA certificates (DER), for TLS verification.
+    pub tls_roots: Vec<Vec<u8>>,
+    pub tls_intermediates: Vec<Vec<u8>>,
+}
+
+/// The local MSP: the verifier plus this peer's own signing identity.
+#[derive(Clone)]
+pub struct LocalMsp {
+    pub msp: Msp,
+    pub identity: Identity,
+    key: SigningKey,
+}
+
+impl fmt::Debug for LocalMsp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LocalMsp").field("msp", &self.msp.id).field("identity", &self.identity).finish_non_exhaustive()
+    }
+}
+
+impl LocalMsp {
+    /// Reads and validates a local MSP directory at time `now`.
+    pub fn load(dir: &Path, msp_id: &str, keystore: Option<&Path>, now: SystemTime) -> Result<LocalMsp, MspError> {
+        if msp_id.is_empty() {
+            return Err(MspError::NoId);
+        }
+        let files = MspFiles::read_dir(dir, keystore)?;
+        LocalMsp::from_files(&files, msp_id, now)
+    }
+
+    /// Validates MSP files already in memory at time `now`.
+    pub fn from_files(files: &MspFiles, msp_id: &str, now: SystemTime) -> Result<LocalMsp, MspError> {
+        if msp_id.is_empty() {
+            return Err(MspError::NoId);
+        }
+        let setup = |problem: String| MspError::Setup { dir: files.dir.clone(), problem };
+        let msp = Msp::from_files(files, msp_id).map_err(setup)?;
+        let signcerts_dir = files.dir.join("signcerts");
+        let sign_cert = match files.signcerts.as_slice() {
+            [] if files.missing.contains(&"signcerts") => {
+                return Err(setup(format!(
+                    "could not load a valid signer certificate from directory {}: the folder does not exist",
+                    signcerts_dir.display()
+                )));
+            }
+            [] => {
+                return Err(setup(format!(
+                    "could not load a valid signer certificate from directory {}: no certificate found",
+                    signcerts_dir.display()
+                )));
+            }
+            [one] => one,
+            more => {
+                return Err(setup(format!(
+                    "could not load a valid signer certificate from directory {}: found {} files, expected exactly one",
+                    signcerts_dir.display(),
+                    more.len()
+                )));
+            }
+        };
+        let sign_path = files.dir.join(&sign_cert.name);
+        let bad_signer = |reason: String| {
+            setup(format!("could not load a valid signer certificate from {}: {reason}", sign_path.display()))
+        };
+        let der = identity::single_pem_certificate(&sign_cert.bytes).map_err(bad_signer)?;
+        let cert = crypto::cert_from_der(&der).map_err(bad_signer)?;
+        let identity = Identity::new(msp_id, cert).map_err(bad_signer)?;
+        msp.validate(&identity, now).map_err(|reason| {
+            setup(format!("the signing certificate {} is not valid: {reason}", sign_path.display()))
+        })?;
+        let key = find_private_key(files, &identity).map_err(setup)?;
+        Ok(LocalMsp { msp, identity, key })
+    }
+
+    /// Signs `message` as this peer: ECDSA P-256 / SHA-256, DER, low-S, deterministic.
+    pub fn sign(&self, message: &[u8]) -> Vec<u8> {
+        crypto::sign(&self.key, message)
+    }
+
+    pub fn pki_id(&self) -> PkiId {
+        self.identity.pki_id()
+    }
+
+    /// When the signing (enrollment) certificate expires.
+    pub fn enrollment_cert_expiry(&self) -> SystemTime {
+        self.identity.cert.tbs_certificate().validity().not_after.to_system_time()
+    }
+
+    /// Fabric's certmonitor line for the enrollment certificate.
+    pub fn expiry_message(&self) -> String {
+        format!("The enrollment certificate will expire on {}", go_time(self.enrollment_cert_expiry()))
+    }
+}
+
+/// Finds the keystore key whose public key is the signing certificate's.
+fn find_private_key(files: &MspFiles, identity: &Identity) -> Result<SigningKey, String> {
+    let keystore = files.dir.join("keystore");
+    if files.keystore.is_empty() {
+        return Err(format!("no private key found in {} for the signing certificate", keystore.display()));
+    }
+    let mut problems = Vec::new();
+    let mut found_other_key = false;
+    for file in &files.keystore {
+        let blocks = match identity::pem_blocks(&file.bytes) {
+            Ok(blocks) => blocks,
+            Err(reason) => {
+                problems.push(format!("{}: {reason}", file.name));
+                continue;
+            }
+        };
+        for (label, der) in blocks {
+            let key = match label.as_str() {
+                "PRIVATE KEY" => SigningKey::from_pkcs8_der(&der).map_err(|_| {
+                    "unsupported key type: not an ECDSA P-256 PKCS#8 private key (peer-core supports P-256 only)".to_string()
+                }),
+                "EC PRIVATE KEY" => p256::SecretKey::from_sec1_der(&der)
+                    .map(SigningKey::from)
+                    .map_err(|_| "unsupported key type: not an ECDSA P-256 private key".to_string()),
+                other => Err(format!("unsupported key type: a {other} PEM block is not a private key peer-core can use")),
+            };
+            match key {
+                Ok(key) if *key.verifying_key() == identity.public_key => return Ok(key),
+                Ok(_) => found_other_key = true,
+                Err(reason) => problems.push(format!("{}: {reason}", file.name)),
+            }
+        }
+    }
+    if found_other_key || problems.is_empty() {
+        return Err(format!(
+            "the private key in {} does not match the public key of the signing certificate",
+            keystore.display()
+        ));
+    }
+    Err(format!("no usable private key in {}: {}", keystore.display(), problems.join("; ")))
+}
+
+impl Msp {
+    /// Builds the verifying side of an MSP from its files (CA certs, OUs, admins, TLS CAs).
+    pub fn from_files(files: &MspFiles, msp_id: &str) -> Result<Msp, String> {
+        let folder = |name: &str| files.dir.join(name).display().to_string();
+        if files.missing.contains(&"cacerts") {
+            return Err(format!("could not load a valid ca certificate from directory {}: the folder does not exist", folder("cacerts")));
+        }
+        if files.cacerts.is_empty() {
+            return Err(format!("could not load a valid ca certificate from directory {}: no certificate found", folder("cacerts")));
+        }
+        let roots = ca_certs(&files.cacerts)
+            .map_err(|e| format!("could not load a valid ca certificate from directory {}: {e}", folder("cacerts")))?;
+        let intermediates = ca_certs(&files.intermediatecerts).map_err(|e| {
+            format!("could not load a valid intermediate certificate from directory {}: {e}", folder("intermediatecerts"))
+        })?;
+        let pem_ders = |list: &[MspFile], what: &str, folder_name: &str| -> Result<Vec<Vec<u8>>, String> {
+            list.iter()
+                .map(|f| {
+                    identity::single_pem_certificate(&f.bytes).and_then(|der| crypto::cert_from_der(&der).map(|_| der)).map_err(
+                        |e| format!("could not load a valid {what} certificate from directory {}: {}: {e}", folder(folder_name), f.name),
+                    )
+                })
+                .collect()
+        };
+        let admins = pem_ders(&files.admincerts, "admin", "admincerts")?;
+        let tls_roots = pem_ders(&files.tlscacerts, "TLS CA", "tlscacerts")?;
+        let tls_intermediates = pem_ders(&files.tlsintermediatecerts, "TLS intermediate", "tlsintermediatecerts")?;
+        let mut msp = Msp {
+            id: msp_id.to_string(),
+            roots,
+            intermediates,
+            admins,
+            ou_identifiers: Vec::new(),
+            node_ous: None,
+            tls_roots,
+            tls_intermediates,
+        };
+        if let Some(config) = &files.config_yaml {
+            msp.apply_config_yaml(files, config)?;
+        }
+        Ok(msp)
+    }
+
+    fn apply_config_yaml(&mut self, files: &MspFiles, config: &MspFile) -> Result<(), String> {
+        let path = files.dir.join("config.yaml");
+        let text = std::str::from_utf8(&config.bytes).map_err(|_| format!("{} is not UTF-8 text", path.display()))?;
+        let parsed: ConfigYaml = if text.trim().is_empty() {
+            ConfigYaml::default()
+        } else {
+            serde_saphyr::from_str(text).map_err(|e| {
+                let e = crate::config::tree::SyntaxError::from(&e);
+                format!("invalid {}:{}:{}: {}", path.display(), e.line, e.column, e.message)
+            })?
+        };
+        let resolve = |ou: &OuYaml| -> Result<OuIdentifier, String> {
+            let cert_der = match ou.certificate.as_deref().filter(|c| !c.is_empty()) {
+                None => None,
+                Some(name) => {
+                    let file = files.find(name).ok_or_else(|| {
+                        format!("invalid {}: certificate {name:?} of OU {:?} is not in the MSP directory", path.display(), ou.ou)
+                    })?;
+                    Some(identity::single_pem_certificate(&file.bytes).map_err(|e| format!("invalid {}: {name}: {e}", path.display()))?)
+                }
+            };
+            Ok(OuIdentifier { ou: ou.ou.clone(), cert_der })
+        };
+        self.ou_identifiers = parsed.organizational_unit_identifiers.iter().map(resolve).collect::<Result<_, _>>()?;
+        if let Some(node_ous) = parsed.node_ous.filter(|n| n.enable) {
+            let opt = |ou: &Option<OuYaml>| ou.as_ref().map(resolve).transpose();
+            self.node_ous = Some(NodeOus {
+                client: opt(&node_ous.client)?,
+                peer: opt(&node_ous.peer)?,
+                admin: opt(&node_ous.admin)?,
+                orderer: opt(&node_ous.orderer)?,
+            });
+        }
+        Ok(())
+    }
+
+    /// Whether `identity` is a valid member of this MSP at `now`: right MSP ID, not a CA cert,
+    /// within its validity, chaining to a root through the intermediates, and carrying the OUs
+    /// that config.yaml requires.
+    pub fn validate(&self, identity: &Identity, now: SystemTime) -> Result<(), String> {
+        if identity.msp_id != self.id {
+            return Err(format!("the identity belongs to MSP {:?}, not {:?}", identity.msp_id, self.id));
+        }
+        if is_ca(&identity.cert) {
+            return Err("An X509 certificate with Basic Constraint: Certificate Authority equals true cannot be used as an identity".into());
+        }
+        check_validity(&identity.cert, now)?;
+        let chain = self.chain(&identity.cert, now)?;
+        let ous = identity.organizational_units();
+        let matches = |id: &OuIdentifier| ous.contains(&id.ou) && id.cert_der.as_ref().is_none_or(|der| chain.contains(der));
+        if !self.ou_identifiers.is_empty() && !self.ou_identifiers.iter().any(matches) {
+            let wanted: Vec<&str> = self.ou_identifiers.iter().map(|o| o.ou.as_str()).collect();
+            return Err(format!("none of the identity's organizational units {ous:?} is one the MSP requires {wanted:?}"));
+        }
+        if let Some(node_ous) = &self.node_ous {
+            let roles: Vec<&OuIdentifier> =
+                [&node_ous.client, &node_ous.peer, &node_ous.admin, &node_ous.orderer].into_iter().flatten().filter(|o| matches(o)).collect();
+            match roles.len() {
+                1 => {}
+                0 => {
+                    return Err(format!(
+                        "NodeOUs are enabled but the identity's organizational units {ous:?} name no role (client, peer, admin or orderer)"
+                    ));
+                }
+                _ => return Err(format!("the identity's organizational units {ous:?} name more than one NodeOU role")),
+            }
+        }
+        Ok(())
+    }
+
+    /// The role of a valid identity under NodeOUs (None when NodeOUs are off).
+    pub fn role(&self, identity: &Identity) -> Option<Role> {
+        let node_ous = self.node_ous.as_ref()?;
+        let ous = identity.organizational_units();
+        let has = |o: &Option<OuIdentifier>| o.as_ref().is_some_and(|o| ous.contains(&o.ou));
+        [(Role::Admin, &node_ous.admin), (Role::Peer, &node_ous.peer), (Role::Client, &node_ous.client), (Role::Orderer, &node_ous.orderer)]
+            .into_iter()
+            .find(|(_, ou)| has(ou))
+            .map(|(role, _)| role)
+    }
+
+    /// Whether a (valid) identity is an admin of this MSP: listed in admincerts, or carrying the
+    /// admin OU when NodeOUs are enabled.
+    pub fn is_admin(&self, identity: &Identity) -> bool {
+        self.admins.contains(&identity.cert_der()) || self.role(identity) == Some(Role::Admin)
+    }
+
+    /// The DER certificates from `cert`'s issuer up to a root, verifying each signature.
+    fn chain(&self, cert: &Certificate, now: SystemTime) -> Result<Vec<Vec<u8>>, String> {
+        const MAX_DEPTH: usize = 8;
+        let mut chain = Vec::new();
+        let mut current = cert.clone();
+        for _ in 0..MAX_DEPTH {
+            let issuer = current.tbs_certificate().issuer();
+            let signed_by = |ca: &&CaCert| {
+                ca.cert.tbs_certificate().subject() == issuer && crypto::cert_signed_by(&current, &ca.key).is_ok()
+            };
+            if let Some(root) = self.roots.iter().find(signed_by) {
+                check_validity(&root.cert, now).map_err(|e| format!("its root CA certificate is not valid: {e}"))?;
+                chain.push(root.der.clone());
+                return Ok(chain);
+            }
+            let Some(intermediate) = self.intermediates.iter().find(signed_by) else {
+                return Err(format!("it is not issued by any CA in cacerts or intermediatecerts (issuer: {issuer})"));
+            };
+            check_validity(&intermediate.cert, now).map_err(|e| format!("an intermediate CA certificate is not valid: {e}"))?;
+            chain.push(intermediate.der.clone());
+            current = intermediate.cert.clone();
+        }
+        Err(format!("its certificate chain is longer than {MAX_DEPTH}"))
+    }
+}
+
+fn ca_certs(files: &[MspFile]) -> Result<Vec<CaCert>, String> {
+    files
+        .iter()
+        .map(|file| {
+            let der = identity::single_pem_certificate(&file.bytes).map_err(|e| format!("{}: {e}", file.name))?;
+            let cert = crypto::cert_from_der(&der).map_err(|e| format!("{}: {e}", file.name))?;
+            if !is_ca(&cert) {
+                return Err(format!("{}: CA Certificate did not have the CA attribute", file.name));
+            }
+            let key = crypto::cert_public_key(&cert).map_err(|e| format!("{}: {e}", file.name))?;
+            Ok(CaCert { cert, der, key })
+        })
+        .collect()
+}
+
+/// True when the certificate has Basic Constraints with cA set.
+fn is_ca(cert: &Certificate) -> bool {
+    cert.tbs_certificate()
+        .get_extension::<BasicConstraints>()
+        .ok()
+        .flatten()
+        .is_some_and(|(_, constraints)| constraints.ca)
+}
+
+fn check_validity(cert: &Certificate, now: SystemTime) -> Result<(), String> {
+    let validity = cert.tbs_certificate().validity();
+    let not_before = validity.not_before.to_system_time();
+    let not_after = validity.not_after.to_system_time();
+    if now < not_before {
+        return Err(format!("the certificate is not valid before {} (now is {})", go_time(not_before), go_time(now)));
+    }
+    if now > not_after {
+        return Err(format!("the certificate expired on {} (now is {})", go_time(not_after), go_time(now)));
+    }
+    Ok(())
+}
+
+/// A time as Go's `time.Time.String` prints a UTC time: `2027-11-10 13:41:11 +0000 UTC`.
+pub fn go_time(time: SystemTime) -> String {
+    let secs = time.duration_since(UNIX_EPOCH).unwrap_or(Duration::ZERO).as_secs();
+    match der::DateTime::from_unix_duration(Duration::from_secs(secs)) {
+        Ok(dt) => format!(
+            "{:04}-{:02}-{:02} {:02}:{:02}:{:02} +0000 UTC",
+            dt.year(),
+            dt.month(),
+            dt.day(),
+            dt.hour(),
+            dt.minutes(),
+            dt.seconds()
+        ),
+        Err(_) => format!("{secs}s after 1970"),
+    }
+}
+
+#[derive(Debug, Default, serde::Deserialize)]
+struct ConfigYaml {
+    #[serde(rename = "OrganizationalUnitIdentifiers", default)]
+    organizational_unit_identifiers: Vec<OuYaml>,
+    #[serde(rename = "NodeOUs", default)]
+    node_ous: Option<NodeOusYaml>,
+}
+
+#[derive(Debug, serde::Deserialize)]
+struct OuYaml {
+    #[serde(rename = "Certificate", default)]
+    certificate: Option<String>,
+    #[serde(rename = "OrganizationalUnitIdentifier")]
+    ou: String,
+}
+
+#[derive(Debug, serde::Deserialize)]
+struct NodeOusYaml {
+    #[serde(rename = "Enable", default)]
+    enable: bool,
+    #[serde(rename = "ClientOUIdentifier", default)]
+    client: Option<OuYaml>,
+    #[serde(rename = "PeerOUIdentifier", default)]
+    peer: Option<OuYaml>,
+    #[serde(rename = "AdminOUIdentifier", default)]
+    admin: Option<OuYaml>,
+    #[serde(rename = "OrdererOUIdentifier", default)]
+    orderer: Option<OuYaml>,
+}
