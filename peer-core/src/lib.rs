@@ -8,5 +8,8 @@
 //! - [`metadata`]: version information.
 
 pub mod config;
+pub mod env;
+pub mod ledger;
 pub mod metadata;
 pub mod msp;
+pub mod node;

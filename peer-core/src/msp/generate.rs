@@ -147,7 +147,9 @@ pub fn generate_org(spec: &OrgSpec, rng: &mut ChaCha20Rng, validity: ValidityWin
         let tls_key = SigningKey::generate_from_rng(rng);
         let short = common_name.split(['.', '@']).next().unwrap_or(common_name);
         let tls_subject = name(&format!("CN={common_name},{base}"))?;
-        let sans = vec![common_name.to_string(), short.to_string(), "localhost".to_string()];
+        // Peers' TLS certificates name the host (plus localhost for local tests); users' are client
+        // certificates without SANs, as cryptogen makes them.
+        let sans = if folder == "peers" { vec![common_name.to_string(), short.to_string(), "localhost".to_string()] } else { Vec::new() };
         let tls_cert = issue(rng, &tls_key, &tls_ca_key, &tls_subject, &tls_ca_name, Kind::Tls(sans), validity)?;
         let msp = MspFiles {
             dir: PathBuf::from(format!("peerOrganizations/{domain}/{folder}/{common_name}/msp")),
@@ -188,9 +190,11 @@ impl Org {
             }
             let tls = dir.join("tls");
             std::fs::create_dir_all(&tls)?;
+            // cryptogen's names: peers hold server.*, users client.*.
+            let stem = if folder == "peers" { "server" } else { "client" };
             std::fs::write(tls.join("ca.crt"), &node.tls.ca_crt)?;
-            std::fs::write(tls.join("server.crt"), &node.tls.cert)?;
-            write_secret(&tls.join("server.key"), &node.tls.key)?;
+            std::fs::write(tls.join(format!("{stem}.crt")), &node.tls.cert)?;
+            write_secret(&tls.join(format!("{stem}.key")), &node.tls.key)?;
         }
         Ok(root)
     }
@@ -303,7 +307,9 @@ impl BuilderProfile for Profile {
                 out.push(BasicConstraints { ca: false, path_len_constraint: None }.to_extension(subject, &out)?);
                 let aki = AuthorityKeyIdentifier { key_identifier: Some(key_id(&issuer_spk)?), ..Default::default() };
                 out.push(aki.to_extension(subject, &out)?);
-                if let Kind::Tls(names) = &self.kind {
+                if let Kind::Tls(names) = &self.kind
+                    && !names.is_empty()
+                {
                     let mut general: Vec<GeneralName> =
                         names.iter().map(|n| Ok(GeneralName::DnsName(Ia5String::new(n)?))).collect::<der::Result<_>>()?;
                     general.push(GeneralName::from(std::net::IpAddr::from([127, 0, 0, 1])));

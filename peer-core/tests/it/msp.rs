@@ -102,10 +102,10 @@ fn generated_org_written_to_disk_loads_from_disk() {
     let generated = org("Org1MSP", "org1.example.com", 2, 5);
     let root = generated.write_to(tmp.path()).unwrap();
     assert_eq!(root, tmp.path().join("peerOrganizations/org1.example.com"));
-    for (node, folder) in [("peer1.org1.example.com", "peers"), ("Admin@org1.example.com", "users")] {
+    for (node, folder, tls_file) in [("peer1.org1.example.com", "peers", "tls/server.crt"), ("Admin@org1.example.com", "users", "tls/client.crt")] {
         let msp = LocalMsp::load(&root.join(folder).join(node).join("msp"), "Org1MSP", None, june_2025()).unwrap();
         assert_eq!(msp.identity.common_name().as_deref(), Some(node));
-        assert!(root.join(folder).join(node).join("tls/server.crt").is_file());
+        assert!(root.join(folder).join(node).join(tls_file).is_file());
     }
     #[cfg(unix)]
     {

@@ -1,0 +1,205 @@
+//! The real environment: the system clock, tokio sockets, files on disk, OS entropy.
+//!
+//! This module (with the CLI) is where peer-core touches the OS; clippy's determinism fence is
+//! lifted here item by item, each with a reason.
+
+use std::fs::{File, OpenOptions, TryLockError};
+use std::io::{self, Read, Seek, Write};
+use std::net::{IpAddr, SocketAddr};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use tokio::net::{TcpListener, TcpStream};
+
+use super::{BoxFuture, Clock, Connection, DirLock, Env, Instant, Listener, LockError, Network, Storage};
+use crate::config::HostPort;
+
+/// The real environment, seeded from OS entropy.
+pub fn env() -> io::Result<Env> {
+    let mut seed = [0u8; 32];
+    // The real peer's randomness comes from the OS; the simulator seeds its Env instead.
+    #[allow(clippy::disallowed_methods)]
+    getrandom::fill(&mut seed).map_err(|e| io::Error::other(format!("reading OS entropy: {e}")))?;
+    Ok(Env::new(Arc::new(SystemClock::new()), Arc::new(TcpNetwork), Arc::new(DiskStorage), seed))
+}
+
+/// The system clock. Monotonic time is tokio's (so paused-time tests control it too).
+#[derive(Debug)]
+pub struct SystemClock {
+    base: tokio::time::Instant,
+}
+
+impl SystemClock {
+    // tokio's Instant is the monotonic source here; this is one of the two places allowed to read it.
+    #[allow(clippy::disallowed_methods)]
+    pub fn new() -> SystemClock {
+        SystemClock { base: tokio::time::Instant::now() }
+    }
+}
+
+impl Default for SystemClock {
+    fn default() -> Self {
+        SystemClock::new()
+    }
+}
+
+impl Clock for SystemClock {
+    #[allow(clippy::disallowed_methods)]
+    fn now(&self) -> Instant {
+        Instant(u64::try_from(tokio::time::Instant::now().duration_since(self.base).as_nanos()).unwrap_or(u64::MAX))
+    }
+
+    #[allow(clippy::disallowed_methods)]
+    fn wall_clock(&self) -> SystemTime {
+        SystemTime::now()
+    }
+
+    fn sleep_until(&self, deadline: Instant) -> BoxFuture<'static, ()> {
+        let at = self.base + Duration::from_nanos(deadline.0);
+        Box::pin(tokio::time::sleep_until(at))
+    }
+}
+
+/// TCP through tokio.
+#[derive(Debug)]
+pub struct TcpNetwork;
+
+struct TcpConnection(TcpStream);
+
+impl tokio::io::AsyncRead for TcpConnection {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<io::Result<()>> {
+        std::pin::Pin::new(&mut self.0).poll_read(cx, buf)
+    }
+}
+
+impl tokio::io::AsyncWrite for TcpConnection {
+    fn poll_write(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>, buf: &[u8]) -> std::task::Poll<io::Result<usize>> {
+        std::pin::Pin::new(&mut self.0).poll_write(cx, buf)
+    }
+    fn poll_flush(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<io::Result<()>> {
+        std::pin::Pin::new(&mut self.0).poll_flush(cx)
+    }
+    fn poll_shutdown(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<io::Result<()>> {
+        std::pin::Pin::new(&mut self.0).poll_shutdown(cx)
+    }
+}
+
+impl Connection for TcpConnection {
+    fn peer_addr(&self) -> io::Result<SocketAddr> {
+        self.0.peer_addr()
+    }
+    fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.0.local_addr()
+    }
+}
+
+struct TcpListenerHandle(TcpListener);
+
+impl Listener for TcpListenerHandle {
+    fn accept(&mut self) -> BoxFuture<'_, io::Result<(Box<dyn Connection>, SocketAddr)>> {
+        Box::pin(async move {
+            let (stream, peer) = self.0.accept().await?;
+            stream.set_nodelay(true)?;
+            Ok((Box::new(TcpConnection(stream)) as Box<dyn Connection>, peer))
+        })
+    }
+    fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.0.local_addr()
+    }
+}
+
+/// The host part as the OS resolver wants it (an empty host means every interface).
+fn bind_host(address: &HostPort) -> String {
+    if address.host.is_empty() { "0.0.0.0".to_string() } else { address.host.clone() }
+}
+
+impl Network for TcpNetwork {
+    fn bind(&self, address: &HostPort) -> BoxFuture<'static, io::Result<Box<dyn Listener>>> {
+        let target = (bind_host(address), address.port);
+        Box::pin(async move {
+            let listener = TcpListener::bind((target.0.as_str(), target.1)).await?;
+            Ok(Box::new(TcpListenerHandle(listener)) as Box<dyn Listener>)
+        })
+    }
+
+    fn connect(&self, address: &HostPort, timeout: Duration) -> BoxFuture<'static, io::Result<Box<dyn Connection>>> {
+        let target = (bind_host(address), address.port);
+        Box::pin(async move {
+            let stream = tokio::time::timeout(timeout, TcpStream::connect((target.0.as_str(), target.1)))
+                .await
+                .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "connect timed out"))??;
+            stream.set_nodelay(true)?;
+            Ok(Box::new(TcpConnection(stream)) as Box<dyn Connection>)
+        })
+    }
+
+    fn interface_addresses(&self) -> Vec<IpAddr> {
+        let mut addresses: Vec<IpAddr> = if_addrs::get_if_addrs().map(|list| list.into_iter().map(|i| i.ip()).collect()).unwrap_or_default();
+        addresses.dedup();
+        addresses
+    }
+}
+
+/// Files on the local disk.
+#[derive(Debug)]
+pub struct DiskStorage;
+
+#[derive(Debug)]
+struct FileLock {
+    _file: File,
+}
+
+impl DirLock for FileLock {}
+
+/// Makes a directory entry durable (redb never syncs the directory of a file it creates).
+fn sync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+impl Storage for DiskStorage {
+    fn create_dir_all(&self, path: &Path) -> io::Result<()> {
+        std::fs::create_dir_all(path)
+    }
+
+    fn exists(&self, path: &Path) -> bool {
+        path.exists()
+    }
+
+    fn lock(&self, path: &Path, holder: &str) -> Result<Box<dyn DirLock>, LockError> {
+        let io_error = |source| LockError::Io { path: path.to_path_buf(), source };
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).map_err(io_error)?;
+        }
+        let mut file = OpenOptions::new().read(true).write(true).create(true).truncate(false).open(path).map_err(io_error)?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(TryLockError::WouldBlock) => {
+                let mut text = String::new();
+                let _ = file.read_to_string(&mut text);
+                let holder = Some(text.trim().to_string()).filter(|t| !t.is_empty());
+                return Err(LockError::Held { path: path.to_path_buf(), holder });
+            }
+            Err(TryLockError::Error(source)) => return Err(io_error(source)),
+        }
+        file.set_len(0).map_err(io_error)?;
+        file.rewind().map_err(io_error)?;
+        file.write_all(holder.as_bytes()).map_err(io_error)?;
+        Ok(Box::new(FileLock { _file: file }))
+    }
+
+    fn open_db(&self, path: &Path) -> io::Result<Box<dyn redb::StorageBackend>> {
+        let created = !path.exists();
+        let file = OpenOptions::new().read(true).write(true).create(true).truncate(false).open(path)?;
+        if created && let Some(dir) = path.parent() {
+            file.sync_all()?;
+            sync_dir(dir)?;
+        }
+        let backend = redb::backends::FileBackend::new(file).map_err(|e| io::Error::other(e.to_string()))?;
+        Ok(Box::new(backend))
+    }
+}

@@ -1,0 +1,267 @@
+//! `peer node start`: the one start path, for the CLI and for every simulated host.
+//!
+//! [`start`] runs Fabric's start sequence (spec §4) in Fabric's order with Fabric's log lines,
+//! reaching the OS only through the [`Env`]: operations server first, then the ledger (and its
+//! lock), the peer listener, gossip, the chaincode listener, system chaincodes, discovery, and
+//! finally serving the peer port. It returns a [`RunningNode`]; the caller decides when to stop
+//! (the CLI on SIGINT/SIGTERM, the simulator on its timeline).
+
+pub mod address;
+pub mod operations;
+pub mod serve;
+pub mod services;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+use tracing::{info, warn};
+
+use crate::config::{Config, HostPort, MetricsProvider};
+use crate::env::Env;
+use crate::ledger::{LedgerError, LedgerMgr};
+use crate::metadata;
+use crate::msp::LocalMsp;
+use operations::{LogControl, Operations};
+
+/// What a peer starts from: its validated config, its local MSP, and how to change log levels.
+pub struct Setup {
+    pub config: Config,
+    pub msp: LocalMsp,
+    pub log_control: Arc<dyn LogControl>,
+    /// Who holds the data-directory lock, shown to anyone who finds it taken (e.g. `pid 4242`).
+    pub holder: String,
+}
+
+/// Why the peer did not start. Texts follow Fabric's where Fabric has one.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// A setting peer-core refuses at start (e.g. TLS, which is not supported yet).
+    #[error("{0}")]
+    Unsupported(String),
+    /// The operations listener could not be bound.
+    #[error("failed to initialize operations subsystem: {0}")]
+    Operations(String),
+    /// The ledger (and its lock) could not be opened.
+    #[error("Error in instantiating ledger provider: {0}")]
+    Ledger(#[from] LedgerError),
+    /// The peer listener could not be bound.
+    #[error("Failed to create peer server ({0})")]
+    PeerServer(String),
+    /// The chaincode endpoint is invalid or its listener could not be bound.
+    #[error("Failed to create chaincode server: {0}")]
+    ChaincodeServer(String),
+}
+
+/// A started peer. Dropping it without [`RunningNode::stop`] aborts its tasks.
+pub struct RunningNode {
+    /// Where each listener is bound (useful when a config asked for port 0).
+    pub peer_listen_address: SocketAddr,
+    pub chaincode_listen_address: SocketAddr,
+    pub operations_listen_address: SocketAddr,
+    /// The address the peer announces (spec §4.1).
+    pub peer_address: HostPort,
+    stop: watch::Sender<bool>,
+    tasks: JoinSet<()>,
+    ledger: Option<LedgerMgr>,
+}
+
+impl std::fmt::Debug for RunningNode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RunningNode").field("peer_address", &self.peer_address).finish_non_exhaustive()
+    }
+}
+
+fn bind_error(address: &HostPort, err: &std::io::Error) -> String {
+    format!("listen tcp {address}: {}", err.to_string().replace("Address already in use (os error 98)", "bind: address already in use"))
+}
+
+/// Starts a peer. Every listener is bound and every service registered before this returns.
+pub async fn start(env: Env, setup: Setup) -> Result<RunningNode, StartError> {
+    let Setup { config, msp, log_control, holder } = setup;
+    info!(target: "nodeCmd", func = "serve", "Starting {}", metadata::version_block("peer").trim_end());
+    refuse_unsupported(&config)?;
+
+    // §4 step 5: the address this peer announces.
+    let peer_address = address::resolve_peer_address(&config.peer, &env.network.interface_addresses());
+    if config.peer.profile_enabled {
+        warn!(target: "nodeCmd", func = "serve", "peer.profile.enabled is set, but peer-core has no Go profiling server; ignoring it");
+    }
+
+    let (stop, stop_rx) = watch::channel(false);
+    let mut tasks = JoinSet::new();
+
+    // Step 7: the operations server comes first, so /healthz answers while the rest starts.
+    let metrics = (config.metrics.provider == MetricsProvider::Prometheus).then(|| Arc::new(registry(&env)));
+    if config.metrics.provider == MetricsProvider::Statsd {
+        warn!(target: "peer.operations", func = "NewSystem", "statsd metrics are not supported by peer-core yet; metrics disabled");
+    }
+    let operations_address = config.operations.listen_address.clone().unwrap_or_else(|| HostPort::new("", 0));
+    let operations_listener = env
+        .network
+        .bind(&operations_address)
+        .await
+        .map_err(|e| StartError::Operations(bind_error(&operations_address, &e)))?;
+    let operations_listen_address = operations_listener.local_addr().map_err(|e| StartError::Operations(e.to_string()))?;
+    let ops = Operations { clock: env.clock.clone(), log_control, metrics, checks: Arc::new(Vec::new()) };
+    tasks.spawn(serve::serve_http1(operations_listener, move |request| {
+        let ops = ops.clone();
+        async move { ops.handle(request).await }
+    }, stop_rx.clone()));
+
+    // Step 13: concurrency limits.
+    let limits = [("/protos.Endorser", config.peer.endorser_concurrency), ("/protos.Deliver", config.peer.deliver_concurrency)];
+    for (name, limit) in [("endorser", limits[0].1), ("deliver", limits[1].1)] {
+        if limit > 0 {
+            info!(target: "nodeCmd", func = "initGrpcSemaphores", "concurrency limit for {name} service is {limit}");
+        }
+    }
+
+    // Step 18: certificate expiry.
+    info!(target: "certmonitor", func = "trackCertExpiration", "{}", msp.expiry_message());
+    let remaining = msp.enrollment_cert_expiry().duration_since(env.clock.wall_clock()).unwrap_or(Duration::ZERO);
+    if remaining < Duration::from_secs(7 * 24 * 3600) {
+        warn!(target: "certmonitor", func = "trackCertExpiration", "The enrollment certificate will expire within one week");
+    }
+
+    // Step 23: the ledger manager takes the data-directory lock.
+    let ledger = LedgerMgr::open(&env, &config.peer.file_system_path, &holder)?;
+
+    // Step 24: bind the peer port now; it is served only at the end.
+    let peer_listener =
+        env.network.bind(&config.peer.listen_address).await.map_err(|e| StartError::PeerServer(bind_error(&config.peer.listen_address, &e)))?;
+    let peer_listen_address = peer_listener.local_addr().map_err(|e| StartError::PeerServer(e.to_string()))?;
+
+    // Step 25: gossip (the membership protocol itself is issue #5).
+    let internal_endpoint = config.gossip.endpoint.clone().unwrap_or_else(|| peer_address.clone());
+    info!(target: "gossip.service", func = "New", "Initialize gossip with endpoint {internal_endpoint}");
+    let external = config.gossip.external_endpoint.as_ref().map(ToString::to_string).unwrap_or_default();
+    info!(
+        target: "gossip.gossip",
+        func = "New",
+        "Creating gossip service with self membership of Endpoint: {external}, InternalEndpoint: {internal_endpoint}, PKI-ID: {}, Metadata: ",
+        msp.pki_id()
+    );
+    if config.gossip.external_endpoint.is_none() {
+        warn!(target: "gossip.gossip", func = "New", "External endpoint is empty, peer will not be accessible outside of its organization");
+    }
+    info!(target: "gossip.gossip", func = "start", "Gossip instance {internal_endpoint} started");
+
+    // Step 30: the chaincode server, with the standard gRPC health service.
+    let chaincode = address::chaincode_endpoints(&config.peer, &peer_address.host, config.chaincode.mode).map_err(StartError::ChaincodeServer)?;
+    let chaincode_listener = env
+        .network
+        .bind(&chaincode.listen)
+        .await
+        .map_err(|e| StartError::ChaincodeServer(bind_error(&chaincode.listen, &e)))?;
+    let chaincode_listen_address = chaincode_listener.local_addr().map_err(|e| StartError::ChaincodeServer(e.to_string()))?;
+    let (health_reporter, health_service) = tonic_health::server::health_reporter();
+    health_reporter.set_service_status("", tonic_health::ServingStatus::Serving).await;
+    let chaincode_routes = tonic::service::Routes::new(health_service);
+    tasks.spawn(serve::serve_grpc(chaincode_listener, chaincode_routes, config.peer.keepalive.clone(), stop_rx.clone()));
+
+    // Step 36: system chaincodes, in Fabric's order.
+    for name in ["lscc", "cscc", "qscc", "_lifecycle"] {
+        if config.chaincode.system.get(name).copied().unwrap_or(false) {
+            info!(target: "sccapi", func = "DeploySysCC", "deploying system chaincode '{name}'");
+        } else {
+            info!(target: "nodeCmd", func = "serve", "not deploying chaincode {name} as it is not enabled");
+        }
+    }
+    info!(target: "nodeCmd", func = "serve", "Deployed system chaincodes");
+
+    // Steps 28, 39, 46: the services on the peer port.
+    let max_recv = config.peer.max_recv_msg_size;
+    let max_send = config.peer.max_send_msg_size;
+    let mut routes = tonic::service::Routes::new(
+        proto::gossip::gossip_server::GossipServer::new(services::GossipService)
+            .max_decoding_message_size(max_recv)
+            .max_encoding_message_size(max_send),
+    )
+    .add_service(
+        proto::protos::deliver_server::DeliverServer::new(services::DeliverService)
+            .max_decoding_message_size(max_recv)
+            .max_encoding_message_size(max_send),
+    );
+    if config.peer.discovery.enabled {
+        routes = routes.add_service(
+            proto::discovery::discovery_server::DiscoveryServer::new(services::DiscoveryService)
+                .max_decoding_message_size(max_recv)
+                .max_encoding_message_size(max_send),
+        );
+        info!(target: "nodeCmd", func = "registerDiscoveryService", "Discovery service activated");
+    }
+    let announce = format!("ID=[{}], network ID=[{}], address=[{peer_address}]", config.peer.id, config.peer.network_id);
+    info!(target: "nodeCmd", func = "serve", "Starting peer with {announce}");
+    info!(target: "nodeCmd", func = "serve", "Started peer with {announce}");
+
+    // Step 44: pre-reset heights (recorded by `node reset`/`rollback`, issue #7).
+    let chains = ledger.root().join("chains").join("chains");
+    info!(target: "kvledger", func = "LoadPreResetHeight", "Loading prereset height from path [{}]", chains.display());
+    if ledger.active_channels().is_empty() {
+        info!(target: "blkstorage", func = "LoadPreResetHeight", "No active channels passed");
+    }
+
+    routes = routes.add_service(
+        proto::protos::endorser_server::EndorserServer::new(services::EndorserService)
+            .max_decoding_message_size(max_recv)
+            .max_encoding_message_size(max_send),
+    );
+    // Step 47: serve the peer port.
+    let peer_service = serve::ConcurrencyLimit::new(routes, &limits);
+    tasks.spawn(serve::serve_grpc(peer_listener, peer_service, config.peer.keepalive.clone(), stop_rx));
+
+    Ok(RunningNode {
+        peer_listen_address,
+        chaincode_listen_address,
+        operations_listen_address,
+        peer_address,
+        stop,
+        tasks,
+        ledger: Some(ledger),
+    })
+}
+
+/// Settings Fabric supports that peer-core does not yet: refused with a clear error rather than
+/// silently running without them.
+fn refuse_unsupported(config: &Config) -> Result<(), StartError> {
+    if config.peer.tls.enabled {
+        return Err(StartError::Unsupported("peer.tls.enabled is true, but peer-core does not serve TLS yet".into()));
+    }
+    if config.operations.tls.enabled {
+        return Err(StartError::Unsupported("operations.tls.enabled is true, but peer-core does not serve TLS yet".into()));
+    }
+    Ok(())
+}
+
+/// The Prometheus registry with the metrics that exist from the start.
+fn registry(env: &Env) -> Registry {
+    let mut registry = Registry::default();
+    let version: Family<Vec<(String, String)>, Gauge> = Family::default();
+    version.get_or_create(&vec![("version".to_string(), metadata::VERSION.to_string())]).set(1);
+    registry.register("fabric_version", "The active version of Fabric", version);
+    let start: Gauge<f64, std::sync::atomic::AtomicU64> = Gauge::default();
+    let started = env.clock.wall_clock().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    start.set(started.as_secs_f64());
+    registry.register("peer_start_seconds", "When the peer started, in seconds since the Unix epoch", start);
+    registry
+}
+
+impl RunningNode {
+    /// Stops the peer: stops accepting, stops gossip, closes the ledger (releasing the lock).
+    pub async fn stop(mut self) {
+        info!(target: "gossip.gossip", func = "Stop", "Stopping gossip");
+        info!(target: "gossip.discovery", func = "Stop", "Stopping");
+        info!(target: "gossip.discovery", func = "Stop", "Stopped");
+        info!(target: "gossip.comm", func = "Stop", "Stopping");
+        let _ = self.stop.send(true);
+        while self.tasks.join_next().await.is_some() {}
+        info!(target: "gossip.comm", func = "Stop", "Stopped");
+        drop(self.ledger.take());
+    }
+}

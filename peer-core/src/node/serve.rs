@@ -1,0 +1,175 @@
+//! Serving gRPC (tonic routes) and plain HTTP over listeners from the env's Network.
+//!
+//! We run our own accept loop instead of `tonic::transport::Server` for two reasons: the listener
+//! comes from the [`Network`](crate::env::Network) trait (sockets or the simulator), and hyper's
+//! automatic `date` header would leak the wall clock into the bytes on the wire (it is switched
+//! off here). Every connection task is owned by the loop's JoinSet and aborted on shutdown.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use http::{Request, Response};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
+use tokio::task::JoinSet;
+use tonic::body::Body;
+
+use crate::config::KeepaliveConfig;
+use crate::env::Listener;
+
+/// Serves tonic routes over HTTP/2 on `listener` until `shutdown` turns true.
+pub async fn serve_grpc<S>(mut listener: Box<dyn Listener>, service: S, keepalive: KeepaliveConfig, mut shutdown: watch::Receiver<bool>)
+where
+    S: tower::Service<Request<hyper::body::Incoming>, Response = Response<Body>, Error = Infallible> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+{
+    let mut connections = JoinSet::new();
+    loop {
+        tokio::select! {
+            biased;
+            _ = shutdown.wait_for(|stop| *stop) => break,
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+            accepted = listener.accept() => {
+                let Ok((connection, _peer)) = accepted else { continue };
+                let service = TowerToHyperService::new(service.clone());
+                let mut builder = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
+                builder
+                    .timer(TokioTimer::new())
+                    .auto_date_header(false)
+                    .keep_alive_interval(Some(keepalive.interval))
+                    .keep_alive_timeout(keepalive.timeout);
+                connections.spawn(async move {
+                    let _ = builder.serve_connection(TokioIo::new(connection), service).await;
+                });
+            }
+        }
+    }
+    connections.shutdown().await;
+}
+
+/// Serves plain HTTP/1.1 (the operations server) on `listener` until `shutdown` turns true.
+pub async fn serve_http1<F, Fut>(mut listener: Box<dyn Listener>, handler: F, mut shutdown: watch::Receiver<bool>)
+where
+    F: Fn(Request<hyper::body::Incoming>) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = Response<http_body_util::Full<bytes_alias::Bytes>>> + Send + 'static,
+{
+    let mut connections = JoinSet::new();
+    loop {
+        tokio::select! {
+            biased;
+            _ = shutdown.wait_for(|stop| *stop) => break,
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+            accepted = listener.accept() => {
+                let Ok((connection, _peer)) = accepted else { continue };
+                let handler = handler.clone();
+                let service = hyper::service::service_fn(move |request| {
+                    let handler = handler.clone();
+                    async move { Ok::<_, Infallible>(handler(request).await) }
+                });
+                connections.spawn(async move {
+                    let mut builder = hyper::server::conn::http1::Builder::new();
+                    builder.timer(TokioTimer::new()).auto_date_header(false).header_read_timeout(std::time::Duration::from_secs(10));
+                    let _ = builder.serve_connection(TokioIo::new(connection), service).await;
+                });
+            }
+        }
+    }
+    connections.shutdown().await;
+}
+
+/// Re-export so callers name one Bytes type.
+pub mod bytes_alias {
+    pub use hyper::body::Bytes;
+}
+
+/// Fabric's per-service concurrency limits (spec §4.3): at most `limit` calls in flight on the
+/// services whose full method names start with `prefix`; a stream holds its slot until it ends.
+/// Unlike Fabric (status Unknown), a rejected call gets RESOURCE_EXHAUSTED.
+#[derive(Clone)]
+pub struct ConcurrencyLimit<S> {
+    inner: S,
+    limits: Arc<Vec<(String, u32, Arc<Semaphore>)>>,
+}
+
+impl<S> ConcurrencyLimit<S> {
+    /// `limits`: (service prefix such as `/protos.Deliver`, limit); a limit of 0 means none.
+    pub fn new(inner: S, limits: &[(&str, u32)]) -> Self {
+        let limits = limits
+            .iter()
+            .filter(|(_, limit)| *limit > 0)
+            .map(|(prefix, limit)| (format!("{prefix}/"), *limit, Arc::new(Semaphore::new(*limit as usize))))
+            .collect();
+        ConcurrencyLimit { inner, limits: Arc::new(limits) }
+    }
+}
+
+impl<S, B> tower::Service<Request<B>> for ConcurrencyLimit<S>
+where
+    S: tower::Service<Request<B>, Response = Response<Body>, Error = Infallible> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    B: Send + 'static,
+{
+    type Response = Response<Body>;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Response<Body>, Infallible>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request<B>) -> Self::Future {
+        let path = request.uri().path().to_string();
+        let limited = self.limits.iter().find(|(prefix, _, _)| path.starts_with(prefix.as_str()));
+        let permit: Option<OwnedSemaphorePermit> = match limited {
+            None => None,
+            Some((prefix, limit, semaphore)) => match semaphore.clone().try_acquire_owned() {
+                Ok(permit) => Some(permit),
+                Err(_) => {
+                    let service = prefix.trim_end_matches('/');
+                    tracing::error!(target: "nodeCmd", func = "initGrpcSemaphores", "Too many requests for {service}, exceeding concurrency limit ({limit})");
+                    let status = tonic::Status::resource_exhausted(format!(
+                        "too many requests for {service}, exceeding concurrency limit ({limit})"
+                    ));
+                    return Box::pin(async move { Ok(status.into_http()) });
+                }
+            },
+        };
+        // The clone is the ready one; keep the un-polled original for next time (tower's rule).
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        Box::pin(async move {
+            let response = inner.call(request).await?;
+            Ok(match permit {
+                None => response,
+                Some(permit) => response.map(|body| Body::new(PermitBody { inner: body, _permit: permit })),
+            })
+        })
+    }
+}
+
+/// A response body that holds a concurrency slot until the body (the stream) is finished.
+struct PermitBody {
+    inner: Body,
+    _permit: OwnedSemaphorePermit,
+}
+
+impl http_body::Body for PermitBody {
+    type Data = hyper::body::Bytes;
+    type Error = tonic::Status;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        Pin::new(&mut self.inner).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
+}
