@@ -10,6 +10,7 @@
 pub mod config;
 pub mod env;
 pub mod ledger;
+pub mod logging;
 pub mod metadata;
 pub mod msp;
 pub mod node;

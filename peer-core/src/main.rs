@@ -1,23 +1,42 @@
 //! The `peer-core` binary: parses the command line, reads core.yaml and env vars, runs a command.
 //!
-//! Exit codes follow Fabric's `peer`: 0 on success (and for help), 1 for every error, including
-//! usage errors (clap's default of 2 is mapped to 1). Errors are printed once, as a chain.
+//! This is, with `env::real`, the only place that reads the process environment, the system
+//! clock and OS entropy; it hands them to the library. Exit codes follow Fabric's `peer`: 0 on
+//! success (and for help), 1 for every error, including usage errors (clap's 2 becomes 1).
+//! Errors are printed once: failures to load config or the MSP as Fabric's ERROR log line (as
+//! its InitCmd does), everything else as `Error: <chain>`.
 
 mod cli;
 
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::SystemTime;
 
 use anyhow::{Context, bail};
 use clap::Parser;
 use clap::error::ErrorKind;
-
-use std::time::SystemTime;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
 
 use cli::{Cli, Command, MspCommand, NodeCommand};
-use peer_core::config::{self, EnvVars, Loaded};
+use peer_core::config::{self, EnvVars, Loaded, Note, NoteLevel};
+use peer_core::logging::{self, LoggingConfig, Sink};
 use peer_core::metadata;
 use peer_core::msp::LocalMsp;
 use peer_core::msp::generate::{self, OrgSpec, ValidityWindow};
+use peer_core::node;
+
+/// An error already reported through the log; main only sets the exit code.
+#[derive(Debug)]
+struct Logged;
+
+impl std::fmt::Display for Logged {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("(logged)")
+    }
+}
+
+impl std::error::Error for Logged {}
 
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
@@ -25,14 +44,16 @@ fn main() -> ExitCode {
         Err(err) => {
             let _ = err.print();
             return match err.kind() {
-                ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => ExitCode::SUCCESS,
-                ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => ExitCode::SUCCESS,
+                ErrorKind::DisplayHelp | ErrorKind::DisplayVersion | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+                    ExitCode::SUCCESS
+                }
                 _ => ExitCode::FAILURE,
             };
         }
     };
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
+        Err(err) if err.is::<Logged>() => ExitCode::FAILURE,
         Err(err) => {
             eprintln!("Error: {err:#}");
             ExitCode::FAILURE
@@ -40,11 +61,30 @@ fn main() -> ExitCode {
     }
 }
 
+/// The process environment, read once.
+fn process_env() -> EnvVars {
+    #[allow(clippy::disallowed_methods)]
+    let vars = std::env::vars_os().filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)));
+    EnvVars::from_pairs(vars)
+}
+
+/// The wall clock, read here (the CLI) and handed to the library; nothing below reads the OS clock.
+#[allow(clippy::disallowed_methods)]
+fn wall_clock_now() -> SystemTime {
+    SystemTime::now()
+}
+
 fn run(cli: Cli) -> anyhow::Result<()> {
+    let env = process_env();
+    // Fabric sets logging up before anything else (an invalid spec fails even `peer version`).
+    let logging_config = LoggingConfig {
+        spec: env.get("FABRIC_LOGGING_SPEC").unwrap_or_default().to_string(),
+        format: env.get("FABRIC_LOGGING_FORMAT").unwrap_or_default().to_string(),
+    };
+    let (layer, log_handle) = logging::layer(&logging_config, Arc::new(wall_clock_now), Sink::stderr())?;
+    tracing_subscriber::registry().with(layer).init();
     if cli.logging_level.is_some() {
-        eprintln!(
-            "WARN: CORE_LOGGING_LEVEL is no longer supported, please use the FABRIC_LOGGING_SPEC environment variable"
-        );
+        tracing::warn!(target: "main", func = "InitCmd", "CORE_LOGGING_LEVEL is no longer supported, please use the FABRIC_LOGGING_SPEC environment variable");
     }
     match cli.command {
         Command::Version(trailing) => {
@@ -52,17 +92,115 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             print!("{}", metadata::version_block("peer-core"));
             Ok(())
         }
-        Command::Node { command } => run_node(command),
+        Command::Node { command } => run_node(command, &env, log_handle),
         Command::Msp { command: MspCommand::Generate { org, domain, peers, out, seed } } => {
             msp_generate(&OrgSpec { msp_id: org, domain, peers }, &out, seed)
         }
     }
 }
 
-/// The wall clock, read here (the CLI) and handed to the library; nothing below reads the OS clock.
-#[allow(clippy::disallowed_methods)]
-fn wall_clock_now() -> SystemTime {
-    SystemTime::now()
+fn no_trailing(args: &[String]) -> anyhow::Result<()> {
+    if !args.is_empty() {
+        bail!("trailing args detected");
+    }
+    Ok(())
+}
+
+fn log_note(note: &Note) {
+    macro_rules! emit {
+        ($($target:literal),*) => {
+            match (note.target, note.level) {
+                $(
+                    ($target, NoteLevel::Debug) => tracing::debug!(target: $target, func = "InitCmd", "{}", note.message),
+                    ($target, NoteLevel::Info) => tracing::info!(target: $target, func = "InitCmd", "{}", note.message),
+                    ($target, NoteLevel::Warn) => tracing::warn!(target: $target, func = "InitCmd", "{}", note.message),
+                )*
+                (_, _) => tracing::info!(target: "config", func = "InitCmd", "{}", note.message),
+            }
+        };
+    }
+    emit!("config", "main", "common.deliverevents", "gossip.privdata", "deliveryClient");
+}
+
+/// Fabric's InitCmd: load core.yaml, then the local MSP. Failures are ERROR log lines on logger
+/// `main`, then exit 1.
+fn init_cmd(env: &EnvVars) -> anyhow::Result<(Loaded, LocalMsp)> {
+    let cwd = std::env::current_dir().context("reading the current directory")?;
+    let loaded = match config::load(env, &cwd) {
+        Ok(loaded) => loaded,
+        Err(err) => {
+            tracing::error!(target: "main", func = "InitCmd", "{err}");
+            return Err(Logged.into());
+        }
+    };
+    loaded.notes.iter().for_each(log_note);
+    let peer = &loaded.config.peer;
+    if peer.local_msp_type != config::MspType::Fabric {
+        tracing::error!(target: "main", func = "InitCmd", "Cannot run peer because Unsupported msp type idemix: peer-core runs with a Fabric X.509 MSP (peer.localMspType: bccsp)");
+        return Err(Logged.into());
+    }
+    match LocalMsp::load(&peer.msp_config_path, &peer.local_msp_id, peer.bccsp.keystore.as_deref(), wall_clock_now()) {
+        Ok(msp) => Ok((loaded, msp)),
+        Err(err) => {
+            tracing::error!(target: "main", func = "InitCmd", "Cannot run peer because {err}");
+            Err(Logged.into())
+        }
+    }
+}
+
+fn run_node(command: NodeCommand, env: &EnvVars, log_handle: logging::LoggingHandle) -> anyhow::Result<()> {
+    if let NodeCommand::Start { trailing, .. } = &command {
+        no_trailing(&trailing.args)?;
+    }
+    let (loaded, msp) = init_cmd(env)?;
+    let mut config = loaded.config;
+    let issue = match command {
+        NodeCommand::Start { chaincode_dev, .. } => {
+            if chaincode_dev {
+                tracing::info!(target: "nodeCmd", func = "serve", "Running in chaincode development mode");
+                tracing::info!(target: "nodeCmd", func = "serve", "Disable loading validity system chaincode");
+                config.chaincode.mode = config::ChaincodeMode::Dev;
+            }
+            return node_start(config, msp, log_handle);
+        }
+        NodeCommand::Reset
+        | NodeCommand::Rollback { .. }
+        | NodeCommand::Pause { .. }
+        | NodeCommand::Resume { .. }
+        | NodeCommand::RebuildDbs
+        | NodeCommand::UpgradeDbs => "#7 (the ledger)",
+    };
+    bail!(
+        "this node command is not implemented yet: config loaded from {} and MSP {} (PKI-ID {}); it arrives with issue {issue}",
+        config.file.display(),
+        msp.msp.id,
+        msp.pki_id()
+    )
+}
+
+/// `node start`: the real Env, `node::start`, then wait for SIGINT or SIGTERM.
+fn node_start(config: config::Config, msp: LocalMsp, log_handle: logging::LoggingHandle) -> anyhow::Result<()> {
+    // One thread: the peer's work is I/O-bound, and a single-threaded runtime starts fastest.
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().context("starting the async runtime")?;
+    runtime.block_on(async move {
+        let env = peer_core::env::real::env().context("setting up the environment")?;
+        let setup = node::Setup {
+            config,
+            msp,
+            log_control: Arc::new(log_handle),
+            holder: format!("peer-core node start, pid {}", std::process::id()),
+        };
+        let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).context("installing a SIGTERM handler")?;
+        let mut interrupt = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt()).context("installing a SIGINT handler")?;
+        let running = node::start(env, setup).await?;
+        let (number, name) = tokio::select! {
+            _ = terminate.recv() => (15, "terminated"),
+            _ = interrupt.recv() => (2, "interrupt"),
+        };
+        tracing::info!(target: "nodeCmd", func = "func1", "Received signal: {number} ({name})");
+        running.stop().await;
+        Ok(())
+    })
 }
 
 fn msp_generate(spec: &OrgSpec, out: &std::path::Path, seed: Option<u64>) -> anyhow::Result<()> {
@@ -87,53 +225,4 @@ fn msp_generate(spec: &OrgSpec, out: &std::path::Path, seed: Option<u64>) -> any
     let plural = if spec.peers == 1 { "" } else { "s" };
     println!("Generated {} ({} peer{plural} and Admin@{}) in {}", spec.msp_id, spec.peers, spec.domain, root.display());
     Ok(())
-}
-
-fn no_trailing(args: &[String]) -> anyhow::Result<()> {
-    if !args.is_empty() {
-        bail!("trailing args detected");
-    }
-    Ok(())
-}
-
-/// Every `node` subcommand first loads core.yaml (Fabric's InitCmd), then does its own work.
-fn run_node(command: NodeCommand) -> anyhow::Result<()> {
-    if let NodeCommand::Start { trailing, .. } = &command {
-        no_trailing(&trailing.args)?;
-    }
-    let loaded = load_config()?;
-    for note in &loaded.notes {
-        if note.level > config::NoteLevel::Debug {
-            eprintln!("{:?} [{}] {}", note.level, note.target, note.message);
-        }
-    }
-    let peer = &loaded.config.peer;
-    let msp = LocalMsp::load(&peer.msp_config_path, &peer.local_msp_id, peer.bccsp.keystore.as_deref(), wall_clock_now())
-        .map_err(|e| anyhow::anyhow!("Cannot run peer because {e}"))?;
-    if loaded.config.peer.local_msp_type != config::MspType::Fabric {
-        bail!("Unsupported msp type idemix: peer-core runs with a Fabric X.509 MSP (peer.localMspType: bccsp)");
-    }
-    let (name, issue) = match command {
-        NodeCommand::Start { .. } => ("node start", "#4 (start-and-serve)"),
-        NodeCommand::Reset => ("node reset", "#7 (the ledger)"),
-        NodeCommand::Rollback { .. } => ("node rollback", "#7 (the ledger)"),
-        NodeCommand::Pause { .. } => ("node pause", "#7 (the ledger)"),
-        NodeCommand::Resume { .. } => ("node resume", "#7 (the ledger)"),
-        NodeCommand::RebuildDbs => ("node rebuild-dbs", "#7 (the ledger)"),
-        NodeCommand::UpgradeDbs => ("node upgrade-dbs", "#7 (the ledger)"),
-    };
-    bail!(
-        "`peer-core {name}` is not implemented yet: config loaded from {} and MSP {} (PKI-ID {}); it arrives with issue {issue}",
-        loaded.config.file.display(),
-        msp.msp.id,
-        msp.pki_id()
-    )
-}
-
-fn load_config() -> anyhow::Result<Loaded> {
-    // The CLI is the one place that reads the process environment; everything else gets EnvVars.
-    #[allow(clippy::disallowed_methods)]
-    let env = EnvVars::from_pairs(std::env::vars_os().filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?))));
-    let cwd = std::env::current_dir().context("reading the current directory")?;
-    Ok(config::load(&env, &cwd)?)
 }

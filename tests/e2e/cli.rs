@@ -1,6 +1,15 @@
 //! The command line: version, help, usage errors, and config loading as `node` commands see it.
 
-use crate::support::{peer_core, repo_root};
+use crate::support::{Run, peer_core, repo_root};
+
+/// Asserts the run failed with exactly one line on stderr: Fabric's ERROR log line from InitCmd.
+fn assert_init_error(run: &Run, message: &str) {
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    let lines: Vec<&str> = run.stderr.lines().collect();
+    assert_eq!(lines.len(), 1, "{}", run.stderr);
+    assert!(lines[0].contains(" UTC [main] InitCmd -> ERRO "), "{}", lines[0]);
+    assert!(lines[0].ends_with(&format!("\u{1b}[0m {message}")), "{}\nexpected to end with: {message}", lines[0]);
+}
 
 const NOT_FOUND: &str = "Fatal error when initializing core config : Could not find config file. Please make sure that FABRIC_CFG_PATH is set to a path which contains core.yaml";
 
@@ -61,8 +70,7 @@ fn node_commands_without_a_findable_core_yaml_fail_with_fabrics_error() {
         &["node", "upgrade-dbs"][..],
     ] {
         let run = peer_core(dir.path(), &[], args);
-        assert_eq!(run.code, 1, "{args:?}");
-        assert_eq!(run.stderr, format!("Error: {NOT_FOUND}\n"), "{args:?}");
+        assert_init_error(&run, NOT_FOUND);
     }
 }
 
@@ -70,11 +78,7 @@ fn node_commands_without_a_findable_core_yaml_fail_with_fabrics_error() {
 fn fabric_cfg_path_that_does_not_exist() {
     let dir = tempfile::tempdir().unwrap();
     let run = peer_core(dir.path(), &[("FABRIC_CFG_PATH", "/no/such/dir")], &["node", "start"]);
-    assert_eq!(run.code, 1);
-    assert_eq!(
-        run.stderr,
-        "Error: Fatal error when initializing core config : FABRIC_CFG_PATH /no/such/dir does not exist\n"
-    );
+    assert_init_error(&run, "Fatal error when initializing core config : FABRIC_CFG_PATH /no/such/dir does not exist");
 }
 
 #[test]
@@ -83,12 +87,11 @@ fn a_bad_env_override_names_the_variable_and_the_value() {
     let sample = repo_root().join("sampleconfig");
     let env = [("FABRIC_CFG_PATH", sample.to_str().unwrap()), ("CORE_PEER_GOSSIP_ALIVETIMEINTERVAL", "notaduration")];
     let run = peer_core(dir.path(), &env, &["node", "start"]);
-    assert_eq!(run.code, 1);
-    assert_eq!(
-        run.stderr,
-        "Error: Fatal error when initializing core config : invalid value for peer.gossip.aliveTimeInterval in env var \
+    assert_init_error(
+        &run,
+        "Fatal error when initializing core config : invalid value for peer.gossip.aliveTimeInterval in env var \
          CORE_PEER_GOSSIP_ALIVETIMEINTERVAL: \"notaduration\" is not a duration: expected a number followed by a unit, \
-         e.g. 5s, 1500ms or 2h45m\n"
+         e.g. 5s, 1500ms or 2h45m",
     );
 }
 
@@ -100,8 +103,8 @@ fn malformed_yaml_names_file_line_and_column() {
     assert_eq!(run.code, 1);
     let file = dir.path().join("core.yaml");
     assert!(
-        run.stderr.starts_with(&format!(
-            "Error: Fatal error when initializing core config : error when reading core config file: While parsing config: {}:3:",
+        run.stderr.contains(&format!(
+            "[main] InitCmd -> ERRO 001\u{1b}[0m Fatal error when initializing core config : error when reading core config file: While parsing config: {}:3:",
             file.display()
         )),
         "{}",
@@ -127,17 +130,16 @@ fn node_commands_load_the_local_msp_after_the_config() {
     let sample = repo_root().join("sampleconfig");
     let cfg = ("FABRIC_CFG_PATH", sample.to_str().unwrap());
     let run = peer_core(dir.path(), &[cfg, ("CORE_PEER_MSPCONFIGPATH", "/no/msp")], &["node", "start"]);
-    assert_eq!(run.code, 1);
-    assert_eq!(
-        run.stderr,
-        "Error: Cannot run peer because cannot init crypto, specified path \"/no/msp\" does not exist or cannot be accessed: \
-         No such file or directory (os error 2)\n"
+    assert_init_error(
+        &run,
+        "Cannot run peer because cannot init crypto, specified path \"/no/msp\" does not exist or cannot be accessed: \
+         No such file or directory (os error 2)",
     );
     // The MSP ID is a label from config (certificates do not carry it), so it names the MSP and
     // feeds the PKI-ID: the same directory under another ID is another gossip identity.
     let pki_id = |run: &crate::support::Run| run.stderr.split("PKI-ID ").nth(1).map(|s| s[..64].to_string());
-    let sample_org = peer_core(dir.path(), &[cfg], &["node", "start"]);
-    let org9 = peer_core(dir.path(), &[cfg, ("CORE_PEER_LOCALMSPID", "Org9MSP")], &["node", "start"]);
+    let sample_org = peer_core(dir.path(), &[cfg], &["node", "rebuild-dbs"]);
+    let org9 = peer_core(dir.path(), &[cfg, ("CORE_PEER_LOCALMSPID", "Org9MSP")], &["node", "rebuild-dbs"]);
     assert!(org9.stderr.contains("MSP Org9MSP (PKI-ID "), "{}", org9.stderr);
     assert!(pki_id(&org9).is_some());
     assert_ne!(pki_id(&org9), pki_id(&sample_org));
@@ -153,8 +155,8 @@ fn fabrics_own_core_yaml_and_sample_msp_load() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let env = [("FABRIC_CFG_PATH", fixtures.to_str().unwrap()), ("CORE_PEER_FILESYSTEMPATH", data.to_str().unwrap())];
-    let run = peer_core(dir.path(), &env, &["node", "start"]);
-    // The start sequence itself is issue #4; config and MSP load, with Fabric's PKI-ID.
+    let run = peer_core(dir.path(), &env, &["node", "rebuild-dbs"]);
+    // The offline command itself is issue #7; config and MSP load, with Fabric's PKI-ID.
     assert!(
         run.stderr.contains("MSP SampleOrg (PKI-ID 0d46737a45894d123895671221dbaddf8480fb0364f404be3aed491df442945f)"),
         "{}",
@@ -190,7 +192,7 @@ fn msp_generate_is_reproducible_with_a_seed_and_loadable() {
         ("CORE_PEER_MSPCONFIGPATH", msp.to_str().unwrap()),
         ("CORE_PEER_LOCALMSPID", "Org1MSP"),
     ];
-    let run = peer_core(dir.path(), &env, &["node", "start"]);
+    let run = peer_core(dir.path(), &env, &["node", "rebuild-dbs"]);
     assert!(run.stderr.contains("MSP Org1MSP (PKI-ID "), "{}", run.stderr);
     // Without a seed the keys are fresh each time.
     let run = peer_core(dir.path(), &[], &["msp", "generate", "--org", "O", "--domain", "o.example", "--out", "c"]);

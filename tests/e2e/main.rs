@@ -1,8 +1,10 @@
 //! End-to-end tests: the real `peer-core` binary, run as an operator would run it.
 //!
 //! Each test runs the binary with a cleared environment in a fresh temporary directory, so no
-//! core.yaml or `CORE_*` variable of the developer's machine leaks in. Later suites here start
-//! real peers on 127.0.0.1.
+//! core.yaml or `CORE_*` variable of the developer's machine leaks in. Peers listen on 127.0.0.1
+//! only, on ports the OS reports free.
 
 mod cli;
+mod peer;
+mod start;
 mod support;

@@ -147,6 +147,15 @@ pub fn rfc3339(time: SystemTime) -> String {
     )
 }
 
+impl LogControl for crate::logging::LoggingHandle {
+    fn spec(&self) -> String {
+        crate::logging::LoggingHandle::spec(self)
+    }
+    fn set_spec(&self, spec: &str) -> Result<(), String> {
+        crate::logging::LoggingHandle::set_spec(self, spec).map_err(|e| e.to_string())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

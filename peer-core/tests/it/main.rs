@@ -1,3 +1,4 @@
 //! peer-core's integration tests: one binary, one module per area.
 mod config;
 mod msp;
+mod node;

@@ -1,0 +1,242 @@
+//! `node::start` on a second, in-memory Env: the same start path as the CLI's, with no sockets,
+//! no files and a fixed clock. This is the seam the simulator uses.
+
+use std::collections::BTreeMap;
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use peer_core::config::{Config, EnvVars, HostPort};
+use peer_core::env::{BoxFuture, Clock, Connection, DirLock, Env, Instant, Listener, LockError, Network, Storage};
+use peer_core::logging::{self, LoggingConfig, MemorySink};
+use peer_core::msp::LocalMsp;
+use peer_core::node;
+use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
+use tokio::sync::mpsc;
+
+/// A clock stuck at one instant (nothing in the start path sleeps).
+struct FixedClock(SystemTime);
+
+impl Clock for FixedClock {
+    fn now(&self) -> Instant {
+        Instant(0)
+    }
+    fn wall_clock(&self) -> SystemTime {
+        self.0
+    }
+    fn sleep_until(&self, _deadline: Instant) -> BoxFuture<'static, ()> {
+        Box::pin(std::future::pending())
+    }
+}
+
+/// Connections are in-process pipes; listeners are registered by port.
+#[derive(Default)]
+struct MemNetwork {
+    listeners: Mutex<BTreeMap<u16, mpsc::UnboundedSender<(DuplexStream, SocketAddr)>>>,
+}
+
+struct MemConnection {
+    stream: DuplexStream,
+    local: SocketAddr,
+    peer: SocketAddr,
+}
+
+impl tokio::io::AsyncRead for MemConnection {
+    fn poll_read(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>, buf: &mut tokio::io::ReadBuf<'_>) -> std::task::Poll<io::Result<()>> {
+        std::pin::Pin::new(&mut self.stream).poll_read(cx, buf)
+    }
+}
+
+impl tokio::io::AsyncWrite for MemConnection {
+    fn poll_write(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>, buf: &[u8]) -> std::task::Poll<io::Result<usize>> {
+        std::pin::Pin::new(&mut self.stream).poll_write(cx, buf)
+    }
+    fn poll_flush(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<io::Result<()>> {
+        std::pin::Pin::new(&mut self.stream).poll_flush(cx)
+    }
+    fn poll_shutdown(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<io::Result<()>> {
+        std::pin::Pin::new(&mut self.stream).poll_shutdown(cx)
+    }
+}
+
+impl Connection for MemConnection {
+    fn peer_addr(&self) -> io::Result<SocketAddr> {
+        Ok(self.peer)
+    }
+    fn local_addr(&self) -> io::Result<SocketAddr> {
+        Ok(self.local)
+    }
+}
+
+struct MemListener {
+    local: SocketAddr,
+    incoming: mpsc::UnboundedReceiver<(DuplexStream, SocketAddr)>,
+}
+
+impl Listener for MemListener {
+    fn accept(&mut self) -> BoxFuture<'_, io::Result<(Box<dyn Connection>, SocketAddr)>> {
+        Box::pin(async move {
+            let (stream, peer) = self.incoming.recv().await.ok_or_else(|| io::Error::other("network gone"))?;
+            Ok((Box::new(MemConnection { stream, local: self.local, peer }) as Box<dyn Connection>, peer))
+        })
+    }
+    fn local_addr(&self) -> io::Result<SocketAddr> {
+        Ok(self.local)
+    }
+}
+
+const HOST: [u8; 4] = [10, 9, 8, 7];
+
+impl Network for MemNetwork {
+    fn bind(&self, address: &HostPort) -> BoxFuture<'static, io::Result<Box<dyn Listener>>> {
+        let (send, incoming) = mpsc::unbounded_channel();
+        let result = match self.listeners.lock().unwrap().entry(address.port) {
+            std::collections::btree_map::Entry::Occupied(_) => Err(io::Error::from(io::ErrorKind::AddrInUse)),
+            std::collections::btree_map::Entry::Vacant(slot) => {
+                slot.insert(send);
+                let local = SocketAddr::from((HOST, address.port));
+                Ok(Box::new(MemListener { local, incoming }) as Box<dyn Listener>)
+            }
+        };
+        Box::pin(async move { result })
+    }
+
+    fn connect(&self, address: &HostPort, _timeout: Duration) -> BoxFuture<'static, io::Result<Box<dyn Connection>>> {
+        let target = self.listeners.lock().unwrap().get(&address.port).cloned();
+        let port = address.port;
+        Box::pin(async move {
+            let target = target.ok_or_else(|| io::Error::from(io::ErrorKind::ConnectionRefused))?;
+            let (ours, theirs) = tokio::io::duplex(64 << 10);
+            let local = SocketAddr::from(([10, 0, 0, 1], 40000));
+            target.send((theirs, local)).map_err(|_| io::Error::from(io::ErrorKind::ConnectionRefused))?;
+            Ok(Box::new(MemConnection { stream: ours, local, peer: SocketAddr::from((HOST, port)) }) as Box<dyn Connection>)
+        })
+    }
+
+    fn interface_addresses(&self) -> Vec<IpAddr> {
+        vec![IpAddr::from([127, 0, 0, 1]), IpAddr::from(HOST)]
+    }
+}
+
+/// Directories as a set of paths, databases in memory, locks in a shared table.
+#[derive(Default)]
+struct MemStorage {
+    dirs: Mutex<Vec<PathBuf>>,
+    locks: Arc<Mutex<BTreeMap<PathBuf, String>>>,
+}
+
+#[derive(Debug)]
+struct MemLock {
+    path: PathBuf,
+    locks: Arc<Mutex<BTreeMap<PathBuf, String>>>,
+}
+
+impl DirLock for MemLock {}
+
+impl Drop for MemLock {
+    fn drop(&mut self) {
+        self.locks.lock().unwrap().remove(&self.path);
+    }
+}
+
+impl Storage for MemStorage {
+    fn create_dir_all(&self, path: &Path) -> io::Result<()> {
+        self.dirs.lock().unwrap().push(path.to_path_buf());
+        Ok(())
+    }
+    fn exists(&self, path: &Path) -> bool {
+        self.dirs.lock().unwrap().iter().any(|d| d == path)
+    }
+    fn lock(&self, path: &Path, holder: &str) -> Result<Box<dyn DirLock>, LockError> {
+        let mut locks = self.locks.lock().unwrap();
+        if let Some(current) = locks.get(path) {
+            return Err(LockError::Held { path: path.to_path_buf(), holder: Some(current.clone()) });
+        }
+        locks.insert(path.to_path_buf(), holder.to_string());
+        Ok(Box::new(MemLock { path: path.to_path_buf(), locks: self.locks.clone() }))
+    }
+    fn open_db(&self, _path: &Path) -> io::Result<Box<dyn redb::StorageBackend>> {
+        Ok(Box::new(redb::backends::InMemoryBackend::new()))
+    }
+}
+
+fn june_2025() -> SystemTime {
+    UNIX_EPOCH + Duration::from_secs(1_748_736_000)
+}
+
+fn setup(log_handle: logging::LoggingHandle, holder: &str) -> node::Setup {
+    let sample = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().join("sampleconfig");
+    let text = std::fs::read_to_string(sample.join("core.yaml")).unwrap();
+    let env = EnvVars::new()
+        .with("CORE_PEER_FILESYSTEMPATH", "/mem/data")
+        .with("CORE_PEER_GOSSIP_EXTERNALENDPOINT", "peer0.org1.example.com:7051");
+    let config: Config = Config::from_yaml(&text, &sample.join("core.yaml"), &env).unwrap().config;
+    let msp = LocalMsp::load(&sample.join("msp"), "SampleOrg", None, june_2025()).unwrap();
+    node::Setup { config, msp, log_control: Arc::new(log_handle), holder: holder.into() }
+}
+
+async fn http_get(network: &MemNetwork, port: u16, path: &str) -> String {
+    let mut connection = network.connect(&HostPort::new("peer", port), Duration::from_secs(1)).await.unwrap();
+    let request = format!("GET {path} HTTP/1.1\r\nHost: peer\r\nConnection: close\r\n\r\n");
+    connection.write_all(request.as_bytes()).await.unwrap();
+    let mut response = String::new();
+    connection.read_to_string(&mut response).await.unwrap();
+    response
+}
+
+#[tokio::test]
+async fn the_same_start_path_runs_on_an_in_memory_env() {
+    let network = Arc::new(MemNetwork::default());
+    let storage = Arc::new(MemStorage::default());
+    let env = Env::new(Arc::new(FixedClock(june_2025())), network.clone(), storage.clone(), [7; 32]);
+    let sink = MemorySink::new();
+    let (layer, handle) = logging::layer(&LoggingConfig::default(), Arc::new(june_2025), sink.sink()).unwrap();
+    let subscriber = tracing_subscriber::layer::SubscriberExt::with(tracing_subscriber::registry(), layer);
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let running = node::start(env.clone(), setup(handle.clone(), "test peer A")).await.unwrap();
+    assert_eq!(running.peer_listen_address, SocketAddr::from((HOST, 7051)));
+    assert_eq!(running.peer_address.to_string(), "127.0.0.1:7051");
+
+    // The operations server answers over the in-memory network, with the env's clock.
+    let response = http_get(&network, 9443, "/healthz").await;
+    assert!(response.starts_with("HTTP/1.1 200 OK"), "{response}");
+    assert!(response.ends_with("{\"status\":\"OK\",\"time\":\"2025-06-01T00:00:00Z\"}\n"), "{response}");
+
+    // gossip.Gossip/Ping over the same network, through tonic's client.
+    let connector_network = network.clone();
+    let connector = tower::service_fn(move |_uri: http::Uri| {
+        let connect = connector_network.connect(&HostPort::new("peer", 7051), Duration::from_secs(1));
+        async move { connect.await.map(hyper_util::rt::TokioIo::new) }
+    });
+    let channel = tonic::transport::Endpoint::from_static("http://peer:7051").connect_with_connector(connector).await.unwrap();
+    let mut gossip = proto::gossip::gossip_client::GossipClient::new(channel);
+    gossip.ping(proto::gossip::Empty {}).await.unwrap();
+
+    // A second peer (other ports, same disk) finds the lock taken, and says by whom.
+    let second = Env::new(Arc::new(FixedClock(june_2025())), Arc::new(MemNetwork::default()), storage.clone(), [8; 32]);
+    let err = node::start(second, setup(handle.clone(), "test peer B")).await.unwrap_err();
+    assert!(err.to_string().contains("lock is already acquired on file /mem/data/ledgersData/fileLock/LOCK (held by test peer A)"), "{err}");
+
+    running.stop().await;
+    // Stopped: the lock is free again.
+    assert!(storage.locks.lock().unwrap().is_empty());
+
+    let lines: Vec<String> = sink.lines().into_iter().map(|l| l.split_once(" UTC ").map(|(_, rest)| rest.to_string()).unwrap_or(l)).collect();
+    let text = lines.join("\n");
+    for needle in [
+        "[nodeCmd] serve -> INFO 001\u{1b}[0m Starting peer:",
+        "Auto-detected peer address: 10.9.8.7:7051",
+        "Creating gossip service with self membership of Endpoint: peer0.org1.example.com:7051, InternalEndpoint: 127.0.0.1:7051",
+        "Started peer with ID=[peer0], network ID=[dev], address=[127.0.0.1:7051]",
+        "Stopping gossip",
+    ] {
+        assert!(text.contains(needle), "{needle:?} missing from:\n{text}");
+    }
+    assert!(!text.contains("External endpoint is empty"), "a peer with an external endpoint does not warn");
+    // Same seed, same config: the env's random streams are reproducible.
+    let again = Env::new(Arc::new(FixedClock(june_2025())), network, storage, [7; 32]);
+    assert_eq!(rand_core::Rng::next_u64(&mut env.fork_rng()), rand_core::Rng::next_u64(&mut again.fork_rng()));
+}
