@@ -166,6 +166,13 @@ impl Storage for DiskStorage {
         std::fs::create_dir_all(path)
     }
 
+    fn remove_dir_all(&self, path: &Path) -> io::Result<()> {
+        match std::fs::remove_dir_all(path) {
+            Err(err) if err.kind() == io::ErrorKind::NotFound => Ok(()),
+            other => other,
+        }
+    }
+
     fn exists(&self, path: &Path) -> bool {
         path.exists()
     }

@@ -116,4 +116,49 @@ mod tests {
         assert_eq!(detect_local_ip(&[ip("::1")]), ip("::1"));
         assert_eq!(detect_local_ip(&[]), ip("127.0.0.1"));
     }
+
+    fn peer(address: &str, auto_detect: bool, listen: Option<&str>, chaincode: Option<&str>) -> PeerConfig {
+        let text = format!(
+            "peer:\n  listenAddress: 127.0.0.1:7051\n  address: \"{address}\"\n  addressAutoDetect: {auto_detect}\n  fileSystemPath: /d\n  mspConfigPath: m\n  localMspId: X\n{}{}",
+            listen.map(|l| format!("  chaincodeListenAddress: \"{l}\"\n")).unwrap_or_default(),
+            chaincode.map(|c| format!("  chaincodeAddress: \"{c}\"\n")).unwrap_or_default(),
+        );
+        let path = std::path::Path::new("/etc/core.yaml");
+        crate::config::Config::from_yaml(&text, path, &crate::config::EnvVars::new()).unwrap().config.peer
+    }
+
+    #[test]
+    fn peer_address_rules() {
+        let interfaces = [ip("127.0.0.1"), ip("10.0.0.5")];
+        let resolve = |address: &str, auto: bool| resolve_peer_address(&peer(address, auto, None, None), &interfaces).to_string();
+        assert_eq!(resolve("0.0.0.0:7051", false), "10.0.0.5:7051");
+        assert_eq!(resolve("[::]:7051", false), "10.0.0.5:7051");
+        assert_eq!(resolve("peer0.example.com:7051", false), "peer0.example.com:7051");
+        assert_eq!(resolve("peer0.example.com:7051", true), "10.0.0.5:7051");
+        // IPv6-only host: Fabric refuses to start; we announce the IPv6 address.
+        let v6 = resolve_peer_address(&peer("[::]:7051", false, None, None), &[ip("::1"), ip("2001:db8::9")]);
+        assert_eq!(v6.to_string(), "[2001:db8::9]:7051");
+    }
+
+    #[test]
+    fn chaincode_endpoint_rules() {
+        let endpoints = |listen, chaincode, host: &str, mode| {
+            chaincode_endpoints(&peer("127.0.0.1:7051", false, listen, chaincode), host, mode)
+                .map(|e| (e.listen.to_string(), e.endpoint.to_string()))
+        };
+        let net = ChaincodeMode::Net;
+        let ok = |a: &str, b: &str| Ok((a.to_string(), b.to_string()));
+        assert_eq!(endpoints(None, None, "10.0.0.5", net), ok("10.0.0.5:7052", "10.0.0.5:7052"));
+        assert_eq!(endpoints(Some("0.0.0.0:9052"), None, "10.0.0.5", net), ok("0.0.0.0:9052", "10.0.0.5:9052"));
+        assert_eq!(endpoints(Some("1.2.3.4:9052"), Some("cc.example:7000"), "10.0.0.5", net), ok("1.2.3.4:9052", "cc.example:7000"));
+        assert_eq!(
+            endpoints(None, Some("0.0.0.0:7000"), "10.0.0.5", net),
+            Err("invalid endpoint for chaincode to connect: ChaincodeAddress' IP cannot be 0.0.0.0 in non-dev mode".to_string())
+        );
+        assert_eq!(
+            endpoints(Some("0.0.0.0:9052"), None, "0.0.0.0", net),
+            Err("invalid endpoint for chaincode to connect: ChaincodeAddress is nil while both chaincodeListenAddressIP and peerIP are 0.0.0.0".to_string())
+        );
+        assert_eq!(endpoints(None, Some("0.0.0.0:7000"), "10.0.0.5", ChaincodeMode::Dev), ok("10.0.0.5:7052", "0.0.0.0:7052"));
+    }
 }

@@ -173,3 +173,53 @@ impl http_body::Body for PermitBody {
         self.inner.size_hint()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tower::{Service, ServiceExt};
+
+    /// A response body that never ends: a stream held open by its client.
+    struct Endless;
+
+    impl http_body::Body for Endless {
+        type Data = hyper::body::Bytes;
+        type Error = tonic::Status;
+        fn poll_frame(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+            Poll::Pending
+        }
+    }
+
+    fn request(path: &str) -> Request<()> {
+        Request::builder().uri(path).body(()).unwrap()
+    }
+
+    fn grpc_status(response: &Response<Body>) -> Option<String> {
+        response.headers().get("grpc-status").map(|v| v.to_str().unwrap().to_string())
+    }
+
+    #[tokio::test]
+    async fn streams_hold_their_slot_and_the_excess_gets_resource_exhausted() {
+        let inner = tower::service_fn(|_request: Request<()>| async { Ok::<_, Infallible>(Response::new(Body::new(Endless))) });
+        let mut service = ConcurrencyLimit::new(inner, &[("/protos.Deliver", 2), ("/protos.Endorser", 0)]);
+        let first = service.ready().await.unwrap().call(request("/protos.Deliver/Deliver")).await.unwrap();
+        let second = service.ready().await.unwrap().call(request("/protos.Deliver/DeliverFiltered")).await.unwrap();
+        assert_eq!(grpc_status(&first), None);
+        assert_eq!(grpc_status(&second), None);
+        let third = service.ready().await.unwrap().call(request("/protos.Deliver/Deliver")).await.unwrap();
+        assert_eq!(grpc_status(&third).as_deref(), Some("8"), "RESOURCE_EXHAUSTED");
+        let status = tonic::Status::from_header_map(third.headers()).unwrap();
+        assert_eq!(status.code(), tonic::Code::ResourceExhausted);
+        assert_eq!(status.message(), "too many requests for /protos.Deliver, exceeding concurrency limit (2)");
+        // Other services are not limited (a limit of 0 means none).
+        for _ in 0..5 {
+            let other = service.ready().await.unwrap().call(request("/protos.Endorser/ProcessProposal")).await.unwrap();
+            assert_eq!(grpc_status(&other), None);
+        }
+        // A stream ending frees its slot.
+        drop(first);
+        let fourth = service.ready().await.unwrap().call(request("/protos.Deliver/Deliver")).await.unwrap();
+        assert_eq!(grpc_status(&fourth), None);
+        drop(second);
+    }
+}

@@ -146,6 +146,10 @@ impl Storage for MemStorage {
         self.dirs.lock().unwrap().push(path.to_path_buf());
         Ok(())
     }
+    fn remove_dir_all(&self, path: &Path) -> io::Result<()> {
+        self.dirs.lock().unwrap().retain(|d| !d.starts_with(path));
+        Ok(())
+    }
     fn exists(&self, path: &Path) -> bool {
         self.dirs.lock().unwrap().iter().any(|d| d == path)
     }
