@@ -9,6 +9,7 @@
 
 pub mod config;
 pub mod env;
+pub mod gotime;
 pub mod ledger;
 pub mod logging;
 pub mod metadata;

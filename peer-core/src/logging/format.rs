@@ -8,7 +8,7 @@
 use std::fmt::Write as _;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use super::gotime::{DEFAULT_TIME_LAYOUT, Layout};
+use crate::gotime::{DEFAULT_TIME_LAYOUT, Layout};
 
 /// Fabric's default template.
 pub const DEFAULT_FORMAT: &str =

@@ -38,7 +38,6 @@
 //! filter as ERROR because `tracing` has nothing above it.
 
 mod format;
-mod gotime;
 mod layer;
 mod spec;
 

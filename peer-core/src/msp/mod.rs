@@ -12,7 +12,7 @@ pub mod identity;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
 
 use p256::ecdsa::SigningKey;
 use p256::pkcs8::DecodePrivateKey;
@@ -533,19 +533,7 @@ fn check_validity(cert: &Certificate, now: SystemTime) -> Result<(), String> {
 
 /// A time as Go's `time.Time.String` prints a UTC time: `2027-11-10 13:41:11 +0000 UTC`.
 pub fn go_time(time: SystemTime) -> String {
-    let secs = time.duration_since(UNIX_EPOCH).unwrap_or(Duration::ZERO).as_secs();
-    match der::DateTime::from_unix_duration(Duration::from_secs(secs)) {
-        Ok(dt) => format!(
-            "{:04}-{:02}-{:02} {:02}:{:02}:{:02} +0000 UTC",
-            dt.year(),
-            dt.month(),
-            dt.day(),
-            dt.hour(),
-            dt.minutes(),
-            dt.seconds()
-        ),
-        Err(_) => format!("{secs}s after 1970"),
-    }
+    crate::gotime::format(crate::gotime::GO_STRING, time)
 }
 
 #[derive(Debug, Default, serde::Deserialize)]

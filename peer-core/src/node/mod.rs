@@ -109,7 +109,7 @@ pub async fn start(env: Env, setup: Setup) -> Result<RunningNode, StartError> {
         .map_err(|e| StartError::Operations(bind_error(&operations_address, &e)))?;
     let operations_listen_address = operations_listener.local_addr().map_err(|e| StartError::Operations(e.to_string()))?;
     let ops = Operations { clock: env.clock.clone(), log_control, metrics, checks: Arc::new(Vec::new()) };
-    tasks.spawn(serve::serve_http1(operations_listener, move |request| {
+    tasks.spawn(serve::serve_http1(operations_listener, env.clock.clone(), move |request| {
         let ops = ops.clone();
         async move { ops.handle(request).await }
     }, stop_rx.clone()));
@@ -163,7 +163,7 @@ pub async fn start(env: Env, setup: Setup) -> Result<RunningNode, StartError> {
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
     health_reporter.set_service_status("", tonic_health::ServingStatus::Serving).await;
     let chaincode_routes = tonic::service::Routes::new(health_service);
-    tasks.spawn(serve::serve_grpc(chaincode_listener, chaincode_routes, config.peer.keepalive.clone(), stop_rx.clone()));
+    tasks.spawn(serve::serve_grpc(chaincode_listener, env.clock.clone(), chaincode_routes, config.peer.keepalive.clone(), stop_rx.clone()));
 
     // Step 36: system chaincodes, in Fabric's order.
     for name in ["lscc", "cscc", "qscc", "_lifecycle"] {
@@ -214,7 +214,7 @@ pub async fn start(env: Env, setup: Setup) -> Result<RunningNode, StartError> {
     );
     // Step 47: serve the peer port.
     let peer_service = serve::ConcurrencyLimit::new(routes, &limits);
-    tasks.spawn(serve::serve_grpc(peer_listener, peer_service, config.peer.keepalive.clone(), stop_rx));
+    tasks.spawn(serve::serve_grpc(peer_listener, env.clock.clone(), peer_service, config.peer.keepalive.clone(), stop_rx));
 
     Ok(RunningNode {
         peer_listen_address,

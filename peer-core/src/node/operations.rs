@@ -5,7 +5,7 @@
 //! start rather than silently served in clear text).
 
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
 
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
@@ -130,21 +130,7 @@ impl Operations {
 
 /// RFC 3339 with nanoseconds, trailing zeros trimmed (Go's time.RFC3339Nano), in UTC.
 pub fn rfc3339(time: SystemTime) -> String {
-    let since = time.duration_since(UNIX_EPOCH).unwrap_or_default();
-    let Ok(dt) = der::DateTime::from_unix_duration(std::time::Duration::from_secs(since.as_secs())) else {
-        return format!("{}s", since.as_secs());
-    };
-    let nanos = since.subsec_nanos();
-    let fraction = if nanos == 0 { String::new() } else { format!(".{nanos:09}").trim_end_matches('0').to_string() };
-    format!(
-        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}{fraction}Z",
-        dt.year(),
-        dt.month(),
-        dt.day(),
-        dt.hour(),
-        dt.minutes(),
-        dt.seconds()
-    )
+    crate::gotime::format(crate::gotime::RFC3339_NANO, time)
 }
 
 impl LogControl for crate::logging::LoggingHandle {
@@ -159,7 +145,7 @@ impl LogControl for crate::logging::LoggingHandle {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
+    use std::time::{Duration, UNIX_EPOCH};
 
     #[test]
     fn times_print_like_go_rfc3339nano() {

@@ -10,6 +10,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use http::{Request, Response};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -19,66 +20,86 @@ use tokio::task::JoinSet;
 use tonic::body::Body;
 
 use crate::config::KeepaliveConfig;
-use crate::env::Listener;
+use crate::env::{Clock, Connection, Listener};
 
-/// Serves tonic routes over HTTP/2 on `listener` until `shutdown` turns true.
-pub async fn serve_grpc<S>(mut listener: Box<dyn Listener>, service: S, keepalive: KeepaliveConfig, mut shutdown: watch::Receiver<bool>)
+/// Accepts connections until `shutdown` turns true, serving each with `serve` in a task owned
+/// here; on shutdown every connection task is aborted. A failing accept (e.g. out of file
+/// descriptors) is retried after a short pause rather than in a busy loop.
+async fn accept_loop<F, Fut>(mut listener: Box<dyn Listener>, clock: Arc<dyn Clock>, mut shutdown: watch::Receiver<bool>, serve: F)
 where
-    S: tower::Service<Request<hyper::body::Incoming>, Response = Response<Body>, Error = Infallible> + Clone + Send + 'static,
-    S::Future: Send + 'static,
+    F: Fn(Box<dyn Connection>) -> Fut + Send,
+    Fut: Future<Output = ()> + Send + 'static,
 {
     let mut connections = JoinSet::new();
     loop {
-        tokio::select! {
+        let failed = tokio::select! {
             biased;
             _ = shutdown.wait_for(|stop| *stop) => break,
-            Some(_) = connections.join_next(), if !connections.is_empty() => {}
-            accepted = listener.accept() => {
-                let Ok((connection, _peer)) = accepted else { continue };
-                let service = TowerToHyperService::new(service.clone());
-                let mut builder = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
-                builder
-                    .timer(TokioTimer::new())
-                    .auto_date_header(false)
-                    .keep_alive_interval(Some(keepalive.interval))
-                    .keep_alive_timeout(keepalive.timeout);
-                connections.spawn(async move {
-                    let _ = builder.serve_connection(TokioIo::new(connection), service).await;
-                });
-            }
+            Some(_) = connections.join_next(), if !connections.is_empty() => false,
+            accepted = listener.accept() => match accepted {
+                Ok((connection, _peer)) => {
+                    connections.spawn(serve(connection));
+                    false
+                }
+                Err(err) => {
+                    tracing::warn!(target: "comm.grpc.server", func = "Serve", "accept failed: {err}; retrying");
+                    true
+                }
+            },
+        };
+        if failed {
+            clock.sleep(Duration::from_millis(50)).await;
         }
     }
     connections.shutdown().await;
 }
 
+/// Serves tonic routes over HTTP/2 on `listener` until `shutdown` turns true.
+pub async fn serve_grpc<S>(
+    listener: Box<dyn Listener>,
+    clock: Arc<dyn Clock>,
+    service: S,
+    keepalive: KeepaliveConfig,
+    shutdown: watch::Receiver<bool>,
+) where
+    S: tower::Service<Request<hyper::body::Incoming>, Response = Response<Body>, Error = Infallible> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+{
+    accept_loop(listener, clock, shutdown, move |connection| {
+        let service = TowerToHyperService::new(service.clone());
+        let mut builder = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
+        builder
+            .timer(TokioTimer::new())
+            .auto_date_header(false)
+            .keep_alive_interval(Some(keepalive.interval))
+            .keep_alive_timeout(keepalive.timeout);
+        async move {
+            let _ = builder.serve_connection(TokioIo::new(connection), service).await;
+        }
+    })
+    .await;
+}
+
 /// Serves plain HTTP/1.1 (the operations server) on `listener` until `shutdown` turns true.
-pub async fn serve_http1<F, Fut>(mut listener: Box<dyn Listener>, handler: F, mut shutdown: watch::Receiver<bool>)
+pub async fn serve_http1<F, Fut>(listener: Box<dyn Listener>, clock: Arc<dyn Clock>, handler: F, shutdown: watch::Receiver<bool>)
 where
     F: Fn(Request<hyper::body::Incoming>) -> Fut + Clone + Send + Sync + 'static,
     Fut: Future<Output = Response<http_body_util::Full<bytes_alias::Bytes>>> + Send + 'static,
 {
-    let mut connections = JoinSet::new();
-    loop {
-        tokio::select! {
-            biased;
-            _ = shutdown.wait_for(|stop| *stop) => break,
-            Some(_) = connections.join_next(), if !connections.is_empty() => {}
-            accepted = listener.accept() => {
-                let Ok((connection, _peer)) = accepted else { continue };
-                let handler = handler.clone();
-                let service = hyper::service::service_fn(move |request| {
-                    let handler = handler.clone();
-                    async move { Ok::<_, Infallible>(handler(request).await) }
-                });
-                connections.spawn(async move {
-                    let mut builder = hyper::server::conn::http1::Builder::new();
-                    builder.timer(TokioTimer::new()).auto_date_header(false).header_read_timeout(std::time::Duration::from_secs(10));
-                    let _ = builder.serve_connection(TokioIo::new(connection), service).await;
-                });
-            }
+    accept_loop(listener, clock, shutdown, move |connection| {
+        let handler = handler.clone();
+        let service = hyper::service::service_fn(move |request| {
+            let handler = handler.clone();
+            async move { Ok::<_, Infallible>(handler(request).await) }
+        });
+        async move {
+            let mut builder = hyper::server::conn::http1::Builder::new();
+            // Fabric's operations server has a 10 s read timeout.
+            builder.timer(TokioTimer::new()).auto_date_header(false).header_read_timeout(Duration::from_secs(10));
+            let _ = builder.serve_connection(TokioIo::new(connection), service).await;
         }
-    }
-    connections.shutdown().await;
+    })
+    .await;
 }
 
 /// Re-export so callers name one Bytes type.

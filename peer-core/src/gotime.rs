@@ -1,4 +1,5 @@
-//! Go time layouts (`2006-01-02 15:04:05.000 MST`), as used by `%{time:…}`, rendered in UTC.
+//! Go time layouts (`2006-01-02 15:04:05.000 MST`), rendered in UTC: for log timestamps
+//! (`%{time:…}`) and for every time the peer prints the way Fabric (Go) prints it.
 //!
 //! A layout is parsed once into chunks; formatting then only does arithmetic. All times print in
 //! UTC (the zone name is `UTC`, ISO 8601 zones print `Z`), because the peer's wall clock is a
@@ -46,10 +47,22 @@ enum Chunk {
 
 /// A parsed Go time layout.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) struct Layout(Vec<Chunk>);
+pub struct Layout(Vec<Chunk>);
 
 /// Go's default for `%{time}` without a layout.
-pub(crate) const DEFAULT_TIME_LAYOUT: &str = "2006-01-02T15:04:05.999Z07:00";
+pub const DEFAULT_TIME_LAYOUT: &str = "2006-01-02T15:04:05.999Z07:00";
+
+/// Go's `time.Time.String` for a UTC time: `2027-11-10 13:41:11 +0000 UTC` (fractions when non-zero).
+pub const GO_STRING: &str = "2006-01-02 15:04:05.999999999 -0700 MST";
+/// Go's `time.RFC3339Nano`, as Fabric's JSON carries times: `2025-06-01T00:00:00.12Z`.
+pub const RFC3339_NANO: &str = "2006-01-02T15:04:05.999999999Z07:00";
+
+/// Formats `time` with a Go layout (parsed on each call; keep a [`Layout`] for hot paths).
+pub fn format(layout: &str, time: SystemTime) -> String {
+    let mut out = String::new();
+    Layout::parse(layout).format(time, &mut out);
+    out
+}
 
 /// Zone elements in the order Go tries them (longest first), and how UTC prints for each.
 const NUM_ZONES: [(&str, &str); 5] =
@@ -57,7 +70,7 @@ const NUM_ZONES: [(&str, &str); 5] =
 const ISO_ZONES: [&str; 5] = ["Z070000", "Z07:00:00", "Z0700", "Z07:00", "Z07"];
 
 impl Layout {
-    pub(crate) fn parse(layout: &str) -> Layout {
+    pub fn parse(layout: &str) -> Layout {
         let bytes = layout.as_bytes();
         let mut chunks = Vec::new();
         let mut literal = String::new();
@@ -87,7 +100,7 @@ impl Layout {
     }
 
     /// Appends `time` (in UTC) formatted by this layout.
-    pub(crate) fn format(&self, time: SystemTime, out: &mut String) {
+    pub fn format(&self, time: SystemTime, out: &mut String) {
         let civil = Civil::from_system_time(time);
         for chunk in &self.0 {
             // Writing to a String cannot fail.
