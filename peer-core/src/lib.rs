@@ -9,6 +9,7 @@
 
 pub mod config;
 pub mod env;
+pub mod gossip;
 pub mod gotime;
 pub mod ledger;
 pub mod logging;

@@ -1,0 +1,227 @@
+//! Signed gossip messages: Fabric's "SignedGossipMessage" (an `Envelope` and its decoded
+//! `GossipMessage`), signing, verification and the checks every received message goes through.
+//!
+//! Everything off the wire is untrusted: sizes are bounded before decoding, the tag must be the
+//! one Fabric requires for the content, and signatures are verified (low-S only) with the
+//! sender's identity. A rejected message yields a [`BadMessage`] whose [`BadMessage::reason`] is
+//! the label counted in `gossip_bad_messages_total{reason=…}`.
+
+use prost::Message;
+use proto::gossip::gossip_message::{Content, Tag};
+use proto::gossip::{Envelope, GossipMessage, Secret, SecretEnvelope, secret};
+
+use crate::msp::identity::{Identity, PkiId};
+use crate::msp::{LocalMsp, crypto::VerifyError};
+
+/// Largest envelope payload accepted (an alive message with an identity is ~1 KB; blocks travel
+/// in data messages, bounded by peer.maxRecvMsgSize at the transport).
+pub const MAX_PAYLOAD_BYTES: usize = 1 << 20;
+
+/// Signs as this peer. Implemented by the local MSP; tests may implement it for forged keys.
+pub trait Signer: Send + Sync {
+    fn sign(&self, message: &[u8]) -> Vec<u8>;
+    fn pki_id(&self) -> PkiId;
+    /// `msp.SerializedIdentity` bytes.
+    fn serialized_identity(&self) -> Vec<u8>;
+    fn msp_id(&self) -> String;
+}
+
+impl Signer for LocalMsp {
+    fn sign(&self, message: &[u8]) -> Vec<u8> {
+        LocalMsp::sign(self, message)
+    }
+    fn pki_id(&self) -> PkiId {
+        LocalMsp::pki_id(self)
+    }
+    fn serialized_identity(&self) -> Vec<u8> {
+        self.identity.serialize()
+    }
+    fn msp_id(&self) -> String {
+        self.identity.msp_id.clone()
+    }
+}
+
+/// Why a received message was rejected.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum BadMessage {
+    /// The envelope or its payload is over [`MAX_PAYLOAD_BYTES`].
+    #[error("message of {0} bytes is too large")]
+    TooLarge(usize),
+    /// No payload (Fabric: `Empty payload`).
+    #[error("Empty payload")]
+    EmptyPayload,
+    /// The payload is not a `GossipMessage`.
+    #[error("payload is not a GossipMessage: {0}")]
+    Decode(String),
+    /// The content oneof is absent or unknown to us.
+    #[error("Unknown message type")]
+    UnknownContent,
+    /// The tag is not the one Fabric requires for the content.
+    #[error("Tag of {tag:?} isn't legal: {why}")]
+    IllegalTag { tag: i32, why: String },
+    /// A message that must be signed is not (Fabric: `Empty signature`).
+    #[error("Empty signature")]
+    EmptySignature,
+    /// The secret envelope has no payload or signature.
+    #[error("secret envelope is missing its payload or signature")]
+    BadSecret,
+    /// A signature with S in the upper half of the order (Fabric rejects these).
+    #[error("Invalid S. Must be smaller than half the order")]
+    HighS,
+    /// The signature does not verify with the sender's identity.
+    #[error("Failed verifying signature: {0}")]
+    BadSignature(String),
+    /// The sender's identity is unknown or invalid.
+    #[error("identity rejected: {0}")]
+    BadIdentity(String),
+    /// The PKI-ID does not match the identity it came with.
+    #[error("identity doesn't match the computed pkiID")]
+    PkiIdMismatch,
+    /// The message is older than (or the same as) one already seen from that peer.
+    #[error("stale or duplicate timestamp")]
+    Stale,
+    /// A message shape that is not valid where it arrived (e.g. not ConnEstablish first).
+    #[error("{0}")]
+    Unexpected(String),
+}
+
+impl BadMessage {
+    /// The metric label for this rejection.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            BadMessage::TooLarge(_) => "too_large",
+            BadMessage::EmptyPayload | BadMessage::Decode(_) => "malformed",
+            BadMessage::UnknownContent => "unknown_content",
+            BadMessage::IllegalTag { .. } => "illegal_tag",
+            BadMessage::EmptySignature | BadMessage::BadSecret => "unsigned",
+            BadMessage::HighS => "high_s",
+            BadMessage::BadSignature(_) => "bad_signature",
+            BadMessage::BadIdentity(_) => "bad_identity",
+            BadMessage::PkiIdMismatch => "pki_id_mismatch",
+            BadMessage::Stale => "stale",
+            BadMessage::Unexpected(_) => "unexpected",
+        }
+    }
+}
+
+impl From<VerifyError> for BadMessage {
+    fn from(err: VerifyError) -> BadMessage {
+        match err {
+            VerifyError::HighS => BadMessage::HighS,
+            other => BadMessage::BadSignature(other.to_string()),
+        }
+    }
+}
+
+/// An envelope with its decoded message.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SignedMessage {
+    pub envelope: Envelope,
+    pub message: GossipMessage,
+}
+
+impl SignedMessage {
+    /// Signs `message` (the encoded message is the signed payload).
+    pub fn sign(message: GossipMessage, signer: &dyn Signer) -> SignedMessage {
+        let payload = message.encode_to_vec();
+        let signature = signer.sign(&payload);
+        SignedMessage { envelope: Envelope { payload, signature, secret_envelope: None }, message }
+    }
+
+    /// Fabric's "NoopSign": the payload with an empty signature (membership requests/responses).
+    pub fn noop_sign(message: GossipMessage) -> SignedMessage {
+        let payload = message.encode_to_vec();
+        SignedMessage { envelope: Envelope { payload, signature: Vec::new(), secret_envelope: None }, message }
+    }
+
+    /// Adds a signed secret carrying the internal endpoint.
+    pub fn with_internal_endpoint(mut self, internal_endpoint: &str, signer: &dyn Signer) -> SignedMessage {
+        let secret = Secret { content: Some(secret::Content::InternalEndpoint(internal_endpoint.to_string())) };
+        let payload = secret.encode_to_vec();
+        let signature = signer.sign(&payload);
+        self.envelope.secret_envelope = Some(SecretEnvelope { payload, signature });
+        self
+    }
+
+    /// The same message without its secret (for peers of other organizations).
+    pub fn without_secret(&self) -> SignedMessage {
+        let mut copy = self.clone();
+        copy.envelope.secret_envelope = None;
+        copy
+    }
+
+    /// The internal endpoint from the secret envelope, if any (unverified: see [`Self::verify`]).
+    pub fn internal_endpoint(&self) -> Option<String> {
+        let secret = self.envelope.secret_envelope.as_ref()?;
+        match Secret::decode(secret.payload.as_slice()).ok()?.content? {
+            secret::Content::InternalEndpoint(endpoint) => Some(endpoint),
+        }
+    }
+
+    /// Decodes an untrusted envelope: size-bounded, content known, tag legal. Signatures are not
+    /// checked here (the signer may not be known yet); call [`Self::verify`].
+    pub fn from_envelope(envelope: Envelope) -> Result<SignedMessage, BadMessage> {
+        let size = envelope.payload.len() + envelope.signature.len()
+            + envelope.secret_envelope.as_ref().map_or(0, |s| s.payload.len() + s.signature.len());
+        if size > MAX_PAYLOAD_BYTES {
+            return Err(BadMessage::TooLarge(size));
+        }
+        if envelope.payload.is_empty() {
+            return Err(BadMessage::EmptyPayload);
+        }
+        let message = GossipMessage::decode(envelope.payload.as_slice()).map_err(|e| BadMessage::Decode(e.to_string()))?;
+        check_tag(&message)?;
+        Ok(SignedMessage { envelope, message })
+    }
+
+    /// Verifies the signature (and the secret's) with the claimed sender's identity.
+    pub fn verify(&self, identity: &Identity) -> Result<(), BadMessage> {
+        if self.envelope.signature.is_empty() {
+            return Err(BadMessage::EmptySignature);
+        }
+        identity.verify(&self.envelope.payload, &self.envelope.signature)?;
+        if let Some(secret) = &self.envelope.secret_envelope {
+            if secret.payload.is_empty() || secret.signature.is_empty() {
+                return Err(BadMessage::BadSecret);
+            }
+            identity.verify(&secret.payload, &secret.signature)?;
+        }
+        Ok(())
+    }
+
+    pub fn content(&self) -> Option<&Content> {
+        self.message.content.as_ref()
+    }
+}
+
+/// Fabric's tag legality rules (spec §5.1), for the contents the peer core handles.
+fn check_tag(message: &GossipMessage) -> Result<(), BadMessage> {
+    let tag = message.tag;
+    let Some(content) = &message.content else { return Err(BadMessage::UnknownContent) };
+    if tag == Tag::Undefined as i32 {
+        return Err(BadMessage::IllegalTag { tag, why: "Undefined tag".into() });
+    }
+    let required: &[Tag] = match content {
+        Content::AliveMsg(_) | Content::MemReq(_) | Content::MemRes(_) | Content::Conn(_) | Content::Empty(_) => &[Tag::Empty],
+        Content::DataMsg(_) | Content::LeadershipMsg(_) => &[Tag::ChanAndOrg],
+        Content::PeerIdentity(_) => &[Tag::OrgOnly],
+        Content::Hello(_) | Content::DataDig(_) | Content::DataReq(_) | Content::DataUpdate(_) => &[Tag::ChanAndOrg, Tag::Empty],
+        Content::StateInfo(_)
+        | Content::StateSnapshot(_)
+        | Content::StateInfoPullReq(_)
+        | Content::StateRequest(_)
+        | Content::StateResponse(_) => &[Tag::ChanOrOrg],
+        Content::Ack(_) | Content::PrivateReq(_) | Content::PrivateRes(_) | Content::PrivateData(_) => return Ok(()),
+    };
+    if required.iter().any(|t| *t as i32 == tag) {
+        Ok(())
+    } else {
+        let wanted: Vec<String> = required.iter().map(|t| format!("{t:?}")).collect();
+        Err(BadMessage::IllegalTag { tag, why: format!("expected {}", wanted.join(" or ")) })
+    }
+}
+
+/// A message with the EMPTY tag and no channel, as membership messages are.
+pub fn empty_tag(content: Content, nonce: u64) -> GossipMessage {
+    GossipMessage { nonce, channel: Vec::new(), tag: Tag::Empty as i32, content: Some(content) }
+}
