@@ -22,7 +22,7 @@ use cli::{Cli, Command, MspCommand, NodeCommand};
 use peer_core::config::{self, EnvVars, Loaded, Note, NoteLevel};
 use peer_core::logging::{self, LoggingConfig, Sink};
 use peer_core::metadata;
-use peer_core::msp::LocalMsp;
+use peer_core::msp::{LocalMsp, Msp, MspFiles};
 use peer_core::msp::generate::{self, OrgSpec, ValidityWindow};
 use peer_core::node;
 
@@ -124,7 +124,7 @@ fn log_note(note: &Note) {
 
 /// Fabric's InitCmd: load core.yaml, then the local MSP. Failures are ERROR log lines on logger
 /// `main`, then exit 1.
-fn init_cmd(env: &EnvVars) -> anyhow::Result<(Loaded, LocalMsp)> {
+fn init_cmd(env: &EnvVars) -> anyhow::Result<(Loaded, LocalMsp, Vec<Msp>)> {
     let cwd = std::env::current_dir().context("reading the current directory")?;
     let loaded = match config::load(env, &cwd) {
         Ok(loaded) => loaded,
@@ -139,20 +139,40 @@ fn init_cmd(env: &EnvVars) -> anyhow::Result<(Loaded, LocalMsp)> {
         tracing::error!(target: "main", func = "InitCmd", "Cannot run peer because Unsupported msp type idemix: peer-core runs with a Fabric X.509 MSP (peer.localMspType: bccsp)");
         return Err(Logged.into());
     }
-    match LocalMsp::load(&peer.msp_config_path, &peer.local_msp_id, peer.bccsp.keystore.as_deref(), wall_clock_now()) {
-        Ok(msp) => Ok((loaded, msp)),
+    let msp = match LocalMsp::load(&peer.msp_config_path, &peer.local_msp_id, peer.bccsp.keystore.as_deref(), wall_clock_now()) {
+        Ok(msp) => msp,
         Err(err) => {
             tracing::error!(target: "main", func = "InitCmd", "Cannot run peer because {err}");
-            Err(Logged.into())
+            return Err(Logged.into());
+        }
+    };
+    let mut trusted = Vec::new();
+    for org in &loaded.config.gossip.trusted_msps {
+        let loaded_msp = MspFiles::read_dir(&org.dir, None)
+            .map_err(|e| e.to_string())
+            .and_then(|files| Msp::from_files(&files, &org.id));
+        match loaded_msp {
+            Ok(msp) => trusted.push(msp),
+            Err(err) => {
+                tracing::error!(
+                    target: "main",
+                    func = "InitCmd",
+                    "Cannot run peer because the MSP of {} in peer.gossip.trustedMSPs ({}) does not load: {err}",
+                    org.id,
+                    org.dir.display()
+                );
+                return Err(Logged.into());
+            }
         }
     }
+    Ok((loaded, msp, trusted))
 }
 
 fn run_node(command: NodeCommand, env: &EnvVars, log_handle: logging::LoggingHandle) -> anyhow::Result<()> {
     if let NodeCommand::Start { trailing, .. } = &command {
         no_trailing(&trailing.args)?;
     }
-    let (loaded, msp) = init_cmd(env)?;
+    let (loaded, msp, trusted_msps) = init_cmd(env)?;
     let mut config = loaded.config;
     let issue = match command {
         NodeCommand::Start { chaincode_dev, .. } => {
@@ -161,7 +181,7 @@ fn run_node(command: NodeCommand, env: &EnvVars, log_handle: logging::LoggingHan
                 tracing::info!(target: "nodeCmd", func = "serve", "Disable loading validity system chaincode");
                 config.chaincode.mode = config::ChaincodeMode::Dev;
             }
-            return node_start(config, msp, log_handle);
+            return node_start(config, msp, trusted_msps, log_handle);
         }
         NodeCommand::Reset
         | NodeCommand::Rollback { .. }
@@ -179,7 +199,7 @@ fn run_node(command: NodeCommand, env: &EnvVars, log_handle: logging::LoggingHan
 }
 
 /// `node start`: the real Env, `node::start`, then wait for SIGINT or SIGTERM.
-fn node_start(config: config::Config, msp: LocalMsp, log_handle: logging::LoggingHandle) -> anyhow::Result<()> {
+fn node_start(config: config::Config, msp: LocalMsp, trusted_msps: Vec<Msp>, log_handle: logging::LoggingHandle) -> anyhow::Result<()> {
     // One thread: the peer's work is I/O-bound, and a single-threaded runtime starts fastest.
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().context("starting the async runtime")?;
     runtime.block_on(async move {
@@ -188,6 +208,7 @@ fn node_start(config: config::Config, msp: LocalMsp, log_handle: logging::Loggin
             config,
             msp,
             log_control: Arc::new(log_handle),
+            trusted_msps,
             holder: format!("peer-core node start, pid {}", std::process::id()),
         };
         let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).context("installing a SIGTERM handler")?;

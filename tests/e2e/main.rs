@@ -5,6 +5,7 @@
 //! only, on ports the OS reports free.
 
 mod cli;
+mod gossip;
 mod peer;
 mod start;
 mod support;

@@ -89,6 +89,13 @@ impl Peer {
         }
     }
 
+    /// Reads one more line if one comes within `limit` (a bounded wait on the peer, not a sleep).
+    pub fn next_line(&mut self, limit: Duration) {
+        if let Ok(line) = self.lines.recv_timeout(limit) {
+            self.seen.push(line);
+        }
+    }
+
     /// Sends a signal and waits for the exit code (up to `limit`).
     pub fn signal_and_wait(&mut self, signal: &str, limit: Duration) -> (i32, Duration) {
         let status = Command::new("kill").args([&format!("-{signal}"), &self.child.id().to_string()]).status().unwrap();

@@ -162,6 +162,18 @@ pub struct GossipConfig {
     pub election: ElectionConfig,
     pub pvt_data: PvtDataConfig,
     pub state: StateConfig,
+    /// peer-core's stand-in for channel configs until channels exist: other organizations'
+    /// MSPs (so their peers' identities validate) and their anchor peers.
+    pub trusted_msps: Vec<TrustedMsp>,
+}
+
+/// An organization whose members this peer accepts in gossip (`peer.gossip.trustedMSPs`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct TrustedMsp {
+    pub id: String,
+    /// The organization's MSP directory (cacerts, and config.yaml for NodeOUs).
+    pub dir: PathBuf,
+    pub anchor_peers: Vec<HostPort>,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -606,6 +618,7 @@ fn read_gossip(r: &mut Reader<'_>) -> GossipConfig {
         }
     };
     r.known(&key("stateInfoRetentionInterval"));
+    let trusted_msps = read_trusted_msps(r);
     GossipConfig {
         bootstrap,
         use_leader_election,
@@ -666,7 +679,48 @@ fn read_gossip(r: &mut Reader<'_>) -> GossipConfig {
             max_retries: r.nonzero_u64_or(&key("state.maxRetries"), 3, 1 << 16),
             channel_size: r.nonzero_u64_or(&key("state.channelSize"), 100, 1 << 20),
         },
+        trusted_msps,
     }
+}
+
+/// `peer.gossip.trustedMSPs: [{id: Org2MSP, dir: ../org2/msp, anchorPeers: [peer0.org2:7051]}]`.
+fn read_trusted_msps(r: &mut Reader<'_>) -> Vec<TrustedMsp> {
+    const KEY: &str = "peer.gossip.trustedMSPs";
+    let Some((tree, origin)) = r.tree(KEY) else { return Vec::new() };
+    let NodeKind::Seq(items) = &tree.node().kind else {
+        r.fail(KEY, Some(origin), "expected a list of {id, dir, anchorPeers} entries");
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for item in items {
+        let item_origin = r.origin_within(&origin, item);
+        let (Some(id), Some(dir)) = (map_text(item, "id").filter(|i| !i.is_empty()), map_text(item, "dir").filter(|d| !d.is_empty())) else {
+            r.fail(KEY, Some(item_origin), "each entry needs an id (the MSP ID) and a dir (its MSP directory)");
+            continue;
+        };
+        let mut anchor_peers = Vec::new();
+        if let NodeKind::Map(entries) = &item.kind
+            && let Some((_, list)) = entries.iter().find(|(k, _)| k.name.eq_ignore_ascii_case("anchorPeers"))
+        {
+            let values: Vec<&Node> = match &list.kind {
+                NodeKind::Seq(values) => values.iter().collect(),
+                NodeKind::Scalar(_) => vec![list],
+                _ => Vec::new(),
+            };
+            for value in values {
+                let NodeKind::Scalar(text) = &value.kind else { continue };
+                match HostPort::parse(text) {
+                    Ok(address) => anchor_peers.push(address),
+                    Err(reason) => {
+                        let at = r.origin_within(&origin, value);
+                        r.fail(&format!("{KEY}.anchorPeers"), Some(at), reason);
+                    }
+                }
+            }
+        }
+        out.push(TrustedMsp { id, dir: r.resolve(&dir), anchor_peers });
+    }
+    out
 }
 
 fn read_delivery_client(r: &mut Reader<'_>) -> DeliveryClientConfig {

@@ -1,5 +1,7 @@
 //! Gossip: signed messages, identities, membership (discovery) and the comm layer.
 
+pub mod comm;
 pub mod discovery;
+pub mod driver;
 pub mod identity;
 pub mod message;

@@ -12,7 +12,7 @@ pub mod serve;
 pub mod services;
 
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use prometheus_client::metrics::family::Family;
@@ -24,6 +24,10 @@ use tracing::{info, warn};
 
 use crate::config::{Config, HostPort, MetricsProvider};
 use crate::env::Env;
+use crate::gossip::comm::{Comm, CommConfig};
+use crate::gossip::discovery::{self, Discovery, DiscoveryConfig, SelfInfo};
+use crate::gossip::driver::{self, GossipMetrics, View};
+use crate::gossip::identity::Identities;
 use crate::ledger::{LedgerError, LedgerMgr};
 use crate::metadata;
 use crate::msp::LocalMsp;
@@ -34,6 +38,8 @@ pub struct Setup {
     pub config: Config,
     pub msp: LocalMsp,
     pub log_control: Arc<dyn LogControl>,
+    /// The MSPs of `peer.gossip.trustedMSPs`, loaded (other organizations this peer gossips with).
+    pub trusted_msps: Vec<crate::msp::Msp>,
     /// Who holds the data-directory lock, shown to anyone who finds it taken (e.g. `pid 4242`).
     pub holder: String,
 }
@@ -83,7 +89,7 @@ fn bind_error(address: &HostPort, err: &std::io::Error) -> String {
 
 /// Starts a peer. Every listener is bound and every service registered before this returns.
 pub async fn start(env: Env, setup: Setup) -> Result<RunningNode, StartError> {
-    let Setup { config, msp, log_control, holder } = setup;
+    let Setup { config, msp, log_control, trusted_msps, holder } = setup;
     info!(target: "nodeCmd", func = "serve", "Starting {}", metadata::version_block("peer").trim_end());
     refuse_unsupported(&config)?;
 
@@ -97,7 +103,9 @@ pub async fn start(env: Env, setup: Setup) -> Result<RunningNode, StartError> {
     let mut tasks = JoinSet::new();
 
     // Step 7: the operations server comes first, so /healthz answers while the rest starts.
-    let metrics = (config.metrics.provider == MetricsProvider::Prometheus).then(|| Arc::new(registry(&env)));
+    let gossip_metrics = GossipMetrics::default();
+    let metrics = (config.metrics.provider == MetricsProvider::Prometheus).then(|| Arc::new(registry(&env, &gossip_metrics)));
+    let gossip_view = Arc::new(Mutex::new(View::default()));
     if config.metrics.provider == MetricsProvider::Statsd {
         warn!(target: "peer.operations", func = "NewSystem", "statsd metrics are not supported by peer-core yet; metrics disabled");
     }
@@ -108,7 +116,10 @@ pub async fn start(env: Env, setup: Setup) -> Result<RunningNode, StartError> {
         .await
         .map_err(|e| StartError::Operations(bind_error(&operations_address, &e)))?;
     let operations_listen_address = operations_listener.local_addr().map_err(|e| StartError::Operations(e.to_string()))?;
-    let ops = Operations { clock: env.clock.clone(), log_control, metrics, checks: Arc::new(Vec::new()) };
+    let membership_view = gossip_view.clone();
+    let membership: Arc<dyn Fn() -> serde_json::Value + Send + Sync> =
+        Arc::new(move || membership_view.lock().unwrap_or_else(|p| p.into_inner()).to_json());
+    let ops = Operations { clock: env.clock.clone(), log_control, metrics, checks: Arc::new(Vec::new()), membership: Some(membership) };
     tasks.spawn(serve::serve_http1(operations_listener, env.clock.clone(), move |request| {
         let ops = ops.clone();
         async move { ops.handle(request).await }
@@ -137,7 +148,8 @@ pub async fn start(env: Env, setup: Setup) -> Result<RunningNode, StartError> {
         env.network.bind(&config.peer.listen_address).await.map_err(|e| StartError::PeerServer(bind_error(&config.peer.listen_address, &e)))?;
     let peer_listen_address = peer_listener.local_addr().map_err(|e| StartError::PeerServer(e.to_string()))?;
 
-    // Step 25: gossip (the membership protocol itself is issue #5).
+    // Step 25: gossip. Outbound contacts (bootstrap, anchors) start now; inbound streams are
+    // served once the peer port is served, at the end.
     let internal_endpoint = config.gossip.endpoint.clone().unwrap_or_else(|| peer_address.clone());
     info!(target: "gossip.service", func = "New", "Initialize gossip with endpoint {internal_endpoint}");
     let external = config.gossip.external_endpoint.as_ref().map(ToString::to_string).unwrap_or_default();
@@ -150,6 +162,37 @@ pub async fn start(env: Env, setup: Setup) -> Result<RunningNode, StartError> {
     if config.gossip.external_endpoint.is_none() {
         warn!(target: "gossip.gossip", func = "New", "External endpoint is empty, peer will not be accessible outside of its organization");
     }
+    let signer = Arc::new(msp.clone());
+    let identities = Arc::new(Mutex::new(Identities::new(&msp, trusted_msps)));
+    let (comm, comm_events) = Comm::new(env.clone(), signer.clone(), identities.clone(), CommConfig::from_config(&config));
+    let me = SelfInfo {
+        pki_id: msp.pki_id(),
+        org: msp.msp.id.clone(),
+        external_endpoint: external.clone(),
+        internal_endpoint: internal_endpoint.to_string(),
+    };
+    let bootstrap: Vec<String> = config.gossip.bootstrap.iter().map(ToString::to_string).collect();
+    let bootstrap = discovery::bootstrap_without_self(&bootstrap, &me.internal_endpoint, &me.external_endpoint);
+    let anchors: Vec<(String, String)> =
+        config.gossip.trusted_msps.iter().flat_map(|org| org.anchor_peers.iter().map(|a| (a.to_string(), org.id.clone()))).collect();
+    let discovery = Discovery::new(
+        DiscoveryConfig::from_config(&config.gossip, bootstrap, anchors),
+        me.clone(),
+        signer,
+        identities,
+        env.fork_rng(),
+        env.clock.now(),
+        env.clock.wall_clock(),
+    );
+    *gossip_view.lock().unwrap_or_else(|p| p.into_inner()) = View {
+        pki_id: me.pki_id.to_string(),
+        org: me.org.clone(),
+        endpoint: me.external_endpoint.clone(),
+        internal_endpoint: me.internal_endpoint.clone(),
+        inc_num: discovery.inc_num(),
+        members: Vec::new(),
+    };
+    tasks.spawn(driver::drive(env.clone(), discovery, comm.clone(), comm_events, gossip_view, gossip_metrics, stop_rx.clone()));
     info!(target: "gossip.gossip", func = "start", "Gossip instance {internal_endpoint} started");
 
     // Step 30: the chaincode server, with the standard gRPC health service.
@@ -178,11 +221,7 @@ pub async fn start(env: Env, setup: Setup) -> Result<RunningNode, StartError> {
     // Steps 28, 39, 46: the services on the peer port.
     let max_recv = config.peer.max_recv_msg_size;
     let max_send = config.peer.max_send_msg_size;
-    let mut routes = tonic::service::Routes::new(
-        proto::gossip::gossip_server::GossipServer::new(services::GossipService)
-            .max_decoding_message_size(max_recv)
-            .max_encoding_message_size(max_send),
-    )
+    let mut routes = tonic::service::Routes::new(comm.server())
     .add_service(
         proto::protos::deliver_server::DeliverServer::new(services::DeliverService)
             .max_decoding_message_size(max_recv)
@@ -240,7 +279,7 @@ fn refuse_unsupported(config: &Config) -> Result<(), StartError> {
 }
 
 /// The Prometheus registry with the metrics that exist from the start.
-fn registry(env: &Env) -> Registry {
+fn registry(env: &Env, gossip: &GossipMetrics) -> Registry {
     let mut registry = Registry::default();
     let version: Family<Vec<(String, String)>, Gauge> = Family::default();
     version.get_or_create(&vec![("version".to_string(), metadata::VERSION.to_string())]).set(1);
@@ -249,6 +288,7 @@ fn registry(env: &Env) -> Registry {
     let started = env.clock.wall_clock().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
     start.set(started.as_secs_f64());
     registry.register("peer_start_seconds", "When the peer started, in seconds since the Unix epoch", start);
+    gossip.register(&mut registry);
     registry
 }
 

@@ -1,4 +1,5 @@
-//! The operations HTTP server (spec §4.4): `/healthz`, `/version`, `/logspec`, `/metrics`.
+//! The operations HTTP server (spec §4.4): `/healthz`, `/version`, `/logspec`, `/metrics`, and
+//! peer-core's `/membership` (who this peer sees in gossip).
 //!
 //! Responses use Fabric's JSON shapes so existing tooling keeps working. Times come from the
 //! env's clock. TLS on this listener is not supported yet (operations.tls.enabled is refused at
@@ -35,6 +36,8 @@ pub struct Operations {
     /// `None` when metrics.provider is not prometheus: `/metrics` is then 404.
     pub metrics: Option<Arc<Registry>>,
     pub checks: Arc<Vec<Box<dyn HealthCheck>>>,
+    /// The current gossip membership as JSON, for `GET /membership` (a peer-core addition).
+    pub membership: Option<Arc<dyn Fn() -> serde_json::Value + Send + Sync>>,
 }
 
 /// Largest request body read (a `/logspec` PUT is a few bytes).
@@ -64,6 +67,11 @@ impl Operations {
                 other => json(StatusCode::BAD_REQUEST, serde_json::json!({"Error": format!("invalid request method: {other}")})),
             },
             "/logspec" => self.logspec(request).await,
+            "/membership" => match (&self.membership, method) {
+                (None, _) => empty(StatusCode::NOT_FOUND),
+                (Some(view), Method::GET) => json(StatusCode::OK, view()),
+                (Some(_), _) => empty(StatusCode::METHOD_NOT_ALLOWED),
+            },
             "/metrics" => match (&self.metrics, method) {
                 (None, _) => empty(StatusCode::NOT_FOUND),
                 (Some(registry), Method::GET) => {

@@ -66,7 +66,16 @@ pub async fn serve_grpc<S>(
     S::Future: Send + 'static,
 {
     accept_loop(listener, clock, shutdown, move |connection| {
-        let service = TowerToHyperService::new(service.clone());
+        // tonic's `Request::remote_addr()` reads this; gossip logs name the remote with it.
+        let info = tonic::transport::server::TcpConnectInfo {
+            local_addr: connection.local_addr().ok(),
+            remote_addr: connection.peer_addr().ok(),
+        };
+        let service = tower::ServiceExt::map_request(service.clone(), move |mut request: Request<hyper::body::Incoming>| {
+            request.extensions_mut().insert(info.clone());
+            request
+        });
+        let service = TowerToHyperService::new(service);
         let mut builder = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
         builder
             .timer(TokioTimer::new())

@@ -1,12 +1,11 @@
 //! The gRPC services on the peer port, as far as they exist so far.
 //!
-//! `gossip.Gossip/Ping` answers (Fabric dials Ping before opening a gossip stream). The rest of
-//! each service is built by later issues; until then a call gets a prompt UNIMPLEMENTED status
-//! naming what is missing, never a hang.
+//! `gossip.Gossip` is served by the comm layer (`gossip::comm`). The rest of each service here is
+//! built by later issues; until then a call gets a prompt UNIMPLEMENTED status naming what is
+//! missing, never a hang.
 
 use std::pin::Pin;
 
-use proto::gossip::gossip_server::Gossip;
 use proto::protos::deliver_server::Deliver;
 use proto::protos::endorser_server::Endorser;
 use proto::discovery::discovery_server::Discovery;
@@ -14,23 +13,6 @@ use tokio_stream::Stream;
 use tonic::{Request, Response, Status, Streaming};
 
 type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
-
-/// `gossip.Gossip`.
-#[derive(Debug, Default)]
-pub struct GossipService;
-
-#[tonic::async_trait]
-impl Gossip for GossipService {
-    type GossipStreamStream = BoxStream<proto::gossip::Envelope>;
-
-    async fn gossip_stream(&self, _request: Request<Streaming<proto::gossip::Envelope>>) -> Result<Response<Self::GossipStreamStream>, Status> {
-        Err(Status::unimplemented("gossip membership streams are not served yet (issue #5)"))
-    }
-
-    async fn ping(&self, _request: Request<proto::gossip::Empty>) -> Result<Response<proto::gossip::Empty>, Status> {
-        Ok(Response::new(proto::gossip::Empty {}))
-    }
-}
 
 /// `protos.Deliver`.
 #[derive(Debug, Default)]

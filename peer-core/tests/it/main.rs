@@ -1,5 +1,6 @@
 //! peer-core's integration tests: one binary, one module per area.
 mod config;
 mod msp;
+mod gossip_comm;
 mod gossip_discovery;
 mod node;

@@ -178,7 +178,7 @@ fn setup(log_handle: logging::LoggingHandle, holder: &str) -> node::Setup {
         .with("CORE_PEER_GOSSIP_EXTERNALENDPOINT", "peer0.org1.example.com:7051");
     let config: Config = Config::from_yaml(&text, &sample.join("core.yaml"), &env).unwrap().config;
     let msp = LocalMsp::load(&sample.join("msp"), "SampleOrg", None, june_2025()).unwrap();
-    node::Setup { config, msp, log_control: Arc::new(log_handle), holder: holder.into() }
+    node::Setup { config, msp, log_control: Arc::new(log_handle), trusted_msps: Vec::new(), holder: holder.into() }
 }
 
 async fn http_get(network: &MemNetwork, port: u16, path: &str) -> String {
@@ -240,7 +240,11 @@ async fn the_same_start_path_runs_on_an_in_memory_env() {
         assert!(text.contains(needle), "{needle:?} missing from:\n{text}");
     }
     assert!(!text.contains("External endpoint is empty"), "a peer with an external endpoint does not warn");
-    // Same seed, same config: the env's random streams are reproducible.
-    let again = Env::new(Arc::new(FixedClock(june_2025())), network, storage, [7; 32]);
-    assert_eq!(rand_core::Rng::next_u64(&mut env.fork_rng()), rand_core::Rng::next_u64(&mut again.fork_rng()));
+    // Same seed, same streams: each component's fork is reproducible.
+    let a = Env::new(Arc::new(FixedClock(june_2025())), network.clone(), storage.clone(), [7; 32]);
+    let b = Env::new(Arc::new(FixedClock(june_2025())), network, storage, [7; 32]);
+    for _ in 0..3 {
+        assert_eq!(rand_core::Rng::next_u64(&mut a.fork_rng()), rand_core::Rng::next_u64(&mut b.fork_rng()));
+    }
+    drop(env);
 }
