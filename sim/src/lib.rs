@@ -1,12 +1,19 @@
 //! The deterministic simulator: many peer-core peers in one process over turmoil, driven by
 //! scenario files (`scenarios/*.yaml`), with faults, invariant checks and seed replay.
 //!
-//! Only the build plumbing exists so far; the simulator itself is issue #6. What is here already
-//! matters: the workspace must be built with `--cfg tokio_unstable` (see .cargo/config.toml), or
-//! turmoil cannot seed tokio's scheduler and same-seed runs diverge. An env `RUSTFLAGS` silently
-//! replaces the config's rustflags, so the build refuses to go on without the cfg.
+//! - [`env`]: the simulated Env (turmoil network and time, a disk with a power switch).
+//! - [`scenario`]: the scenario file format.
+//! - [`run`]: running one scenario with one seed, checking invariants, hashing the trace.
+//!
+//! The workspace must be built with `--cfg tokio_unstable` (see .cargo/config.toml), or turmoil
+//! cannot seed tokio's scheduler and same-seed runs diverge. An env `RUSTFLAGS` silently replaces
+//! the config's rustflags, so the build refuses to go on without the cfg.
 
 #[cfg(not(tokio_unstable))]
 compile_error!(
     "sim must be built with --cfg tokio_unstable (set in .cargo/config.toml); an env RUSTFLAGS overrides it: unset RUSTFLAGS or add --cfg tokio_unstable to it"
 );
+
+pub mod env;
+pub mod run;
+pub mod scenario;

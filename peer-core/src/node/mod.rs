@@ -72,6 +72,8 @@ pub struct RunningNode {
     pub operations_listen_address: SocketAddr,
     /// The address the peer announces (spec §4.1).
     pub peer_address: HostPort,
+    /// The gossip membership as this peer sees it (what `/membership` shows).
+    pub gossip_view: Arc<Mutex<View>>,
     stop: watch::Sender<bool>,
     tasks: JoinSet<()>,
     ledger: Option<LedgerMgr>,
@@ -192,7 +194,7 @@ pub async fn start(env: Env, setup: Setup) -> Result<RunningNode, StartError> {
         inc_num: discovery.inc_num(),
         members: Vec::new(),
     };
-    tasks.spawn(driver::drive(env.clone(), discovery, comm.clone(), comm_events, gossip_view, gossip_metrics, stop_rx.clone()));
+    tasks.spawn(driver::drive(env.clone(), discovery, comm.clone(), comm_events, gossip_view.clone(), gossip_metrics, stop_rx.clone()));
     info!(target: "gossip.gossip", func = "start", "Gossip instance {internal_endpoint} started");
 
     // Step 30: the chaincode server, with the standard gRPC health service.
@@ -260,6 +262,7 @@ pub async fn start(env: Env, setup: Setup) -> Result<RunningNode, StartError> {
         chaincode_listen_address,
         operations_listen_address,
         peer_address,
+        gossip_view,
         stop,
         tasks,
         ledger: Some(ledger),

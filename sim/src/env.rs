@@ -1,0 +1,307 @@
+//! The simulated environment: turmoil's network and time, and a simulated disk.
+//!
+//! - [`SimClock`]: monotonic time is tokio's (virtual under turmoil); the wall clock is the run's
+//!   fixed epoch plus the *global* simulated time, so it keeps moving forward across a host's
+//!   crash and restart (a restarted peer gets a higher gossip incarnation number).
+//! - [`SimNetwork`]: turmoil TCP. Connects time out (a crashed host drops SYNs silently).
+//! - [`SimDisk`]: a per-host disk that survives restarts. Each file keeps the bytes written and
+//!   the bytes synced apart; a power cut throws away what was not synced. A power switch is
+//!   turned off *before* the host is crashed so redb's drop cannot flush (a drop is a graceful
+//!   close in redb; a crash is not).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use peer_core::config::HostPort;
+use peer_core::env::{BoxFuture, Clock, Connection, DirLock, Instant, Listener, LockError, Network, Storage};
+
+/// Simulated time.
+pub struct SimClock {
+    base: tokio::time::Instant,
+    epoch: SystemTime,
+}
+
+impl SimClock {
+    /// Must be created inside a turmoil host (tokio time there is the simulation's).
+    // Under turmoil, tokio's clock is virtual: reading it is deterministic.
+    #[allow(clippy::disallowed_methods)]
+    pub fn new(epoch: SystemTime) -> SimClock {
+        SimClock { base: tokio::time::Instant::now(), epoch }
+    }
+}
+
+impl Clock for SimClock {
+    #[allow(clippy::disallowed_methods)]
+    fn now(&self) -> Instant {
+        Instant(u64::try_from(tokio::time::Instant::now().duration_since(self.base).as_nanos()).unwrap_or(u64::MAX))
+    }
+
+    fn wall_clock(&self) -> SystemTime {
+        self.epoch + turmoil::sim_elapsed().unwrap_or_default()
+    }
+
+    fn sleep_until(&self, deadline: Instant) -> BoxFuture<'static, ()> {
+        Box::pin(tokio::time::sleep_until(self.base + Duration::from_nanos(deadline.0)))
+    }
+}
+
+/// turmoil TCP for one host.
+pub struct SimNetwork {
+    /// This host's name (turmoil resolves names to its simulated IPs).
+    pub host: String,
+}
+
+struct SimConnection(turmoil::net::TcpStream);
+
+impl tokio::io::AsyncRead for SimConnection {
+    fn poll_read(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>, buf: &mut tokio::io::ReadBuf<'_>) -> std::task::Poll<io::Result<()>> {
+        std::pin::Pin::new(&mut self.0).poll_read(cx, buf)
+    }
+}
+
+impl tokio::io::AsyncWrite for SimConnection {
+    fn poll_write(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>, buf: &[u8]) -> std::task::Poll<io::Result<usize>> {
+        std::pin::Pin::new(&mut self.0).poll_write(cx, buf)
+    }
+    fn poll_flush(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<io::Result<()>> {
+        std::pin::Pin::new(&mut self.0).poll_flush(cx)
+    }
+    fn poll_shutdown(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<io::Result<()>> {
+        std::pin::Pin::new(&mut self.0).poll_shutdown(cx)
+    }
+}
+
+impl Connection for SimConnection {
+    fn peer_addr(&self) -> io::Result<SocketAddr> {
+        self.0.peer_addr()
+    }
+    fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.0.local_addr()
+    }
+}
+
+struct SimListener(turmoil::net::TcpListener);
+
+impl Listener for SimListener {
+    fn accept(&mut self) -> BoxFuture<'_, io::Result<(Box<dyn Connection>, SocketAddr)>> {
+        Box::pin(async move {
+            let (stream, peer) = self.0.accept().await?;
+            Ok((Box::new(SimConnection(stream)) as Box<dyn Connection>, peer))
+        })
+    }
+    fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.0.local_addr()
+    }
+}
+
+impl Network for SimNetwork {
+    fn bind(&self, address: &HostPort) -> BoxFuture<'static, io::Result<Box<dyn Listener>>> {
+        // A simulated host has one address; every bind is on it.
+        let port = address.port;
+        Box::pin(async move {
+            let listener = turmoil::net::TcpListener::bind(("0.0.0.0", port)).await?;
+            Ok(Box::new(SimListener(listener)) as Box<dyn Listener>)
+        })
+    }
+
+    fn connect(&self, address: &HostPort, timeout: Duration) -> BoxFuture<'static, io::Result<Box<dyn Connection>>> {
+        let target = (address.host.clone(), address.port);
+        Box::pin(async move {
+            let connect = turmoil::net::TcpStream::connect((target.0.as_str(), target.1));
+            let stream = tokio::time::timeout(timeout, connect)
+                .await
+                .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "connect timed out"))??;
+            Ok(Box::new(SimConnection(stream)) as Box<dyn Connection>)
+        })
+    }
+
+    fn interface_addresses(&self) -> Vec<IpAddr> {
+        vec![IpAddr::from([127, 0, 0, 1]), turmoil::lookup(self.host.as_str())]
+    }
+}
+
+/// One simulated file: what was written, and what would survive a power cut.
+#[derive(Clone, Debug, Default)]
+struct SimFile {
+    written: Vec<u8>,
+    synced: Vec<u8>,
+}
+
+#[derive(Debug, Default)]
+struct DiskState {
+    files: BTreeMap<PathBuf, SimFile>,
+    dirs: BTreeSet<PathBuf>,
+    locks: BTreeMap<PathBuf, String>,
+    /// I/O counters, for the run report.
+    writes: u64,
+    syncs: u64,
+}
+
+/// A host's disk. Cheap to clone; survives the host's restarts.
+#[derive(Clone, Debug)]
+pub struct SimDisk {
+    state: Arc<Mutex<DiskState>>,
+    /// Off between a power cut and the restart: every operation fails, so nothing the dying
+    /// process does (redb's drop flushing) reaches the disk.
+    powered: Arc<AtomicBool>,
+}
+
+impl Default for SimDisk {
+    fn default() -> Self {
+        SimDisk { state: Arc::default(), powered: Arc::new(AtomicBool::new(true)) }
+    }
+}
+
+impl SimDisk {
+    fn state(&self) -> std::sync::MutexGuard<'_, DiskState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Cuts the power: unsynced bytes are lost and locks die with the process.
+    pub fn power_cut(&self) {
+        self.powered.store(false, Ordering::SeqCst);
+        let mut state = self.state();
+        for file in state.files.values_mut() {
+            file.written = file.synced.clone();
+        }
+        state.locks.clear();
+    }
+
+    /// Power back on (before the host restarts).
+    pub fn power_on(&self) {
+        self.powered.store(true, Ordering::SeqCst);
+    }
+
+    /// (writes, syncs) so far.
+    pub fn io_counts(&self) -> (u64, u64) {
+        let state = self.state();
+        (state.writes, state.syncs)
+    }
+
+    fn check_power(&self) -> io::Result<()> {
+        if self.powered.load(Ordering::SeqCst) { Ok(()) } else { Err(io::Error::other("power lost")) }
+    }
+}
+
+/// The peer's Storage on a simulated disk.
+#[derive(Clone, Debug)]
+pub struct SimStorage(pub SimDisk);
+
+#[derive(Debug)]
+struct SimLock {
+    path: PathBuf,
+    disk: SimDisk,
+}
+
+impl DirLock for SimLock {}
+
+impl Drop for SimLock {
+    fn drop(&mut self) {
+        self.disk.state().locks.remove(&self.path);
+    }
+}
+
+impl Storage for SimStorage {
+    fn create_dir_all(&self, path: &Path) -> io::Result<()> {
+        self.0.check_power()?;
+        self.0.state().dirs.insert(path.to_path_buf());
+        Ok(())
+    }
+
+    fn remove_dir_all(&self, path: &Path) -> io::Result<()> {
+        self.0.check_power()?;
+        let mut state = self.0.state();
+        state.dirs.retain(|d| !d.starts_with(path));
+        state.files.retain(|f, _| !f.starts_with(path));
+        Ok(())
+    }
+
+    fn exists(&self, path: &Path) -> bool {
+        let state = self.0.state();
+        state.dirs.contains(path) || state.files.contains_key(path)
+    }
+
+    fn lock(&self, path: &Path, holder: &str) -> Result<Box<dyn DirLock>, LockError> {
+        let mut state = self.0.state();
+        if let Some(current) = state.locks.get(path) {
+            return Err(LockError::Held { path: path.to_path_buf(), holder: Some(current.clone()) });
+        }
+        state.locks.insert(path.to_path_buf(), holder.to_string());
+        Ok(Box::new(SimLock { path: path.to_path_buf(), disk: self.0.clone() }))
+    }
+
+    fn open_db(&self, path: &Path) -> io::Result<Box<dyn redb::StorageBackend>> {
+        self.0.check_power()?;
+        // Creating the file also makes its directory entry durable (the real Storage fsyncs the
+        // directory), so a new, empty file survives a power cut.
+        self.0.state().files.entry(path.to_path_buf()).or_default();
+        Ok(Box::new(SimFileBackend { path: path.to_path_buf(), disk: self.0.clone() }))
+    }
+}
+
+/// A redb backend over one simulated file.
+#[derive(Debug)]
+struct SimFileBackend {
+    path: PathBuf,
+    disk: SimDisk,
+}
+
+impl SimFileBackend {
+    fn with_file<T>(&self, f: impl FnOnce(&mut SimFile, &mut u64, &mut u64) -> io::Result<T>) -> io::Result<T> {
+        self.disk.check_power()?;
+        let mut state = self.disk.state();
+        let DiskState { files, writes, syncs, .. } = &mut *state;
+        let file = files.get_mut(&self.path).ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "file removed"))?;
+        f(file, writes, syncs)
+    }
+}
+
+impl redb::StorageBackend for SimFileBackend {
+    fn len(&self) -> Result<u64, io::Error> {
+        self.with_file(|file, _, _| Ok(file.written.len() as u64))
+    }
+
+    fn read(&self, offset: u64, out: &mut [u8]) -> Result<(), io::Error> {
+        self.with_file(|file, _, _| {
+            let start = usize::try_from(offset).map_err(io::Error::other)?;
+            let end = start.checked_add(out.len()).ok_or_else(|| io::Error::other("read overflows"))?;
+            let bytes = file.written.get(start..end).ok_or_else(|| io::Error::new(io::ErrorKind::UnexpectedEof, "read past the end"))?;
+            out.copy_from_slice(bytes);
+            Ok(())
+        })
+    }
+
+    fn set_len(&self, len: u64) -> Result<(), io::Error> {
+        self.with_file(|file, writes, _| {
+            file.written.resize(usize::try_from(len).map_err(io::Error::other)?, 0);
+            *writes += 1;
+            Ok(())
+        })
+    }
+
+    fn sync_data(&self) -> Result<(), io::Error> {
+        self.with_file(|file, _, syncs| {
+            file.synced = file.written.clone();
+            *syncs += 1;
+            Ok(())
+        })
+    }
+
+    fn write(&self, offset: u64, data: &[u8]) -> Result<(), io::Error> {
+        self.with_file(|file, writes, _| {
+            let start = usize::try_from(offset).map_err(io::Error::other)?;
+            let end = start + data.len();
+            if file.written.len() < end {
+                file.written.resize(end, 0);
+            }
+            file.written[start..end].copy_from_slice(data);
+            *writes += 1;
+            Ok(())
+        })
+    }
+}

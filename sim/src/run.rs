@@ -1,0 +1,445 @@
+//! Running one scenario with one seed.
+//!
+//! Every peer is a turmoil host whose body calls the same `peer_core::node::start` as the CLI,
+//! with a simulated Env (clock, network, disk) and a seed derived from the run seed. All hosts
+//! log into one capture with simulated timestamps; that trace is the run's record, and its
+//! SHA-256 is what the determinism check compares.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use peer_core::config::{Config, EnvVars};
+use peer_core::env::Env;
+use peer_core::gossip::driver::View;
+use peer_core::logging::{self, LoggingConfig, MemorySink};
+use peer_core::msp::generate::{self, OrgSpec as GenSpec, ValidityWindow};
+use peer_core::msp::{LocalMsp, Msp};
+use peer_core::node::{self, operations::LogControl};
+use sha2::{Digest, Sha256};
+use tracing::Instrument;
+use tracing_subscriber::layer::SubscriberExt;
+
+use crate::env::{SimClock, SimDisk, SimNetwork, SimStorage};
+use crate::scenario::{Bootstrap, Event, PeerSpec, Scenario};
+
+/// The simulated wall clock starts here (inside the generated certificates' validity).
+pub const EPOCH_SECS: u64 = 1_748_736_000; // 2025-06-01T00:00:00Z
+const SAMPLE_EVERY: Duration = Duration::from_millis(250);
+/// Log lines without colours, stamped with simulated time.
+const TRACE_FORMAT: &str = "%{time:15:04:05.000} [%{module}] %{shortfunc} -> %{level:.4s} %{message}";
+
+fn epoch() -> SystemTime {
+    UNIX_EPOCH + Duration::from_secs(EPOCH_SECS)
+}
+
+/// What one run produced.
+#[derive(Debug)]
+pub struct Outcome {
+    pub scenario: String,
+    pub seed: u64,
+    /// Every log line of every peer, in order.
+    pub trace: String,
+    /// SHA-256 of the trace, hex.
+    pub hash: String,
+    /// Checks that failed, first first.
+    pub violations: Vec<String>,
+    /// Faults injected, by kind.
+    pub faults: BTreeMap<&'static str, u64>,
+    /// When membership converged after the last fault (simulated), if it did.
+    pub converged_after: Option<Duration>,
+    /// A compact, readable summary: membership views over time and key lines.
+    pub summary: String,
+}
+
+impl Outcome {
+    pub fn replay_command(&self) -> String {
+        format!("SIM_SCENARIO={} SIM_SEED={} cargo test -p sim --test scenarios -- --nocapture", self.scenario, self.seed)
+    }
+}
+
+struct NoLogControl;
+
+impl LogControl for NoLogControl {
+    fn spec(&self) -> String {
+        "info".into()
+    }
+    fn set_spec(&self, _spec: &str) -> Result<(), String> {
+        Err("log levels cannot change inside the simulator".into())
+    }
+}
+
+/// The generated crypto of a run: each peer's local MSP and each org's verifying MSP.
+struct Crypto {
+    peers: BTreeMap<String, LocalMsp>,
+    orgs: BTreeMap<String, Msp>,
+}
+
+fn crypto(scenario: &Scenario) -> Crypto {
+    let mut peers = BTreeMap::new();
+    let mut orgs = BTreeMap::new();
+    let specs = scenario.peers();
+    for org in &scenario.orgs {
+        let msp_id = specs.iter().find(|p| p.org == org.name).map(|p| p.msp_id.clone()).unwrap_or_default();
+        let spec = GenSpec { msp_id: msp_id.clone(), domain: format!("{}.example.com", org.name), peers: org.peers };
+        // Crypto depends on the scenario only, not the run seed: key generation is not what we test.
+        let generated = generate::generate_org(&spec, &mut generate::org_rng(1, &spec), ValidityWindow::fixed()).expect("generating a scenario org");
+        orgs.insert(msp_id.clone(), Msp::from_files(&generated.msp, &msp_id).expect("a generated org MSP loads"));
+        for (index, node) in generated.peers.iter().enumerate() {
+            let msp = LocalMsp::from_files(&node.msp, &msp_id, epoch()).expect("a generated peer MSP loads");
+            peers.insert(format!("{}-peer{index}", org.name), msp);
+        }
+    }
+    Crypto { peers, orgs }
+}
+
+/// The CORE_* settings that make a peer out of the sample config.
+fn peer_env(scenario: &Scenario, peer: &PeerSpec) -> EnvVars {
+    let peers = scenario.peers();
+    let mut env = EnvVars::new()
+        .with("CORE_PEER_ID", &peer.name)
+        .with("CORE_PEER_LISTENADDRESS", "0.0.0.0:7051")
+        .with("CORE_PEER_ADDRESS", &format!("{}:7051", peer.name))
+        .with("CORE_PEER_CHAINCODELISTENADDRESS", "0.0.0.0:7052")
+        .with("CORE_OPERATIONS_LISTENADDRESS", "0.0.0.0:9443")
+        .with("CORE_PEER_FILESYSTEMPATH", "/var/peer")
+        .with("CORE_PEER_LOCALMSPID", &peer.msp_id)
+        .with("CORE_METRICS_PROVIDER", "disabled");
+    let bootstrap = match (scenario.bootstrap, peer.index) {
+        (_, 0) => String::new(),
+        (Bootstrap::First, _) => format!("{}-peer0:7051", peer.org),
+        (Bootstrap::Chain, i) => format!("{}-peer{}:7051", peer.org, i - 1),
+    };
+    env = env.with("CORE_PEER_GOSSIP_BOOTSTRAP", &bootstrap);
+    if peer.external {
+        env = env.with("CORE_PEER_GOSSIP_EXTERNALENDPOINT", &format!("{}:7051", peer.name));
+    }
+    let others: Vec<String> = peers
+        .iter()
+        .filter(|p| p.index == 0 && p.org != peer.org)
+        .map(|p| format!("{{id: {}, dir: /unused, anchorPeers: [{}:7051]}}", p.msp_id, p.name))
+        .collect();
+    if !others.is_empty() {
+        env = env.with("CORE_PEER_GOSSIP_TRUSTEDMSPS", &format!("[{}]", others.join(", ")));
+    }
+    for (key, value) in &scenario.env {
+        env = env.with(key, value);
+    }
+    env
+}
+
+const SAMPLE_CONFIG: &str = include_str!("../../sampleconfig/core.yaml");
+
+/// Runs `scenario` with `seed`.
+pub fn run(scenario: &Scenario, seed: u64) -> Outcome {
+    let sink = MemorySink::new();
+    let clock: logging::WallClockFn = Arc::new(|| epoch() + turmoil::sim_elapsed().unwrap_or_default());
+    let config = LoggingConfig { spec: "info".into(), format: TRACE_FORMAT.into() };
+    let (layer, _handle) = logging::layer(&config, clock, sink.sink()).expect("the trace format is valid");
+    let subscriber = tracing_subscriber::registry().with(layer);
+    let mut outcome = tracing::subscriber::with_default(subscriber, || simulate(scenario, seed));
+    outcome.trace = sink.contents();
+    outcome.hash = hex::encode(Sha256::digest(outcome.trace.as_bytes()));
+    check_logs(scenario, &mut outcome);
+    outcome
+}
+
+type Views = Arc<Mutex<BTreeMap<String, Arc<Mutex<View>>>>>;
+
+fn simulate(scenario: &Scenario, seed: u64) -> Outcome {
+    let peers = scenario.peers();
+    let crypto = Arc::new(crypto(scenario));
+    let disks: BTreeMap<String, SimDisk> = peers.iter().map(|p| (p.name.clone(), SimDisk::default())).collect();
+    let views: Views = Arc::default();
+    let mut sim = turmoil::Builder::new()
+        .simulation_duration(scenario.duration + Duration::from_secs(60))
+        .tick_duration(Duration::from_millis(1))
+        .epoch(epoch())
+        .rng_seed(seed)
+        .build();
+    let sample_path = std::path::Path::new("/etc/peer/core.yaml");
+    for (index, peer) in peers.iter().enumerate() {
+        let config = Config::from_yaml(SAMPLE_CONFIG, sample_path, &peer_env(scenario, peer)).expect("scenario config is valid").config;
+        let disk = disks[&peer.name].clone();
+        let (crypto, views, name, msp_id) = (crypto.clone(), views.clone(), peer.name.clone(), peer.msp_id.clone());
+        // Each start of the host gets its own seed (a restart is a new process).
+        let starts = Arc::new(Mutex::new(0u64));
+        sim.host(peer.name.as_str(), move || {
+            let mut start = starts.lock().unwrap_or_else(|p| p.into_inner());
+            *start += 1;
+            let mut env_seed = [0u8; 32];
+            env_seed[..8].copy_from_slice(&seed.to_le_bytes());
+            env_seed[8..16].copy_from_slice(&(index as u64).to_le_bytes());
+            env_seed[16..24].copy_from_slice(&start.to_le_bytes());
+            let setup = node::Setup {
+                config: config.clone(),
+                msp: crypto.peers[&name].clone(),
+                log_control: Arc::new(NoLogControl),
+                trusted_msps: crypto.orgs.iter().filter(|(id, _)| **id != msp_id).map(|(_, m)| m.clone()).collect(),
+                holder: name.clone(),
+            };
+            let (disk, views, name) = (disk.clone(), views.clone(), name.clone());
+            let span = tracing::info_span!("peer", name = %name);
+            async move {
+                let env = Env::new(
+                    Arc::new(SimClock::new(epoch())),
+                    Arc::new(SimNetwork { host: name.clone() }),
+                    Arc::new(SimStorage(disk)),
+                    env_seed,
+                );
+                let running = node::start(env, setup).await.map_err(|e| Box::new(e) as Box<dyn std::error::Error>)?;
+                views.lock().unwrap_or_else(|p| p.into_inner()).insert(name, running.gossip_view.clone());
+                std::future::pending::<()>().await;
+                drop(running);
+                Ok(())
+            }
+            .instrument(span)
+        });
+    }
+
+    let mut outcome = Outcome {
+        scenario: scenario.name.clone(),
+        seed,
+        trace: String::new(),
+        hash: String::new(),
+        violations: Vec::new(),
+        faults: BTreeMap::new(),
+        converged_after: None,
+        summary: String::new(),
+    };
+    let mut timeline = scenario.timeline.clone();
+    timeline.sort_by_key(|s| s.at);
+    let mut timeline = timeline.into_iter().peekable();
+    let mut running: BTreeSet<String> = peers.iter().map(|p| p.name.clone()).collect();
+    let mut checker = Checker::new(scenario, &crypto);
+    // Since when each peer has been crashed, and each (a, b) pair cut off both ways.
+    let mut down_since: BTreeMap<String, Duration> = BTreeMap::new();
+    let mut cut_since: BTreeMap<(String, String), Duration> = BTreeMap::new();
+    let mut next_sample = SAMPLE_EVERY;
+    let last_fault = scenario.last_fault();
+    // Convergence counts only once every timeline event has been applied.
+    let mut all_applied = timeline.peek().is_none();
+    while sim.elapsed() < scenario.duration {
+        while let Some(step) = timeline.next_if(|s| s.at <= sim.elapsed()) {
+            *outcome.faults.entry(step.event.kind()).or_default() += 1;
+            tracing::info!(target: "sim", "timeline: {:?}", step.event);
+            apply(&mut sim, &step.event, &disks, &views, &mut running);
+            all_applied = timeline.peek().is_none();
+            let now = sim.elapsed();
+            match &step.event {
+                Event::Crash(peer) => {
+                    down_since.insert(peer.clone(), now);
+                }
+                Event::Restart(peer) => {
+                    down_since.remove(peer);
+                }
+                Event::Partition([a, b]) => {
+                    cut_since.insert((a.clone(), b.clone()), now);
+                    cut_since.insert((b.clone(), a.clone()), now);
+                }
+                Event::Heal([a, b]) => {
+                    cut_since.remove(&(a.clone(), b.clone()));
+                    cut_since.remove(&(b.clone(), a.clone()));
+                }
+                _ => {}
+            }
+        }
+        if let Err(err) = sim.step() {
+            outcome.violations.push(format!("at {:?}: a host failed: {err}", sim.elapsed()));
+            break;
+        }
+        if sim.elapsed() >= next_sample {
+            next_sample += SAMPLE_EVERY;
+            let snapshot = snapshot(&views);
+            checker.sample(sim.elapsed(), &snapshot, &running, &mut outcome);
+            if let Some(within) = scenario.checks.dead_within {
+                checker.check_dead(sim.elapsed(), within, &snapshot, &running, &down_since, &cut_since, &mut outcome);
+            }
+            if outcome.converged_after.is_none() && all_applied && sim.elapsed() > last_fault && checker.converged(&snapshot, &running) {
+                outcome.converged_after = Some(sim.elapsed() - last_fault);
+                outcome.summary.push_str(&format!("{:>8} converged\n", format!("{:.2}s", sim.elapsed().as_secs_f64())));
+            }
+        }
+    }
+    match outcome.converged_after {
+        Some(after) if after <= scenario.checks.converge_within => {}
+        Some(after) => outcome.violations.push(format!(
+            "liveness: membership converged {:.2}s after the last fault, later than the {:?} allowed",
+            after.as_secs_f64(),
+            scenario.checks.converge_within
+        )),
+        None => outcome.violations.push(format!(
+            "liveness: membership never converged after the last fault (at {:?}); at the end: {}",
+            last_fault,
+            checker.diff(&snapshot(&views), &running)
+        )),
+    }
+    outcome
+}
+
+fn apply(sim: &mut turmoil::Sim<'_>, event: &Event, disks: &BTreeMap<String, SimDisk>, views: &Views, running: &mut BTreeSet<String>) {
+    match event {
+        Event::Crash(peer) => {
+            disks[peer].power_cut();
+            views.lock().unwrap_or_else(|p| p.into_inner()).remove(peer);
+            sim.crash(peer.as_str());
+            running.remove(peer);
+        }
+        Event::Restart(peer) => {
+            disks[peer].power_on();
+            sim.bounce(peer.as_str());
+            running.insert(peer.clone());
+        }
+        Event::Partition([a, b]) => sim.partition(a.as_str(), b.as_str()),
+        Event::PartitionOneway([a, b]) => sim.partition_oneway(a.as_str(), b.as_str()),
+        Event::Heal([a, b]) => sim.repair(a.as_str(), b.as_str()),
+        Event::Hold([a, b]) => sim.hold(a.as_str(), b.as_str()),
+        Event::Release([a, b]) => sim.release(a.as_str(), b.as_str()),
+    }
+}
+
+/// Each peer's current view, by peer name.
+fn snapshot(views: &Views) -> BTreeMap<String, View> {
+    views.lock().unwrap_or_else(|p| p.into_inner()).iter().map(|(name, view)| (name.clone(), view.lock().unwrap_or_else(|p| p.into_inner()).clone())).collect()
+}
+
+/// The invariants, checked on every sample, and the expected final membership.
+struct Checker {
+    peers: Vec<PeerSpec>,
+    /// PKI-ID hex → peer name.
+    names: BTreeMap<String, String>,
+    /// (observer, member) → newest (inc, seq) seen.
+    newest: BTreeMap<(String, String), (u64, u64)>,
+    /// The last summary line per observer, to print views only when they change.
+    last_line: BTreeMap<String, String>,
+}
+
+impl Checker {
+    fn new(scenario: &Scenario, crypto: &Crypto) -> Checker {
+        let names = crypto.peers.iter().map(|(name, msp)| (msp.pki_id().to_string(), name.clone())).collect();
+        Checker { peers: scenario.peers(), names, newest: BTreeMap::new(), last_line: BTreeMap::new() }
+    }
+
+    fn spec(&self, name: &str) -> &PeerSpec {
+        self.peers.iter().find(|p| p.name == name).expect("a scenario peer")
+    }
+
+    fn sample(&mut self, at: Duration, snapshot: &BTreeMap<String, View>, running: &BTreeSet<String>, outcome: &mut Outcome) {
+        for (observer, view) in snapshot {
+            if !running.contains(observer) {
+                continue;
+            }
+            let observer_org = self.spec(observer).org.clone();
+            let mut alive = Vec::new();
+            for member in &view.members {
+                let Some(name) = self.names.get(&member.pki_id.to_string()).cloned() else {
+                    outcome.violations.push(format!("at {at:?}: {observer} has a member no scenario peer is: {}", member.pki_id));
+                    continue;
+                };
+                if self.spec(&name).org != observer_org && !member.internal_endpoint.is_empty() {
+                    outcome.violations.push(format!(
+                        "at {at:?}: {observer} knows the internal endpoint {} of {name}, a peer of another org",
+                        member.internal_endpoint
+                    ));
+                }
+                let ts = (member.inc_num, member.seq_num);
+                let key = (observer.clone(), name.clone());
+                if let Some(previous) = self.newest.get(&key)
+                    && ts < *previous
+                {
+                    outcome.violations.push(format!("at {at:?}: {observer} saw {name}'s timestamp go back from {previous:?} to {ts:?}"));
+                }
+                self.newest.insert(key, ts);
+                if member.alive {
+                    alive.push(name);
+                }
+            }
+            let line = format!("{observer} sees {}", if alive.is_empty() { "nobody".to_string() } else { alive.join(" ") });
+            if self.last_line.get(observer) != Some(&line) {
+                outcome.summary.push_str(&format!("{:>8} {line}\n", format!("{:.2}s", at.as_secs_f64())));
+                self.last_line.insert(observer.clone(), line);
+            }
+        }
+    }
+
+    /// Whom `observer` should see alive: running peers of its org, and running peers of other
+    /// orgs when both have external endpoints.
+    fn expected(&self, observer: &str, running: &BTreeSet<String>) -> BTreeSet<String> {
+        let me = self.spec(observer);
+        self.peers
+            .iter()
+            .filter(|p| p.name != me.name && running.contains(&p.name))
+            .filter(|p| p.org == me.org || (p.external && me.external))
+            .map(|p| p.name.clone())
+            .collect()
+    }
+
+    /// Lost peers (crashed, or cut off from the observer) must not stay alive in views.
+    #[allow(clippy::too_many_arguments)]
+    fn check_dead(
+        &self,
+        at: Duration,
+        within: Duration,
+        snapshot: &BTreeMap<String, View>,
+        running: &BTreeSet<String>,
+        down_since: &BTreeMap<String, Duration>,
+        cut_since: &BTreeMap<(String, String), Duration>,
+        outcome: &mut Outcome,
+    ) {
+        for observer in running {
+            let Some(view) = snapshot.get(observer) else { continue };
+            for seen in self.actual(view) {
+                let lost = down_since.get(&seen).copied().or_else(|| cut_since.get(&(observer.clone(), seen.clone())).copied());
+                if let Some(since) = lost
+                    && at.saturating_sub(since) > within
+                {
+                    outcome.violations.push(format!(
+                        "at {at:?}: {observer} still sees {seen} alive {:.2}s after losing it (allowed {within:?})",
+                        (at - since).as_secs_f64()
+                    ));
+                }
+            }
+        }
+    }
+
+    fn actual(&self, view: &View) -> BTreeSet<String> {
+        view.members.iter().filter(|m| m.alive).filter_map(|m| self.names.get(&m.pki_id.to_string()).cloned()).collect()
+    }
+
+    fn converged(&self, snapshot: &BTreeMap<String, View>, running: &BTreeSet<String>) -> bool {
+        running.iter().all(|peer| snapshot.get(peer).is_some_and(|view| self.actual(view) == self.expected(peer, running)))
+    }
+
+    fn diff(&self, snapshot: &BTreeMap<String, View>, running: &BTreeSet<String>) -> String {
+        let mut out = Vec::new();
+        for peer in running {
+            let expected = self.expected(peer, running);
+            let actual = snapshot.get(peer).map(|v| self.actual(v)).unwrap_or_default();
+            if actual != expected {
+                out.push(format!("{peer} sees {actual:?}, expected {expected:?}"));
+            }
+        }
+        out.join("; ")
+    }
+}
+
+/// Expected log lines: the external-endpoint WARN exactly once per start of each peer without
+/// an external endpoint, and never for the others; no panic anywhere.
+fn check_logs(scenario: &Scenario, outcome: &mut Outcome) {
+    for peer in scenario.peers() {
+        let starts = 1 + scenario.timeline.iter().filter(|s| s.event == Event::Restart(peer.name.clone())).count();
+        let tag = format!("name={}", peer.name);
+        let warnings = outcome
+            .trace
+            .lines()
+            .filter(|l| l.contains("External endpoint is empty, peer will not be accessible outside of its organization") && l.contains(&tag))
+            .count();
+        let expected = if peer.external { 0 } else { starts };
+        if warnings != expected {
+            outcome.violations.push(format!("{}: the external-endpoint WARN appeared {warnings} times, expected {expected}", peer.name));
+        }
+    }
+    if outcome.trace.contains("panicked") {
+        outcome.violations.push("a panic was logged".into());
+    }
+}

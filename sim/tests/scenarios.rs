@@ -1,0 +1,113 @@
+//! Every scenario in `scenarios/` over a batch of seeds. Each seed runs twice, each time in its
+//! own `sim run` process (tokio's task IDs are process-global, so two runs in one process would
+//! not start from the same state): the two traces must hash the same, and every check must pass.
+//!
+//! - `SIM_SCENARIO=name` runs one scenario; `SIM_SEED=n` runs one seed (replay);
+//!   `SIM_SEEDS=n` runs n seeds per scenario (default: a small CI batch).
+//! - A failure prints the scenario, the seed, the first violated check and the command that
+//!   replays it; the traces are in `target/sim-failures/`.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde_json::Value;
+
+/// Seeds per scenario in a default `cargo test` run.
+const CI_SEEDS: u64 = 3;
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+}
+
+// The test harness reads its own knobs from the environment; the simulated peers never do.
+#[allow(clippy::disallowed_methods)]
+fn knob(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.is_empty())
+}
+
+fn scenario_files() -> Vec<(String, PathBuf)> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(root().join("scenarios"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
+        .collect();
+    files.sort();
+    let only = knob("SIM_SCENARIO");
+    files
+        .into_iter()
+        .map(|path| (path.file_stem().unwrap().to_string_lossy().into_owned(), path))
+        .filter(|(name, _)| only.as_ref().is_none_or(|o| o == name))
+        .collect()
+}
+
+fn seeds() -> Vec<u64> {
+    if let Some(seed) = knob("SIM_SEED") {
+        return vec![seed.parse().expect("SIM_SEED is a number")];
+    }
+    let count: u64 = knob("SIM_SEEDS").map_or(CI_SEEDS, |n| n.parse().expect("SIM_SEEDS is a number"));
+    (1..=count).collect()
+}
+
+/// One run in its own process; returns its JSON report.
+fn run(path: &Path, seed: u64, trace: &Path) -> Value {
+    let output = Command::new(env!("CARGO_BIN_EXE_sim"))
+        .args(["run", &path.display().to_string(), "--seed", &seed.to_string(), "--json", "--trace", &trace.display().to_string()])
+        .output()
+        .expect("running the sim binary");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    serde_json::from_str(stdout.lines().last().unwrap_or_default())
+        .unwrap_or_else(|e| panic!("sim run {} --seed {seed} printed no report ({e}); stderr:\n{}", path.display(), String::from_utf8_lossy(&output.stderr)))
+}
+
+#[test]
+fn every_scenario_over_the_seed_batch_deterministically() {
+    let files = scenario_files();
+    assert!(!files.is_empty(), "no scenario matched");
+    let failures_dir = root().join("target/sim-failures");
+    std::fs::create_dir_all(&failures_dir).unwrap();
+    let mut failures = Vec::new();
+    let mut runs = 0;
+    for (name, path) in &files {
+        let scenario = sim::scenario::Scenario::parse(&std::fs::read_to_string(path).unwrap()).unwrap();
+        let mut fired: BTreeMap<String, u64> = BTreeMap::new();
+        for seed in seeds() {
+            let trace_a = failures_dir.join(format!("{name}-{seed}.log"));
+            let trace_b = failures_dir.join(format!("{name}-{seed}.second.log"));
+            let first = run(path, seed, &trace_a);
+            let second = run(path, seed, &trace_b);
+            runs += 2;
+            let replay = format!("SIM_SCENARIO={name} SIM_SEED={seed} cargo test -p sim --test scenarios -- --nocapture");
+            if first["hash"] != second["hash"] {
+                let (a, b) = (std::fs::read_to_string(&trace_a).unwrap(), std::fs::read_to_string(&trace_b).unwrap());
+                let line = a.lines().zip(b.lines()).position(|(x, y)| x != y).map_or(0, |i| i + 1);
+                failures.push(format!(
+                    "scenario {name} seed {seed}: not deterministic: the traces first differ at line {line}\n  replay: {replay}\n  traces: {} {}",
+                    trace_a.display(),
+                    trace_b.display()
+                ));
+            } else if let Some(violation) = first["violations"].as_array().and_then(|v| v.first()) {
+                failures.push(format!(
+                    "scenario {name} seed {seed}: {violation}\n  replay: {replay}\n  run alone: cargo run -p sim -- run {} --seed {seed}\n  trace: {}",
+                    path.display(),
+                    trace_a.display()
+                ));
+            } else {
+                let _ = std::fs::remove_file(&trace_a);
+            }
+            let _ = std::fs::remove_file(&trace_b);
+            for (kind, count) in first["faults"].as_object().into_iter().flatten() {
+                *fired.entry(kind.clone()).or_insert(0) += count.as_u64().unwrap_or(0);
+            }
+            eprintln!("{name} seed {seed}: {} trace lines, converged after {}ms, faults {}", first["trace_lines"], first["converged_after_ms"], first["faults"]);
+        }
+        // Coverage: every fault kind the scenario schedules fired in the batch.
+        for step in &scenario.timeline {
+            if !fired.contains_key(step.event.kind()) {
+                failures.push(format!("scenario {name}: the {} fault never fired", step.event.kind()));
+            }
+        }
+    }
+    eprintln!("{runs} runs");
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
