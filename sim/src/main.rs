@@ -33,11 +33,22 @@ enum Command {
         /// Write the whole trace here.
         #[arg(long, value_name = "FILE")]
         trace: Option<PathBuf>,
+        /// Test-only: deliberately break an invariant (`disclosure`) to see it caught.
+        #[arg(long, value_name = "INVARIANT", hide = true)]
+        break_invariant: Option<String>,
     },
 }
 
 fn main() -> ExitCode {
-    let Cli { command: Command::Run { scenario, seed, json, trace } } = Cli::parse();
+    let Cli { command: Command::Run { scenario, seed, json, trace, break_invariant } } = Cli::parse();
+    let broken = match break_invariant.as_deref().map(sim::run::Breakage::parse) {
+        None => None,
+        Some(Some(breakage)) => Some(breakage),
+        Some(None) => {
+            eprintln!("Error: unknown invariant to break (known: disclosure)");
+            return ExitCode::FAILURE;
+        }
+    };
     let text = match std::fs::read_to_string(&scenario) {
         Ok(text) => text,
         Err(err) => {
@@ -52,7 +63,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let outcome = sim::run::run(&parsed, seed);
+    let outcome = sim::run::run_broken(&parsed, seed, broken);
     if let Some(path) = trace
         && let Err(err) = std::fs::write(&path, &outcome.trace)
     {

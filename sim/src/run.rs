@@ -132,12 +132,17 @@ const SAMPLE_CONFIG: &str = include_str!("../../sampleconfig/core.yaml");
 
 /// Runs `scenario` with `seed`.
 pub fn run(scenario: &Scenario, seed: u64) -> Outcome {
+    run_broken(scenario, seed, None)
+}
+
+/// Runs `scenario` with `seed`, optionally with an invariant deliberately broken (tests only).
+pub fn run_broken(scenario: &Scenario, seed: u64, broken: Option<Breakage>) -> Outcome {
     let sink = MemorySink::new();
     let clock: logging::WallClockFn = Arc::new(|| epoch() + turmoil::sim_elapsed().unwrap_or_default());
     let config = LoggingConfig { spec: "info".into(), format: TRACE_FORMAT.into() };
     let (layer, _handle) = logging::layer(&config, clock, sink.sink()).expect("the trace format is valid");
     let subscriber = tracing_subscriber::registry().with(layer);
-    let mut outcome = tracing::subscriber::with_default(subscriber, || simulate(scenario, seed));
+    let mut outcome = tracing::subscriber::with_default(subscriber, || simulate(scenario, seed, broken));
     outcome.trace = sink.contents();
     outcome.hash = hex::encode(Sha256::digest(outcome.trace.as_bytes()));
     check_logs(scenario, &mut outcome);
@@ -146,7 +151,7 @@ pub fn run(scenario: &Scenario, seed: u64) -> Outcome {
 
 type Views = Arc<Mutex<BTreeMap<String, Arc<Mutex<View>>>>>;
 
-fn simulate(scenario: &Scenario, seed: u64) -> Outcome {
+fn simulate(scenario: &Scenario, seed: u64, broken: Option<Breakage>) -> Outcome {
     let peers = scenario.peers();
     let crypto = Arc::new(crypto(scenario));
     let disks: BTreeMap<String, SimDisk> = peers.iter().map(|p| (p.name.clone(), SimDisk::default())).collect();
@@ -250,7 +255,7 @@ fn simulate(scenario: &Scenario, seed: u64) -> Outcome {
         }
         if sim.elapsed() >= next_sample {
             next_sample += SAMPLE_EVERY;
-            let snapshot = snapshot(&views);
+            let snapshot = snapshot(&views, broken);
             checker.sample(sim.elapsed(), &snapshot, &running, &mut outcome);
             if let Some(within) = scenario.checks.dead_within {
                 checker.check_dead(sim.elapsed(), within, &snapshot, &running, &down_since, &cut_since, &mut outcome);
@@ -271,7 +276,7 @@ fn simulate(scenario: &Scenario, seed: u64) -> Outcome {
         None => outcome.violations.push(format!(
             "liveness: membership never converged after the last fault (at {:?}); at the end: {}",
             last_fault,
-            checker.diff(&snapshot(&views), &running)
+            checker.diff(&snapshot(&views, broken), &running)
         )),
     }
     outcome
@@ -299,8 +304,32 @@ fn apply(sim: &mut turmoil::Sim<'_>, event: &Event, disks: &BTreeMap<String, Sim
 }
 
 /// Each peer's current view, by peer name.
-fn snapshot(views: &Views) -> BTreeMap<String, View> {
-    views.lock().unwrap_or_else(|p| p.into_inner()).iter().map(|(name, view)| (name.clone(), view.lock().unwrap_or_else(|p| p.into_inner()).clone())).collect()
+fn snapshot(views: &Views, broken: Option<Breakage>) -> BTreeMap<String, View> {
+    let mut views: BTreeMap<String, View> =
+        views.lock().unwrap_or_else(|p| p.into_inner()).iter().map(|(name, view)| (name.clone(), view.lock().unwrap_or_else(|p| p.into_inner()).clone())).collect();
+    if broken == Some(Breakage::Disclosure) {
+        // Test-only: pretend every member's internal endpoint leaked, as a disclosure bug would.
+        for view in views.values_mut() {
+            for member in &mut view.members {
+                if member.internal_endpoint.is_empty() {
+                    member.internal_endpoint = "leaked:7051".into();
+                }
+            }
+        }
+    }
+    views
+}
+
+/// A deliberately broken invariant, to prove the checks catch it (`SIM_BREAK=disclosure`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Breakage {
+    Disclosure,
+}
+
+impl Breakage {
+    pub fn parse(text: &str) -> Option<Breakage> {
+        (text == "disclosure").then_some(Breakage::Disclosure)
+    }
 }
 
 /// The invariants, checked on every sample, and the expected final membership.
@@ -354,6 +383,7 @@ impl Checker {
                     alive.push(name);
                 }
             }
+            alive.sort();
             let line = format!("{observer} sees {}", if alive.is_empty() { "nobody".to_string() } else { alive.join(" ") });
             if self.last_line.get(observer) != Some(&line) {
                 outcome.summary.push_str(&format!("{:>8} {line}\n", format!("{:.2}s", at.as_secs_f64())));

@@ -51,8 +51,13 @@ fn seeds() -> Vec<u64> {
 
 /// One run in its own process; returns its JSON report.
 fn run(path: &Path, seed: u64, trace: &Path) -> Value {
+    run_with(path, seed, trace, &[])
+}
+
+fn run_with(path: &Path, seed: u64, trace: &Path, extra: &[&str]) -> Value {
     let output = Command::new(env!("CARGO_BIN_EXE_sim"))
         .args(["run", &path.display().to_string(), "--seed", &seed.to_string(), "--json", "--trace", &trace.display().to_string()])
+        .args(extra)
         .output()
         .expect("running the sim binary");
     let stdout = String::from_utf8_lossy(&output.stdout);
@@ -100,6 +105,10 @@ fn every_scenario_over_the_seed_batch_deterministically() {
                 *fired.entry(kind.clone()).or_insert(0) += count.as_u64().unwrap_or(0);
             }
             eprintln!("{name} seed {seed}: {} trace lines, converged after {}ms, faults {}", first["trace_lines"], first["converged_after_ms"], first["faults"]);
+            // The canonical seed's timeline is a snapshot: behaviour changes show up in review.
+            if seed == 1 && failures.is_empty() {
+                insta::assert_snapshot!(format!("{name}-seed-1"), first["summary"].as_str().unwrap_or_default());
+            }
         }
         // Coverage: every fault kind the scenario schedules fired in the batch.
         for step in &scenario.timeline {
@@ -110,4 +119,19 @@ fn every_scenario_over_the_seed_batch_deterministically() {
     }
     eprintln!("{runs} runs");
     assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[test]
+fn a_deliberately_broken_invariant_is_caught_and_reported() {
+    let path = root().join("scenarios/gossip-bootstrap.yaml");
+    let trace = root().join("target/sim-failures/broken-disclosure.log");
+    std::fs::create_dir_all(trace.parent().unwrap()).unwrap();
+    let report = run_with(&path, 1, &trace, &["--break-invariant", "disclosure"]);
+    let first = report["violations"][0].as_str().unwrap_or_default().to_string();
+    assert!(first.contains("knows the internal endpoint leaked:7051 of"), "{report}");
+    assert!(first.contains("a peer of another org"), "{report}");
+    // The failure carries what is needed to replay it.
+    assert_eq!(report["seed"], 1);
+    assert_eq!(report["scenario"], "gossip-bootstrap");
+    assert!(trace.is_file());
 }
