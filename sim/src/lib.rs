@@ -4,6 +4,7 @@
 //! - [`env`]: the simulated Env (turmoil network and time, a disk with a power switch).
 //! - [`scenario`]: the scenario file format.
 //! - [`run`]: running one scenario with one seed, checking invariants, hashing the trace.
+//! - [`swarm`]: scenarios chosen by the seed.
 //!
 //! The workspace must be built with `--cfg tokio_unstable` (see .cargo/config.toml), or turmoil
 //! cannot seed tokio's scheduler and same-seed runs diverge. An env `RUSTFLAGS` silently replaces
@@ -17,3 +18,4 @@ compile_error!(
 pub mod env;
 pub mod run;
 pub mod scenario;
+pub mod swarm;

@@ -1,16 +1,20 @@
 //! The simulator's command line.
 //!
-//! `sim run scenarios/crash-restart.yaml --seed 42` runs one scenario with one seed and prints a
-//! readable timeline (membership views as they change), the checks, and the trace hash.
-//! `--json` prints one machine-readable line instead (the test suite runs every seed in its own
-//! process through this, because tokio's task IDs are process-global and would otherwise make
-//! the second run of a seed in one process differ from the first). `--trace FILE` writes the
-//! full trace.
+//! - `sim run scenarios/crash-restart.yaml --seed 42` runs one scenario with one seed and prints
+//!   a readable timeline (membership views as they change), the checks and the trace hash.
+//!   `sim run swarm --seed 42` runs the scenario the seed chooses (see `sim::swarm`).
+//!   `--json` prints one machine-readable line; `--trace FILE` writes the full trace.
+//! - `sim sweep --seeds 1000 [--scenario FILE|swarm]` runs many seeds, each in its own process
+//!   (tokio's task IDs are process-global, so only a fresh process replays a seed exactly), two
+//!   at a time, with a progress line and a summary table.
 
-use std::path::PathBuf;
-use std::process::ExitCode;
+use std::collections::{BTreeMap, VecDeque};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command as Process, ExitCode, Stdio};
 
 use clap::{Parser, Subcommand};
+use sim::scenario::Scenario;
 
 #[derive(Parser)]
 #[command(name = "sim", about = "Deterministic simulation of peer-core peers")]
@@ -23,8 +27,8 @@ struct Cli {
 enum Command {
     /// Run one scenario with one seed.
     Run {
-        /// The scenario file.
-        scenario: PathBuf,
+        /// The scenario file, or `swarm` for the scenario the seed chooses.
+        scenario: String,
         #[arg(long, default_value_t = 1)]
         seed: u64,
         /// Print one JSON line (hash, violations, faults, convergence) instead of the timeline.
@@ -37,11 +41,36 @@ enum Command {
         #[arg(long, value_name = "INVARIANT", hide = true)]
         break_invariant: Option<String>,
     },
+    /// Run many seeds and summarize.
+    Sweep {
+        /// How many seeds (1..=N).
+        #[arg(long, default_value_t = 100)]
+        seeds: u64,
+        /// Scenario files to sweep, or `swarm` (default: every file in scenarios/ and swarm).
+        #[arg(long)]
+        scenario: Vec<String>,
+    },
+}
+
+fn load(scenario: &str, seed: u64) -> Result<Scenario, String> {
+    if scenario == "swarm" {
+        let generated = sim::swarm::generate(seed);
+        generated.check()?;
+        return Ok(generated);
+    }
+    let text = std::fs::read_to_string(scenario).map_err(|e| format!("reading {scenario}: {e}"))?;
+    Scenario::parse(&text).map_err(|e| format!("{scenario}: {e}"))
 }
 
 fn main() -> ExitCode {
-    let Cli { command: Command::Run { scenario, seed, json, trace, break_invariant } } = Cli::parse();
-    let broken = match break_invariant.as_deref().map(sim::run::Breakage::parse) {
+    match Cli::parse().command {
+        Command::Run { scenario, seed, json, trace, break_invariant } => run(&scenario, seed, json, trace.as_deref(), break_invariant.as_deref()),
+        Command::Sweep { seeds, scenario } => sweep(seeds, scenario),
+    }
+}
+
+fn run(scenario: &str, seed: u64, json: bool, trace: Option<&Path>, break_invariant: Option<&str>) -> ExitCode {
+    let broken = match break_invariant.map(sim::run::Breakage::parse) {
         None => None,
         Some(Some(breakage)) => Some(breakage),
         Some(None) => {
@@ -49,23 +78,17 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let text = match std::fs::read_to_string(&scenario) {
-        Ok(text) => text,
-        Err(err) => {
-            eprintln!("Error: reading {}: {err}", scenario.display());
-            return ExitCode::FAILURE;
-        }
-    };
-    let parsed = match sim::scenario::Scenario::parse(&text) {
+    let parsed = match load(scenario, seed) {
         Ok(parsed) => parsed,
         Err(err) => {
-            eprintln!("Error: {}: {err}", scenario.display());
+            eprintln!("Error: {err}");
             return ExitCode::FAILURE;
         }
     };
+    let options = if scenario == "swarm" { sim::swarm::describe(&parsed) } else { String::new() };
     let outcome = sim::run::run_broken(&parsed, seed, broken);
     if let Some(path) = trace
-        && let Err(err) = std::fs::write(&path, &outcome.trace)
+        && let Err(err) = std::fs::write(path, format!("{options}{}", outcome.trace))
     {
         eprintln!("Error: writing {}: {err}", path.display());
         return ExitCode::FAILURE;
@@ -80,11 +103,12 @@ fn main() -> ExitCode {
             "converged_after_ms": outcome.converged_after.map(|d| d.as_millis() as u64),
             "trace_lines": outcome.trace.lines().count(),
             "summary": outcome.summary,
+            "options": options,
         });
         println!("{line}");
     } else {
         println!("scenario {} seed {}", outcome.scenario, outcome.seed);
-        print!("{}", outcome.summary);
+        print!("{options}{}", outcome.summary);
         println!("faults: {:?}", outcome.faults);
         match outcome.converged_after {
             Some(after) => println!("converged {:.2}s after the last fault", after.as_secs_f64()),
@@ -94,6 +118,91 @@ fn main() -> ExitCode {
             println!("VIOLATION: {violation}");
         }
         println!("trace: {} lines, sha256 {}", outcome.trace.lines().count(), outcome.hash);
+        if !outcome.violations.is_empty() {
+            println!("replay: cargo run -p sim -- run {scenario} --seed {seed}");
+        }
     }
     if outcome.violations.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE }
+}
+
+#[derive(Default)]
+struct Tally {
+    runs: u64,
+    failed: Vec<u64>,
+    converge_ms: Vec<u64>,
+    faults: BTreeMap<String, u64>,
+}
+
+fn sweep(seeds: u64, scenarios: Vec<String>) -> ExitCode {
+    let scenarios = if scenarios.is_empty() {
+        let mut files: Vec<String> = std::fs::read_dir("scenarios")
+            .map(|dir| dir.filter_map(|e| e.ok()).map(|e| e.path()).filter(|p| p.extension().is_some_and(|x| x == "yaml")).map(|p| p.display().to_string()).collect())
+            .unwrap_or_default();
+        files.sort();
+        files.push("swarm".into());
+        files
+    } else {
+        scenarios
+    };
+    let Ok(me) = std::env::current_exe() else {
+        eprintln!("Error: cannot find the sim binary to run seeds with");
+        return ExitCode::FAILURE;
+    };
+    let jobs: Vec<(String, u64)> = scenarios.iter().flat_map(|s| (1..=seeds).map(move |seed| (s.clone(), seed))).collect();
+    let total = jobs.len();
+    let mut tallies: BTreeMap<String, Tally> = BTreeMap::new();
+    let mut running: VecDeque<(String, u64, Child)> = VecDeque::new();
+    let mut done = 0;
+    let mut pending = jobs.into_iter();
+    loop {
+        while running.len() < 2 {
+            let Some((scenario, seed)) = pending.next() else { break };
+            let child = Process::new(&me)
+                .args(["run", &scenario, "--seed", &seed.to_string(), "--json"])
+                .stdout(Stdio::piped())
+                .stderr(Stdio::null())
+                .spawn();
+            match child {
+                Ok(child) => running.push_back((scenario, seed, child)),
+                Err(err) => {
+                    eprintln!("Error: starting a run: {err}");
+                    return ExitCode::FAILURE;
+                }
+            }
+        }
+        let Some((scenario, seed, child)) = running.pop_front() else { break };
+        let output = child.wait_with_output();
+        let report: serde_json::Value = output.ok().and_then(|o| serde_json::from_slice(String::from_utf8_lossy(&o.stdout).lines().last()?.as_bytes()).ok()).unwrap_or_default();
+        let tally = tallies.entry(scenario.clone()).or_default();
+        tally.runs += 1;
+        let passed = report["violations"].as_array().is_some_and(|v| v.is_empty());
+        if !passed {
+            tally.failed.push(seed);
+        }
+        if let Some(ms) = report["converged_after_ms"].as_u64() {
+            tally.converge_ms.push(ms);
+        }
+        for (kind, count) in report["faults"].as_object().into_iter().flatten() {
+            *tally.faults.entry(kind.clone()).or_default() += count.as_u64().unwrap_or(0);
+        }
+        done += 1;
+        let width = 30;
+        let filled = done * width / total;
+        eprint!("\r[{}{}] {done}/{total} {scenario} seed {seed}{}", "#".repeat(filled), " ".repeat(width - filled), " ".repeat(10));
+        let _ = std::io::stderr().flush();
+    }
+    eprintln!();
+    println!("{:<40} {:>6} {:>7} {:>14}  faults fired", "scenario", "runs", "failed", "converge p50");
+    let mut any_failed = false;
+    for (scenario, tally) in &tallies {
+        let mut ms = tally.converge_ms.clone();
+        ms.sort_unstable();
+        let p50 = ms.get(ms.len() / 2).map(|m| format!("{:.2}s", *m as f64 / 1000.0)).unwrap_or_else(|| "-".into());
+        println!("{scenario:<40} {:>6} {:>7} {p50:>14}  {:?}", tally.runs, tally.failed.len(), tally.faults);
+        for seed in tally.failed.iter().take(5) {
+            println!("    failed: cargo run -p sim -- run {scenario} --seed {seed}");
+        }
+        any_failed |= !tally.failed.is_empty();
+    }
+    if any_failed { ExitCode::FAILURE } else { ExitCode::SUCCESS }
 }

@@ -104,7 +104,10 @@ pub struct Checks {
     #[serde(deserialize_with = "duration")]
     pub converge_within: Duration,
     /// While a peer is crashed, or cut off from an observer both ways, the observer must stop
-    /// seeing it alive within this long (aliveExpirationTimeout plus a check interval, plus slack).
+    /// seeing it alive within this long. Make it at least aliveExpirationTimeout + the check
+    /// interval + pullInterval: as in Fabric, a newer (but pre-crash) alive message relayed in a
+    /// membership response refreshes lastSeen, which can postpone the death by one sync round
+    /// (found by swarm seed 30).
     #[serde(default, deserialize_with = "optional_duration")]
     pub dead_within: Option<Duration>,
 }
@@ -129,6 +132,11 @@ pub struct PeerSpec {
 }
 
 impl Scenario {
+    /// Checks names and times (also for generated scenarios).
+    pub fn check(&self) -> Result<(), String> {
+        self.validate()
+    }
+
     pub fn parse(text: &str) -> Result<Scenario, String> {
         let scenario: Scenario = serde_saphyr::from_str(text).map_err(|e| e.to_string())?;
         scenario.validate()?;

@@ -1,0 +1,98 @@
+//! Swarm mode: the seed chooses the scenario (VOPR-style), so a sweep over seeds explores
+//! topologies and fault mixes no one wrote down.
+//!
+//! From the seed: 2–3 orgs of 1–4 peers, which non-anchor peers lack an external endpoint, the
+//! bootstrap topology, and a timeline of crashes with restarts and org partitions with heals.
+//! The chosen options are part of the run's record ([`describe`]), so a failure can be read and
+//! replayed from its seed alone.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use rand_chacha::ChaCha8Rng;
+use rand_core::{Rng, SeedableRng};
+
+use crate::scenario::{Bootstrap, Checks, Event, OrgSpec, Scenario, Step};
+
+fn below(rng: &mut ChaCha8Rng, n: u64) -> u64 {
+    rng.next_u64() % n
+}
+
+/// The scenario a swarm seed stands for.
+pub fn generate(seed: u64) -> Scenario {
+    // A different stream than the run's own use of the seed.
+    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x5741_524d);
+    let org_count = 2 + below(&mut rng, 2) as usize;
+    let orgs: Vec<OrgSpec> = (1..=org_count).map(|i| OrgSpec { name: format!("org{i}"), peers: 1 + below(&mut rng, 4) as usize }).collect();
+    let mut no_external = Vec::new();
+    for org in &orgs {
+        for index in 1..org.peers {
+            if below(&mut rng, 3) == 0 {
+                no_external.push(format!("{}-peer{index}", org.name));
+            }
+        }
+    }
+    let bootstrap = if below(&mut rng, 2) == 0 { Bootstrap::Chain } else { Bootstrap::First };
+    let mut timeline = Vec::new();
+    let mut at = 2_000 + below(&mut rng, 2_000);
+    let faults = below(&mut rng, 4);
+    for _ in 0..faults {
+        if below(&mut rng, 2) == 0 {
+            let org = &orgs[below(&mut rng, orgs.len() as u64) as usize];
+            let peer = format!("{}-peer{}", org.name, below(&mut rng, org.peers as u64));
+            let down = 1_000 + below(&mut rng, 5_000);
+            timeline.push(Step { at: Duration::from_millis(at), event: Event::Crash(peer.clone()) });
+            timeline.push(Step { at: Duration::from_millis(at + down), event: Event::Restart(peer) });
+            at += down + 500 + below(&mut rng, 2_000);
+        } else {
+            // Cut org A off from org B completely, then heal.
+            let a = below(&mut rng, orgs.len() as u64) as usize;
+            let b = (a + 1 + below(&mut rng, orgs.len() as u64 - 1) as usize) % orgs.len();
+            let pairs: Vec<[String; 2]> = (0..orgs[a].peers)
+                .flat_map(|i| (0..orgs[b].peers).map(move |j| (i, j)))
+                .map(|(i, j)| [format!("{}-peer{i}", orgs[a].name), format!("{}-peer{j}", orgs[b].name)])
+                .collect();
+            let length = 1_000 + below(&mut rng, 5_000);
+            for pair in &pairs {
+                timeline.push(Step { at: Duration::from_millis(at), event: Event::Partition(pair.clone()) });
+                timeline.push(Step { at: Duration::from_millis(at + length), event: Event::Heal(pair.clone()) });
+            }
+            at += length + 500 + below(&mut rng, 2_000);
+        }
+    }
+    let env: BTreeMap<String, String> = [
+        ("CORE_PEER_GOSSIP_ALIVETIMEINTERVAL", "500ms"),
+        ("CORE_PEER_GOSSIP_ALIVEEXPIRATIONTIMEOUT", "2500ms"),
+        ("CORE_PEER_GOSSIP_RECONNECTINTERVAL", "1s"),
+        ("CORE_PEER_GOSSIP_PULLINTERVAL", "1s"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    Scenario {
+        name: "swarm".into(),
+        duration: Duration::from_millis(at + 10_000),
+        orgs,
+        no_external_endpoint: no_external,
+        bootstrap,
+        env,
+        timeline,
+        checks: Checks { converge_within: Duration::from_secs(10), dead_within: Some(Duration::from_millis(4_500)) },
+    }
+}
+
+/// The options a swarm seed chose, one readable block.
+pub fn describe(scenario: &Scenario) -> String {
+    let orgs: Vec<String> = scenario.orgs.iter().map(|o| format!("{}×{}", o.name, o.peers)).collect();
+    let mut out = format!(
+        "swarm options: orgs [{}], no external endpoint {:?}, bootstrap {:?}, duration {:?}\n",
+        orgs.join(" "),
+        scenario.no_external_endpoint,
+        scenario.bootstrap,
+        scenario.duration
+    );
+    for step in &scenario.timeline {
+        out.push_str(&format!("  at {:?}: {:?}\n", step.at, step.event));
+    }
+    out
+}
