@@ -18,7 +18,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use peer_core::config::HostPort;
-use peer_core::env::{BoxFuture, Clock, Connection, DirLock, Instant, Listener, LockError, Network, Storage};
+use peer_core::env::{BoxFuture, Clock, Connection, DirLock, Instant, Listener, LockError, Network, Storage, StreamConnection};
 
 /// Simulated time.
 pub struct SimClock {
@@ -56,33 +56,10 @@ pub struct SimNetwork {
     pub host: String,
 }
 
-struct SimConnection(turmoil::net::TcpStream);
-
-impl tokio::io::AsyncRead for SimConnection {
-    fn poll_read(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>, buf: &mut tokio::io::ReadBuf<'_>) -> std::task::Poll<io::Result<()>> {
-        std::pin::Pin::new(&mut self.0).poll_read(cx, buf)
-    }
-}
-
-impl tokio::io::AsyncWrite for SimConnection {
-    fn poll_write(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>, buf: &[u8]) -> std::task::Poll<io::Result<usize>> {
-        std::pin::Pin::new(&mut self.0).poll_write(cx, buf)
-    }
-    fn poll_flush(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<io::Result<()>> {
-        std::pin::Pin::new(&mut self.0).poll_flush(cx)
-    }
-    fn poll_shutdown(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<io::Result<()>> {
-        std::pin::Pin::new(&mut self.0).poll_shutdown(cx)
-    }
-}
-
-impl Connection for SimConnection {
-    fn peer_addr(&self) -> io::Result<SocketAddr> {
-        self.0.peer_addr()
-    }
-    fn local_addr(&self) -> io::Result<SocketAddr> {
-        self.0.local_addr()
-    }
+/// A turmoil TCP stream as a Connection.
+fn sim_connection(stream: turmoil::net::TcpStream) -> io::Result<Box<dyn Connection>> {
+    let (local, peer) = (stream.local_addr()?, stream.peer_addr()?);
+    Ok(Box::new(StreamConnection { stream, local, peer }))
 }
 
 struct SimListener(turmoil::net::TcpListener);
@@ -91,7 +68,7 @@ impl Listener for SimListener {
     fn accept(&mut self) -> BoxFuture<'_, io::Result<(Box<dyn Connection>, SocketAddr)>> {
         Box::pin(async move {
             let (stream, peer) = self.0.accept().await?;
-            Ok((Box::new(SimConnection(stream)) as Box<dyn Connection>, peer))
+            Ok((sim_connection(stream)?, peer))
         })
     }
     fn local_addr(&self) -> io::Result<SocketAddr> {
@@ -116,7 +93,7 @@ impl Network for SimNetwork {
             let stream = tokio::time::timeout(timeout, connect)
                 .await
                 .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "connect timed out"))??;
-            Ok(Box::new(SimConnection(stream)) as Box<dyn Connection>)
+            sim_connection(stream)
         })
     }
 

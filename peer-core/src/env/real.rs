@@ -12,7 +12,7 @@ use std::time::{Duration, SystemTime};
 
 use tokio::net::{TcpListener, TcpStream};
 
-use super::{BoxFuture, Clock, Connection, DirLock, Env, Instant, Listener, LockError, Network, Storage};
+use super::{BoxFuture, Clock, Connection, DirLock, Env, Instant, Listener, LockError, Network, Storage, StreamConnection};
 use crate::config::HostPort;
 
 /// The real environment, seeded from OS entropy.
@@ -65,37 +65,11 @@ impl Clock for SystemClock {
 #[derive(Debug)]
 pub struct TcpNetwork;
 
-struct TcpConnection(TcpStream);
-
-impl tokio::io::AsyncRead for TcpConnection {
-    fn poll_read(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-        buf: &mut tokio::io::ReadBuf<'_>,
-    ) -> std::task::Poll<io::Result<()>> {
-        std::pin::Pin::new(&mut self.0).poll_read(cx, buf)
-    }
-}
-
-impl tokio::io::AsyncWrite for TcpConnection {
-    fn poll_write(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>, buf: &[u8]) -> std::task::Poll<io::Result<usize>> {
-        std::pin::Pin::new(&mut self.0).poll_write(cx, buf)
-    }
-    fn poll_flush(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<io::Result<()>> {
-        std::pin::Pin::new(&mut self.0).poll_flush(cx)
-    }
-    fn poll_shutdown(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<io::Result<()>> {
-        std::pin::Pin::new(&mut self.0).poll_shutdown(cx)
-    }
-}
-
-impl Connection for TcpConnection {
-    fn peer_addr(&self) -> io::Result<SocketAddr> {
-        self.0.peer_addr()
-    }
-    fn local_addr(&self) -> io::Result<SocketAddr> {
-        self.0.local_addr()
-    }
+/// A tokio TCP stream as a Connection.
+fn tcp_connection(stream: TcpStream) -> io::Result<Box<dyn Connection>> {
+    stream.set_nodelay(true)?;
+    let (local, peer) = (stream.local_addr()?, stream.peer_addr()?);
+    Ok(Box::new(StreamConnection { stream, local, peer }))
 }
 
 struct TcpListenerHandle(TcpListener);
@@ -104,8 +78,7 @@ impl Listener for TcpListenerHandle {
     fn accept(&mut self) -> BoxFuture<'_, io::Result<(Box<dyn Connection>, SocketAddr)>> {
         Box::pin(async move {
             let (stream, peer) = self.0.accept().await?;
-            stream.set_nodelay(true)?;
-            Ok((Box::new(TcpConnection(stream)) as Box<dyn Connection>, peer))
+            Ok((tcp_connection(stream)?, peer))
         })
     }
     fn local_addr(&self) -> io::Result<SocketAddr> {
@@ -133,8 +106,7 @@ impl Network for TcpNetwork {
             let stream = tokio::time::timeout(timeout, TcpStream::connect((target.0.as_str(), target.1)))
                 .await
                 .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "connect timed out"))??;
-            stream.set_nodelay(true)?;
-            Ok(Box::new(TcpConnection(stream)) as Box<dyn Connection>)
+            tcp_connection(stream)
         })
     }
 

@@ -3,15 +3,14 @@
 //! way a handshake is refused. Deterministic: one thread, no sockets, time moves only when a
 //! test advances it.
 
-use std::collections::BTreeMap;
+use crate::mem_net::MemNetwork;
 use std::io;
-use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use peer_core::config::{HostPort, KeepaliveConfig};
-use peer_core::env::{BoxFuture, Clock, Connection, DirLock, Env, Instant, Listener, LockError, Network, Storage};
+use peer_core::env::{BoxFuture, Clock, DirLock, Env, Instant, LockError, Network, Storage};
 use peer_core::gossip::comm::{Comm, CommConfig, CommError, CommEvent};
 use peer_core::gossip::identity::Identities;
 use peer_core::gossip::message::{self, SignedMessage, Signer};
@@ -21,7 +20,6 @@ use peer_core::msp::{LocalMsp, Msp, PkiId};
 use proto::gossip::gossip_client::GossipClient;
 use proto::gossip::gossip_message::Content;
 use proto::gossip::{AliveMessage, ConnEstablish, Envelope, Member, PeerTime};
-use tokio::io::DuplexStream;
 use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
 
@@ -58,93 +56,6 @@ impl Clock for ManualClock {
                 }
             }
         })
-    }
-}
-
-#[derive(Default)]
-struct MemNetwork {
-    listeners: Mutex<BTreeMap<u16, mpsc::UnboundedSender<(DuplexStream, SocketAddr)>>>,
-}
-
-struct MemConnection {
-    stream: DuplexStream,
-    local: SocketAddr,
-    peer: SocketAddr,
-}
-
-impl tokio::io::AsyncRead for MemConnection {
-    fn poll_read(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>, buf: &mut tokio::io::ReadBuf<'_>) -> std::task::Poll<io::Result<()>> {
-        std::pin::Pin::new(&mut self.stream).poll_read(cx, buf)
-    }
-}
-
-impl tokio::io::AsyncWrite for MemConnection {
-    fn poll_write(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>, buf: &[u8]) -> std::task::Poll<io::Result<usize>> {
-        std::pin::Pin::new(&mut self.stream).poll_write(cx, buf)
-    }
-    fn poll_flush(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<io::Result<()>> {
-        std::pin::Pin::new(&mut self.stream).poll_flush(cx)
-    }
-    fn poll_shutdown(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<io::Result<()>> {
-        std::pin::Pin::new(&mut self.stream).poll_shutdown(cx)
-    }
-}
-
-impl Connection for MemConnection {
-    fn peer_addr(&self) -> io::Result<SocketAddr> {
-        Ok(self.peer)
-    }
-    fn local_addr(&self) -> io::Result<SocketAddr> {
-        Ok(self.local)
-    }
-}
-
-struct MemListener {
-    local: SocketAddr,
-    incoming: mpsc::UnboundedReceiver<(DuplexStream, SocketAddr)>,
-}
-
-impl Listener for MemListener {
-    fn accept(&mut self) -> BoxFuture<'_, io::Result<(Box<dyn Connection>, SocketAddr)>> {
-        Box::pin(async move {
-            let (stream, peer) = self.incoming.recv().await.ok_or_else(|| io::Error::other("network gone"))?;
-            Ok((Box::new(MemConnection { stream, local: self.local, peer }) as Box<dyn Connection>, peer))
-        })
-    }
-    fn local_addr(&self) -> io::Result<SocketAddr> {
-        Ok(self.local)
-    }
-}
-
-const HOST: [u8; 4] = [10, 9, 8, 7];
-
-impl Network for MemNetwork {
-    fn bind(&self, address: &HostPort) -> BoxFuture<'static, io::Result<Box<dyn Listener>>> {
-        let (send, incoming) = mpsc::unbounded_channel();
-        let result = match self.listeners.lock().unwrap().entry(address.port) {
-            std::collections::btree_map::Entry::Occupied(_) => Err(io::Error::from(io::ErrorKind::AddrInUse)),
-            std::collections::btree_map::Entry::Vacant(slot) => {
-                slot.insert(send);
-                Ok(Box::new(MemListener { local: SocketAddr::from((HOST, address.port)), incoming }) as Box<dyn Listener>)
-            }
-        };
-        Box::pin(async move { result })
-    }
-
-    fn connect(&self, address: &HostPort, _timeout: Duration) -> BoxFuture<'static, io::Result<Box<dyn Connection>>> {
-        let target = self.listeners.lock().unwrap().get(&address.port).cloned();
-        let port = address.port;
-        Box::pin(async move {
-            let target = target.ok_or_else(|| io::Error::from(io::ErrorKind::ConnectionRefused))?;
-            let (ours, theirs) = tokio::io::duplex(64 << 10);
-            let local = SocketAddr::from(([10, 0, 0, 1], 40000));
-            target.send((theirs, local)).map_err(|_| io::Error::from(io::ErrorKind::ConnectionRefused))?;
-            Ok(Box::new(MemConnection { stream: ours, local, peer: SocketAddr::from((HOST, port)) }) as Box<dyn Connection>)
-        })
-    }
-
-    fn interface_addresses(&self) -> Vec<IpAddr> {
-        vec![IpAddr::from(HOST)]
     }
 }
 

@@ -3,4 +3,5 @@ mod config;
 mod msp;
 mod gossip_comm;
 mod gossip_discovery;
+mod mem_net;
 mod node;

@@ -1,20 +1,20 @@
 //! `node::start` on a second, in-memory Env: the same start path as the CLI's, with no sockets,
 //! no files and a fixed clock. This is the seam the simulator uses.
 
+use crate::mem_net::{HOST, MemNetwork};
 use std::collections::BTreeMap;
 use std::io;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use peer_core::config::{Config, EnvVars, HostPort};
-use peer_core::env::{BoxFuture, Clock, Connection, DirLock, Env, Instant, Listener, LockError, Network, Storage};
+use peer_core::env::{BoxFuture, Clock, DirLock, Env, Instant, LockError, Network, Storage};
 use peer_core::logging::{self, LoggingConfig, MemorySink};
 use peer_core::msp::LocalMsp;
 use peer_core::node;
-use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
-use tokio::sync::mpsc;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// A clock stuck at one instant (nothing in the start path sleeps).
 struct FixedClock(SystemTime);
@@ -32,94 +32,6 @@ impl Clock for FixedClock {
 }
 
 /// Connections are in-process pipes; listeners are registered by port.
-#[derive(Default)]
-struct MemNetwork {
-    listeners: Mutex<BTreeMap<u16, mpsc::UnboundedSender<(DuplexStream, SocketAddr)>>>,
-}
-
-struct MemConnection {
-    stream: DuplexStream,
-    local: SocketAddr,
-    peer: SocketAddr,
-}
-
-impl tokio::io::AsyncRead for MemConnection {
-    fn poll_read(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>, buf: &mut tokio::io::ReadBuf<'_>) -> std::task::Poll<io::Result<()>> {
-        std::pin::Pin::new(&mut self.stream).poll_read(cx, buf)
-    }
-}
-
-impl tokio::io::AsyncWrite for MemConnection {
-    fn poll_write(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>, buf: &[u8]) -> std::task::Poll<io::Result<usize>> {
-        std::pin::Pin::new(&mut self.stream).poll_write(cx, buf)
-    }
-    fn poll_flush(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<io::Result<()>> {
-        std::pin::Pin::new(&mut self.stream).poll_flush(cx)
-    }
-    fn poll_shutdown(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<io::Result<()>> {
-        std::pin::Pin::new(&mut self.stream).poll_shutdown(cx)
-    }
-}
-
-impl Connection for MemConnection {
-    fn peer_addr(&self) -> io::Result<SocketAddr> {
-        Ok(self.peer)
-    }
-    fn local_addr(&self) -> io::Result<SocketAddr> {
-        Ok(self.local)
-    }
-}
-
-struct MemListener {
-    local: SocketAddr,
-    incoming: mpsc::UnboundedReceiver<(DuplexStream, SocketAddr)>,
-}
-
-impl Listener for MemListener {
-    fn accept(&mut self) -> BoxFuture<'_, io::Result<(Box<dyn Connection>, SocketAddr)>> {
-        Box::pin(async move {
-            let (stream, peer) = self.incoming.recv().await.ok_or_else(|| io::Error::other("network gone"))?;
-            Ok((Box::new(MemConnection { stream, local: self.local, peer }) as Box<dyn Connection>, peer))
-        })
-    }
-    fn local_addr(&self) -> io::Result<SocketAddr> {
-        Ok(self.local)
-    }
-}
-
-const HOST: [u8; 4] = [10, 9, 8, 7];
-
-impl Network for MemNetwork {
-    fn bind(&self, address: &HostPort) -> BoxFuture<'static, io::Result<Box<dyn Listener>>> {
-        let (send, incoming) = mpsc::unbounded_channel();
-        let result = match self.listeners.lock().unwrap().entry(address.port) {
-            std::collections::btree_map::Entry::Occupied(_) => Err(io::Error::from(io::ErrorKind::AddrInUse)),
-            std::collections::btree_map::Entry::Vacant(slot) => {
-                slot.insert(send);
-                let local = SocketAddr::from((HOST, address.port));
-                Ok(Box::new(MemListener { local, incoming }) as Box<dyn Listener>)
-            }
-        };
-        Box::pin(async move { result })
-    }
-
-    fn connect(&self, address: &HostPort, _timeout: Duration) -> BoxFuture<'static, io::Result<Box<dyn Connection>>> {
-        let target = self.listeners.lock().unwrap().get(&address.port).cloned();
-        let port = address.port;
-        Box::pin(async move {
-            let target = target.ok_or_else(|| io::Error::from(io::ErrorKind::ConnectionRefused))?;
-            let (ours, theirs) = tokio::io::duplex(64 << 10);
-            let local = SocketAddr::from(([10, 0, 0, 1], 40000));
-            target.send((theirs, local)).map_err(|_| io::Error::from(io::ErrorKind::ConnectionRefused))?;
-            Ok(Box::new(MemConnection { stream: ours, local, peer: SocketAddr::from((HOST, port)) }) as Box<dyn Connection>)
-        })
-    }
-
-    fn interface_addresses(&self) -> Vec<IpAddr> {
-        vec![IpAddr::from([127, 0, 0, 1]), IpAddr::from(HOST)]
-    }
-}
-
 /// Directories as a set of paths, databases in memory, locks in a shared table.
 #[derive(Default)]
 struct MemStorage {
