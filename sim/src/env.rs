@@ -15,6 +15,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
+use std::future::Future;
 use std::time::{Duration, SystemTime};
 
 use peer_core::config::HostPort;
@@ -54,6 +55,98 @@ impl Clock for SimClock {
 pub struct SimNetwork {
     /// This host's name (turmoil resolves names to its simulated IPs).
     pub host: String,
+    /// Faults injected above turmoil (None: a clean network).
+    pub faults: Option<NetFaults>,
+}
+
+/// Delays injected on writes: with `probability`, a write waits up to `max_delay` (virtual
+/// time) before it goes out. Order within a connection is kept, as TCP keeps it, but traffic
+/// on different connections is reordered. turmoil has no such fault of its own.
+#[derive(Clone)]
+pub struct NetFaults {
+    pub probability: f64,
+    pub max_delay: Duration,
+    /// Seeds each connection's fault stream (drawn in connection order, so runs repeat).
+    pub rng: Arc<Mutex<rand_chacha::ChaCha8Rng>>,
+    /// How many writes were delayed (coverage).
+    pub fired: Arc<std::sync::atomic::AtomicU64>,
+}
+
+/// A connection whose writes may be held back (see [`NetFaults`]).
+struct DelayedConnection {
+    inner: Box<dyn Connection>,
+    faults: NetFaults,
+    rng: rand_chacha::ChaCha8Rng,
+    /// A delay in progress for the next write, or `None` to decide afresh.
+    sleep: Option<std::pin::Pin<Box<tokio::time::Sleep>>>,
+    /// The current write already waited its delay.
+    cleared: bool,
+}
+
+impl DelayedConnection {
+    fn wrap(inner: Box<dyn Connection>, faults: &NetFaults) -> Box<dyn Connection> {
+        use rand_core::SeedableRng;
+        let seed = rand_core::Rng::next_u64(&mut *faults.rng.lock().unwrap_or_else(|p| p.into_inner()));
+        Box::new(DelayedConnection { inner, faults: faults.clone(), rng: rand_chacha::ChaCha8Rng::seed_from_u64(seed), sleep: None, cleared: false })
+    }
+}
+
+impl tokio::io::AsyncRead for DelayedConnection {
+    fn poll_read(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>, buf: &mut tokio::io::ReadBuf<'_>) -> std::task::Poll<io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl tokio::io::AsyncWrite for DelayedConnection {
+    fn poll_write(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>, buf: &[u8]) -> std::task::Poll<io::Result<usize>> {
+        use rand_core::Rng;
+        let this = &mut *self;
+        if !this.cleared && this.sleep.is_none() {
+            let roll = this.rng.next_u64() as f64 / u64::MAX as f64;
+            if roll < this.faults.probability {
+                let nanos = this.rng.next_u64() % (this.faults.max_delay.as_nanos() as u64).max(1);
+                this.faults.fired.fetch_add(1, Ordering::Relaxed);
+                this.sleep = Some(Box::pin(tokio::time::sleep(Duration::from_nanos(nanos))));
+            } else {
+                this.cleared = true;
+            }
+        }
+        if let Some(sleep) = this.sleep.as_mut() {
+            if sleep.as_mut().poll(cx).is_pending() {
+                return std::task::Poll::Pending;
+            }
+            this.sleep = None;
+            this.cleared = true;
+        }
+        let result = std::pin::Pin::new(&mut this.inner).poll_write(cx, buf);
+        if result.is_ready() {
+            this.cleared = false;
+        }
+        result
+    }
+    fn poll_flush(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_flush(cx)
+    }
+    fn poll_shutdown(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+impl Connection for DelayedConnection {
+    fn peer_addr(&self) -> io::Result<SocketAddr> {
+        self.inner.peer_addr()
+    }
+    fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.inner.local_addr()
+    }
+}
+
+/// The connection, with delays injected when the network has faults.
+fn with_faults(connection: Box<dyn Connection>, faults: Option<&NetFaults>) -> Box<dyn Connection> {
+    match faults {
+        Some(faults) => DelayedConnection::wrap(connection, faults),
+        None => connection,
+    }
 }
 
 /// A turmoil TCP stream as a Connection.
@@ -62,13 +155,13 @@ fn sim_connection(stream: turmoil::net::TcpStream) -> io::Result<Box<dyn Connect
     Ok(Box::new(StreamConnection { stream, local, peer }))
 }
 
-struct SimListener(turmoil::net::TcpListener);
+struct SimListener(turmoil::net::TcpListener, Option<NetFaults>);
 
 impl Listener for SimListener {
     fn accept(&mut self) -> BoxFuture<'_, io::Result<(Box<dyn Connection>, SocketAddr)>> {
         Box::pin(async move {
             let (stream, peer) = self.0.accept().await?;
-            Ok((sim_connection(stream)?, peer))
+            Ok((with_faults(sim_connection(stream)?, self.1.as_ref()), peer))
         })
     }
     fn local_addr(&self) -> io::Result<SocketAddr> {
@@ -80,20 +173,22 @@ impl Network for SimNetwork {
     fn bind(&self, address: &HostPort) -> BoxFuture<'static, io::Result<Box<dyn Listener>>> {
         // A simulated host has one address; every bind is on it.
         let port = address.port;
+        let faults = self.faults.clone();
         Box::pin(async move {
             let listener = turmoil::net::TcpListener::bind(("0.0.0.0", port)).await?;
-            Ok(Box::new(SimListener(listener)) as Box<dyn Listener>)
+            Ok(Box::new(SimListener(listener, faults)) as Box<dyn Listener>)
         })
     }
 
     fn connect(&self, address: &HostPort, timeout: Duration) -> BoxFuture<'static, io::Result<Box<dyn Connection>>> {
         let target = (address.host.clone(), address.port);
+        let faults = self.faults.clone();
         Box::pin(async move {
             let connect = turmoil::net::TcpStream::connect((target.0.as_str(), target.1));
             let stream = tokio::time::timeout(timeout, connect)
                 .await
                 .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "connect timed out"))??;
-            sim_connection(stream)
+            Ok(with_faults(sim_connection(stream)?, faults.as_ref()))
         })
     }
 

@@ -20,7 +20,7 @@ use sha2::{Digest, Sha256};
 use tracing::Instrument;
 use tracing_subscriber::layer::SubscriberExt;
 
-use crate::env::{SimClock, SimDisk, SimNetwork, SimStorage};
+use crate::env::{NetFaults, SimClock, SimDisk, SimNetwork, SimStorage};
 use crate::scenario::{Bootstrap, Event, PeerSpec, Scenario};
 
 /// The simulated wall clock starts here (inside the generated certificates' validity).
@@ -156,6 +156,7 @@ fn simulate(scenario: &Scenario, seed: u64, broken: Option<Breakage>) -> Outcome
     let crypto = Arc::new(crypto(scenario));
     let disks: BTreeMap<String, SimDisk> = peers.iter().map(|p| (p.name.clone(), SimDisk::default())).collect();
     let views: Views = Arc::default();
+    let delays_fired = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let mut sim = turmoil::Builder::new()
         .simulation_duration(scenario.duration + Duration::from_secs(60))
         .tick_duration(Duration::from_millis(1))
@@ -167,6 +168,7 @@ fn simulate(scenario: &Scenario, seed: u64, broken: Option<Breakage>) -> Outcome
         let config = Config::from_yaml(SAMPLE_CONFIG, sample_path, &peer_env(scenario, peer)).expect("scenario config is valid").config;
         let disk = disks[&peer.name].clone();
         let (crypto, views, name, msp_id) = (crypto.clone(), views.clone(), peer.name.clone(), peer.msp_id.clone());
+        let (network_faults, delays_fired) = (scenario.network.clone(), delays_fired.clone());
         // Each start of the host gets its own seed (a restart is a new process).
         let starts = Arc::new(Mutex::new(0u64));
         sim.host(peer.name.as_str(), move || {
@@ -184,11 +186,23 @@ fn simulate(scenario: &Scenario, seed: u64, broken: Option<Breakage>) -> Outcome
                 holder: name.clone(),
             };
             let (disk, views, name) = (disk.clone(), views.clone(), name.clone());
+            let faults = network_faults.as_ref().map(|f| {
+                use rand_core::SeedableRng;
+                let mut seed = [0u8; 32];
+                seed.copy_from_slice(&env_seed);
+                seed[31] ^= 0x4e; // a stream of its own, apart from the peer's Env
+                NetFaults {
+                    probability: f.delay_probability,
+                    max_delay: f.max_delay,
+                    rng: Arc::new(Mutex::new(rand_chacha::ChaCha8Rng::from_seed(seed))),
+                    fired: delays_fired.clone(),
+                }
+            });
             let span = tracing::info_span!("peer", name = %name);
             async move {
                 let env = Env::new(
                     Arc::new(SimClock::new(epoch())),
-                    Arc::new(SimNetwork { host: name.clone() }),
+                    Arc::new(SimNetwork { host: name.clone(), faults }),
                     Arc::new(SimStorage(disk)),
                     env_seed,
                 );
@@ -265,6 +279,10 @@ fn simulate(scenario: &Scenario, seed: u64, broken: Option<Breakage>) -> Outcome
                 outcome.summary.push_str(&format!("{:>8} converged\n", format!("{:.2}s", sim.elapsed().as_secs_f64())));
             }
         }
+    }
+    let delays = delays_fired.load(std::sync::atomic::Ordering::Relaxed);
+    if scenario.network.is_some() {
+        outcome.faults.insert("delay", delays);
     }
     match outcome.converged_after {
         Some(after) if after <= scenario.checks.converge_within => {}

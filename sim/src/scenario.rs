@@ -12,6 +12,7 @@
 //!   - {at: 12s, restart: org1-peer1}
 //!   - {at: 5s, partition: [org1-peer0, org2-peer0]}
 //!   - {at: 9s, heal: [org1-peer0, org2-peer0]}
+//! network: {delay_probability: 0.05, max_delay: 200ms}   # faults in our own network layer
 //! checks: {converge_within: 8s}
 //! ```
 //! Peers are named `<org>-peer<i>`; their MSP ID is `Org<N>MSP` for `org<N>`. Each org's peer0 is
@@ -37,7 +38,20 @@ pub struct Scenario {
     pub env: BTreeMap<String, String>,
     #[serde(default)]
     pub timeline: Vec<Step>,
+    /// Faults injected in peer-core's own network layer, above turmoil.
+    #[serde(default)]
+    pub network: Option<NetworkFaults>,
     pub checks: Checks,
+}
+
+/// `network: {delay_probability: 0.05, max_delay: 200ms}`: each write on a connection is held
+/// back with that probability for up to `max_delay`, reordering traffic across connections.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NetworkFaults {
+    pub delay_probability: f64,
+    #[serde(deserialize_with = "duration")]
+    pub max_delay: Duration,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -171,6 +185,11 @@ impl Scenario {
             if name.ends_with("-peer0") && self.orgs.len() > 1 {
                 return Err(format!("{name} is its org's anchor peer and needs an external endpoint"));
             }
+        }
+        if let Some(network) = &self.network
+            && !(0.0..=1.0).contains(&network.delay_probability)
+        {
+            return Err(format!("network.delay_probability {} is not between 0 and 1", network.delay_probability));
         }
         for step in &self.timeline {
             let names: Vec<&String> = match &step.event {

@@ -12,7 +12,7 @@ use std::time::Duration;
 use rand_chacha::ChaCha8Rng;
 use rand_core::{Rng, SeedableRng};
 
-use crate::scenario::{Bootstrap, Checks, Event, OrgSpec, Scenario, Step};
+use crate::scenario::{Bootstrap, Checks, Event, NetworkFaults, OrgSpec, Scenario, Step};
 
 fn below(rng: &mut ChaCha8Rng, n: u64) -> u64 {
     rng.next_u64() % n
@@ -69,6 +69,11 @@ pub fn generate(seed: u64) -> Scenario {
     .into_iter()
     .map(|(k, v)| (k.to_string(), v.to_string()))
     .collect();
+    // Half the seeds also delay writes in our network layer.
+    let network = (below(&mut rng, 2) == 0).then(|| NetworkFaults {
+        delay_probability: (1 + below(&mut rng, 10)) as f64 / 100.0,
+        max_delay: Duration::from_millis(20 + below(&mut rng, 300)),
+    });
     Scenario {
         name: "swarm".into(),
         duration: Duration::from_millis(at + 10_000),
@@ -77,6 +82,7 @@ pub fn generate(seed: u64) -> Scenario {
         bootstrap,
         env,
         timeline,
+        network,
         checks: Checks { converge_within: Duration::from_secs(10), dead_within: Some(Duration::from_millis(4_500)) },
     }
 }
@@ -85,10 +91,11 @@ pub fn generate(seed: u64) -> Scenario {
 pub fn describe(scenario: &Scenario) -> String {
     let orgs: Vec<String> = scenario.orgs.iter().map(|o| format!("{}×{}", o.name, o.peers)).collect();
     let mut out = format!(
-        "swarm options: orgs [{}], no external endpoint {:?}, bootstrap {:?}, duration {:?}\n",
+        "swarm options: orgs [{}], no external endpoint {:?}, bootstrap {:?}, network faults {:?}, duration {:?}\n",
         orgs.join(" "),
         scenario.no_external_endpoint,
         scenario.bootstrap,
+        scenario.network,
         scenario.duration
     );
     for step in &scenario.timeline {
