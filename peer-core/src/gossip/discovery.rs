@@ -326,10 +326,11 @@ impl Discovery {
         result
     }
 
-    /// The comm layer lost contact with `pki_id` (send failure): expire it now if alive.
-    pub fn handle_presumed_dead(&mut self, now: Instant, pki_id: PkiId) {
+    /// The comm layer lost contact with `pki_id` (send failure): expire it now if alive. Takes
+    /// `now` like every input, though expiring needs no time.
+    pub fn handle_presumed_dead(&mut self, _now: Instant, pki_id: PkiId) {
         if self.members.get(&pki_id).is_some_and(|r| r.alive) {
-            self.expire(now, pki_id);
+            self.expire(pki_id);
         }
         self.check_invariants();
     }
@@ -385,7 +386,7 @@ impl Discovery {
             for pki_id in expired {
                 let silent = now.saturating_duration_since(self.members[&pki_id].last_seen);
                 warn!(target: TARGET, func = "periodicalCheckAlive", "Haven't heard from {pki_id} for {}", crate::config::format_duration(silent));
-                self.expire(now, pki_id);
+                self.expire(pki_id);
             }
         }
         if now >= self.next_reconnect {
@@ -413,7 +414,7 @@ impl Discovery {
         }
         self.bootstrap_timers(now);
         if self.emitter_deadline.is_some_and(|deadline| now >= deadline) {
-            self.flush(now);
+            self.flush();
         }
         self.check_invariants();
     }
@@ -539,8 +540,7 @@ impl Discovery {
         }
     }
 
-    fn expire(&mut self, now: Instant, pki_id: PkiId) {
-        let _ = now;
+    fn expire(&mut self, pki_id: PkiId) {
         if let Some(record) = self.members.get_mut(&pki_id) {
             record.alive = false;
             warn!(target: TARGET, func = "expireDeadMembers", "Entering [{pki_id}]");
@@ -748,13 +748,13 @@ impl Discovery {
     fn emit(&mut self, now: Instant, message: SignedMessage, from: Option<PkiId>) {
         self.emitter.push((message, from));
         if self.emitter.len() >= self.config.max_propagation_burst_size {
-            self.flush(now);
+            self.flush();
         } else if self.emitter_deadline.is_none() {
             self.emitter_deadline = Some(now + self.config.max_propagation_burst_latency);
         }
     }
 
-    fn flush(&mut self, _now: Instant) {
+    fn flush(&mut self) {
         self.emitter_deadline = None;
         let batch = std::mem::take(&mut self.emitter);
         for (message, from) in batch {
@@ -819,7 +819,6 @@ impl Discovery {
             Transmit::Send { to, .. } | Transmit::ProbeDead { to, .. } | Transmit::Close { to } => *to != self.me.pki_id,
             Transmit::Contact { .. } => true,
         }));
-        debug_assert!(self.members.values().all(|r| r.ts.0 > 0 || r.ts.1 > 0 || !r.alive || r.ts == (0, 0)));
     }
 }
 

@@ -99,7 +99,7 @@ pub async fn drive(
     let (dial_tx, mut dial_rx) = mpsc::channel::<DialOutcome>(MAX_DIALS);
     let mut dials: JoinSet<()> = JoinSet::new();
     loop {
-        carry_out(&env, &mut discovery, &comm, &dial_tx, &mut dials, &view, &metrics);
+        carry_out(&mut discovery, &comm, &dial_tx, &mut dials, &view, &metrics);
         let sleep = env.clock.sleep_until(discovery.poll_timeout());
         tokio::select! {
             biased;
@@ -139,7 +139,6 @@ pub async fn drive(
 
 /// Drains the state machine's outputs: transmits go to comm, events to the view and metrics.
 fn carry_out(
-    env: &Env,
     discovery: &mut Discovery,
     comm: &Comm,
     dial_tx: &mpsc::Sender<DialOutcome>,
@@ -147,7 +146,6 @@ fn carry_out(
     view: &Arc<Mutex<View>>,
     metrics: &GossipMetrics,
 ) {
-    let _ = env;
     while let Some(transmit) = discovery.poll_transmit() {
         match transmit {
             Transmit::Send { to, endpoint, message } => {
