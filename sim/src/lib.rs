@@ -18,4 +18,5 @@ compile_error!(
 pub mod env;
 pub mod run;
 pub mod scenario;
+pub mod svg;
 pub mod swarm;

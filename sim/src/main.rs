@@ -3,7 +3,8 @@
 //! - `sim run scenarios/crash-restart.yaml --seed 42` runs one scenario with one seed and prints
 //!   a readable timeline (membership views as they change), the checks and the trace hash.
 //!   `sim run swarm --seed 42` runs the scenario the seed chooses (see `sim::swarm`).
-//!   `--json` prints one machine-readable line; `--trace FILE` writes the full trace.
+//!   `--json` prints one machine-readable line; `--trace FILE` writes the full trace; `--svg FILE`
+//!   draws the run (peers as rows, visibility over time, the timeline's events).
 //! - `sim sweep --seeds 1000 [--scenario FILE|swarm]` runs many seeds, each in its own process
 //!   (tokio's task IDs are process-global, so only a fresh process replays a seed exactly), two
 //!   at a time, with a progress line and a summary table.
@@ -37,6 +38,9 @@ enum Command {
         /// Write the whole trace here.
         #[arg(long, value_name = "FILE")]
         trace: Option<PathBuf>,
+        /// Draw the run as an SVG timeline (peers as rows, visibility over time, events).
+        #[arg(long, value_name = "FILE")]
+        svg: Option<PathBuf>,
         /// Test-only: deliberately break an invariant (`disclosure`) to see it caught.
         #[arg(long, value_name = "INVARIANT", hide = true)]
         break_invariant: Option<String>,
@@ -64,12 +68,14 @@ fn load(scenario: &str, seed: u64) -> Result<Scenario, String> {
 
 fn main() -> ExitCode {
     match Cli::parse().command {
-        Command::Run { scenario, seed, json, trace, break_invariant } => run(&scenario, seed, json, trace.as_deref(), break_invariant.as_deref()),
+        Command::Run { scenario, seed, json, trace, svg, break_invariant } => {
+            run(&scenario, seed, json, trace.as_deref(), svg.as_deref(), break_invariant.as_deref())
+        }
         Command::Sweep { seeds, scenario } => sweep(seeds, scenario),
     }
 }
 
-fn run(scenario: &str, seed: u64, json: bool, trace: Option<&Path>, break_invariant: Option<&str>) -> ExitCode {
+fn run(scenario: &str, seed: u64, json: bool, trace: Option<&Path>, svg: Option<&Path>, break_invariant: Option<&str>) -> ExitCode {
     let broken = match break_invariant.map(sim::run::Breakage::parse) {
         None => None,
         Some(Some(breakage)) => Some(breakage),
@@ -89,6 +95,12 @@ fn run(scenario: &str, seed: u64, json: bool, trace: Option<&Path>, break_invari
     let outcome = sim::run::run_broken(&parsed, seed, broken);
     if let Some(path) = trace
         && let Err(err) = std::fs::write(path, format!("{options}{}", outcome.trace))
+    {
+        eprintln!("Error: writing {}: {err}", path.display());
+        return ExitCode::FAILURE;
+    }
+    if let Some(path) = svg
+        && let Err(err) = std::fs::write(path, sim::svg::render(&parsed, &outcome))
     {
         eprintln!("Error: writing {}: {err}", path.display());
         return ExitCode::FAILURE;

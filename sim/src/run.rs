@@ -50,6 +50,18 @@ pub struct Outcome {
     pub converged_after: Option<Duration>,
     /// A compact, readable summary: membership views over time and key lines.
     pub summary: String,
+    /// Per sample: for each peer, whether it runs and how many of the running peers that should
+    /// see it alive do (seen, should), for the timeline picture.
+    pub samples: Vec<(Duration, BTreeMap<String, Visibility>)>,
+}
+
+/// How visible a peer is at one sample. For a crashed peer, `seen` counts the peers that still
+/// see it alive.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Visibility {
+    pub running: bool,
+    pub seen: usize,
+    pub should: usize,
 }
 
 impl Outcome {
@@ -225,6 +237,7 @@ fn simulate(scenario: &Scenario, seed: u64, broken: Option<Breakage>) -> Outcome
         faults: BTreeMap::new(),
         converged_after: None,
         summary: String::new(),
+        samples: Vec::new(),
     };
     let mut timeline = scenario.timeline.clone();
     timeline.sort_by_key(|s| s.at);
@@ -271,6 +284,8 @@ fn simulate(scenario: &Scenario, seed: u64, broken: Option<Breakage>) -> Outcome
             next_sample += SAMPLE_EVERY;
             let snapshot = snapshot(&views, broken);
             checker.sample(sim.elapsed(), &snapshot, &running, &mut outcome);
+            let visibility = checker.visibility(&snapshot, &running);
+            outcome.samples.push((sim.elapsed(), visibility));
             if let Some(within) = scenario.checks.dead_within {
                 checker.check_dead(sim.elapsed(), within, &snapshot, &running, &down_since, &cut_since, &mut outcome);
             }
@@ -448,6 +463,24 @@ impl Checker {
                 }
             }
         }
+    }
+
+    /// For each peer: is it running, and how many running peers that should see it alive do.
+    fn visibility(&self, snapshot: &BTreeMap<String, View>, running: &BTreeSet<String>) -> BTreeMap<String, Visibility> {
+        let actual: BTreeMap<&String, BTreeSet<String>> = running.iter().filter_map(|o| snapshot.get(o).map(|v| (o, self.actual(v)))).collect();
+        self.peers
+            .iter()
+            .map(|peer| {
+                if !running.contains(&peer.name) {
+                    // A crashed peer: who still sees it alive (not yet marked dead)?
+                    let seen = actual.values().filter(|a| a.contains(&peer.name)).count();
+                    return (peer.name.clone(), Visibility { running: false, seen, should: 0 });
+                }
+                let should: Vec<&String> = running.iter().filter(|o| self.expected(o, running).contains(&peer.name)).collect();
+                let seen = should.iter().filter(|o| actual.get(*o).is_some_and(|a| a.contains(&peer.name))).count();
+                (peer.name.clone(), Visibility { running: true, seen, should: should.len() })
+            })
+            .collect()
     }
 
     fn actual(&self, view: &View) -> BTreeSet<String> {

@@ -146,3 +146,26 @@ fn a_deliberately_broken_invariant_is_caught_and_reported() {
     assert_eq!(report["scenario"], "gossip-bootstrap");
     assert!(trace.is_file());
 }
+
+#[test]
+fn a_run_draws_its_timeline_as_svg() {
+    let scenario = root().join("scenarios/crash-restart.yaml");
+    let svg = root().join("target/sim-failures/crash-restart.svg");
+    std::fs::create_dir_all(svg.parent().unwrap()).unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_sim"))
+        .args(["run", &scenario.display().to_string(), "--seed", "1", "--svg", &svg.display().to_string()])
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let picture = std::fs::read_to_string(&svg).unwrap();
+    assert!(picture.starts_with("<svg xmlns=\"http://www.w3.org/2000/svg\""));
+    assert!(picture.trim_end().ends_with("</svg>"));
+    for peer in ["org1-peer0", "org1-peer1", "org1-peer2", "org2-peer0", "org2-peer1"] {
+        assert!(picture.contains(&format!(">{peer}</text>")), "{peer} has a row");
+    }
+    assert!(picture.contains("<title>crash org1-peer1 at 4s</title>"));
+    assert!(picture.contains("<title>restart org1-peer1 at 9s</title>"));
+    // The crashed peer shows as grey for part of the run, and the run converges (blue line).
+    assert!(picture.contains("#bbbbbb") || picture.contains("#757575"));
+    assert!(picture.contains("stroke=\"#1565c0\""));
+}
