@@ -209,9 +209,6 @@ struct DiskState {
     files: BTreeMap<PathBuf, SimFile>,
     dirs: BTreeSet<PathBuf>,
     locks: BTreeMap<PathBuf, String>,
-    /// I/O counters, for the run report.
-    writes: u64,
-    syncs: u64,
 }
 
 /// A host's disk. Cheap to clone; survives the host's restarts.
@@ -247,12 +244,6 @@ impl SimDisk {
     /// Power back on (before the host restarts).
     pub fn power_on(&self) {
         self.powered.store(true, Ordering::SeqCst);
-    }
-
-    /// (writes, syncs) so far.
-    pub fn io_counts(&self) -> (u64, u64) {
-        let state = self.state();
-        (state.writes, state.syncs)
     }
 
     fn check_power(&self) -> io::Result<()> {
@@ -324,22 +315,21 @@ struct SimFileBackend {
 }
 
 impl SimFileBackend {
-    fn with_file<T>(&self, f: impl FnOnce(&mut SimFile, &mut u64, &mut u64) -> io::Result<T>) -> io::Result<T> {
+    fn with_file<T>(&self, f: impl FnOnce(&mut SimFile) -> io::Result<T>) -> io::Result<T> {
         self.disk.check_power()?;
         let mut state = self.disk.state();
-        let DiskState { files, writes, syncs, .. } = &mut *state;
-        let file = files.get_mut(&self.path).ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "file removed"))?;
-        f(file, writes, syncs)
+        let file = state.files.get_mut(&self.path).ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "file removed"))?;
+        f(file)
     }
 }
 
 impl redb::StorageBackend for SimFileBackend {
     fn len(&self) -> Result<u64, io::Error> {
-        self.with_file(|file, _, _| Ok(file.written.len() as u64))
+        self.with_file(|file| Ok(file.written.len() as u64))
     }
 
     fn read(&self, offset: u64, out: &mut [u8]) -> Result<(), io::Error> {
-        self.with_file(|file, _, _| {
+        self.with_file(|file| {
             let start = usize::try_from(offset).map_err(io::Error::other)?;
             let end = start.checked_add(out.len()).ok_or_else(|| io::Error::other("read overflows"))?;
             let bytes = file.written.get(start..end).ok_or_else(|| io::Error::new(io::ErrorKind::UnexpectedEof, "read past the end"))?;
@@ -349,30 +339,27 @@ impl redb::StorageBackend for SimFileBackend {
     }
 
     fn set_len(&self, len: u64) -> Result<(), io::Error> {
-        self.with_file(|file, writes, _| {
+        self.with_file(|file| {
             file.written.resize(usize::try_from(len).map_err(io::Error::other)?, 0);
-            *writes += 1;
             Ok(())
         })
     }
 
     fn sync_data(&self) -> Result<(), io::Error> {
-        self.with_file(|file, _, syncs| {
+        self.with_file(|file| {
             file.synced = file.written.clone();
-            *syncs += 1;
             Ok(())
         })
     }
 
     fn write(&self, offset: u64, data: &[u8]) -> Result<(), io::Error> {
-        self.with_file(|file, writes, _| {
+        self.with_file(|file| {
             let start = usize::try_from(offset).map_err(io::Error::other)?;
             let end = start + data.len();
             if file.written.len() < end {
                 file.written.resize(end, 0);
             }
             file.written[start..end].copy_from_slice(data);
-            *writes += 1;
             Ok(())
         })
     }

@@ -126,6 +126,8 @@ fn peer_env(scenario: &Scenario, peer: &PeerSpec) -> EnvVars {
     if peer.external {
         env = env.with("CORE_PEER_GOSSIP_EXTERNALENDPOINT", &format!("{}:7051", peer.name));
     }
+    // Only the anchor peers are read from this key here: the simulator hands node::start the
+    // other orgs' MSPs directly (Setup::trusted_msps), so `dir` is never opened.
     let others: Vec<String> = peers
         .iter()
         .filter(|p| p.index == 0 && p.org != peer.org)

@@ -18,7 +18,6 @@ pub struct Identities {
     msps: BTreeMap<String, Msp>,
     known: BTreeMap<PkiId, Identity>,
     self_pki_id: PkiId,
-    self_msp_id: String,
 }
 
 impl Identities {
@@ -31,7 +30,7 @@ impl Identities {
         }
         let mut known = BTreeMap::new();
         known.insert(local.pki_id(), local.identity.clone());
-        Identities { msps, known, self_pki_id: local.pki_id(), self_msp_id: local.msp.id.clone() }
+        Identities { msps, known, self_pki_id: local.pki_id() }
     }
 
     /// Validates and stores an identity that claims to be `pki_id`. Idempotent for known IDs.
@@ -71,10 +70,6 @@ impl Identities {
 
     pub fn self_pki_id(&self) -> PkiId {
         self.self_pki_id
-    }
-
-    pub fn self_org(&self) -> &str {
-        &self.self_msp_id
     }
 
     /// Forgets an identity (purged member). Our own is kept.

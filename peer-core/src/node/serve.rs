@@ -93,7 +93,7 @@ pub async fn serve_grpc<S>(
 pub async fn serve_http1<F, Fut>(listener: Box<dyn Listener>, clock: Arc<dyn Clock>, handler: F, shutdown: watch::Receiver<bool>)
 where
     F: Fn(Request<hyper::body::Incoming>) -> Fut + Clone + Send + Sync + 'static,
-    Fut: Future<Output = Response<http_body_util::Full<bytes_alias::Bytes>>> + Send + 'static,
+    Fut: Future<Output = Response<http_body_util::Full<hyper::body::Bytes>>> + Send + 'static,
 {
     accept_loop(listener, clock, shutdown, move |connection| {
         let handler = handler.clone();
@@ -109,11 +109,6 @@ where
         }
     })
     .await;
-}
-
-/// Re-export so callers name one Bytes type.
-pub mod bytes_alias {
-    pub use hyper::body::Bytes;
 }
 
 /// Fabric's per-service concurrency limits (spec §4.3): at most `limit` calls in flight on the
