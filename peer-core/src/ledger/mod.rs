@@ -4,6 +4,8 @@
 //! So far this opens (or creates) the database and records its format; channels, blocks and
 //! the offline `node` commands arrive with issue #7. All I/O goes through the env's Storage.
 
+pub mod block;
+
 use std::path::{Path, PathBuf};
 
 use redb::{ReadableDatabase, TableDefinition};
