@@ -13,13 +13,13 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::future::Future;
 use std::time::{Duration, SystemTime};
 
 use peer_core::config::HostPort;
-use peer_core::env::{BoxFuture, Clock, Connection, DirLock, Instant, Listener, LockError, Network, Storage, StreamConnection};
+use peer_core::env::{BoxFuture, Clock, Connection, DirLock, Instant, Listener, LockError, MessageFault, Network, Storage, StreamConnection};
 
 /// Simulated time.
 pub struct SimClock {
@@ -57,6 +57,46 @@ pub struct SimNetwork {
     pub host: String,
     /// Faults injected above turmoil (None: a clean network).
     pub faults: Option<NetFaults>,
+    /// Whole gossip messages lost or repeated on arrival (None: never).
+    pub messages: Option<MessageFaults>,
+}
+
+/// Message-level faults (see [`Network::message_fault`]): the loss rate is shared by every host
+/// and changed by the timeline; duplication has a fixed rate. Each host draws from its own
+/// seeded stream, so runs repeat.
+#[derive(Clone)]
+pub struct MessageFaults {
+    /// The current loss probability, as `f64` bits.
+    pub loss: Arc<AtomicU64>,
+    pub duplicate: f64,
+    pub rng: Arc<Mutex<rand_chacha::ChaCha8Rng>>,
+    /// How many messages were lost and duplicated (coverage).
+    pub lost: Arc<AtomicU64>,
+    pub duplicated: Arc<AtomicU64>,
+}
+
+impl MessageFaults {
+    pub fn set_loss(loss: &AtomicU64, probability: f64) {
+        loss.store(probability.to_bits(), Ordering::Relaxed);
+    }
+
+    fn next(&self) -> MessageFault {
+        use rand_core::Rng;
+        let loss = f64::from_bits(self.loss.load(Ordering::Relaxed));
+        if loss == 0.0 && self.duplicate == 0.0 {
+            return MessageFault::Deliver;
+        }
+        let roll = self.rng.lock().unwrap_or_else(|p| p.into_inner()).next_u64() as f64 / u64::MAX as f64;
+        if roll < loss {
+            self.lost.fetch_add(1, Ordering::Relaxed);
+            MessageFault::Drop
+        } else if roll < loss + self.duplicate {
+            self.duplicated.fetch_add(1, Ordering::Relaxed);
+            MessageFault::Duplicate
+        } else {
+            MessageFault::Deliver
+        }
+    }
 }
 
 /// Delays injected on writes: with `probability`, a write waits up to `max_delay` (virtual
@@ -194,6 +234,10 @@ impl Network for SimNetwork {
 
     fn interface_addresses(&self) -> Vec<IpAddr> {
         vec![IpAddr::from([127, 0, 0, 1]), turmoil::lookup(self.host.as_str())]
+    }
+
+    fn message_fault(&self) -> MessageFault {
+        self.messages.as_ref().map_or(MessageFault::Deliver, MessageFaults::next)
     }
 }
 

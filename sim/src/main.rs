@@ -112,6 +112,7 @@ fn run(scenario: &str, seed: u64, json: bool, trace: Option<&Path>, svg: Option<
             "hash": outcome.hash,
             "violations": outcome.violations,
             "faults": outcome.faults,
+            "milestones": outcome.milestones,
             "converged_after_ms": outcome.converged_after.map(|d| d.as_millis() as u64),
             "trace_lines": outcome.trace.lines().count(),
             "summary": outcome.summary,
@@ -122,6 +123,7 @@ fn run(scenario: &str, seed: u64, json: bool, trace: Option<&Path>, svg: Option<
         println!("scenario {} seed {}", outcome.scenario, outcome.seed);
         print!("{options}{}", outcome.summary);
         println!("faults: {:?}", outcome.faults);
+        println!("milestones: {:?}", outcome.milestones);
         match outcome.converged_after {
             Some(after) => println!("converged {:.2}s after the last fault", after.as_secs_f64()),
             None => println!("did not converge"),

@@ -6,6 +6,7 @@
 //! SHA-256 is what the determinism check compares.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -20,7 +21,7 @@ use sha2::{Digest, Sha256};
 use tracing::Instrument;
 use tracing_subscriber::layer::SubscriberExt;
 
-use crate::env::{NetFaults, SimClock, SimDisk, SimNetwork, SimStorage};
+use crate::env::{MessageFaults, NetFaults, SimClock, SimDisk, SimNetwork, SimStorage};
 use crate::scenario::{Bootstrap, Event, PeerSpec, Scenario};
 
 /// The simulated wall clock starts here (inside the generated certificates' validity).
@@ -46,6 +47,8 @@ pub struct Outcome {
     pub violations: Vec<String>,
     /// Faults injected, by kind.
     pub faults: BTreeMap<&'static str, u64>,
+    /// Milestones reached, by kind (see [`Scenario::expected_milestones`]).
+    pub milestones: BTreeMap<&'static str, u64>,
     /// When membership converged after the last fault (simulated), if it did.
     pub converged_after: Option<Duration>,
     /// A compact, readable summary: membership views over time and key lines.
@@ -170,7 +173,15 @@ fn simulate(scenario: &Scenario, seed: u64, broken: Option<Breakage>) -> Outcome
     let crypto = Arc::new(crypto(scenario));
     let disks: BTreeMap<String, SimDisk> = peers.iter().map(|p| (p.name.clone(), SimDisk::default())).collect();
     let views: Views = Arc::default();
-    let delays_fired = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let delays_fired = Arc::new(AtomicU64::new(0));
+    let network = scenario.network.clone().unwrap_or_default();
+    // Message faults are on when the scenario can ever lose or repeat a message.
+    let message_faults = network.loss > 0.0 || network.duplicate > 0.0 || scenario.timeline.iter().any(|s| matches!(s.event, Event::Loss(_)));
+    let loss = Arc::new(AtomicU64::new(network.loss.to_bits()));
+    let (lost, duplicated) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+    // Peers the timeline starts later wait behind a gate until their start event.
+    let gates: BTreeMap<String, tokio::sync::watch::Sender<bool>> =
+        peers.iter().filter(|p| scenario.starts_late(&p.name)).map(|p| (p.name.clone(), tokio::sync::watch::Sender::new(false))).collect();
     let mut sim = turmoil::Builder::new()
         .simulation_duration(scenario.duration + Duration::from_secs(60))
         .tick_duration(Duration::from_millis(1))
@@ -182,7 +193,9 @@ fn simulate(scenario: &Scenario, seed: u64, broken: Option<Breakage>) -> Outcome
         let config = Config::from_yaml(SAMPLE_CONFIG, sample_path, &peer_env(scenario, peer)).expect("scenario config is valid").config;
         let disk = disks[&peer.name].clone();
         let (crypto, views, name, msp_id) = (crypto.clone(), views.clone(), peer.name.clone(), peer.msp_id.clone());
-        let (network_faults, delays_fired) = (scenario.network.clone(), delays_fired.clone());
+        let (network, delays_fired) = (network.clone(), delays_fired.clone());
+        let (loss, lost, duplicated) = (loss.clone(), lost.clone(), duplicated.clone());
+        let gate = gates.get(&peer.name).map(|g| g.subscribe());
         // Each start of the host gets its own seed (a restart is a new process).
         let starts = Arc::new(Mutex::new(0u64));
         sim.host(peer.name.as_str(), move || {
@@ -200,23 +213,36 @@ fn simulate(scenario: &Scenario, seed: u64, broken: Option<Breakage>) -> Outcome
                 holder: name.clone(),
             };
             let (disk, views, name) = (disk.clone(), views.clone(), name.clone());
-            let faults = network_faults.as_ref().map(|f| {
+            // Fault streams of their own, apart from the peer's Env.
+            let stream = |tag: u8| {
                 use rand_core::SeedableRng;
-                let mut seed = [0u8; 32];
-                seed.copy_from_slice(&env_seed);
-                seed[31] ^= 0x4e; // a stream of its own, apart from the peer's Env
-                NetFaults {
-                    probability: f.delay_probability,
-                    max_delay: f.max_delay,
-                    rng: Arc::new(Mutex::new(rand_chacha::ChaCha8Rng::from_seed(seed))),
-                    fired: delays_fired.clone(),
-                }
+                let mut seed = env_seed;
+                seed[31] ^= tag;
+                Arc::new(Mutex::new(rand_chacha::ChaCha8Rng::from_seed(seed)))
+            };
+            let faults = (network.delay_probability > 0.0).then(|| NetFaults {
+                probability: network.delay_probability,
+                max_delay: network.max_delay,
+                rng: stream(0x4e),
+                fired: delays_fired.clone(),
             });
+            let messages = message_faults.then(|| MessageFaults {
+                loss: loss.clone(),
+                duplicate: network.duplicate,
+                rng: stream(0x6d),
+                lost: lost.clone(),
+                duplicated: duplicated.clone(),
+            });
+            let mut gate = gate.clone();
             let span = tracing::info_span!("peer", name = %name);
             async move {
+                if let Some(gate) = gate.as_mut() {
+                    // The sender lives as long as the run; a closed gate just never opens.
+                    let _ = gate.wait_for(|open| *open).await;
+                }
                 let env = Env::new(
                     Arc::new(SimClock::new(epoch())),
-                    Arc::new(SimNetwork { host: name.clone(), faults }),
+                    Arc::new(SimNetwork { host: name.clone(), faults, messages }),
                     Arc::new(SimStorage(disk)),
                     env_seed,
                 );
@@ -237,6 +263,7 @@ fn simulate(scenario: &Scenario, seed: u64, broken: Option<Breakage>) -> Outcome
         hash: String::new(),
         violations: Vec::new(),
         faults: BTreeMap::new(),
+        milestones: BTreeMap::new(),
         converged_after: None,
         summary: String::new(),
         samples: Vec::new(),
@@ -244,7 +271,7 @@ fn simulate(scenario: &Scenario, seed: u64, broken: Option<Breakage>) -> Outcome
     let mut timeline = scenario.timeline.clone();
     timeline.sort_by_key(|s| s.at);
     let mut timeline = timeline.into_iter().peekable();
-    let mut running: BTreeSet<String> = peers.iter().map(|p| p.name.clone()).collect();
+    let mut running: BTreeSet<String> = peers.iter().map(|p| p.name.clone()).filter(|p| !gates.contains_key(p)).collect();
     let mut checker = Checker::new(scenario, &crypto);
     // Since when each peer has been crashed, and each (a, b) pair cut off both ways.
     let mut down_since: BTreeMap<String, Duration> = BTreeMap::new();
@@ -257,7 +284,7 @@ fn simulate(scenario: &Scenario, seed: u64, broken: Option<Breakage>) -> Outcome
         while let Some(step) = timeline.next_if(|s| s.at <= sim.elapsed()) {
             *outcome.faults.entry(step.event.kind()).or_default() += 1;
             tracing::info!(target: "sim", "timeline: {:?}", step.event);
-            apply(&mut sim, &step.event, &disks, &views, &mut running);
+            apply(&mut sim, &step.event, &Faults { disks: &disks, gates: &gates, loss: &loss }, &views, &mut running);
             all_applied = timeline.peek().is_none();
             let now = sim.elapsed();
             match &step.event {
@@ -293,13 +320,17 @@ fn simulate(scenario: &Scenario, seed: u64, broken: Option<Breakage>) -> Outcome
             }
             if outcome.converged_after.is_none() && all_applied && sim.elapsed() > last_fault && checker.converged(&snapshot, &running) {
                 outcome.converged_after = Some(sim.elapsed() - last_fault);
+                *outcome.milestones.entry("converged").or_default() += 1;
                 outcome.summary.push_str(&format!("{:>8} converged\n", format!("{:.2}s", sim.elapsed().as_secs_f64())));
             }
         }
     }
-    let delays = delays_fired.load(std::sync::atomic::Ordering::Relaxed);
-    if scenario.network.is_some() {
-        outcome.faults.insert("delay", delays);
+    if network.delay_probability > 0.0 {
+        outcome.faults.insert("delay", delays_fired.load(Ordering::Relaxed));
+    }
+    if message_faults {
+        outcome.faults.insert("message_loss", lost.load(Ordering::Relaxed));
+        outcome.faults.insert("message_duplicate", duplicated.load(Ordering::Relaxed));
     }
     match outcome.converged_after {
         Some(after) if after <= scenario.checks.converge_within => {}
@@ -317,8 +348,21 @@ fn simulate(scenario: &Scenario, seed: u64, broken: Option<Breakage>) -> Outcome
     outcome
 }
 
-fn apply(sim: &mut turmoil::Sim<'_>, event: &Event, disks: &BTreeMap<String, SimDisk>, views: &Views, running: &mut BTreeSet<String>) {
+/// What the timeline acts on besides turmoil itself.
+struct Faults<'a> {
+    disks: &'a BTreeMap<String, SimDisk>,
+    gates: &'a BTreeMap<String, tokio::sync::watch::Sender<bool>>,
+    loss: &'a AtomicU64,
+}
+
+fn apply(sim: &mut turmoil::Sim<'_>, event: &Event, faults: &Faults<'_>, views: &Views, running: &mut BTreeSet<String>) {
+    let disks = faults.disks;
     match event {
+        Event::Start(peer) => {
+            faults.gates[peer].send_replace(true);
+            running.insert(peer.clone());
+        }
+        Event::Loss(probability) => MessageFaults::set_loss(faults.loss, *probability),
         Event::Crash(peer) => {
             disks[peer].power_cut();
             views.lock().unwrap_or_else(|p| p.into_inner()).remove(peer);
@@ -376,12 +420,14 @@ struct Checker {
     newest: BTreeMap<(String, String), (u64, u64)>,
     /// The last summary line per observer, to print views only when they change.
     last_line: BTreeMap<String, String>,
+    /// Whom each observer saw alive at the previous sample.
+    last_alive: BTreeMap<String, BTreeSet<String>>,
 }
 
 impl Checker {
     fn new(scenario: &Scenario, crypto: &Crypto) -> Checker {
         let names = crypto.peers.iter().map(|(name, msp)| (msp.pki_id().to_string(), name.clone())).collect();
-        Checker { peers: scenario.peers(), names, newest: BTreeMap::new(), last_line: BTreeMap::new() }
+        Checker { peers: scenario.peers(), names, newest: BTreeMap::new(), last_line: BTreeMap::new(), last_alive: BTreeMap::new() }
     }
 
     fn spec(&self, name: &str) -> &PeerSpec {
@@ -413,12 +459,30 @@ impl Checker {
                 {
                     outcome.violations.push(format!("at {at:?}: {observer} saw {name}'s timestamp go back from {previous:?} to {ts:?}"));
                 }
-                self.newest.insert(key, ts);
+                match self.newest.insert(key, ts) {
+                    None if member.alive => {
+                        *outcome.milestones.entry("learned").or_default() += 1;
+                        if self.spec(&name).org != observer_org {
+                            *outcome.milestones.entry("learned_across_orgs").or_default() += 1;
+                        }
+                    }
+                    // A higher incarnation: the member restarted and was admitted again.
+                    Some((inc, _)) if member.alive && ts.0 > inc => *outcome.milestones.entry("readmitted").or_default() += 1,
+                    _ => {}
+                }
                 if member.alive {
                     alive.push(name);
                 }
             }
             alive.sort();
+            let now_alive: BTreeSet<String> = alive.iter().cloned().collect();
+            let was_alive = self.last_alive.insert(observer.clone(), now_alive.clone()).unwrap_or_default();
+            for gone in was_alive.difference(&now_alive) {
+                // Still in the view, no longer alive: the observer declared it dead.
+                if view.members.iter().any(|m| !m.alive && self.names.get(&m.pki_id.to_string()) == Some(gone)) {
+                    *outcome.milestones.entry("declared_dead").or_default() += 1;
+                }
+            }
             let line = format!("{observer} sees {}", if alive.is_empty() { "nobody".to_string() } else { alive.join(" ") });
             if self.last_line.get(observer) != Some(&line) {
                 outcome.summary.push_str(&format!("{:>8} {line}\n", format!("{:.2}s", at.as_secs_f64())));

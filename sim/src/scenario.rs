@@ -12,13 +12,16 @@
 //!   - {at: 12s, restart: org1-peer1}
 //!   - {at: 5s, partition: [org1-peer0, org2-peer0]}
 //!   - {at: 9s, heal: [org1-peer0, org2-peer0]}
-//! network: {delay_probability: 0.05, max_delay: 200ms}   # faults in our own network layer
+//!   - {at: 2s, start: org2-peer1}          # starts late (not running before)
+//!   - {at: 3s, loss: 0.2}                  # a fifth of arriving gossip messages are lost
+//!   - {at: 6s, loss: 0}
+//! network: {delay_probability: 0.05, max_delay: 200ms, duplicate: 0.02}   # faults in our own network layer
 //! checks: {converge_within: 8s}
 //! ```
 //! Peers are named `<org>-peer<i>`; their MSP ID is `Org<N>MSP` for `org<N>`. Each org's peer0 is
 //! the anchor peer other orgs contact.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -44,14 +47,22 @@ pub struct Scenario {
     pub checks: Checks,
 }
 
-/// `network: {delay_probability: 0.05, max_delay: 200ms}`: each write on a connection is held
-/// back with that probability for up to `max_delay`, reordering traffic across connections.
-#[derive(Clone, Debug, Deserialize)]
+/// `network: {delay_probability: 0.05, max_delay: 200ms, loss: 0.01, duplicate: 0.02}`: faults
+/// in peer-core's own network layer, above turmoil. Each write on a connection is held back with
+/// `delay_probability` for up to `max_delay`, reordering traffic across connections; each gossip
+/// message that arrives is lost with probability `loss` (the timeline can change it) or handled
+/// twice with probability `duplicate`.
+#[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NetworkFaults {
+    #[serde(default)]
     pub delay_probability: f64,
-    #[serde(deserialize_with = "duration")]
+    #[serde(default, deserialize_with = "duration")]
     pub max_delay: Duration,
+    #[serde(default)]
+    pub loss: f64,
+    #[serde(default)]
+    pub duplicate: f64,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -70,17 +81,60 @@ pub enum Bootstrap {
 }
 
 #[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(try_from = "RawStep")]
 pub struct Step {
-    #[serde(deserialize_with = "duration")]
     pub at: Duration,
-    #[serde(flatten)]
     pub event: Event,
 }
 
-#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "snake_case")]
+/// A timeline step as written: `at` and exactly one event key. (serde's flattened enums give
+/// poor errors for unknown keys; this way an unknown event is named with the ones that exist.)
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawStep {
+    #[serde(deserialize_with = "duration")]
+    at: Duration,
+    start: Option<String>,
+    crash: Option<String>,
+    restart: Option<String>,
+    partition: Option<[String; 2]>,
+    partition_oneway: Option<[String; 2]>,
+    heal: Option<[String; 2]>,
+    hold: Option<[String; 2]>,
+    release: Option<[String; 2]>,
+    loss: Option<f64>,
+}
+
+impl TryFrom<RawStep> for Step {
+    type Error = String;
+
+    fn try_from(raw: RawStep) -> Result<Step, String> {
+        let events: Vec<Event> = [
+            raw.start.map(Event::Start),
+            raw.crash.map(Event::Crash),
+            raw.restart.map(Event::Restart),
+            raw.partition.map(Event::Partition),
+            raw.partition_oneway.map(Event::PartitionOneway),
+            raw.heal.map(Event::Heal),
+            raw.hold.map(Event::Hold),
+            raw.release.map(Event::Release),
+            raw.loss.map(Event::Loss),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        match <[Event; 1]>::try_from(events) {
+            Ok([event]) => Ok(Step { at: raw.at, event }),
+            Err(events) => Err(format!("the timeline step at {:?} has {} events; give exactly one", raw.at, events.len())),
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
 pub enum Event {
+    /// The peer's process starts for the first time (a peer named here is not running before;
+    /// every other peer starts at 0s).
+    Start(String),
     /// Power cut, then the host crashes (unsynced disk writes are lost).
     Crash(String),
     /// The crashed host starts again on its disk.
@@ -93,12 +147,15 @@ pub enum Event {
     /// Messages between the two peers are held back until released.
     Hold([String; 2]),
     Release([String; 2]),
+    /// From now on each arriving gossip message is lost with this probability (0 ends it).
+    Loss(f64),
 }
 
 impl Event {
     /// The fault kind, for coverage counts.
     pub fn kind(&self) -> &'static str {
         match self {
+            Event::Start(_) => "start",
             Event::Crash(_) => "crash",
             Event::Restart(_) => "restart",
             Event::Partition(_) => "partition",
@@ -106,6 +163,7 @@ impl Event {
             Event::Heal(_) => "heal",
             Event::Hold(_) => "hold",
             Event::Release(_) => "release",
+            Event::Loss(_) => "loss",
         }
     }
 }
@@ -186,26 +244,82 @@ impl Scenario {
                 return Err(format!("{name} is its org's anchor peer and needs an external endpoint"));
             }
         }
-        if let Some(network) = &self.network
-            && !(0.0..=1.0).contains(&network.delay_probability)
-        {
-            return Err(format!("network.delay_probability {} is not between 0 and 1", network.delay_probability));
+        if let Some(network) = &self.network {
+            for (key, p) in [("delay_probability", network.delay_probability), ("loss", network.loss), ("duplicate", network.duplicate)] {
+                if !(0.0..=1.0).contains(&p) {
+                    return Err(format!("network.{key} {p} is not between 0 and 1"));
+                }
+            }
+            if network.loss + network.duplicate > 1.0 {
+                return Err(format!("network.loss + network.duplicate ({} + {}) is more than 1", network.loss, network.duplicate));
+            }
+            if network.delay_probability > 0.0 && network.max_delay.is_zero() {
+                return Err("network.delay_probability is set but network.max_delay is zero".into());
+            }
         }
-        for step in &self.timeline {
+        let duplicate = self.network.as_ref().map_or(0.0, |n| n.duplicate);
+        let mut timeline: Vec<&Step> = self.timeline.iter().collect();
+        timeline.sort_by_key(|s| s.at);
+        let mut started: BTreeSet<&String> = peers.iter().map(|p| &p.name).filter(|n| !self.starts_late(n)).collect();
+        for step in timeline {
             let names: Vec<&String> = match &step.event {
-                Event::Crash(p) | Event::Restart(p) => vec![p],
+                Event::Start(p) | Event::Crash(p) | Event::Restart(p) => vec![p],
                 Event::Partition(pair) | Event::PartitionOneway(pair) | Event::Heal(pair) | Event::Hold(pair) | Event::Release(pair) => {
                     pair.iter().collect()
                 }
+                Event::Loss(p) => {
+                    if !(0.0..=1.0).contains(p) || p + duplicate > 1.0 {
+                        return Err(format!("the loss rate at {:?} is {p}; it must be between 0 and 1 - network.duplicate ({duplicate})", step.at));
+                    }
+                    vec![]
+                }
             };
-            if let Some(bad) = names.into_iter().find(|n| !known(n)) {
+            if let Some(bad) = names.iter().find(|n| !known(n)) {
                 return Err(format!("the timeline names unknown peer {bad}"));
             }
             if step.at > self.duration {
                 return Err(format!("an event at {:?} is after the end of the run ({:?})", step.at, self.duration));
             }
+            match &step.event {
+                Event::Start(peer) if !started.insert(peer) => {
+                    return Err(format!("{peer} is started at {:?} but is already running (a peer starts once; use restart after a crash)", step.at));
+                }
+                Event::Start(_) => {}
+                _ => {
+                    if let Some(early) = names.iter().find(|n| !started.contains(*n)) {
+                        return Err(format!("an event at {:?} names {early} before the peer starts", step.at));
+                    }
+                }
+            }
         }
         Ok(())
+    }
+
+    /// Whether the timeline starts this peer later (it does not run from 0s).
+    pub fn starts_late(&self, peer: &str) -> bool {
+        self.timeline.iter().any(|s| matches!(&s.event, Event::Start(p) if p == peer))
+    }
+
+    /// The milestones every batch of runs of this scenario must reach at least once: members
+    /// learned and convergence always; members learned across orgs when two orgs both have
+    /// externally visible peers; a peer declared dead when peers crash, or are cut off in a
+    /// scenario that checks deaths (`dead_within`; a partition between two peers that others
+    /// still relay for need not kill anyone); a restarted peer admitted again with a higher
+    /// incarnation.
+    pub fn expected_milestones(&self) -> Vec<&'static str> {
+        let mut expected = vec!["learned", "converged"];
+        let visible_orgs = self.orgs.iter().filter(|o| self.peers().iter().any(|p| p.org == o.name && p.external)).count();
+        if visible_orgs > 1 {
+            expected.push("learned_across_orgs");
+        }
+        let cut = self.checks.dead_within.is_some() && self.timeline.iter().any(|s| matches!(s.event, Event::Partition(_)));
+        if cut || self.timeline.iter().any(|s| matches!(s.event, Event::Crash(_))) {
+            expected.push("declared_dead");
+        }
+        if self.timeline.iter().any(|s| matches!(s.event, Event::Restart(_))) {
+            expected.push("readmitted");
+        }
+        expected
     }
 
     /// When the last timeline event happens (zero without one).

@@ -67,6 +67,8 @@ pub fn render(scenario: &Scenario, outcome: &Outcome) -> String {
             Event::Heal([a, b]) => (format!("heal {a}/{b}"), "#00838f"),
             Event::Hold([a, b]) => (format!("hold {a}/{b}"), "#6a1b9a"),
             Event::Release([a, b]) => (format!("release {a}/{b}"), "#6a1b9a"),
+            Event::Start(p) => (format!("start {p}"), "#2e7d32"),
+            Event::Loss(rate) => (format!("message loss {:.0}%", rate * 100.0), "#455a64"),
         };
         let _ = writeln!(
             svg,

@@ -2,7 +2,8 @@
 //! topologies and fault mixes no one wrote down.
 //!
 //! From the seed: 2–3 orgs of 1–4 peers, which non-anchor peers lack an external endpoint, the
-//! bootstrap topology, and a timeline of crashes with restarts and org partitions with heals.
+//! bootstrap topology, a late-starting peer, and a timeline of crashes with restarts, org
+//! partitions with heals and message-loss windows; write delays and message duplication.
 //! The chosen options are part of the run's record ([`describe`]), so a failure can be read and
 //! replayed from its seed alone.
 
@@ -34,10 +35,24 @@ pub fn generate(seed: u64) -> Scenario {
     }
     let bootstrap = if below(&mut rng, 2) == 0 { Bootstrap::Chain } else { Bootstrap::First };
     let mut timeline = Vec::new();
+    // A third of the seeds start one non-anchor peer late (before any other fault).
+    let late: Vec<String> = orgs.iter().flat_map(|o| (1..o.peers).map(move |i| format!("{}-peer{i}", o.name))).collect();
+    if !late.is_empty() && below(&mut rng, 3) == 0 {
+        let peer = late[below(&mut rng, late.len() as u64) as usize].clone();
+        timeline.push(Step { at: Duration::from_millis(500 + below(&mut rng, 1_500)), event: Event::Start(peer) });
+    }
     let mut at = 2_000 + below(&mut rng, 2_000);
     let faults = below(&mut rng, 4);
     for _ in 0..faults {
-        if below(&mut rng, 2) == 0 {
+        let kind = below(&mut rng, 5);
+        if kind == 4 {
+            // A window in which a share of all gossip messages is lost.
+            let length = 1_000 + below(&mut rng, 4_000);
+            let rate = (5 + below(&mut rng, 26)) as f64 / 100.0;
+            timeline.push(Step { at: Duration::from_millis(at), event: Event::Loss(rate) });
+            timeline.push(Step { at: Duration::from_millis(at + length), event: Event::Loss(0.0) });
+            at += length + 500 + below(&mut rng, 2_000);
+        } else if kind < 2 {
             let org = &orgs[below(&mut rng, orgs.len() as u64) as usize];
             let peer = format!("{}-peer{}", org.name, below(&mut rng, org.peers as u64));
             let down = 1_000 + below(&mut rng, 5_000);
@@ -69,10 +84,12 @@ pub fn generate(seed: u64) -> Scenario {
     .into_iter()
     .map(|(k, v)| (k.to_string(), v.to_string()))
     .collect();
-    // Half the seeds also delay writes in our network layer.
+    // Half the seeds also delay writes in our network layer, and half of those repeat messages.
     let network = (below(&mut rng, 2) == 0).then(|| NetworkFaults {
         delay_probability: (1 + below(&mut rng, 10)) as f64 / 100.0,
         max_delay: Duration::from_millis(20 + below(&mut rng, 300)),
+        loss: 0.0,
+        duplicate: if below(&mut rng, 2) == 0 { (1 + below(&mut rng, 5)) as f64 / 100.0 } else { 0.0 },
     });
     Scenario {
         name: "swarm".into(),

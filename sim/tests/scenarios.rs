@@ -13,8 +13,9 @@ use std::process::Command;
 
 use serde_json::Value;
 
-/// Seeds per scenario in a default `cargo test` run.
-const CI_SEEDS: u64 = 3;
+/// Seeds per scenario in a default `cargo test` run: 8 entries (7 files and swarm) × 13 seeds ×
+/// 2 runs each = 208 runs, about 2½ minutes on 2 cores in a debug build.
+const CI_SEEDS: u64 = 13;
 
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
@@ -67,31 +68,74 @@ fn run_with(path: &Path, seed: u64, trace: &Path, extra: &[&str]) -> Value {
         .unwrap_or_else(|e| panic!("sim run {} --seed {seed} printed no report ({e}); stderr:\n{}", path.display(), String::from_utf8_lossy(&output.stderr)))
 }
 
+/// How many `sim run` processes at once: one per core.
+fn workers() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get())
+}
+
+/// Runs every job (scenario, seed, which of the two runs) on `workers()` threads, each job in
+/// its own process; returns the reports in job order, whatever order they finished in.
+fn run_all(jobs: &[(String, PathBuf, u64, &'static str)], dir: &Path) -> Vec<Value> {
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let reports = std::sync::Mutex::new(vec![Value::Null; jobs.len()]);
+    std::thread::scope(|scope| {
+        for _ in 0..workers() {
+            scope.spawn(|| {
+                loop {
+                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let Some((name, path, seed, which)) = jobs.get(i) else { break };
+                    let report = run(path, *seed, &dir.join(format!("{name}-{seed}{which}.log")));
+                    reports.lock().unwrap()[i] = report;
+                }
+            });
+        }
+    });
+    reports.into_inner().unwrap()
+}
+
 #[test]
 fn every_scenario_over_the_seed_batch_deterministically() {
     let files = scenario_files();
     assert!(!files.is_empty(), "no scenario matched");
     let failures_dir = root().join("target/sim-failures");
     std::fs::create_dir_all(&failures_dir).unwrap();
+    let seeds = seeds();
+    // Every seed twice: the determinism check compares the two runs' trace hashes.
+    let jobs: Vec<(String, PathBuf, u64, &'static str)> = files
+        .iter()
+        .flat_map(|(name, path)| seeds.iter().flat_map(move |seed| [(name.clone(), path.clone(), *seed, ""), (name.clone(), path.clone(), *seed, ".second")]))
+        .collect();
+    let reports = run_all(&jobs, &failures_dir);
     let mut failures = Vec::new();
-    let mut runs = 0;
     for (name, path) in &files {
-        let (timeline, network_faults) = if name == "swarm" {
-            (Vec::new(), false)
-        } else {
+        // What the batch must cover: every fault kind the scenario enables fired, every
+        // milestone it should reach was reached (swarm scenarios vary by seed: checked per run).
+        let (mut enabled, mut expected) = (Vec::new(), Vec::new());
+        if name != "swarm" {
             let scenario = sim::scenario::Scenario::parse(&std::fs::read_to_string(path).unwrap()).unwrap();
-            (scenario.timeline, scenario.network.is_some())
-        };
+            enabled = scenario.timeline.iter().map(|s| s.event.kind().to_string()).collect();
+            let network = scenario.network.clone().unwrap_or_default();
+            if network.delay_probability > 0.0 {
+                enabled.push("delay".into());
+            }
+            if network.duplicate > 0.0 {
+                enabled.push("message_duplicate".into());
+            }
+            if network.loss > 0.0 || scenario.timeline.iter().any(|s| matches!(s.event, sim::scenario::Event::Loss(p) if p > 0.0)) {
+                enabled.push("message_loss".into());
+            }
+            expected = scenario.expected_milestones().into_iter().map(str::to_string).collect();
+        }
         let mut fired: BTreeMap<String, u64> = BTreeMap::new();
-        for seed in seeds() {
+        let mut reached: BTreeMap<String, u64> = BTreeMap::new();
+        for seed in &seeds {
+            let index = jobs.iter().position(|(n, _, s, w)| n == name && s == seed && w.is_empty()).unwrap();
+            let (first, second) = (&reports[index], &reports[index + 1]);
             let trace_a = failures_dir.join(format!("{name}-{seed}.log"));
             let trace_b = failures_dir.join(format!("{name}-{seed}.second.log"));
-            let first = run(path, seed, &trace_a);
-            let second = run(path, seed, &trace_b);
-            runs += 2;
             let replay = format!("SIM_SCENARIO={name} SIM_SEED={seed} cargo test -p sim --test scenarios -- --nocapture");
             if first["hash"] != second["hash"] {
-                let (a, b) = (std::fs::read_to_string(&trace_a).unwrap(), std::fs::read_to_string(&trace_b).unwrap());
+                let (a, b) = (std::fs::read_to_string(&trace_a).unwrap_or_default(), std::fs::read_to_string(&trace_b).unwrap_or_default());
                 let line = a.lines().zip(b.lines()).position(|(x, y)| x != y).map_or(0, |i| i + 1);
                 failures.push(format!(
                     "scenario {name} seed {seed}: not deterministic: the traces first differ at line {line}\n  replay: {replay}\n  traces: {} {}",
@@ -100,7 +144,8 @@ fn every_scenario_over_the_seed_batch_deterministically() {
                 ));
             } else if let Some(violation) = first["violations"].as_array().and_then(|v| v.first()) {
                 failures.push(format!(
-                    "scenario {name} seed {seed}: {violation}\n  replay: {replay}\n  run alone: cargo run -p sim -- run {} --seed {seed}\n  trace: {}",
+                    "scenario {name} seed {seed}: {violation}\n  options: {}\n  replay: {replay}\n  run alone: cargo run -p sim -- run {} --seed {seed}\n  trace: {}",
+                    first["options"].as_str().unwrap_or_default().trim_end(),
                     path.display(),
                     trace_a.display()
                 ));
@@ -111,24 +156,28 @@ fn every_scenario_over_the_seed_batch_deterministically() {
             for (kind, count) in first["faults"].as_object().into_iter().flatten() {
                 *fired.entry(kind.clone()).or_insert(0) += count.as_u64().unwrap_or(0);
             }
+            for (kind, count) in first["milestones"].as_object().into_iter().flatten() {
+                *reached.entry(kind.clone()).or_insert(0) += count.as_u64().unwrap_or(0);
+            }
             eprintln!("{name} seed {seed}: {} trace lines, converged after {}ms, faults {}", first["trace_lines"], first["converged_after_ms"], first["faults"]);
             // The canonical seed's timeline is a snapshot: behaviour changes show up in review.
-            if seed == 1 && failures.is_empty() && name != "swarm" {
+            if *seed == 1 && failures.is_empty() && name != "swarm" {
                 insta::assert_snapshot!(format!("{name}-seed-1"), first["summary"].as_str().unwrap_or_default());
             }
         }
-        // Coverage: every fault kind the scenario enables fired in the batch.
-        let mut enabled: Vec<&str> = timeline.iter().map(|s| s.event.kind()).collect();
-        if network_faults {
-            enabled.push("delay");
-        }
         for kind in enabled {
-            if fired.get(kind).copied().unwrap_or(0) == 0 {
-                failures.push(format!("scenario {name}: the {kind} fault never fired"));
+            if fired.get(&kind).copied().unwrap_or(0) == 0 {
+                failures.push(format!("scenario {name}: the {kind} fault never fired in {} seeds", seeds.len()));
             }
         }
+        for milestone in expected {
+            if reached.get(&milestone).copied().unwrap_or(0) == 0 {
+                failures.push(format!("scenario {name}: the milestone {milestone} was never reached in {} seeds", seeds.len()));
+            }
+        }
+        eprintln!("{name}: faults {fired:?}, milestones {reached:?}");
     }
-    eprintln!("{runs} runs");
+    eprintln!("{} runs", jobs.len());
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 

@@ -85,7 +85,7 @@ use tracing::{debug, error, info, warn};
 use super::identity::Identities;
 use super::message::{self, BadMessage, SignedMessage, Signer};
 use crate::config::{Config, HostPort};
-use crate::env::Env;
+use crate::env::{Env, MessageFault};
 use crate::msp::identity::{Identity, PkiId};
 
 /// Fabric's hard-coded handshake window (`handshakeTimeout`): stream plus authentication.
@@ -718,7 +718,14 @@ impl Comm {
                         Err(status) => return End::RecvEnded(status.to_string()),
                     };
                     match SignedMessage::from_envelope(envelope) {
-                        Ok(message) => self.emit(CommEvent::Message { from: pki_id, message }).await,
+                        Ok(message) => match self.shared.env.network.message_fault() {
+                            MessageFault::Deliver => self.emit(CommEvent::Message { from: pki_id, message }).await,
+                            MessageFault::Drop => {}
+                            MessageFault::Duplicate => {
+                                self.emit(CommEvent::Message { from: pki_id, message: message.clone() }).await;
+                                self.emit(CommEvent::Message { from: pki_id, message }).await;
+                            }
+                        },
                         // Not a GossipMessage at all: Fabric aborts the connection.
                         Err(err @ (BadMessage::EmptyPayload | BadMessage::Decode(_))) => {
                             self.emit(CommEvent::Rejected { from: Some(pki_id), error: err.clone() }).await;

@@ -472,6 +472,22 @@ impl Discovery {
         Ok((pki_id, (timestamp.inc_num, timestamp.seq_num), alive.clone()))
     }
 
+    /// The sender and timestamp an alive message claims, unverified. Used only to skip the
+    /// signature check of messages that could not change anything (we already hold the same or
+    /// a newer one from that peer): most alive messages a peer receives are such repeats, and
+    /// ECDSA verification is most of gossip's CPU. Anything that is acted on is verified.
+    fn claimed(&self, message: &SignedMessage) -> Option<(PkiId, (u64, u64))> {
+        let Some(Content::AliveMsg(alive)) = message.content() else { return None };
+        let pki_id = PkiId::from_slice(&alive.membership.as_ref()?.pki_id)?;
+        let timestamp = alive.timestamp.as_ref()?;
+        (pki_id != self.me.pki_id).then_some((pki_id, (timestamp.inc_num, timestamp.seq_num)))
+    }
+
+    /// Whether an alive message is a repeat that cannot change our state (see [`Self::claimed`]).
+    fn is_known_repeat(&self, message: &SignedMessage) -> bool {
+        self.claimed(message).is_some_and(|(pki_id, ts)| self.is_stale(&pki_id, ts))
+    }
+
     /// Whether the store already has this or a newer message from the peer.
     fn is_stale(&self, pki_id: &PkiId, ts: (u64, u64)) -> bool {
         self.store.get(pki_id).is_some_and(|stored| !newer(ts, stored.ts))
@@ -479,6 +495,9 @@ impl Discovery {
     }
 
     fn handle_gossiped_alive(&mut self, now: Instant, from: PkiId, message: SignedMessage) -> Result<(), BadMessage> {
+        if self.is_known_repeat(&message) {
+            return Err(BadMessage::Stale);
+        }
         let (pki_id, ts, alive) = self.validate_alive(now, &message)?;
         if pki_id == self.me.pki_id {
             self.check_self_alive(&message, &alive);
@@ -628,6 +647,9 @@ impl Discovery {
                 if !matches!(message.content(), Some(Content::AliveMsg(_))) {
                     return Err(BadMessage::Unexpected("membership response carries a message that isn't an AliveMessage".into()));
                 }
+                if self.is_known_repeat(&message) {
+                    return Ok(());
+                }
                 let (pki_id, ts, alive) = self.validate_alive(now, &message)?;
                 if pki_id != self.me.pki_id && !self.is_stale(&pki_id, ts) {
                     self.apply_alive(now, pki_id, ts, &alive, &message);
@@ -641,6 +663,10 @@ impl Discovery {
         }
         for envelope in response.dead {
             let result = SignedMessage::from_envelope(envelope).and_then(|message| {
+                // Only unknown peers are learned from the dead list; skip checking the others.
+                if self.claimed(&message).is_some_and(|(pki_id, _)| self.members.contains_key(&pki_id)) {
+                    return Ok(());
+                }
                 let (pki_id, ts, alive) = self.validate_alive(now, &message)?;
                 if pki_id != self.me.pki_id && !self.members.contains_key(&pki_id) {
                     let endpoint = alive.membership.as_ref().map(|m| m.endpoint.clone()).unwrap_or_default();
