@@ -152,7 +152,9 @@ impl Walk<'_> {
             out.policies.insert(name.clone(), Policy::parse(proto_policy).map_err(|e| self.err(&element, e))?);
         }
         for (name, sub) in &group.groups {
-            out.groups.insert(name.clone(), self.policies(sub, &format!("{path}/{name}"))?);
+            // Sub-groups are named from below the channel group: `Application/Org1MSP`.
+            let sub_path = if path == CHANNEL_GROUP { name.clone() } else { format!("{path}/{name}") };
+            out.groups.insert(name.clone(), self.policies(sub, &sub_path)?);
         }
         Ok(out)
     }
