@@ -485,11 +485,11 @@ proptest::proptest! {
         }
         let len = bytes.len();
         bytes.truncate(len - cut % (len / 4 + 1));
-        if let Ok(block) = Block::decode(bytes.as_slice()) {
-            if let Ok(config) = ChannelConfig::from_block(&block) {
-                let _ = config.evaluate("/Channel/Application/Admins", &[]);
-                let _ = verify_block_signatures(&block, &config);
-            }
+        if let Ok(block) = Block::decode(bytes.as_slice())
+            && let Ok(config) = ChannelConfig::from_block(&block)
+        {
+            let _ = config.evaluate("/Channel/Application/Admins", &[]);
+            let _ = verify_block_signatures(&block, &config);
         }
     }
 }
