@@ -493,3 +493,55 @@ proptest::proptest! {
         }
     }
 }
+
+/// A CRL (PEM) issued by `ca`, revoking the certificates with the given serials.
+fn crl(ca: &generate::Issued, revoked_serials: &[Vec<u8>]) -> Vec<u8> {
+    use der::{Decode, Encode, EncodePem};
+    use p256::pkcs8::DecodePrivateKey;
+    use x509_cert::crl::{CertificateList, RevokedCert, TbsCertList};
+    let (_, key_der) = der::pem::decode_vec(&ca.key_pem).unwrap();
+    let key = p256::ecdsa::SigningKey::from_pkcs8_der(&key_der).unwrap();
+    let (_, ca_der) = der::pem::decode_vec(&ca.cert_pem).unwrap();
+    let ca_cert = x509_cert::Certificate::from_der(&ca_der).unwrap();
+    let time = x509_cert::time::Time::try_from(june_2025()).unwrap();
+    let algorithm = spki::AlgorithmIdentifierOwned { oid: peer_core::msp::crypto::ECDSA_WITH_SHA256, parameters: None };
+    let tbs: TbsCertList = TbsCertList {
+        version: x509_cert::Version::V2,
+        signature: algorithm.clone(),
+        issuer: ca_cert.tbs_certificate().subject().clone(),
+        this_update: time,
+        next_update: None,
+        revoked_certificates: Some(
+            revoked_serials
+                .iter()
+                .map(|s| RevokedCert { serial_number: x509_cert::serial_number::SerialNumber::new(s).unwrap(), revocation_date: time, crl_entry_extensions: None })
+                .collect(),
+        ),
+        crl_extensions: None,
+    };
+    let signature = peer_core::msp::crypto::sign(&key, &tbs.to_der().unwrap());
+    let list = CertificateList { tbs_cert_list: tbs, signature_algorithm: algorithm, signature: der::asn1::BitString::from_bytes(&signature).unwrap() };
+    list.to_pem(der::pem::LineEnding::LF).unwrap().into_bytes()
+}
+
+#[test]
+fn revocation_lists_in_the_channel_msp_revoke_identities() {
+    let orgs = orgs(2);
+    let org1 = &orgs.apps[0];
+    let peer = local(&org1.peers[0], "Org1MSP").identity;
+    let admin = local(&org1.admin, "Org1MSP").identity;
+    let serial = peer.cert.tbs_certificate().serial_number().as_bytes().to_vec();
+    let mut config = org1.msp.verifying_config("Org1MSP").unwrap();
+    // A CRL by another org's CA cannot revoke Org1's certificates.
+    config.revocation_list = vec![crl(&orgs.apps[1].ca, std::slice::from_ref(&serial))];
+    let msp = Msp::from_fabric_config(&config).unwrap();
+    msp.validate(&peer, june_2025()).unwrap();
+    // Org1's CA revokes its peer: the peer is no longer valid, the admin still is.
+    config.revocation_list = vec![crl(&org1.ca, &[serial])];
+    let msp = Msp::from_fabric_config(&config).unwrap();
+    assert_eq!(msp.validate(&peer, june_2025()), Err("The certificate has been revoked".into()));
+    msp.validate(&admin, june_2025()).unwrap();
+    config.revocation_list = vec![b"-----BEGIN X509 CRL-----\nAAAA\n-----END X509 CRL-----\n".to_vec()];
+    let err = Msp::from_fabric_config(&config).unwrap_err();
+    assert!(err.starts_with("revocation_list[0]: not an X.509 CRL"), "{err}");
+}
