@@ -3,10 +3,13 @@
 //! The library holds everything the `peer-core` binary does; the binary only parses the command
 //! line, reads files and env vars, and calls in. Modules:
 //! - [`config`]: finding and validating core.yaml with `CORE_*` overrides.
+//! - [`channel`]: channel configuration from config blocks, policies, orderer block
+//!   signatures, and a genesis block builder.
 //! - [`msp`]: the local MSP (Fabric MSP directories), signing and verifying, PKI-IDs, and a
 //!   deterministic MSP generator.
 //! - [`metadata`]: version information.
 
+pub mod channel;
 pub mod config;
 pub mod env;
 pub mod gossip;

@@ -4,7 +4,13 @@
 //! works on bytes, so the simulator can build MSPs in memory with [`generate`]. Validity is
 //! checked at a time the caller passes in (the injected clock), never the OS clock.
 //!
-//! Not covered: CRLs (`crls/` is not read) and idemix MSPs.
+//! An [`Msp`] comes from either source Fabric has: a local MSP directory ([`Msp::from_files`]) or
+//! the `FabricMSPConfig` a channel's config block carries for each org
+//! ([`Msp::from_fabric_config`]); [`MspFiles::verifying_config`] turns the first into the second
+//! as Fabric's `GetVerifyingMspConfig` does, so both paths give the same verifier.
+//!
+//! Not covered: CRLs in MSP directories (`crls/` is not read; CRLs in a channel's
+//! `FabricMSPConfig.revocation_list` are honoured) and idemix MSPs.
 
 pub mod crypto;
 pub mod generate;
@@ -14,6 +20,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
+use der::Encode;
 use p256::ecdsa::SigningKey;
 use p256::pkcs8::DecodePrivateKey;
 use x509_cert::Certificate;
@@ -206,6 +213,8 @@ pub struct Msp {
     /// TLS root and intermediate CA certificates (DER), for TLS verification.
     pub tls_roots: Vec<Vec<u8>>,
     pub tls_intermediates: Vec<Vec<u8>>,
+    /// Revoked certificates from CRLs signed by one of this MSP's CAs: (issuer name DER, serial).
+    revoked: Vec<(Vec<u8>, Vec<u8>)>,
 }
 
 /// The local MSP: the verifier plus this peer's own signing identity.
@@ -296,6 +305,200 @@ impl LocalMsp {
     }
 }
 
+impl MspFiles {
+    /// The `FabricMSPConfig` a channel config carries for this MSP, as Fabric's
+    /// `GetVerifyingMspConfig` builds it: CA, intermediate, admin and TLS certificates as the
+    /// files' PEM bytes, OU identifiers and NodeOUs from config.yaml with their certificates
+    /// inlined, SHA2/SHA256 crypto config, and no signing identity.
+    pub fn verifying_config(&self, msp_id: &str) -> Result<proto::msp::FabricMspConfig, String> {
+        use proto::msp::{FabricCryptoConfig, FabricMspConfig, FabricNodeOUs, FabricOuIdentifier};
+        if self.cacerts.is_empty() {
+            return Err(format!("could not load a valid ca certificate from directory {}", self.dir.join("cacerts").display()));
+        }
+        let bytes = |list: &[MspFile]| list.iter().map(|f| f.bytes.clone()).collect::<Vec<_>>();
+        let mut config = FabricMspConfig {
+            name: msp_id.to_string(),
+            root_certs: bytes(&self.cacerts),
+            intermediate_certs: bytes(&self.intermediatecerts),
+            admins: bytes(&self.admincerts),
+            crypto_config: Some(FabricCryptoConfig {
+                signature_hash_family: "SHA2".into(),
+                identity_identifier_hash_function: "SHA256".into(),
+            }),
+            tls_root_certs: bytes(&self.tlscacerts),
+            // Fabric reads TLS intermediates only when there are TLS roots.
+            tls_intermediate_certs: if self.tlscacerts.is_empty() { Vec::new() } else { bytes(&self.tlsintermediatecerts) },
+            ..FabricMspConfig::default()
+        };
+        let Some(yaml) = &self.config_yaml else { return Ok(config) };
+        let parsed = parse_config_yaml(self, yaml)?;
+        let cert_bytes = |name: Option<&str>| -> Result<Vec<u8>, String> {
+            match name.filter(|n| !n.is_empty()) {
+                None => Ok(Vec::new()),
+                Some(name) => self
+                    .find(name)
+                    .map(|f| f.bytes.clone())
+                    .ok_or_else(|| format!("config.yaml names certificate {name:?}, which is not in the MSP directory")),
+            }
+        };
+        for ou in &parsed.organizational_unit_identifiers {
+            config.organizational_unit_identifiers.push(FabricOuIdentifier {
+                certificate: cert_bytes(ou.certificate.as_deref())?,
+                organizational_unit_identifier: ou.ou.clone(),
+            });
+        }
+        if let Some(node_ous) = parsed.node_ous.filter(|n| n.enable) {
+            // An identifier with an empty OU is left out, as Fabric does.
+            let convert = |ou: &Option<OuYaml>| -> Result<Option<FabricOuIdentifier>, String> {
+                match ou.as_ref().filter(|o| !o.ou.is_empty()) {
+                    None => Ok(None),
+                    Some(ou) => Ok(Some(FabricOuIdentifier {
+                        certificate: cert_bytes(ou.certificate.as_deref())?,
+                        organizational_unit_identifier: ou.ou.clone(),
+                    })),
+                }
+            };
+            config.fabric_node_ous = Some(FabricNodeOUs {
+                enable: true,
+                client_ou_identifier: convert(&node_ous.client)?,
+                peer_ou_identifier: convert(&node_ous.peer)?,
+                admin_ou_identifier: convert(&node_ous.admin)?,
+                orderer_ou_identifier: convert(&node_ous.orderer)?,
+            });
+        }
+        Ok(config)
+    }
+}
+
+impl Msp {
+    /// Builds the verifying side of an MSP from the `FabricMSPConfig` in a channel config (an
+    /// org's `MSP` value). Certificates are PEM, as Fabric stores them. Revocation lists signed
+    /// by one of the MSP's CAs are honoured; a CRL no CA signed can revoke nothing, so it is
+    /// ignored, as it is in Fabric. A signing identity in the config is ignored (channel
+    /// configs carry none).
+    pub fn from_fabric_config(config: &proto::msp::FabricMspConfig) -> Result<Msp, String> {
+        if config.name.is_empty() {
+            return Err("the MSP config has no name (MSP ID)".into());
+        }
+        if let Some(crypto) = &config.crypto_config {
+            let family_ok = crypto.signature_hash_family.is_empty() || crypto.signature_hash_family == "SHA2";
+            let hash_ok = crypto.identity_identifier_hash_function.is_empty() || crypto.identity_identifier_hash_function == "SHA256";
+            if !family_ok || !hash_ok {
+                return Err(format!(
+                    "unsupported crypto config (signature hash family {:?}, identity hash {:?}); peer-core supports SHA2 and SHA256 only",
+                    crypto.signature_hash_family, crypto.identity_identifier_hash_function
+                ));
+            }
+        }
+        let as_files = |list: &[Vec<u8>], field: &str| -> Vec<MspFile> {
+            list.iter().enumerate().map(|(i, bytes)| MspFile { name: format!("{field}[{i}]"), bytes: bytes.clone() }).collect()
+        };
+        if config.root_certs.is_empty() {
+            return Err("the MSP config has no root certificates".into());
+        }
+        let roots = ca_certs(&as_files(&config.root_certs, "root_certs"))?;
+        let intermediates = ca_certs(&as_files(&config.intermediate_certs, "intermediate_certs"))?;
+        let ders = |list: &[Vec<u8>], field: &str| -> Result<Vec<Vec<u8>>, String> {
+            list.iter()
+                .enumerate()
+                .map(|(i, pem)| {
+                    identity::single_pem_certificate(pem)
+                        .and_then(|der| crypto::cert_from_der(&der).map(|_| der))
+                        .map_err(|e| format!("{field}[{i}]: {e}"))
+                })
+                .collect()
+        };
+        let admins = ders(&config.admins, "admins")?;
+        let tls_roots = ders(&config.tls_root_certs, "tls_root_certs")?;
+        let tls_intermediates = ders(&config.tls_intermediate_certs, "tls_intermediate_certs")?;
+        let ou = |id: &proto::msp::FabricOuIdentifier, field: &str| -> Result<OuIdentifier, String> {
+            let cert_der = if id.certificate.is_empty() {
+                None
+            } else {
+                Some(identity::single_pem_certificate(&id.certificate).map_err(|e| format!("{field}: certificate: {e}"))?)
+            };
+            Ok(OuIdentifier { ou: id.organizational_unit_identifier.clone(), cert_der })
+        };
+        let ou_identifiers = config
+            .organizational_unit_identifiers
+            .iter()
+            .enumerate()
+            .map(|(i, id)| ou(id, &format!("organizational_unit_identifiers[{i}]")))
+            .collect::<Result<Vec<_>, _>>()?;
+        let node_ous = match config.fabric_node_ous.as_ref().filter(|n| n.enable) {
+            None => None,
+            Some(n) => {
+                let opt = |id: &Option<proto::msp::FabricOuIdentifier>, field: &str| id.as_ref().map(|id| ou(id, field)).transpose();
+                Some(NodeOus {
+                    client: opt(&n.client_ou_identifier, "client_ou_identifier")?,
+                    peer: opt(&n.peer_ou_identifier, "peer_ou_identifier")?,
+                    admin: opt(&n.admin_ou_identifier, "admin_ou_identifier")?,
+                    orderer: opt(&n.orderer_ou_identifier, "orderer_ou_identifier")?,
+                })
+            }
+        };
+        let mut msp = Msp {
+            id: config.name.clone(),
+            roots,
+            intermediates,
+            admins,
+            ou_identifiers,
+            node_ous,
+            tls_roots,
+            tls_intermediates,
+            revoked: Vec::new(),
+        };
+        for (i, pem) in config.revocation_list.iter().enumerate() {
+            msp.add_crl(pem).map_err(|e| format!("revocation_list[{i}]: {e}"))?;
+        }
+        Ok(msp)
+    }
+
+    /// Records the serials a CRL revokes, if one of this MSP's CAs signed it.
+    fn add_crl(&mut self, pem: &[u8]) -> Result<(), String> {
+        use der::Decode as _;
+        let blocks = identity::pem_blocks(pem)?;
+        let der = match blocks.as_slice() {
+            [(label, der)] if label == "X509 CRL" => der,
+            [(label, _)] => return Err(format!("expected an X509 CRL PEM block, found {label}")),
+            _ => return Err(format!("expected one X509 CRL PEM block, found {}", blocks.len())),
+        };
+        let crl = <x509_cert::crl::CertificateList>::from_der(der).map_err(|e| format!("not an X.509 CRL: {e}"))?;
+        if crl.signature_algorithm.oid != crypto::ECDSA_WITH_SHA256 {
+            return Err(format!("unsupported CRL signature algorithm {}", crl.signature_algorithm.oid));
+        }
+        let tbs = crl.tbs_cert_list.to_der().map_err(|e| format!("cannot encode the CRL: {e}"))?;
+        let Some(signature) = crl.signature.as_bytes().and_then(|b| p256::ecdsa::Signature::from_der(b).ok()) else {
+            return Err("the CRL signature is malformed".into());
+        };
+        let signature = signature.normalize_s();
+        let signed_by_ca = self.roots.iter().chain(&self.intermediates).any(|ca| {
+            use p256::ecdsa::signature::Verifier as _;
+            ca.cert.tbs_certificate().subject() == &crl.tbs_cert_list.issuer && ca.key.verify(&tbs, &signature).is_ok()
+        });
+        if !signed_by_ca {
+            return Ok(());
+        }
+        let issuer = crl.tbs_cert_list.issuer.to_der().map_err(|e| format!("cannot encode the CRL issuer: {e}"))?;
+        for revoked in crl.tbs_cert_list.revoked_certificates.iter().flatten() {
+            self.revoked.push((issuer.clone(), revoked.serial_number.as_bytes().to_vec()));
+        }
+        Ok(())
+    }
+
+    fn check_not_revoked(&self, cert: &Certificate) -> Result<(), String> {
+        if self.revoked.is_empty() {
+            return Ok(());
+        }
+        let issuer = cert.tbs_certificate().issuer().to_der().unwrap_or_default();
+        let serial = cert.tbs_certificate().serial_number().as_bytes();
+        if self.revoked.iter().any(|(i, s)| *i == issuer && s.as_slice() == serial) {
+            return Err("The certificate has been revoked".into());
+        }
+        Ok(())
+    }
+}
+
 /// Finds the keystore key whose public key is the signing certificate's.
 fn find_private_key(files: &MspFiles, identity: &Identity) -> Result<SigningKey, String> {
     let keystore = files.dir.join("keystore");
@@ -374,6 +577,7 @@ impl Msp {
             node_ous: None,
             tls_roots,
             tls_intermediates,
+            revoked: Vec::new(),
         };
         if let Some(config) = &files.config_yaml {
             msp.apply_config_yaml(files, config)?;
@@ -383,15 +587,7 @@ impl Msp {
 
     fn apply_config_yaml(&mut self, files: &MspFiles, config: &MspFile) -> Result<(), String> {
         let path = files.dir.join("config.yaml");
-        let text = std::str::from_utf8(&config.bytes).map_err(|_| format!("{} is not UTF-8 text", path.display()))?;
-        let parsed: ConfigYaml = if text.trim().is_empty() {
-            ConfigYaml::default()
-        } else {
-            serde_saphyr::from_str(text).map_err(|e| {
-                let e = crate::config::tree::SyntaxError::from(&e);
-                format!("invalid {}:{}:{}: {}", path.display(), e.line, e.column, e.message)
-            })?
-        };
+        let parsed = parse_config_yaml(files, config)?;
         let resolve = |ou: &OuYaml| -> Result<OuIdentifier, String> {
             let cert_der = match ou.certificate.as_deref().filter(|c| !c.is_empty()) {
                 None => None,
@@ -429,6 +625,7 @@ impl Msp {
         }
         check_validity(&identity.cert, now)?;
         let chain = self.chain(&identity.cert, now)?;
+        self.check_not_revoked(&identity.cert)?;
         let ous = identity.organizational_units();
         let matches = |id: &OuIdentifier| ous.contains(&id.ou) && id.cert_der.as_ref().is_none_or(|der| chain.contains(der));
         if !self.ou_identifiers.is_empty() && !self.ou_identifiers.iter().any(matches) {
@@ -466,6 +663,45 @@ impl Msp {
     /// admin OU when NodeOUs are enabled.
     pub fn is_admin(&self, identity: &Identity) -> bool {
         self.admins.contains(&identity.cert_der()) || self.role(identity) == Some(Role::Admin)
+    }
+
+    /// Validation as Fabric's MSP does it when policies are evaluated: the certificate chain is
+    /// checked at one second after the identity's `notBefore`, so expiry plays no part (callers
+    /// that care, such as the deliver service, check expiry themselves).
+    pub fn validate_ignoring_expiry(&self, identity: &Identity) -> Result<(), String> {
+        let not_before = identity.cert.tbs_certificate().validity().not_before.to_system_time();
+        self.validate(identity, not_before + std::time::Duration::from_secs(1))
+    }
+
+    /// Whether `identity` satisfies an `MSPRole` principal of this MSP (`None` is MEMBER), with
+    /// the rules of Fabric's MSP version 1.4.2 (the one V2_0 channels use): MEMBER needs a valid
+    /// identity; ADMIN needs a certificate listed in admincerts, or a valid identity with the
+    /// admin NodeOU; CLIENT, PEER and ORDERER need a valid identity with that NodeOU (so NodeOUs
+    /// must be on).
+    pub fn satisfies_role(&self, identity: &Identity, role: Option<Role>) -> Result<(), String> {
+        if identity.msp_id != self.id {
+            return Err(format!("the identity is a member of a different MSP (expected {}, got {})", self.id, identity.msp_id));
+        }
+        let Some(role) = role else { return self.validate_ignoring_expiry(identity) };
+        if role == Role::Admin && self.admins.contains(&identity.cert_der()) {
+            return Ok(());
+        }
+        self.validate_ignoring_expiry(identity).map_err(|e| format!("the identity is not valid under MSP {}: {e}", self.id))?;
+        if self.node_ous.is_none() {
+            return Err(format!("the identity is not a {role:?} under MSP {}: NodeOUs are not enabled", self.id));
+        }
+        if self.role(identity) != Some(role) {
+            return Err(format!("the identity is not a {role:?} under MSP {}", self.id));
+        }
+        Ok(())
+    }
+
+    /// Fabric's certifiers identifier of a valid identity: SHA-256 over the DER of its chain
+    /// from the issuer up to the root (what an `OrganizationUnit` principal names).
+    pub fn certifiers_identifier(&self, identity: &Identity) -> Result<[u8; 32], String> {
+        let not_before = identity.cert.tbs_certificate().validity().not_before.to_system_time();
+        let chain = self.chain(&identity.cert, not_before + std::time::Duration::from_secs(1))?;
+        Ok(crypto::sha256(&chain.concat()))
     }
 
     /// The DER certificates from `cert`'s issuer up to a root, verifying each signature.
@@ -534,6 +770,19 @@ fn check_validity(cert: &Certificate, now: SystemTime) -> Result<(), String> {
 /// A time as Go's `time.Time.String` prints a UTC time: `2027-11-10 13:41:11 +0000 UTC`.
 pub fn go_time(time: SystemTime) -> String {
     crate::gotime::format(crate::gotime::GO_STRING, time)
+}
+
+/// Parses an MSP directory's config.yaml (empty text is an empty config).
+fn parse_config_yaml(files: &MspFiles, config: &MspFile) -> Result<ConfigYaml, String> {
+    let path = files.dir.join("config.yaml");
+    let text = std::str::from_utf8(&config.bytes).map_err(|_| format!("{} is not UTF-8 text", path.display()))?;
+    if text.trim().is_empty() {
+        return Ok(ConfigYaml::default());
+    }
+    serde_saphyr::from_str(text).map_err(|e| {
+        let e = crate::config::tree::SyntaxError::from(&e);
+        format!("invalid {}:{}:{}: {}", path.display(), e.line, e.column, e.message)
+    })
 }
 
 #[derive(Debug, Default, serde::Deserialize)]
