@@ -154,6 +154,7 @@ fn init_cmd(env: &EnvVars) -> anyhow::Result<(Loaded, LocalMsp, Vec<Msp>)> {
             return Err(Logged.into());
         }
     };
+    tracing::debug!(target: "main", func = "InitCmd", "Loaded the local MSP {} (PKI-ID {}) for config {}", msp.msp.id, msp.pki_id(), loaded.config.file.display());
     let mut trusted = Vec::new();
     for org in &loaded.config.gossip.trusted_msps {
         let loaded_msp = MspFiles::read_dir(&org.dir, None)
