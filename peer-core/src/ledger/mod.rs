@@ -411,12 +411,15 @@ fn recover_under_construction(storage: &Arc<dyn Storage>, root: &Path, inventory
     let path = channel::db_path(root, &channel_id);
     // A store whose creating transaction never committed has no format marker (or is not even a
     // valid redb file yet): both mean "genesis block not committed".
-    let genesis = ChannelLedger::open_raw(storage, root, &channel_id).ok().and_then(|ledger| match ledger.height() {
-        0 => Some(Ok(None)),
-        1 => Some(ledger.block(0).map(|b| b.map(|b| b.encode_to_vec()))),
-        height => Some(Err(LedgerError::UnderConstruction { channel: channel_id.clone(), height })),
-    });
-    match genesis.unwrap_or(Ok(None))? {
+    let genesis = match ChannelLedger::open_raw(storage, root, &channel_id) {
+        Err(_) => None,
+        Ok(ledger) => match ledger.height() {
+            0 => None,
+            1 => ledger.block(0)?.map(|block| block.encode_to_vec()),
+            height => return Err(LedgerError::UnderConstruction { channel: channel_id.clone(), height }),
+        },
+    };
+    match genesis {
         None => {
             info!(target: "kvledger", func = "recoverUnderConstructionLedger", "Genesis block was not committed. Hence, the peer ledger not created. unsetting the under construction flag");
             storage
