@@ -21,6 +21,7 @@ use tracing_subscriber::util::SubscriberInitExt;
 use cli::{Cli, Command, MspCommand, NodeCommand};
 use peer_core::config::{self, EnvVars, Loaded, Note, NoteLevel};
 use peer_core::logging::{self, LoggingConfig, Sink};
+use peer_core::ledger;
 use peer_core::metadata;
 use peer_core::msp::{LocalMsp, Msp, MspFiles};
 use peer_core::msp::generate::{self, OrgSpec, ValidityWindow};
@@ -54,6 +55,13 @@ fn main() -> ExitCode {
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) if err.is::<Logged>() => ExitCode::FAILURE,
+        Err(err) if err.is::<WithUsage>() => {
+            eprintln!("Error: {err:#}");
+            if let Some(with_usage) = err.downcast_ref::<WithUsage>() {
+                eprint!("{}", with_usage.usage);
+            }
+            ExitCode::FAILURE
+        }
         Err(err) => {
             eprintln!("Error: {err:#}");
             ExitCode::FAILURE
@@ -146,6 +154,7 @@ fn init_cmd(env: &EnvVars) -> anyhow::Result<(Loaded, LocalMsp, Vec<Msp>)> {
             return Err(Logged.into());
         }
     };
+    tracing::debug!(target: "main", func = "InitCmd", "Loaded the local MSP {} (PKI-ID {}) for config {}", msp.msp.id, msp.pki_id(), loaded.config.file.display());
     let mut trusted = Vec::new();
     for org in &loaded.config.gossip.trusted_msps {
         let loaded_msp = MspFiles::read_dir(&org.dir, None)
@@ -174,7 +183,7 @@ fn run_node(command: NodeCommand, env: &EnvVars, log_handle: logging::LoggingHan
     }
     let (loaded, msp, trusted_msps) = init_cmd(env)?;
     let mut config = loaded.config;
-    let issue = match command {
+    let name = match command {
         NodeCommand::Start { chaincode_dev, .. } => {
             if chaincode_dev {
                 tracing::info!(target: "nodeCmd", func = "serve", "Running in chaincode development mode");
@@ -183,19 +192,55 @@ fn run_node(command: NodeCommand, env: &EnvVars, log_handle: logging::LoggingHan
             }
             return node_start(config, msp, trusted_msps, log_handle);
         }
-        NodeCommand::Reset
-        | NodeCommand::Rollback { .. }
-        | NodeCommand::Pause { .. }
-        | NodeCommand::Resume { .. }
-        | NodeCommand::RebuildDbs
-        | NodeCommand::UpgradeDbs => "#7 (the ledger)",
+        NodeCommand::Reset => "reset",
+        NodeCommand::Rollback { .. } => "rollback",
+        NodeCommand::Pause { .. } => "pause",
+        NodeCommand::Resume { .. } => "resume",
+        NodeCommand::RebuildDbs => "rebuild-dbs",
+        NodeCommand::UpgradeDbs => "upgrade-dbs",
     };
-    bail!(
-        "this node command is not implemented yet: config loaded from {} and MSP {} (PKI-ID {}); it arrives with issue {issue}",
-        config.file.display(),
-        msp.msp.id,
-        msp.pki_id()
-    )
+    let env = peer_core::env::real::env().context("setting up the environment")?;
+    let fsp = config.peer.file_system_path.as_path();
+    let holder = format!("peer-core node {name}, pid {}", std::process::id());
+    let result = match &command {
+        NodeCommand::Reset => ledger::commands::reset(&env, fsp, &holder),
+        NodeCommand::Rollback { channel_id, block_number } => {
+            ledger::commands::rollback(&env, fsp, &holder, channel_id.as_deref().unwrap_or(""), *block_number)
+        }
+        NodeCommand::Pause { channel_id } => ledger::commands::pause(&env, fsp, &holder, channel_id.as_deref().unwrap_or("")),
+        NodeCommand::Resume { channel_id } => ledger::commands::resume(&env, fsp, &holder, channel_id.as_deref().unwrap_or("")),
+        NodeCommand::RebuildDbs => ledger::commands::rebuild_dbs(&env, fsp, &holder),
+        NodeCommand::UpgradeDbs => ledger::commands::upgrade_dbs(&env, fsp, &holder),
+        NodeCommand::Start { .. } => Ok(()),
+    };
+    // Fabric (cobra without SilenceUsage) prints the error, then the command's usage.
+    result.map_err(|error| WithUsage { error, usage: node_usage(name) }.into())
+}
+
+/// An offline command's error, printed with the command's usage after it.
+#[derive(Debug)]
+struct WithUsage {
+    error: ledger::LedgerError,
+    usage: String,
+}
+
+impl std::fmt::Display for WithUsage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.error.fmt(f)
+    }
+}
+
+impl std::error::Error for WithUsage {}
+
+/// The help text of `peer-core node <name>`.
+fn node_usage(name: &str) -> String {
+    let mut command = <Cli as clap::CommandFactory>::command();
+    command.build();
+    command
+        .find_subcommand_mut("node")
+        .and_then(|node| node.find_subcommand_mut(name))
+        .map(|sub| sub.render_help().to_string())
+        .unwrap_or_default()
 }
 
 /// `node start`: the real Env, `node::start`, then wait for SIGINT or SIGTERM.

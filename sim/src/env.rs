@@ -241,11 +241,31 @@ impl Network for SimNetwork {
     }
 }
 
-/// One simulated file: what was written, and what would survive a power cut.
+/// One simulated file: what was written, what is durable, and the writes since the last sync.
 #[derive(Clone, Debug, Default)]
 struct SimFile {
     written: Vec<u8>,
     synced: Vec<u8>,
+    /// Mutations since the last `sync_data`, in order: what a power cut may lose or tear.
+    pending: Vec<Pending>,
+}
+
+#[derive(Clone, Debug)]
+enum Pending {
+    Write { offset: usize, data: Vec<u8> },
+    SetLen(usize),
+}
+
+/// A sector: a torn write keeps a prefix ending on a multiple of this (absolute file offset).
+pub const SECTOR_BYTES: usize = 512;
+
+/// What power cuts did to unsynced writes (coverage for the crash tests).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CutStats {
+    pub cuts: u64,
+    pub kept: u64,
+    pub dropped: u64,
+    pub torn: u64,
 }
 
 #[derive(Debug, Default)]
@@ -253,6 +273,71 @@ struct DiskState {
     files: BTreeMap<PathBuf, SimFile>,
     dirs: BTreeSet<PathBuf>,
     locks: BTreeMap<PathBuf, String>,
+    /// Mutating operations so far (writes, set_len, syncs, creating and removing files and dirs).
+    ops: u64,
+    /// Cut the power when `ops` would reach this (that operation does not happen).
+    cut_at: Option<u64>,
+    /// The torn-write model: at a cut each unsynced write is kept, dropped or torn, as this
+    /// stream decides. `None`: every unsynced write is lost (the plain model).
+    torn: Option<rand_chacha::ChaCha8Rng>,
+    stats: CutStats,
+}
+
+impl DiskState {
+    /// What survives a power cut: the synced bytes, plus what the fault model keeps of the
+    /// pending writes, applied in order. Locks die with the process.
+    fn cut(&mut self) {
+        use rand_core::Rng;
+        self.stats.cuts += 1;
+        let mut stats = self.stats;
+        for file in self.files.values_mut() {
+            let mut survived = file.synced.clone();
+            for op in std::mem::take(&mut file.pending) {
+                let Some(rng) = self.torn.as_mut() else {
+                    stats.dropped += 1;
+                    continue;
+                };
+                match op {
+                    Pending::SetLen(len) => {
+                        if rng.next_u32() % 2 == 0 {
+                            survived.resize(len, 0);
+                            stats.kept += 1;
+                        } else {
+                            stats.dropped += 1;
+                        }
+                    }
+                    Pending::Write { offset, data } => {
+                        let end = offset + data.len();
+                        let first_boundary = (offset / SECTOR_BYTES + 1) * SECTOR_BYTES;
+                        let boundaries: Vec<usize> = (first_boundary..end).step_by(SECTOR_BYTES).collect();
+                        let keep = match rng.next_u32() % 3 {
+                            0 => data.len(),
+                            1 => 0,
+                            _ if boundaries.is_empty() => if rng.next_u32() % 2 == 0 { data.len() } else { 0 },
+                            _ => boundaries[rng.next_u32() as usize % boundaries.len()] - offset,
+                        };
+                        match keep {
+                            0 => stats.dropped += 1,
+                            k if k == data.len() => stats.kept += 1,
+                            _ => stats.torn += 1,
+                        }
+                        if keep > 0 {
+                            let kept_end = offset + keep;
+                            if survived.len() < kept_end {
+                                survived.resize(kept_end, 0);
+                            }
+                            survived[offset..kept_end].copy_from_slice(&data[..keep]);
+                        }
+                    }
+                }
+            }
+            file.written = survived.clone();
+            file.synced = survived;
+        }
+        self.stats = stats;
+        self.locks.clear();
+        self.cut_at = None;
+    }
 }
 
 /// A host's disk. Cheap to clone; survives the host's restarts.
@@ -275,14 +360,11 @@ impl SimDisk {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Cuts the power: unsynced bytes are lost and locks die with the process.
+    /// Cuts the power: unsynced bytes are lost (or kept, or torn, under the torn-write model)
+    /// and locks die with the process.
     pub fn power_cut(&self) {
         self.powered.store(false, Ordering::SeqCst);
-        let mut state = self.state();
-        for file in state.files.values_mut() {
-            file.written = file.synced.clone();
-        }
-        state.locks.clear();
+        self.state().cut();
     }
 
     /// Power back on (before the host restarts).
@@ -290,8 +372,56 @@ impl SimDisk {
         self.powered.store(true, Ordering::SeqCst);
     }
 
+    /// Whether the power is on (an armed cut turns it off by itself).
+    pub fn is_powered(&self) -> bool {
+        self.powered.load(Ordering::SeqCst)
+    }
+
+    /// Arms a power cut at the `n`-th mutating operation from now (`n` ≥ 1): that operation fails
+    /// and does not happen, as does everything after it until [`SimDisk::power_on`].
+    pub fn arm_power_cut(&self, n: u64) {
+        let mut state = self.state();
+        state.cut_at = Some(state.ops + n.max(1));
+    }
+
+    /// Turns on the torn-write model for power cuts, seeded (or off with `None`).
+    pub fn set_torn_writes(&self, seed: Option<u64>) {
+        use rand_core::SeedableRng;
+        self.state().torn = seed.map(rand_chacha::ChaCha8Rng::seed_from_u64);
+    }
+
+    /// Mutating operations so far: writes, set_len, syncs, creating and removing files and dirs.
+    pub fn mutating_ops(&self) -> u64 {
+        self.state().ops
+    }
+
+    /// What power cuts did so far.
+    pub fn cut_stats(&self) -> CutStats {
+        self.state().stats
+    }
+
+    /// An independent copy of this disk's files and directories (no locks, power on, no armed
+    /// cut, no fault model): the same starting point for many crash runs.
+    pub fn snapshot(&self) -> SimDisk {
+        let state = self.state();
+        let copy = DiskState { files: state.files.clone(), dirs: state.dirs.clone(), ..DiskState::default() };
+        SimDisk { state: Arc::new(Mutex::new(copy)), powered: Arc::new(AtomicBool::new(true)) }
+    }
+
     fn check_power(&self) -> io::Result<()> {
         if self.powered.load(Ordering::SeqCst) { Ok(()) } else { Err(io::Error::other("power lost")) }
+    }
+
+    /// Counts one mutating operation on `state`, cutting the power first if it is the armed one.
+    fn mutate(&self, state: &mut DiskState) -> io::Result<()> {
+        self.check_power()?;
+        state.ops += 1;
+        if state.cut_at.is_some_and(|at| state.ops >= at) {
+            self.powered.store(false, Ordering::SeqCst);
+            state.cut();
+            return Err(io::Error::other("power lost"));
+        }
+        Ok(())
     }
 }
 
@@ -316,15 +446,30 @@ impl Drop for SimLock {
 impl Storage for SimStorage {
     fn create_dir_all(&self, path: &Path) -> io::Result<()> {
         self.0.check_power()?;
-        self.0.state().dirs.insert(path.to_path_buf());
+        let mut state = self.0.state();
+        if !state.dirs.contains(path) {
+            self.0.mutate(&mut state)?;
+            state.dirs.insert(path.to_path_buf());
+        }
         Ok(())
     }
 
     fn remove_dir_all(&self, path: &Path) -> io::Result<()> {
-        self.0.check_power()?;
         let mut state = self.0.state();
+        self.0.mutate(&mut state)?;
         state.dirs.retain(|d| !d.starts_with(path));
         state.files.retain(|f, _| !f.starts_with(path));
+        Ok(())
+    }
+
+    fn remove_file(&self, path: &Path) -> io::Result<()> {
+        self.0.check_power()?;
+        let mut state = self.0.state();
+        if state.files.contains_key(path) {
+            // Removing is durable at once (the real Storage syncs the directory).
+            self.0.mutate(&mut state)?;
+            state.files.remove(path);
+        }
         Ok(())
     }
 
@@ -346,7 +491,12 @@ impl Storage for SimStorage {
         self.0.check_power()?;
         // Creating the file also makes its directory entry durable (the real Storage fsyncs the
         // directory), so a new, empty file survives a power cut.
-        self.0.state().files.entry(path.to_path_buf()).or_default();
+        let mut state = self.0.state();
+        if !state.files.contains_key(path) {
+            self.0.mutate(&mut state)?;
+            state.files.insert(path.to_path_buf(), SimFile::default());
+        }
+        drop(state);
         Ok(Box::new(SimFileBackend { path: path.to_path_buf(), disk: self.0.clone() }))
     }
 }
@@ -362,6 +512,17 @@ impl SimFileBackend {
     fn with_file<T>(&self, f: impl FnOnce(&mut SimFile) -> io::Result<T>) -> io::Result<T> {
         self.disk.check_power()?;
         let mut state = self.disk.state();
+        let file = state.files.get_mut(&self.path).ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "file removed"))?;
+        f(file)
+    }
+
+    /// A mutating operation: counted, and the armed power cut may strike before it happens.
+    fn mutate_file<T>(&self, f: impl FnOnce(&mut SimFile) -> io::Result<T>) -> io::Result<T> {
+        let mut state = self.disk.state();
+        if !state.files.contains_key(&self.path) {
+            return Err(io::Error::new(io::ErrorKind::NotFound, "file removed"));
+        }
+        self.disk.mutate(&mut state)?;
         let file = state.files.get_mut(&self.path).ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "file removed"))?;
         f(file)
     }
@@ -383,27 +544,31 @@ impl redb::StorageBackend for SimFileBackend {
     }
 
     fn set_len(&self, len: u64) -> Result<(), io::Error> {
-        self.with_file(|file| {
-            file.written.resize(usize::try_from(len).map_err(io::Error::other)?, 0);
+        self.mutate_file(|file| {
+            let len = usize::try_from(len).map_err(io::Error::other)?;
+            file.written.resize(len, 0);
+            file.pending.push(Pending::SetLen(len));
             Ok(())
         })
     }
 
     fn sync_data(&self) -> Result<(), io::Error> {
-        self.with_file(|file| {
+        self.mutate_file(|file| {
             file.synced = file.written.clone();
+            file.pending.clear();
             Ok(())
         })
     }
 
     fn write(&self, offset: u64, data: &[u8]) -> Result<(), io::Error> {
-        self.with_file(|file| {
+        self.mutate_file(|file| {
             let start = usize::try_from(offset).map_err(io::Error::other)?;
-            let end = start + data.len();
+            let end = start.checked_add(data.len()).ok_or_else(|| io::Error::other("write overflows"))?;
             if file.written.len() < end {
                 file.written.resize(end, 0);
             }
             file.written[start..end].copy_from_slice(data);
+            file.pending.push(Pending::Write { offset: start, data: data.to_vec() });
             Ok(())
         })
     }

@@ -119,9 +119,10 @@ fn core_yaml_in_the_working_directory_is_found() {
     std::fs::write(dir.path().join("core.yaml"), sample).unwrap();
     let msp = repo_root().join("sampleconfig/msp");
     let run = peer_core(dir.path(), &[("CORE_PEER_MSPCONFIGPATH", msp.to_str().unwrap())], &["node", "upgrade-dbs"]);
-    // Config loads from ./core.yaml; the command itself is built by the ledger issue.
-    assert_eq!(run.code, 1);
-    assert!(run.stderr.contains(&format!("config loaded from {}", dir.path().join("core.yaml").display())), "{}", run.stderr);
+    // Config loads from ./core.yaml, and its relative fileSystemPath resolves beside it.
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let data = dir.path().join("production/ledgersData");
+    assert!(run.stderr.contains(&format!("Ledger data folder from config = [{}]", data.display())), "{}", run.stderr);
 }
 
 #[test]
@@ -138,9 +139,11 @@ fn node_commands_load_the_local_msp_after_the_config() {
     // The MSP ID is a label from config (certificates do not carry it), so it names the MSP and
     // feeds the PKI-ID: the same directory under another ID is another gossip identity.
     let pki_id = |run: &crate::support::Run| run.stderr.split("PKI-ID ").nth(1).map(|s| s[..64].to_string());
-    let sample_org = peer_core(dir.path(), &[cfg], &["node", "rebuild-dbs"]);
-    let org9 = peer_core(dir.path(), &[cfg, ("CORE_PEER_LOCALMSPID", "Org9MSP")], &["node", "rebuild-dbs"]);
-    assert!(org9.stderr.contains("MSP Org9MSP (PKI-ID "), "{}", org9.stderr);
+    let data = dir.path().join("data");
+    let debug = [cfg, ("FABRIC_LOGGING_SPEC", "main=debug:info"), ("CORE_PEER_FILESYSTEMPATH", data.to_str().unwrap())];
+    let sample_org = peer_core(dir.path(), &debug, &["node", "rebuild-dbs"]);
+    let org9 = peer_core(dir.path(), &[&debug[..], &[("CORE_PEER_LOCALMSPID", "Org9MSP")]].concat(), &["node", "rebuild-dbs"]);
+    assert!(org9.stderr.contains("Loaded the local MSP Org9MSP (PKI-ID "), "{}", org9.stderr);
     assert!(pki_id(&org9).is_some());
     assert_ne!(pki_id(&org9), pki_id(&sample_org));
 }
@@ -154,9 +157,14 @@ fn fabrics_own_core_yaml_and_sample_msp_load() {
     }
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let env = [("FABRIC_CFG_PATH", fixtures.to_str().unwrap()), ("CORE_PEER_FILESYSTEMPATH", data.to_str().unwrap())];
+    let env = [
+        ("FABRIC_CFG_PATH", fixtures.to_str().unwrap()),
+        ("CORE_PEER_FILESYSTEMPATH", data.to_str().unwrap()),
+        ("FABRIC_LOGGING_SPEC", "main=debug:info"),
+    ];
     let run = peer_core(dir.path(), &env, &["node", "rebuild-dbs"]);
-    // The offline command itself is issue #7; config and MSP load, with Fabric's PKI-ID.
+    // Config and MSP load, with Fabric's PKI-ID, and the command runs.
+    assert_eq!(run.code, 0, "{}", run.stderr);
     assert!(
         run.stderr.contains("MSP SampleOrg (PKI-ID 0d46737a45894d123895671221dbaddf8480fb0364f404be3aed491df442945f)"),
         "{}",
@@ -187,13 +195,16 @@ fn msp_generate_is_reproducible_with_a_seed_and_loadable() {
     // The generated peer MSP is usable as a peer's local MSP.
     let sample = repo_root().join("sampleconfig");
     let msp = dir.path().join("a/peerOrganizations/org1.example.com/peers/peer1.org1.example.com/msp");
+    let data = dir.path().join("data");
     let env = [
         ("FABRIC_CFG_PATH", sample.to_str().unwrap()),
         ("CORE_PEER_MSPCONFIGPATH", msp.to_str().unwrap()),
         ("CORE_PEER_LOCALMSPID", "Org1MSP"),
+        ("CORE_PEER_FILESYSTEMPATH", data.to_str().unwrap()),
+        ("FABRIC_LOGGING_SPEC", "main=debug:info"),
     ];
     let run = peer_core(dir.path(), &env, &["node", "rebuild-dbs"]);
-    assert!(run.stderr.contains("MSP Org1MSP (PKI-ID "), "{}", run.stderr);
+    assert!(run.stderr.contains("Loaded the local MSP Org1MSP (PKI-ID "), "{}", run.stderr);
     // Without a seed the keys are fresh each time.
     let run = peer_core(dir.path(), &[], &["msp", "generate", "--org", "O", "--domain", "o.example", "--out", "c"]);
     assert_eq!(run.code, 0, "{}", run.stderr);

@@ -6,6 +6,7 @@
 
 mod cli;
 mod gossip;
+mod ledger;
 mod peer;
 mod start;
 mod support;

@@ -168,6 +168,9 @@ pub trait Storage: Send + Sync + 'static {
     fn create_dir_all(&self, path: &Path) -> io::Result<()>;
     /// Removes a directory and everything in it (`node reset`/`rebuild-dbs` drop databases).
     fn remove_dir_all(&self, path: &Path) -> io::Result<()>;
+    /// Removes a file if it exists, durably (its directory entry is gone after a power cut). The
+    /// ledger removes a channel's database when that channel's creation did not complete.
+    fn remove_file(&self, path: &Path) -> io::Result<()>;
     fn exists(&self, path: &Path) -> bool;
     /// Takes the exclusive lock `path` (a lock file), recording `holder` in it for others' errors.
     fn lock(&self, path: &Path, holder: &str) -> Result<Box<dyn DirLock>, LockError>;

@@ -145,6 +145,17 @@ impl Storage for DiskStorage {
         }
     }
 
+    fn remove_file(&self, path: &Path) -> io::Result<()> {
+        match std::fs::remove_file(path) {
+            Err(err) if err.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(err) => Err(err),
+            Ok(()) => match path.parent() {
+                Some(dir) => sync_dir(dir),
+                None => Ok(()),
+            },
+        }
+    }
+
     fn exists(&self, path: &Path) -> bool {
         path.exists()
     }

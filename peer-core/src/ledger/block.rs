@@ -1,9 +1,12 @@
 //! Fabric's block hashes: the header hash that chains blocks and the data hash that binds a
-//! block's transactions to its header, computed exactly as Fabric computes them.
+//! block's transactions to its header, computed exactly as Fabric computes them. Also the few
+//! envelope fields the block store reads (channel ID, transaction ID) and a block builder for
+//! tests and the simulator. Nothing here verifies signatures (that is the channel module's job).
 
 use der::Encode;
 use der::asn1::{OctetStringRef, UintRef};
-use proto::common::{Block, BlockData, BlockHeader};
+use prost::Message;
+use proto::common::{Block, BlockData, BlockHeader, BlockMetadata, ChannelHeader, Envelope, Header, HeaderType, Payload};
 use sha2::{Digest, Sha256};
 
 /// The ASN.1 shape Fabric hashes: `SEQUENCE { number INTEGER, previousHash OCTET STRING,
@@ -47,6 +50,43 @@ pub fn header_of(block: &Block) -> BlockHeader {
     block.header.clone().unwrap_or_default()
 }
 
+/// The channel header of a transaction envelope, or `None` when any layer (envelope, payload,
+/// header, channel header) does not decode or is missing.
+pub fn channel_header(envelope: &[u8]) -> Option<ChannelHeader> {
+    let envelope = Envelope::decode(envelope).ok()?;
+    let payload = Payload::decode(envelope.payload.as_slice()).ok()?;
+    ChannelHeader::decode(payload.header?.channel_header.as_slice()).ok()
+}
+
+/// The channel a genesis block creates: the channel ID in its first envelope's channel header.
+pub fn channel_id_of(block: &Block) -> Option<String> {
+    let first = block.data.as_ref()?.data.first()?;
+    channel_header(first).map(|header| header.channel_id).filter(|id| !id.is_empty())
+}
+
+/// An unsigned envelope carrying `data`, with a channel header of the given type, channel and
+/// transaction ID. For tests and the simulator; real envelopes come from clients and orderers.
+pub fn envelope(kind: HeaderType, channel_id: &str, tx_id: &str, data: &[u8]) -> Vec<u8> {
+    let channel_header = ChannelHeader { r#type: kind as i32, channel_id: channel_id.to_string(), tx_id: tx_id.to_string(), ..Default::default() };
+    let payload = Payload {
+        header: Some(Header { channel_header: channel_header.encode_to_vec(), signature_header: Vec::new() }),
+        data: data.to_vec(),
+    };
+    Envelope { payload: payload.encode_to_vec(), signature: Vec::new() }.encode_to_vec()
+}
+
+/// A block with the given number and previous hash over `envelopes`, its data hash computed and
+/// four empty metadata entries (as Fabric's orderer lays them out). Unsigned: for tests and the
+/// simulator.
+pub fn new_block(number: u64, previous_hash: &[u8], envelopes: Vec<Vec<u8>>) -> Block {
+    let data = BlockData { data: envelopes };
+    Block {
+        header: Some(BlockHeader { number, previous_hash: previous_hash.to_vec(), data_hash: data_hash(&data).to_vec() }),
+        data: Some(data),
+        metadata: Some(BlockMetadata { metadata: vec![Vec::new(); 4] }),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -85,5 +125,14 @@ mod tests {
         assert_eq!(hex::encode(data_hash(&joined)), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
         // No transactions: SHA-256 of nothing.
         assert_eq!(hex::encode(data_hash(&BlockData::default())), "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+    }
+
+    #[test]
+    fn the_channel_id_comes_from_the_first_envelope() {
+        let genesis = new_block(0, &[], vec![envelope(HeaderType::Config, "mychannel", "", b"config")]);
+        assert_eq!(channel_id_of(&genesis).as_deref(), Some("mychannel"));
+        assert_eq!(channel_id_of(&new_block(0, &[], vec![b"not an envelope".to_vec()])), None);
+        assert_eq!(channel_id_of(&new_block(0, &[], Vec::new())), None);
+        assert_eq!(channel_header(&envelope(HeaderType::EndorserTransaction, "ch", "tx1", b"")).unwrap().tx_id, "tx1");
     }
 }

@@ -1,27 +1,51 @@
-//! The ledger manager: the data-directory lock and the ledger database under
-//! `<peer.fileSystemPath>/ledgersData`.
+//! The ledgers of a peer under `<peer.fileSystemPath>/ledgersData`: the data-directory lock, the
+//! inventory of channels, and one block store per channel.
 //!
-//! So far this opens (or creates) the database and records its format; channels, blocks and
-//! the offline `node` commands arrive with issue #7. All I/O goes through the env's Storage.
+//! Layout:
+//! - `fileLock/LOCK`: the data-directory lock (a running peer and every offline `node` command).
+//! - `ledgers.redb`: the inventory (Fabric's ledgerProvider/idStore): its format marker, each
+//!   channel's status (ACTIVE or INACTIVE, i.e. paused) and genesis block, and the
+//!   under-construction marker while a channel is being created.
+//! - `chains/<channelID>.redb`: one database per channel ([`ChannelLedger`]), so a corrupt store
+//!   fails that channel only and the peer serves the others.
+//!
+//! The offline commands (`node reset|rollback|pause|resume|rebuild-dbs|upgrade-dbs`) are in
+//! [`commands`]. Not here: world state, private data, history (peer-core keeps blocks only), and
+//! orderer signature checks (the caller's, before [`ChannelLedger::append`]). All I/O goes through
+//! the env's Storage.
 
 pub mod block;
+pub mod channel;
+pub mod commands;
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
-use redb::{ReadableDatabase, TableDefinition};
+use prost::Message;
+use proto::common::Block;
+use redb::{Durability, ReadableDatabase, ReadableTable, TableDefinition};
 use tracing::info;
 
-use crate::env::{DirLock, Env, LockError};
+pub use channel::{CHANNEL_FORMAT, ChannelLedger};
 
-/// Small metadata: the format marker (Fabric keeps `f` → `2.0` in its ID store).
+use crate::env::{DirLock, Env, LockError, Storage};
+
+/// Small metadata: the format marker (Fabric keeps `f` → `2.0` in its ID store) and the
+/// under-construction marker.
 const META: TableDefinition<&str, &str> = TableDefinition::new("meta");
+/// Channel ID → `ACTIVE` | `INACTIVE` (Fabric's `LedgerMetadata.status`).
+const STATUS: TableDefinition<&str, &str> = TableDefinition::new("status");
+/// Channel ID → the genesis block (protobuf `common.Block`); its presence means "created".
+const GENESIS: TableDefinition<&str, &[u8]> = TableDefinition::new("genesis");
 const FORMAT_KEY: &str = "format";
+const UNDER_CONSTRUCTION_KEY: &str = "under_construction";
 /// The format this build writes and reads.
 pub const FORMAT: &str = "peer-core-ledger/1";
 /// redb's default cache is 1 GiB; a peer's inventory needs little, and simulated peers share RAM.
-const CACHE_BYTES: usize = 16 << 20;
+const CACHE_BYTES: usize = 1 << 20;
 
-/// Why the ledger manager could not open.
+/// What went wrong in the ledger. Channel errors name the channel and its database file.
 #[derive(Debug, thiserror::Error)]
 pub enum LedgerError {
     /// The lock is held or cannot be taken.
@@ -30,24 +54,240 @@ pub enum LedgerError {
     /// A directory or the database file could not be created or opened.
     #[error("opening {}: {source}", path.display())]
     Io { path: PathBuf, source: std::io::Error },
-    /// redb refused the database (corrupt, or another format).
+    /// redb refused the inventory database (corrupt, or an I/O error).
     #[error("opening the ledger database {}: {message}", path.display())]
     Database { path: PathBuf, message: String },
-    /// The database was written by an incompatible build.
+    /// The inventory was written by an incompatible build.
     #[error(
         "unexpected format. db info = [{}], data format = [{found}], expected format = [{FORMAT}]",
         path.display()
     )]
     FormatMismatch { path: PathBuf, found: String },
+    /// A channel's database could not be opened, read or written.
+    #[error("channel [{channel}]: database {}: {message}", path.display())]
+    ChannelDatabase { channel: String, path: PathBuf, message: String },
+    /// A channel's store holds something this build never writes.
+    #[error("channel [{channel}]: the block store {} is corrupt: {what}", path.display())]
+    Corrupt { channel: String, path: PathBuf, what: String },
+    /// A channel's store was written by an incompatible build.
+    #[error(
+        "channel [{channel}]: unexpected format. db info = [{}], data format = [{found}], expected format = [{CHANNEL_FORMAT}]",
+        path.display()
+    )]
+    ChannelFormat { channel: String, path: PathBuf, found: String },
+    /// A block without a header.
+    #[error("channel [{channel}]: the block has no header")]
+    MissingHeader { channel: String },
+    /// Append: the block is not the next one.
+    #[error("channel [{channel}]: block number should have been {expected} but was {found}")]
+    BlockNumber { channel: String, expected: u64, found: u64 },
+    /// Append: the block does not chain to the tip.
+    #[error(
+        "channel [{channel}]: unexpected Previous block hash. Expected PreviousHash = [{}], PreviousHash referred in the latest block= [{}]",
+        hex::encode(expected),
+        hex::encode(found)
+    )]
+    PreviousHash { channel: String, expected: Vec<u8>, found: Vec<u8> },
+    /// Append: the header's data hash is not the hash of the block's data.
+    #[error(
+        "channel [{channel}]: block [{number}] has data hash [{}] in its header but its data hashes to [{}]",
+        hex::encode(header),
+        hex::encode(computed)
+    )]
+    DataHash { channel: String, number: u64, header: Vec<u8>, computed: Vec<u8> },
+    /// A genesis block whose first envelope carries no channel ID.
+    #[error("the genesis block names no channel: its first envelope has no channel header with a channel ID")]
+    NoChannelId,
+    /// A channel ID Fabric would refuse (and that could not be a file name here).
+    #[error("channel ID '{channel}' is illegal: {reason}")]
+    BadChannelId { channel: String, reason: &'static str },
+    /// Creating a channel that exists.
+    #[error("ledger [{channel}] already exists")]
+    AlreadyExists { channel: String },
+    /// An offline command without `-c`.
+    #[error("Must supply channel ID")]
+    MissingChannelId,
+    /// `rollback` of an unknown channel.
+    #[error("ledgerID [{channel}] does not exist")]
+    RollbackUnknown { channel: String },
+    /// `pause`/`resume` of an unknown channel (Fabric's text, then the channel).
+    #[error("LedgerID does not exist: [{channel}]")]
+    LedgerIdDoesNotExist { channel: String },
+    /// `rollback` to the tip or beyond.
+    #[error("target block number [{target}] should be less than the biggest block number [{biggest}]")]
+    RollbackTarget { channel: String, target: u64, biggest: u64 },
+    /// The under-construction marker names a channel whose store holds more than a genesis block.
+    #[error("data inconsistency: under construction flag is set for ledger [{channel}] while the height of the blockchain is [{height}]")]
+    UnderConstruction { channel: String, height: u64 },
+    /// An offline command failed for several channels (it still did what it could for the others).
+    #[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
+    Several(Vec<LedgerError>),
+}
+
+/// A channel's status in the inventory.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ChannelStatus {
+    /// Opened at start and served.
+    Active,
+    /// Paused by `node pause`: not opened, gets no blocks.
+    Inactive,
+}
+
+impl ChannelStatus {
+    fn as_str(self) -> &'static str {
+        match self {
+            ChannelStatus::Active => "ACTIVE",
+            ChannelStatus::Inactive => "INACTIVE",
+        }
+    }
+}
+
+impl std::fmt::Display for ChannelStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Fabric's channel ID rule (`configtx.ValidateChannelID`): `[a-z][a-z0-9.-]*`, under 250
+/// characters. It also keeps the ID a safe file name.
+pub fn validate_channel_id(channel: &str) -> Result<(), LedgerError> {
+    let bad = |reason| Err(LedgerError::BadChannelId { channel: channel.to_string(), reason });
+    if channel.is_empty() {
+        return bad("it is empty");
+    }
+    if channel.len() > 249 {
+        return bad("it is longer than 249 characters");
+    }
+    if !channel.starts_with(|c: char| c.is_ascii_lowercase()) {
+        return bad("it must start with a lowercase letter");
+    }
+    if !channel.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '.' || c == '-') {
+        return bad("it contains characters other than a-z, 0-9, '.' and '-'");
+    }
+    Ok(())
+}
+
+/// Where the data-directory lock lives (Fabric: a leveldb LOCK in `ledgersData/fileLock`).
+pub fn lock_path(file_system_path: &Path) -> PathBuf {
+    file_system_path.join("ledgersData").join("fileLock").join("LOCK")
+}
+
+/// The inventory database (`ledgers.redb`).
+struct Inventory {
+    db: redb::Database,
+    path: PathBuf,
+}
+
+impl Inventory {
+    /// Opens (creating if missing) the inventory without looking at its format.
+    fn open(storage: &Arc<dyn Storage>, root: &Path) -> Result<Inventory, LedgerError> {
+        let path = root.join("ledgers.redb");
+        let backend = storage.open_db(&path).map_err(|source| LedgerError::Io { path: path.clone(), source })?;
+        let db = redb::Builder::new()
+            .set_cache_size(CACHE_BYTES)
+            .create_with_backend(crate::env::DynBackend(backend))
+            .map_err(|e| LedgerError::Database { path: path.clone(), message: e.to_string() })?;
+        Ok(Inventory { db, path })
+    }
+
+    fn error(&self, e: impl Into<redb::Error>) -> LedgerError {
+        LedgerError::Database { path: self.path.clone(), message: e.into().to_string() }
+    }
+
+    fn get_meta(&self, key: &str) -> Result<Option<String>, LedgerError> {
+        let read = self.db.begin_read().map_err(|e| self.error(e))?;
+        match read.open_table(META) {
+            Ok(table) => Ok(table.get(key).map_err(|e| self.error(e))?.map(|v| v.value().to_string())),
+            Err(redb::TableError::TableDoesNotExist(_)) => Ok(None),
+            Err(e) => Err(self.error(e)),
+        }
+    }
+
+    /// Checks the format; an empty inventory gets the current one.
+    fn ensure_format(&self) -> Result<(), LedgerError> {
+        match self.get_meta(FORMAT_KEY)? {
+            Some(format) if format == FORMAT => Ok(()),
+            Some(found) => Err(LedgerError::FormatMismatch { path: self.path.clone(), found }),
+            None => self.write(|write| {
+                write.open_table(META)?.insert(FORMAT_KEY, FORMAT)?;
+                Ok(())
+            }),
+        }
+    }
+
+    /// One durable write transaction.
+    fn write(&self, f: impl FnOnce(&redb::WriteTransaction) -> Result<(), redb::Error>) -> Result<(), LedgerError> {
+        let mut write = self.db.begin_write().map_err(|e| self.error(e))?;
+        write.set_durability(Durability::Immediate).map_err(|e| self.error(e))?;
+        f(&write).map_err(|e| self.error(e))?;
+        write.commit().map_err(|e| self.error(e))
+    }
+
+    /// Every created channel and its status, by channel ID.
+    fn channels(&self) -> Result<BTreeMap<String, ChannelStatus>, LedgerError> {
+        let read = self.db.begin_read().map_err(|e| self.error(e))?;
+        let table = match read.open_table(STATUS) {
+            Ok(table) => table,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(BTreeMap::new()),
+            Err(e) => return Err(self.error(e)),
+        };
+        let mut channels = BTreeMap::new();
+        for entry in table.iter().map_err(|e| self.error(e))? {
+            let (id, status) = entry.map_err(|e| self.error(e))?;
+            let status = match status.value() {
+                "ACTIVE" => ChannelStatus::Active,
+                "INACTIVE" => ChannelStatus::Inactive,
+                other => {
+                    return Err(LedgerError::Database { path: self.path.clone(), message: format!("channel [{}] has the unknown status [{other}]", id.value()) });
+                }
+            };
+            channels.insert(id.value().to_string(), status);
+        }
+        Ok(channels)
+    }
+
+    fn set_status(&self, channel: &str, status: ChannelStatus) -> Result<(), LedgerError> {
+        self.write(|write| {
+            write.open_table(STATUS)?.insert(channel, status.as_str())?;
+            Ok(())
+        })
+    }
+
+    /// Registers a created channel and clears the under-construction marker, in one transaction.
+    fn register(&self, channel: &str, genesis: &[u8]) -> Result<(), LedgerError> {
+        self.write(|write| {
+            write.open_table(GENESIS)?.insert(channel, genesis)?;
+            write.open_table(STATUS)?.insert(channel, ChannelStatus::Active.as_str())?;
+            write.open_table(META)?.remove(UNDER_CONSTRUCTION_KEY)?;
+            Ok(())
+        })
+    }
+
+    fn set_under_construction(&self, channel: Option<&str>) -> Result<(), LedgerError> {
+        self.write(|write| {
+            let mut meta = write.open_table(META)?;
+            match channel {
+                Some(channel) => meta.insert(UNDER_CONSTRUCTION_KEY, channel).map(drop)?,
+                None => meta.remove(UNDER_CONSTRUCTION_KEY).map(drop)?,
+            }
+            Ok(())
+        })
+    }
 }
 
 /// The ledgers of this peer. Holding it holds the data-directory lock.
+///
+/// `open` opens the inventory and every ACTIVE channel; a channel whose store fails to open is
+/// listed in [`LedgerMgr::channel_errors`] and left out, the others are served.
 pub struct LedgerMgr {
-    /// Held open for the peer's lifetime; the channel code of issue #7 reads it.
-    #[allow(dead_code)]
-    db: redb::Database,
+    storage: Arc<dyn Storage>,
+    inventory: Inventory,
     root: PathBuf,
-    // Dropped last (fields drop in order): the database closes before the lock is released.
+    /// The open (active) channels. Also serializes channel creation.
+    channels: Mutex<BTreeMap<String, Arc<ChannelLedger>>>,
+    /// ACTIVE channels that failed to open, with why.
+    channel_errors: BTreeMap<String, LedgerError>,
+    // Dropped last (fields drop in order): the databases close before the lock is released.
     _lock: Box<dyn DirLock>,
 }
 
@@ -57,54 +297,139 @@ impl std::fmt::Debug for LedgerMgr {
     }
 }
 
-/// Where the data-directory lock lives (Fabric: a leveldb LOCK in `ledgersData/fileLock`).
-pub fn lock_path(file_system_path: &Path) -> PathBuf {
-    file_system_path.join("ledgersData").join("fileLock").join("LOCK")
+/// The lock and the inventory, as every entry point (start and the offline commands) takes them.
+fn lock_and_inventory(env: &Env, file_system_path: &Path, holder: &str) -> Result<(PathBuf, Box<dyn DirLock>, Inventory), LedgerError> {
+    let root = file_system_path.join("ledgersData");
+    let io = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| LedgerError::Io { path, source }
+    };
+    env.storage.create_dir_all(&root).map_err(io(&root))?;
+    let lock = env.storage.lock(&lock_path(file_system_path), holder)?;
+    let chains = root.join("chains");
+    env.storage.create_dir_all(&chains).map_err(io(&chains))?;
+    let inventory = Inventory::open(&env.storage, &root)?;
+    Ok((root, lock, inventory))
 }
 
 impl LedgerMgr {
-    /// Takes the lock (naming `holder` in it for whoever tries next) and opens the database.
+    /// Takes the lock (naming `holder` in it for whoever tries next), opens the inventory,
+    /// finishes or undoes a channel creation a crash interrupted, and opens every ACTIVE channel.
     pub fn open(env: &Env, file_system_path: &Path, holder: &str) -> Result<LedgerMgr, LedgerError> {
         info!(target: "ledgermgmt", func = "NewLedgerMgr", "Initializing LedgerMgr");
-        let root = file_system_path.join("ledgersData");
-        let io = |path: &Path| {
-            let path = path.to_path_buf();
-            move |source| LedgerError::Io { path, source }
-        };
-        env.storage.create_dir_all(&root).map_err(io(&root))?;
-        let lock = env.storage.lock(&lock_path(file_system_path), holder)?;
-        let db_path = root.join("ledgers.redb");
-        let backend = env.storage.open_db(&db_path).map_err(io(&db_path))?;
-        let db_error = |e: &dyn std::fmt::Display| LedgerError::Database { path: db_path.clone(), message: e.to_string() };
-        let db = redb::Builder::new().set_cache_size(CACHE_BYTES).create_with_backend(crate::env::DynBackend(backend)).map_err(|e| db_error(&e))?;
-        let found = {
-            let read = db.begin_read().map_err(|e| db_error(&e))?;
-            match read.open_table(META) {
-                Ok(table) => table.get(FORMAT_KEY).map_err(|e| db_error(&e))?.map(|v| v.value().to_string()),
-                Err(redb::TableError::TableDoesNotExist(_)) => None,
-                Err(e) => return Err(db_error(&e)),
+        let (root, lock, inventory) = lock_and_inventory(env, file_system_path, holder)?;
+        inventory.ensure_format()?;
+        recover_under_construction(&env.storage, &root, &inventory)?;
+        let mut channels = BTreeMap::new();
+        let mut channel_errors = BTreeMap::new();
+        for (id, status) in inventory.channels()? {
+            if status != ChannelStatus::Active {
+                continue;
             }
-        };
-        match found {
-            Some(format) if format == FORMAT => {}
-            Some(format) => return Err(LedgerError::FormatMismatch { path: db_path, found: format }),
-            None => {
-                let write = db.begin_write().map_err(|e| db_error(&e))?;
-                write.open_table(META).map_err(|e| db_error(&e))?.insert(FORMAT_KEY, FORMAT).map_err(|e| db_error(&e))?;
-                write.commit().map_err(|e| db_error(&e))?;
+            match ChannelLedger::open(&env.storage, &root, &id) {
+                Ok(ledger) => {
+                    channels.insert(id, Arc::new(ledger));
+                }
+                Err(err) => {
+                    channel_errors.insert(id, err);
+                }
             }
         }
         info!(target: "ledgermgmt", func = "NewLedgerMgr", "Initialized LedgerMgr");
-        Ok(LedgerMgr { db, root, _lock: lock })
+        Ok(LedgerMgr { storage: env.storage.clone(), inventory, root, channels: Mutex::new(channels), channel_errors, _lock: lock })
     }
 
-    /// The IDs of the active channels (none until channels can be joined, issue #7).
+    /// The IDs of the channels being served (ACTIVE and opened), sorted.
     pub fn active_channels(&self) -> Vec<String> {
-        Vec::new()
+        self.lock_channels().keys().cloned().collect()
+    }
+
+    /// ACTIVE channels whose store failed to open at start, with the reason.
+    pub fn channel_errors(&self) -> &BTreeMap<String, LedgerError> {
+        &self.channel_errors
+    }
+
+    /// An open channel's ledger.
+    pub fn channel(&self, channel_id: &str) -> Option<Arc<ChannelLedger>> {
+        self.lock_channels().get(channel_id).cloned()
+    }
+
+    /// The recorded pre-reset heights of the active channels (those `node reset`/`rollback` left).
+    pub fn pre_reset_heights(&self) -> Result<Vec<(String, u64)>, LedgerError> {
+        let channels: Vec<Arc<ChannelLedger>> = self.lock_channels().values().cloned().collect();
+        let mut heights = Vec::new();
+        for ledger in channels {
+            if let Some(height) = ledger.pre_reset_height()? {
+                heights.push((ledger.id().to_string(), height));
+            }
+        }
+        Ok(heights)
+    }
+
+    /// Creates a channel from its genesis block (the channel ID is the first envelope's), and
+    /// returns its ledger. Crash-safe (Fabric's under-construction flag): the inventory marks the
+    /// channel under construction, the store is written, then the channel is registered; an
+    /// interrupted creation is finished or undone at the next open.
+    pub fn create_from_genesis(&self, genesis: &Block) -> Result<Arc<ChannelLedger>, LedgerError> {
+        let channel_id = block::channel_id_of(genesis).ok_or(LedgerError::NoChannelId)?;
+        validate_channel_id(&channel_id)?;
+        let mut channels = self.lock_channels();
+        if self.inventory.channels()?.contains_key(&channel_id) || self.channel_errors.contains_key(&channel_id) {
+            return Err(LedgerError::AlreadyExists { channel: channel_id });
+        }
+        info!(target: "kvledger", func = "CreateFromGenesisBlock", "Creating ledger [{channel_id}] with genesis block");
+        self.inventory.set_under_construction(Some(&channel_id))?;
+        let ledger = match ChannelLedger::create(&self.storage, &self.root, &channel_id, genesis) {
+            Ok(ledger) => ledger,
+            Err(err) => {
+                // Nothing was registered; undo the marker (if this fails too, the next open does it).
+                let _ = self.inventory.set_under_construction(None);
+                return Err(err);
+            }
+        };
+        self.inventory.register(&channel_id, &genesis.encode_to_vec())?;
+        info!(target: "kvledger", func = "CreateFromGenesisBlock", "Created ledger [{channel_id}] with genesis block");
+        let ledger = Arc::new(ledger);
+        channels.insert(channel_id, ledger.clone());
+        Ok(ledger)
     }
 
     /// `<fileSystemPath>/ledgersData`.
     pub fn root(&self) -> &Path {
         &self.root
+    }
+
+    fn lock_channels(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Arc<ChannelLedger>>> {
+        self.channels.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// Fabric's `recoverUnderConstructionLedger`: a channel creation cut short. The store holds either
+/// nothing (undo: remove it, clear the marker) or exactly the genesis block (finish: register it).
+fn recover_under_construction(storage: &Arc<dyn Storage>, root: &Path, inventory: &Inventory) -> Result<(), LedgerError> {
+    let Some(channel_id) = inventory.get_meta(UNDER_CONSTRUCTION_KEY)? else { return Ok(()) };
+    let path = channel::db_path(root, &channel_id);
+    // A store whose creating transaction never committed has no format marker (or is not even a
+    // valid redb file yet): both mean "genesis block not committed".
+    let genesis = match ChannelLedger::open_raw(storage, root, &channel_id) {
+        Err(_) => None,
+        Ok(ledger) => match ledger.height() {
+            0 => None,
+            1 => ledger.block(0)?.map(|block| block.encode_to_vec()),
+            height => return Err(LedgerError::UnderConstruction { channel: channel_id.clone(), height }),
+        },
+    };
+    match genesis {
+        None => {
+            info!(target: "kvledger", func = "recoverUnderConstructionLedger", "Genesis block was not committed. Hence, the peer ledger not created. unsetting the under construction flag");
+            storage
+                .remove_file(&path)
+                .map_err(|e| LedgerError::ChannelDatabase { channel: channel_id.clone(), path: path.clone(), message: e.to_string() })?;
+            inventory.set_under_construction(None)
+        }
+        Some(genesis) => {
+            info!(target: "kvledger", func = "recoverUnderConstructionLedger", "Genesis block was committed. Hence, marking the peer ledger as created");
+            inventory.register(&channel_id, &genesis)
+        }
     }
 }

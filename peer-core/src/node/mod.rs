@@ -20,7 +20,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 use crate::config::{Config, HostPort, MetricsProvider};
 use crate::env::Env;
@@ -144,6 +144,11 @@ pub async fn start(env: Env, setup: Setup) -> Result<RunningNode, StartError> {
 
     // Step 23: the ledger manager takes the data-directory lock.
     let ledger = LedgerMgr::open(&env, &config.peer.file_system_path, &holder)?;
+    // A channel whose store does not open is left out; the peer serves the others (as Fabric's
+    // peer.Initialize does for a ledger that fails to load).
+    for (channel, err) in ledger.channel_errors() {
+        error!(target: "peer", func = "Initialize", "Failed to load ledger {channel}({err})");
+    }
 
     // Step 24: bind the peer port now; it is served only at the end.
     let peer_listener =
@@ -242,10 +247,18 @@ pub async fn start(env: Env, setup: Setup) -> Result<RunningNode, StartError> {
     info!(target: "nodeCmd", func = "serve", "Started peer with {announce}");
 
     // Step 44: pre-reset heights (recorded by `node reset`/`rollback`, issue #7).
-    let chains = ledger.root().join("chains").join("chains");
+    // Endorsement stays blocked while a channel is below its height (the endorsement gate that
+    // enforces it is not built yet); here they are loaded and logged as Fabric does.
+    let chains = ledger.root().join("chains");
     info!(target: "kvledger", func = "LoadPreResetHeight", "Loading prereset height from path [{}]", chains.display());
     if ledger.active_channels().is_empty() {
         info!(target: "blkstorage", func = "LoadPreResetHeight", "No active channels passed");
+    }
+    let pre_reset_heights = ledger.pre_reset_heights()?;
+    if !pre_reset_heights.is_empty() {
+        // Go's %v of a map[string]uint64: keys sorted, `map[a:1 b:2]`.
+        let entries: Vec<String> = pre_reset_heights.iter().map(|(channel, height)| format!("{channel}:{height}")).collect();
+        info!(target: "blkstorage", func = "LoadPreResetHeight", "Pre-reset heights loaded: map[{}]", entries.join(" "));
     }
 
     routes = routes.add_service(

@@ -69,6 +69,9 @@ impl Storage for NoStorage {
     fn remove_dir_all(&self, _path: &Path) -> io::Result<()> {
         Err(io::Error::other("no storage in this test"))
     }
+    fn remove_file(&self, _path: &Path) -> io::Result<()> {
+        Err(io::Error::other("no storage in this test"))
+    }
     fn exists(&self, _path: &Path) -> bool {
         false
     }

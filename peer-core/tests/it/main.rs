@@ -4,5 +4,7 @@ mod config;
 mod msp;
 mod gossip_comm;
 mod gossip_discovery;
+mod ledger;
 mod mem_net;
+mod mem_storage;
 mod node;

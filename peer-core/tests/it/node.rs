@@ -2,15 +2,14 @@
 //! no files and a fixed clock. This is the seam the simulator uses.
 
 use crate::mem_net::{HOST, MemNetwork};
-use std::collections::BTreeMap;
-use std::io;
+use crate::mem_storage::MemStorage;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::path::Path;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use peer_core::config::{Config, EnvVars, HostPort};
-use peer_core::env::{BoxFuture, Clock, DirLock, Env, Instant, LockError, Network, Storage};
+use peer_core::env::{BoxFuture, Clock, Env, Instant, Network};
 use peer_core::logging::{self, LoggingConfig, MemorySink};
 use peer_core::msp::LocalMsp;
 use peer_core::node;
@@ -32,52 +31,6 @@ impl Clock for FixedClock {
 }
 
 /// Connections are in-process pipes; listeners are registered by port.
-/// Directories as a set of paths, databases in memory, locks in a shared table.
-#[derive(Default)]
-struct MemStorage {
-    dirs: Mutex<Vec<PathBuf>>,
-    locks: Arc<Mutex<BTreeMap<PathBuf, String>>>,
-}
-
-#[derive(Debug)]
-struct MemLock {
-    path: PathBuf,
-    locks: Arc<Mutex<BTreeMap<PathBuf, String>>>,
-}
-
-impl DirLock for MemLock {}
-
-impl Drop for MemLock {
-    fn drop(&mut self) {
-        self.locks.lock().unwrap().remove(&self.path);
-    }
-}
-
-impl Storage for MemStorage {
-    fn create_dir_all(&self, path: &Path) -> io::Result<()> {
-        self.dirs.lock().unwrap().push(path.to_path_buf());
-        Ok(())
-    }
-    fn remove_dir_all(&self, path: &Path) -> io::Result<()> {
-        self.dirs.lock().unwrap().retain(|d| !d.starts_with(path));
-        Ok(())
-    }
-    fn exists(&self, path: &Path) -> bool {
-        self.dirs.lock().unwrap().iter().any(|d| d == path)
-    }
-    fn lock(&self, path: &Path, holder: &str) -> Result<Box<dyn DirLock>, LockError> {
-        let mut locks = self.locks.lock().unwrap();
-        if let Some(current) = locks.get(path) {
-            return Err(LockError::Held { path: path.to_path_buf(), holder: Some(current.clone()) });
-        }
-        locks.insert(path.to_path_buf(), holder.to_string());
-        Ok(Box::new(MemLock { path: path.to_path_buf(), locks: self.locks.clone() }))
-    }
-    fn open_db(&self, _path: &Path) -> io::Result<Box<dyn redb::StorageBackend>> {
-        Ok(Box::new(redb::backends::InMemoryBackend::new()))
-    }
-}
-
 fn june_2025() -> SystemTime {
     UNIX_EPOCH + Duration::from_secs(1_748_736_000)
 }

@@ -1,0 +1,153 @@
+//! The offline `node` commands (spec §1.4): reset, rollback, pause, resume, rebuild-dbs and
+//! upgrade-dbs, adapted to peer-core's layout (blocks only; no state, history or private data
+//! databases to drop).
+//!
+//! Each takes the data-directory lock first, so it refuses while a peer (or another command)
+//! runs, with Fabric's lock error. Crash safety: every change to a channel is one redb
+//! transaction (see `ChannelLedger::truncate`), and the commands that touch several channels do
+//! them one by one, each step safe to repeat; so a power cut in the middle leaves every channel
+//! with an intact chain, and running the command again finishes the job.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use tracing::{info, warn};
+
+use super::{ChannelLedger, ChannelStatus, FORMAT, FORMAT_KEY, Inventory, LedgerError, lock_and_inventory};
+use crate::env::{DirLock, Env, Storage};
+
+/// The lock, the inventory and what the commands need to open channel stores.
+struct Offline {
+    storage: Arc<dyn Storage>,
+    root: std::path::PathBuf,
+    inventory: Inventory,
+    _lock: Box<dyn DirLock>,
+}
+
+impl Offline {
+    fn open(env: &Env, file_system_path: &Path, holder: &str) -> Result<Offline, LedgerError> {
+        let (root, lock, inventory) = lock_and_inventory(env, file_system_path, holder)?;
+        Ok(Offline { storage: env.storage.clone(), root, inventory, _lock: lock })
+    }
+
+    /// Runs `f` on every channel's store (paused ones too), going on past failures; the failures
+    /// are returned together.
+    fn each_channel(&self, mut f: impl FnMut(&ChannelLedger) -> Result<(), LedgerError>) -> Result<(), LedgerError> {
+        let mut failures = Vec::new();
+        for channel_id in self.inventory.channels()?.keys() {
+            if let Err(err) = ChannelLedger::open_raw(&self.storage, &self.root, channel_id).and_then(|ledger| f(&ledger)) {
+                failures.push(err);
+            }
+        }
+        match failures.len() {
+            0 => Ok(()),
+            1 => Err(failures.remove(0)),
+            _ => Err(LedgerError::Several(failures)),
+        }
+    }
+}
+
+fn required(channel_id: &str) -> Result<(), LedgerError> {
+    if channel_id.is_empty() { Err(LedgerError::MissingChannelId) } else { Ok(()) }
+}
+
+/// `node reset`: every channel back to its genesis block, recording each one's height as its
+/// pre-reset height (if larger than a recorded one). Paused channels are reset too.
+pub fn reset(env: &Env, file_system_path: &Path, holder: &str) -> Result<(), LedgerError> {
+    let offline = Offline::open(env, file_system_path, holder)?;
+    offline.inventory.ensure_format()?;
+    info!(target: "kvledger", func = "ResetAllKVLedgers", "Resetting all channel ledgers to genesis block");
+    info!(target: "kvledger", func = "ResetAllKVLedgers", "Ledger data folder from config = [{}]", offline.root.display());
+    offline.each_channel(|ledger| {
+        info!(target: "blkstorage", func = "ResetBlockStore", "Resetting channel [{}] to the genesis block", ledger.id());
+        ledger.truncate(1).map(drop)
+    })?;
+    info!(target: "kvledger", func = "ResetAllKVLedgers", "All channel ledgers have been successfully reset to the genesis block");
+    Ok(())
+}
+
+/// `node rollback -c CH -b N`: keep blocks `0..=N` of one channel, recording its height as the
+/// pre-reset height. N must be below the last block number.
+pub fn rollback(env: &Env, file_system_path: &Path, holder: &str, channel_id: &str, block_number: u64) -> Result<(), LedgerError> {
+    required(channel_id)?;
+    let offline = Offline::open(env, file_system_path, holder)?;
+    offline.inventory.ensure_format()?;
+    if !offline.inventory.channels()?.contains_key(channel_id) {
+        return Err(LedgerError::RollbackUnknown { channel: channel_id.to_string() });
+    }
+    let ledger = ChannelLedger::open_raw(&offline.storage, &offline.root, channel_id)?;
+    let biggest = ledger.height().saturating_sub(1);
+    if block_number >= biggest {
+        return Err(LedgerError::RollbackTarget { channel: channel_id.to_string(), target: block_number, biggest });
+    }
+    info!(target: "kvledger", func = "RollbackKVLedger", "Rolling back ledger store");
+    ledger.truncate(block_number + 1)?;
+    info!(target: "kvledger", func = "RollbackKVLedger", "The channel [{channel_id}] has been successfully rolled back to the block number [{block_number}]");
+    Ok(())
+}
+
+fn set_status(env: &Env, file_system_path: &Path, holder: &str, channel_id: &str, status: ChannelStatus) -> Result<(), LedgerError> {
+    required(channel_id)?;
+    let offline = Offline::open(env, file_system_path, holder)?;
+    offline.inventory.ensure_format()?;
+    let current = offline.inventory.channels()?.get(channel_id).copied();
+    match current {
+        None => Err(LedgerError::LedgerIdDoesNotExist { channel: channel_id.to_string() }),
+        Some(current) if current == status => {
+            info!(target: "kvledger", func = "updateLedgerStatus", "Ledger [{channel_id}] is already in [{status}] status, nothing to do");
+            Ok(())
+        }
+        Some(_) => {
+            info!(target: "kvledger", func = "updateLedgerStatus", "Updating ledger [{channel_id}] status to [{status}]");
+            offline.inventory.set_status(channel_id, status)
+        }
+    }
+}
+
+/// `node pause -c CH`: the channel is not opened at start until resumed. Pausing a paused
+/// channel succeeds and says so.
+pub fn pause(env: &Env, file_system_path: &Path, holder: &str, channel_id: &str) -> Result<(), LedgerError> {
+    set_status(env, file_system_path, holder, channel_id, ChannelStatus::Inactive)?;
+    info!(target: "kvledger", func = "PauseChannel", "The channel [{channel_id}] has been successfully paused");
+    Ok(())
+}
+
+/// `node resume -c CH`.
+pub fn resume(env: &Env, file_system_path: &Path, holder: &str, channel_id: &str) -> Result<(), LedgerError> {
+    set_status(env, file_system_path, holder, channel_id, ChannelStatus::Active)?;
+    info!(target: "kvledger", func = "ResumeChannel", "The channel [{channel_id}] has been successfully resumed");
+    Ok(())
+}
+
+fn drop_indexes(offline: &Offline) -> Result<(), LedgerError> {
+    offline.each_channel(|ledger| {
+        info!(target: "kvledger", func = "dropDBs", "Dropping all contents in BlockStoreIndex of channel [{}] at location [{}] ...if present", ledger.id(), ledger.path().display());
+        ledger.drop_indexes()
+    })
+}
+
+/// `node rebuild-dbs`: drop every channel's derived indexes; the next start rebuilds them from
+/// the blocks. Blocks and the inventory are kept.
+pub fn rebuild_dbs(env: &Env, file_system_path: &Path, holder: &str) -> Result<(), LedgerError> {
+    let offline = Offline::open(env, file_system_path, holder)?;
+    offline.inventory.ensure_format()?;
+    drop_indexes(&offline)
+}
+
+/// `node upgrade-dbs`: upgrade the inventory's format (only one exists so far: nothing to do
+/// when current, an error for an unknown one), then drop the indexes as `rebuild-dbs` does.
+pub fn upgrade_dbs(env: &Env, file_system_path: &Path, holder: &str) -> Result<(), LedgerError> {
+    let offline = Offline::open(env, file_system_path, holder)?;
+    info!(target: "kvledger", func = "UpgradeDBs", "Ledger data folder from config = [{}]", offline.root.display());
+    match offline.inventory.get_meta(FORMAT_KEY)? {
+        None => {
+            warn!(target: "kvledger", func = "UpgradeIDStoreFormat", "Ledger database {} is empty, nothing to upgrade", offline.inventory.path.display());
+            return Ok(());
+        }
+        Some(found) if found == FORMAT => {
+            info!(target: "kvledger", func = "UpgradeIDStoreFormat", "Ledger database {} is already in the current format {FORMAT}, nothing to upgrade", offline.inventory.path.display());
+        }
+        Some(found) => return Err(LedgerError::FormatMismatch { path: offline.inventory.path.clone(), found }),
+    }
+    drop_indexes(&offline)
+}
