@@ -59,6 +59,13 @@ impl Identities {
         Ok(self.known.entry(pki_id).or_insert(identity))
     }
 
+    /// Adds MSPs learned later (from joined channels). An MSP ID already known keeps its MSP.
+    pub fn add_msps(&mut self, msps: impl IntoIterator<Item = Msp>) {
+        for msp in msps {
+            self.msps.entry(msp.id.clone()).or_insert(msp);
+        }
+    }
+
     pub fn get(&self, pki_id: &PkiId) -> Option<&Identity> {
         self.known.get(pki_id)
     }

@@ -7,6 +7,9 @@
 //! (the CLI on SIGINT/SIGTERM, the simulator on its timeline).
 
 pub mod address;
+pub mod channels;
+pub mod deliver;
+pub mod endorser;
 pub mod operations;
 pub mod serve;
 pub mod services;
@@ -29,6 +32,7 @@ use crate::gossip::discovery::{self, Discovery, DiscoveryConfig, SelfInfo};
 use crate::gossip::driver::{self, GossipMetrics, View};
 use crate::gossip::identity::Identities;
 use crate::ledger::{LedgerError, LedgerMgr};
+use channels::Channels;
 use crate::metadata;
 use crate::msp::LocalMsp;
 use operations::{LogControl, Operations};
@@ -74,9 +78,10 @@ pub struct RunningNode {
     pub peer_address: HostPort,
     /// The gossip membership as this peer sees it (what `/membership` shows).
     pub gossip_view: Arc<Mutex<View>>,
+    /// The joined channels (their ledgers and configurations).
+    pub channels: Arc<Channels>,
     stop: watch::Sender<bool>,
     tasks: JoinSet<()>,
-    ledger: Option<LedgerMgr>,
 }
 
 impl std::fmt::Debug for RunningNode {
@@ -149,6 +154,9 @@ pub async fn start(env: Env, setup: Setup) -> Result<RunningNode, StartError> {
     for (channel, err) in ledger.channel_errors() {
         error!(target: "peer", func = "Initialize", "Failed to load ledger {channel}({err})");
     }
+    // The joined channels' organizations become known to gossip's identity store.
+    let identities = Arc::new(Mutex::new(Identities::new(&msp, trusted_msps)));
+    let channels = Arc::new(Channels::open(ledger, identities.clone())?);
 
     // Step 24: bind the peer port now; it is served only at the end.
     let peer_listener =
@@ -170,7 +178,6 @@ pub async fn start(env: Env, setup: Setup) -> Result<RunningNode, StartError> {
         warn!(target: "gossip.gossip", func = "New", "External endpoint is empty, peer will not be accessible outside of its organization");
     }
     let signer = Arc::new(msp.clone());
-    let identities = Arc::new(Mutex::new(Identities::new(&msp, trusted_msps)));
     let (comm, comm_events) = Comm::new(env.clone(), signer.clone(), identities.clone(), CommConfig::from_config(&config));
     let me = SelfInfo {
         pki_id: msp.pki_id(),
@@ -230,7 +237,7 @@ pub async fn start(env: Env, setup: Setup) -> Result<RunningNode, StartError> {
     let max_send = config.peer.max_send_msg_size;
     let mut routes = tonic::service::Routes::new(comm.server())
     .add_service(
-        proto::protos::deliver_server::DeliverServer::new(services::DeliverService)
+        proto::protos::deliver_server::DeliverServer::new(deliver::DeliverService::new(channels.clone(), env.clock.clone(), config.peer.authentication_timewindow))
             .max_decoding_message_size(max_recv)
             .max_encoding_message_size(max_send),
     );
@@ -249,6 +256,7 @@ pub async fn start(env: Env, setup: Setup) -> Result<RunningNode, StartError> {
     // Step 44: pre-reset heights (recorded by `node reset`/`rollback`, issue #7).
     // Endorsement stays blocked while a channel is below its height (the endorsement gate that
     // enforces it is not built yet); here they are loaded and logged as Fabric does.
+    let ledger = channels.ledger_mgr();
     let chains = ledger.root().join("chains");
     info!(target: "kvledger", func = "LoadPreResetHeight", "Loading prereset height from path [{}]", chains.display());
     if ledger.active_channels().is_empty() {
@@ -259,10 +267,14 @@ pub async fn start(env: Env, setup: Setup) -> Result<RunningNode, StartError> {
         // Go's %v of a map[string]uint64: keys sorted, `map[a:1 b:2]`.
         let entries: Vec<String> = pre_reset_heights.iter().map(|(channel, height)| format!("{channel}:{height}")).collect();
         info!(target: "blkstorage", func = "LoadPreResetHeight", "Pre-reset heights loaded: map[{}]", entries.join(" "));
+        // Step 45: endorsement stays blocked until every channel is back at its height; checked
+        // every 10s (blocks arrive by the ordering service or state transfer, issue #8).
+        tasks.spawn(pre_reset_loop(channels.clone(), env.clock.clone(), stop_rx.clone()));
     }
 
+    let endorser = endorser::EndorserService::new(channels.clone(), msp.clone(), env.clock.clone(), config.peer.authentication_timewindow);
     routes = routes.add_service(
-        proto::protos::endorser_server::EndorserServer::new(services::EndorserService)
+        proto::protos::endorser_server::EndorserServer::new(endorser)
             .max_decoding_message_size(max_recv)
             .max_encoding_message_size(max_send),
     );
@@ -276,10 +288,23 @@ pub async fn start(env: Env, setup: Setup) -> Result<RunningNode, StartError> {
         operations_listen_address,
         peer_address,
         gossip_view,
+        channels,
         stop,
         tasks,
-        ledger: Some(ledger),
     })
+}
+
+/// Fabric's reset loop: every 10s, are all channels back at their pre-reset heights?
+async fn pre_reset_loop(channels: Arc<Channels>, clock: Arc<dyn crate::env::Clock>, mut stop: watch::Receiver<bool>) {
+    loop {
+        tokio::select! {
+            _ = stop.changed() => return,
+            () = clock.sleep(Duration::from_secs(10)) => {}
+        }
+        if !channels.recheck_pre_reset() {
+            return;
+        }
+    }
 }
 
 /// Settings Fabric supports that peer-core does not yet: refused with a clear error rather than
@@ -318,6 +343,8 @@ impl RunningNode {
         let _ = self.stop.send(true);
         while self.tasks.join_next().await.is_some() {}
         info!(target: "gossip.comm", func = "Stop", "Stopped");
-        drop(self.ledger.take());
+        // The services (and with them their handles on the channels) ended with their tasks;
+        // dropping the last handle closes the ledger and releases the data-directory lock.
+        drop(self.channels);
     }
 }

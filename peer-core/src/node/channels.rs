@@ -1,0 +1,191 @@
+//! The channels this peer has joined, as the services see them: each channel's ledger and its
+//! current configuration, joining new channels, verified appends, and the pre-reset gate.
+//!
+//! Joining (or opening at start) a channel hands its organizations' MSPs to gossip, so members
+//! of those organizations become verifiable (Fabric learns other orgs from channel configs).
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use prost::Message;
+use proto::common::{Block, BlockMetadataIndex, HeaderType, LastConfig, Metadata, OrdererBlockMetadata};
+use tracing::{error, info};
+
+use crate::channel::config::{ChannelConfig, ConfigBlockError};
+use crate::channel::signatures::{BlockSignatureError, verify_block_signatures};
+use crate::gossip::identity::Identities;
+use crate::ledger::block::channel_header;
+use crate::ledger::channel::ChannelLedger;
+use crate::ledger::{LedgerError, LedgerMgr};
+
+/// Why a channel could not be joined or a block not appended.
+#[derive(Debug, thiserror::Error)]
+pub enum ChannelError {
+    #[error("{0}")]
+    Config(#[from] ConfigBlockError),
+    #[error("{0}")]
+    Ledger(#[from] LedgerError),
+    #[error("{0}")]
+    Signatures(#[from] BlockSignatureError),
+    /// A block arrived for a channel this peer has not joined.
+    #[error("channel [{0}] not found")]
+    UnknownChannel(String),
+    /// The block to join with is not a genesis block.
+    #[error("the block to join with must be a genesis block (number 0), not block [{0}]")]
+    NotGenesis(u64),
+}
+
+/// The joined channels. Shared by the services (`Arc<Channels>`).
+pub struct Channels {
+    ledger: LedgerMgr,
+    configs: Mutex<BTreeMap<String, Arc<ChannelConfig>>>,
+    identities: Arc<Mutex<Identities>>,
+    /// Channels below the height recorded by `node reset`/`rollback`: endorsement is blocked
+    /// until every one of them is back there.
+    pre_reset: Mutex<BTreeMap<String, u64>>,
+}
+
+impl std::fmt::Debug for Channels {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Channels").field("channels", &self.ids()).finish_non_exhaustive()
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Channels {
+    /// Reads the configuration of every active channel (a channel whose configuration cannot be
+    /// read is logged and left out, as one that does not open) and loads the pre-reset heights.
+    pub fn open(ledger: LedgerMgr, identities: Arc<Mutex<Identities>>) -> Result<Channels, LedgerError> {
+        let pre_reset: BTreeMap<String, u64> = ledger.pre_reset_heights()?.into_iter().collect();
+        let channels = Channels { ledger, configs: Mutex::default(), identities, pre_reset: Mutex::new(pre_reset) };
+        for id in channels.ledger.active_channels() {
+            let Some(ledger) = channels.ledger.channel(&id) else { continue };
+            match latest_config(&ledger) {
+                Ok(config) => channels.install(Arc::new(config)),
+                Err(err) => error!(target: "peer", func = "Initialize", "Failed to load ledger {id}({err})"),
+            }
+        }
+        Ok(channels)
+    }
+
+    /// The IDs of the joined (active, readable) channels, sorted.
+    pub fn ids(&self) -> Vec<String> {
+        lock(&self.configs).keys().cloned().collect()
+    }
+
+    pub fn ledger(&self, channel_id: &str) -> Option<Arc<ChannelLedger>> {
+        lock(&self.configs).contains_key(channel_id).then(|| self.ledger.channel(channel_id)).flatten()
+    }
+
+    pub fn config(&self, channel_id: &str) -> Option<Arc<ChannelConfig>> {
+        lock(&self.configs).get(channel_id).cloned()
+    }
+
+    /// The ledger manager (its root path, pre-reset records).
+    pub fn ledger_mgr(&self) -> &LedgerMgr {
+        &self.ledger
+    }
+
+    /// Joins a channel from its genesis block: the configuration must parse, then the ledger is
+    /// created (refused if it exists) and the channel's organizations become known to gossip.
+    pub fn join(&self, genesis: &Block) -> Result<Arc<ChannelConfig>, ChannelError> {
+        let number = genesis.header.as_ref().map_or(0, |h| h.number);
+        if number != 0 {
+            return Err(ChannelError::NotGenesis(number));
+        }
+        let config = Arc::new(ChannelConfig::from_block(genesis)?);
+        self.ledger.create_from_genesis(genesis)?;
+        info!(target: "peer", func = "CreateChannel", "Joining gossip network of channel {} with {} organizations", config.channel_id, config.msps().len());
+        self.install(config.clone());
+        Ok(config)
+    }
+
+    /// Appends a block from the ordering service or a peer: its orderer signatures must satisfy
+    /// the channel's BlockValidation policy; a config block becomes the channel's configuration.
+    pub fn append(&self, channel_id: &str, block: &Block) -> Result<(), ChannelError> {
+        let config = self.config(channel_id).ok_or_else(|| ChannelError::UnknownChannel(channel_id.to_string()))?;
+        let ledger = self.ledger.channel(channel_id).ok_or_else(|| ChannelError::UnknownChannel(channel_id.to_string()))?;
+        verify_block_signatures(block, &config)?;
+        let new_config = is_config_block(block).then(|| ChannelConfig::from_block(block)).transpose()?;
+        ledger.append(block)?;
+        if let Some(config) = new_config {
+            self.install(Arc::new(config));
+        }
+        Ok(())
+    }
+
+    fn install(&self, config: Arc<ChannelConfig>) {
+        lock(&self.identities).add_msps(config.msps().values().cloned());
+        lock(&self.configs).insert(config.channel_id.clone(), config);
+    }
+
+    /// Whether endorsement is blocked because a channel is below its pre-reset height.
+    pub fn endorsement_blocked(&self) -> bool {
+        !lock(&self.pre_reset).is_empty()
+    }
+
+    /// Re-checks the pre-reset heights (Fabric does every 10s): once every channel is back at its
+    /// recorded height, the records are deleted and endorsement is unblocked. Returns whether
+    /// endorsement is still blocked.
+    pub fn recheck_pre_reset(&self) -> bool {
+        let mut pending = lock(&self.pre_reset);
+        if pending.is_empty() {
+            return false;
+        }
+        let reached = pending.iter().all(|(id, height)| self.ledger.channel(id).is_some_and(|l| l.height() >= *height));
+        if !reached {
+            return true;
+        }
+        for id in pending.keys() {
+            if let Some(ledger) = self.ledger.channel(id)
+                && let Err(err) = ledger.clear_pre_reset_height()
+            {
+                error!(target: "peer", func = "resetLoop", "Failed to clear the pre-reset height of channel [{id}]: {err}");
+                return true;
+            }
+        }
+        info!(target: "peer", func = "resetLoop", "Ledger rebuild: Complete, all ledgers resume to pre-reset heights");
+        pending.clear();
+        false
+    }
+}
+
+/// Whether a block carries a channel configuration (its only transaction is a CONFIG envelope).
+fn is_config_block(block: &Block) -> bool {
+    let first = block.data.as_ref().and_then(|d| d.data.first());
+    first.and_then(|envelope| channel_header(envelope)).is_some_and(|h| h.r#type == HeaderType::Config as i32)
+}
+
+/// The configuration in force at the channel's tip: the block the tip's last-config index points
+/// at (Fabric 2.x orderers keep it in the SIGNATURES metadata; older ones in LAST_CONFIG), or the
+/// genesis block when the tip says nothing.
+fn latest_config(ledger: &ChannelLedger) -> Result<ChannelConfig, ChannelError> {
+    let height = ledger.height();
+    let tip = match height {
+        0 => None,
+        h => ledger.block(h - 1)?,
+    };
+    let index = tip.as_ref().and_then(last_config_index).filter(|i| *i < height).unwrap_or(0);
+    let block = ledger.block(index)?.ok_or(ChannelError::UnknownChannel(ledger.id().to_string()))?;
+    Ok(ChannelConfig::from_block(&block)?)
+}
+
+fn last_config_index(block: &Block) -> Option<u64> {
+    let slots = &block.metadata.as_ref()?.metadata;
+    let from_signatures = slots
+        .get(BlockMetadataIndex::Signatures as usize)
+        .and_then(|bytes| Metadata::decode(bytes.as_slice()).ok())
+        .and_then(|m| OrdererBlockMetadata::decode(m.value.as_slice()).ok())
+        .and_then(|m| m.last_config)
+        .map(|c| c.index);
+    from_signatures.or_else(|| {
+        slots
+            .get(BlockMetadataIndex::LastConfig as usize)
+            .and_then(|bytes| Metadata::decode(bytes.as_slice()).ok())
+            .and_then(|m| LastConfig::decode(m.value.as_slice()).ok())
+            .map(|c| c.index)
+    })
+}
