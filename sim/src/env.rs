@@ -367,6 +367,14 @@ impl SimDisk {
         self.state().cut();
     }
 
+    /// Sabotage for the harness's own test (`--break-invariant lost-disk`): every file and
+    /// directory is gone, as if the disk were swapped for an empty one. Never used by a real run.
+    pub fn wipe(&self) {
+        let mut state = self.state();
+        state.files.clear();
+        state.dirs.clear();
+    }
+
     /// Power back on (before the host restarts).
     pub fn power_on(&self) {
         self.powered.store(true, Ordering::SeqCst);

@@ -80,7 +80,7 @@ fn run(scenario: &str, seed: u64, json: bool, trace: Option<&Path>, svg: Option<
         None => None,
         Some(Some(breakage)) => Some(breakage),
         Some(None) => {
-            eprintln!("Error: unknown invariant to break (known: disclosure)");
+            eprintln!("Error: unknown invariant to break (known: disclosure, lost-disk)");
             return ExitCode::FAILURE;
         }
     };

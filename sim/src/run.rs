@@ -15,7 +15,11 @@ use peer_core::env::Env;
 use peer_core::gossip::driver::View;
 use peer_core::logging::{self, LoggingConfig, MemorySink};
 use peer_core::msp::generate::{self, OrgSpec as GenSpec, ValidityWindow};
+use peer_core::channel::config::AnchorPeer;
+use peer_core::channel::genesis::{GenesisOrg, GenesisSpec, genesis_block};
 use peer_core::msp::{LocalMsp, Msp};
+use peer_core::node::channels::Channels;
+use proto::common::Block;
 use peer_core::node::{self, operations::LogControl};
 use sha2::{Digest, Sha256};
 use tracing::Instrument;
@@ -84,28 +88,44 @@ impl LogControl for NoLogControl {
     }
 }
 
-/// The generated crypto of a run: each peer's local MSP and each org's verifying MSP.
+/// The generated crypto of a run: each peer's local MSP, each org's verifying MSP, and the
+/// genesis block of the channel every peer joins.
 struct Crypto {
     peers: BTreeMap<String, LocalMsp>,
     orgs: BTreeMap<String, Msp>,
+    genesis: Block,
 }
+
+/// The channel every simulated peer joins at its first start.
+pub const CHANNEL: &str = "simchannel";
 
 fn crypto(scenario: &Scenario) -> Crypto {
     let mut peers = BTreeMap::new();
     let mut orgs = BTreeMap::new();
+    let mut generated_orgs = Vec::new();
     let specs = scenario.peers();
+    // Crypto depends on the scenario only, not the run seed: key generation is not what we test.
+    let generate = |spec: &GenSpec| generate::generate_org(spec, &mut generate::org_rng(1, spec), ValidityWindow::fixed()).expect("generating a scenario org");
     for org in &scenario.orgs {
         let msp_id = specs.iter().find(|p| p.org == org.name).map(|p| p.msp_id.clone()).unwrap_or_default();
         let spec = GenSpec { msp_id: msp_id.clone(), domain: format!("{}.example.com", org.name), peers: org.peers };
-        // Crypto depends on the scenario only, not the run seed: key generation is not what we test.
-        let generated = generate::generate_org(&spec, &mut generate::org_rng(1, &spec), ValidityWindow::fixed()).expect("generating a scenario org");
+        let generated = generate(&spec);
         orgs.insert(msp_id.clone(), Msp::from_files(&generated.msp, &msp_id).expect("a generated org MSP loads"));
         for (index, node) in generated.peers.iter().enumerate() {
             let msp = LocalMsp::from_files(&node.msp, &msp_id, epoch()).expect("a generated peer MSP loads");
             peers.insert(format!("{}-peer{index}", org.name), msp);
         }
+        generated_orgs.push((org.name.clone(), generated));
     }
-    Crypto { peers, orgs }
+    let orderer = generate(&GenSpec { msp_id: "OrdererMSP".into(), domain: "example.com".into(), peers: 0 });
+    let mut spec = GenesisSpec::new(CHANNEL, epoch());
+    spec.orderer_orgs.push(GenesisOrg { name: "OrdererOrg".into(), org: &orderer, anchor_peers: Vec::new(), orderer_endpoints: vec!["orderer:7050".into()] });
+    for (name, org) in &generated_orgs {
+        let anchor = AnchorPeer { host: format!("{name}-peer0"), port: 7051 };
+        spec.application_orgs.push(GenesisOrg { name: org.spec.msp_id.clone(), org, anchor_peers: vec![anchor], orderer_endpoints: Vec::new() });
+    }
+    let genesis = genesis_block(&spec).expect("the scenario's genesis block builds");
+    Crypto { peers, orgs, genesis }
 }
 
 /// The CORE_* settings that make a peer out of the sample config.
@@ -167,12 +187,32 @@ pub fn run_broken(scenario: &Scenario, seed: u64, broken: Option<Breakage>) -> O
 }
 
 type Views = Arc<Mutex<BTreeMap<String, Arc<Mutex<View>>>>>;
+/// Each running peer's channels, and which peers' joins were acknowledged (and so must survive
+/// any crash).
+type Ledgers = Arc<Mutex<BTreeMap<String, Arc<Channels>>>>;
+type Joined = Arc<Mutex<BTreeSet<String>>>;
+
+fn locked<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|p| p.into_inner())
+}
 
 fn simulate(scenario: &Scenario, seed: u64, broken: Option<Breakage>) -> Outcome {
     let peers = scenario.peers();
     let crypto = Arc::new(crypto(scenario));
-    let disks: BTreeMap<String, SimDisk> = peers.iter().map(|p| (p.name.clone(), SimDisk::default())).collect();
+    // Power cuts tear unsynced writes (each kept, lost or cut at a sector boundary), seeded per
+    // peer: only what was synced is safe, as on a real disk.
+    let disks: BTreeMap<String, SimDisk> = peers
+        .iter()
+        .enumerate()
+        .map(|(index, p)| {
+            let disk = SimDisk::default();
+            disk.set_torn_writes(Some(seed ^ ((index as u64 + 1) << 32)));
+            (p.name.clone(), disk)
+        })
+        .collect();
     let views: Views = Arc::default();
+    let ledgers: Ledgers = Arc::default();
+    let joined: Joined = Arc::default();
     let delays_fired = Arc::new(AtomicU64::new(0));
     let network = scenario.network.clone().unwrap_or_default();
     // Message faults are on when the scenario can ever lose or repeat a message.
@@ -193,6 +233,7 @@ fn simulate(scenario: &Scenario, seed: u64, broken: Option<Breakage>) -> Outcome
         let config = Config::from_yaml(SAMPLE_CONFIG, sample_path, &peer_env(scenario, peer)).expect("scenario config is valid").config;
         let disk = disks[&peer.name].clone();
         let (crypto, views, name, msp_id) = (crypto.clone(), views.clone(), peer.name.clone(), peer.msp_id.clone());
+        let (ledgers, joined) = (ledgers.clone(), joined.clone());
         let (network, delays_fired) = (network.clone(), delays_fired.clone());
         let (loss, lost, duplicated) = (loss.clone(), lost.clone(), duplicated.clone());
         let gate = gates.get(&peer.name).map(|g| g.subscribe());
@@ -213,6 +254,7 @@ fn simulate(scenario: &Scenario, seed: u64, broken: Option<Breakage>) -> Outcome
                 holder: name.clone(),
             };
             let (disk, views, name) = (disk.clone(), views.clone(), name.clone());
+            let (ledgers, joined, genesis) = (ledgers.clone(), joined.clone(), crypto.genesis.clone());
             // Fault streams of their own, apart from the peer's Env.
             let stream = |tag: u8| {
                 use rand_core::SeedableRng;
@@ -247,7 +289,15 @@ fn simulate(scenario: &Scenario, seed: u64, broken: Option<Breakage>) -> Outcome
                     env_seed,
                 );
                 let running = node::start(env, setup).await.map_err(|e| Box::new(e) as Box<dyn std::error::Error>)?;
-                views.lock().unwrap_or_else(|p| p.into_inner()).insert(name, running.gossip_view.clone());
+                views.lock().unwrap_or_else(|p| p.into_inner()).insert(name.clone(), running.gossip_view.clone());
+                // Join the channel once; after an acknowledged join, the disk must keep it (the
+                // checker looks), so a restart never joins again.
+                let acknowledged = locked(&joined).contains(&name);
+                if !acknowledged && running.channels.ledger(CHANNEL).is_none() {
+                    running.channels.join(&genesis).map_err(|e| Box::new(e) as Box<dyn std::error::Error>)?;
+                    locked(&joined).insert(name.clone());
+                }
+                locked(&ledgers).insert(name, running.channels.clone());
                 std::future::pending::<()>().await;
                 drop(running);
                 Ok(())
@@ -284,7 +334,7 @@ fn simulate(scenario: &Scenario, seed: u64, broken: Option<Breakage>) -> Outcome
         while let Some(step) = timeline.next_if(|s| s.at <= sim.elapsed()) {
             *outcome.faults.entry(step.event.kind()).or_default() += 1;
             tracing::info!(target: "sim", "timeline: {:?}", step.event);
-            apply(&mut sim, &step.event, &Faults { disks: &disks, gates: &gates, loss: &loss }, &views, &mut running);
+            apply(&mut sim, &step.event, &Faults { disks: &disks, gates: &gates, loss: &loss, ledgers: &ledgers, broken }, &views, &mut running);
             all_applied = timeline.peek().is_none();
             let now = sim.elapsed();
             match &step.event {
@@ -293,6 +343,7 @@ fn simulate(scenario: &Scenario, seed: u64, broken: Option<Breakage>) -> Outcome
                 }
                 Event::Restart(peer) => {
                     down_since.remove(peer);
+                    checker.restarted.insert(peer.clone());
                 }
                 Event::Partition([a, b]) => {
                     cut_since.insert((a.clone(), b.clone()), now);
@@ -313,6 +364,7 @@ fn simulate(scenario: &Scenario, seed: u64, broken: Option<Breakage>) -> Outcome
             next_sample += SAMPLE_EVERY;
             let snapshot = snapshot(&views, broken);
             checker.sample(sim.elapsed(), &snapshot, &running, &mut outcome);
+            checker.check_ledgers(sim.elapsed(), &ledgers, &joined, &mut outcome);
             let visibility = checker.visibility(&snapshot, &running);
             outcome.samples.push((sim.elapsed(), visibility));
             if let Some(within) = scenario.checks.dead_within {
@@ -353,6 +405,8 @@ struct Faults<'a> {
     disks: &'a BTreeMap<String, SimDisk>,
     gates: &'a BTreeMap<String, tokio::sync::watch::Sender<bool>>,
     loss: &'a AtomicU64,
+    ledgers: &'a Ledgers,
+    broken: Option<Breakage>,
 }
 
 fn apply(sim: &mut turmoil::Sim<'_>, event: &Event, faults: &Faults<'_>, views: &Views, running: &mut BTreeSet<String>) {
@@ -366,7 +420,13 @@ fn apply(sim: &mut turmoil::Sim<'_>, event: &Event, faults: &Faults<'_>, views: 
         Event::Crash(peer) => {
             disks[peer].power_cut();
             views.lock().unwrap_or_else(|p| p.into_inner()).remove(peer);
+            // The dead process's ledger handle goes with it (the power is already off, so
+            // closing it writes nothing).
+            locked(faults.ledgers).remove(peer);
             sim.crash(peer.as_str());
+            if faults.broken == Some(Breakage::LostDisk) {
+                disks[peer].wipe();
+            }
             running.remove(peer);
         }
         Event::Restart(peer) => {
@@ -399,15 +459,22 @@ fn snapshot(views: &Views, broken: Option<Breakage>) -> BTreeMap<String, View> {
     views
 }
 
-/// A deliberately broken invariant, to prove the checks catch it (`SIM_BREAK=disclosure`).
+/// A deliberately broken invariant, to prove the checks catch it (`--break-invariant NAME`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Breakage {
+    /// Every member's internal endpoint appears to leak across orgs.
     Disclosure,
+    /// A crashed peer's disk comes back empty, losing its acknowledged channel join.
+    LostDisk,
 }
 
 impl Breakage {
     pub fn parse(text: &str) -> Option<Breakage> {
-        (text == "disclosure").then_some(Breakage::Disclosure)
+        match text {
+            "disclosure" => Some(Breakage::Disclosure),
+            "lost-disk" => Some(Breakage::LostDisk),
+            _ => None,
+        }
     }
 }
 
@@ -422,12 +489,14 @@ struct Checker {
     last_line: BTreeMap<String, String>,
     /// Whom each observer saw alive at the previous sample.
     last_alive: BTreeMap<String, BTreeSet<String>>,
+    /// Peers restarted since their ledger was last checked.
+    restarted: BTreeSet<String>,
 }
 
 impl Checker {
     fn new(scenario: &Scenario, crypto: &Crypto) -> Checker {
         let names = crypto.peers.iter().map(|(name, msp)| (msp.pki_id().to_string(), name.clone())).collect();
-        Checker { peers: scenario.peers(), names, newest: BTreeMap::new(), last_line: BTreeMap::new(), last_alive: BTreeMap::new() }
+        Checker { peers: scenario.peers(), names, newest: BTreeMap::new(), last_line: BTreeMap::new(), last_alive: BTreeMap::new(), restarted: BTreeSet::new() }
     }
 
     fn spec(&self, name: &str) -> &PeerSpec {
@@ -501,6 +570,26 @@ impl Checker {
             .filter(|p| p.org == me.org || (p.external && me.external))
             .map(|p| p.name.clone())
             .collect()
+    }
+
+    /// A peer whose join was acknowledged keeps the channel through every crash: after a
+    /// restart its ledger must still have it, genesis block included.
+    fn check_ledgers(&mut self, at: Duration, ledgers: &Ledgers, joined: &Joined, outcome: &mut Outcome) {
+        let joined = locked(joined).clone();
+        for (peer, channels) in locked(ledgers).iter() {
+            if !joined.contains(peer) {
+                continue;
+            }
+            match channels.ledger(CHANNEL) {
+                Some(ledger) if ledger.height() >= 1 => {
+                    if self.restarted.remove(peer) {
+                        *outcome.milestones.entry("ledger_survived_restart").or_default() += 1;
+                    }
+                }
+                Some(ledger) => outcome.violations.push(format!("at {at:?}: {peer}'s channel {CHANNEL} has height {}, below its genesis block", ledger.height())),
+                None => outcome.violations.push(format!("at {at:?}: {peer} lost the channel {CHANNEL} it had joined")),
+            }
+        }
     }
 
     /// Lost peers (crashed, or cut off from the observer) must not stay alive in views.

@@ -305,7 +305,7 @@ impl Scenario {
     /// externally visible peers; a peer declared dead when peers crash, or are cut off in a
     /// scenario that checks deaths (`dead_within`; a partition between two peers that others
     /// still relay for need not kill anyone); a restarted peer admitted again with a higher
-    /// incarnation.
+    /// incarnation, with the channel it had joined still in its ledger.
     pub fn expected_milestones(&self) -> Vec<&'static str> {
         let mut expected = vec!["learned", "converged"];
         let visible_orgs = self.orgs.iter().filter(|o| self.peers().iter().any(|p| p.org == o.name && p.external)).count();
@@ -318,6 +318,7 @@ impl Scenario {
         }
         if self.timeline.iter().any(|s| matches!(s.event, Event::Restart(_))) {
             expected.push("readmitted");
+            expected.push("ledger_survived_restart");
         }
         expected
     }

@@ -197,6 +197,17 @@ fn a_deliberately_broken_invariant_is_caught_and_reported() {
 }
 
 #[test]
+fn a_disk_that_loses_acknowledged_data_is_caught() {
+    let path = root().join("scenarios/crash-restart.yaml");
+    let trace = root().join("target/sim-failures/broken-lost-disk.log");
+    std::fs::create_dir_all(trace.parent().unwrap()).unwrap();
+    let report = run_with(&path, 1, &trace, &["--break-invariant", "lost-disk"]);
+    let first = report["violations"][0].as_str().unwrap_or_default().to_string();
+    assert!(first.contains("org1-peer1 lost the channel simchannel it had joined"), "{report}");
+    assert_eq!(report["seed"], 1);
+}
+
+#[test]
 fn a_run_draws_its_timeline_as_svg() {
     let scenario = root().join("scenarios/crash-restart.yaml");
     let svg = root().join("target/sim-failures/crash-restart.svg");
