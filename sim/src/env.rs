@@ -375,6 +375,15 @@ impl SimDisk {
         state.dirs.clear();
     }
 
+    /// The process dies but the machine keeps power (`kill -9`): every byte written stays, synced
+    /// or not (the OS page cache holds it), and the dying process can write nothing more (no
+    /// destructor runs in a real kill; redb's drop would otherwise close the file cleanly).
+    /// Locks die with the process.
+    pub fn process_kill(&self) {
+        self.powered.store(false, Ordering::SeqCst);
+        self.state().locks.clear();
+    }
+
     /// Power back on (before the host restarts).
     pub fn power_on(&self) {
         self.powered.store(true, Ordering::SeqCst);

@@ -159,7 +159,7 @@ fn peer_env(scenario: &Scenario, peer: &PeerSpec) -> EnvVars {
     if !others.is_empty() {
         env = env.with("CORE_PEER_GOSSIP_TRUSTEDMSPS", &format!("[{}]", others.join(", ")));
     }
-    for (key, value) in &scenario.env {
+    for (key, value) in scenario.env.iter().chain(scenario.peer_env.get(&peer.name).into_iter().flatten()) {
         env = env.with(key, value);
     }
     env
@@ -338,7 +338,7 @@ fn simulate(scenario: &Scenario, seed: u64, broken: Option<Breakage>) -> Outcome
             all_applied = timeline.peek().is_none();
             let now = sim.elapsed();
             match &step.event {
-                Event::Crash(peer) => {
+                Event::Crash(peer) | Event::Kill(peer) => {
                     down_since.insert(peer.clone(), now);
                 }
                 Event::Restart(peer) => {
@@ -417,8 +417,12 @@ fn apply(sim: &mut turmoil::Sim<'_>, event: &Event, faults: &Faults<'_>, views: 
             running.insert(peer.clone());
         }
         Event::Loss(probability) => MessageFaults::set_loss(faults.loss, *probability),
-        Event::Crash(peer) => {
-            disks[peer].power_cut();
+        Event::Crash(peer) | Event::Kill(peer) => {
+            if matches!(event, Event::Crash(_)) {
+                disks[peer].power_cut();
+            } else {
+                disks[peer].process_kill();
+            }
             views.lock().unwrap_or_else(|p| p.into_inner()).remove(peer);
             // The dead process's ledger handle goes with it (the power is already off, so
             // closing it writes nothing).

@@ -7,8 +7,10 @@
 //! no_external_endpoint: [org1-peer2]     # these peers are invisible outside their org
 //! bootstrap: chain                       # chain: peer i bootstraps from peer i-1; first: from peer0
 //! env: {CORE_PEER_GOSSIP_ALIVETIMEINTERVAL: 500ms}   # CORE_* overrides for every peer
+//! peer_env: {org2-peer1: {CORE_PEER_GOSSIP_PULLINTERVAL: 2s}}   # ... and for one peer
 //! timeline:
 //!   - {at: 8s, crash: org1-peer1}        # a power cut, then the host dies
+//!   - {at: 9s, kill: org2-peer1}         # the process dies; the page cache survives
 //!   - {at: 12s, restart: org1-peer1}
 //!   - {at: 5s, partition: [org1-peer0, org2-peer0]}
 //!   - {at: 9s, heal: [org1-peer0, org2-peer0]}
@@ -39,6 +41,9 @@ pub struct Scenario {
     pub bootstrap: Bootstrap,
     #[serde(default)]
     pub env: BTreeMap<String, String>,
+    /// `CORE_*` overrides for single peers, applied after `env`: `{org1-peer1: {CORE_X: y}}`.
+    #[serde(default)]
+    pub peer_env: BTreeMap<String, BTreeMap<String, String>>,
     #[serde(default)]
     pub timeline: Vec<Step>,
     /// Faults injected in peer-core's own network layer, above turmoil.
@@ -96,6 +101,7 @@ struct RawStep {
     at: Duration,
     start: Option<String>,
     crash: Option<String>,
+    kill: Option<String>,
     restart: Option<String>,
     partition: Option<[String; 2]>,
     partition_oneway: Option<[String; 2]>,
@@ -112,6 +118,7 @@ impl TryFrom<RawStep> for Step {
         let events: Vec<Event> = [
             raw.start.map(Event::Start),
             raw.crash.map(Event::Crash),
+            raw.kill.map(Event::Kill),
             raw.restart.map(Event::Restart),
             raw.partition.map(Event::Partition),
             raw.partition_oneway.map(Event::PartitionOneway),
@@ -137,6 +144,9 @@ pub enum Event {
     Start(String),
     /// Power cut, then the host crashes (unsynced disk writes are lost).
     Crash(String),
+    /// The process is killed (`kill -9`) but the machine keeps power: what it wrote is in the
+    /// OS page cache and survives, synced or not; nothing runs on its way out.
+    Kill(String),
     /// The crashed host starts again on its disk.
     Restart(String),
     /// No traffic between the two peers, both ways.
@@ -157,6 +167,7 @@ impl Event {
         match self {
             Event::Start(_) => "start",
             Event::Crash(_) => "crash",
+            Event::Kill(_) => "kill",
             Event::Restart(_) => "restart",
             Event::Partition(_) => "partition",
             Event::PartitionOneway(_) => "partition_oneway",
@@ -244,6 +255,9 @@ impl Scenario {
                 return Err(format!("{name} is its org's anchor peer and needs an external endpoint"));
             }
         }
+        if let Some(bad) = self.peer_env.keys().find(|n| !known(n)) {
+            return Err(format!("peer_env names unknown peer {bad}"));
+        }
         if let Some(network) = &self.network {
             for (key, p) in [("delay_probability", network.delay_probability), ("loss", network.loss), ("duplicate", network.duplicate)] {
                 if !(0.0..=1.0).contains(&p) {
@@ -263,7 +277,7 @@ impl Scenario {
         let mut started: BTreeSet<&String> = peers.iter().map(|p| &p.name).filter(|n| !self.starts_late(n)).collect();
         for step in timeline {
             let names: Vec<&String> = match &step.event {
-                Event::Start(p) | Event::Crash(p) | Event::Restart(p) => vec![p],
+                Event::Start(p) | Event::Crash(p) | Event::Kill(p) | Event::Restart(p) => vec![p],
                 Event::Partition(pair) | Event::PartitionOneway(pair) | Event::Heal(pair) | Event::Hold(pair) | Event::Release(pair) => {
                     pair.iter().collect()
                 }
@@ -313,7 +327,7 @@ impl Scenario {
             expected.push("learned_across_orgs");
         }
         let cut = self.checks.dead_within.is_some() && self.timeline.iter().any(|s| matches!(s.event, Event::Partition(_)));
-        if cut || self.timeline.iter().any(|s| matches!(s.event, Event::Crash(_))) {
+        if cut || self.timeline.iter().any(|s| matches!(s.event, Event::Crash(_) | Event::Kill(_))) {
             expected.push("declared_dead");
         }
         if self.timeline.iter().any(|s| matches!(s.event, Event::Restart(_))) {

@@ -62,6 +62,7 @@ pub fn render(scenario: &Scenario, outcome: &Outcome) -> String {
         let at = x(step.at, total);
         let (label, colour) = match &step.event {
             Event::Crash(p) => (format!("crash {p}"), "#c62828"),
+            Event::Kill(p) => (format!("kill {p}"), "#c62828"),
             Event::Restart(p) => (format!("restart {p}"), "#2e7d32"),
             Event::Partition([a, b]) | Event::PartitionOneway([a, b]) => (format!("cut {a}/{b}"), "#ef6c00"),
             Event::Heal([a, b]) => (format!("heal {a}/{b}"), "#00838f"),

@@ -56,7 +56,9 @@ pub fn generate(seed: u64) -> Scenario {
             let org = &orgs[below(&mut rng, orgs.len() as u64) as usize];
             let peer = format!("{}-peer{}", org.name, below(&mut rng, org.peers as u64));
             let down = 1_000 + below(&mut rng, 5_000);
-            timeline.push(Step { at: Duration::from_millis(at), event: Event::Crash(peer.clone()) });
+            // Mostly power cuts; sometimes only the process dies.
+            let down_event = if below(&mut rng, 3) == 0 { Event::Kill(peer.clone()) } else { Event::Crash(peer.clone()) };
+            timeline.push(Step { at: Duration::from_millis(at), event: down_event });
             timeline.push(Step { at: Duration::from_millis(at + down), event: Event::Restart(peer) });
             at += down + 500 + below(&mut rng, 2_000);
         } else {
@@ -98,6 +100,7 @@ pub fn generate(seed: u64) -> Scenario {
         no_external_endpoint: no_external,
         bootstrap,
         env,
+        peer_env: BTreeMap::new(),
         timeline,
         network,
         checks: Checks { converge_within: Duration::from_secs(10), dead_within: Some(Duration::from_millis(4_500)) },

@@ -27,6 +27,7 @@ fn mistakes_in_scenario_files_are_named() {
         ("event after the end", format!("{GOOD_HEAD}{CHECKS}timeline: [{{at: 11s, crash: org1-peer1}}]\n")),
         ("anchor without endpoint", format!("{GOOD_HEAD}{CHECKS}no_external_endpoint: [org1-peer0]\n")),
         ("unknown peer without endpoint", format!("{GOOD_HEAD}{CHECKS}no_external_endpoint: [org1-peer7]\n")),
+        ("peer_env for an unknown peer", format!("{GOOD_HEAD}{CHECKS}peer_env: {{org2-peer9: {{CORE_PEER_ID: x}}}}\n")),
         ("probability above 1", format!("{GOOD_HEAD}{CHECKS}network: {{delay_probability: 1.5, max_delay: 10ms}}\n")),
         ("delay without max", format!("{GOOD_HEAD}{CHECKS}network: {{delay_probability: 0.1}}\n")),
         ("loss and duplicate above 1", format!("{GOOD_HEAD}{CHECKS}network: {{loss: 0.6, duplicate: 0.5}}\n")),
