@@ -554,3 +554,55 @@ fn chaincode_events(transaction: &[u8]) -> Result<proto::protos::FilteredTransac
     }
     Ok(actions)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proto::common::Header;
+
+    fn envelope_at(seconds: i64, nanos: i32) -> Envelope {
+        let channel_header = ChannelHeader { timestamp: Some(prost_types::Timestamp { seconds, nanos }), ..ChannelHeader::default() };
+        let header = Header { channel_header: channel_header.encode_to_vec(), signature_header: Vec::new() };
+        Envelope { payload: Payload { header: Some(header), data: Vec::new() }.encode_to_vec(), signature: Vec::new() }
+    }
+
+    #[test]
+    fn the_timestamp_window_holds_for_any_timestamp_without_overflow() {
+        let now = UNIX_EPOCH + Duration::from_secs(1_748_736_000);
+        let window = Duration::from_secs(15 * 60);
+        assert!(parse_envelope(&envelope_at(1_748_736_000 + 900, 0), now, window).is_ok());
+        let err = parse_envelope(&envelope_at(1_748_736_000 + 900, 1), now, window).unwrap_err();
+        assert_eq!(
+            err,
+            "envelope timestamp 2025-06-01 00:15:00.000000001 +0000 UTC is more than 15m0s apart from current server time 2025-06-01 00:00:00 +0000 UTC"
+        );
+        for (seconds, nanos) in [(i64::MIN, i32::MIN), (i64::MAX, i32::MAX), (-1, -1), (0, 0)] {
+            let err = parse_envelope(&envelope_at(seconds, nanos), now, window).unwrap_err();
+            assert!(err.starts_with("envelope timestamp "), "{err}");
+        }
+    }
+
+    #[test]
+    fn seek_infos_print_in_protobuf_text_form() {
+        let specified = SeekPosition { r#type: Some(seek_position::Type::Specified(proto::orderer::SeekSpecified { number: 5 })) };
+        let info = SeekInfo {
+            start: Some(SeekPosition { r#type: Some(seek_position::Type::Newest(proto::orderer::SeekNewest {})) }),
+            stop: Some(specified),
+            behavior: SeekBehavior::FailIfNotReady as i32,
+            ..SeekInfo::default()
+        };
+        assert_eq!(seek_info_text(&info), "start:<newest:<> > stop:<specified:<number:5 > > behavior:FAIL_IF_NOT_READY ");
+        assert_eq!(position_text(None), "<nil>");
+    }
+
+    #[test]
+    fn filtered_blocks_of_garbage_fail_or_skip_without_panicking() {
+        let block = Block {
+            header: None,
+            data: Some(proto::common::BlockData { data: vec![vec![0xff], Envelope { payload: vec![0xff, 0xff], signature: Vec::new() }.encode_to_vec()] }),
+            metadata: None,
+        };
+        assert!(filtered_block(&block).unwrap_err().starts_with("could not extract payload from envelope"));
+        assert_eq!(filtered_block(&Block::default()).unwrap(), FilteredBlock::default());
+    }
+}
