@@ -7,14 +7,15 @@
 //! the next envelope. A status other than SUCCESS ends the stream (as Fabric's handler does).
 //! Waiting for blocks that do not exist yet uses the ledger's height watch; nothing polls.
 //!
-//! The session runs in a task owned by the response stream: when the client goes away, hyper
-//! drops the stream, which aborts the task, and a session waiting for a block also notices the
-//! closed response queue itself. Nothing outlives the stream.
+//! The session is a future owned and driven by the response stream (no task of its own): when
+//! the client goes away, hyper drops the stream and with it the session. Nothing outlives the
+//! stream.
 //!
 //! Deliberately not done: TLS binding of `tls_cert_hash` (peer-core serves no TLS yet), the
 //! deliver metrics, private data (`DeliverWithPrivateData` answers UNIMPLEMENTED), and Fabric's
 //! check for a consenter error (a peer's channels never report one).
 
+use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -83,8 +84,8 @@ impl DeliverService {
             responses,
             seeks: 0,
         };
-        let task = tokio::spawn(session.run(request.into_inner()));
-        Response::new(Box::pin(ResponseStream { queue, task }))
+        let session = Box::pin(session.run(request.into_inner()));
+        Response::new(Box::pin(ResponseStream { queue, session: Some(session) }))
     }
 }
 
@@ -112,24 +113,28 @@ impl Deliver for DeliverService {
     }
 }
 
-/// The response stream of one deliver call. It owns the session's task: dropping the stream
-/// (the client went away, or the server shut the connection) aborts it.
+/// The response stream of one deliver call. It owns the session as a future and drives it
+/// whenever the connection polls for the next response, so the session is no task of its own:
+/// dropping the stream (the client went away, or the server closed the connection) drops the
+/// session at once, with its handles on the channels and the ledger.
 struct ResponseStream {
     queue: mpsc::Receiver<Result<DeliverResponse, Status>>,
-    task: tokio::task::JoinHandle<()>,
+    /// `None` once the session has finished (the queue then drains and ends).
+    session: Option<Pin<Box<dyn Future<Output = ()> + Send>>>,
 }
 
 impl Stream for ResponseStream {
     type Item = Result<DeliverResponse, Status>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        // Drive the session first: it fills the queue (and waits on it when the queue is full;
+        // taking an item below wakes this same task to drive it again).
+        if let Some(session) = self.session.as_mut()
+            && session.as_mut().poll(cx).is_ready()
+        {
+            self.session = None;
+        }
         self.queue.poll_recv(cx)
-    }
-}
-
-impl Drop for ResponseStream {
-    fn drop(&mut self) {
-        self.task.abort();
     }
 }
 
@@ -150,7 +155,8 @@ impl Kind {
     }
 }
 
-/// The client went away (its response stream is gone): the session ends without a status.
+/// The response queue is gone: the session ends without a status. (The queue's receiver owns
+/// the session, so this is a defensive path.)
 #[derive(Debug)]
 struct Gone;
 
@@ -179,11 +185,7 @@ impl Session {
         debug!(target: DELIVER, func = "Handle", "Starting new deliver loop for {address}");
         loop {
             debug!(target: DELIVER, func = "Handle", "Attempting to read seek info message from {address}");
-            let next = tokio::select! {
-                next = incoming.next() => next,
-                () = self.responses.closed() => return,
-            };
-            let envelope = match next {
+            let envelope = match incoming.next().await {
                 None => {
                     debug!(target: DELIVER, func = "Handle", "Received EOF from {address}, hangup");
                     return;
@@ -311,13 +313,8 @@ impl Session {
                 return Ok(FabricStatus::NotFound);
             }
             let wanted = number;
-            let arrived = tokio::select! {
-                arrived = height_watch.wait_for(|height| *height > wanted) => arrived.is_ok(),
-                () = self.responses.closed() => {
-                    debug!(target: DELIVER, func = "deliverBlocks", "Context canceled, aborting wait for next block");
-                    return Err(Gone);
-                }
-            };
+            // A client that leaves drops the session here (see `ResponseStream`).
+            let arrived = height_watch.wait_for(|height| *height > wanted).await.is_ok();
             let block = if arrived { read_block(&ledger, number) } else { None };
             let Some(block) = block else {
                 error!(target: DELIVER, func = "deliverBlocks", "[channel: {channel}] Error reading from channel, cause was: SERVICE_UNAVAILABLE");
