@@ -5,6 +5,7 @@
 //! only, on ports the OS reports free.
 
 mod cli;
+mod deliver;
 mod gossip;
 mod ledger;
 mod peer;

@@ -238,7 +238,9 @@ pub async fn start(env: Env, setup: Setup) -> Result<RunningNode, StartError> {
     let mut routes = tonic::service::Routes::new(comm.server())
     .add_service(
         proto::protos::deliver_server::DeliverServer::new(deliver::DeliverService::new(channels.clone(), env.clock.clone(), config.peer.authentication_timewindow))
-            .max_decoding_message_size(max_recv)
+            // Clients send only SeekInfo envelopes on this service: bounded far below the
+            // peer-wide limit (which is for blocks and proposals).
+            .max_decoding_message_size(max_recv.min(deliver::MAX_ENVELOPE_BYTES))
             .max_encoding_message_size(max_send),
     );
     if config.peer.discovery.enabled {
