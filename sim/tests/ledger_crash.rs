@@ -15,9 +15,8 @@
 
 use std::path::Path;
 use std::sync::Arc;
-use std::time::SystemTime;
 
-use peer_core::env::{BoxFuture, Clock, Env, Instant};
+use peer_core::env::{Env, StoppedClock};
 use peer_core::ledger::block::{envelope, header_hash, new_block};
 use peer_core::ledger::{ChannelLedger, LedgerMgr, commands};
 use proto::common::{Block, HeaderType};
@@ -30,19 +29,6 @@ const CHANNEL: &str = "ch";
 /// Seeds in the default (CI) batch of the randomized test.
 const CI_SEEDS: u64 = 40;
 
-struct StoppedClock;
-
-impl Clock for StoppedClock {
-    fn now(&self) -> Instant {
-        Instant(0)
-    }
-    fn wall_clock(&self) -> SystemTime {
-        SystemTime::UNIX_EPOCH
-    }
-    fn sleep_until(&self, _deadline: Instant) -> BoxFuture<'static, ()> {
-        Box::pin(std::future::pending())
-    }
-}
 
 fn env(disk: &SimDisk) -> Env {
     // The network is never used by the ledger; it is only built, not dialed.

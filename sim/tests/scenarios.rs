@@ -181,30 +181,32 @@ fn every_scenario_over_the_seed_batch_deterministically() {
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
+/// Runs `scenario` seed 1 with an invariant broken on purpose; returns the report and its
+/// first violation.
+fn broken_run(scenario: &str, breakage: &str) -> (Value, String) {
+    let path = root().join(format!("scenarios/{scenario}.yaml"));
+    let trace = root().join(format!("target/sim-failures/broken-{breakage}.log"));
+    std::fs::create_dir_all(trace.parent().unwrap()).unwrap();
+    let report = run_with(&path, 1, &trace, &["--break-invariant", breakage]);
+    let first = report["violations"][0].as_str().unwrap_or_default().to_string();
+    // The failure carries what is needed to replay it, and its trace.
+    assert_eq!(report["seed"], 1);
+    assert_eq!(report["scenario"], scenario);
+    assert!(trace.is_file());
+    (report, first)
+}
+
 #[test]
 fn a_deliberately_broken_invariant_is_caught_and_reported() {
-    let path = root().join("scenarios/gossip-bootstrap.yaml");
-    let trace = root().join("target/sim-failures/broken-disclosure.log");
-    std::fs::create_dir_all(trace.parent().unwrap()).unwrap();
-    let report = run_with(&path, 1, &trace, &["--break-invariant", "disclosure"]);
-    let first = report["violations"][0].as_str().unwrap_or_default().to_string();
+    let (report, first) = broken_run("gossip-bootstrap", "disclosure");
     assert!(first.contains("knows the internal endpoint leaked:7051 of"), "{report}");
     assert!(first.contains("a peer of another org"), "{report}");
-    // The failure carries what is needed to replay it.
-    assert_eq!(report["seed"], 1);
-    assert_eq!(report["scenario"], "gossip-bootstrap");
-    assert!(trace.is_file());
 }
 
 #[test]
 fn a_disk_that_loses_acknowledged_data_is_caught() {
-    let path = root().join("scenarios/crash-restart.yaml");
-    let trace = root().join("target/sim-failures/broken-lost-disk.log");
-    std::fs::create_dir_all(trace.parent().unwrap()).unwrap();
-    let report = run_with(&path, 1, &trace, &["--break-invariant", "lost-disk"]);
-    let first = report["violations"][0].as_str().unwrap_or_default().to_string();
+    let (report, first) = broken_run("crash-restart", "lost-disk");
     assert!(first.contains("org1-peer1 lost the channel simchannel it had joined"), "{report}");
-    assert_eq!(report["seed"], 1);
 }
 
 #[test]

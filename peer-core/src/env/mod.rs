@@ -121,6 +121,23 @@ pub trait Listener: Send + 'static {
     fn local_addr(&self) -> io::Result<SocketAddr>;
 }
 
+/// A clock that never moves: time 0 and the Unix epoch; sleeps never end. For code run where
+/// time does not matter (the ledger's own tests, crash tests of the store).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct StoppedClock;
+
+impl Clock for StoppedClock {
+    fn now(&self) -> Instant {
+        Instant(0)
+    }
+    fn wall_clock(&self) -> SystemTime {
+        SystemTime::UNIX_EPOCH
+    }
+    fn sleep_until(&self, _deadline: Instant) -> BoxFuture<'static, ()> {
+        Box::pin(std::future::pending())
+    }
+}
+
 /// The network.
 pub trait Network: Send + Sync + 'static {
     /// Binds a listener (port 0: any free port).

@@ -5,7 +5,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use peer_core::env::{BoxFuture, Clock, Env, Instant};
+use peer_core::env::{Env, StoppedClock};
 use peer_core::ledger::block::{envelope, header_hash, new_block};
 use peer_core::ledger::{LedgerMgr, commands};
 use peer_core::logging::{self, LoggingConfig, MemorySink};
@@ -17,19 +17,6 @@ use crate::mem_storage::MemStorage;
 const FSP: &str = "/mem/data";
 const HOLDER: &str = "test";
 
-struct StoppedClock;
-
-impl Clock for StoppedClock {
-    fn now(&self) -> Instant {
-        Instant(0)
-    }
-    fn wall_clock(&self) -> SystemTime {
-        SystemTime::UNIX_EPOCH
-    }
-    fn sleep_until(&self, _deadline: Instant) -> BoxFuture<'static, ()> {
-        Box::pin(std::future::pending())
-    }
-}
 
 fn env(storage: &Arc<MemStorage>) -> Env {
     Env::new(Arc::new(StoppedClock), Arc::new(MemNetwork::default()), storage.clone(), [1; 32])
