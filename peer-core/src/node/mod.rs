@@ -11,6 +11,7 @@ pub mod channels;
 pub mod deliver;
 pub mod endorser;
 pub mod operations;
+pub mod scc;
 pub mod serve;
 pub mod services;
 
@@ -272,7 +273,7 @@ pub async fn start(env: Env, setup: Setup) -> Result<RunningNode, StartError> {
         tasks.spawn(pre_reset_loop(channels.clone(), env.clock.clone(), stop_rx.clone()));
     }
 
-    let endorser = endorser::EndorserService::new(channels.clone(), msp.clone(), env.clock.clone(), config.peer.authentication_timewindow);
+    let endorser = endorser::EndorserService::new(channels.clone(), msp.clone(), env.clock.clone());
     routes = routes.add_service(
         proto::protos::endorser_server::EndorserServer::new(endorser)
             .max_decoding_message_size(max_recv)
