@@ -82,7 +82,7 @@ pub fn signed_proposal(signer: &LocalMsp, invocation: &Invocation<'_>, nonce: [u
 /// timestamp in whole seconds, BLOCK_UNTIL_READY, STRICT unless `best_effort`.
 pub fn seek_envelope(signer: &LocalMsp, channel_id: &str, position: SeekPosition, best_effort: bool, nonce: [u8; NONCE_SIZE], time: SystemTime) -> Envelope {
     let seek = SeekInfo {
-        start: Some(position.clone()),
+        start: Some(position),
         stop: Some(position),
         behavior: 0,
         error_response: i32::from(best_effort),
