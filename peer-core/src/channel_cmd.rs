@@ -242,49 +242,64 @@ fn base64(bytes: &[u8]) -> String {
 }
 
 /// One Deliver stream: each request is a seek for one block, answered by the block and a status.
+/// The stream is opened with the first request already queued, so a server that reads the first
+/// envelope before answering with headers does not wait on us.
 struct DeliverClient<'a> {
     context: &'a ChannelContext,
     channel_id: &'a str,
     best_effort: bool,
+    client: proto::protos::deliver_client::DeliverClient<Channel>,
     send: tokio::sync::mpsc::Sender<proto::common::Envelope>,
-    responses: tonic::Streaming<proto::protos::DeliverResponse>,
+    receive: Option<tokio::sync::mpsc::Receiver<proto::common::Envelope>>,
+    responses: Option<tonic::Streaming<proto::protos::DeliverResponse>>,
+}
+
+fn status_name(status: i32) -> String {
+    proto::common::Status::try_from(status).map_or_else(|_| status.to_string(), |s| s.as_str_name().to_string())
 }
 
 impl<'a> DeliverClient<'a> {
     async fn open(context: &'a ChannelContext, channel_id: &'a str, best_effort: bool) -> anyhow::Result<DeliverClient<'a>> {
         let channel = context.connect("deliver").await.context("error getting deliver client for channel")?;
         tracing::info!(target: CHANNEL_CMD, func = "InitCmdFactory", "Endorser and orderer connections initialized");
-        let mut client = proto::protos::deliver_client::DeliverClient::new(channel).max_decoding_message_size(context.config.peer.max_recv_msg_size);
+        let client = proto::protos::deliver_client::DeliverClient::new(channel).max_decoding_message_size(context.config.peer.max_recv_msg_size);
         let (send, receive) = tokio::sync::mpsc::channel(4);
-        let responses = client
-            .deliver(tokio_stream::wrappers::ReceiverStream::new(receive))
-            .await
-            .map_err(|status| anyhow!("error getting deliver client for channel: {}", rpc_error(&status)))?
-            .into_inner();
-        Ok(DeliverClient { context, channel_id, best_effort, send, responses })
+        Ok(DeliverClient { context, channel_id, best_effort, client, send, receive: Some(receive), responses: None })
+    }
+
+    async fn next(&mut self) -> Result<Option<proto::protos::DeliverResponse>, tonic::Status> {
+        if self.responses.is_none() {
+            let Some(receive) = self.receive.take() else { return Ok(None) };
+            let responses = self.client.deliver(tokio_stream::wrappers::ReceiverStream::new(receive)).await?.into_inner();
+            self.responses = Some(responses);
+        }
+        match self.responses.as_mut() {
+            Some(responses) => responses.message().await,
+            None => Ok(None),
+        }
     }
 
     async fn block(&mut self, position: seek_position::Type, what: &str) -> anyhow::Result<Block> {
         let position = SeekPosition { r#type: Some(position) };
         let envelope = seek_envelope(&self.context.signer, self.channel_id, position, self.best_effort, nonce()?, crate::wall_clock_now());
         self.send.send(envelope).await.map_err(|_| anyhow!("error getting {what} block: the stream is closed"))?;
-        let response = self.responses.message().await.map_err(|s| anyhow!("error receiving: {}", rpc_error(&s)))?;
+        let response = self.next().await.map_err(|s| anyhow!("error receiving: {}", rpc_error(&s)))?;
         let response = response.ok_or_else(|| anyhow!("error receiving: EOF"))?;
         match response.r#type {
             Some(deliver_response::Type::Status(status)) => {
-                let name = proto::common::Status::try_from(status).map_or_else(|_| status.to_string(), |s| s.as_str_name().to_string());
+                let name = status_name(status);
                 tracing::info!(target: DELIVER_CLIENT, func = "readBlock", "Expect block, but got status: &{{{name}}}");
                 bail!("can't read the block: &{{{name}}}")
             }
             Some(deliver_response::Type::Block(block)) => {
                 let number = block.header.as_ref().map_or(0, |h| h.number);
                 tracing::info!(target: DELIVER_CLIENT, func = "readBlock", "Received block: {number}");
-                match self.responses.message().await {
+                match self.next().await {
                     Err(status) => tracing::error!(target: DELIVER_CLIENT, func = "readBlock", "Failed to flush success message: {}", rpc_error(&status)),
                     Ok(Some(proto::protos::DeliverResponse { r#type: Some(deliver_response::Type::Status(200)) })) => {}
                     Ok(other) => {
                         let status = match other.and_then(|r| r.r#type) {
-                            Some(deliver_response::Type::Status(s)) => proto::common::Status::try_from(s).map_or_else(|_| s.to_string(), |s| s.as_str_name().to_string()),
+                            Some(deliver_response::Type::Status(s)) => status_name(s),
                             _ => "UNKNOWN".into(),
                         };
                         tracing::error!(target: DELIVER_CLIENT, func = "readBlock", "Expect status to be SUCCESS, got: {status}");

@@ -1,6 +1,7 @@
 //! peer-core's integration tests: one binary, one module per area.
 mod channel;
 mod config;
+mod endorser;
 mod msp;
 mod gossip_comm;
 mod gossip_discovery;
