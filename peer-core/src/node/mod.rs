@@ -255,8 +255,8 @@ pub async fn start(env: Env, setup: Setup) -> Result<RunningNode, StartError> {
     info!(target: "nodeCmd", func = "serve", "Started peer with {announce}");
 
     // Step 44: pre-reset heights (recorded by `node reset`/`rollback`, issue #7).
-    // Endorsement stays blocked while a channel is below its height (the endorsement gate that
-    // enforces it is not built yet); here they are loaded and logged as Fabric does.
+    // Endorsement stays blocked while a channel is below its height (the endorser asks
+    // `Channels::endorsement_blocked`); here they are loaded and logged as Fabric does.
     let ledger = channels.ledger_mgr();
     let chains = ledger.root().join("chains");
     info!(target: "kvledger", func = "LoadPreResetHeight", "Loading prereset height from path [{}]", chains.display());
