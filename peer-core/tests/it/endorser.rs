@@ -126,6 +126,9 @@ fn good_headers(signer: &LocalMsp) -> (ChannelHeader, SignatureHeader) {
     (channel_header, SignatureHeader { creator, nonce })
 }
 
+/// Breaks one field of a good proposal's headers.
+type Breaker = Box<dyn Fn(&mut ChannelHeader, &mut SignatureHeader)>;
+
 async fn call(peer: &mut Peer, signed: SignedProposal) -> Result<ProposalResponse, tonic::Status> {
     peer.client.process_proposal(signed).await.map(tonic::Response::into_inner)
 }
@@ -262,7 +265,7 @@ async fn malformed_or_unauthenticated_proposals_are_grpc_errors_with_fabrics_tex
     let garbage = SignedProposal { proposal_bytes: vec![0xff, 0xff], signature: vec![1] };
     assert!(grpc_error(&mut peer, garbage).await.starts_with("failed parsing proposal: error unmarshalling Proposal: "));
 
-    let cases: Vec<(&str, Box<dyn Fn(&mut ChannelHeader, &mut SignatureHeader)>)> = vec![
+    let cases: Vec<(&str, Breaker)> = vec![
         ("invalid header type MESSAGE", Box::new(|c, _| c.r#type = HeaderType::Message as i32)),
         ("invalid header type 42", Box::new(|c, _| c.r#type = 42)),
         ("epoch is non-zero", Box::new(|c, _| c.epoch = 1)),
