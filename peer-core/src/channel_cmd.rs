@@ -283,8 +283,8 @@ impl<'a> DeliverClient<'a> {
         let position = SeekPosition { r#type: Some(position) };
         let envelope = seek_envelope(&self.context.signer, self.channel_id, position, self.best_effort, nonce()?, crate::wall_clock_now());
         self.send.send(envelope).await.map_err(|_| anyhow!("error getting {what} block: the stream is closed"))?;
-        let response = self.next().await.map_err(|s| anyhow!("error receiving: {}", rpc_error(&s)))?;
-        let response = response.ok_or_else(|| anyhow!("error receiving: EOF"))?;
+        let response = self.next().await.map_err(|s| anyhow!("error receiving: error receiving from peer deliver service: {}", rpc_error(&s)))?;
+        let response = response.ok_or_else(|| anyhow!("error receiving: error receiving from peer deliver service: EOF"))?;
         match response.r#type {
             Some(deliver_response::Type::Status(status)) => {
                 let name = status_name(status);
