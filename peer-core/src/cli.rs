@@ -31,6 +31,15 @@ pub enum Command {
         #[command(subcommand)]
         command: NodeCommand,
     },
+    /// Operate a channel: fetch|join|list|getinfo (and create-genesis, a peer-core helper).
+    #[command(arg_required_else_help = true)]
+    Channel {
+        /// The peer to talk to (default: peer.address, i.e. CORE_PEER_ADDRESS).
+        #[arg(long = "peerAddresses", global = true, value_name = "HOST:PORT")]
+        peer_address: Option<String>,
+        #[command(subcommand)]
+        command: ChannelCommand,
+    },
     /// Generate and inspect MSP material.
     #[command(arg_required_else_help = true)]
     Msp {
@@ -61,6 +70,60 @@ pub enum MspCommand {
         /// Derive every key and serial number from this seed.
         #[arg(long, value_name = "N")]
         seed: Option<u64>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ChannelCommand {
+    /// Joins the peer to a channel.
+    Join {
+        /// Path to file containing genesis block.
+        #[arg(short = 'b', long = "blockpath", value_name = "FILE")]
+        block_path: Option<std::path::PathBuf>,
+    },
+    /// List of channels peer has joined.
+    List(Trailing),
+    /// get blockchain information of a specified channel. Requires '-c'.
+    Getinfo {
+        /// The channel.
+        #[arg(short = 'c', long = "channelID", value_name = "CHANNEL")]
+        channel_id: Option<String>,
+    },
+    /// Fetch a specified block, writing it to a file: fetch <newest|oldest|config|(number)> [outputfile].
+    Fetch {
+        /// The channel.
+        #[arg(short = 'c', long = "channelID", value_name = "CHANNEL")]
+        channel_id: Option<String>,
+        /// Whether fetch requests should ignore errors and return blocks on a best effort basis.
+        #[arg(long = "bestEffort")]
+        best_effort: bool,
+        /// newest|oldest|config|(number), then optionally the output file.
+        #[arg(value_name = "ARGS")]
+        args: Vec<String>,
+    },
+    /// Write an application channel's genesis block (configtxgen's TwoOrgsApplicationGenesis
+    /// shape, solo orderer) for orgs made by `msp generate --seed`: a peer-core helper for
+    /// tests and demos (it regenerates the orgs from the seed; it does not read MSP folders).
+    #[command(name = "create-genesis")]
+    CreateGenesis {
+        /// The channel ID.
+        #[arg(short = 'c', long = "channelID", value_name = "CHANNEL")]
+        channel_id: String,
+        /// The seed the orgs were generated with (`msp generate --seed`).
+        #[arg(long, value_name = "N")]
+        seed: u64,
+        /// The orderer org, MSPID=DOMAIN.
+        #[arg(long = "orderer-org", value_name = "MSPID=DOMAIN", default_value = "OrdererMSP=example.com")]
+        orderer_org: String,
+        /// An application org, MSPID=DOMAIN (repeatable); its anchor peer is peer0.DOMAIN:7051.
+        #[arg(long = "org", value_name = "MSPID=DOMAIN", required = true)]
+        orgs: Vec<String>,
+        /// The channel header timestamp, in seconds since the Unix epoch.
+        #[arg(long, value_name = "SECONDS", default_value_t = 1_748_736_000)]
+        timestamp: u64,
+        /// Output file.
+        #[arg(long = "outputBlock", value_name = "FILE")]
+        output: std::path::PathBuf,
     },
 }
 

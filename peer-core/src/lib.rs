@@ -19,3 +19,4 @@ pub mod logging;
 pub mod metadata;
 pub mod msp;
 pub mod node;
+pub mod proposal;

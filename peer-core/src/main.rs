@@ -6,6 +6,7 @@
 //! Errors are printed once: failures to load config or the MSP as Fabric's ERROR log line (as
 //! its InitCmd does), everything else as `Error: <chain>`.
 
+mod channel_cmd;
 mod cli;
 
 use std::process::ExitCode;
@@ -18,7 +19,8 @@ use clap::error::ErrorKind;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 
-use cli::{Cli, Command, MspCommand, NodeCommand};
+use cli::{ChannelCommand, Cli, Command, MspCommand, NodeCommand};
+use peer_core::channel::{AnchorPeer, GenesisOrg, GenesisSpec, genesis_block};
 use peer_core::config::{self, EnvVars, Loaded, Note, NoteLevel};
 use peer_core::logging::{self, LoggingConfig, Sink};
 use peer_core::ledger;
@@ -55,6 +57,13 @@ fn main() -> ExitCode {
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) if err.is::<Logged>() => ExitCode::FAILURE,
+        Err(err) if err.is::<channel_cmd::UsageError>() => {
+            eprintln!("Error: {err:#}");
+            if let Some(usage) = err.downcast_ref::<channel_cmd::UsageError>() {
+                eprint!("{}", subcommand_usage("channel", usage.command));
+            }
+            ExitCode::FAILURE
+        }
         Err(err) if err.is::<WithUsage>() => {
             eprintln!("Error: {err:#}");
             if let Some(with_usage) = err.downcast_ref::<WithUsage>() {
@@ -78,7 +87,7 @@ fn process_env() -> EnvVars {
 
 /// The wall clock, read here (the CLI) and handed to the library; nothing below reads the OS clock.
 #[allow(clippy::disallowed_methods)]
-fn wall_clock_now() -> SystemTime {
+pub(crate) fn wall_clock_now() -> SystemTime {
     SystemTime::now()
 }
 
@@ -101,6 +110,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Node { command } => run_node(command, &env, log_handle),
+        Command::Channel { peer_address, command } => run_channel(command, peer_address, &env),
         Command::Msp { command: MspCommand::Generate { org, domain, peers, out, seed } } => {
             msp_generate(&OrgSpec { msp_id: org, domain, peers }, &out, seed)
         }
@@ -234,13 +244,55 @@ impl std::error::Error for WithUsage {}
 
 /// The help text of `peer-core node <name>`.
 fn node_usage(name: &str) -> String {
+    subcommand_usage("node", name)
+}
+
+/// The help text of `peer-core <group> <name>`.
+fn subcommand_usage(group: &str, name: &str) -> String {
     let mut command = <Cli as clap::CommandFactory>::command();
     command.build();
     command
-        .find_subcommand_mut("node")
+        .find_subcommand_mut(group)
         .and_then(|node| node.find_subcommand_mut(name))
         .map(|sub| sub.render_help().to_string())
         .unwrap_or_default()
+}
+
+/// `channel …`: argument checks (with usage), then InitCmd (config and the admin MSP), then one
+/// call to the peer on a single-threaded runtime.
+fn run_channel(command: ChannelCommand, peer_address: Option<String>, env: &EnvVars) -> anyhow::Result<()> {
+    channel_cmd::check_args(&command)?;
+    if let ChannelCommand::CreateGenesis { channel_id, seed, orderer_org, orgs, timestamp, output } = &command {
+        return create_genesis(channel_id, *seed, orderer_org, orgs, *timestamp, output);
+    }
+    let (loaded, signer, _trusted) = init_cmd(env)?;
+    let context = channel_cmd::ChannelContext { config: loaded.config, signer, peer_address };
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().context("starting the async runtime")?;
+    runtime.block_on(channel_cmd::run(command, &context))
+}
+
+/// `channel create-genesis`: regenerates seeded orgs and writes the channel's genesis block.
+fn create_genesis(channel_id: &str, seed: u64, orderer_org: &str, orgs: &[String], timestamp: u64, output: &std::path::Path) -> anyhow::Result<()> {
+    let generate_org = |pair: &str| -> anyhow::Result<generate::Org> {
+        let (msp_id, domain) = pair.split_once('=').ok_or_else(|| anyhow::anyhow!("{pair:?} is not MSPID=DOMAIN"))?;
+        let spec = OrgSpec { msp_id: msp_id.to_string(), domain: domain.to_string(), peers: 1 };
+        generate::generate_org(&spec, &mut generate::org_rng(seed, &spec), ValidityWindow::fixed()).map_err(|e| anyhow::anyhow!("generating {msp_id}: {e}"))
+    };
+    let orderer = generate_org(orderer_org)?;
+    let apps = orgs.iter().map(|pair| generate_org(pair)).collect::<anyhow::Result<Vec<_>>>()?;
+    let time = std::time::UNIX_EPOCH + std::time::Duration::from_secs(timestamp);
+    let mut spec = GenesisSpec::new(channel_id, time);
+    let orderer_address = format!("orderer.{}:7050", orderer.spec.domain);
+    spec.orderer_addresses = vec![orderer_address.clone()];
+    spec.orderer_orgs.push(GenesisOrg { name: "OrdererOrg".into(), org: &orderer, anchor_peers: Vec::new(), orderer_endpoints: vec![orderer_address] });
+    for app in &apps {
+        let anchor = AnchorPeer { host: format!("peer0.{}", app.spec.domain), port: 7051 };
+        spec.application_orgs.push(GenesisOrg { name: app.spec.msp_id.clone(), org: app, anchor_peers: vec![anchor], orderer_endpoints: Vec::new() });
+    }
+    let block = genesis_block(&spec).map_err(|e| anyhow::anyhow!("{e}"))?;
+    std::fs::write(output, prost::Message::encode_to_vec(&block)).with_context(|| format!("writing {}", output.display()))?;
+    println!("Wrote the genesis block of channel {channel_id} to {}", output.display());
+    Ok(())
 }
 
 /// `node start`: the real Env, `node::start`, then wait for SIGINT or SIGTERM.

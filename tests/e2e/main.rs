@@ -4,6 +4,7 @@
 //! core.yaml or `CORE_*` variable of the developer's machine leaks in. Peers listen on 127.0.0.1
 //! only, on ports the OS reports free.
 
+mod channel;
 mod cli;
 mod deliver;
 mod gossip;

@@ -102,8 +102,8 @@ pub enum LedgerError {
     #[error("channel ID '{channel}' is illegal: {reason}")]
     BadChannelId { channel: String, reason: &'static str },
     /// Creating a channel that exists.
-    #[error("ledger [{channel}] already exists")]
-    AlreadyExists { channel: String },
+    #[error("ledger [{channel}] already exists with state [{status}]")]
+    AlreadyExists { channel: String, status: ChannelStatus },
     /// An offline command without `-c`.
     #[error("Must supply channel ID")]
     MissingChannelId,
@@ -374,8 +374,11 @@ impl LedgerMgr {
         let channel_id = block::channel_id_of(genesis).ok_or(LedgerError::NoChannelId)?;
         validate_channel_id(&channel_id)?;
         let mut channels = self.lock_channels();
-        if self.inventory.channels()?.contains_key(&channel_id) || self.channel_errors.contains_key(&channel_id) {
-            return Err(LedgerError::AlreadyExists { channel: channel_id });
+        let existing = self.inventory.channels()?.get(&channel_id).copied();
+        // A channel whose store failed to open is still registered (ACTIVE) in the inventory.
+        let existing = existing.or_else(|| self.channel_errors.contains_key(&channel_id).then_some(ChannelStatus::Active));
+        if let Some(status) = existing {
+            return Err(LedgerError::AlreadyExists { channel: channel_id, status });
         }
         info!(target: "kvledger", func = "CreateFromGenesisBlock", "Creating ledger [{channel_id}] with genesis block");
         self.inventory.set_under_construction(Some(&channel_id))?;

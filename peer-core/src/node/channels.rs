@@ -173,7 +173,9 @@ fn latest_config(ledger: &ChannelLedger) -> Result<ChannelConfig, ChannelError> 
     Ok(ChannelConfig::from_block(&block)?)
 }
 
-fn last_config_index(block: &Block) -> Option<u64> {
+/// The index of the configuration block in force at `block`, as its metadata records it
+/// (Fabric's `GetLastConfigIndexFromBlock`).
+pub fn last_config_index(block: &Block) -> Option<u64> {
     let slots = &block.metadata.as_ref()?.metadata;
     let from_signatures = slots
         .get(BlockMetadataIndex::Signatures as usize)

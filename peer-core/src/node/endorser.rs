@@ -1,38 +1,354 @@
-//! `protos.Endorser`: signed proposals for the system chaincodes (cscc, qscc).
+//! `protos.Endorser`: signed proposals for the system chaincodes (cscc, qscc), checked and
+//! answered as Fabric's endorser does (`core/endorser`, the auth filters of `peer node start`).
+//!
+//! The order, and which failures are gRPC errors and which are status-500 responses, follow
+//! Fabric: the expiration filter (`proposal client identity expired`) and the reset filter
+//! (`endorse requests are blocked while ledgers are being rebuilt`) come first and fail the
+//! call; so do a proposal that does not unpack, one that does not validate (`error validating
+//! proposal: …`) and a duplicate transaction ID. An unknown channel, an undefined chaincode and
+//! every error of a system chaincode come back as a response with status 500 and a message.
+//!
+//! Not here: application chaincodes (there is no chaincode runtime; a proposal for one gets
+//! Fabric's "make sure the chaincode … has been successfully defined" answer), `lscc` and
+//! `_lifecycle`. The proposal timestamp is not checked: Fabric's endorser does not check it
+//! either (only Deliver applies `peer.authentication.timewindow`).
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::SystemTime;
 
+use prost::Message;
+use proto::common::{ChannelHeader, Header, HeaderType, SignatureHeader};
 use proto::protos::endorser_server::Endorser;
+use proto::protos::{
+    ChaincodeAction, ChaincodeHeaderExtension, ChaincodeId, ChaincodeInvocationSpec, ChaincodeProposalPayload, Endorsement, Proposal,
+    ProposalResponse, ProposalResponsePayload, Response as ChaincodeResponse, SignedProposal,
+};
 use tonic::{Request, Response, Status};
+use tracing::{info, warn};
 
 use super::channels::Channels;
+use super::scc;
+use crate::channel::SignedData;
+use crate::channel::config::ChannelConfig;
 use crate::env::Clock;
-use crate::msp::LocalMsp;
+use crate::msp::crypto::sha256;
+use crate::msp::{Identity, LocalMsp, Msp};
+use crate::proposal::{SYSCC_VERSION, compute_tx_id};
+
+const ENDORSER: &str = "endorser";
+
+/// Fabric's `shim.ERROR` and `shim.ERRORTHRESHOLD`.
+const STATUS_ERROR: i32 = 500;
+const STATUS_ERROR_THRESHOLD: i32 = 400;
 
 /// `protos.Endorser`.
 pub struct EndorserService {
-    #[allow(dead_code)]
     channels: Arc<Channels>,
-    /// Signs endorsements.
-    #[allow(dead_code)]
+    /// Validates channel-less proposals and signs endorsements.
     msp: LocalMsp,
-    #[allow(dead_code)]
+    /// The wall clock decides whether a client certificate has expired; the monotonic clock
+    /// times chaincode calls for the log.
     clock: Arc<dyn Clock>,
-    /// `peer.authentication.timewindow`: how far a proposal's timestamp may be from now.
-    #[allow(dead_code)]
-    time_window: Duration,
+}
+
+/// A proposal taken apart (Fabric's `UnpackedProposal`): every layer decoded and present.
+#[derive(Clone, Debug)]
+pub struct UnpackedProposal {
+    pub chaincode_name: String,
+    pub channel_header: ChannelHeader,
+    pub signature_header: SignatureHeader,
+    /// `ChaincodeInput.args`.
+    pub args: Vec<Vec<u8>>,
+    pub signed: SignedProposal,
+    /// SHA-256 over the channel header, the signature header and the payload without its
+    /// transient map: what the response binds itself to.
+    pub proposal_hash: [u8; 32],
+}
+
+impl UnpackedProposal {
+    pub fn channel_id(&self) -> &str {
+        &self.channel_header.channel_id
+    }
+
+    pub fn tx_id(&self) -> &str {
+        &self.channel_header.tx_id
+    }
+
+    /// The proposal as policy input: the proposal bytes, the creator and its signature.
+    pub fn signed_data(&self) -> Vec<SignedData> {
+        vec![SignedData {
+            data: self.signed.proposal_bytes.clone(),
+            identity: self.signature_header.creator.clone(),
+            signature: self.signed.signature.clone(),
+        }]
+    }
+}
+
+fn decode<M: Message + Default>(bytes: &[u8], what: &str) -> Result<M, String> {
+    M::decode(bytes).map_err(|e| format!("error unmarshalling {what}: {e}"))
+}
+
+/// Takes a signed proposal apart as Fabric's `UnpackProposal` does, with its errors.
+pub fn unpack(signed: &SignedProposal) -> Result<UnpackedProposal, String> {
+    let proposal: Proposal = decode(&signed.proposal_bytes, "Proposal")?;
+    let header: Header = decode(&proposal.header, "Header")?;
+    let channel_header: ChannelHeader = decode(&header.channel_header, "ChannelHeader")?;
+    let signature_header: SignatureHeader = decode(&header.signature_header, "SignatureHeader")?;
+    let extension: ChaincodeHeaderExtension = decode(&channel_header.extension, "ChaincodeHeaderExtension")?;
+    let Some(chaincode_id) = extension.chaincode_id else {
+        return Err("ChaincodeHeaderExtension.ChaincodeId is nil".into());
+    };
+    if chaincode_id.name.is_empty() {
+        return Err("ChaincodeHeaderExtension.ChaincodeId.Name is empty".into());
+    }
+    let payload: ChaincodeProposalPayload = decode(&proposal.payload, "ChaincodeProposalPayload")?;
+    let invocation: ChaincodeInvocationSpec = decode(&payload.input, "ChaincodeInvocationSpec")?;
+    let Some(spec) = invocation.chaincode_spec else {
+        return Err("chaincode invocation spec did not contain chaincode spec".into());
+    };
+    let Some(input) = spec.input else {
+        return Err("chaincode input did not contain any input".into());
+    };
+    let without_transient = ChaincodeProposalPayload { input: payload.input, ..ChaincodeProposalPayload::default() }.encode_to_vec();
+    let proposal_hash = sha256(&[header.channel_header.as_slice(), &header.signature_header, &without_transient].concat());
+    Ok(UnpackedProposal {
+        chaincode_name: chaincode_id.name,
+        channel_header,
+        signature_header,
+        args: input.args,
+        signed: signed.clone(),
+        proposal_hash,
+    })
+}
+
+/// Who vouches for a proposal's creator: the local MSP (channel-less proposals) or the MSPs of
+/// the channel the proposal names.
+pub enum Deserializer<'a> {
+    Local(&'a Msp),
+    Channel(&'a ChannelConfig),
+}
+
+impl Deserializer<'_> {
+    fn msp(&self, msp_id: &str) -> Option<&Msp> {
+        match self {
+            Deserializer::Local(msp) => (msp.id == msp_id).then_some(*msp),
+            Deserializer::Channel(config) => config.msp(msp_id),
+        }
+    }
+}
+
+/// Fabric's `UnpackedProposal.Validate`: header type, epoch, nonce, creator, transaction ID,
+/// then the creator's identity and signature. Returns the creator.
+pub fn validate(proposal: &UnpackedProposal, deserializer: &Deserializer<'_>) -> Result<Identity, String> {
+    let header_type = proposal.channel_header.r#type;
+    if header_type != HeaderType::EndorserTransaction as i32 && header_type != HeaderType::Config as i32 {
+        return Err(format!("invalid header type {}", header_type_name(header_type)));
+    }
+    if proposal.channel_header.epoch != 0 {
+        return Err("epoch is non-zero".into());
+    }
+    let nonce = &proposal.signature_header.nonce;
+    let creator = &proposal.signature_header.creator;
+    if nonce.is_empty() {
+        return Err("nonce is empty".into());
+    }
+    if creator.is_empty() {
+        return Err("creator is empty".into());
+    }
+    let expected = compute_tx_id(nonce, creator);
+    if proposal.tx_id() != expected {
+        return Err(format!("incorrectly computed txid '{}' -- expected '{expected}'", proposal.tx_id()));
+    }
+    if proposal.signed.proposal_bytes.is_empty() {
+        return Err("empty proposal bytes".into());
+    }
+    if proposal.signed.signature.is_empty() {
+        return Err("empty signature bytes".into());
+    }
+    let channel = proposal.channel_id();
+    let identity = Identity::deserialize(creator).ok();
+    let Some((identity, msp)) = identity.and_then(|id| deserializer.msp(&id.msp_id).map(|msp| (id, msp))) else {
+        warn!(target: ENDORSER, func = "Validate", channel, txID = short_tx_id(proposal.tx_id()), "access denied: the creator does not deserialize");
+        return Err(format!("access denied: channel [{channel}] creator org unknown, creator is malformed"));
+    };
+    let denied = format!("access denied: channel [{channel}] creator org [{}]", identity.msp_id);
+    // Fabric's MSP validates certificate chains ignoring expiry; the expiration filter has
+    // already refused expired creators.
+    if let Err(err) = msp.validate_ignoring_expiry(&identity) {
+        warn!(target: ENDORSER, func = "Validate", channel, txID = short_tx_id(proposal.tx_id()), "access denied: identity is not valid: {err}");
+        return Err(denied);
+    }
+    if let Err(err) = identity.verify(&proposal.signed.proposal_bytes, &proposal.signed.signature) {
+        warn!(
+            target: ENDORSER,
+            func = "Validate",
+            channel,
+            txID = short_tx_id(proposal.tx_id()),
+            "access denied: creator's signature over the proposal is not valid: {err}"
+        );
+        return Err(denied);
+    }
+    Ok(identity)
+}
+
+/// Go's `%s` of a `common.HeaderType`: the name, or the number when it has none.
+fn header_type_name(value: i32) -> String {
+    HeaderType::try_from(value).map_or_else(|_| value.to_string(), |t| t.as_str_name().to_string())
+}
+
+/// Fabric logs the first 8 characters of a transaction ID.
+fn short_tx_id(tx_id: &str) -> &str {
+    tx_id.get(..8).unwrap_or(tx_id)
+}
+
+/// When a serialized identity's certificate expires, if it parses at all (Fabric's
+/// `crypto.ExpiresAt`: anything unparseable has no expiry).
+fn expires_at(creator: &[u8]) -> Option<SystemTime> {
+    let identity = Identity::deserialize(creator).ok()?;
+    Some(identity.cert.tbs_certificate().validity().not_after.to_system_time())
 }
 
 impl EndorserService {
-    pub fn new(channels: Arc<Channels>, msp: LocalMsp, clock: Arc<dyn Clock>, time_window: Duration) -> EndorserService {
-        EndorserService { channels, msp, clock, time_window }
+    pub fn new(channels: Arc<Channels>, msp: LocalMsp, clock: Arc<dyn Clock>) -> EndorserService {
+        EndorserService { channels, msp, clock }
+    }
+
+    /// Processes one signed proposal: `Err` is what Fabric returns as a gRPC error.
+    pub fn process(&self, signed: &SignedProposal) -> Result<ProposalResponse, Status> {
+        self.expiration_filter(signed).map_err(Status::unknown)?;
+        if self.channels.endorsement_blocked() {
+            return Err(Status::unknown("endorse requests are blocked while ledgers are being rebuilt"));
+        }
+        let proposal = unpack(signed).map_err(|err| {
+            warn!(target: ENDORSER, func = "ProcessProposal", "Failed to unpack proposal error={err}");
+            Status::unknown(err)
+        })?;
+        let channel_id = proposal.channel_id().to_string();
+        let config = if channel_id.is_empty() {
+            None
+        } else {
+            match self.channels.config(&channel_id) {
+                Some(config) => Some(config),
+                None => return Ok(error_response(format!("channel '{channel_id}' not found"))),
+            }
+        };
+        self.pre_process(&proposal, config.as_deref()).map_err(|err| {
+            warn!(target: ENDORSER, func = "ProcessProposal", "Failed to preProcess proposal error={err}");
+            Status::unknown(err)
+        })?;
+        match self.process_successfully_or_error(&proposal, config.as_deref()) {
+            Ok(response) => Ok(response),
+            Err(err) => {
+                warn!(
+                    target: ENDORSER,
+                    func = "ProcessProposal",
+                    channel = channel_id,
+                    chaincode = proposal.chaincode_name,
+                    "Failed to invoke chaincode error={err}"
+                );
+                Ok(error_response(err))
+            }
+        }
+    }
+
+    /// The `ExpirationCheck` auth filter: parses down to the signature header and refuses a
+    /// creator whose certificate has expired at the env's wall clock.
+    fn expiration_filter(&self, signed: &SignedProposal) -> Result<(), String> {
+        let proposal: Proposal = decode(&signed.proposal_bytes, "Proposal").map_err(|e| format!("failed parsing proposal: {e}"))?;
+        let header: Header = decode(&proposal.header, "Header").map_err(|e| format!("failed parsing header: {e}"))?;
+        let signature_header: SignatureHeader =
+            decode(&header.signature_header, "SignatureHeader").map_err(|e| format!("failed parsing signature header: {e}"))?;
+        match expires_at(&signature_header.creator) {
+            Some(expiry) if self.clock.wall_clock() > expiry => Err("proposal client identity expired".into()),
+            _ => Ok(()),
+        }
+    }
+
+    /// Fabric's `preProcess`: validation, then for channel proposals the duplicate check and,
+    /// for application chaincodes, the channel's `peer/Propose` ACL.
+    fn pre_process(&self, proposal: &UnpackedProposal, config: Option<&ChannelConfig>) -> Result<(), String> {
+        let deserializer = match config {
+            Some(config) => Deserializer::Channel(config),
+            None => Deserializer::Local(&self.msp.msp),
+        };
+        validate(proposal, &deserializer).map_err(|e| format!("error validating proposal: {e}"))?;
+        let Some(config) = config else { return Ok(()) };
+        if let Some(ledger) = self.channels.ledger(&config.channel_id) {
+            let seen = ledger.tx_location(proposal.tx_id()).map_err(|e| e.to_string())?;
+            if seen.is_some() {
+                return Err(format!(
+                    "duplicate transaction found [{}]. Creator [{}]",
+                    proposal.tx_id(),
+                    hex::encode(&proposal.signature_header.creator)
+                ));
+            }
+        }
+        if !scc::is_system_chaincode(&proposal.chaincode_name) {
+            scc::check_channel_acl(config, "peer/Propose", scc::CHANNEL_WRITERS, &proposal.signed_data())?;
+        }
+        Ok(())
+    }
+
+    /// Fabric's `ProcessProposalSuccessfullyOrError`: run the chaincode, then answer unendorsed
+    /// (errors, channel-less proposals) or endorsed by this peer.
+    fn process_successfully_or_error(&self, proposal: &UnpackedProposal, config: Option<&ChannelConfig>) -> Result<ProposalResponse, String> {
+        let name = proposal.chaincode_name.as_str();
+        let channel_id = proposal.channel_id();
+        if !scc::is_system_chaincode(name) {
+            // There is no chaincode runtime: no application chaincode is ever defined here.
+            let reason = match config {
+                None => format!("could not get channel config for channel '{channel_id}'"),
+                Some(_) => format!("chaincode {name} not found"),
+            };
+            return Err(format!("make sure the chaincode {name} has been successfully defined on channel {channel_id} and try again: {reason}"));
+        }
+        let started = self.clock.now();
+        let response = scc::invoke(&self.channels, &self.msp, name, proposal);
+        let elapsed_ms = self.clock.now().0.saturating_sub(started.0) / 1_000_000;
+        info!(
+            target: ENDORSER,
+            func = "callChaincode",
+            channel = channel_id,
+            txID = short_tx_id(proposal.tx_id()),
+            "finished chaincode: {name} duration: {elapsed_ms}ms"
+        );
+        let action = ChaincodeAction {
+            response: Some(response.clone()),
+            chaincode_id: Some(ChaincodeId { name: name.to_string(), version: SYSCC_VERSION.to_string(), ..ChaincodeId::default() }),
+            ..ChaincodeAction::default()
+        };
+        let payload = ProposalResponsePayload { proposal_hash: proposal.proposal_hash.to_vec(), extension: action.encode_to_vec() }.encode_to_vec();
+        if response.status >= STATUS_ERROR {
+            return Ok(ProposalResponse { response: Some(response), payload, ..ProposalResponse::default() });
+        }
+        if channel_id.is_empty() || response.status >= STATUS_ERROR_THRESHOLD {
+            // Channel-less invocations cannot be endorsed (Fabric returns them unendorsed).
+            return Ok(ProposalResponse { response: Some(response), ..ProposalResponse::default() });
+        }
+        // escc: the peer signs the payload followed by its serialized identity.
+        let endorser = self.msp.identity.serialize();
+        let signature = self.msp.sign(&[payload.as_slice(), &endorser].concat());
+        Ok(ProposalResponse {
+            version: 1,
+            response: Some(response),
+            payload,
+            endorsement: Some(Endorsement { endorser, signature }),
+            ..ProposalResponse::default()
+        })
+    }
+}
+
+/// A status-500 answer with only a message (Fabric's business errors).
+fn error_response(message: String) -> ProposalResponse {
+    ProposalResponse {
+        response: Some(ChaincodeResponse { status: STATUS_ERROR, message, ..ChaincodeResponse::default() }),
+        ..ProposalResponse::default()
     }
 }
 
 #[tonic::async_trait]
 impl Endorser for EndorserService {
-    async fn process_proposal(&self, _request: Request<proto::protos::SignedProposal>) -> Result<Response<proto::protos::ProposalResponse>, Status> {
-        Err(Status::unimplemented("proposals for system chaincodes arrive with the ledger (issue #7)"))
+    async fn process_proposal(&self, request: Request<SignedProposal>) -> Result<Response<ProposalResponse>, Status> {
+        self.process(request.get_ref()).map(Response::new)
     }
 }

@@ -11,6 +11,7 @@ pub mod channels;
 pub mod deliver;
 pub mod endorser;
 pub mod operations;
+pub mod scc;
 pub mod serve;
 pub mod services;
 
@@ -256,8 +257,8 @@ pub async fn start(env: Env, setup: Setup) -> Result<RunningNode, StartError> {
     info!(target: "nodeCmd", func = "serve", "Started peer with {announce}");
 
     // Step 44: pre-reset heights (recorded by `node reset`/`rollback`, issue #7).
-    // Endorsement stays blocked while a channel is below its height (the endorsement gate that
-    // enforces it is not built yet); here they are loaded and logged as Fabric does.
+    // Endorsement stays blocked while a channel is below its height (the endorser asks
+    // `Channels::endorsement_blocked`); here they are loaded and logged as Fabric does.
     let ledger = channels.ledger_mgr();
     let chains = ledger.root().join("chains");
     info!(target: "kvledger", func = "LoadPreResetHeight", "Loading prereset height from path [{}]", chains.display());
@@ -274,7 +275,7 @@ pub async fn start(env: Env, setup: Setup) -> Result<RunningNode, StartError> {
         tasks.spawn(pre_reset_loop(channels.clone(), env.clock.clone(), stop_rx.clone()));
     }
 
-    let endorser = endorser::EndorserService::new(channels.clone(), msp.clone(), env.clock.clone(), config.peer.authentication_timewindow);
+    let endorser = endorser::EndorserService::new(channels.clone(), msp.clone(), env.clock.clone());
     routes = routes.add_service(
         proto::protos::endorser_server::EndorserServer::new(endorser)
             .max_decoding_message_size(max_recv)

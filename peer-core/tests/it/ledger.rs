@@ -127,7 +127,7 @@ fn creating_a_channel_needs_a_channel_id_and_a_new_name() {
     let storage = Arc::new(MemStorage::default());
     let mgr = LedgerMgr::open(&env(&storage), fsp(), HOLDER).unwrap();
     mgr.create_from_genesis(&genesis("ch1")).unwrap();
-    assert_eq!(mgr.create_from_genesis(&genesis("ch1")).unwrap_err().to_string(), "ledger [ch1] already exists");
+    assert_eq!(mgr.create_from_genesis(&genesis("ch1")).unwrap_err().to_string(), "ledger [ch1] already exists with state [ACTIVE]");
     let anonymous = new_block(0, &[], vec![b"not an envelope".to_vec()]);
     assert!(mgr.create_from_genesis(&anonymous).unwrap_err().to_string().starts_with("the genesis block names no channel"));
     let err = mgr.create_from_genesis(&genesis("../escape")).unwrap_err().to_string();
@@ -173,7 +173,7 @@ fn pause_hides_a_channel_and_resume_brings_it_back() {
     assert_eq!(mgr.active_channels(), ["b"]);
     assert!(mgr.channel("a").is_none());
     // A paused channel still exists: it cannot be created again.
-    assert_eq!(mgr.create_from_genesis(&genesis("a")).unwrap_err().to_string(), "ledger [a] already exists");
+    assert_eq!(mgr.create_from_genesis(&genesis("a")).unwrap_err().to_string(), "ledger [a] already exists with state [INACTIVE]");
     drop(mgr);
 
     let ((), log) = logged(|| commands::resume(&env, fsp(), HOLDER, "a").unwrap());
@@ -337,7 +337,7 @@ fn a_corrupt_channel_store_fails_that_channel_only() {
     assert_eq!(errors.len(), 1, "{errors:?}");
     assert!(errors[0].starts_with("bad: channel [bad]: database /mem/data/ledgersData/chains/bad.redb: "), "{errors:?}");
     // It cannot be re-created over: it exists, just broken.
-    assert_eq!(mgr.create_from_genesis(&genesis("bad")).unwrap_err().to_string(), "ledger [bad] already exists");
+    assert_eq!(mgr.create_from_genesis(&genesis("bad")).unwrap_err().to_string(), "ledger [bad] already exists with state [ACTIVE]");
     drop(mgr);
     // Offline commands do what they can and name the broken channel.
     let err = commands::reset(&env, fsp(), HOLDER).unwrap_err().to_string();

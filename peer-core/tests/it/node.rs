@@ -16,7 +16,7 @@ use peer_core::node;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// A clock stuck at one instant (nothing in the start path sleeps).
-struct FixedClock(SystemTime);
+pub struct FixedClock(pub SystemTime);
 
 impl Clock for FixedClock {
     fn now(&self) -> Instant {
@@ -30,12 +30,12 @@ impl Clock for FixedClock {
     }
 }
 
-/// Connections are in-process pipes; listeners are registered by port.
-fn june_2025() -> SystemTime {
+/// 2025-06-01T00:00:00Z, inside the generated and sample certificates' validity.
+pub fn june_2025() -> SystemTime {
     UNIX_EPOCH + Duration::from_secs(1_748_736_000)
 }
 
-fn setup(log_handle: logging::LoggingHandle, holder: &str) -> node::Setup {
+pub fn setup(log_handle: logging::LoggingHandle, holder: &str) -> node::Setup {
     let sample = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().join("sampleconfig");
     let text = std::fs::read_to_string(sample.join("core.yaml")).unwrap();
     let env = EnvVars::new()

@@ -1,0 +1,349 @@
+//! `peer-core channel join|list|getinfo|fetch`: clients of a running peer, as Fabric's
+//! `peer channel …` (`internal/peer/channel`): signed proposals to `protos.Endorser` for cscc and
+//! qscc, a signed DELIVER_SEEK_INFO envelope to `protos.Deliver` for fetch, Fabric's outputs, log
+//! lines (logger `channelCmd`) and errors. Plus `create-genesis`, a peer-core helper.
+//!
+//! Part of the binary: it reads files, the OS clock and entropy, and opens real sockets. The
+//! messages themselves are built by the library (`peer_core::proposal`). No TLS yet, and no
+//! orderer (`-o`): fetch always asks the peer, as Fabric's does without `-o`.
+
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::{Context, anyhow, bail};
+use prost::Message;
+use proto::common::{Block, BlockchainInfo, HeaderType};
+use proto::orderer::{SeekNewest, SeekOldest, SeekPosition, SeekSpecified, seek_position};
+use proto::protos::endorser_client::EndorserClient;
+use proto::protos::{ChannelQueryResponse, ProposalResponse, deliver_response};
+use tonic::transport::{Channel, Endpoint};
+
+use crate::cli::ChannelCommand;
+use peer_core::config::Config;
+use peer_core::msp::LocalMsp;
+use peer_core::proposal::{Invocation, NONCE_SIZE, seek_envelope, signed_proposal};
+
+const CHANNEL_CMD: &str = "channelCmd";
+const DELIVER_CLIENT: &str = "cli.common";
+
+/// An error cobra would print with the command's usage (one found before `SilenceUsage`).
+#[derive(Debug)]
+pub struct UsageError {
+    pub message: String,
+    pub command: &'static str,
+}
+
+impl std::fmt::Display for UsageError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for UsageError {}
+
+fn usage_error(command: &'static str, message: &str) -> anyhow::Error {
+    UsageError { message: message.to_string(), command }.into()
+}
+
+/// What every channel command needs: the admin signer and where the peer is.
+pub struct ChannelContext {
+    pub config: Config,
+    pub signer: LocalMsp,
+    pub peer_address: Option<String>,
+}
+
+/// Checks a command's arguments before anything is loaded (cobra's order: argument errors come
+/// with usage, before the pre-run loads config and the MSP).
+pub fn check_args(command: &ChannelCommand) -> anyhow::Result<()> {
+    match command {
+        ChannelCommand::Join { block_path: None } => Err(usage_error("join", "Must supply genesis block path")),
+        ChannelCommand::List(trailing) if !trailing.args.is_empty() => {
+            Err(anyhow!("trailing args detected: [{}]", trailing.args.join(" ")))
+        }
+        ChannelCommand::Getinfo { channel_id: None } => Err(usage_error("getinfo", "Must supply channel ID")),
+        ChannelCommand::Fetch { args, .. } if args.is_empty() => {
+            Err(usage_error("fetch", "fetch target required, oldest, newest, config, or a number"))
+        }
+        ChannelCommand::Fetch { args, .. } if args.len() > 2 => Err(usage_error("fetch", "trailing args detected")),
+        _ => Ok(()),
+    }
+}
+
+#[allow(clippy::disallowed_methods)]
+fn nonce() -> anyhow::Result<[u8; NONCE_SIZE]> {
+    let mut nonce = [0u8; NONCE_SIZE];
+    getrandom::fill(&mut nonce).map_err(|e| anyhow!("reading OS entropy: {e}"))?;
+    Ok(nonce)
+}
+
+/// Go's gRPC error text: `rpc error: code = Unknown desc = …`.
+fn rpc_error(status: &tonic::Status) -> String {
+    use tonic::Code;
+    let code = match status.code() {
+        Code::Ok => "OK",
+        Code::Cancelled => "Canceled",
+        Code::Unknown => "Unknown",
+        Code::InvalidArgument => "InvalidArgument",
+        Code::DeadlineExceeded => "DeadlineExceeded",
+        Code::NotFound => "NotFound",
+        Code::AlreadyExists => "AlreadyExists",
+        Code::PermissionDenied => "PermissionDenied",
+        Code::ResourceExhausted => "ResourceExhausted",
+        Code::FailedPrecondition => "FailedPrecondition",
+        Code::Aborted => "Aborted",
+        Code::OutOfRange => "OutOfRange",
+        Code::Unimplemented => "Unimplemented",
+        Code::Internal => "Internal",
+        Code::Unavailable => "Unavailable",
+        Code::DataLoss => "DataLoss",
+        Code::Unauthenticated => "Unauthenticated",
+    };
+    format!("rpc error: code = {code} desc = {}", status.message())
+}
+
+impl ChannelContext {
+    fn address(&self) -> String {
+        self.peer_address.clone().unwrap_or_else(|| self.config.peer.address.to_string())
+    }
+
+    /// Dials the peer, retrying until `peer.client.connTimeout` as gRPC's blocking dial does.
+    async fn connect(&self, client: &str) -> anyhow::Result<Channel> {
+        if self.config.peer.tls.enabled {
+            bail!("peer.tls.enabled is true, but peer-core's channel commands do not support TLS yet");
+        }
+        let address = self.address();
+        let failed = |reason: String| anyhow!("{client} client failed to connect to {address}: failed to create new connection: {reason}");
+        let endpoint = Endpoint::from_shared(format!("http://{address}")).map_err(|e| failed(e.to_string()))?;
+        let timeout = self.config.peer.client_conn_timeout;
+        let attempt = async {
+            loop {
+                match endpoint.connect().await {
+                    Ok(channel) => return channel,
+                    // A pause between dials, as gRPC's backoff; this is the CLI, on the OS clock.
+                    Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+                }
+            }
+        };
+        tokio::time::timeout(timeout, attempt).await.map_err(|_| failed("context deadline exceeded".into()))
+    }
+
+    async fn endorser(&self) -> anyhow::Result<EndorserClient<Channel>> {
+        let channel = self.connect("endorser").await.context("error getting endorser client for channel")?;
+        tracing::info!(target: CHANNEL_CMD, func = "InitCmdFactory", "Endorser and orderer connections initialized");
+        Ok(EndorserClient::new(channel).max_decoding_message_size(self.config.peer.max_recv_msg_size))
+    }
+
+    async fn propose(&self, client: &mut EndorserClient<Channel>, header_type: HeaderType, chaincode: &str, args: Vec<Vec<u8>>) -> anyhow::Result<Result<ProposalResponse, tonic::Status>> {
+        let invocation = Invocation { header_type, channel_id: "", chaincode, args };
+        let (signed, _tx_id) = signed_proposal(&self.signer, &invocation, nonce()?, crate::wall_clock_now());
+        Ok(client.process_proposal(signed).await.map(tonic::Response::into_inner))
+    }
+}
+
+pub async fn run(command: ChannelCommand, context: &ChannelContext) -> anyhow::Result<()> {
+    match command {
+        ChannelCommand::Join { block_path: Some(path) } => join(context, &path).await,
+        ChannelCommand::List(_) => list(context).await,
+        ChannelCommand::Getinfo { channel_id: Some(channel_id) } => getinfo(context, &channel_id).await,
+        ChannelCommand::Fetch { channel_id, best_effort, args } => fetch(context, channel_id.as_deref().unwrap_or(""), best_effort, &args).await,
+        // Rejected by check_args, or handled without a peer.
+        _ => Ok(()),
+    }
+}
+
+async fn join(context: &ChannelContext, path: &Path) -> anyhow::Result<()> {
+    // Fabric connects first, then reads the block.
+    let mut client = context.endorser().await?;
+    let block = std::fs::read(path).map_err(|e| anyhow!("genesis block file not found open {}: {}", path.display(), go_io_error(&e)))?;
+    let response = context.propose(&mut client, HeaderType::Config, "cscc", vec![b"JoinChain".to_vec(), block]).await?;
+    let response = response.map_err(|status| anyhow!("proposal failed (err: {})", rpc_error(&status)))?;
+    let (status, message) = response.response.map(|r| (r.status, r.message)).unwrap_or_default();
+    if status != 0 && status != 200 {
+        bail!("proposal failed (err: bad proposal response {status}: {message})");
+    }
+    tracing::info!(target: CHANNEL_CMD, func = "executeJoin", "Successfully submitted proposal to join channel");
+    Ok(())
+}
+
+/// Go's text for common I/O errors (`no such file or directory`, …), without Rust's `(os error N)`.
+fn go_io_error(err: &std::io::Error) -> String {
+    let text = err.to_string();
+    let text = text.split(" (os error").next().unwrap_or(&text).to_string();
+    let mut chars = text.chars();
+    chars.next().map(|first| first.to_lowercase().chain(chars).collect()).unwrap_or(text)
+}
+
+async fn list(context: &ChannelContext) -> anyhow::Result<()> {
+    let mut client = context.endorser().await?;
+    let response = context.propose(&mut client, HeaderType::EndorserTransaction, "cscc", vec![b"GetChannels".to_vec()]).await?;
+    let response = response.map_err(|status| anyhow!("Failed sending proposal, got {}", rpc_error(&status)))?;
+    let inner = response.response.unwrap_or_default();
+    if inner.status != 200 {
+        bail!("Received bad response, status {}: {}", inner.status, inner.message);
+    }
+    let channels = ChannelQueryResponse::decode(inner.payload.as_slice()).map_err(|e| anyhow!("Cannot read channels list response, {e}"))?;
+    println!("Channels peers has joined: ");
+    for channel in channels.channels {
+        println!("{}", channel.channel_id);
+    }
+    Ok(())
+}
+
+async fn getinfo(context: &ChannelContext, channel_id: &str) -> anyhow::Result<()> {
+    let args = vec![b"GetChainInfo".to_vec(), channel_id.as_bytes().to_vec()];
+    let mut client = context.endorser().await?;
+    let response = context.propose(&mut client, HeaderType::EndorserTransaction, "qscc", args).await?;
+    let response = response.map_err(|status| anyhow!("failed sending proposal: {}", rpc_error(&status)))?;
+    let inner = response.response.unwrap_or_default();
+    if inner.status != 200 {
+        bail!("received bad response, status {}: {}", inner.status, inner.message);
+    }
+    let info = BlockchainInfo::decode(inner.payload.as_slice()).map_err(|e| anyhow!("cannot read qscc response: {e}"))?;
+    println!("Blockchain info: {}", blockchain_info_json(&info));
+    Ok(())
+}
+
+/// Go's `json.Marshal` of a `common.BlockchainInfo`: proto field names, `omitempty`, bytes as
+/// standard base64.
+pub fn blockchain_info_json(info: &BlockchainInfo) -> String {
+    let mut fields = Vec::new();
+    if info.height != 0 {
+        fields.push(format!("\"height\":{}", info.height));
+    }
+    if !info.current_block_hash.is_empty() {
+        fields.push(format!("\"currentBlockHash\":\"{}\"", base64(&info.current_block_hash)));
+    }
+    if !info.previous_block_hash.is_empty() {
+        fields.push(format!("\"previousBlockHash\":\"{}\"", base64(&info.previous_block_hash)));
+    }
+    if let Some(snapshot) = &info.bootstrapping_snapshot_info {
+        let inner = if snapshot.last_block_in_snapshot == 0 { String::new() } else { format!("\"lastBlockInSnapshot\":{}", snapshot.last_block_in_snapshot) };
+        fields.push(format!("\"bootstrappingSnapshotInfo\":{{{inner}}}"));
+    }
+    format!("{{{}}}", fields.join(","))
+}
+
+/// Standard base64 with padding (Go's `encoding/json` for `[]byte`).
+fn base64(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for chunk in bytes.chunks(3) {
+        let b = [chunk[0], chunk.get(1).copied().unwrap_or(0), chunk.get(2).copied().unwrap_or(0)];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(char::from(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize]));
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+/// One Deliver stream: each request is a seek for one block, answered by the block and a status.
+/// The stream is opened with the first request already queued, so a server that reads the first
+/// envelope before answering with headers does not wait on us.
+struct DeliverClient<'a> {
+    context: &'a ChannelContext,
+    channel_id: &'a str,
+    best_effort: bool,
+    client: proto::protos::deliver_client::DeliverClient<Channel>,
+    send: tokio::sync::mpsc::Sender<proto::common::Envelope>,
+    receive: Option<tokio::sync::mpsc::Receiver<proto::common::Envelope>>,
+    responses: Option<tonic::Streaming<proto::protos::DeliverResponse>>,
+}
+
+fn status_name(status: i32) -> String {
+    proto::common::Status::try_from(status).map_or_else(|_| status.to_string(), |s| s.as_str_name().to_string())
+}
+
+impl<'a> DeliverClient<'a> {
+    async fn open(context: &'a ChannelContext, channel_id: &'a str, best_effort: bool) -> anyhow::Result<DeliverClient<'a>> {
+        let channel = context.connect("deliver").await.context("error getting deliver client for channel")?;
+        tracing::info!(target: CHANNEL_CMD, func = "InitCmdFactory", "Endorser and orderer connections initialized");
+        let client = proto::protos::deliver_client::DeliverClient::new(channel).max_decoding_message_size(context.config.peer.max_recv_msg_size);
+        let (send, receive) = tokio::sync::mpsc::channel(4);
+        Ok(DeliverClient { context, channel_id, best_effort, client, send, receive: Some(receive), responses: None })
+    }
+
+    async fn next(&mut self) -> Result<Option<proto::protos::DeliverResponse>, tonic::Status> {
+        if self.responses.is_none() {
+            let Some(receive) = self.receive.take() else { return Ok(None) };
+            let responses = self.client.deliver(tokio_stream::wrappers::ReceiverStream::new(receive)).await?.into_inner();
+            self.responses = Some(responses);
+        }
+        match self.responses.as_mut() {
+            Some(responses) => responses.message().await,
+            None => Ok(None),
+        }
+    }
+
+    async fn block(&mut self, position: seek_position::Type, what: &str) -> anyhow::Result<Block> {
+        let position = SeekPosition { r#type: Some(position) };
+        let envelope = seek_envelope(&self.context.signer, self.channel_id, position, self.best_effort, nonce()?, crate::wall_clock_now());
+        self.send.send(envelope).await.map_err(|_| anyhow!("error getting {what} block: the stream is closed"))?;
+        let response = self.next().await.map_err(|s| anyhow!("error receiving: error receiving from peer deliver service: {}", rpc_error(&s)))?;
+        let response = response.ok_or_else(|| anyhow!("error receiving: error receiving from peer deliver service: EOF"))?;
+        match response.r#type {
+            Some(deliver_response::Type::Status(status)) => {
+                let name = status_name(status);
+                tracing::info!(target: DELIVER_CLIENT, func = "readBlock", "Expect block, but got status: &{{{name}}}");
+                bail!("can't read the block: &{{{name}}}")
+            }
+            Some(deliver_response::Type::Block(block)) => {
+                let number = block.header.as_ref().map_or(0, |h| h.number);
+                tracing::info!(target: DELIVER_CLIENT, func = "readBlock", "Received block: {number}");
+                match self.next().await {
+                    Err(status) => tracing::error!(target: DELIVER_CLIENT, func = "readBlock", "Failed to flush success message: {}", rpc_error(&status)),
+                    Ok(Some(proto::protos::DeliverResponse { r#type: Some(deliver_response::Type::Status(200)) })) => {}
+                    Ok(other) => {
+                        let status = match other.and_then(|r| r.r#type) {
+                            Some(deliver_response::Type::Status(s)) => status_name(s),
+                            _ => "UNKNOWN".into(),
+                        };
+                        tracing::error!(target: DELIVER_CLIENT, func = "readBlock", "Expect status to be SUCCESS, got: {status}");
+                    }
+                }
+                Ok(block)
+            }
+            _ => bail!("response error: unknown type"),
+        }
+    }
+}
+
+async fn fetch(context: &ChannelContext, channel_id: &str, best_effort: bool, args: &[String]) -> anyhow::Result<()> {
+    let Some(target) = args.first() else { return Ok(()) };
+    let mut deliver = DeliverClient::open(context, channel_id, best_effort).await?;
+    let block = match target.as_str() {
+        "oldest" => deliver.block(seek_position::Type::Oldest(SeekOldest {}), "oldest").await?,
+        "newest" => deliver.block(seek_position::Type::Newest(SeekNewest {}), "newest").await?,
+        "config" => {
+            let newest = deliver.block(seek_position::Type::Newest(SeekNewest {}), "newest").await?;
+            let index = peer_core::node::channels::last_config_index(&newest)
+                .ok_or_else(|| anyhow!("failed to retrieve metadata: no last config index in block [{}]", newest.header.as_ref().map_or(0, |h| h.number)))?;
+            tracing::info!(target: CHANNEL_CMD, func = "fetch", "Retrieving last config block: {index}");
+            deliver.block(seek_position::Type::Specified(SeekSpecified { number: index }), "specified").await?
+        }
+        number => {
+            // Go's strconv.Atoi then uint64(): a negative number wraps around.
+            let number: i64 = number.parse().map_err(|_| anyhow!("fetch target illegal: {number}"))?;
+            deliver.block(seek_position::Type::Specified(SeekSpecified { number: u64::from_ne_bytes(number.to_ne_bytes()) }), "specified").await?
+        }
+    };
+    let file = args.get(1).cloned().unwrap_or_else(|| format!("{channel_id}_{target}.block"));
+    std::fs::write(&file, block.encode_to_vec()).map_err(|e| anyhow!("open {file}: {}", go_io_error(&e)))?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn base64_matches_the_standard_alphabet_with_padding() {
+        assert_eq!(super::base64(b""), "");
+        assert_eq!(super::base64(b"f"), "Zg==");
+        assert_eq!(super::base64(b"fo"), "Zm8=");
+        assert_eq!(super::base64(b"foo"), "Zm9v");
+        assert_eq!(super::base64(&[0xfb, 0xff]), "+/8=");
+    }
+}
