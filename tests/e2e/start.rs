@@ -85,7 +85,7 @@ fn start_logs_fabrics_lines_in_order_serves_and_stops_on_sigterm() {
     assert!(body.contains("peer_start_seconds "), "{body}");
     assert_eq!(http(ops, "GET", "/nope", "").0, 404);
 
-    // gossip.Gossip/Ping on the peer port; the Endorser refuses an empty proposal as Fabric does.
+    // gossip.Gossip/Ping on the peer port; the Endorser refuses an empty proposal as Fabric 3.x does.
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     runtime.block_on(async {
         let url = format!("http://127.0.0.1:{}", peer.ports.peer);
@@ -93,7 +93,9 @@ fn start_logs_fabrics_lines_in_order_serves_and_stops_on_sigterm() {
         gossip.ping(proto::gossip::Empty {}).await.expect("Ping answers");
         let mut endorser = proto::protos::endorser_client::EndorserClient::connect(url).await.unwrap();
         let status = endorser.process_proposal(proto::protos::SignedProposal::default()).await.unwrap_err();
-        assert_eq!((status.code(), status.message()), (tonic::Code::Unknown, "ChaincodeHeaderExtension.ChaincodeId is nil"));
+        // The sample config chains TimeWindowCheck first: an empty proposal's timestamp is 1970.
+        assert_eq!(status.code(), tonic::Code::Unknown);
+        assert!(status.message().starts_with("request unauthorized due to incorrect timestamp 1970-01-01T00:00:00Z, peer time "), "{status:?}");
         // The chaincode port serves the standard health service.
         let url = format!("http://127.0.0.1:{}", peer.ports.chaincode);
         let channel = tonic::transport::Endpoint::from_shared(url).unwrap().connect().await.unwrap();

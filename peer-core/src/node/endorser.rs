@@ -10,11 +10,14 @@
 //!
 //! Not here: application chaincodes (there is no chaincode runtime; a proposal for one gets
 //! Fabric's "make sure the chaincode … has been successfully defined" answer), `lscc` and
-//! `_lifecycle`. The proposal timestamp is not checked: Fabric's endorser does not check it
-//! either (only Deliver applies `peer.authentication.timewindow`).
+//! `_lifecycle`.
+//!
+//! The auth filters run in `peer.handlers.authFilters` order, as Fabric chains them:
+//! `ExpirationCheck`, and `TimeWindowCheck` (Fabric 3.x; refuses a proposal whose timestamp is
+//! more than `peer.authentication.timewindow` from the peer's clock). `DefaultAuth` passes.
 
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use prost::Message;
 use proto::common::{ChannelHeader, Header, HeaderType, SignatureHeader};
@@ -30,12 +33,16 @@ use super::channels::Channels;
 use super::scc;
 use crate::channel::SignedData;
 use crate::channel::config::ChannelConfig;
+use crate::config::format_duration;
 use crate::env::Clock;
+use crate::gotime;
 use crate::msp::crypto::sha256;
 use crate::msp::{Identity, LocalMsp, Msp};
 use crate::proposal::{SYSCC_VERSION, compute_tx_id};
 
 const ENDORSER: &str = "endorser";
+/// Go's `time.RFC3339`.
+const RFC3339: &str = "2006-01-02T15:04:05Z07:00";
 
 /// Fabric's `shim.ERROR` and `shim.ERRORTHRESHOLD`.
 const STATUS_ERROR: i32 = 500;
@@ -46,9 +53,13 @@ pub struct EndorserService {
     channels: Arc<Channels>,
     /// Validates channel-less proposals and signs endorsements.
     msp: LocalMsp,
-    /// The wall clock decides whether a client certificate has expired; the monotonic clock
-    /// times chaincode calls for the log.
+    /// The wall clock decides whether a client certificate has expired and whether a proposal
+    /// is inside the time window; the monotonic clock times chaincode calls for the log.
     clock: Arc<dyn Clock>,
+    /// `peer.handlers.authFilters`, by name, in order.
+    auth_filters: Vec<String>,
+    /// `peer.authentication.timewindow`, for `TimeWindowCheck`.
+    time_window: Duration,
 }
 
 /// A proposal taken apart (Fabric's `UnpackedProposal`): every layer decoded and present.
@@ -209,13 +220,19 @@ fn expires_at(creator: &[u8]) -> Option<SystemTime> {
 }
 
 impl EndorserService {
-    pub fn new(channels: Arc<Channels>, msp: LocalMsp, clock: Arc<dyn Clock>) -> EndorserService {
-        EndorserService { channels, msp, clock }
+    pub fn new(channels: Arc<Channels>, msp: LocalMsp, clock: Arc<dyn Clock>, auth_filters: Vec<String>, time_window: Duration) -> EndorserService {
+        EndorserService { channels, msp, clock, auth_filters, time_window }
     }
 
     /// Processes one signed proposal: `Err` is what Fabric returns as a gRPC error.
     pub fn process(&self, signed: &SignedProposal) -> Result<ProposalResponse, Status> {
-        self.expiration_filter(signed).map_err(Status::unknown)?;
+        for filter in &self.auth_filters {
+            match filter.as_str() {
+                "ExpirationCheck" => self.expiration_filter(signed).map_err(Status::unknown)?,
+                "TimeWindowCheck" => self.time_window_filter(signed).map_err(Status::unknown)?,
+                _ => {}
+            }
+        }
         if self.channels.endorsement_blocked() {
             return Err(Status::unknown("endorse requests are blocked while ledgers are being rebuilt"));
         }
@@ -262,6 +279,31 @@ impl EndorserService {
             Some(expiry) if self.clock.wall_clock() > expiry => Err("proposal client identity expired".into()),
             _ => Ok(()),
         }
+    }
+
+    /// The `TimeWindowCheck` auth filter (Fabric 3.x): the channel header's timestamp must be
+    /// within the time window of the env's wall clock, either way.
+    fn time_window_filter(&self, signed: &SignedProposal) -> Result<(), String> {
+        let proposal: Proposal = decode(&signed.proposal_bytes, "Proposal").map_err(|e| format!("failed parsing proposal: {e}"))?;
+        let header: Header = decode(&proposal.header, "Header").map_err(|e| format!("failed parsing header: {e}"))?;
+        let channel_header: ChannelHeader =
+            decode(&header.channel_header, "ChannelHeader").map_err(|e| format!("failed parsing channel header: {e}"))?;
+        let stamp = channel_header.timestamp.unwrap_or_default();
+        // A timestamp outside what SystemTime holds is as far off as it gets.
+        let proposed = u64::try_from(stamp.seconds)
+            .ok()
+            .and_then(|secs| UNIX_EPOCH.checked_add(Duration::new(secs, u32::try_from(stamp.nanos.max(0)).unwrap_or(0))));
+        let now = self.clock.wall_clock();
+        let inside = proposed.is_some_and(|t| t.duration_since(now).or_else(|_| now.duration_since(t)).is_ok_and(|gap| gap.as_nanos() <= self.time_window.as_nanos()));
+        if inside {
+            return Ok(());
+        }
+        let shown = proposed.map_or_else(|| format!("{}s since 1970", stamp.seconds), |t| gotime::format(RFC3339, t));
+        Err(format!(
+            "request unauthorized due to incorrect timestamp {shown}, peer time {}, peer.authentication.timewindow {}",
+            gotime::format(RFC3339, now),
+            format_duration(self.time_window)
+        ))
     }
 
     /// Fabric's `preProcess`: validation, then for channel proposals the duplicate check and,

@@ -275,7 +275,13 @@ pub async fn start(env: Env, setup: Setup) -> Result<RunningNode, StartError> {
         tasks.spawn(pre_reset_loop(channels.clone(), env.clock.clone(), stop_rx.clone()));
     }
 
-    let endorser = endorser::EndorserService::new(channels.clone(), msp.clone(), env.clock.clone());
+    let endorser = endorser::EndorserService::new(
+        channels.clone(),
+        msp.clone(),
+        env.clock.clone(),
+        config.peer.handlers.auth_filters.clone(),
+        config.peer.authentication_timewindow,
+    );
     routes = routes.add_service(
         proto::protos::endorser_server::EndorserServer::new(endorser)
             .max_decoding_message_size(max_recv)

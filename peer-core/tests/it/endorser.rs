@@ -121,6 +121,7 @@ fn good_headers(signer: &LocalMsp) -> (ChannelHeader, SignatureHeader) {
         r#type: HeaderType::EndorserTransaction as i32,
         tx_id: compute_tx_id(&nonce, &creator),
         extension: extension.encode_to_vec(),
+        timestamp: Some(prost_types::Timestamp { seconds: 1_748_736_000, nanos: 0 }),
         ..ChannelHeader::default()
     };
     (channel_header, SignatureHeader { creator, nonce })
@@ -318,6 +319,37 @@ async fn an_expired_client_certificate_is_refused_first() {
     let mut peer = start(Arc::new(MemStorage::default()), year_2050, &orgs).await;
     let message = grpc_error(&mut peer, proposal(&admin, HeaderType::EndorserTransaction, "", "cscc", &[b"GetChannels"], 1)).await;
     assert_eq!(message, "proposal client identity expired");
+    peer.running.stop().await;
+}
+
+#[tokio::test]
+async fn proposals_timestamped_outside_the_time_window_are_refused() {
+    // The sample config chains TimeWindowCheck (peer.authentication.timewindow: 15m).
+    let orgs = orgs();
+    let admin = local(&orgs.org1.admin, "Org1MSP");
+    let mut peer = start(Arc::new(MemStorage::default()), june_2025(), &orgs).await;
+    let at = |offset_secs: i64| {
+        let (mut channel_header, signature_header) = good_headers(&admin);
+        channel_header.timestamp = Some(prost_types::Timestamp { seconds: 1_748_736_000 + offset_secs, nanos: 0 });
+        raw_proposal(&admin, &channel_header, &signature_header)
+    };
+    for offset in [-16 * 60, 16 * 60] {
+        let message = grpc_error(&mut peer, at(offset)).await;
+        let shown = if offset < 0 { "2025-05-31T23:44:00Z" } else { "2025-06-01T00:16:00Z" };
+        assert_eq!(
+            message,
+            format!("request unauthorized due to incorrect timestamp {shown}, peer time 2025-06-01T00:00:00Z, peer.authentication.timewindow 15m0s")
+        );
+    }
+    // Inside the window, either way: answered.
+    for offset in [-14 * 60, 14 * 60] {
+        assert!(call(&mut peer, at(offset)).await.is_ok(), "{offset}s off is inside the window");
+    }
+    // No timestamp at all reads as 1970.
+    let (mut channel_header, signature_header) = good_headers(&admin);
+    channel_header.timestamp = None;
+    let message = grpc_error(&mut peer, raw_proposal(&admin, &channel_header, &signature_header)).await;
+    assert!(message.starts_with("request unauthorized due to incorrect timestamp 1970-01-01T00:00:00Z"), "{message}");
     peer.running.stop().await;
 }
 
