@@ -5,3 +5,4 @@ pub mod discovery;
 pub mod driver;
 pub mod identity;
 pub mod message;
+pub mod state;
