@@ -439,6 +439,11 @@ impl GossipState {
         next
     }
 
+    /// This peer's organization.
+    pub fn org(&self) -> &str {
+        &self.my_org
+    }
+
     /// Blocks waiting in a channel's payload buffer.
     pub fn buffer_size(&self, channel: &str) -> usize {
         self.channels.get(channel).map_or(0, |s| s.buffer.len())
