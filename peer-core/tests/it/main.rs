@@ -6,6 +6,7 @@ mod endorser;
 mod msp;
 mod gossip_comm;
 mod gossip_discovery;
+mod gossip_state;
 mod ledger;
 mod mem_net;
 mod mem_storage;
