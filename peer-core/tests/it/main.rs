@@ -5,6 +5,7 @@ mod deliver;
 mod endorser;
 mod msp;
 mod gossip_comm;
+mod gossip_blocks;
 mod gossip_discovery;
 mod gossip_state;
 mod ledger;
