@@ -717,7 +717,8 @@ impl Comm {
                         Ok(None) => return End::RecvEnded("stream closed by the remote".into()),
                         Err(status) => return End::RecvEnded(status.to_string()),
                     };
-                    match SignedMessage::from_envelope(envelope) {
+                    let block_limit = super::message::block_message_limit(self.shared.config.max_recv_msg_size);
+                    match SignedMessage::from_envelope_with_block_limit(envelope, block_limit) {
                         Ok(message) => match self.shared.env.network.message_fault() {
                             MessageFault::Deliver => self.emit(CommEvent::Message { from: pki_id, message }).await,
                             MessageFault::Drop => {}

@@ -1,6 +1,10 @@
-//! The gossip driver: the async middle ring between the membership state machine and comm.
+//! The gossip driver: the async middle ring between the gossip state machines and comm.
 //!
-//! One task owns the [`Discovery`] state machine. It waits on a closed set of things (a comm
+//! One task owns the [`Discovery`] state machine and the channel-level [`GossipState`]; inbound
+//! messages go to one or the other by content (membership messages to discovery; data,
+//! StateInfo and state transfer messages to the channel layer). For the channel layer it also
+//! does the I/O: committing ready blocks through [`Channels::append`], reading blocks to answer
+//! state requests, and taking blocks the leader published. The task It waits on a closed set of things (a comm
 //! event, the result of a dial it started, the state machine's next deadline, shutdown), feeds
 //! each to the state machine with the env clock's `now`, then carries out every transmit:
 //! sending on an existing connection, or starting a bounded number of dial tasks (handshake,
@@ -17,30 +21,75 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 use tracing::{debug, warn};
 
+use prometheus_client::metrics::histogram::Histogram;
+use proto::common::Block;
+use proto::gossip::gossip_message::Content;
+
 use super::comm::{Comm, CommEvent};
 use super::discovery::{Discovery, MemberInfo, Transmit};
-use super::message::BadMessage;
+use super::message::{BadMessage, SignedMessage};
+use super::state::{BlockVerifier, ChannelInfo, GossipState, Member, StateEvent, state_response};
 use crate::config::HostPort;
 use crate::env::Env;
 use crate::msp::identity::PkiId;
+use crate::node::channels::Channels;
 
 /// Dials in flight at once; beyond this a transmit needing a new connection waits for the next
 /// round (the state machine retries on its own timers).
 const MAX_DIALS: usize = 64;
 
+type Labels = Vec<(String, String)>;
+
+/// Prometheus' default buckets, which Fabric's histograms use.
+const DEFAULT_BUCKETS: [f64; 11] = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
+
+fn duration_histogram() -> Histogram {
+    Histogram::new(DEFAULT_BUCKETS)
+}
+
 /// Gossip metrics, registered with the operations registry.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct GossipMetrics {
     /// `gossip_bad_messages_total{reason=…}`.
-    pub bad_messages: Family<Vec<(String, String)>, Counter>,
+    pub bad_messages: Family<Labels, Counter>,
     /// `gossip_membership_members{state="alive"|"dead"}`.
-    pub members: Family<Vec<(String, String)>, Gauge>,
+    pub members: Family<Labels, Gauge>,
+    /// `gossip_state_height{channel}` (Fabric's name): the ledger height after each commit.
+    pub state_height: Family<Labels, Gauge>,
+    /// `gossip_state_commit_duration{channel}` (Fabric's name), in seconds.
+    pub commit_duration: Family<Labels, Histogram, fn() -> Histogram>,
+    /// `gossip_payload_buffer_size{channel}` (Fabric's name).
+    pub payload_buffer_size: Family<Labels, Gauge>,
+    /// `gossip_state_invalid_blocks_total{channel}` (peer-core's): blocks from peers that failed
+    /// verification and were dropped.
+    pub invalid_blocks: Family<Labels, Counter>,
+}
+
+impl Default for GossipMetrics {
+    fn default() -> GossipMetrics {
+        GossipMetrics {
+            bad_messages: Family::default(),
+            members: Family::default(),
+            state_height: Family::default(),
+            commit_duration: Family::new_with_constructor(duration_histogram as fn() -> Histogram),
+            payload_buffer_size: Family::default(),
+            invalid_blocks: Family::default(),
+        }
+    }
+}
+
+fn channel_label(channel: &str) -> Labels {
+    vec![("channel".to_string(), channel.to_string())]
 }
 
 impl GossipMetrics {
     pub fn register(&self, registry: &mut prometheus_client::registry::Registry) {
         registry.register("gossip_bad_messages", "Gossip messages rejected, by reason", self.bad_messages.clone());
         registry.register("gossip_membership_members", "Members in this peer's view, by state", self.members.clone());
+        registry.register("gossip_state_height", "Current ledger height", self.state_height.clone());
+        registry.register("gossip_state_commit_duration", "Time it takes to commit a block in seconds", self.commit_duration.clone());
+        registry.register("gossip_payload_buffer_size", "Size of the payload buffer", self.payload_buffer_size.clone());
+        registry.register("gossip_state_invalid_blocks", "Blocks from peers that failed verification", self.invalid_blocks.clone());
     }
 
     fn bad(&self, error: &BadMessage) {
@@ -86,7 +135,49 @@ enum DialOutcome {
     Unreachable(PkiId),
 }
 
-/// Runs the membership until `stop` turns true.
+/// The channel layer the driver runs next to membership.
+pub struct ChannelGossip {
+    pub state: GossipState,
+    pub channels: Arc<Channels>,
+    /// Blocks the leader committed from the ordering service (see `publish.rs`).
+    pub published: mpsc::Receiver<(String, Block)>,
+    /// `peer.maxSendMsgSize`: state responses stay under it.
+    pub max_send_msg_size: usize,
+}
+
+/// Verifies blocks from peers as Fabric's MCS does: the claimed number, then the channel's
+/// BlockValidation policy over the orderer signatures (with the header's data hash and channel).
+pub struct ChannelsVerifier(pub Arc<Channels>);
+
+impl BlockVerifier for ChannelsVerifier {
+    fn verify(&self, channel: &str, seq: u64, block: &Block) -> Result<(), String> {
+        let number = block.header.as_ref().map(|h| h.number).ok_or("the block has no header")?;
+        if number != seq {
+            return Err(format!("Claimed seqNum is [{seq}] but actual seqNum inside block is [{number}]"));
+        }
+        let config = self.0.config(channel).ok_or_else(|| format!("channel [{channel}] not found"))?;
+        crate::channel::signatures::verify_block_signatures(block, &config).map_err(|e| e.to_string())
+    }
+}
+
+/// Whether a message belongs to the channel layer (else to membership).
+fn is_channel_message(message: &SignedMessage) -> bool {
+    matches!(
+        message.content(),
+        Some(
+            Content::DataMsg(_)
+                | Content::StateInfo(_)
+                | Content::StateInfoPullReq(_)
+                | Content::StateSnapshot(_)
+                | Content::StateRequest(_)
+                | Content::StateResponse(_)
+                | Content::LeadershipMsg(_)
+        )
+    )
+}
+
+/// Runs membership and the channel layer until `stop` turns true.
+#[allow(clippy::too_many_arguments)]
 pub async fn drive(
     env: Env,
     mut discovery: Discovery,
@@ -94,13 +185,17 @@ pub async fn drive(
     mut comm_events: mpsc::Receiver<CommEvent>,
     view: Arc<Mutex<View>>,
     metrics: GossipMetrics,
+    mut channel: ChannelGossip,
     mut stop: watch::Receiver<bool>,
 ) {
     let (dial_tx, mut dial_rx) = mpsc::channel::<DialOutcome>(MAX_DIALS);
     let mut dials: JoinSet<()> = JoinSet::new();
     loop {
-        carry_out(&mut discovery, &comm, &dial_tx, &mut dials, &view, &metrics);
-        let sleep = env.clock.sleep_until(discovery.poll_timeout());
+        let members = carry_out(&mut discovery, &comm, &dial_tx, &mut dials, &view, &metrics);
+        sync_state(&env, &mut channel, members);
+        carry_out_state(&env, &mut channel, &comm, &dial_tx, &mut dials, &metrics);
+        let deadline = discovery.poll_timeout().min(channel.state.poll_timeout());
+        let sleep = env.clock.sleep_until(deadline);
         tokio::select! {
             biased;
             _ = stop.wait_for(|stop| *stop) => break,
@@ -108,6 +203,14 @@ pub async fn drive(
                 let Some(event) = event else { break };
                 let now = env.clock.now();
                 match event {
+                    CommEvent::Message { from, message } if is_channel_message(&message) => {
+                        if let Err(error) = channel.state.handle_message(now, from, message)
+                            && error != BadMessage::Stale
+                        {
+                            metrics.bad(&error);
+                            debug!(target: "gossip.channel", func = "HandleMessage", "rejected a message from {from}: {error}");
+                        }
+                    }
                     CommEvent::Message { from, message } => {
                         // Duplicates are normal in epidemic gossip; only real rejections count.
                         if let Err(error) = discovery.handle_message(now, from, message)
@@ -122,6 +225,9 @@ pub async fn drive(
                     CommEvent::ConnectionUp { .. } | CommEvent::ConnectionDown { .. } => {}
                 }
             }
+            Some((id, block)) = channel.published.recv() => {
+                channel.state.handle_local_block(env.clock.now(), &id, &block);
+            }
             Some(outcome) = dial_rx.recv() => {
                 let now = env.clock.now();
                 match outcome {
@@ -130,11 +236,124 @@ pub async fn drive(
                 }
             }
             Some(_) = dials.join_next(), if !dials.is_empty() => {}
-            _ = sleep => discovery.handle_timeout(env.clock.now()),
+            _ = sleep => {
+                let now = env.clock.now();
+                if now >= discovery.poll_timeout() {
+                    discovery.handle_timeout(now);
+                }
+                if now >= channel.state.poll_timeout() {
+                    channel.state.handle_timeout(now);
+                }
+            }
         }
     }
     dials.shutdown().await;
     comm.stop();
+}
+
+/// Tells the channel layer the joined channels (with heights and orgs) and the alive members.
+fn sync_state(env: &Env, channel: &mut ChannelGossip, members: Vec<MemberInfo>) {
+    let infos: Vec<ChannelInfo> = channel
+        .channels
+        .ids()
+        .into_iter()
+        .filter_map(|id| {
+            let height = channel.channels.ledger(&id)?.height();
+            let orgs = channel.channels.config(&id)?.msps().keys().cloned().collect();
+            Some(ChannelInfo { id, height, orgs })
+        })
+        .collect();
+    channel.state.handle_channels(env.clock.now(), infos);
+    let my_org = channel.state_org();
+    let alive: Vec<Member> = members
+        .into_iter()
+        .filter(|m| m.alive)
+        .map(|m| {
+            let endpoint = if m.org == my_org && !m.internal_endpoint.is_empty() { m.internal_endpoint.clone() } else { m.endpoint.clone() };
+            Member { pki_id: m.pki_id, has_external_endpoint: !m.endpoint.is_empty(), org: m.org, endpoint }
+        })
+        .collect();
+    channel.state.handle_membership(alive);
+}
+
+impl ChannelGossip {
+    fn state_org(&self) -> String {
+        self.state.org().to_string()
+    }
+}
+
+/// Carries out the channel layer's outputs: transmits, commits, state responses, events.
+fn carry_out_state(env: &Env, channel: &mut ChannelGossip, comm: &Comm, dial_tx: &mpsc::Sender<DialOutcome>, dials: &mut JoinSet<()>, metrics: &GossipMetrics) {
+    loop {
+        let mut progressed = false;
+        while let Some((id, block)) = channel.state.poll_commit() {
+            progressed = true;
+            let started = env.clock.now();
+            let result = channel.channels.append(&id, &block).map_err(|e| e.to_string());
+            let now = env.clock.now();
+            match &result {
+                Ok(()) => {
+                    let seconds = now.saturating_duration_since(started).as_secs_f64();
+                    metrics.commit_duration.get_or_create(&channel_label(&id)).observe(seconds);
+                }
+                Err(err) => {
+                    tracing::error!(target: "gossip.state", func = "commitBlock", "Got error while committing({err})");
+                }
+            }
+            let height = channel.channels.ledger(&id).map_or(0, |l| l.height());
+            metrics.state_height.get_or_create(&channel_label(&id)).set(i64::try_from(height).unwrap_or(i64::MAX));
+            channel.state.handle_committed(now, &id, result.map(|()| height));
+            metrics.payload_buffer_size.get_or_create(&channel_label(&id)).set(channel.state.buffer_size(&id) as i64);
+        }
+        while let Some(serve) = channel.state.poll_serve() {
+            progressed = true;
+            let Some(ledger) = channel.channels.ledger(&serve.channel) else { continue };
+            let limit = channel.max_send_msg_size.saturating_sub(1024);
+            let response = state_response(&serve, ledger.height(), limit, |seq| ledger.block(seq).ok().flatten());
+            send(comm, dial_tx, dials, serve.to, serve.endpoint, response);
+        }
+        while let Some(transmit) = channel.state.poll_transmit() {
+            progressed = true;
+            if let Transmit::Send { to, endpoint, message } = transmit {
+                send(comm, dial_tx, dials, to, endpoint, message);
+            }
+        }
+        while let Some(event) = channel.state.poll_event() {
+            match event {
+                StateEvent::InvalidBlock { channel: id, .. } => metrics.invalid_blocks.get_or_create(&channel_label(&id)).inc(),
+            };
+        }
+        for id in channel.channels.ids() {
+            metrics.payload_buffer_size.get_or_create(&channel_label(&id)).set(channel.state.buffer_size(&id) as i64);
+        }
+        if !progressed {
+            break;
+        }
+    }
+}
+
+/// Sends on an existing connection, or dials first (bounded), as membership transmits.
+fn send(comm: &Comm, dial_tx: &mpsc::Sender<DialOutcome>, dials: &mut JoinSet<()>, to: PkiId, endpoint: String, message: SignedMessage) {
+    if comm.is_connected(&to) {
+        comm.send(&to, message);
+        return;
+    }
+    let Some(address) = parse_endpoint(&endpoint) else { return };
+    if dials.len() >= MAX_DIALS {
+        return;
+    }
+    let (comm, tx) = (comm.clone(), dial_tx.clone());
+    dials.spawn(async move {
+        match comm.connect(&address, Some(to)).await {
+            Ok(pki_id) => {
+                comm.send(&pki_id, message);
+            }
+            Err(err) => {
+                warn!(target: "gossip.comm", func = "SendToPeer", "Failed obtaining connection for {endpoint} reason: {err}");
+                let _ = tx.send(DialOutcome::Unreachable(to)).await;
+            }
+        }
+    });
 }
 
 /// Drains the state machine's outputs: transmits go to comm, events to the view and metrics.
@@ -145,31 +364,10 @@ fn carry_out(
     dials: &mut JoinSet<()>,
     view: &Arc<Mutex<View>>,
     metrics: &GossipMetrics,
-) {
+) -> Vec<MemberInfo> {
     while let Some(transmit) = discovery.poll_transmit() {
         match transmit {
-            Transmit::Send { to, endpoint, message } => {
-                if comm.is_connected(&to) {
-                    comm.send(&to, message);
-                    continue;
-                }
-                let Some(address) = parse_endpoint(&endpoint) else { continue };
-                if dials.len() >= MAX_DIALS {
-                    continue;
-                }
-                let (comm, tx) = (comm.clone(), dial_tx.clone());
-                dials.spawn(async move {
-                    match comm.connect(&address, Some(to)).await {
-                        Ok(pki_id) => {
-                            comm.send(&pki_id, message);
-                        }
-                        Err(err) => {
-                            warn!(target: "gossip.comm", func = "SendToPeer", "Failed obtaining connection for {endpoint} reason: {err}");
-                            let _ = tx.send(DialOutcome::Unreachable(to)).await;
-                        }
-                    }
-                });
-            }
+            Transmit::Send { to, endpoint, message } => send(comm, dial_tx, dials, to, endpoint, message),
             Transmit::Contact { endpoint, org, message } => {
                 let Some(address) = parse_endpoint(&endpoint) else {
                     let _ = dial_tx.try_send(DialOutcome::Contact(endpoint.clone(), Err(format!("{endpoint} is not host:port"))));
@@ -208,7 +406,8 @@ fn carry_out(
         metrics.members.get_or_create(&vec![("state".to_string(), "alive".to_string())]).set(alive);
         metrics.members.get_or_create(&vec![("state".to_string(), "dead".to_string())]).set(members.len() as i64 - alive);
     }
-    view.lock().unwrap_or_else(|p| p.into_inner()).members = members;
+    view.lock().unwrap_or_else(|p| p.into_inner()).members = members.clone();
+    members
 }
 
 /// Handshake, org check, connect, send the membership request.

@@ -13,9 +13,17 @@ use proto::gossip::{Envelope, GossipMessage, Secret, SecretEnvelope, secret};
 use crate::msp::identity::{Identity, PkiId};
 use crate::msp::{LocalMsp, crypto::VerifyError};
 
-/// Largest envelope payload accepted (an alive message with an identity is ~1 KB; blocks travel
-/// in data messages, bounded by peer.maxRecvMsgSize at the transport).
+/// Largest envelope accepted for anything but blocks (an alive message with an identity is
+/// ~1 KB). Data messages and state transfer responses carry blocks; they get
+/// [`block_message_limit`] instead.
 pub const MAX_PAYLOAD_BYTES: usize = 1 << 20;
+
+/// The bound for messages that carry blocks (DataMessage, RemoteStateResponse): the transport's
+/// `peer.maxRecvMsgSize` (a block the orderer could send us must be able to travel on), never
+/// below [`MAX_PAYLOAD_BYTES`].
+pub fn block_message_limit(max_recv_msg_size: usize) -> usize {
+    max_recv_msg_size.max(MAX_PAYLOAD_BYTES)
+}
 
 /// Signs as this peer. Implemented by the local MSP; tests may implement it for forged keys.
 pub trait Signer: Send + Sync {
@@ -161,15 +169,26 @@ impl SignedMessage {
     /// Decodes an untrusted envelope: size-bounded, content known, tag legal. Signatures are not
     /// checked here (the signer may not be known yet); call [`Self::verify`].
     pub fn from_envelope(envelope: Envelope) -> Result<SignedMessage, BadMessage> {
+        SignedMessage::from_envelope_with_block_limit(envelope, MAX_PAYLOAD_BYTES)
+    }
+
+    /// As [`Self::from_envelope`], but messages that carry blocks (data messages, state
+    /// responses) may be up to `block_limit` bytes; every other content stays under
+    /// [`MAX_PAYLOAD_BYTES`].
+    pub fn from_envelope_with_block_limit(envelope: Envelope, block_limit: usize) -> Result<SignedMessage, BadMessage> {
         let size = envelope.payload.len() + envelope.signature.len()
             + envelope.secret_envelope.as_ref().map_or(0, |s| s.payload.len() + s.signature.len());
-        if size > MAX_PAYLOAD_BYTES {
+        if size > block_limit.max(MAX_PAYLOAD_BYTES) {
             return Err(BadMessage::TooLarge(size));
         }
         if envelope.payload.is_empty() {
             return Err(BadMessage::EmptyPayload);
         }
         let message = GossipMessage::decode(envelope.payload.as_slice()).map_err(|e| BadMessage::Decode(e.to_string()))?;
+        let carries_blocks = matches!(message.content, Some(Content::DataMsg(_) | Content::StateResponse(_)));
+        if size > MAX_PAYLOAD_BYTES && !carries_blocks {
+            return Err(BadMessage::TooLarge(size));
+        }
         check_tag(&message)?;
         Ok(SignedMessage { envelope, message })
     }

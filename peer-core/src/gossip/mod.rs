@@ -5,3 +5,5 @@ pub mod discovery;
 pub mod driver;
 pub mod identity;
 pub mod message;
+pub mod publish;
+pub mod state;

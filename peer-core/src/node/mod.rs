@@ -32,6 +32,8 @@ use crate::gossip::comm::{Comm, CommConfig};
 use crate::gossip::discovery::{self, Discovery, DiscoveryConfig, SelfInfo};
 use crate::gossip::driver::{self, GossipMetrics, View};
 use crate::gossip::identity::Identities;
+use crate::gossip::publish::GossipBlockPublisher;
+use crate::gossip::state::{GossipState, StateConfig};
 use crate::ledger::{LedgerError, LedgerMgr};
 use channels::Channels;
 use crate::metadata;
@@ -81,6 +83,9 @@ pub struct RunningNode {
     pub gossip_view: Arc<Mutex<View>>,
     /// The joined channels (their ledgers and configurations).
     pub channels: Arc<Channels>,
+    /// Gossips blocks this peer committed from the ordering service (issue #8; the deliver
+    /// client calls it when this peer is the leader).
+    pub gossip_publisher: GossipBlockPublisher,
     stop: watch::Sender<bool>,
     tasks: JoinSet<()>,
 }
@@ -190,6 +195,7 @@ pub async fn start(env: Env, setup: Setup) -> Result<RunningNode, StartError> {
     let bootstrap = discovery::bootstrap_without_self(&bootstrap, &me.internal_endpoint, &me.external_endpoint);
     let anchors: Vec<(String, String)> =
         config.gossip.trusted_msps.iter().flat_map(|org| org.anchor_peers.iter().map(|a| (a.to_string(), org.id.clone()))).collect();
+    let identities_for_state = identities.clone();
     let discovery = Discovery::new(
         DiscoveryConfig::from_config(&config.gossip, bootstrap, anchors),
         me.clone(),
@@ -207,7 +213,23 @@ pub async fn start(env: Env, setup: Setup) -> Result<RunningNode, StartError> {
         inc_num: discovery.inc_num(),
         members: Vec::new(),
     };
-    tasks.spawn(driver::drive(env.clone(), discovery, comm.clone(), comm_events, gossip_view.clone(), gossip_metrics, stop_rx.clone()));
+    // Issue #8: the channel layer (blocks, StateInfo, state transfer) runs in the same driver.
+    let (gossip_publisher, published) = GossipBlockPublisher::new();
+    let channel_gossip = driver::ChannelGossip {
+        state: GossipState::new(
+            StateConfig::from_config(&config),
+            Arc::new(msp.clone()),
+            identities_for_state,
+            Box::new(driver::ChannelsVerifier(channels.clone())),
+            env.fork_rng(),
+            env.clock.now(),
+            env.clock.wall_clock(),
+        ),
+        channels: channels.clone(),
+        published,
+        max_send_msg_size: config.peer.max_send_msg_size,
+    };
+    tasks.spawn(driver::drive(env.clone(), discovery, comm.clone(), comm_events, gossip_view.clone(), gossip_metrics, channel_gossip, stop_rx.clone()));
     info!(target: "gossip.gossip", func = "start", "Gossip instance {internal_endpoint} started");
 
     // Step 30: the chaincode server, with the standard gRPC health service.
@@ -298,6 +320,7 @@ pub async fn start(env: Env, setup: Setup) -> Result<RunningNode, StartError> {
         peer_address,
         gossip_view,
         channels,
+        gossip_publisher,
         stop,
         tasks,
     })
