@@ -88,6 +88,12 @@ pub fn seek_envelope(signer: &LocalMsp, channel_id: &str, position: SeekPosition
         error_response: i32::from(best_effort),
         ..SeekInfo::default()
     };
+    seek_info_envelope(signer, channel_id, &seek, nonce, time)
+}
+
+/// A signed DELIVER_SEEK_INFO envelope carrying any `seek` (as `protoutil.CreateSignedEnvelope`
+/// builds it: version 0, epoch 0, no transaction ID, the timestamp in whole seconds).
+pub fn seek_info_envelope(signer: &LocalMsp, channel_id: &str, seek: &SeekInfo, nonce: [u8; NONCE_SIZE], time: SystemTime) -> Envelope {
     let mut stamp = timestamp(time);
     stamp.nanos = 0;
     let channel_header = ChannelHeader {

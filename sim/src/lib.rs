@@ -16,6 +16,7 @@ compile_error!(
 );
 
 pub mod env;
+pub mod orderer;
 pub mod run;
 pub mod scenario;
 pub mod svg;

@@ -8,6 +8,12 @@
 //! - `sim sweep --seeds 1000 [--scenario FILE|swarm]` runs many seeds, each in its own process
 //!   (tokio's task IDs are process-global, so only a fresh process replays a seed exactly), two
 //!   at a time, with a progress line and a summary table.
+//! - `sim orderer --listen 127.0.0.1:7050 --data DIR --genesis-out FILE` runs the simulator's
+//!   orderer (`sim::orderer`) as a real process over peer-core's real Env, for end-to-end tests
+//!   with `peer-core node start` peers: it generates the orgs (fixed seed, written in cryptogen's
+//!   layout under `--crypto-out`) and the channel's genesis block, writes the block the ledger
+//!   holds as block 0 to `--genesis-out`, prints `listening on ADDR`, and exits 0 on SIGTERM or
+//!   SIGINT.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::io::Write;
@@ -54,6 +60,41 @@ enum Command {
         #[arg(long)]
         scenario: Vec<String>,
     },
+    /// Run the simulator's orderer as a real process (for end-to-end tests).
+    Orderer(OrdererArgs),
+}
+
+#[derive(clap::Args)]
+struct OrdererArgs {
+    /// Where to serve orderer.AtomicBroadcast (port 0: any free port; the bound address is printed).
+    #[arg(long, default_value = "127.0.0.1:7050")]
+    listen: String,
+    /// The orderer's data directory (its ledger); a second start continues from it.
+    #[arg(long, value_name = "DIR")]
+    data: PathBuf,
+    /// Where to write the channel's genesis block (for `peer-core channel join -b FILE`).
+    #[arg(long, value_name = "FILE")]
+    genesis_out: PathBuf,
+    /// Where to write the generated orgs' MSP folders (default: `crypto-config` beside the genesis block).
+    #[arg(long, value_name = "DIR")]
+    crypto_out: Option<PathBuf>,
+    #[arg(long, default_value = "mychannel")]
+    channel: String,
+    /// Synthetic transactions per second (0: blocks only from Broadcast).
+    #[arg(long, default_value_t = 10.0)]
+    tx_per_second: f64,
+    /// BatchTimeout.
+    #[arg(long, default_value = "500ms")]
+    batch_timeout: String,
+    /// BatchSize.MaxMessageCount.
+    #[arg(long, default_value_t = 10)]
+    max_message_count: u32,
+    /// The application orgs (`org<N>`, MSP ID `Org<N>MSP`, one peer each), comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "org1")]
+    orgs: Vec<String>,
+    /// The orderer endpoint the genesis block names (default: the listen address).
+    #[arg(long)]
+    endpoint: Option<String>,
 }
 
 fn load(scenario: &str, seed: u64) -> Result<Scenario, String> {
@@ -72,6 +113,13 @@ fn main() -> ExitCode {
             run(&scenario, seed, json, trace.as_deref(), svg.as_deref(), break_invariant.as_deref())
         }
         Command::Sweep { seeds, scenario } => sweep(seeds, scenario),
+        Command::Orderer(args) => match orderer(args) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(err) => {
+                eprintln!("Error: {err:#}");
+                ExitCode::FAILURE
+            }
+        },
     }
 }
 
@@ -219,4 +267,50 @@ fn sweep(seeds: u64, scenarios: Vec<String>) -> ExitCode {
         any_failed |= !tally.failed.is_empty();
     }
     if any_failed { ExitCode::FAILURE } else { ExitCode::SUCCESS }
+}
+
+/// `sim orderer`: the simulator's orderer over the real Env until SIGTERM or SIGINT.
+fn orderer(args: OrdererArgs) -> anyhow::Result<()> {
+    use anyhow::Context as _;
+    use peer_core::config::{HostPort, parse_duration};
+    use prost::Message as _;
+    use sim::orderer::{Orderer, OrdererSpec, generate_world};
+
+    tracing_subscriber::fmt().with_writer(std::io::stderr).with_ansi(false).init();
+    let listen = HostPort::parse(&args.listen).map_err(anyhow::Error::msg).context("--listen")?;
+    let batch_timeout = parse_duration(&args.batch_timeout).map_err(anyhow::Error::msg).context("--batch-timeout")?;
+    let endpoint = args.endpoint.clone().unwrap_or_else(|| args.listen.clone());
+    // A fixed genesis timestamp: the same arguments give the same block on every start.
+    let genesis_time = std::time::UNIX_EPOCH + std::time::Duration::from_secs(sim::run::EPOCH_SECS);
+    let world = generate_world(&args.channel, &args.orgs, &endpoint, genesis_time)?;
+    let crypto_out = args
+        .crypto_out
+        .clone()
+        .unwrap_or_else(|| args.genesis_out.parent().unwrap_or(Path::new(".")).join("crypto-config"));
+    for org in std::iter::once(&world.orderer_org).chain(&world.application_orgs) {
+        org.write_to(&crypto_out).with_context(|| format!("writing {} under {}", org.spec.msp_id, crypto_out.display()))?;
+    }
+    let mut spec = OrdererSpec::new(listen, args.data.clone(), world.genesis.clone(), world.signer.clone(), world.client.clone());
+    spec.tx_per_second = args.tx_per_second;
+    spec.batch_timeout = batch_timeout;
+    spec.max_message_count = args.max_message_count;
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().context("starting the async runtime")?;
+    runtime.block_on(async move {
+        let env = peer_core::env::real::env().context("building the real environment")?;
+        let running = Orderer::start(env, spec).await?;
+        let genesis = running
+            .channels
+            .ledger(&running.channel_id)
+            .and_then(|ledger| ledger.block(0).ok().flatten())
+            .context("reading block 0 of the orderer's ledger")?;
+        std::fs::write(&args.genesis_out, genesis.encode_to_vec()).with_context(|| format!("writing {}", args.genesis_out.display()))?;
+        println!("listening on {}", running.listen_address);
+        let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).context("installing the SIGTERM handler")?;
+        tokio::select! {
+            _ = terminate.recv() => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+        running.stop().await;
+        Ok(())
+    })
 }

@@ -4,6 +4,11 @@
 //! with a simulated Env (clock, network, disk) and a seed derived from the run seed. All hosts
 //! log into one capture with simulated timestamps; that trace is the run's record, and its
 //! SHA-256 is what the determinism check compares.
+//!
+//! A scenario with an `orderer:` section also has a host named `orderer` running
+//! `sim::orderer::Orderer` on its own disk; its ledger is sampled like the peers' (height and
+//! block hashes, which must only ever grow, across crashes too) and recorded in
+//! [`Outcome::orderer_blocks`].
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -26,7 +31,8 @@ use tracing::Instrument;
 use tracing_subscriber::layer::SubscriberExt;
 
 use crate::env::{MessageFaults, NetFaults, SimClock, SimDisk, SimNetwork, SimStorage};
-use crate::scenario::{Bootstrap, Event, PeerSpec, Scenario};
+use crate::orderer::{Orderer, OrdererSpec};
+use crate::scenario::{Bootstrap, Event, ORDERER, PeerSpec, Scenario};
 
 /// The simulated wall clock starts here (inside the generated certificates' validity).
 pub const EPOCH_SECS: u64 = 1_748_736_000; // 2025-06-01T00:00:00Z
@@ -60,6 +66,9 @@ pub struct Outcome {
     /// Per sample: for each peer, whether it runs and how many of the running peers that should
     /// see it alive do (seen, should), for the timeline picture.
     pub samples: Vec<(Duration, BTreeMap<String, Visibility>)>,
+    /// The orderer's chain as last sampled (header hashes, hex, by block number); empty without
+    /// an orderer. Later checks compare peers' blocks with these.
+    pub orderer_blocks: Vec<String>,
 }
 
 /// How visible a peer is at one sample. For a crashed peer, `seen` counts the peers that still
@@ -94,6 +103,10 @@ struct Crypto {
     peers: BTreeMap<String, LocalMsp>,
     orgs: BTreeMap<String, Msp>,
     genesis: Block,
+    /// The orderer's signing identity (OrdererMSP's admin) and the creator of its synthetic
+    /// transactions (the first org's admin).
+    orderer_signer: LocalMsp,
+    client: LocalMsp,
 }
 
 /// The channel every simulated peer joins at its first start.
@@ -125,7 +138,12 @@ fn crypto(scenario: &Scenario) -> Crypto {
         spec.application_orgs.push(GenesisOrg { name: org.spec.msp_id.clone(), org, anchor_peers: vec![anchor], orderer_endpoints: Vec::new() });
     }
     let genesis = genesis_block(&spec).expect("the scenario's genesis block builds");
-    Crypto { peers, orgs, genesis }
+    let orderer_signer = LocalMsp::from_files(&orderer.admin.msp, "OrdererMSP", epoch()).expect("the generated orderer identity loads");
+    let client = match generated_orgs.first() {
+        Some((_, org)) => LocalMsp::from_files(&org.admin.msp, &org.spec.msp_id, epoch()).expect("a generated admin identity loads"),
+        None => orderer_signer.clone(),
+    };
+    Crypto { peers, orgs, genesis, orderer_signer, client }
 }
 
 /// The CORE_* settings that make a peer out of the sample config.
@@ -176,7 +194,9 @@ pub fn run(scenario: &Scenario, seed: u64) -> Outcome {
 pub fn run_broken(scenario: &Scenario, seed: u64, broken: Option<Breakage>) -> Outcome {
     let sink = MemorySink::new();
     let clock: logging::WallClockFn = Arc::new(|| epoch() + turmoil::sim_elapsed().unwrap_or_default());
-    let config = LoggingConfig { spec: "info".into(), format: TRACE_FORMAT.into() };
+    // With an orderer, its per-block line ("Wrote block", DEBUG in Fabric) is in the trace too.
+    let spec = if scenario.orderer.is_some() { "info:orderer.common.multichannel=debug" } else { "info" };
+    let config = LoggingConfig { spec: spec.into(), format: TRACE_FORMAT.into() };
     let (layer, _handle) = logging::layer(&config, clock, sink.sink()).expect("the trace format is valid");
     let subscriber = tracing_subscriber::registry().with(layer);
     let mut outcome = tracing::subscriber::with_default(subscriber, || simulate(scenario, seed, broken));
@@ -191,6 +211,8 @@ type Views = Arc<Mutex<BTreeMap<String, Arc<Mutex<View>>>>>;
 /// any crash).
 type Ledgers = Arc<Mutex<BTreeMap<String, Arc<Channels>>>>;
 type Joined = Arc<Mutex<BTreeSet<String>>>;
+/// The running orderer's ledger (None while it is down or without an orderer).
+pub type OrdererLedger = Arc<Mutex<Option<Arc<Channels>>>>;
 
 fn locked<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|p| p.into_inner())
@@ -201,7 +223,7 @@ fn simulate(scenario: &Scenario, seed: u64, broken: Option<Breakage>) -> Outcome
     let crypto = Arc::new(crypto(scenario));
     // Power cuts tear unsynced writes (each kept, lost or cut at a sector boundary), seeded per
     // peer: only what was synced is safe, as on a real disk.
-    let disks: BTreeMap<String, SimDisk> = peers
+    let mut disks: BTreeMap<String, SimDisk> = peers
         .iter()
         .enumerate()
         .map(|(index, p)| {
@@ -210,6 +232,7 @@ fn simulate(scenario: &Scenario, seed: u64, broken: Option<Breakage>) -> Outcome
             (p.name.clone(), disk)
         })
         .collect();
+    let orderer_ledger: OrdererLedger = Arc::default();
     let views: Views = Arc::default();
     let ledgers: Ledgers = Arc::default();
     let joined: Joined = Arc::default();
@@ -306,6 +329,13 @@ fn simulate(scenario: &Scenario, seed: u64, broken: Option<Breakage>) -> Outcome
         });
     }
 
+    if let Some(section) = scenario.orderer.clone() {
+        let disk = SimDisk::default();
+        disk.set_torn_writes(Some(seed ^ ((peers.len() as u64 + 1) << 32)));
+        disks.insert(ORDERER.to_string(), disk.clone());
+        add_orderer(&mut sim, seed, peers.len() as u64, section, disk, crypto.clone(), orderer_ledger.clone());
+    }
+
     let mut outcome = Outcome {
         scenario: scenario.name.clone(),
         seed,
@@ -317,6 +347,7 @@ fn simulate(scenario: &Scenario, seed: u64, broken: Option<Breakage>) -> Outcome
         converged_after: None,
         summary: String::new(),
         samples: Vec::new(),
+        orderer_blocks: Vec::new(),
     };
     let mut timeline = scenario.timeline.clone();
     timeline.sort_by_key(|s| s.at);
@@ -334,10 +365,13 @@ fn simulate(scenario: &Scenario, seed: u64, broken: Option<Breakage>) -> Outcome
         while let Some(step) = timeline.next_if(|s| s.at <= sim.elapsed()) {
             *outcome.faults.entry(step.event.kind()).or_default() += 1;
             tracing::info!(target: "sim", "timeline: {:?}", step.event);
-            apply(&mut sim, &step.event, &Faults { disks: &disks, gates: &gates, loss: &loss, ledgers: &ledgers, broken }, &views, &mut running);
+            let faults = Faults { disks: &disks, gates: &gates, loss: &loss, ledgers: &ledgers, orderer: &orderer_ledger, broken };
+            apply(&mut sim, &step.event, &faults, &views, &mut running);
             all_applied = timeline.peek().is_none();
             let now = sim.elapsed();
             match &step.event {
+                // The orderer is no gossip member: its crashes are not membership faults.
+                Event::Crash(name) | Event::Kill(name) | Event::Restart(name) if name == ORDERER => {}
                 Event::Crash(peer) | Event::Kill(peer) => {
                     down_since.insert(peer.clone(), now);
                 }
@@ -365,6 +399,7 @@ fn simulate(scenario: &Scenario, seed: u64, broken: Option<Breakage>) -> Outcome
             let snapshot = snapshot(&views, broken);
             checker.sample(sim.elapsed(), &snapshot, &running, &mut outcome);
             checker.check_ledgers(sim.elapsed(), &ledgers, &joined, &mut outcome);
+            checker.check_orderer(sim.elapsed(), &orderer_ledger, &mut outcome);
             let visibility = checker.visibility(&snapshot, &running);
             outcome.samples.push((sim.elapsed(), visibility));
             if let Some(within) = scenario.checks.dead_within {
@@ -376,6 +411,12 @@ fn simulate(scenario: &Scenario, seed: u64, broken: Option<Breakage>) -> Outcome
                 outcome.summary.push_str(&format!("{:>8} converged\n", format!("{:.2}s", sim.elapsed().as_secs_f64())));
             }
         }
+    }
+    if scenario.orderer.is_some() {
+        checker.check_orderer(sim.elapsed(), &orderer_ledger, &mut outcome);
+        outcome.orderer_blocks = checker.orderer_blocks.clone();
+        let tip = outcome.orderer_blocks.last().map(|h| &h[..16]).unwrap_or("none");
+        outcome.summary.push_str(&format!("{:>8} orderer at height {}, tip {tip}\n", format!("{:.2}s", sim.elapsed().as_secs_f64()), outcome.orderer_blocks.len()));
     }
     if network.delay_probability > 0.0 {
         outcome.faults.insert("delay", delays_fired.load(Ordering::Relaxed));
@@ -406,12 +447,27 @@ struct Faults<'a> {
     gates: &'a BTreeMap<String, tokio::sync::watch::Sender<bool>>,
     loss: &'a AtomicU64,
     ledgers: &'a Ledgers,
+    orderer: &'a OrdererLedger,
     broken: Option<Breakage>,
 }
 
 fn apply(sim: &mut turmoil::Sim<'_>, event: &Event, faults: &Faults<'_>, views: &Views, running: &mut BTreeSet<String>) {
     let disks = faults.disks;
     match event {
+        // The orderer host: its disk and turmoil host, nothing of the peers' bookkeeping.
+        Event::Crash(name) | Event::Kill(name) if name == ORDERER => {
+            if matches!(event, Event::Crash(_)) {
+                disks[name].power_cut();
+            } else {
+                disks[name].process_kill();
+            }
+            locked(faults.orderer).take();
+            sim.crash(ORDERER);
+        }
+        Event::Restart(name) if name == ORDERER => {
+            disks[name].power_on();
+            sim.bounce(ORDERER);
+        }
         Event::Start(peer) => {
             faults.gates[peer].send_replace(true);
             running.insert(peer.clone());
@@ -495,12 +551,14 @@ struct Checker {
     last_alive: BTreeMap<String, BTreeSet<String>>,
     /// Peers restarted since their ledger was last checked.
     restarted: BTreeSet<String>,
+    /// The orderer's chain as far as it was seen (header hashes, hex).
+    orderer_blocks: Vec<String>,
 }
 
 impl Checker {
     fn new(scenario: &Scenario, crypto: &Crypto) -> Checker {
         let names = crypto.peers.iter().map(|(name, msp)| (msp.pki_id().to_string(), name.clone())).collect();
-        Checker { peers: scenario.peers(), names, newest: BTreeMap::new(), last_line: BTreeMap::new(), last_alive: BTreeMap::new(), restarted: BTreeSet::new() }
+        Checker { peers: scenario.peers(), names, newest: BTreeMap::new(), last_line: BTreeMap::new(), last_alive: BTreeMap::new(), restarted: BTreeSet::new(), orderer_blocks: Vec::new() }
     }
 
     fn spec(&self, name: &str) -> &PeerSpec {
@@ -596,6 +654,41 @@ impl Checker {
         }
     }
 
+    /// The orderer's chain only grows: the blocks seen before (also before a crash) are still
+    /// there with the same hashes; new ones are recorded.
+    fn check_orderer(&mut self, at: Duration, orderer: &OrdererLedger, outcome: &mut Outcome) {
+        let Some(channels) = locked(orderer).clone() else { return };
+        let Some(ledger) = channels.ledger(CHANNEL) else {
+            outcome.violations.push(format!("at {at:?}: the orderer has no channel {CHANNEL}"));
+            return;
+        };
+        let known = self.orderer_blocks.len() as u64;
+        let height = ledger.height();
+        if height < known {
+            outcome.violations.push(format!("at {at:?}: the orderer's height went back from {known} to {height}"));
+            return;
+        }
+        let hash_of = |number: u64| match ledger.block(number) {
+            Ok(Some(block)) => Some(hex::encode(peer_core::ledger::block::header_hash(&block.header.unwrap_or_default()))),
+            _ => None,
+        };
+        if let Some(last) = known.checked_sub(1)
+            && hash_of(last).as_deref() != self.orderer_blocks.last().map(String::as_str)
+        {
+            outcome.violations.push(format!("at {at:?}: the orderer's block [{last}] changed (a fork)"));
+            return;
+        }
+        for number in known..height {
+            match hash_of(number) {
+                Some(hash) => self.orderer_blocks.push(hash),
+                None => {
+                    outcome.violations.push(format!("at {at:?}: the orderer cannot read its block [{number}] below its height {height}"));
+                    return;
+                }
+            }
+        }
+    }
+
     /// Lost peers (crashed, or cut off from the observer) must not stay alive in views.
     #[allow(clippy::too_many_arguments)]
     fn check_dead(
@@ -682,4 +775,42 @@ fn check_logs(scenario: &Scenario, outcome: &mut Outcome) {
     if outcome.trace.contains("panicked") {
         outcome.violations.push("a panic was logged".into());
     }
+}
+
+/// Adds the turmoil host `orderer`: `Orderer::start` on its own disk, with a seed per start (a
+/// restart is a new process) and the section's schedule translated to times after this start.
+fn add_orderer(sim: &mut turmoil::Sim<'_>, seed: u64, index: u64, section: crate::scenario::OrdererSection, disk: SimDisk, crypto: Arc<Crypto>, ledger: OrdererLedger) {
+    let starts = Arc::new(Mutex::new(0u64));
+    sim.host(ORDERER, move || {
+        let mut start = locked(&starts);
+        *start += 1;
+        let mut env_seed = [0u8; 32];
+        env_seed[..8].copy_from_slice(&seed.to_le_bytes());
+        env_seed[8..16].copy_from_slice(&index.to_le_bytes());
+        env_seed[16..24].copy_from_slice(&start.to_le_bytes());
+        let (disk, crypto, ledger, section) = (disk.clone(), crypto.clone(), ledger.clone(), section.clone());
+        let span = tracing::info_span!("orderer", name = ORDERER);
+        async move {
+            let env = Env::new(
+                Arc::new(SimClock::new(epoch())),
+                Arc::new(SimNetwork { host: ORDERER.into(), faults: None, messages: None }),
+                Arc::new(SimStorage(disk)),
+                env_seed,
+            );
+            let elapsed = turmoil::sim_elapsed().unwrap_or_default();
+            let listen = peer_core::config::HostPort::parse("0.0.0.0:7050").map_err(|e| e.to_string())?;
+            let mut spec = OrdererSpec::new(listen, "/var/orderer".into(), crypto.genesis.clone(), crypto.orderer_signer.clone(), crypto.client.clone());
+            spec.tx_per_second = section.tx_per_second;
+            spec.batch_timeout = section.batch_timeout;
+            spec.max_message_count = section.max_message_count;
+            spec.start = section.start.saturating_sub(elapsed);
+            spec.stop = section.stop.map(|stop| stop.saturating_sub(elapsed));
+            let running = Orderer::start(env, spec).await.map_err(|e| format!("{e:#}"))?;
+            *locked(&ledger) = Some(running.channels.clone());
+            std::future::pending::<()>().await;
+            drop(running);
+            Ok(())
+        }
+        .instrument(span)
+    });
 }

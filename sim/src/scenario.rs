@@ -19,7 +19,11 @@
 //!   - {at: 6s, loss: 0}
 //! network: {delay_probability: 0.05, max_delay: 200ms, duplicate: 0.02}   # faults in our own network layer
 //! checks: {converge_within: 8s}
+//! orderer: {tx_per_second: 20, batch_timeout: 500ms, max_message_count: 10, start: 1s, stop: 20s}
 //! ```
+//! With an `orderer:` section the run has an ordering-service host named `orderer` (port 7050,
+//! the genesis block's orderer endpoint) producing blocks on the channel; the timeline may
+//! crash, kill and restart it like a peer (`{at: 5s, crash: orderer}`).
 //! Peers are named `<org>-peer<i>`; their MSP ID is `Org<N>MSP` for `org<N>`. Each org's peer0 is
 //! the anchor peer other orgs contact.
 
@@ -50,6 +54,38 @@ pub struct Scenario {
     #[serde(default)]
     pub network: Option<NetworkFaults>,
     pub checks: Checks,
+    /// An ordering-service host producing blocks (none without the section).
+    #[serde(default)]
+    pub orderer: Option<OrdererSection>,
+}
+
+/// The timeline's name for the orderer host.
+pub const ORDERER: &str = "orderer";
+
+/// `orderer: {tx_per_second: 20, batch_timeout: 500ms, max_message_count: 10, start: 1s, stop: 20s}`:
+/// synthetic transactions at `tx_per_second` from `start` until `stop` (simulated time), cut
+/// into blocks as Fabric's solo orderer does (BatchTimeout, MaxMessageCount).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OrdererSection {
+    #[serde(default)]
+    pub tx_per_second: f64,
+    #[serde(default = "default_batch_timeout", deserialize_with = "duration")]
+    pub batch_timeout: Duration,
+    #[serde(default = "default_max_message_count")]
+    pub max_message_count: u32,
+    #[serde(default, deserialize_with = "duration")]
+    pub start: Duration,
+    #[serde(default, deserialize_with = "optional_duration")]
+    pub stop: Option<Duration>,
+}
+
+fn default_batch_timeout() -> Duration {
+    Duration::from_secs(2)
+}
+
+fn default_max_message_count() -> u32 {
+    10
 }
 
 /// `network: {delay_probability: 0.05, max_delay: 200ms, loss: 0.01, duplicate: 0.02}`: faults
@@ -247,6 +283,18 @@ impl Scenario {
     fn validate(&self) -> Result<(), String> {
         let peers = self.peers();
         let known = |name: &String| peers.iter().any(|p| p.name == *name);
+        if let Some(orderer) = &self.orderer {
+            if !(0.0..=10_000.0).contains(&orderer.tx_per_second) {
+                return Err(format!("orderer.tx_per_second {} is not between 0 and 10000", orderer.tx_per_second));
+            }
+            if orderer.batch_timeout.is_zero() || orderer.max_message_count == 0 {
+                return Err("orderer.batch_timeout and orderer.max_message_count must be positive".into());
+            }
+        }
+        // The orderer host may be crashed, killed and restarted (nothing else: it is no peer).
+        let orderer_event = |event: &Event| {
+            self.orderer.is_some() && matches!(event, Event::Crash(p) | Event::Kill(p) | Event::Restart(p) if p == ORDERER)
+        };
         for name in &self.no_external_endpoint {
             if !known(name) {
                 return Err(format!("no_external_endpoint names unknown peer {name}"));
@@ -288,6 +336,12 @@ impl Scenario {
                     vec![]
                 }
             };
+            if orderer_event(&step.event) {
+                if step.at > self.duration {
+                    return Err(format!("an event at {:?} is after the end of the run ({:?})", step.at, self.duration));
+                }
+                continue;
+            }
             if let Some(bad) = names.iter().find(|n| !known(n)) {
                 return Err(format!("the timeline names unknown peer {bad}"));
             }
@@ -327,10 +381,10 @@ impl Scenario {
             expected.push("learned_across_orgs");
         }
         let cut = self.checks.dead_within.is_some() && self.timeline.iter().any(|s| matches!(s.event, Event::Partition(_)));
-        if cut || self.timeline.iter().any(|s| matches!(s.event, Event::Crash(_) | Event::Kill(_))) {
+        if cut || self.timeline.iter().any(|s| matches!(&s.event, Event::Crash(p) | Event::Kill(p) if p != ORDERER)) {
             expected.push("declared_dead");
         }
-        if self.timeline.iter().any(|s| matches!(s.event, Event::Restart(_))) {
+        if self.timeline.iter().any(|s| matches!(&s.event, Event::Restart(p) if p != ORDERER)) {
             expected.push("readmitted");
             expected.push("ledger_survived_restart");
         }

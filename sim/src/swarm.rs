@@ -104,6 +104,8 @@ pub fn generate(seed: u64) -> Scenario {
         timeline,
         network,
         checks: Checks { converge_within: Duration::from_secs(10), dead_within: Some(Duration::from_millis(4_500)) },
+        // Swarm runs are membership runs; the orderer has scenarios of its own.
+        orderer: None,
     }
 }
 

@@ -11,6 +11,11 @@
 //! the client goes away, hyper drops the stream and with it the session. Nothing outlives the
 //! stream.
 //!
+//! The same session serves an ordering service's `orderer.AtomicBroadcast/Deliver` ([`OrdererDeliver`],
+//! used by the simulator's orderer): full blocks only, access by a fixed policy (Fabric's orderers
+//! check `/Channel/Readers`) instead of the peer's ACLs, and the responses converted at the edge
+//! into `orderer.DeliverResponse` (the same oneof shape in another package).
+//!
 //! Deliberately not done: TLS binding of `tls_cert_hash` (peer-core serves no TLS yet), the
 //! deliver metrics, private data (`DeliverWithPrivateData` answers UNIMPLEMENTED), and Fabric's
 //! check for a consenter error (a peer's channels never report one).
@@ -39,7 +44,8 @@ use crate::env::Clock;
 use crate::ledger::channel::ChannelLedger;
 use crate::msp::{Identity, go_time};
 
-type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
+/// A deliver response stream (boxed, so services can name it).
+pub type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
 
 /// Fabric's logger for the deliver handler.
 const DELIVER: &str = "common.deliver";
@@ -59,6 +65,19 @@ const RESPONSE_QUEUE: usize = 4;
 /// Fabric's default ACL policy for `event/Block` and `event/FilteredBlock`.
 const CHANNEL_READERS: &str = "/Channel/Application/Readers";
 
+/// The policy a Fabric orderer's deliver service checks (`policies.ChannelReaders`).
+pub const ORDERER_READERS: &str = "/Channel/Readers";
+
+/// Who may read a channel's blocks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum ReadAccess {
+    /// A peer: the ACL resource of the stream's kind (`event/Block`, `event/FilteredBlock`),
+    /// `/Channel/Application/Readers` unless the channel's ACLs name another policy.
+    Acl(&'static str),
+    /// An orderer: one policy, by absolute path.
+    Policy(&'static str),
+}
+
 /// `protos.Deliver`.
 pub struct DeliverService {
     channels: Arc<Channels>,
@@ -73,20 +92,63 @@ impl DeliverService {
     }
 
     fn open(&self, request: Request<Streaming<Envelope>>, kind: Kind) -> Response<BoxStream<DeliverResponse>> {
-        let address = request.remote_addr().map(|a| a.to_string()).unwrap_or_default();
-        let (responses, queue) = mpsc::channel(RESPONSE_QUEUE);
-        let session = Session {
-            channels: self.channels.clone(),
-            clock: self.clock.clone(),
-            time_window: self.time_window,
-            kind,
-            address,
-            responses,
-            seeks: 0,
-        };
-        let session = Box::pin(session.run(request.into_inner()));
-        Response::new(Box::pin(ResponseStream { queue, session: Some(session) }))
+        let stream = open_session(&self.channels, &self.clock, self.time_window, request, kind, ReadAccess::Acl(kind.resource()));
+        Response::new(Box::pin(stream))
     }
+}
+
+/// A session over `request`'s envelopes, owned by the returned response stream.
+fn open_session(
+    channels: &Arc<Channels>,
+    clock: &Arc<dyn Clock>,
+    time_window: Duration,
+    request: Request<Streaming<Envelope>>,
+    kind: Kind,
+    access: ReadAccess,
+) -> ResponseStream {
+    let address = request.remote_addr().map(|a| a.to_string()).unwrap_or_default();
+    let (responses, queue) = mpsc::channel(RESPONSE_QUEUE);
+    let session = Session { channels: channels.clone(), clock: clock.clone(), time_window, kind, access, address, responses, seeks: 0 };
+    let session = Box::pin(session.run(request.into_inner()));
+    ResponseStream { queue, session: Some(session) }
+}
+
+/// An ordering service's `orderer.AtomicBroadcast/Deliver` over the same sessions as the peer's
+/// `protos.Deliver`: full blocks, access by [`ORDERER_READERS`] (Fabric's orderer checks
+/// `/Channel/Readers` and has no ACLs), the timestamp window of `General.Authentication.TimeWindow`.
+pub struct OrdererDeliver {
+    channels: Arc<Channels>,
+    clock: Arc<dyn Clock>,
+    time_window: Duration,
+}
+
+impl OrdererDeliver {
+    pub fn new(channels: Arc<Channels>, clock: Arc<dyn Clock>, time_window: Duration) -> OrdererDeliver {
+        OrdererDeliver { channels, clock, time_window }
+    }
+
+    /// Answers one `Deliver` stream; the session lives as long as the returned stream.
+    pub fn deliver(&self, request: Request<Streaming<Envelope>>) -> Response<BoxStream<proto::orderer::DeliverResponse>> {
+        let stream = open_session(&self.channels, &self.clock, self.time_window, request, Kind::Blocks, ReadAccess::Policy(ORDERER_READERS));
+        Response::new(Box::pin(stream.map(|item| item.map(to_orderer_response))))
+    }
+}
+
+/// A `protos.DeliverResponse` as the orderer's `orderer.DeliverResponse` (same oneof numbers).
+/// Only statuses and full blocks reach here (an orderer session is `Kind::Blocks`); anything
+/// else would be a bug, answered with INTERNAL_SERVER_ERROR rather than a panic.
+fn to_orderer_response(response: DeliverResponse) -> proto::orderer::DeliverResponse {
+    use proto::orderer::deliver_response::Type as OrdererType;
+    let r#type = match response.r#type {
+        Some(deliver_response::Type::Status(status)) => Some(OrdererType::Status(status)),
+        Some(deliver_response::Type::Block(block)) => Some(OrdererType::Block(block)),
+        Some(deliver_response::Type::FilteredBlock(_) | deliver_response::Type::BlockAndPrivateData(_)) => {
+            error!(target: DELIVER, func = "deliverBlocks", "an orderer deliver session produced a filtered block");
+            Some(OrdererType::Status(FabricStatus::InternalServerError as i32))
+        }
+        None => None,
+    };
+    proto::orderer::DeliverResponse { r#type }
 }
 
 #[tonic::async_trait]
@@ -166,6 +228,7 @@ struct Session {
     clock: Arc<dyn Clock>,
     time_window: Duration,
     kind: Kind,
+    access: ReadAccess,
     /// The client's address, for log lines.
     address: String,
     responses: mpsc::Sender<Result<DeliverResponse, Status>>,
@@ -247,7 +310,7 @@ impl Session {
         let mut access = SessionAccess::new(
             SignedData { data: envelope.payload.clone(), identity: signature_header.creator.clone(), signature: envelope.signature.clone() },
             channel.clone(),
-            self.kind.resource(),
+            self.access,
         );
         if let Err(err) = access.evaluate(&self.channels, now) {
             warn!(target: DELIVER, func = "deliverBlocks", "[channel: {channel}] Client {address} is not authorized: {err}");
@@ -406,7 +469,7 @@ fn time_from_nanos(nanos: i128) -> Option<SystemTime> {
 struct SessionAccess {
     signed: SignedData,
     channel: String,
-    resource: &'static str,
+    access: ReadAccess,
     /// The client certificate's notAfter (none when the creator is not an X.509 identity).
     session_end: Option<SystemTime>,
     last_sequence: u64,
@@ -414,9 +477,9 @@ struct SessionAccess {
 }
 
 impl SessionAccess {
-    fn new(signed: SignedData, channel: String, resource: &'static str) -> SessionAccess {
+    fn new(signed: SignedData, channel: String, access: ReadAccess) -> SessionAccess {
         let session_end = Identity::deserialize(&signed.identity).ok().map(|id| id.cert.tbs_certificate().validity().not_after.to_system_time());
-        SessionAccess { signed, channel, resource, session_end, last_sequence: 0, used: false }
+        SessionAccess { signed, channel, access, session_end, last_sequence: 0, used: false }
     }
 
     fn evaluate(&mut self, channels: &Channels, now: SystemTime) -> Result<(), String> {
@@ -438,10 +501,13 @@ impl SessionAccess {
         self.used = true;
         // A channel ACL for the resource overrides the default; relative references are under
         // /Channel/Application (Fabric's aclsProvider).
-        let policy = match config.application.acls.get(self.resource) {
-            Some(reference) if reference.starts_with('/') => reference.clone(),
-            Some(reference) => format!("/Channel/Application/{reference}"),
-            None => CHANNEL_READERS.to_string(),
+        let policy = match self.access {
+            ReadAccess::Policy(policy) => policy.to_string(),
+            ReadAccess::Acl(resource) => match config.application.acls.get(resource) {
+                Some(reference) if reference.starts_with('/') => reference.clone(),
+                Some(reference) => format!("/Channel/Application/{reference}"),
+                None => CHANNEL_READERS.to_string(),
+            },
         };
         config.evaluate(&policy, std::slice::from_ref(&self.signed)).map_err(|err| {
             format!("Failed evaluating policy on signed data during check policy on channel [{}] with policy [{policy}]: [{err}]", self.channel)

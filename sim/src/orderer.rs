@@ -1,0 +1,459 @@
+//! An ordering-service host: a deterministic, solo-style block producer serving
+//! `orderer.AtomicBroadcast`, for the simulator (a turmoil host named `orderer`) and for
+//! real-process tests (`sim orderer`).
+//!
+//! It is built from peer-core's parts, not beside them: its ledger is a `Channels` over a
+//! `LedgerMgr` on the Env's storage (appends verify the block signatures like a peer's), Deliver
+//! is peer-core's deliver session ([`OrdererDeliver`], access by `/Channel/Readers`), blocks are
+//! made with `new_block` and signed with `sign_block`, and gRPC is served by `serve_grpc` over
+//! the Env's network. Time comes only from the Env's clock and randomness only from the Env's
+//! seeded stream, so a simulated run repeats byte for byte.
+//!
+//! Block cutting follows Fabric's solo consenter and block cutter: a transaction joins the
+//! pending batch; the first one of a batch starts the batch timer; the batch is cut when it
+//! holds `max_message_count` transactions or when the timer fires. Transactions are synthetic
+//! ENDORSER_TRANSACTIONs made at `tx_per_second` by a generated client identity, plus whatever
+//! clients broadcast: Broadcast accepts ENDORSER_TRANSACTION envelopes whose signature satisfies
+//! `/Channel/Writers` into the next block (as a solo orderer does), with Fabric's statuses.
+//!
+//! Deliberately not done: config updates (CONFIG_UPDATE is refused with BAD_REQUEST), the size
+//! limits of BatchSize (PreferredMaxBytes/AbsoluteMaxBytes; a message limit of 10 MiB only),
+//! TLS, the orderer's operations server, and any consensus beyond one node.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use peer_core::channel::signatures::sign_block;
+use peer_core::channel::{ChannelConfig, SignedData};
+use peer_core::config::{HostPort, KeepaliveConfig};
+use peer_core::env::{Env, Instant};
+use peer_core::ledger::LedgerMgr;
+use peer_core::ledger::block::{channel_id_of, header_hash, new_block};
+use peer_core::msp::LocalMsp;
+use peer_core::msp::generate::Org;
+use peer_core::node::channels::{Channels, last_config_index};
+use peer_core::node::deliver::{BoxStream, OrdererDeliver};
+use peer_core::node::serve::serve_grpc;
+use peer_core::proposal::{NONCE_SIZE, compute_tx_id, timestamp};
+use prost::Message;
+use proto::common::{Block, ChannelHeader, Envelope, Header, HeaderType, Payload, SignatureHeader, Status as FabricStatus};
+use proto::orderer::BroadcastResponse;
+use proto::orderer::atomic_broadcast_server::{AtomicBroadcast, AtomicBroadcastServer};
+use rand_chacha::ChaCha20Rng;
+use rand_core::Rng;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinSet;
+use tokio_stream::StreamExt;
+use tonic::{Request, Response, Status, Streaming};
+use tracing::{debug, error, info, warn};
+
+/// Fabric's orderer loggers.
+const SOLO: &str = "orderer.consensus.solo";
+const BLOCKCUTTER: &str = "orderer.common.blockcutter";
+const MULTICHANNEL: &str = "orderer.common.multichannel";
+const BROADCAST: &str = "orderer.common.broadcast";
+const SERVER: &str = "orderer.common.server";
+
+/// The largest message the orderer takes (Fabric's sample AbsoluteMaxBytes is 10 MB).
+const MAX_MESSAGE_BYTES: usize = 10 << 20;
+/// Broadcast envelopes waiting for the block cutter; beyond this Broadcast answers
+/// SERVICE_UNAVAILABLE (Fabric's solo queue is a channel of the same kind).
+const BROADCAST_QUEUE: usize = 1000;
+
+/// What an orderer runs with. Times are relative to this start of the process (the simulator
+/// translates its global schedule into them at every restart).
+#[derive(Clone, Debug)]
+pub struct OrdererSpec {
+    /// Where `orderer.AtomicBroadcast` is served (`0.0.0.0:7050`; port 0 picks one).
+    pub listen: HostPort,
+    /// The orderer's data directory on the Env's storage (the ledger is under `ledgersData`).
+    pub data_dir: PathBuf,
+    /// The channel's genesis block: joined when the ledger does not have the channel yet.
+    pub genesis: Block,
+    /// The orderer's signing identity (a member of the channel's orderer org).
+    pub signer: LocalMsp,
+    /// The creator of the synthetic transactions (any identity; nobody validates them).
+    pub client: LocalMsp,
+    /// Synthetic transactions per second (0: none; blocks then come from Broadcast only).
+    pub tx_per_second: f64,
+    /// Fabric's `BatchTimeout`: how long the first transaction of a batch waits for others.
+    pub batch_timeout: Duration,
+    /// Fabric's `BatchSize.MaxMessageCount`: a batch this full is cut at once.
+    pub max_message_count: u32,
+    /// Synthetic transactions start this long after start.
+    pub start: Duration,
+    /// ... and stop this long after start (None: never). Broadcast keeps working.
+    pub stop: Option<Duration>,
+    /// `General.Authentication.TimeWindow`: how far a Deliver request's timestamp may be from now.
+    pub time_window: Duration,
+}
+
+impl OrdererSpec {
+    /// Fabric's sample orderer values (BatchTimeout 2s, MaxMessageCount 10, TimeWindow 15m), no
+    /// synthetic transactions.
+    pub fn new(listen: HostPort, data_dir: PathBuf, genesis: Block, signer: LocalMsp, client: LocalMsp) -> OrdererSpec {
+        OrdererSpec {
+            listen,
+            data_dir,
+            genesis,
+            signer,
+            client,
+            tx_per_second: 0.0,
+            batch_timeout: Duration::from_secs(2),
+            max_message_count: 10,
+            start: Duration::ZERO,
+            stop: None,
+            time_window: Duration::from_secs(15 * 60),
+        }
+    }
+}
+
+/// A running orderer. Dropping it aborts its tasks; [`RunningOrderer::stop`] ends them in order.
+pub struct RunningOrderer {
+    /// Where the service is bound.
+    pub listen_address: std::net::SocketAddr,
+    /// The orderer's ledger (the one channel), for checkers and tests.
+    pub channels: Arc<Channels>,
+    /// The channel it orders.
+    pub channel_id: String,
+    stop: watch::Sender<bool>,
+    tasks: JoinSet<()>,
+}
+
+impl RunningOrderer {
+    /// Stops producing and serving; the ledger closes when the last handle goes.
+    pub async fn stop(mut self) {
+        let _ = self.stop.send(true);
+        while self.tasks.join_next().await.is_some() {}
+        info!(target: SERVER, func = "Main", "Orderer stopped");
+    }
+}
+
+pub struct Orderer;
+
+impl Orderer {
+    /// Opens the ledger, joins the channel if needed, serves `orderer.AtomicBroadcast` on
+    /// `spec.listen` and starts cutting blocks. Returns once the listener is bound.
+    pub async fn start(env: Env, spec: OrdererSpec) -> anyhow::Result<RunningOrderer> {
+        let channel_id = channel_id_of(&spec.genesis).context("the genesis block names no channel")?;
+        info!(target: SERVER, func = "Main", "Starting orderer: peer-core simulated solo orderer for channel {channel_id}");
+        let ledger = LedgerMgr::open(&env, &spec.data_dir, "orderer").context("opening the orderer's ledger")?;
+        let identities = Arc::new(std::sync::Mutex::new(peer_core::gossip::identity::Identities::new(&spec.signer, [])));
+        let channels = Arc::new(Channels::open(ledger, identities).context("opening the orderer's channels")?);
+        if channels.ledger(&channel_id).is_none() {
+            channels.join(&spec.genesis).with_context(|| format!("creating channel {channel_id} from its genesis block"))?;
+            info!(target: MULTICHANNEL, func = "CreateChain", "Created and started new channel {channel_id}");
+        }
+        let ledger = channels.ledger(&channel_id).context("the channel's ledger is not open")?;
+        warn!(target: SOLO, func = "New", "Use of the Solo orderer is deprecated and remains only for use in test environments but may be removed in the future.");
+
+        let listener = env.network.bind(&spec.listen).await.with_context(|| format!("binding {}", spec.listen))?;
+        let listen_address = listener.local_addr().context("reading the listen address")?;
+        let (stop, stop_rx) = watch::channel(false);
+        let (queue_tx, queue_rx) = mpsc::channel(BROADCAST_QUEUE);
+        let service = BroadcastService {
+            channels: channels.clone(),
+            channel_id: channel_id.clone(),
+            deliver: OrdererDeliver::new(channels.clone(), env.clock.clone(), spec.time_window),
+            queue: queue_tx,
+        };
+        let routes = tonic::service::Routes::new(
+            AtomicBroadcastServer::new(service).max_decoding_message_size(MAX_MESSAGE_BYTES).max_encoding_message_size(usize::MAX),
+        );
+        // Fabric's orderer keepalive defaults (General.Keepalive: ServerInterval 2h, ServerTimeout 20s).
+        let keepalive = KeepaliveConfig {
+            interval: Duration::from_secs(7200),
+            timeout: Duration::from_secs(20),
+            min_interval: Duration::from_secs(60),
+            client_interval: Duration::from_secs(60),
+            client_timeout: Duration::from_secs(20),
+            delivery_client_interval: Duration::from_secs(60),
+            delivery_client_timeout: Duration::from_secs(20),
+        };
+        let mut tasks = JoinSet::new();
+        tasks.spawn(serve_grpc(listener, env.clock.clone(), routes, keepalive, stop_rx.clone()));
+        let cutter = Cutter {
+            channels: channels.clone(),
+            channel_id: channel_id.clone(),
+            signer: spec.signer.clone(),
+            client: spec.client.clone(),
+            rng: env.fork_rng(),
+            pending: Vec::new(),
+            max_message_count: spec.max_message_count.max(1) as usize,
+        };
+        tasks.spawn(cutter.run(env, spec.clone(), queue_rx, stop_rx));
+        info!(target: SERVER, func = "Main", "Beginning to serve requests on {listen_address} (channel {channel_id} at height {})", ledger.height());
+        Ok(RunningOrderer { listen_address, channels, channel_id, stop, tasks })
+    }
+}
+
+/// The block cutter and block writer of the one channel.
+struct Cutter {
+    channels: Arc<Channels>,
+    channel_id: String,
+    signer: LocalMsp,
+    client: LocalMsp,
+    rng: ChaCha20Rng,
+    /// Fabric's pending batch: serialized envelopes.
+    pending: Vec<Vec<u8>>,
+    max_message_count: usize,
+}
+
+impl Cutter {
+    /// Fabric's solo `main` loop: messages in, the batch timer, blocks out.
+    async fn run(mut self, env: Env, spec: OrdererSpec, mut queue: mpsc::Receiver<Vec<u8>>, mut stop: watch::Receiver<bool>) {
+        let clock = env.clock.clone();
+        let started = clock.now();
+        let interval = (spec.tx_per_second > 0.0 && spec.tx_per_second.is_finite())
+            .then(|| Duration::from_secs_f64((1.0 / spec.tx_per_second).max(1e-6)));
+        let stop_at = spec.stop.map(|stop| started + stop);
+        let mut next_tx: Option<Instant> = interval.map(|_| started + spec.start);
+        let mut batch_deadline: Option<Instant> = None;
+        loop {
+            if let (Some(at), Some(end)) = (next_tx, stop_at)
+                && at >= end
+            {
+                next_tx = None;
+            }
+            let tx_due = next_tx.map(|at| clock.sleep_until(at));
+            let timer = batch_deadline.map(|at| clock.sleep_until(at));
+            let incoming = tokio::select! {
+                biased;
+                _ = stop.wait_for(|stop| *stop) => return,
+                Some(envelope) = queue.recv() => Some(envelope),
+                _ = async { if let Some(due) = tx_due { due.await } }, if next_tx.is_some() => {
+                    next_tx = next_tx.zip(interval).map(|(at, every)| at + every);
+                    Some(self.synthetic_transaction(clock.wall_clock()))
+                }
+                _ = async { if let Some(timer) = timer { timer.await } }, if batch_deadline.is_some() => None,
+            };
+            match incoming {
+                Some(envelope) => {
+                    debug!(target: BLOCKCUTTER, func = "Ordered", "Enqueuing message into batch");
+                    self.pending.push(envelope);
+                    if self.pending.len() >= self.max_message_count {
+                        debug!(target: BLOCKCUTTER, func = "Ordered", "Batch size met, cutting batch");
+                        batch_deadline = None;
+                        self.write_block();
+                    } else if batch_deadline.is_none() {
+                        debug!(target: SOLO, func = "main", "Just began {:?} batch timer", spec.batch_timeout);
+                        batch_deadline = Some(clock.now() + spec.batch_timeout);
+                    }
+                }
+                None => {
+                    batch_deadline = None;
+                    if self.pending.is_empty() {
+                        warn!(target: SOLO, func = "main", "Batch timer expired with no pending requests, this might indicate a bug");
+                    } else {
+                        debug!(target: SOLO, func = "main", "Batch timer expired, creating block");
+                        self.write_block();
+                    }
+                }
+            }
+        }
+    }
+
+    /// A synthetic ENDORSER_TRANSACTION by the client identity: Fabric's tx ID rule, a
+    /// one-action transaction whose chaincode action carries a counter as its results.
+    fn synthetic_transaction(&mut self, now: std::time::SystemTime) -> Vec<u8> {
+        use proto::protos::{ChaincodeAction, ChaincodeActionPayload, ChaincodeEndorsedAction, ProposalResponsePayload, Transaction, TransactionAction};
+        let mut nonce = [0u8; NONCE_SIZE];
+        self.rng.fill_bytes(&mut nonce);
+        let creator = self.client.identity.serialize();
+        let tx_id = compute_tx_id(&nonce, &creator);
+        let signature_header = SignatureHeader { creator, nonce: nonce.to_vec() }.encode_to_vec();
+        let channel_header = ChannelHeader {
+            r#type: HeaderType::EndorserTransaction as i32,
+            timestamp: Some(timestamp(now)),
+            channel_id: self.channel_id.clone(),
+            tx_id: tx_id.clone(),
+            ..ChannelHeader::default()
+        };
+        let action = ChaincodeAction {
+            results: tx_id.as_bytes().to_vec(),
+            response: Some(proto::protos::Response { status: 200, ..Default::default() }),
+            ..ChaincodeAction::default()
+        };
+        let response_payload = ProposalResponsePayload { proposal_hash: nonce.to_vec(), extension: action.encode_to_vec() };
+        let payload = ChaincodeActionPayload {
+            chaincode_proposal_payload: Vec::new(),
+            action: Some(ChaincodeEndorsedAction { proposal_response_payload: response_payload.encode_to_vec(), endorsements: Vec::new() }),
+        };
+        let transaction = Transaction { actions: vec![TransactionAction { header: signature_header.clone(), payload: payload.encode_to_vec() }] };
+        let payload = Payload {
+            header: Some(Header { channel_header: channel_header.encode_to_vec(), signature_header }),
+            data: transaction.encode_to_vec(),
+        }
+        .encode_to_vec();
+        let signature = self.client.sign(&payload);
+        Envelope { payload, signature }.encode_to_vec()
+    }
+
+    /// Fabric's `CreateNextBlock` + `WriteBlock`: the pending batch as the block at the tip,
+    /// signed, appended through `Channels::append` (which checks what a peer checks).
+    fn write_block(&mut self) {
+        let envelopes = std::mem::take(&mut self.pending);
+        let count = envelopes.len();
+        let Some(ledger) = self.channels.ledger(&self.channel_id) else {
+            error!(target: MULTICHANNEL, func = "WriteBlock", "[channel: {}] the channel's ledger is gone; dropping {count} messages", self.channel_id);
+            return;
+        };
+        let height = ledger.height();
+        let tip = match height.checked_sub(1).map(|n| ledger.block(n)) {
+            Some(Ok(Some(block))) => block,
+            other => {
+                error!(target: MULTICHANNEL, func = "CreateNextBlock", "[channel: {}] cannot read the tip at height {height}: {other:?}", self.channel_id);
+                return;
+            }
+        };
+        let previous = header_hash(&tip.header.clone().unwrap_or_default());
+        let last_config = last_config_index(&tip).unwrap_or(0);
+        let mut block = new_block(height, &previous, envelopes);
+        sign_block(&mut block, &self.signer, last_config, &mut self.rng);
+        if let Err(err) = self.channels.append(&self.channel_id, &block) {
+            // Fabric panics here; we drop the batch and keep serving (a crashed host's disk
+            // fails this way on its way down).
+            error!(target: MULTICHANNEL, func = "WriteBlock", "[channel: {}] Could not append block [{height}]: {err}", self.channel_id);
+            return;
+        }
+        debug!(target: MULTICHANNEL, func = "commitBlock", "[channel: {}] Wrote block [{height}] with {count} transactions, hash {}", self.channel_id, hex::encode(header_hash(&block.header.clone().unwrap_or_default())));
+    }
+}
+
+/// `orderer.AtomicBroadcast`.
+struct BroadcastService {
+    channels: Arc<Channels>,
+    channel_id: String,
+    deliver: OrdererDeliver,
+    queue: mpsc::Sender<Vec<u8>>,
+}
+
+#[tonic::async_trait]
+impl AtomicBroadcast for BroadcastService {
+    type BroadcastStream = BoxStream<BroadcastResponse>;
+    type DeliverStream = BoxStream<proto::orderer::DeliverResponse>;
+
+    async fn broadcast(&self, request: Request<Streaming<Envelope>>) -> Result<Response<Self::BroadcastStream>, Status> {
+        let address = request.remote_addr().map(|a| a.to_string()).unwrap_or_default();
+        debug!(target: BROADCAST, func = "Handle", "Starting new broadcast loop for {address}");
+        let (channels, channel_id, queue) = (self.channels.clone(), self.channel_id.clone(), self.queue.clone());
+        // One response per envelope, in order, computed as the client's stream is read (the
+        // response stream owns this work: a client that leaves ends it).
+        let responses = request
+            .into_inner()
+            .map(move |item| item.map(|envelope| process_message(&channels, &channel_id, &queue, &envelope, &address)));
+        Ok(Response::new(Box::pin(responses)))
+    }
+
+    async fn deliver(&self, request: Request<Streaming<Envelope>>) -> Result<Response<Self::DeliverStream>, Status> {
+        debug!(target: SERVER, func = "Deliver", "Starting new Deliver handler");
+        Ok(self.deliver.deliver(request))
+    }
+}
+
+/// Fabric's `ProcessMessage` for a standard channel on a solo orderer.
+fn process_message(channels: &Channels, channel_id: &str, queue: &mpsc::Sender<Vec<u8>>, envelope: &Envelope, address: &str) -> BroadcastResponse {
+    let reply = |status: FabricStatus, info: String| BroadcastResponse { status: status as i32, info };
+    let header = Payload::decode(envelope.payload.as_slice())
+        .map_err(|e| format!("error unmarshalling Payload: {e}"))
+        .and_then(|p| p.header.ok_or_else(|| "no header was set".to_string()))
+        .and_then(|h| ChannelHeader::decode(h.channel_header.as_slice()).map_err(|e| format!("error unmarshalling ChannelHeader: {e}")));
+    let channel_header = match header {
+        Ok(header) => header,
+        Err(err) => {
+            let err = format!("could not determine channel ID: {err}");
+            warn!(target: BROADCAST, func = "ProcessMessage", "[channel: unknown] Could not get message processor for serving {address}: {err}");
+            return reply(FabricStatus::BadRequest, err);
+        }
+    };
+    let channel = channel_header.channel_id.clone();
+    let config: Option<Arc<ChannelConfig>> = (channel == channel_id).then(|| channels.config(&channel)).flatten();
+    let Some(config) = config else {
+        let err = "channel creation request not allowed because the orderer system channel is not defined".to_string();
+        warn!(target: BROADCAST, func = "ProcessMessage", "[channel: {channel}] Could not get message processor for serving {address}: {err}");
+        return reply(FabricStatus::BadRequest, err);
+    };
+    match HeaderType::try_from(channel_header.r#type) {
+        Ok(HeaderType::Config) => {
+            let err = "message is of type that cannot be processed directly".to_string();
+            warn!(target: BROADCAST, func = "ProcessMessage", "[channel: {channel}] Could not get message processor for serving {address}: {err}");
+            return reply(FabricStatus::BadRequest, err);
+        }
+        Ok(HeaderType::ConfigUpdate) => {
+            let err = "config updates are not supported by this orderer".to_string();
+            warn!(target: BROADCAST, func = "ProcessMessage", "[channel: {channel}] Rejecting broadcast of config message from {address} because of error: {err}");
+            return reply(FabricStatus::BadRequest, err);
+        }
+        _ => {}
+    }
+    debug!(
+        target: BROADCAST,
+        func = "ProcessMessage",
+        "[channel: {channel}] Broadcast is processing normal message from {address} with txid '{}' of type {}",
+        channel_header.tx_id,
+        HeaderType::try_from(channel_header.r#type).map(|t| t.as_str_name().to_string()).unwrap_or_else(|_| channel_header.r#type.to_string())
+    );
+    // Fabric's SigFilter: the envelope's signature against /Channel/Writers.
+    let creator = Payload::decode(envelope.payload.as_slice())
+        .ok()
+        .and_then(|p| p.header)
+        .and_then(|h| SignatureHeader::decode(h.signature_header.as_slice()).ok())
+        .map(|s| s.creator)
+        .unwrap_or_default();
+    let signed = SignedData { data: envelope.payload.clone(), identity: creator, signature: envelope.signature.clone() };
+    if let Err(err) = config.evaluate("/Channel/Writers", std::slice::from_ref(&signed)) {
+        let err = format!("{err}: permission denied");
+        warn!(target: BROADCAST, func = "ProcessMessage", "[channel: {channel}] Rejecting broadcast of normal message from {address} because of error: {err}");
+        return reply(FabricStatus::Forbidden, err);
+    }
+    if queue.try_send(envelope.encode_to_vec()).is_err() {
+        let err = "the orderer's queue is full".to_string();
+        warn!(target: BROADCAST, func = "ProcessMessage", "[channel: {channel}] Rejecting broadcast of normal message from {address} with SERVICE_UNAVAILABLE: rejected by Order: {err}");
+        return reply(FabricStatus::ServiceUnavailable, err);
+    }
+    debug!(target: BROADCAST, func = "ProcessMessage", "[channel: {channel}] Broadcast has successfully enqueued message of type ENDORSER_TRANSACTION from {address}");
+    reply(FabricStatus::Success, String::new())
+}
+
+/// The generated world of a real-process orderer: the orderer org, the application orgs (one
+/// peer each, MSP IDs `Org<N>MSP` for `org<N>`) and the channel's genesis block, all from a fixed
+/// seed (the same files every time).
+pub struct World {
+    pub orderer_org: Org,
+    pub application_orgs: Vec<Org>,
+    pub genesis: Block,
+    /// The orderer's signing identity and the synthetic transactions' creator.
+    pub signer: LocalMsp,
+    pub client: LocalMsp,
+}
+
+/// Generates the orgs and the genesis block of `channel_id`, whose orderer endpoint is
+/// `orderer_endpoint` and whose anchor peers are `peer0.<org>.example.com:7051`.
+pub fn generate_world(channel_id: &str, orgs: &[String], orderer_endpoint: &str, now: std::time::SystemTime) -> anyhow::Result<World> {
+    use peer_core::channel::config::AnchorPeer;
+    use peer_core::channel::genesis::{GenesisOrg, GenesisSpec, genesis_block};
+    use peer_core::msp::generate::{OrgSpec, ValidityWindow, generate_org, org_rng};
+    let generate = |spec: &OrgSpec| generate_org(spec, &mut org_rng(1, spec), ValidityWindow::fixed()).map_err(anyhow::Error::msg);
+    let orderer_org = generate(&OrgSpec { msp_id: "OrdererMSP".into(), domain: "example.com".into(), peers: 0 })?;
+    let mut application_orgs = Vec::new();
+    for name in orgs {
+        let digits: String = name.chars().filter(char::is_ascii_digit).collect();
+        anyhow::ensure!(!digits.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric()), "org name {name:?} must be like org1");
+        application_orgs.push(generate(&OrgSpec { msp_id: format!("Org{digits}MSP"), domain: format!("{name}.example.com"), peers: 1 })?);
+    }
+    let mut spec = GenesisSpec::new(channel_id, now);
+    spec.orderer_orgs.push(GenesisOrg { name: "OrdererOrg".into(), org: &orderer_org, anchor_peers: Vec::new(), orderer_endpoints: vec![orderer_endpoint.to_string()] });
+    for org in &application_orgs {
+        let anchor = AnchorPeer { host: format!("peer0.{}", org.spec.domain), port: 7051 };
+        spec.application_orgs.push(GenesisOrg { name: org.spec.msp_id.clone(), org, anchor_peers: vec![anchor], orderer_endpoints: Vec::new() });
+    }
+    let genesis = genesis_block(&spec).context("building the genesis block")?;
+    let signer = LocalMsp::from_files(&orderer_org.admin.msp, "OrdererMSP", now).context("loading the orderer identity")?;
+    let client = match application_orgs.first() {
+        Some(org) => LocalMsp::from_files(&org.admin.msp, &org.spec.msp_id, now).context("loading the client identity")?,
+        None => signer.clone(),
+    };
+    Ok(World { orderer_org, application_orgs, genesis, signer, client })
+}
