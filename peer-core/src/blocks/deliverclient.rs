@@ -160,6 +160,9 @@ enum Ended {
     Fatal,
 }
 
+/// Called with the channel ID when a non-static leader gives up (see [`DeliverClient::on_give_up`]).
+pub type GiveUp = Arc<dyn Fn(&str) + Send + Sync>;
+
 /// An open Deliver stream.
 struct Connection {
     address: String,
@@ -180,7 +183,7 @@ pub struct DeliverClient {
     config: DeliverClientConfig,
     /// Called with the channel ID when a non-static leader gives up (Fabric's finalizer, which
     /// yields leadership in the election).
-    on_give_up: Option<Arc<dyn Fn(&str) + Send + Sync>>,
+    on_give_up: Option<GiveUp>,
 }
 
 impl std::fmt::Debug for DeliverClient {
@@ -201,7 +204,7 @@ impl DeliverClient {
     }
 
     /// What to do when a non-static leader gives up on the ordering service (the election yields).
-    pub fn on_give_up(mut self, give_up: Arc<dyn Fn(&str) + Send + Sync>) -> DeliverClient {
+    pub fn on_give_up(mut self, give_up: GiveUp) -> DeliverClient {
         self.on_give_up = Some(give_up);
         self
     }
