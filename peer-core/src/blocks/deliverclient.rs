@@ -98,6 +98,11 @@ pub struct DeliverClientConfig {
     pub reconnect_total_time_threshold: Duration,
     /// `peer.deliveryclient.addressOverrides`: `from` → `to` (CA files are for TLS, not served).
     pub address_overrides: Vec<(String, String)>,
+    /// HTTP/2 keepalive pings on the orderer connection (`peer.keepalive.deliveryClient.interval`
+    /// and `.timeout`), also without an open stream as Fabric's `PermitWithoutStream`: a silent
+    /// orderer (a partition) ends the stream, and the client fails over.
+    pub keepalive_interval: Duration,
+    pub keepalive_timeout: Duration,
     /// gRPC message limits (`peer.maxRecvMsgSize`, `peer.maxSendMsgSize`).
     pub max_recv_msg_size: usize,
     pub max_send_msg_size: usize,
@@ -113,6 +118,8 @@ impl DeliverClientConfig {
             reconnect_backoff_threshold: delivery.reconnect_backoff_threshold,
             reconnect_total_time_threshold: delivery.reconnect_total_time_threshold,
             address_overrides: delivery.address_overrides.iter().map(|o| (o.from.clone(), o.to.clone())).collect(),
+            keepalive_interval: config.peer.keepalive.delivery_client_interval,
+            keepalive_timeout: config.peer.keepalive.delivery_client_timeout,
             max_recv_msg_size: config.peer.max_recv_msg_size,
             max_send_msg_size: config.peer.max_send_msg_size,
         }
@@ -406,7 +413,11 @@ impl DeliverClient {
         let address = endpoints.get(index).cloned().unwrap_or_default();
         let dial_error = |cause: String| DeliverError::Dial { address: address.clone(), cause };
         let target = HostPort::parse(&address).map_err(dial_error)?;
-        let uri = Endpoint::from_shared(format!("http://{address}")).map_err(|e| dial_error(e.to_string()))?;
+        let uri = Endpoint::from_shared(format!("http://{address}"))
+            .map_err(|e| dial_error(e.to_string()))?
+            .http2_keep_alive_interval(self.config.keepalive_interval)
+            .keep_alive_timeout(self.config.keepalive_timeout)
+            .keep_alive_while_idle(true);
         let network = self.env.network.clone();
         let timeout = self.config.conn_timeout;
         let connector = tower::service_fn(move |_uri: http::Uri| {
