@@ -8,7 +8,9 @@
 //! - [`msp`]: the local MSP (Fabric MSP directories), signing and verifying, PKI-IDs, and a
 //!   deterministic MSP generator.
 //! - [`metadata`]: version information.
+//! - [`blocks`]: the deliver client, pulling blocks from the ordering service.
 
+pub mod blocks;
 pub mod channel;
 pub mod config;
 pub mod env;

@@ -78,8 +78,8 @@ pub fn signed_proposal(signer: &LocalMsp, invocation: &Invocation<'_>, nonce: [u
 }
 
 /// A signed DELIVER_SEEK_INFO envelope asking for the one block at `position` (start = stop), as
-/// the `peer channel fetch` client builds it: version 0, epoch 0, no transaction ID, the
-/// timestamp in whole seconds, BLOCK_UNTIL_READY, STRICT unless `best_effort`.
+/// the `peer channel fetch` client builds it: BLOCK_UNTIL_READY, STRICT unless `best_effort`
+/// (the envelope itself as [`seek_info_envelope`] builds it).
 pub fn seek_envelope(signer: &LocalMsp, channel_id: &str, position: SeekPosition, best_effort: bool, nonce: [u8; NONCE_SIZE], time: SystemTime) -> Envelope {
     let seek = SeekInfo {
         start: Some(position),
@@ -91,8 +91,9 @@ pub fn seek_envelope(signer: &LocalMsp, channel_id: &str, position: SeekPosition
     seek_info_envelope(signer, channel_id, &seek, nonce, time)
 }
 
-/// A signed DELIVER_SEEK_INFO envelope carrying any `seek` (as `protoutil.CreateSignedEnvelope`
-/// builds it: version 0, epoch 0, no transaction ID, the timestamp in whole seconds).
+/// A signed DELIVER_SEEK_INFO envelope carrying `seek`, as `protoutil.CreateSignedEnvelope`
+/// builds it for the CLI and for the peer's deliver client: version 0, epoch 0, no transaction
+/// ID, the timestamp in whole seconds, no TLS certificate hash.
 pub fn seek_info_envelope(signer: &LocalMsp, channel_id: &str, seek: &SeekInfo, nonce: [u8; NONCE_SIZE], time: SystemTime) -> Envelope {
     let mut stamp = timestamp(time);
     stamp.nanos = 0;

@@ -7,12 +7,7 @@ use proto::common::Block;
 use tokio::sync::mpsc;
 use tracing::warn;
 
-/// Where a leader hands each block it committed from the ordering service.
-// The same trait as `blocks::BlockPublisher` (issue #8 and the deliver client are built in
-// parallel); the lead unifies them when merging.
-pub trait BlockPublisher: Send + Sync + 'static {
-    fn publish(&self, channel: &str, block: &proto::common::Block);
-}
+pub use crate::blocks::BlockPublisher;
 
 /// Blocks queued between the publisher and the gossip driver; beyond this a block is not
 /// gossiped (peers then get it by state transfer), so a slow driver never blocks committing.

@@ -17,6 +17,7 @@
 pub mod block;
 pub mod channel;
 pub mod commands;
+pub mod metrics;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

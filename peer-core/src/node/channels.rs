@@ -3,17 +3,22 @@
 //!
 //! Joining (or opening at start) a channel hands its organizations' MSPs to gossip, so members
 //! of those organizations become verifiable (Fabric learns other orgs from channel configs).
+//! Whoever needs to act on new channels (the deliver client, issue #8) follows
+//! [`Channels::subscribe_joined`]. Heights and commit times go to the ledger metrics.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use prost::Message;
+use tokio::sync::watch;
 use proto::common::{Block, BlockMetadataIndex, HeaderType, LastConfig, Metadata, OrdererBlockMetadata};
 use tracing::{error, info};
 
 use crate::channel::config::{ChannelConfig, ConfigBlockError};
 use crate::channel::signatures::{BlockSignatureError, verify_block_signatures};
+use crate::env::{Clock, StoppedClock};
 use crate::gossip::identity::Identities;
+use crate::ledger::metrics::LedgerMetrics;
 use crate::ledger::block::channel_header;
 use crate::ledger::channel::ChannelLedger;
 use crate::ledger::{LedgerError, LedgerMgr};
@@ -43,6 +48,11 @@ pub struct Channels {
     /// Channels below the height recorded by `node reset`/`rollback`: endorsement is blocked
     /// until every one of them is back there.
     pre_reset: Mutex<BTreeMap<String, u64>>,
+    /// The joined channel IDs, sorted; a new value each time a channel is added.
+    joined: watch::Sender<Vec<String>>,
+    metrics: LedgerMetrics,
+    /// Times commits for `metrics`.
+    clock: Arc<dyn Clock>,
 }
 
 impl std::fmt::Debug for Channels {
@@ -59,8 +69,19 @@ impl Channels {
     /// Reads the configuration of every active channel (a channel whose configuration cannot be
     /// read is logged and left out, as one that does not open) and loads the pre-reset heights.
     pub fn open(ledger: LedgerMgr, identities: Arc<Mutex<Identities>>) -> Result<Channels, LedgerError> {
+        Channels::open_with_metrics(ledger, identities, LedgerMetrics::default(), Arc::new(StoppedClock))
+    }
+
+    /// [`Channels::open`], reporting heights and commit times to `metrics` (timed by `clock`).
+    pub fn open_with_metrics(
+        ledger: LedgerMgr,
+        identities: Arc<Mutex<Identities>>,
+        metrics: LedgerMetrics,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Channels, LedgerError> {
         let pre_reset: BTreeMap<String, u64> = ledger.pre_reset_heights()?.into_iter().collect();
-        let channels = Channels { ledger, configs: Mutex::default(), identities, pre_reset: Mutex::new(pre_reset) };
+        let (joined, _) = watch::channel(Vec::new());
+        let channels = Channels { ledger, configs: Mutex::default(), identities, pre_reset: Mutex::new(pre_reset), joined, metrics, clock };
         for id in channels.ledger.active_channels() {
             let Some(ledger) = channels.ledger.channel(&id) else { continue };
             match latest_config(&ledger) {
@@ -82,6 +103,12 @@ impl Channels {
 
     pub fn config(&self, channel_id: &str) -> Option<Arc<ChannelConfig>> {
         lock(&self.configs).get(channel_id).cloned()
+    }
+
+    /// The joined channel IDs (sorted), updated whenever a channel is joined. The current value
+    /// already lists the channels opened at start.
+    pub fn subscribe_joined(&self) -> watch::Receiver<Vec<String>> {
+        self.joined.subscribe()
     }
 
     /// The ledger manager (its root path, pre-reset records).
@@ -108,18 +135,29 @@ impl Channels {
     pub fn append(&self, channel_id: &str, block: &Block) -> Result<(), ChannelError> {
         let config = self.config(channel_id).ok_or_else(|| ChannelError::UnknownChannel(channel_id.to_string()))?;
         let ledger = self.ledger.channel(channel_id).ok_or_else(|| ChannelError::UnknownChannel(channel_id.to_string()))?;
+        let started = self.clock.now();
         verify_block_signatures(block, &config)?;
         let new_config = is_config_block(block).then(|| ChannelConfig::from_block(block)).transpose()?;
         ledger.append(block)?;
         if let Some(config) = new_config {
             self.install(Arc::new(config));
         }
+        self.metrics.observe_commit(channel_id, self.clock.now().saturating_duration_since(started));
+        self.metrics.set_height(channel_id, ledger.height());
         Ok(())
     }
 
     fn install(&self, config: Arc<ChannelConfig>) {
         lock(&self.identities).add_msps(config.msps().values().cloned());
-        lock(&self.configs).insert(config.channel_id.clone(), config);
+        let id = config.channel_id.clone();
+        let added = lock(&self.configs).insert(id.clone(), config).is_none();
+        if added {
+            if let Some(ledger) = self.ledger.channel(&id) {
+                self.metrics.set_height(&id, ledger.height());
+            }
+            let ids = self.ids();
+            self.joined.send_modify(|joined| *joined = ids);
+        }
     }
 
     /// Whether endorsement is blocked because a channel is below its pre-reset height.

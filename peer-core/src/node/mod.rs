@@ -24,8 +24,10 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
-use tracing::{error, info, warn};
+use tracing::{debug, error, info, warn};
 
+use crate::blocks::deliverclient::{DeliverClient, DeliverClientConfig};
+use crate::blocks::BlockPublisher;
 use crate::config::{Config, HostPort, MetricsProvider};
 use crate::env::Env;
 use crate::gossip::comm::{Comm, CommConfig};
@@ -34,6 +36,7 @@ use crate::gossip::driver::{self, GossipMetrics, View};
 use crate::gossip::identity::Identities;
 use crate::gossip::publish::GossipBlockPublisher;
 use crate::gossip::state::{GossipState, StateConfig};
+use crate::ledger::metrics::LedgerMetrics;
 use crate::ledger::{LedgerError, LedgerMgr};
 use channels::Channels;
 use crate::metadata;
@@ -117,7 +120,9 @@ pub async fn start(env: Env, setup: Setup) -> Result<RunningNode, StartError> {
 
     // Step 7: the operations server comes first, so /healthz answers while the rest starts.
     let gossip_metrics = GossipMetrics::default();
-    let metrics = (config.metrics.provider == MetricsProvider::Prometheus).then(|| Arc::new(registry(&env, &gossip_metrics)));
+    let ledger_metrics = LedgerMetrics::default();
+    let metrics =
+        (config.metrics.provider == MetricsProvider::Prometheus).then(|| Arc::new(registry(&env, &gossip_metrics, &ledger_metrics)));
     let gossip_view = Arc::new(Mutex::new(View::default()));
     if config.metrics.provider == MetricsProvider::Statsd {
         warn!(target: "peer.operations", func = "NewSystem", "statsd metrics are not supported by peer-core yet; metrics disabled");
@@ -162,7 +167,7 @@ pub async fn start(env: Env, setup: Setup) -> Result<RunningNode, StartError> {
     }
     // The joined channels' organizations become known to gossip's identity store.
     let identities = Arc::new(Mutex::new(Identities::new(&msp, trusted_msps)));
-    let channels = Arc::new(Channels::open(ledger, identities.clone())?);
+    let channels = Arc::new(Channels::open_with_metrics(ledger, identities.clone(), ledger_metrics, env.clock.clone())?);
 
     // Step 24: bind the peer port now; it is served only at the end.
     let peer_listener =
@@ -255,6 +260,21 @@ pub async fn start(env: Env, setup: Setup) -> Result<RunningNode, StartError> {
     }
     info!(target: "nodeCmd", func = "serve", "Deployed system chaincodes");
 
+    // Step 38 (the delivery part): each joined channel, and each channel joined later, gets a
+    // deliver client task that pulls blocks while this peer leads the channel for its org.
+    // Committed blocks go to gossip, which disseminates them to the org (unless
+    // peer.deliveryclient.blockGossipEnabled is off; the deliver client checks that).
+    let publisher: Arc<dyn BlockPublisher> = Arc::new(gossip_publisher.clone());
+    let deliver_client = Arc::new(DeliverClient::new(
+        env.clone(),
+        channels.clone(),
+        Arc::new(msp.clone()),
+        publisher,
+        DeliverClientConfig::from_config(&config),
+    ));
+    let leadership = Leadership { org_leader: config.gossip.org_leader, use_leader_election: config.gossip.use_leader_election };
+    tasks.spawn(deliver_channels(deliver_client, channels.clone(), leadership, stop_rx.clone()));
+
     // Steps 28, 39, 46: the services on the peer port.
     let max_recv = config.peer.max_recv_msg_size;
     let max_send = config.peer.max_send_msg_size;
@@ -326,6 +346,58 @@ pub async fn start(env: Env, setup: Setup) -> Result<RunningNode, StartError> {
     })
 }
 
+/// Who pulls blocks for a channel (Fabric's `InitializeChannel`): a static leader always, a
+/// peer with leader election while elected, any other peer never.
+#[derive(Clone, Copy, Debug)]
+struct Leadership {
+    org_leader: bool,
+    use_leader_election: bool,
+}
+
+impl Leadership {
+    /// The leadership watch for `channel`'s deliver client, or `None` when this peer never pulls.
+    fn watch(self, channel: &str) -> Option<watch::Receiver<bool>> {
+        if self.use_leader_election {
+            debug!(target: "gossip.service", func = "InitializeChannel", "Delivery uses dynamic leader election mechanism, channel {channel}");
+            // Leader election is gossip's (issue #8, the `state` module); until it provides the
+            // watch, an electing peer does not pull.
+            warn!(target: "gossip.service", func = "InitializeChannel", "peer.gossip.useLeaderElection is true, but peer-core has no leader election yet: channel {channel} will not pull blocks from the ordering service");
+            None
+        } else if self.org_leader {
+            debug!(target: "gossip.service", func = "InitializeChannel", "This peer is configured to connect to ordering service for blocks delivery, channel {channel}");
+            // The sender is dropped: the value stays true.
+            Some(watch::channel(true).1)
+        } else {
+            debug!(target: "gossip.service", func = "InitializeChannel", "This peer is not configured to connect to ordering service for blocks delivery, channel {channel}");
+            None
+        }
+    }
+}
+
+/// Starts a deliver client task for every joined channel, and for each channel joined later;
+/// on stop, waits for them to end.
+async fn deliver_channels(client: Arc<DeliverClient>, channels: Arc<Channels>, leadership: Leadership, mut stop: watch::Receiver<bool>) {
+    let mut joined = channels.subscribe_joined();
+    let mut seen = std::collections::BTreeSet::new();
+    let mut tasks = JoinSet::new();
+    loop {
+        let ids = joined.borrow_and_update().clone();
+        for id in ids {
+            if seen.insert(id.clone())
+                && let Some(watch) = leadership.watch(&id)
+            {
+                tasks.spawn(client.run(id, watch, stop.clone()));
+            }
+        }
+        tokio::select! {
+            biased;
+            _ = stop.wait_for(|stopped| *stopped) => break,
+            changed = joined.changed() => if changed.is_err() { break },
+        }
+    }
+    while tasks.join_next().await.is_some() {}
+}
+
 /// Fabric's reset loop: every 10s, are all channels back at their pre-reset heights?
 async fn pre_reset_loop(channels: Arc<Channels>, clock: Arc<dyn crate::env::Clock>, mut stop: watch::Receiver<bool>) {
     loop {
@@ -345,6 +417,13 @@ fn refuse_unsupported(config: &Config) -> Result<(), StartError> {
     if config.peer.tls.enabled {
         return Err(StartError::Unsupported("peer.tls.enabled is true, but peer-core does not serve TLS yet".into()));
     }
+    if config.gossip.org_leader && config.gossip.use_leader_election {
+        // Fabric panics at channel initialization: `Setting both orgLeader and useLeaderElection
+        // to true isn't supported, aborting execution`.
+        return Err(StartError::Unsupported(
+            "peer.gossip.orgLeader and peer.gossip.useLeaderElection are both true: Setting both orgLeader and useLeaderElection to true isn't supported, aborting execution".into(),
+        ));
+    }
     if config.operations.tls.enabled {
         return Err(StartError::Unsupported("operations.tls.enabled is true, but peer-core does not serve TLS yet".into()));
     }
@@ -352,7 +431,7 @@ fn refuse_unsupported(config: &Config) -> Result<(), StartError> {
 }
 
 /// The Prometheus registry with the metrics that exist from the start.
-fn registry(env: &Env, gossip: &GossipMetrics) -> Registry {
+fn registry(env: &Env, gossip: &GossipMetrics, ledger: &LedgerMetrics) -> Registry {
     let mut registry = Registry::default();
     let version: Family<Vec<(String, String)>, Gauge> = Family::default();
     version.get_or_create(&vec![("version".to_string(), metadata::VERSION.to_string())]).set(1);
@@ -362,6 +441,7 @@ fn registry(env: &Env, gossip: &GossipMetrics) -> Registry {
     start.set(started.as_secs_f64());
     registry.register("peer_start_seconds", "When the peer started, in seconds since the Unix epoch", start);
     gossip.register(&mut registry);
+    ledger.register(&mut registry);
     registry
 }
 

@@ -2,6 +2,7 @@
 mod channel;
 mod config;
 mod deliver;
+mod deliver_client;
 mod endorser;
 mod msp;
 mod gossip_comm;

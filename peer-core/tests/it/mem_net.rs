@@ -40,6 +40,11 @@ impl Network for MemNetwork {
     fn bind(&self, address: &HostPort) -> BoxFuture<'static, io::Result<Box<dyn Listener>>> {
         let (send, incoming) = mpsc::unbounded_channel();
         let result = match self.listeners.lock().unwrap().entry(address.port) {
+            // A port whose listener was dropped is free again.
+            std::collections::btree_map::Entry::Occupied(mut slot) if slot.get().is_closed() => {
+                slot.insert(send);
+                Ok(Box::new(MemListener { local: SocketAddr::from((HOST, address.port)), incoming }) as Box<dyn Listener>)
+            }
             std::collections::btree_map::Entry::Occupied(_) => Err(io::Error::from(io::ErrorKind::AddrInUse)),
             std::collections::btree_map::Entry::Vacant(slot) => {
                 slot.insert(send);
