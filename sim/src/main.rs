@@ -161,6 +161,7 @@ fn run(scenario: &str, seed: u64, json: bool, trace: Option<&Path>, svg: Option<
             "violations": outcome.violations,
             "faults": outcome.faults,
             "milestones": outcome.milestones,
+            "catch_up_ms": outcome.catch_up.iter().map(|(peer, d)| (peer.clone(), d.as_millis() as u64)).collect::<Vec<_>>(),
             "converged_after_ms": outcome.converged_after.map(|d| d.as_millis() as u64),
             "trace_lines": outcome.trace.lines().count(),
             "summary": outcome.summary,

@@ -66,6 +66,9 @@ pub struct Outcome {
     /// Per sample: for each peer, whether it runs and how many of the running peers that should
     /// see it alive do (seen, should), for the timeline picture.
     pub samples: Vec<(Duration, BTreeMap<String, Visibility>)>,
+    /// For each restart of a peer with an orderer running: how long (simulated) until the peer
+    /// held every block the orderer had when it restarted.
+    pub catch_up: Vec<(String, Duration)>,
     /// The orderer's chain as last sampled (header hashes, hex, by block number); empty without
     /// an orderer. Later checks compare peers' blocks with these.
     pub orderer_blocks: Vec<String>,
@@ -157,7 +160,13 @@ fn peer_env(scenario: &Scenario, peer: &PeerSpec) -> EnvVars {
         .with("CORE_OPERATIONS_LISTENADDRESS", "0.0.0.0:9443")
         .with("CORE_PEER_FILESYSTEMPATH", "/var/peer")
         .with("CORE_PEER_LOCALMSPID", &peer.msp_id)
-        .with("CORE_METRICS_PROVIDER", "disabled");
+        .with("CORE_METRICS_PROVIDER", "disabled")
+        // Each org's peer0 is its static leader (pulls from the orderer and gossips blocks to the
+        // org); the others get blocks by gossip and catch up by state transfer. Without an
+        // orderer nobody pulls. Scenario `env` can override all of this.
+        .with("CORE_PEER_GOSSIP_USELEADERELECTION", "false")
+        .with("CORE_PEER_GOSSIP_ORGLEADER", if scenario.orderer.is_some() && peer.index == 0 { "true" } else { "false" })
+        .with("CORE_PEER_GOSSIP_STATE_ENABLED", "true");
     let bootstrap = match (scenario.bootstrap, peer.index) {
         (_, 0) => String::new(),
         (Bootstrap::First, _) => format!("{}-peer0:7051", peer.org),
@@ -348,6 +357,7 @@ fn simulate(scenario: &Scenario, seed: u64, broken: Option<Breakage>) -> Outcome
         summary: String::new(),
         samples: Vec::new(),
         orderer_blocks: Vec::new(),
+        catch_up: Vec::new(),
     };
     let mut timeline = scenario.timeline.clone();
     timeline.sort_by_key(|s| s.at);
@@ -378,6 +388,9 @@ fn simulate(scenario: &Scenario, seed: u64, broken: Option<Breakage>) -> Outcome
                 Event::Restart(peer) => {
                     down_since.remove(peer);
                     checker.restarted.insert(peer.clone());
+                    if scenario.orderer.is_some() {
+                        checker.catching_up.insert(peer.clone(), (now, checker.orderer_blocks.len() as u64));
+                    }
                 }
                 Event::Partition([a, b]) => {
                     cut_since.insert((a.clone(), b.clone()), now);
@@ -400,6 +413,10 @@ fn simulate(scenario: &Scenario, seed: u64, broken: Option<Breakage>) -> Outcome
             checker.sample(sim.elapsed(), &snapshot, &running, &mut outcome);
             checker.check_ledgers(sim.elapsed(), &ledgers, &joined, &mut outcome);
             checker.check_orderer(sim.elapsed(), &orderer_ledger, &mut outcome);
+            checker.check_peer_blocks(sim.elapsed(), &ledgers, &mut outcome);
+            if let Some(within) = scenario.checks.blocks_within {
+                checker.check_caught_up(sim.elapsed(), last_fault, within, &ledgers, &running, &mut outcome);
+            }
             let visibility = checker.visibility(&snapshot, &running);
             outcome.samples.push((sim.elapsed(), visibility));
             if let Some(within) = scenario.checks.dead_within {
@@ -417,6 +434,11 @@ fn simulate(scenario: &Scenario, seed: u64, broken: Option<Breakage>) -> Outcome
         outcome.orderer_blocks = checker.orderer_blocks.clone();
         let tip = outcome.orderer_blocks.last().map(|h| &h[..16]).unwrap_or("none");
         outcome.summary.push_str(&format!("{:>8} orderer at height {}, tip {tip}\n", format!("{:.2}s", sim.elapsed().as_secs_f64()), outcome.orderer_blocks.len()));
+        let heights: Vec<String> = checker.peer_heights.iter().map(|(peer, h)| format!("{peer} {h}")).collect();
+        outcome.summary.push_str(&format!("{:>8} peer heights: {}\n", format!("{:.2}s", sim.elapsed().as_secs_f64()), heights.join(", ")));
+        if checker.peer_heights.values().any(|h| *h > 1) {
+            *outcome.milestones.entry("blocks_committed").or_default() += 1;
+        }
     }
     if network.delay_probability > 0.0 {
         outcome.faults.insert("delay", delays_fired.load(Ordering::Relaxed));
@@ -553,12 +575,20 @@ struct Checker {
     restarted: BTreeSet<String>,
     /// The orderer's chain as far as it was seen (header hashes, hex).
     orderer_blocks: Vec<String>,
+    /// The orderer's height at each sample, for the catch-up check.
+    orderer_heights: Vec<(Duration, u64)>,
+    /// Per peer: the highest height seen (a committed block is acknowledged: it must never go),
+    /// and how many of its blocks were compared with the orderer's.
+    peer_heights: BTreeMap<String, u64>,
+    peer_checked: BTreeMap<String, u64>,
+    /// Restarted peers not yet caught up: since when, and the orderer's height at the restart.
+    catching_up: BTreeMap<String, (Duration, u64)>,
 }
 
 impl Checker {
     fn new(scenario: &Scenario, crypto: &Crypto) -> Checker {
         let names = crypto.peers.iter().map(|(name, msp)| (msp.pki_id().to_string(), name.clone())).collect();
-        Checker { peers: scenario.peers(), names, newest: BTreeMap::new(), last_line: BTreeMap::new(), last_alive: BTreeMap::new(), restarted: BTreeSet::new(), orderer_blocks: Vec::new() }
+        Checker { peers: scenario.peers(), names, newest: BTreeMap::new(), last_line: BTreeMap::new(), last_alive: BTreeMap::new(), restarted: BTreeSet::new(), orderer_blocks: Vec::new(), orderer_heights: Vec::new(), peer_heights: BTreeMap::new(), peer_checked: BTreeMap::new(), catching_up: BTreeMap::new() }
     }
 
     fn spec(&self, name: &str) -> &PeerSpec {
@@ -685,6 +715,73 @@ impl Checker {
                     outcome.violations.push(format!("at {at:?}: the orderer cannot read its block [{number}] below its height {height}"));
                     return;
                 }
+            }
+        }
+    }
+
+    /// Blocks on peers: a peer's height never goes back (every committed block was durable
+    /// before it counted), and every block a peer holds is the orderer's block at that number
+    /// (no fork, nothing made up). Runs after `check_orderer` at the same instant.
+    fn check_peer_blocks(&mut self, at: Duration, ledgers: &Ledgers, outcome: &mut Outcome) {
+        for (peer, channels) in locked(ledgers).iter() {
+            let Some(ledger) = channels.ledger(CHANNEL) else { continue };
+            let height = ledger.height();
+            let known = self.peer_heights.get(peer).copied().unwrap_or(0);
+            if height < known {
+                outcome.violations.push(format!("at {at:?}: {peer}'s height went back from {known} to {height}: an acknowledged block was lost"));
+            }
+            self.peer_heights.insert(peer.clone(), height.max(known));
+            if let Some(&(since, target)) = self.catching_up.get(peer)
+                && height >= target
+            {
+                self.catching_up.remove(peer);
+                let after = at.saturating_sub(since);
+                outcome.catch_up.push((peer.clone(), after));
+                outcome.summary.push_str(&format!("{:>8} {peer} caught up to height {target} {:.2}s after its restart\n", format!("{:.2}s", at.as_secs_f64()), after.as_secs_f64()));
+            }
+            if self.orderer_blocks.is_empty() {
+                continue;
+            }
+            // A restarted peer may be below what was checked before; start again from its height.
+            let checked = self.peer_checked.get(peer).copied().unwrap_or(0).min(height);
+            let upto = height.min(self.orderer_blocks.len() as u64);
+            for number in checked..upto {
+                let hash = match ledger.block(number) {
+                    Ok(Some(block)) => hex::encode(peer_core::ledger::block::header_hash(&block.header.unwrap_or_default())),
+                    _ => {
+                        outcome.violations.push(format!("at {at:?}: {peer} cannot read its block [{number}] below its height {height}"));
+                        break;
+                    }
+                };
+                if hash != self.orderer_blocks[number as usize] {
+                    outcome.violations.push(format!("at {at:?}: {peer}'s block [{number}] is not the orderer's (a fork): {} vs {}", &hash[..16], &self.orderer_blocks[number as usize][..16]));
+                    break;
+                }
+            }
+            self.peer_checked.insert(peer.clone(), upto.max(checked));
+            if height > self.orderer_blocks.len() as u64 {
+                outcome.violations.push(format!("at {at:?}: {peer} is at height {height}, above the orderer's {}", self.orderer_blocks.len()));
+            }
+        }
+        self.orderer_heights.push((at, self.orderer_blocks.len() as u64));
+    }
+
+    /// Liveness of block flow: from `since` on, every running peer holds at least the blocks
+    /// the orderer had `within` ago.
+    fn check_caught_up(&self, at: Duration, since: Duration, within: Duration, ledgers: &Ledgers, running: &BTreeSet<String>, outcome: &mut Outcome) {
+        if at < since + within {
+            return;
+        }
+        let Some(&(_, target)) = self.orderer_heights.iter().rev().find(|(t, _)| *t + within <= at) else { return };
+        for (peer, channels) in locked(ledgers).iter() {
+            if !running.contains(peer) {
+                continue;
+            }
+            let height = channels.ledger(CHANNEL).map_or(0, |l| l.height());
+            if height < target {
+                outcome.violations.push(format!(
+                    "at {at:?}: liveness: {peer} is at height {height}, behind the {target} blocks the orderer had {within:?} earlier"
+                ));
             }
         }
     }

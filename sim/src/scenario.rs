@@ -229,6 +229,10 @@ pub struct Checks {
     /// (found by swarm seed 30).
     #[serde(default, deserialize_with = "optional_duration")]
     pub dead_within: Option<Duration>,
+    /// With an orderer: from the last timeline event on, every running peer must hold at least
+    /// the blocks the orderer had this long before (blocks reach everyone, crashed peers catch up).
+    #[serde(default, deserialize_with = "optional_duration")]
+    pub blocks_within: Option<Duration>,
 }
 
 fn optional_duration<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<Duration>, D::Error> {
@@ -383,6 +387,9 @@ impl Scenario {
         let cut = self.checks.dead_within.is_some() && self.timeline.iter().any(|s| matches!(s.event, Event::Partition(_)));
         if cut || self.timeline.iter().any(|s| matches!(&s.event, Event::Crash(p) | Event::Kill(p) if p != ORDERER)) {
             expected.push("declared_dead");
+        }
+        if self.orderer.is_some() {
+            expected.push("blocks_committed");
         }
         if self.timeline.iter().any(|s| matches!(&s.event, Event::Restart(p) if p != ORDERER)) {
             expected.push("readmitted");

@@ -544,9 +544,15 @@ impl GossipState {
             warn!(target: GOSSIP_STATE, func = "receiveAndQueueGossipMessages", "Block [{seq}] received from gossip wasn't added to payload buffer: Ledger height is at {height}, cannot enqueue block with sequence of {seq}");
             return false;
         }
-        if blocking && (state.buffer.len() as u64 >= config.block_buffer_size * 2 || seq.wrapping_sub(height) >= config.block_buffer_size * 2) {
+        // The block at the ledger height is always taken: it is the one commits wait for. A buffer
+        // full of later blocks must never shut it out (that stalled catch-up for good in the
+        // simulator's crash-restart-ledger scenario); the farthest block makes room instead.
+        if blocking && seq != height && (state.buffer.len() as u64 >= config.block_buffer_size * 2 || seq.wrapping_sub(height) >= config.block_buffer_size * 2) {
             warn!(target: GOSSIP_STATE, func = "handleStateResponse", "Block [{seq}] received from block transfer wasn't added to payload buffer: the buffer is full");
             return false;
+        }
+        if seq == height && state.buffer.len() as u64 >= config.block_buffer_size * 2 {
+            state.buffer.pop_last();
         }
         if seq < height || state.committing == Some(seq) || state.buffer.contains_key(&seq) {
             debug!(target: GOSSIP_STATE, func = "Push", "Payload with sequence number = {seq} has been already processed");
