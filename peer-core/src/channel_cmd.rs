@@ -18,6 +18,7 @@ use proto::protos::endorser_client::EndorserClient;
 use proto::protos::{ChannelQueryResponse, ProposalResponse, deliver_response};
 use tonic::transport::{Channel, Endpoint};
 
+use peer_core::errors::rpc_error;
 use crate::cli::ChannelCommand;
 use peer_core::config::Config;
 use peer_core::msp::LocalMsp;
@@ -76,30 +77,6 @@ fn nonce() -> anyhow::Result<[u8; NONCE_SIZE]> {
     Ok(nonce)
 }
 
-/// Go's gRPC error text: `rpc error: code = Unknown desc = …`.
-fn rpc_error(status: &tonic::Status) -> String {
-    use tonic::Code;
-    let code = match status.code() {
-        Code::Ok => "OK",
-        Code::Cancelled => "Canceled",
-        Code::Unknown => "Unknown",
-        Code::InvalidArgument => "InvalidArgument",
-        Code::DeadlineExceeded => "DeadlineExceeded",
-        Code::NotFound => "NotFound",
-        Code::AlreadyExists => "AlreadyExists",
-        Code::PermissionDenied => "PermissionDenied",
-        Code::ResourceExhausted => "ResourceExhausted",
-        Code::FailedPrecondition => "FailedPrecondition",
-        Code::Aborted => "Aborted",
-        Code::OutOfRange => "OutOfRange",
-        Code::Unimplemented => "Unimplemented",
-        Code::Internal => "Internal",
-        Code::Unavailable => "Unavailable",
-        Code::DataLoss => "DataLoss",
-        Code::Unauthenticated => "Unauthenticated",
-    };
-    format!("rpc error: code = {code} desc = {}", status.message())
-}
 
 impl ChannelContext {
     fn address(&self) -> String {

@@ -14,6 +14,7 @@ pub mod blocks;
 pub mod channel;
 pub mod config;
 pub mod env;
+pub mod errors;
 pub mod gossip;
 pub mod gotime;
 pub mod ledger;

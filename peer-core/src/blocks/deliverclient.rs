@@ -45,6 +45,7 @@ use tonic::transport::Endpoint;
 use tracing::{debug, error, info, warn};
 
 use super::BlockPublisher;
+use crate::errors::{error_chain, rpc_error};
 use crate::config::{Config, HostPort, format_duration};
 use crate::env::Env;
 use crate::ledger::LedgerError;
@@ -474,25 +475,4 @@ async fn lost_leadership(leadership: &mut watch::Receiver<bool>) {
     while leadership_changed(leadership).await {}
 }
 
-/// Go's gRPC error text, `rpc error: code = Unavailable desc = …`.
-fn rpc_error(status: &tonic::Status) -> String {
-    let code = match status.code() {
-        tonic::Code::Cancelled => "Canceled".to_string(),
-        code => format!("{code:?}"),
-    };
-    format!("rpc error: code = {code} desc = {}", status.message())
-}
 
-fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.contains(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
-        }
-        source = cause.source();
-    }
-    text
-}

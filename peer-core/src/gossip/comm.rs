@@ -86,6 +86,7 @@ use super::identity::Identities;
 use super::message::{self, BadMessage, SignedMessage, Signer};
 use crate::config::{Config, HostPort};
 use crate::env::{Env, MessageFault};
+use crate::errors::error_chain;
 use crate::msp::identity::{Identity, PkiId};
 
 /// Fabric's hard-coded handshake window (`handshakeTimeout`): stream plus authentication.
@@ -835,20 +836,6 @@ fn reap(tasks: &mut JoinSet<()>) {
     while tasks.try_join_next().is_some() {}
 }
 
-/// An error with its sources, `a: b: c`.
-fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.contains(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
-        }
-        source = cause.source();
-    }
-    text
-}
 
 /// A short description of a message for logs: its kind, tag and nonce.
 fn summary(message: &GossipMessage) -> String {
