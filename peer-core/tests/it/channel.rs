@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, UNIX_EPOCH};
 
 use peer_core::channel::{
     AnchorPeer, BlockSignatureError, ChannelConfig, ConfigBlockError, GenesisOrg, GenesisSpec, PolicyError, SignedData, genesis_block,
@@ -18,11 +18,7 @@ use prost::Message;
 use proto::common::{Block, BlockData, BlockHeader, ChannelHeader, Envelope, Header, HeaderType, Payload};
 use rand_chacha::ChaCha20Rng;
 use rand_core::SeedableRng;
-
-/// 2025-06-01T00:00:00Z, inside the generated certificates' validity.
-fn june_2025() -> SystemTime {
-    UNIX_EPOCH + Duration::from_secs(1_748_736_000)
-}
+use crate::node::june_2025;
 
 fn blocks_dir() -> &'static Path {
     Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/blocks"))

@@ -29,12 +29,9 @@ use rand_core::{Rng, SeedableRng};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::Streaming;
+use crate::node::june_2025;
 
 const CHANNEL: &str = "mychannel";
-
-fn june_2025() -> SystemTime {
-    UNIX_EPOCH + Duration::from_secs(1_748_736_000)
-}
 
 /// A wall clock the test moves; the monotonic clock stands still and nothing sleeps on it.
 struct TestClock(Mutex<SystemTime>);

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use peer_core::blocks::BlockPublisher;
 use peer_core::blocks::deliverclient::{DeliverClient, DeliverClientConfig, retry_delay};
@@ -31,12 +31,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::{oneshot, watch};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
+use crate::node::june_2025;
 
 const CHANNEL: &str = "mychannel";
-
-fn june_2025() -> SystemTime {
-    UNIX_EPOCH + Duration::from_secs(1_748_736_000)
-}
 
 /// Monotonic time that moves only when the test says so; the wall clock follows it.
 #[derive(Default)]

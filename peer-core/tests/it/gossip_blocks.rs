@@ -5,11 +5,11 @@
 
 use std::sync::Arc;
 use std::path::Path;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use peer_core::channel::{GenesisOrg, GenesisSpec, genesis_block, sign_block};
 use peer_core::config::{Config, EnvVars};
-use peer_core::env::{BoxFuture, Clock, Env, Instant};
+use peer_core::env::Env;
 use peer_core::gossip::publish::BlockPublisher;
 use peer_core::ledger::block::{envelope, header_hash, new_block};
 use peer_core::msp::LocalMsp;
@@ -18,37 +18,13 @@ use peer_core::node::{self, RunningNode};
 use proto::common::{Block, HeaderType};
 use rand_chacha::ChaCha20Rng;
 use rand_core::SeedableRng;
-use tokio::sync::watch;
 
+use crate::manual_clock::ManualClock;
 use crate::mem_net::MemNetwork;
 use crate::mem_storage::MemStorage;
 use crate::node::june_2025;
 
 const CHANNEL: &str = "mychannel";
-
-/// Monotonic time that moves only when the test advances it; the wall clock follows.
-struct ManualClock {
-    now: watch::Sender<u64>,
-}
-
-impl Clock for ManualClock {
-    fn now(&self) -> Instant {
-        Instant(*self.now.borrow())
-    }
-    fn wall_clock(&self) -> SystemTime {
-        june_2025() + Duration::from_nanos(*self.now.borrow())
-    }
-    fn sleep_until(&self, deadline: Instant) -> BoxFuture<'static, ()> {
-        let mut now = self.now.subscribe();
-        Box::pin(async move {
-            while *now.borrow_and_update() < deadline.0 {
-                if now.changed().await.is_err() {
-                    std::future::pending::<()>().await;
-                }
-            }
-        })
-    }
-}
 
 fn org(msp_id: &str, domain: &str, peers: usize) -> Org {
     let spec = OrgSpec { msp_id: msp_id.into(), domain: domain.into(), peers };
@@ -80,7 +56,7 @@ impl Net {
         let orderer = LocalMsp::from_files(&orderer_org.admin.msp, "OrdererMSP", june_2025()).unwrap();
         Net {
             network: Arc::new(MemNetwork::default()),
-            clock: Arc::new(ManualClock { now: watch::Sender::new(0) }),
+            clock: ManualClock::new(),
             org1,
             orderer,
             genesis,
@@ -130,7 +106,7 @@ impl Net {
     async fn advance(&self, by: Duration) {
         let steps = by.as_millis() / 50;
         for _ in 0..steps {
-            self.clock.now.send_modify(|now| *now += 50_000_000);
+            self.clock.advance(Duration::from_millis(50));
             for _ in 0..20 {
                 tokio::task::yield_now().await;
             }

@@ -3,14 +3,15 @@
 //! way a handshake is refused. Deterministic: one thread, no sockets, time moves only when a
 //! test advances it.
 
+use crate::manual_clock::ManualClock;
 use crate::mem_net::MemNetwork;
 use std::io;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use peer_core::config::{HostPort, KeepaliveConfig};
-use peer_core::env::{BoxFuture, Clock, DirLock, Env, Instant, LockError, Network, Storage};
+use peer_core::env::{DirLock, Env, LockError, Network, Storage};
 use peer_core::gossip::comm::{Comm, CommConfig, CommError, CommEvent};
 use peer_core::gossip::identity::Identities;
 use peer_core::gossip::message::{self, SignedMessage, Signer};
@@ -22,42 +23,10 @@ use proto::gossip::gossip_message::Content;
 use proto::gossip::{AliveMessage, ConnEstablish, Envelope, Member, PeerTime};
 use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
+use crate::node::june_2025;
 
 // ---------------------------------------------------------------------------------------------
 // Test doubles: a manual clock, an in-memory network (as in node.rs), no storage.
-
-/// Monotonic time that moves only when the test calls `advance`.
-struct ManualClock {
-    now: watch::Sender<u64>,
-}
-
-impl ManualClock {
-    fn new() -> Arc<ManualClock> {
-        Arc::new(ManualClock { now: watch::Sender::new(0) })
-    }
-    fn advance(&self, by: Duration) {
-        self.now.send_modify(|now| *now += u64::try_from(by.as_nanos()).unwrap());
-    }
-}
-
-impl Clock for ManualClock {
-    fn now(&self) -> Instant {
-        Instant(*self.now.borrow())
-    }
-    fn wall_clock(&self) -> SystemTime {
-        june_2025() + Duration::from_nanos(*self.now.borrow())
-    }
-    fn sleep_until(&self, deadline: Instant) -> BoxFuture<'static, ()> {
-        let mut now = self.now.subscribe();
-        Box::pin(async move {
-            while *now.borrow_and_update() < deadline.0 {
-                if now.changed().await.is_err() {
-                    std::future::pending::<()>().await;
-                }
-            }
-        })
-    }
-}
 
 /// The comm touches no storage.
 struct NoStorage;
@@ -85,10 +54,6 @@ impl Storage for NoStorage {
 
 // ---------------------------------------------------------------------------------------------
 // A small world of peers.
-
-fn june_2025() -> SystemTime {
-    UNIX_EPOCH + Duration::from_secs(1_748_736_000)
-}
 
 struct Orgs {
     org1: generate::Org,

@@ -10,6 +10,7 @@ mod gossip_blocks;
 mod gossip_discovery;
 mod gossip_state;
 mod ledger;
+mod manual_clock;
 mod mem_net;
 mod mem_storage;
 mod node;

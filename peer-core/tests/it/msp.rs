@@ -7,11 +7,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use peer_core::msp::generate::{self, OrgSpec, ValidityWindow};
 use peer_core::msp::{Identity, LocalMsp, MspError, MspFile, MspFiles};
-
-/// 2025-06-01T00:00:00Z: inside both Fabric's sample validity (2017–2027) and ours (2020–2049).
-fn june_2025() -> SystemTime {
-    UNIX_EPOCH + Duration::from_secs(1_748_736_000)
-}
+use crate::node::june_2025;
 
 fn fabric_msp() -> Option<PathBuf> {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().join("../shared/fixtures/fabric-v2.2.15/msp");
