@@ -45,17 +45,12 @@ pub const GOSSIP_CHANNEL: &str = "gossip.channel";
 /// transfer off, means this peer cannot catch up by gossip alone.
 const STRAGGLER_WARNING_THRESHOLD: u64 = 100;
 
-/// Settings (`peer.gossip.state.*`, `publishStateInfoInterval`, `propagatePeerNum`,
-/// `maxBlockCountToStore`, `peer.maxSendMsgSize`).
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// Settings: `peer.gossip.state.*` as the config has them, plus `publishStateInfoInterval`,
+/// `propagatePeerNum`, `maxBlockCountToStore` and the leadership keys.
+#[derive(Clone, Debug, PartialEq)]
 pub struct StateConfig {
-    /// `peer.gossip.state.enabled`: anti-entropy requests (answering them is always on).
-    pub enabled: bool,
-    pub check_interval: Duration,
-    pub response_timeout: Duration,
-    pub batch_size: u64,
-    pub block_buffer_size: u64,
-    pub max_retries: u64,
+    /// `peer.gossip.state.*` (`enabled` turns anti-entropy requests on; answering them is always on).
+    pub state: crate::config::StateConfig,
     pub publish_state_info_interval: Duration,
     pub propagate_peer_num: usize,
     /// Blocks kept in the seen-message store (Fabric's block message store window).
@@ -71,12 +66,7 @@ impl StateConfig {
     pub fn from_config(config: &crate::config::Config) -> StateConfig {
         let gossip = &config.gossip;
         StateConfig {
-            enabled: gossip.state.enabled,
-            check_interval: gossip.state.check_interval,
-            response_timeout: gossip.state.response_timeout,
-            batch_size: gossip.state.batch_size,
-            block_buffer_size: gossip.state.block_buffer_size,
-            max_retries: gossip.state.max_retries,
+            state: gossip.state.clone(),
             publish_state_info_interval: gossip.publish_state_info_interval,
             propagate_peer_num: usize::try_from(gossip.propagate_peer_num).unwrap_or(usize::MAX),
             max_block_count_to_store: gossip.max_block_count_to_store,
@@ -317,7 +307,7 @@ impl GossipState {
                         peers: BTreeMap::new(),
                         // The first StateInfo goes out as soon as there is someone to tell.
                         next_publish: now,
-                        next_check: now + self.config.check_interval,
+                        next_check: now + self.config.state.check_interval,
                         transfer: None,
                     });
                 }
@@ -429,7 +419,7 @@ impl GossipState {
         let mut next = Instant(u64::MAX);
         for state in self.channels.values() {
             next = next.min(state.next_publish);
-            if self.config.enabled {
+            if self.config.state.enabled {
                 next = next.min(state.next_check);
             }
             if let Some(transfer) = &state.transfer {
@@ -536,9 +526,9 @@ impl GossipState {
         let Some(state) = self.channels.get_mut(channel) else { return false };
         let height = state.height;
         debug!(target: GOSSIP_STATE, func = "addPayload", "[{channel}] Adding payload to local buffer, blockNum = [{seq}]");
-        if !blocking && seq.wrapping_sub(height) >= config.block_buffer_size {
+        if !blocking && seq.wrapping_sub(height) >= config.state.block_buffer_size {
             let peer_dependent = config.use_leader_election || !config.org_leader;
-            if !config.enabled && height + STRAGGLER_WARNING_THRESHOLD < seq && peer_dependent {
+            if !config.state.enabled && height + STRAGGLER_WARNING_THRESHOLD < seq && peer_dependent {
                 warn!(target: GOSSIP_STATE, func = "addPayload", "[{channel}] Current block height ({height}) is too far behind other peers at height ({}) to be able to receive blocks without state transfer which is disabled in the configuration (peer.gossip.state.enabled = false). Consider enabling it or setting the peer explicitly to be a leader (peer.gossip.orgLeader = true) in order to pull blocks directly from the ordering service.", seq + 1);
             }
             warn!(target: GOSSIP_STATE, func = "receiveAndQueueGossipMessages", "Block [{seq}] received from gossip wasn't added to payload buffer: Ledger height is at {height}, cannot enqueue block with sequence of {seq}");
@@ -547,11 +537,11 @@ impl GossipState {
         // The block at the ledger height is always taken: it is the one commits wait for. A buffer
         // full of later blocks must never shut it out (that stalled catch-up for good in the
         // simulator's crash-restart-ledger scenario); the farthest block makes room instead.
-        if blocking && seq != height && (state.buffer.len() as u64 >= config.block_buffer_size * 2 || seq.wrapping_sub(height) >= config.block_buffer_size * 2) {
+        if blocking && seq != height && (state.buffer.len() as u64 >= config.state.block_buffer_size * 2 || seq.wrapping_sub(height) >= config.state.block_buffer_size * 2) {
             warn!(target: GOSSIP_STATE, func = "handleStateResponse", "Block [{seq}] received from block transfer wasn't added to payload buffer: the buffer is full");
             return false;
         }
-        if seq == height && state.buffer.len() as u64 >= config.block_buffer_size * 2 {
+        if seq == height && state.buffer.len() as u64 >= config.state.block_buffer_size * 2 {
             state.buffer.pop_last();
         }
         if seq < height || state.committing == Some(seq) || state.buffer.contains_key(&seq) {
@@ -662,10 +652,10 @@ impl GossipState {
             self.send_state_request(now, channel);
         }
         let Some(state) = self.channels.get_mut(channel) else { return };
-        if !config.enabled || now < state.next_check {
+        if !config.state.enabled || now < state.next_check {
             return;
         }
-        state.next_check = now + config.check_interval;
+        state.next_check = now + config.state.check_interval;
         if state.transfer.is_some() {
             return;
         }
@@ -680,7 +670,7 @@ impl GossipState {
         }
         let state = self.channels.get_mut(channel).expect("checked above");
         let end = max - 1;
-        let next = end.min(ours + config.batch_size);
+        let next = end.min(ours + config.state.batch_size);
         state.transfer = Some(Transfer { prev: ours, end, next, nonce: 0, tries: 0, deadline: now });
         self.send_state_request(now, channel);
     }
@@ -689,7 +679,7 @@ impl GossipState {
     fn send_state_request(&mut self, now: Instant, channel: &str) {
         let config = self.config.clone();
         let Some(transfer) = self.channels.get(channel).and_then(|s| s.transfer.clone()) else { return };
-        if transfer.tries > config.max_retries {
+        if transfer.tries > config.state.max_retries {
             warn!(target: GOSSIP_STATE, func = "requestBlocksInRange", "Wasn't  able to get blocks in range [{}...{}), after {} retries", transfer.prev, transfer.next, transfer.tries);
             self.channels.get_mut(channel).expect("has a transfer").transfer = None;
             return;
@@ -717,7 +707,7 @@ impl GossipState {
         });
         self.transmits.push_back(Transmit::Send { to: peer.pki_id, endpoint: peer.endpoint, message });
         let state = self.channels.get_mut(channel).expect("has a transfer");
-        state.transfer = Some(Transfer { nonce, tries: transfer.tries + 1, deadline: now + config.response_timeout, ..transfer });
+        state.transfer = Some(Transfer { nonce, tries: transfer.tries + 1, deadline: now + config.state.response_timeout, ..transfer });
     }
 
     fn on_state_request(&mut self, from: PkiId, message: &SignedMessage) -> Result<(), BadMessage> {
@@ -730,8 +720,8 @@ impl GossipState {
             tracing::error!(target: GOSSIP_STATE, func = "handleStateRequest", "State request validation failed, Invalid sequence interval [{}...{}).. Ignoring request...", request.start_seq_num, request.end_seq_num);
             return Err(BadMessage::Unexpected("invalid state request range".into()));
         }
-        if request.end_seq_num > self.config.batch_size.saturating_add(request.start_seq_num) {
-            tracing::error!(target: GOSSIP_STATE, func = "handleStateRequest", "State request validation failed, Requesting blocks range [{}-{}) greater than configured allowed ({}) batching size for anti-entropy.. Ignoring request...", request.start_seq_num, request.end_seq_num, self.config.batch_size);
+        if request.end_seq_num > self.config.state.batch_size.saturating_add(request.start_seq_num) {
+            tracing::error!(target: GOSSIP_STATE, func = "handleStateRequest", "State request validation failed, Requesting blocks range [{}-{}) greater than configured allowed ({}) batching size for anti-entropy.. Ignoring request...", request.start_seq_num, request.end_seq_num, self.config.state.batch_size);
             return Err(BadMessage::Unexpected("state request over the batch size".into()));
         }
         // Fabric bounds the queue of requests (state.channelSize); the driver answers each
@@ -787,7 +777,7 @@ impl GossipState {
         if prev > transfer.end {
             state.transfer = None;
         } else {
-            let next = transfer.end.min(prev + self.config.batch_size);
+            let next = transfer.end.min(prev + self.config.state.batch_size);
             state.transfer = Some(Transfer { prev, next, tries: 0, ..transfer });
             self.send_state_request(now, &channel);
         }
@@ -841,7 +831,7 @@ impl GossipState {
     fn check_invariants(&self) {
         for (id, state) in &self.channels {
             assert!(state.buffer.keys().all(|seq| *seq >= state.height), "channel {id}: buffered blocks are above the height");
-            assert!(state.buffer.len() as u64 <= self.config.block_buffer_size * 2, "channel {id}: the payload buffer is bounded");
+            assert!(state.buffer.len() as u64 <= self.config.state.block_buffer_size * 2, "channel {id}: the payload buffer is bounded");
             assert!(state.seen.len() as u64 <= self.config.max_block_count_to_store + 1, "channel {id}: the block store is bounded");
             if let Some(seq) = state.committing {
                 assert_eq!(seq, state.height, "channel {id}: only the next block is committed");

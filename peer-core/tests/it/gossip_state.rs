@@ -29,12 +29,15 @@ fn wall_start() -> SystemTime {
 
 fn config() -> StateConfig {
     StateConfig {
-        enabled: true,
-        check_interval: Duration::from_secs(10),
-        response_timeout: Duration::from_secs(3),
-        batch_size: 10,
-        block_buffer_size: 20,
-        max_retries: 3,
+        state: peer_core::config::StateConfig {
+            enabled: true,
+            check_interval: Duration::from_secs(10),
+            response_timeout: Duration::from_secs(3),
+            batch_size: 10,
+            block_buffer_size: 20,
+            max_retries: 3,
+            channel_size: 100,
+        },
         publish_state_info_interval: Duration::from_secs(4),
         propagate_peer_num: 3,
         max_block_count_to_store: 10,
