@@ -14,6 +14,7 @@ use peer_core::ledger::block::{envelope, header_hash, new_block};
 use peer_core::msp::LocalMsp;
 use peer_core::msp::generate::{self, Org, OrgSpec, ValidityWindow};
 use peer_core::node::channels::Channels;
+use prost::Message;
 use proto::common::HeaderType;
 use rand_core::SeedableRng;
 
@@ -161,6 +162,12 @@ fn join_list_getinfo_then_restart_with_blocks_appended_offline() {
     assert!(run.stdout.starts_with("Blockchain info: {\"height\":4,\"currentBlockHash\":\""), "{}", run.stdout);
     assert!(run.stdout.contains("\"previousBlockHash\":\""), "{}", run.stdout);
     assert_eq!(channel(tmp, &setup, ports, &["list"]).stdout, "Channels peers has joined: \nmychannel\n");
+    // fetch shows the appended blocks too.
+    let run = channel(tmp, &setup, ports, &["fetch", "newest", "-c", "mychannel"]);
+    assert_ok(&run);
+    assert!(run.stderr.contains("Received block: 3"), "{}", run.stderr);
+    let newest = proto::common::Block::decode(std::fs::read(tmp.join("mychannel_newest.block")).unwrap().as_slice()).unwrap();
+    assert_eq!(newest.header.unwrap().number, 3);
     assert_eq!(peer.signal_and_wait("TERM", STARTUP).0, 0);
 }
 

@@ -171,7 +171,8 @@ pub struct GossipState {
     verifier: Box<dyn BlockVerifier>,
     rng: ChaCha20Rng,
     start: Instant,
-    start_wall_nanos: u64,
+    /// Wall-clock nanoseconds at start: the StateInfo incarnation number, and the base of
+    /// its sequence numbers.
     inc_num: u64,
     members: Vec<Member>,
     channels: BTreeMap<String, ChannelState>,
@@ -268,7 +269,6 @@ impl GossipState {
             verifier,
             rng,
             start: now,
-            start_wall_nanos: nanos,
             inc_num: nanos,
             members: Vec::new(),
             channels: BTreeMap::new(),
@@ -280,7 +280,7 @@ impl GossipState {
 
     fn wall_nanos(&self, now: Instant) -> u64 {
         let since = u64::try_from(now.saturating_duration_since(self.start).as_nanos()).unwrap_or(u64::MAX);
-        self.start_wall_nanos.saturating_add(since)
+        self.inc_num.saturating_add(since)
     }
 
     /// The joined channels and their heights. New channels start publishing StateInfo; a
