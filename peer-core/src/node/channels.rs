@@ -160,6 +160,11 @@ impl Channels {
         }
     }
 
+    /// The pre-reset heights still pending (channel, height), sorted by channel.
+    pub fn pre_reset_heights(&self) -> Vec<(String, u64)> {
+        lock(&self.pre_reset).iter().map(|(id, height)| (id.clone(), *height)).collect()
+    }
+
     /// Whether endorsement is blocked because a channel is below its pre-reset height.
     pub fn endorsement_blocked(&self) -> bool {
         !lock(&self.pre_reset).is_empty()

@@ -300,14 +300,15 @@ pub async fn start(env: Env, setup: Setup) -> Result<RunningNode, StartError> {
 
     // Step 44: pre-reset heights (recorded by `node reset`/`rollback`, issue #7).
     // Endorsement stays blocked while a channel is below its height (the endorser asks
-    // `Channels::endorsement_blocked`); here they are loaded and logged as Fabric does.
+    // `Channels::endorsement_blocked`); `Channels::open` loaded them, here they are logged as
+    // Fabric does.
     let ledger = channels.ledger_mgr();
     let chains = ledger.root().join("chains");
     info!(target: "kvledger", func = "LoadPreResetHeight", "Loading prereset height from path [{}]", chains.display());
     if ledger.active_channels().is_empty() {
         info!(target: "blkstorage", func = "LoadPreResetHeight", "No active channels passed");
     }
-    let pre_reset_heights = ledger.pre_reset_heights()?;
+    let pre_reset_heights = channels.pre_reset_heights();
     if !pre_reset_heights.is_empty() {
         // Go's %v of a map[string]uint64: keys sorted, `map[a:1 b:2]`.
         let entries: Vec<String> = pre_reset_heights.iter().map(|(channel, height)| format!("{channel}:{height}")).collect();
