@@ -18,6 +18,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use peer_core::config::{Config, EnvVars};
 use peer_core::env::Env;
 use peer_core::gossip::driver::View;
+use peer_core::gossip::publish::Leadership;
 use peer_core::logging::{self, LoggingConfig, MemorySink};
 use peer_core::msp::generate::{self, OrgSpec as GenSpec, ValidityWindow};
 use peer_core::channel::config::AnchorPeer;
@@ -220,6 +221,8 @@ type Views = Arc<Mutex<BTreeMap<String, Arc<Mutex<View>>>>>;
 /// any crash).
 type Ledgers = Arc<Mutex<BTreeMap<String, Arc<Channels>>>>;
 type Joined = Arc<Mutex<BTreeSet<String>>>;
+/// Each running peer's leadership handle (whom its election made leader).
+type Leaders = Arc<Mutex<BTreeMap<String, Leadership>>>;
 /// The running orderer's ledger (None while it is down or without an orderer).
 pub type OrdererLedger = Arc<Mutex<Option<Arc<Channels>>>>;
 
@@ -245,6 +248,7 @@ fn simulate(scenario: &Scenario, seed: u64, broken: Option<Breakage>) -> Outcome
     let views: Views = Arc::default();
     let ledgers: Ledgers = Arc::default();
     let joined: Joined = Arc::default();
+    let leaders: Leaders = Arc::default();
     let delays_fired = Arc::new(AtomicU64::new(0));
     let network = scenario.network.clone().unwrap_or_default();
     // Message faults are on when the scenario can ever lose or repeat a message.
@@ -265,7 +269,7 @@ fn simulate(scenario: &Scenario, seed: u64, broken: Option<Breakage>) -> Outcome
         let config = Config::from_yaml(SAMPLE_CONFIG, sample_path, &peer_env(scenario, peer)).expect("scenario config is valid").config;
         let disk = disks[&peer.name].clone();
         let (crypto, views, name, msp_id) = (crypto.clone(), views.clone(), peer.name.clone(), peer.msp_id.clone());
-        let (ledgers, joined) = (ledgers.clone(), joined.clone());
+        let (ledgers, joined, leaders) = (ledgers.clone(), joined.clone(), leaders.clone());
         let (network, delays_fired) = (network.clone(), delays_fired.clone());
         let (loss, lost, duplicated) = (loss.clone(), lost.clone(), duplicated.clone());
         let gate = gates.get(&peer.name).map(|g| g.subscribe());
@@ -286,7 +290,7 @@ fn simulate(scenario: &Scenario, seed: u64, broken: Option<Breakage>) -> Outcome
                 holder: name.clone(),
             };
             let (disk, views, name) = (disk.clone(), views.clone(), name.clone());
-            let (ledgers, joined, genesis) = (ledgers.clone(), joined.clone(), crypto.genesis.clone());
+            let (ledgers, joined, leaders, genesis) = (ledgers.clone(), joined.clone(), leaders.clone(), crypto.genesis.clone());
             // Fault streams of their own, apart from the peer's Env.
             let stream = |tag: u8| {
                 use rand_core::SeedableRng;
@@ -329,6 +333,7 @@ fn simulate(scenario: &Scenario, seed: u64, broken: Option<Breakage>) -> Outcome
                     running.channels.join(&genesis).map_err(|e| Box::new(e) as Box<dyn std::error::Error>)?;
                     locked(&joined).insert(name.clone());
                 }
+                locked(&leaders).insert(name.clone(), running.leadership.clone());
                 locked(&ledgers).insert(name, running.channels.clone());
                 std::future::pending::<()>().await;
                 drop(running);
@@ -416,6 +421,9 @@ fn simulate(scenario: &Scenario, seed: u64, broken: Option<Breakage>) -> Outcome
             checker.check_peer_blocks(sim.elapsed(), &ledgers, &mut outcome);
             if let Some(within) = scenario.checks.blocks_within {
                 checker.check_caught_up(sim.elapsed(), last_fault, within, &ledgers, &running, &mut outcome);
+            }
+            if let Some(within) = scenario.checks.leaders_within {
+                checker.check_leaders(sim.elapsed(), last_fault + within, &leaders, &running, &mut outcome);
             }
             let visibility = checker.visibility(&snapshot, &running);
             outcome.samples.push((sim.elapsed(), visibility));
@@ -583,12 +591,16 @@ struct Checker {
     peer_checked: BTreeMap<String, u64>,
     /// Restarted peers not yet caught up: since when, and the orderer's height at the restart.
     catching_up: BTreeMap<String, (Duration, u64)>,
+    /// Per org: the running peers that lead the channel, as last sampled.
+    org_leaders: BTreeMap<String, BTreeSet<String>>,
+    /// Per org: every peer that ever led it.
+    led: BTreeMap<String, BTreeSet<String>>,
 }
 
 impl Checker {
     fn new(scenario: &Scenario, crypto: &Crypto) -> Checker {
         let names = crypto.peers.iter().map(|(name, msp)| (msp.pki_id().to_string(), name.clone())).collect();
-        Checker { peers: scenario.peers(), names, newest: BTreeMap::new(), last_line: BTreeMap::new(), last_alive: BTreeMap::new(), restarted: BTreeSet::new(), orderer_blocks: Vec::new(), orderer_heights: Vec::new(), peer_heights: BTreeMap::new(), peer_checked: BTreeMap::new(), catching_up: BTreeMap::new() }
+        Checker { peers: scenario.peers(), names, newest: BTreeMap::new(), last_line: BTreeMap::new(), last_alive: BTreeMap::new(), restarted: BTreeSet::new(), orderer_blocks: Vec::new(), orderer_heights: Vec::new(), peer_heights: BTreeMap::new(), peer_checked: BTreeMap::new(), catching_up: BTreeMap::new(), org_leaders: BTreeMap::new(), led: BTreeMap::new() }
     }
 
     fn spec(&self, name: &str) -> &PeerSpec {
@@ -782,6 +794,34 @@ impl Checker {
                 outcome.violations.push(format!(
                     "at {at:?}: liveness: {peer} is at height {height}, behind the {target} blocks the orderer had {within:?} earlier"
                 ));
+            }
+        }
+    }
+
+    /// Leader election: logs each org's leaders when they change, counts elections and changes
+    /// of leader, and from `from` on requires exactly one leader per org with running peers.
+    fn check_leaders(&mut self, at: Duration, from: Duration, leaders: &Leaders, running: &BTreeSet<String>, outcome: &mut Outcome) {
+        let leaders = locked(leaders);
+        let orgs: BTreeSet<String> = self.peers.iter().map(|p| p.org.clone()).collect();
+        for org in orgs {
+            let members: Vec<&PeerSpec> = self.peers.iter().filter(|p| p.org == org && running.contains(&p.name)).collect();
+            let now: BTreeSet<String> =
+                members.iter().filter(|p| leaders.get(&p.name).is_some_and(|l| l.is_leader(CHANNEL))).map(|p| p.name.clone()).collect();
+            let before = self.org_leaders.get(&org).cloned().unwrap_or_default();
+            if now != before {
+                let list: Vec<&str> = now.iter().map(String::as_str).collect();
+                outcome.summary.push_str(&format!("{:>8} {org} leaders: [{}]\n", format!("{:.2}s", at.as_secs_f64()), list.join(", ")));
+                for leader in now.difference(&before) {
+                    *outcome.milestones.entry("elected").or_default() += 1;
+                    if self.led.get(&org).is_some_and(|led| led.iter().any(|p| p != leader)) {
+                        *outcome.milestones.entry("leader_changed").or_default() += 1;
+                    }
+                    self.led.entry(org.clone()).or_default().insert(leader.clone());
+                }
+                self.org_leaders.insert(org.clone(), now.clone());
+            }
+            if at >= from && !members.is_empty() && now.len() != 1 {
+                outcome.violations.push(format!("at {at:?}: liveness: org {org} has {} leaders ({now:?}), not exactly one", now.len()));
             }
         }
     }

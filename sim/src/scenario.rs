@@ -233,6 +233,11 @@ pub struct Checks {
     /// the blocks the orderer had this long before (blocks reach everyone, crashed peers catch up).
     #[serde(default, deserialize_with = "optional_duration")]
     pub blocks_within: Option<Duration>,
+    /// With leader election (`CORE_PEER_GOSSIP_USELEADERELECTION: true` in `env`): from this
+    /// long after the last timeline event on, every org with running peers has exactly one
+    /// leader for the channel at every sample (an election ends, and with one winner).
+    #[serde(default, deserialize_with = "optional_duration")]
+    pub leaders_within: Option<Duration>,
 }
 
 fn optional_duration<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<Duration>, D::Error> {
@@ -390,6 +395,12 @@ impl Scenario {
         }
         if self.orderer.is_some() {
             expected.push("blocks_committed");
+        }
+        if self.checks.leaders_within.is_some() {
+            expected.push("elected");
+            if self.timeline.iter().any(|s| matches!(&s.event, Event::Crash(p) | Event::Kill(p) if p != ORDERER)) {
+                expected.push("leader_changed");
+            }
         }
         if self.timeline.iter().any(|s| matches!(&s.event, Event::Restart(p) if p != ORDERER)) {
             expected.push("readmitted");

@@ -28,6 +28,7 @@ use proto::gossip::gossip_message::Content;
 use super::comm::{Comm, CommEvent};
 use super::discovery::{Discovery, MemberInfo, Transmit};
 use super::message::{BadMessage, SignedMessage};
+use super::publish::Leadership;
 use super::state::{BlockVerifier, ChannelInfo, GossipState, Member, StateEvent, state_response};
 use crate::config::HostPort;
 use crate::env::Env;
@@ -63,6 +64,8 @@ pub struct GossipMetrics {
     /// `gossip_state_invalid_blocks_total{channel}` (peer-core's): blocks from peers that failed
     /// verification and were dropped.
     pub invalid_blocks: Family<Labels, Counter>,
+    /// `gossip_leader_election_leader{channel}` (Fabric's name): 1 while elected, else 0.
+    pub leader: Family<Labels, Gauge>,
 }
 
 impl Default for GossipMetrics {
@@ -74,6 +77,7 @@ impl Default for GossipMetrics {
             commit_duration: Family::new_with_constructor(duration_histogram as fn() -> Histogram),
             payload_buffer_size: Family::default(),
             invalid_blocks: Family::default(),
+            leader: Family::default(),
         }
     }
 }
@@ -90,6 +94,7 @@ impl GossipMetrics {
         registry.register("gossip_state_commit_duration", "Time it takes to commit a block in seconds", self.commit_duration.clone());
         registry.register("gossip_payload_buffer_size", "Size of the payload buffer", self.payload_buffer_size.clone());
         registry.register("gossip_state_invalid_blocks", "Blocks from peers that failed verification", self.invalid_blocks.clone());
+        registry.register("gossip_leader_election_leader", "Peer is leader (1) or follower (0)", self.leader.clone());
     }
 
     fn bad(&self, error: &BadMessage) {
@@ -143,6 +148,10 @@ pub struct ChannelGossip {
     pub published: mpsc::Receiver<(String, Block)>,
     /// `peer.maxSendMsgSize`: state responses stay under it.
     pub max_send_msg_size: usize,
+    /// With leader election: where the election's outcome goes (the deliver client's watch)...
+    pub leadership: Leadership,
+    /// ...and the channels whose deliver client gave up (the election yields).
+    pub yields: mpsc::UnboundedReceiver<String>,
 }
 
 /// Verifies blocks from peers as Fabric's MCS does: the claimed number, then the channel's
@@ -227,6 +236,9 @@ pub async fn drive(
             }
             Some((id, block)) = channel.published.recv() => {
                 channel.state.handle_local_block(env.clock.now(), &id, &block);
+            }
+            Some(id) = channel.yields.recv() => {
+                channel.state.handle_yield(env.clock.now(), &id);
             }
             Some(outcome) = dial_rx.recv() => {
                 let now = env.clock.now();
@@ -320,7 +332,13 @@ fn carry_out_state(env: &Env, channel: &mut ChannelGossip, comm: &Comm, dial_tx:
         }
         while let Some(event) = channel.state.poll_event() {
             match event {
-                StateEvent::InvalidBlock { channel: id, .. } => metrics.invalid_blocks.get_or_create(&channel_label(&id)).inc(),
+                StateEvent::InvalidBlock { channel: id, .. } => {
+                    metrics.invalid_blocks.get_or_create(&channel_label(&id)).inc();
+                }
+                StateEvent::Leadership { channel: id, leader } => {
+                    metrics.leader.get_or_create(&channel_label(&id)).set(i64::from(leader));
+                    channel.leadership.set(&id, leader);
+                }
             };
         }
         for id in channel.channels.ids() {

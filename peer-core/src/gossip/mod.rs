@@ -3,6 +3,7 @@
 pub mod comm;
 pub mod discovery;
 pub mod driver;
+pub mod election;
 pub mod identity;
 pub mod message;
 pub mod publish;

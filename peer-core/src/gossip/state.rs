@@ -14,8 +14,12 @@
 //!
 //! Deliberately not here: I/O (ledger reads and appends, connections) — the driver does it;
 //! block verification is behind [`BlockVerifier`] (the driver's checks the channel's orderer
-//! signatures); StateInfo pull (StateInfoPullRequest/Snapshot), the emitter's batching, private
-//! data and leader election are not implemented (see ARCHITECTURE.md).
+//! signatures); StateInfo pull (StateInfoPullRequest/Snapshot), the emitter's batching and private
+//! data are not implemented (see ARCHITECTURE.md).
+//!
+//! With `peer.gossip.useLeaderElection`, each joined channel also runs an [`Election`]: this
+//! module carries its LeadershipMessages (signed, org-only) and reports the outcome as
+//! [`StateEvent::Leadership`], which the driver turns into the deliver client's leadership watch.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -24,13 +28,14 @@ use std::time::{Duration, SystemTime};
 use prost::Message;
 use proto::common::Block;
 use proto::gossip::gossip_message::{Content, Tag};
-use proto::gossip::{DataMessage, GossipMessage, Payload, PeerTime, Properties, RemoteStateRequest, RemoteStateResponse, StateInfo};
+use proto::gossip::{DataMessage, GossipMessage, LeadershipMessage, Payload, PeerTime, Properties, RemoteStateRequest, RemoteStateResponse, StateInfo};
 use rand_chacha::ChaCha20Rng;
 use rand_core::Rng;
 use sha2::{Digest, Sha256};
 use tracing::{debug, info, warn};
 
 use super::discovery::Transmit;
+use super::election::{Action, Election, ElectionConfig};
 use super::identity::Identities;
 use super::message::{BadMessage, SignedMessage, Signer};
 use crate::env::Instant;
@@ -57,9 +62,13 @@ pub struct StateConfig {
     pub max_block_count_to_store: u64,
     /// Whether this peer publishes an external endpoint (StateInfo then also goes to other orgs).
     pub has_external_endpoint: bool,
-    /// `peer.gossip.useLeaderElection` / `orgLeader`: only for the straggler warning.
+    /// `peer.gossip.useLeaderElection`: run an [`Election`] per channel (and the straggler
+    /// warning's "does this peer depend on others for blocks").
     pub use_leader_election: bool,
+    /// `peer.gossip.orgLeader`: only for the straggler warning.
     pub org_leader: bool,
+    /// `peer.gossip.election.*`.
+    pub election: ElectionConfig,
 }
 
 impl StateConfig {
@@ -73,6 +82,7 @@ impl StateConfig {
             has_external_endpoint: gossip.external_endpoint.is_some(),
             use_leader_election: gossip.use_leader_election,
             org_leader: gossip.org_leader,
+            election: ElectionConfig::from(&gossip.election),
         }
     }
 }
@@ -109,6 +119,9 @@ pub struct Member {
 pub enum StateEvent {
     /// A block from a peer failed verification and was dropped.
     InvalidBlock { channel: String, seq: u64 },
+    /// With leader election: this peer became (`true`) or stopped being (`false`) its org's
+    /// leader for the channel. Also sent once (`false`) when the channel's election starts.
+    Leadership { channel: String, leader: bool },
 }
 
 /// A state request to answer: read blocks `start..=end` and send [`state_response`] to `to`.
@@ -159,6 +172,10 @@ struct ChannelState {
     next_publish: Instant,
     next_check: Instant,
     transfer: Option<Transfer>,
+    /// With leader election: the channel's election, and the newest LeadershipMessage
+    /// timestamp seen from each org peer (Fabric's leader message store).
+    election: Option<Election>,
+    leadership_seen: BTreeMap<PkiId, (u64, u64)>,
 }
 
 /// The channel-level gossip state machine. See the module docs for the call order.
@@ -174,6 +191,8 @@ pub struct GossipState {
     /// Wall-clock nanoseconds at start: the StateInfo incarnation number, and the base of
     /// its sequence numbers.
     inc_num: u64,
+    /// Sequence number of the last LeadershipMessage sent (Fabric's adapter counts from 1).
+    leadership_seq: u64,
     members: Vec<Member>,
     channels: BTreeMap<String, ChannelState>,
     transmits: VecDeque<Transmit>,
@@ -270,6 +289,7 @@ impl GossipState {
             rng,
             start: now,
             inc_num: nanos,
+            leadership_seq: 0,
             members: Vec::new(),
             channels: BTreeMap::new(),
             transmits: VecDeque::new(),
@@ -298,6 +318,10 @@ impl GossipState {
                 }
                 None => {
                     info!(target: GOSSIP_CHANNEL, func = "JoinChannel", "Joining gossip network of channel {}", info.id);
+                    let election = self.config.use_leader_election.then(|| {
+                        self.events.push_back(StateEvent::Leadership { channel: info.id.clone(), leader: false });
+                        Election::new(self.me, self.config.election, now, 0)
+                    });
                     self.channels.insert(info.id, ChannelState {
                         orgs: info.orgs,
                         height: info.height,
@@ -309,6 +333,8 @@ impl GossipState {
                         next_publish: now,
                         next_check: now + self.config.state.check_interval,
                         transfer: None,
+                        election,
+                        leadership_seen: BTreeMap::new(),
                     });
                 }
             }
@@ -346,6 +372,7 @@ impl GossipState {
             Some(Content::StateInfo(_)) => self.on_state_info(now, from, message),
             Some(Content::StateRequest(_)) => self.on_state_request(from, &message),
             Some(Content::StateResponse(_)) => self.on_state_response(now, from, &message),
+            Some(Content::LeadershipMsg(_)) => self.on_leadership(now, from, &message),
             _ => {
                 debug!(target: GOSSIP_CHANNEL, func = "HandleMessage", "Ignoring a message from {from} peer-core does not handle yet");
                 Ok(())
@@ -384,6 +411,7 @@ impl GossipState {
         for id in ids {
             self.publish_if_due(now, &id);
             self.anti_entropy_if_due(now, &id);
+            self.election_if_due(now, &id);
         }
         self.check_invariants();
     }
@@ -424,6 +452,9 @@ impl GossipState {
             }
             if let Some(transfer) = &state.transfer {
                 next = next.min(transfer.deadline);
+            }
+            if let Some(election) = &state.election {
+                next = next.min(election.poll_timeout());
             }
         }
         next
@@ -636,6 +667,127 @@ impl GossipState {
         for member in self.pick(candidates, self.config.propagate_peer_num) {
             let message = if member.org == self.my_org { message.clone() } else { message.without_secret() };
             self.transmits.push_back(Transmit::Send { to: member.pki_id, endpoint: member.endpoint, message });
+        }
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // Leader election.
+
+    /// The deliver client of `channel` gave up on the ordering service: the election yields.
+    pub fn handle_yield(&mut self, now: Instant, channel: &str) {
+        if let Some(election) = self.channels.get_mut(channel).and_then(|s| s.election.as_mut()) {
+            election.handle_yield(now);
+        }
+        self.carry_out_election(channel);
+    }
+
+    /// Whether this peer leads `channel` for its org (false without leader election).
+    pub fn is_leader(&self, channel: &str) -> bool {
+        self.channels.get(channel).and_then(|s| s.election.as_ref()).is_some_and(Election::is_leader)
+    }
+
+    fn election_if_due(&mut self, now: Instant, channel: &str) {
+        let view = self.org_view(channel).len();
+        let Some(election) = self.channels.get_mut(channel).and_then(|s| s.election.as_mut()) else { return };
+        if now >= election.poll_timeout() {
+            election.handle_timeout(now, view);
+        }
+        self.carry_out_election(channel);
+    }
+
+    /// The election's view (Fabric's adapter `Peers`): alive peers of our org in the channel.
+    fn org_view(&self, channel: &str) -> Vec<Member> {
+        self.channel_members(channel).into_iter().filter(|m| m.org == self.my_org).collect()
+    }
+
+    /// A LeadershipMessage (Fabric's `gossipChannel.HandleMessage` and the election adapter):
+    /// from a peer of our org, created by a peer of our org, newer than the last from its
+    /// creator, signed by it; it counts only if the creator is in the view. Not forwarded
+    /// (as in Fabric: leaders reach the org by their own pushes).
+    fn on_leadership(&mut self, now: Instant, from: PkiId, message: &SignedMessage) -> Result<(), BadMessage> {
+        let Some(Content::LeadershipMsg(leadership)) = message.content() else { return Ok(()) };
+        let channel = String::from_utf8_lossy(&message.message.channel).into_owned();
+        let Some(state) = self.channels.get(&channel) else {
+            debug!(target: GOSSIP_CHANNEL, func = "handleMessage", "No such channel {channel} discarding message");
+            return Ok(());
+        };
+        if state.election.is_none() {
+            return Ok(());
+        }
+        let sender_org = self.org_of(&from).unwrap_or_default();
+        if sender_org != self.my_org {
+            warn!(target: GOSSIP_CHANNEL, func = "HandleMessage", "Received leadership message from {from} that belongs to a foreign organization {sender_org}");
+            return Ok(());
+        }
+        let Some(creator) = PkiId::from_slice(&leadership.pki_id) else {
+            return Err(BadMessage::Unexpected("LeadershipMessage with a malformed PKI-ID".into()));
+        };
+        if creator == self.me {
+            return Err(BadMessage::Stale);
+        }
+        let timestamp = leadership.timestamp.as_ref().map_or((0, 0), |t| (t.inc_num, t.seq_num));
+        if state.leadership_seen.get(&creator).is_some_and(|seen| *seen >= timestamp) {
+            return Err(BadMessage::Stale);
+        }
+        // Checked after staleness: verifying costs a signature check, and repeats are common.
+        {
+            let identities = self.identities.lock().unwrap_or_else(|p| p.into_inner());
+            let Some(identity) = identities.get(&creator) else {
+                return Err(BadMessage::BadIdentity(format!("PKI-ID {creator} not found in identity mapper")));
+            };
+            if identity.msp_id != self.my_org {
+                warn!(target: GOSSIP_CHANNEL, func = "HandleMessage", "Received leadership message created by a foreign organization {}", identity.msp_id);
+                return Ok(());
+            }
+            message.verify(identity)?;
+        }
+        let in_view = self.org_view(&channel).iter().any(|m| m.pki_id == creator);
+        let state = self.channels.get_mut(&channel).expect("found above");
+        state.leadership_seen.insert(creator, timestamp);
+        if !in_view {
+            debug!(target: super::election::GOSSIP_ELECTION, func = "handleMessages", "{}: Got message from {creator} but it is not in the view", self.me);
+            return Ok(());
+        }
+        if let Some(election) = state.election.as_mut() {
+            election.handle_message(now, creator, leadership.is_declaration);
+        }
+        self.carry_out_election(&channel);
+        Ok(())
+    }
+
+    /// Drains the channel's election: LeadershipMessages to the org, leadership changes to events.
+    fn carry_out_election(&mut self, channel: &str) {
+        loop {
+            let Some(action) = self.channels.get_mut(channel).and_then(|s| s.election.as_mut()).and_then(Election::poll_action) else { return };
+            match action {
+                Action::Leadership(leader) => {
+                    if leader {
+                        info!(target: "gossip.service", func = "onStatusChange", "Elected as a leader, starting delivery service for channel {channel}");
+                    } else {
+                        info!(target: "gossip.service", func = "onStatusChange", "Renounced leadership, stopping delivery service for channel {channel}");
+                    }
+                    self.events.push_back(StateEvent::Leadership { channel: channel.to_string(), leader });
+                }
+                Action::Gossip { declaration } => {
+                    self.leadership_seq += 1;
+                    let leadership = LeadershipMessage {
+                        pki_id: self.me.0.to_vec(),
+                        timestamp: Some(PeerTime { inc_num: self.inc_num, seq_num: self.leadership_seq }),
+                        is_declaration: declaration,
+                    };
+                    let message = GossipMessage {
+                        nonce: 0,
+                        channel: channel.as_bytes().to_vec(),
+                        tag: Tag::ChanAndOrg as i32,
+                        content: Some(Content::LeadershipMsg(leadership)),
+                    };
+                    let signed = SignedMessage::sign(message, self.signer.as_ref());
+                    let view = self.org_view(channel);
+                    for member in self.pick(view, self.config.propagate_peer_num) {
+                        self.transmits.push_back(Transmit::Send { to: member.pki_id, endpoint: member.endpoint, message: signed.clone() });
+                    }
+                }
+            }
         }
     }
 

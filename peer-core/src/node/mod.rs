@@ -34,7 +34,7 @@ use crate::gossip::comm::{Comm, CommConfig};
 use crate::gossip::discovery::{self, Discovery, DiscoveryConfig, SelfInfo};
 use crate::gossip::driver::{self, GossipMetrics, View};
 use crate::gossip::identity::Identities;
-use crate::gossip::publish::GossipBlockPublisher;
+use crate::gossip::publish::{GossipBlockPublisher, Leadership};
 use crate::gossip::state::{GossipState, StateConfig};
 use crate::ledger::metrics::LedgerMetrics;
 use crate::ledger::{LedgerError, LedgerMgr};
@@ -89,6 +89,8 @@ pub struct RunningNode {
     /// Gossips blocks this peer committed from the ordering service (issue #8; the deliver
     /// client calls it when this peer is the leader).
     pub gossip_publisher: GossipBlockPublisher,
+    /// With `peer.gossip.useLeaderElection`: whether this peer leads each channel for its org.
+    pub leadership: Leadership,
     stop: watch::Sender<bool>,
     tasks: JoinSet<()>,
 }
@@ -220,6 +222,7 @@ pub async fn start(env: Env, setup: Setup) -> Result<RunningNode, StartError> {
     };
     // Issue #8: the channel layer (blocks, StateInfo, state transfer) runs in the same driver.
     let (gossip_publisher, published) = GossipBlockPublisher::new();
+    let (leadership, yields) = Leadership::new();
     let channel_gossip = driver::ChannelGossip {
         state: GossipState::new(
             StateConfig::from_config(&config),
@@ -233,6 +236,8 @@ pub async fn start(env: Env, setup: Setup) -> Result<RunningNode, StartError> {
         channels: channels.clone(),
         published,
         max_send_msg_size: config.peer.max_send_msg_size,
+        leadership: leadership.clone(),
+        yields,
     };
     tasks.spawn(driver::drive(env.clone(), discovery, comm.clone(), comm_events, gossip_view.clone(), gossip_metrics, channel_gossip, stop_rx.clone()));
     info!(target: "gossip.gossip", func = "start", "Gossip instance {internal_endpoint} started");
@@ -265,15 +270,14 @@ pub async fn start(env: Env, setup: Setup) -> Result<RunningNode, StartError> {
     // Committed blocks go to gossip, which disseminates them to the org (unless
     // peer.deliveryclient.blockGossipEnabled is off; the deliver client checks that).
     let publisher: Arc<dyn BlockPublisher> = Arc::new(gossip_publisher.clone());
-    let deliver_client = Arc::new(DeliverClient::new(
-        env.clone(),
-        channels.clone(),
-        Arc::new(msp.clone()),
-        publisher,
-        DeliverClientConfig::from_config(&config),
-    ));
-    let leadership = Leadership { org_leader: config.gossip.org_leader, use_leader_election: config.gossip.use_leader_election };
-    tasks.spawn(deliver_channels(deliver_client, channels.clone(), leadership, stop_rx.clone()));
+    let mut deliver_client = DeliverClient::new(env.clone(), channels.clone(), Arc::new(msp.clone()), publisher, DeliverClientConfig::from_config(&config));
+    let election = config.gossip.use_leader_election.then(|| leadership.clone());
+    if let Some(leadership) = election.clone() {
+        // Fabric's deliver service finalizer: a leader that gives up on the orderers yields.
+        deliver_client = deliver_client.on_give_up(Arc::new(move |channel: &str| leadership.give_up(channel)));
+    }
+    let source = BlockSource { org_leader: config.gossip.org_leader, election };
+    tasks.spawn(deliver_channels(Arc::new(deliver_client), channels.clone(), source, stop_rx.clone()));
 
     // Steps 28, 39, 46: the services on the peer port.
     let max_recv = config.peer.max_recv_msg_size;
@@ -342,6 +346,7 @@ pub async fn start(env: Env, setup: Setup) -> Result<RunningNode, StartError> {
         gossip_view,
         channels,
         gossip_publisher,
+        leadership,
         stop,
         tasks,
     })
@@ -349,21 +354,19 @@ pub async fn start(env: Env, setup: Setup) -> Result<RunningNode, StartError> {
 
 /// Who pulls blocks for a channel (Fabric's `InitializeChannel`): a static leader always, a
 /// peer with leader election while elected, any other peer never.
-#[derive(Clone, Copy, Debug)]
-struct Leadership {
+#[derive(Clone, Debug)]
+struct BlockSource {
     org_leader: bool,
-    use_leader_election: bool,
+    /// With `peer.gossip.useLeaderElection`: the election's per-channel outcome.
+    election: Option<Leadership>,
 }
 
-impl Leadership {
+impl BlockSource {
     /// The leadership watch for `channel`'s deliver client, or `None` when this peer never pulls.
-    fn watch(self, channel: &str) -> Option<watch::Receiver<bool>> {
-        if self.use_leader_election {
+    fn watch(&self, channel: &str) -> Option<watch::Receiver<bool>> {
+        if let Some(election) = &self.election {
             debug!(target: "gossip.service", func = "InitializeChannel", "Delivery uses dynamic leader election mechanism, channel {channel}");
-            // Leader election is gossip's (issue #8, the `state` module); until it provides the
-            // watch, an electing peer does not pull.
-            warn!(target: "gossip.service", func = "InitializeChannel", "peer.gossip.useLeaderElection is true, but peer-core has no leader election yet: channel {channel} will not pull blocks from the ordering service");
-            None
+            Some(election.watch(channel))
         } else if self.org_leader {
             debug!(target: "gossip.service", func = "InitializeChannel", "This peer is configured to connect to ordering service for blocks delivery, channel {channel}");
             // The sender is dropped: the value stays true.
@@ -377,7 +380,7 @@ impl Leadership {
 
 /// Starts a deliver client task for every joined channel, and for each channel joined later;
 /// on stop, waits for them to end.
-async fn deliver_channels(client: Arc<DeliverClient>, channels: Arc<Channels>, leadership: Leadership, mut stop: watch::Receiver<bool>) {
+async fn deliver_channels(client: Arc<DeliverClient>, channels: Arc<Channels>, source: BlockSource, mut stop: watch::Receiver<bool>) {
     let mut joined = channels.subscribe_joined();
     let mut seen = std::collections::BTreeSet::new();
     let mut tasks = JoinSet::new();
@@ -385,7 +388,7 @@ async fn deliver_channels(client: Arc<DeliverClient>, channels: Arc<Channels>, l
         let ids = joined.borrow_and_update().clone();
         for id in ids {
             if seen.insert(id.clone())
-                && let Some(watch) = leadership.watch(&id)
+                && let Some(watch) = source.watch(&id)
             {
                 tasks.spawn(client.run(id, watch, stop.clone()));
             }

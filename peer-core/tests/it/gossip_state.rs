@@ -9,6 +9,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use peer_core::env::Instant;
 use peer_core::gossip::discovery::Transmit;
+use peer_core::gossip::election::ElectionConfig;
 use peer_core::gossip::identity::Identities;
 use peer_core::gossip::message::{BadMessage, SignedMessage};
 use peer_core::gossip::state::{self, BlockVerifier, ChannelInfo, GossipState, Member, Serve, StateConfig, StateEvent};
@@ -18,7 +19,7 @@ use peer_core::msp::identity::PkiId;
 use peer_core::msp::{LocalMsp, Msp};
 use proto::common::Block;
 use proto::gossip::gossip_message::{Content, Tag};
-use proto::gossip::{GossipMessage, PeerTime, Properties, RemoteStateRequest, RemoteStateResponse, StateInfo};
+use proto::gossip::{GossipMessage, LeadershipMessage, PeerTime, Properties, RemoteStateRequest, RemoteStateResponse, StateInfo};
 use rand_core::SeedableRng;
 
 const CH: &str = "mychannel";
@@ -44,7 +45,17 @@ fn config() -> StateConfig {
         has_external_endpoint: false,
         use_leader_election: false,
         org_leader: false,
+        election: ElectionConfig {
+            startup_grace_period: Duration::from_secs(15),
+            membership_sample_interval: Duration::from_secs(1),
+            leader_alive_threshold: Duration::from_secs(10),
+            leader_election_duration: Duration::from_secs(5),
+        },
     }
+}
+
+fn electing() -> StateConfig {
+    StateConfig { use_leader_election: true, ..config() }
 }
 
 /// Accepts every block except those whose number is in `forged`.
@@ -174,6 +185,36 @@ impl World {
         };
         let message = GossipMessage { nonce: 0, channel: Vec::new(), tag: Tag::ChanOrOrg as i32, content: Some(Content::StateInfo(info)) };
         SignedMessage::sign(message, &self.peers[name])
+    }
+
+    /// A LeadershipMessage created by `creator`, signed by `signer`.
+    fn leadership(&self, creator: &str, signer: &str, seq: u64, declaration: bool) -> SignedMessage {
+        let message = GossipMessage {
+            nonce: 0,
+            channel: CH.as_bytes().to_vec(),
+            tag: Tag::ChanAndOrg as i32,
+            content: Some(Content::LeadershipMsg(LeadershipMessage {
+                pki_id: self.pki(creator).0.to_vec(),
+                timestamp: Some(PeerTime { inc_num: 1, seq_num: seq }),
+                is_declaration: declaration,
+            })),
+        };
+        SignedMessage::sign(message, &self.peers[signer])
+    }
+
+    /// LeadershipMessages sent, as (recipient, is_declaration).
+    fn leadership_sent(&self) -> Vec<(PkiId, bool)> {
+        self.sent
+            .iter()
+            .filter_map(|(to, m)| match m.content() {
+                Some(Content::LeadershipMsg(l)) => Some((*to, l.is_declaration)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn leadership_events(&self) -> Vec<bool> {
+        self.events.iter().filter_map(|e| if let StateEvent::Leadership { leader, .. } = e { Some(*leader) } else { None }).collect()
     }
 
     /// Data messages sent, as (recipient, seq).
@@ -393,4 +434,84 @@ fn state_requests_from_channel_members_are_served_within_the_batch_size() {
     let reply = state::state_response(serve, 5, 10, |n| Some(block(n)));
     let Some(Content::StateResponse(r)) = reply.content() else { panic!() };
     assert_eq!(r.payloads.len(), 1, "at least one block, then the size bound");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Leader election over the channel layer.
+
+/// p1, p2 and p3 (Org1) publish StateInfo, so they are in p0's election view.
+fn org_view(world: &mut World) {
+    for (i, name) in ["p1", "p2", "p3", "q0"].into_iter().enumerate() {
+        let info = world.state_info(name, 1, 10 + i as u64);
+        world.receive(name, info).unwrap();
+    }
+}
+
+#[test]
+fn with_election_a_lone_candidate_proposes_to_its_org_and_then_declares() {
+    let mut world = World::new(electing(), 1);
+    assert_eq!(world.leadership_events(), vec![false], "the election starts as a follower");
+    org_view(&mut world);
+    world.sent.clear();
+    world.advance(Duration::from_secs(2));
+    // The view stopped changing: a proposal to the org's peers in the channel (never Org2's).
+    let org1: BTreeSet<PkiId> = ["p1", "p2", "p3"].into_iter().map(|n| world.pki(n)).collect();
+    let sent = world.leadership_sent();
+    assert!(!sent.is_empty() && sent.iter().all(|(to, declaration)| org1.contains(to) && !declaration), "{sent:?}");
+    world.sent.clear();
+    world.advance(Duration::from_secs(5));
+    assert_eq!(world.leadership_events(), vec![false, true]);
+    assert!(world.state.is_leader(CH));
+    assert!(world.leadership_sent().iter().all(|(to, declaration)| org1.contains(to) && *declaration));
+}
+
+#[test]
+fn with_election_a_smaller_declaring_id_takes_leadership_and_yielding_steps_down() {
+    let mut world = World::new(electing(), 1);
+    org_view(&mut world);
+    world.advance(Duration::from_secs(7));
+    assert!(world.state.is_leader(CH));
+    // Whichever Org1 peer has a smaller PKI-ID than p0 wins a declaration; a larger one does not.
+    let (smaller, larger): (Vec<&str>, Vec<&str>) = ["p1", "p2", "p3"].into_iter().partition(|n| world.pki(n) < world.pki("p0"));
+    for name in &larger {
+        let message = world.leadership(name, name, 1, true);
+        world.receive(name, message).unwrap();
+        assert!(world.state.is_leader(CH), "a larger ID ({name}) does not take over");
+    }
+    if let Some(name) = smaller.first() {
+        let message = world.leadership(name, name, 1, true);
+        world.receive(name, message).unwrap();
+        assert!(!world.state.is_leader(CH), "a smaller ID ({name}) takes over");
+        assert_eq!(world.leadership_events().last(), Some(&false));
+    } else {
+        // p0 has the smallest ID: it keeps leading until its deliver client gives up.
+        world.state.handle_yield(world.now, CH);
+        world.drain();
+        assert!(!world.state.is_leader(CH));
+        assert_eq!(world.leadership_events().last(), Some(&false));
+    }
+}
+
+#[test]
+fn leadership_messages_from_other_orgs_forged_or_stale_are_refused() {
+    let mut world = World::new(electing(), 1);
+    org_view(&mut world);
+    world.advance(Duration::from_secs(7));
+    assert!(world.state.is_leader(CH));
+    let smallest = ["p1", "p2", "p3"].into_iter().min_by_key(|n| world.pki(n)).unwrap();
+    // Created by Org2's q0: ignored, whatever its ID.
+    let foreign = world.leadership("q0", "q0", 1, true);
+    assert_eq!(world.receive("q0", foreign), Ok(()));
+    let relayed = world.leadership("q0", "q0", 2, true);
+    assert_eq!(world.receive("p1", relayed), Ok(()));
+    // Claims to be from an Org1 peer but signed by another: a bad signature.
+    let forged = world.leadership(smallest, "p2", 1, true);
+    let forged = if smallest == "p2" { world.leadership(smallest, "p3", 1, true) } else { forged };
+    assert!(matches!(world.receive("p1", forged), Err(BadMessage::BadSignature(_))), "forged declaration accepted");
+    let before = world.state.is_leader(CH);
+    // A genuine one, then the same again (stale).
+    let genuine = world.leadership(smallest, smallest, 5, false);
+    assert_eq!(world.receive(smallest, genuine.clone()), Ok(()));
+    assert_eq!(world.receive(smallest, genuine), Err(BadMessage::Stale));
+    assert_eq!(world.state.is_leader(CH), before, "proposals never change a leader");
 }
