@@ -12,8 +12,8 @@
 //!   orderer (`sim::orderer`) as a real process over peer-core's real Env, for end-to-end tests
 //!   with `peer-core node start` peers: it generates the orgs (fixed seed, written in cryptogen's
 //!   layout under `--crypto-out`) and the channel's genesis block, writes the block the ledger
-//!   holds as block 0 to `--genesis-out`, prints `listening on ADDR`, and exits 0 on SIGTERM or
-//!   SIGINT.
+//!   holds as block 0 to `--genesis-out`, prints `listening on ADDR`, and on SIGTERM or SIGINT
+//!   stops, prints `stopped at height N` and exits 0.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::io::Write;
@@ -89,9 +89,12 @@ struct OrdererArgs {
     /// BatchSize.MaxMessageCount.
     #[arg(long, default_value_t = 10)]
     max_message_count: u32,
-    /// The application orgs (`org<N>`, MSP ID `Org<N>MSP`, one peer each), comma-separated.
+    /// The application orgs (`org<N>`, MSP ID `Org<N>MSP`), comma-separated.
     #[arg(long, value_delimiter = ',', default_value = "org1")]
     orgs: Vec<String>,
+    /// Peer identities written per org (`peer0` … `peer<N-1>`), for a topology with followers.
+    #[arg(long, default_value_t = 1)]
+    peers: usize,
     /// The orderer endpoint the genesis block names (default: the listen address).
     #[arg(long)]
     endpoint: Option<String>,
@@ -283,7 +286,7 @@ fn orderer(args: OrdererArgs) -> anyhow::Result<()> {
     let endpoint = args.endpoint.clone().unwrap_or_else(|| args.listen.clone());
     // A fixed genesis timestamp: the same arguments give the same block on every start.
     let genesis_time = std::time::UNIX_EPOCH + std::time::Duration::from_secs(sim::run::EPOCH_SECS);
-    let world = generate_world(&args.channel, &args.orgs, &endpoint, genesis_time)?;
+    let world = generate_world(&args.channel, &args.orgs, args.peers, &endpoint, genesis_time)?;
     let crypto_out = args
         .crypto_out
         .clone()
@@ -311,7 +314,12 @@ fn orderer(args: OrdererArgs) -> anyhow::Result<()> {
             _ = terminate.recv() => {}
             _ = tokio::signal::ctrl_c() => {}
         }
+        let channel = running.channels.ledger(&running.channel_id).context("the channel's ledger is not open")?;
         running.stop().await;
+        // After stop nothing appends any more: this is the chain's final height, which a test
+        // waits for its peers to reach. Best effort: a caller that stopped reading stdout after
+        // `listening on` (closing the pipe) must not turn a clean stop into a failed one.
+        let _ = writeln!(std::io::stdout(), "stopped at height {}", channel.height());
         Ok(())
     })
 }

@@ -417,9 +417,9 @@ fn process_message(channels: &Channels, channel_id: &str, queue: &mpsc::Sender<V
     reply(FabricStatus::Success, String::new())
 }
 
-/// The generated world of a real-process orderer: the orderer org, the application orgs (one
-/// peer each, MSP IDs `Org<N>MSP` for `org<N>`) and the channel's genesis block, all from a fixed
-/// seed (the same files every time).
+/// The generated world of a real-process orderer: the orderer org, the application orgs (MSP IDs
+/// `Org<N>MSP` for `org<N>`, each with `peer0..peer<n-1>` and an admin) and the channel's genesis
+/// block, all from a fixed seed (the same files every time).
 pub struct World {
     pub orderer_org: Org,
     pub application_orgs: Vec<Org>,
@@ -429,9 +429,19 @@ pub struct World {
     pub client: LocalMsp,
 }
 
-/// Generates the orgs and the genesis block of `channel_id`, whose orderer endpoint is
-/// `orderer_endpoint` and whose anchor peers are `peer0.<org>.example.com:7051`.
-pub fn generate_world(channel_id: &str, orgs: &[String], orderer_endpoint: &str, now: std::time::SystemTime) -> anyhow::Result<World> {
+/// Generates the orgs (`peers_per_org` peers each) and the genesis block of `channel_id`, whose
+/// orderer endpoint is `orderer_endpoint` and whose anchor peers are `peer0.<org>.example.com:7051`.
+/// The peer count does not change the genesis block or the other identities: each org's keys are
+/// drawn from its own seeded stream in order (CA, peers, then users), so with more peers only the
+/// admin's key moves, and the channel config holds only CA certificates.
+pub fn generate_world(
+    channel_id: &str,
+    orgs: &[String],
+    peers_per_org: usize,
+    orderer_endpoint: &str,
+    now: std::time::SystemTime,
+) -> anyhow::Result<World> {
+    anyhow::ensure!(peers_per_org >= 1, "each org needs at least one peer (peer0 is its anchor peer)");
     use peer_core::channel::config::AnchorPeer;
     use peer_core::channel::genesis::{GenesisOrg, GenesisSpec, genesis_block};
     use peer_core::msp::generate::{OrgSpec, ValidityWindow, generate_org, org_rng};
@@ -441,7 +451,7 @@ pub fn generate_world(channel_id: &str, orgs: &[String], orderer_endpoint: &str,
     for name in orgs {
         let digits: String = name.chars().filter(char::is_ascii_digit).collect();
         anyhow::ensure!(!digits.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric()), "org name {name:?} must be like org1");
-        application_orgs.push(generate(&OrgSpec { msp_id: format!("Org{digits}MSP"), domain: format!("{name}.example.com"), peers: 1 })?);
+        application_orgs.push(generate(&OrgSpec { msp_id: format!("Org{digits}MSP"), domain: format!("{name}.example.com"), peers: peers_per_org })?);
     }
     let mut spec = GenesisSpec::new(channel_id, now);
     spec.orderer_orgs.push(GenesisOrg { name: "OrdererOrg".into(), org: &orderer_org, anchor_peers: Vec::new(), orderer_endpoints: vec![orderer_endpoint.to_string()] });
