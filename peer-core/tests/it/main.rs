@@ -1,6 +1,7 @@
 //! peer-core's integration tests: one binary, one module per area.
 mod channel;
 mod config;
+mod config_props;
 mod deliver;
 mod deliver_client;
 mod endorser;
