@@ -14,8 +14,14 @@
 //!
 //! Deliberately not here: I/O (ledger reads and appends, connections) — the driver does it;
 //! block verification is behind [`BlockVerifier`] (the driver's checks the channel's orderer
-//! signatures); StateInfo pull (StateInfoPullRequest/Snapshot), the emitter's batching and private
-//! data are not implemented (see ARCHITECTURE.md).
+//! signatures); the emitter's batching and private data are not implemented (see ARCHITECTURE.md).
+//!
+//! StateInfo travels both ways Fabric's does: pushed every `publishStateInfoInterval` (to
+//! `propagatePeerNum` peers, forwarded once by each receiver) and pulled every
+//! `requestStateInfoInterval` (a StateInfoPullRequest to `pullPeerNum` channel members, answered
+//! with a StateInfoSnapshot of the newest signed StateInfo per peer). Fabric pushes only after a
+//! height change and relies on the pull for newcomers; peer-core also republishes unchanged
+//! heights, which costs one small message per interval and makes a restarted peer known sooner.
 //!
 //! With `peer.gossip.useLeaderElection`, each joined channel also runs an [`Election`]: this
 //! module carries its LeadershipMessages (signed, org-only) and reports the outcome as
@@ -28,7 +34,10 @@ use std::time::{Duration, SystemTime};
 use prost::Message;
 use proto::common::Block;
 use proto::gossip::gossip_message::{Content, Tag};
-use proto::gossip::{DataMessage, GossipMessage, LeadershipMessage, Payload, PeerTime, Properties, RemoteStateRequest, RemoteStateResponse, StateInfo};
+use proto::gossip::{
+    DataMessage, GossipMessage, LeadershipMessage, Payload, PeerTime, Properties, RemoteStateRequest, RemoteStateResponse, StateInfo,
+    StateInfoPullRequest, StateInfoSnapshot,
+};
 use rand_chacha::ChaCha20Rng;
 use rand_core::Rng;
 use sha2::{Digest, Sha256};
@@ -57,6 +66,9 @@ pub struct StateConfig {
     /// `peer.gossip.state.*` (`enabled` turns anti-entropy requests on; answering them is always on).
     pub state: crate::config::StateConfig,
     pub publish_state_info_interval: Duration,
+    /// `requestStateInfoInterval` and `pullPeerNum`: the StateInfo pull.
+    pub request_state_info_interval: Duration,
+    pub pull_peer_num: usize,
     pub propagate_peer_num: usize,
     /// Blocks kept in the seen-message store (Fabric's block message store window).
     pub max_block_count_to_store: u64,
@@ -77,6 +89,8 @@ impl StateConfig {
         StateConfig {
             state: gossip.state.clone(),
             publish_state_info_interval: gossip.publish_state_info_interval,
+            request_state_info_interval: gossip.request_state_info_interval,
+            pull_peer_num: usize::try_from(gossip.pull_peer_num).unwrap_or(usize::MAX),
             propagate_peer_num: usize::try_from(gossip.propagate_peer_num).unwrap_or(usize::MAX),
             max_block_count_to_store: gossip.max_block_count_to_store,
             has_external_endpoint: gossip.external_endpoint.is_some(),
@@ -136,11 +150,13 @@ pub struct Serve {
 }
 
 /// What one peer last published for a channel.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 struct PeerState {
     timestamp: (u64, u64),
     height: u64,
     left_channel: bool,
+    /// The signed StateInfo itself, for StateInfo snapshots.
+    message: SignedMessage,
 }
 
 /// A state transfer in progress (Fabric's `requestBlocksInRange` loop).
@@ -169,7 +185,10 @@ struct ChannelState {
     /// Sequence numbers of data messages seen (the block message store).
     seen: BTreeSet<u64>,
     peers: BTreeMap<PkiId, PeerState>,
+    /// Our own last StateInfo for the channel (part of every snapshot we give).
+    own_state_info: Option<SignedMessage>,
     next_publish: Instant,
+    next_pull: Instant,
     next_check: Instant,
     transfer: Option<Transfer>,
     /// With leader election: the channel's election, and the newest LeadershipMessage
@@ -329,8 +348,11 @@ impl GossipState {
                         buffer: BTreeMap::new(),
                         seen: BTreeSet::new(),
                         peers: BTreeMap::new(),
-                        // The first StateInfo goes out as soon as there is someone to tell.
+                        own_state_info: None,
+                        // The first StateInfo goes out (and is asked for) as soon as there is
+                        // someone to tell or ask.
                         next_publish: now,
+                        next_pull: now,
                         next_check: now + self.config.state.check_interval,
                         transfer: None,
                         election,
@@ -370,6 +392,11 @@ impl GossipState {
         let result = match message.content() {
             Some(Content::DataMsg(_)) => self.on_data(from, message),
             Some(Content::StateInfo(_)) => self.on_state_info(now, from, message),
+            Some(Content::StateInfoPullReq(request)) => {
+                let mac = request.channel_mac.clone();
+                self.on_state_info_pull(from, &mac)
+            }
+            Some(Content::StateSnapshot(_)) => self.on_state_info_snapshot(now, from, &message),
             Some(Content::StateRequest(_)) => self.on_state_request(from, &message),
             Some(Content::StateResponse(_)) => self.on_state_response(now, from, &message),
             Some(Content::LeadershipMsg(_)) => self.on_leadership(now, from, &message),
@@ -410,6 +437,7 @@ impl GossipState {
         let ids: Vec<String> = self.channels.keys().cloned().collect();
         for id in ids {
             self.publish_if_due(now, &id);
+            self.pull_state_info_if_due(now, &id);
             self.anti_entropy_if_due(now, &id);
             self.election_if_due(now, &id);
         }
@@ -446,7 +474,7 @@ impl GossipState {
     pub fn poll_timeout(&self) -> Instant {
         let mut next = Instant(u64::MAX);
         for state in self.channels.values() {
-            next = next.min(state.next_publish);
+            next = next.min(state.next_publish).min(state.next_pull);
             if self.config.state.enabled {
                 next = next.min(state.next_check);
             }
@@ -587,12 +615,35 @@ impl GossipState {
     // -----------------------------------------------------------------------------------------
     // StateInfo.
 
+    /// A pushed StateInfo: stored if newest, then forwarded once (not back to the sender).
     fn on_state_info(&mut self, now: Instant, from: PkiId, message: SignedMessage) -> Result<(), BadMessage> {
-        let Some(Content::StateInfo(info)) = message.content() else { return Ok(()) };
+        let Some((channel, origin)) = self.accept_state_info(from, &message)? else { return Ok(()) };
+        let selector_all_orgs = self.members.iter().any(|m| m.pki_id == origin && m.has_external_endpoint);
+        self.push_state_info(&channel, message, selector_all_orgs, Some(from));
+        let _ = now;
+        Ok(())
+    }
+
+    /// Validates a StateInfo (Fabric's validateStateInfoMsg: a joined channel by its MAC, an
+    /// origin in the channel's orgs, newer than what we hold, signed by the origin's identity)
+    /// and stores it. Returns the channel and origin when it was new.
+    fn accept_state_info(&mut self, from: PkiId, message: &SignedMessage) -> Result<Option<(String, PkiId)>, BadMessage> {
+        let Some(Content::StateInfo(info)) = message.content() else { return Ok(None) };
         let Some(origin) = PkiId::from_slice(&info.pki_id) else {
             return Err(BadMessage::Unexpected("StateInfo with a malformed PKI-ID".into()));
         };
-        // Validate (Fabric's validateStateInfoMsg): signed by the identity of its PKI-ID.
+        if origin == self.me {
+            return Err(BadMessage::Stale);
+        }
+        let Some(channel) = self.channels.keys().find(|id| channel_mac(&info.pki_id, id) == info.channel_mac).cloned() else {
+            debug!(target: GOSSIP_CHANNEL, func = "handleMessage", "No such channel for StateInfo of {origin}, discarding message");
+            return Ok(None);
+        };
+        let timestamp = info.timestamp.as_ref().map_or((0, 0), |t| (t.inc_num, t.seq_num));
+        // Staleness first: a signature check costs far more, and repeats are the common case.
+        if self.channels[&channel].peers.get(&origin).is_some_and(|p| p.timestamp >= timestamp) {
+            return Err(BadMessage::Stale);
+        }
         let origin_org = {
             let identities = self.identities.lock().unwrap_or_else(|p| p.into_inner());
             let Some(identity) = identities.get(&origin) else {
@@ -601,27 +652,109 @@ impl GossipState {
             message.verify(identity)?;
             identity.msp_id.clone()
         };
-        let Some(channel) = self.channels.keys().find(|id| channel_mac(&info.pki_id, id) == info.channel_mac).cloned() else {
-            debug!(target: GOSSIP_CHANNEL, func = "handleMessage", "No such channel for StateInfo of {origin}, discarding message");
-            return Ok(());
-        };
         let state = self.channels.get_mut(&channel).expect("found above");
         if !state.orgs.contains(&origin_org) {
             warn!(target: GOSSIP_CHANNEL, func = "HandleMessage", "Point to point message came from {from}, org({origin_org}) but it's not eligible for the channel {channel}");
+            return Ok(None);
+        }
+        let properties = info.properties.clone().unwrap_or_default();
+        state.peers.insert(origin, PeerState { timestamp, height: properties.ledger_height, left_channel: properties.left_channel, message: message.clone() });
+        Ok(Some((channel, origin)))
+    }
+
+    /// Every `requestStateInfoInterval`: ask `pullPeerNum` members of the channel's orgs for
+    /// their StateInfo snapshot (Fabric's `requestStateInfo`; noop-signed, identified by the MAC
+    /// of our PKI-ID and the channel).
+    fn pull_state_info_if_due(&mut self, now: Instant, channel: &str) {
+        let Some(state) = self.channels.get_mut(channel) else { return };
+        if now < state.next_pull {
+            return;
+        }
+        state.next_pull = now + self.config.request_state_info_interval;
+        let orgs = state.orgs.clone();
+        let candidates: Vec<Member> = self.members.iter().filter(|m| orgs.contains(&m.org)).cloned().collect();
+        let request = GossipMessage {
+            nonce: 0,
+            channel: Vec::new(),
+            tag: Tag::ChanOrOrg as i32,
+            content: Some(Content::StateInfoPullReq(StateInfoPullRequest { channel_mac: channel_mac(&self.me.0, channel) })),
+        };
+        let request = SignedMessage::noop_sign(request);
+        for member in self.pick(candidates, self.config.pull_peer_num) {
+            self.transmits.push_back(Transmit::Send { to: member.pki_id, endpoint: member.endpoint, message: request.clone() });
+        }
+    }
+
+    /// A StateInfo pull request: answer a member of the channel's orgs with the snapshot
+    /// (Fabric's `createStateInfoSnapshot`). To another org we disclose our org's StateInfo
+    /// only for peers with an external endpoint.
+    fn on_state_info_pull(&mut self, from: PkiId, mac: &[u8]) -> Result<(), BadMessage> {
+        let Some(channel) = self.channels.keys().find(|id| channel_mac(&from.0, id) == mac).cloned() else {
+            debug!(target: GOSSIP_CHANNEL, func = "handleMessage", "StateInfo pull request from {from} for no channel we joined, discarding it");
+            return Ok(());
+        };
+        if !self.sender_in_channel(&from, &channel) {
             return Ok(());
         }
-        if origin == self.me {
-            return Err(BadMessage::Stale);
+        let Some(requester) = self.members.iter().find(|m| m.pki_id == from).cloned() else {
+            debug!(target: GOSSIP_CHANNEL, func = "handleMessage", "StateInfo pull request from {from}, which is not an alive member");
+            return Ok(());
+        };
+        let same_org = requester.org == self.my_org;
+        let state = &self.channels[&channel];
+        let mut elements = Vec::new();
+        if let Some(own) = &state.own_state_info
+            && (same_org || self.config.has_external_endpoint)
+        {
+            elements.push(own.envelope.clone());
         }
-        let timestamp = info.timestamp.as_ref().map_or((0, 0), |t| (t.inc_num, t.seq_num));
-        let properties = info.properties.clone().unwrap_or_default();
-        if state.peers.get(&origin).is_some_and(|p| p.timestamp >= timestamp) {
-            return Err(BadMessage::Stale);
+        for (origin, peer) in &state.peers {
+            let member = self.members.iter().find(|m| m.pki_id == *origin);
+            let discloseable = same_org || member.is_some_and(|m| m.org != self.my_org || m.has_external_endpoint);
+            if discloseable {
+                elements.push(if same_org { peer.message.envelope.clone() } else { peer.message.without_secret().envelope });
+            }
         }
-        state.peers.insert(origin, PeerState { timestamp, height: properties.ledger_height, left_channel: properties.left_channel });
-        // Forward a new one, as every channel message (not back to the sender).
-        let selector_all_orgs = self.members.iter().any(|m| m.pki_id == origin && m.has_external_endpoint);
-        self.push_state_info(&channel, message, selector_all_orgs, Some(from));
+        let snapshot = GossipMessage {
+            nonce: 0,
+            channel: channel.as_bytes().to_vec(),
+            tag: Tag::ChanOrOrg as i32,
+            content: Some(Content::StateSnapshot(StateInfoSnapshot { elements })),
+        };
+        self.transmits.push_back(Transmit::Send { to: from, endpoint: requester.endpoint, message: SignedMessage::noop_sign(snapshot) });
+        Ok(())
+    }
+
+    /// A StateInfo snapshot (Fabric's `handleStateInfSnapshot`): each element is a StateInfo,
+    /// validated and stored as a pushed one but not forwarded; the first bad element ends it.
+    /// Elements of peers that are not alive members are skipped.
+    fn on_state_info_snapshot(&mut self, now: Instant, from: PkiId, message: &SignedMessage) -> Result<(), BadMessage> {
+        let Some(Content::StateSnapshot(snapshot)) = message.content() else { return Ok(()) };
+        let channel = String::from_utf8_lossy(&message.message.channel).into_owned();
+        if !self.channels.contains_key(&channel) || !self.sender_in_channel(&from, &channel) {
+            return Ok(());
+        }
+        for envelope in &snapshot.elements {
+            let element = SignedMessage::from_envelope(envelope.clone())?;
+            let Some(Content::StateInfo(info)) = element.content() else {
+                warn!(target: GOSSIP_CHANNEL, func = "handleStateInfSnapshot", "Channel {channel} : Element of StateInfoSnapshot isn't a StateInfoMessage, message sent from {from}");
+                return Err(BadMessage::Unexpected("a StateInfoSnapshot element that is not a StateInfo".into()));
+            };
+            if channel_mac(&info.pki_id, &channel) != info.channel_mac {
+                warn!(target: GOSSIP_CHANNEL, func = "handleStateInfSnapshot", "Channel {channel} : StateInfo message has an invalid MAC, sent from {from}");
+                return Err(BadMessage::Unexpected("a StateInfoSnapshot element with a wrong channel MAC".into()));
+            }
+            if !self.members.iter().any(|m| m.pki_id.0.as_slice() == info.pki_id.as_slice()) {
+                continue;
+            }
+            match self.accept_state_info(from, &element) {
+                Ok(_) | Err(BadMessage::Stale) => {}
+                Err(err) => {
+                    warn!(target: GOSSIP_CHANNEL, func = "handleStateInfSnapshot", "Channel {channel}: Failed validating state info message sent from {from} : {err}");
+                    return Err(err);
+                }
+            }
+        }
         let _ = now;
         Ok(())
     }
@@ -649,6 +782,9 @@ impl GossipState {
         };
         let message = GossipMessage { nonce: 0, channel: Vec::new(), tag: Tag::ChanOrOrg as i32, content: Some(Content::StateInfo(info)) };
         let signed = SignedMessage::sign(message, self.signer.as_ref());
+        if let Some(state) = self.channels.get_mut(channel) {
+            state.own_state_info = Some(signed.clone());
+        }
         let all_orgs = self.config.has_external_endpoint;
         self.push_state_info(channel, signed, all_orgs, None);
     }

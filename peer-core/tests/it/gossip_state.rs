@@ -19,7 +19,10 @@ use peer_core::msp::identity::PkiId;
 use peer_core::msp::{LocalMsp, Msp};
 use proto::common::Block;
 use proto::gossip::gossip_message::{Content, Tag};
-use proto::gossip::{GossipMessage, LeadershipMessage, PeerTime, Properties, RemoteStateRequest, RemoteStateResponse, StateInfo};
+use proto::gossip::{
+    GossipMessage, LeadershipMessage, PeerTime, Properties, RemoteStateRequest, RemoteStateResponse, StateInfo, StateInfoPullRequest,
+    StateInfoSnapshot,
+};
 use rand_core::SeedableRng;
 
 const CH: &str = "mychannel";
@@ -40,6 +43,8 @@ fn config() -> StateConfig {
             channel_size: 100,
         },
         publish_state_info_interval: Duration::from_secs(4),
+        request_state_info_interval: Duration::from_secs(4),
+        pull_peer_num: 3,
         propagate_peer_num: 3,
         max_block_count_to_store: 10,
         has_external_endpoint: false,
@@ -514,4 +519,109 @@ fn leadership_messages_from_other_orgs_forged_or_stale_are_refused() {
     assert_eq!(world.receive(smallest, genuine.clone()), Ok(()));
     assert_eq!(world.receive(smallest, genuine), Err(BadMessage::Stale));
     assert_eq!(world.state.is_leader(CH), before, "proposals never change a leader");
+}
+
+// ---------------------------------------------------------------------------------------------
+// StateInfo pull.
+
+fn pull_request(world: &World, name: &str) -> SignedMessage {
+    let mac = state::channel_mac(&world.pki(name).0, CH);
+    SignedMessage::noop_sign(GossipMessage {
+        nonce: 0,
+        channel: Vec::new(),
+        tag: Tag::ChanOrOrg as i32,
+        content: Some(Content::StateInfoPullReq(StateInfoPullRequest { channel_mac: mac })),
+    })
+}
+
+fn snapshot_sent_to(world: &World, to: PkiId) -> Option<Vec<PkiId>> {
+    world.sent.iter().rev().find_map(|(recipient, m)| match m.content() {
+        Some(Content::StateSnapshot(s)) if *recipient == to => Some(
+            s.elements
+                .iter()
+                .map(|e| match SignedMessage::from_envelope(e.clone()).unwrap().content() {
+                    Some(Content::StateInfo(i)) => PkiId::from_slice(&i.pki_id).unwrap(),
+                    other => panic!("not a StateInfo: {other:?}"),
+                })
+                .collect(),
+        ),
+        _ => None,
+    })
+}
+
+fn snapshot(world: &World, of: &[(&str, u64, u64)]) -> SignedMessage {
+    let elements = of.iter().map(|(name, height, seq)| world.state_info(name, *height, *seq).envelope).collect();
+    SignedMessage::noop_sign(GossipMessage {
+        nonce: 0,
+        channel: CH.as_bytes().to_vec(),
+        tag: Tag::ChanOrOrg as i32,
+        content: Some(Content::StateSnapshot(StateInfoSnapshot { elements })),
+    })
+}
+
+#[test]
+fn state_info_is_pulled_from_channel_members_every_request_interval() {
+    let mut world = World::new(config(), 1);
+    let pulls = |world: &World| world.sent.iter().filter(|(_, m)| matches!(m.content(), Some(Content::StateInfoPullReq(_)))).count();
+    world.advance(Duration::ZERO);
+    let first = pulls(&world);
+    assert!(first > 0 && first <= 3, "pullPeerNum requests at join, got {first}");
+    world.advance(Duration::from_secs(4));
+    assert_eq!(pulls(&world), first * 2, "and again after requestStateInfoInterval");
+    // Never to r0: Org3 is not in the channel.
+    assert!(world.sent.iter().all(|(to, m)| !matches!(m.content(), Some(Content::StateInfoPullReq(_))) || *to != world.pki("r0")));
+}
+
+#[test]
+fn a_pull_request_is_answered_with_the_newest_state_info_of_each_peer() {
+    let mut world = World::new(config(), 3);
+    world.advance(Duration::from_secs(1));
+    for (name, seq) in [("p1", 5), ("p2", 5), ("q0", 5)] {
+        let info = world.state_info(name, 7, seq);
+        world.receive(name, info).unwrap();
+    }
+    // Our org: everything we hold, our own StateInfo included.
+    let request = pull_request(&world, "p3");
+    world.receive("p3", request).unwrap();
+    let mut got = snapshot_sent_to(&world, world.pki("p3")).expect("a snapshot for p3");
+    got.sort();
+    let mut want: Vec<PkiId> = ["p0", "p1", "p2", "q0"].into_iter().map(|n| world.pki(n)).collect();
+    want.sort();
+    assert_eq!(got, want);
+    // Another org's peer: Org1's StateInfo only for members with an external endpoint (all of
+    // them here, except p0 itself, which has none).
+    let request = pull_request(&world, "q0");
+    world.receive("q0", request).unwrap();
+    let got = snapshot_sent_to(&world, world.pki("q0")).expect("a snapshot for q0");
+    assert!(!got.contains(&world.pki("p0")), "p0 has no external endpoint: not disclosed to Org2");
+    assert!(got.contains(&world.pki("p1")));
+    // A request whose MAC is not the sender's for a joined channel gets nothing.
+    let before = world.sent.len();
+    let forged = pull_request(&world, "p1");
+    world.receive("p2", forged).unwrap();
+    assert!(world.sent[before..].iter().all(|(_, m)| !matches!(m.content(), Some(Content::StateSnapshot(_)))));
+}
+
+#[test]
+fn a_snapshot_teaches_heights_without_forwarding_and_stops_at_a_forgery() {
+    let mut world = World::new(config(), 1);
+    let before = world.sent.len();
+    let message = snapshot(&world, &[("p1", 9, 5), ("q0", 4, 5)]);
+    world.receive("p2", message).unwrap();
+    let heights: BTreeMap<PkiId, u64> = world.state.peers_of_channel(CH).into_iter().collect();
+    assert_eq!(heights.get(&world.pki("p1")), Some(&9));
+    assert_eq!(heights.get(&world.pki("q0")), Some(&4));
+    assert!(world.sent[before..].iter().all(|(_, m)| !matches!(m.content(), Some(Content::StateInfo(_)))), "snapshots are not forwarded");
+    // An element signed by someone else than its origin: refused, and nothing after it is taken.
+    let mut forged = world.state_info("p2", 50, 9);
+    forged.envelope.signature = world.state_info("p3", 50, 9).envelope.signature;
+    let mut message = snapshot(&world, &[("p3", 11, 9)]);
+    if let Some(Content::StateSnapshot(s)) = &mut message.message.content {
+        s.elements.insert(0, forged.envelope);
+    }
+    let message = SignedMessage::noop_sign(message.message);
+    assert!(matches!(world.receive("p1", message), Err(BadMessage::BadSignature(_))));
+    let heights: BTreeMap<PkiId, u64> = world.state.peers_of_channel(CH).into_iter().collect();
+    assert_eq!(heights.get(&world.pki("p2")), None);
+    assert_eq!(heights.get(&world.pki("p3")), None);
 }
