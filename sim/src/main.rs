@@ -47,7 +47,7 @@ enum Command {
         /// Draw the run as an SVG timeline (peers as rows, visibility over time, events).
         #[arg(long, value_name = "FILE")]
         svg: Option<PathBuf>,
-        /// Test-only: deliberately break an invariant (`disclosure`) to see it caught.
+        /// Test-only: deliberately break an invariant (`disclosure`, `lost-disk`, `split-brain`) to see it caught.
         #[arg(long, value_name = "INVARIANT", hide = true)]
         break_invariant: Option<String>,
     },
@@ -131,7 +131,7 @@ fn run(scenario: &str, seed: u64, json: bool, trace: Option<&Path>, svg: Option<
         None => None,
         Some(Some(breakage)) => Some(breakage),
         Some(None) => {
-            eprintln!("Error: unknown invariant to break (known: disclosure, lost-disk)");
+            eprintln!("Error: unknown invariant to break (known: disclosure, lost-disk, split-brain)");
             return ExitCode::FAILURE;
         }
     };

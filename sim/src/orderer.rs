@@ -16,15 +16,29 @@
 //! clients broadcast: Broadcast accepts ENDORSER_TRANSACTION envelopes whose signature satisfies
 //! `/Channel/Writers` into the next block (as a solo orderer does), with Fabric's statuses.
 //!
+//! A node can instead be a **replica** (`OrdererSpec::replicate_from`): what a Raft follower
+//! looks like from the outside, with the cutter as the Raft leader. It cuts nothing; it pulls the
+//! leader's chain through `orderer.AtomicBroadcast/Deliver` into its own ledger with peer-core's
+//! deliver client (a signed seek from its own height, every block verified by
+//! `Channels::append`, Fabric's backoff between attempts), and serves Deliver from that ledger
+//! like the leader does. Restarted, it resumes from the height on its disk. Broadcast on a
+//! replica answers SERVICE_UNAVAILABLE after the usual checks: a Raft follower would forward the
+//! transaction to the leader, but forwarding is cluster RPC this simulator does not model, and
+//! SERVICE_UNAVAILABLE is what a Raft follower answers when it has no leader to forward to, so
+//! clients already handle it by trying another orderer.
+//!
 //! Deliberately not done: config updates (CONFIG_UPDATE is refused with BAD_REQUEST), the size
 //! limits of BatchSize (PreferredMaxBytes/AbsoluteMaxBytes; a message limit of 10 MiB only),
-//! TLS, the orderer's operations server, and any consensus beyond one node.
+//! TLS, the orderer's operations server, and consensus itself (no election: the cutter is the
+//! leader for good, and a replica follows it only).
 
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
+use peer_core::blocks::NoPublisher;
+use peer_core::blocks::deliverclient::{DeliverClient, DeliverClientConfig};
 use peer_core::channel::signatures::sign_block;
 use peer_core::channel::{ChannelConfig, SignedData};
 use peer_core::config::{HostPort, KeepaliveConfig};
@@ -55,12 +69,23 @@ const BLOCKCUTTER: &str = "orderer.common.blockcutter";
 const MULTICHANNEL: &str = "orderer.common.multichannel";
 const BROADCAST: &str = "orderer.common.broadcast";
 const SERVER: &str = "orderer.common.server";
+const REPLICATION: &str = "orderer.common.cluster.replication";
 
 /// The largest message the orderer takes (Fabric's sample AbsoluteMaxBytes is 10 MB).
 const MAX_MESSAGE_BYTES: usize = 10 << 20;
 /// Broadcast envelopes waiting for the block cutter; beyond this Broadcast answers
 /// SERVICE_UNAVAILABLE (Fabric's solo queue is a channel of the same kind).
 const BROADCAST_QUEUE: usize = 1000;
+
+/// How long a replica's dial of the leader may take, and its longest pause between attempts:
+/// Fabric's `General.Cluster.DialTimeout` and `ReplicationRetryTimeout` defaults.
+const REPLICATION_DIAL_TIMEOUT: Duration = Duration::from_secs(5);
+const REPLICATION_RETRY_TIMEOUT: Duration = Duration::from_secs(5);
+/// The replica's keepalive on its stream from the leader: a ping after 2.5s without traffic,
+/// 2.5s to answer, so a silent leader (a partition) is noticed in about 5s, Raft's default
+/// election timeout (ElectionTick 10 × TickInterval 500ms), instead of the 80s of Fabric's
+/// cluster-client defaults (60s + 20s).
+const REPLICATION_KEEPALIVE: Duration = Duration::from_millis(2500);
 
 /// What an orderer runs with. Times are relative to this start of the process (the simulator
 /// translates its global schedule into them at every restart).
@@ -88,6 +113,10 @@ pub struct OrdererSpec {
     pub stop: Option<Duration>,
     /// `General.Authentication.TimeWindow`: how far a Deliver request's timestamp may be from now.
     pub time_window: Duration,
+    /// None: this node cuts blocks (solo, or the leader of a simulated cluster). Some(endpoint):
+    /// it is a replica of the leader at that endpoint (`orderer:7050`): it pulls and serves the
+    /// leader's chain and cuts nothing (the transaction fields above are unused).
+    pub replicate_from: Option<String>,
 }
 
 impl OrdererSpec {
@@ -106,6 +135,7 @@ impl OrdererSpec {
             start: Duration::ZERO,
             stop: None,
             time_window: Duration::from_secs(15 * 60),
+            replicate_from: None,
         }
     }
 }
@@ -138,7 +168,10 @@ impl Orderer {
     /// `spec.listen` and starts cutting blocks. Returns once the listener is bound.
     pub async fn start(env: Env, spec: OrdererSpec) -> anyhow::Result<RunningOrderer> {
         let channel_id = channel_id_of(&spec.genesis).context("the genesis block names no channel")?;
-        info!(target: SERVER, func = "Main", "Starting orderer: peer-core simulated solo orderer for channel {channel_id}");
+        match &spec.replicate_from {
+            None => info!(target: SERVER, func = "Main", "Starting orderer: peer-core simulated solo orderer for channel {channel_id}"),
+            Some(leader) => info!(target: SERVER, func = "Main", "Starting orderer: peer-core simulated replica of {leader} for channel {channel_id}"),
+        }
         let ledger = LedgerMgr::open(&env, &spec.data_dir, "orderer").context("opening the orderer's ledger")?;
         let identities = Arc::new(std::sync::Mutex::new(peer_core::gossip::identity::Identities::new(&spec.signer, [])));
         let channels = Arc::new(Channels::open(ledger, identities).context("opening the orderer's channels")?);
@@ -147,17 +180,23 @@ impl Orderer {
             info!(target: MULTICHANNEL, func = "CreateChain", "Created and started new channel {channel_id}");
         }
         let ledger = channels.ledger(&channel_id).context("the channel's ledger is not open")?;
-        warn!(target: SOLO, func = "New", "Use of the Solo orderer is deprecated and remains only for use in test environments but may be removed in the future.");
+        if spec.replicate_from.is_none() {
+            warn!(target: SOLO, func = "New", "Use of the Solo orderer is deprecated and remains only for use in test environments but may be removed in the future.");
+        }
 
         let listener = env.network.bind(&spec.listen).await.with_context(|| format!("binding {}", spec.listen))?;
         let listen_address = listener.local_addr().context("reading the listen address")?;
         let (stop, stop_rx) = watch::channel(false);
         let (queue_tx, queue_rx) = mpsc::channel(BROADCAST_QUEUE);
+        let role = match &spec.replicate_from {
+            None => Role::Cutter(queue_tx),
+            Some(leader) => Role::Replica { leader: leader.clone() },
+        };
         let service = BroadcastService {
             channels: channels.clone(),
             channel_id: channel_id.clone(),
             deliver: OrdererDeliver::new(channels.clone(), env.clock.clone(), spec.time_window),
-            queue: queue_tx,
+            role: Arc::new(role),
         };
         let routes = tonic::service::Routes::new(
             AtomicBroadcastServer::new(service).max_decoding_message_size(MAX_MESSAGE_BYTES).max_encoding_message_size(usize::MAX),
@@ -174,16 +213,24 @@ impl Orderer {
         };
         let mut tasks = JoinSet::new();
         tasks.spawn(serve_grpc(listener, env.clock.clone(), routes, keepalive, stop_rx.clone()));
-        let cutter = Cutter {
-            channels: channels.clone(),
-            channel_id: channel_id.clone(),
-            signer: spec.signer.clone(),
-            client: spec.client.clone(),
-            rng: env.fork_rng(),
-            pending: Vec::new(),
-            max_message_count: spec.max_message_count.max(1) as usize,
-        };
-        tasks.spawn(cutter.run(env, spec.clone(), queue_rx, stop_rx));
+        match &spec.replicate_from {
+            None => {
+                let cutter = Cutter {
+                    channels: channels.clone(),
+                    channel_id: channel_id.clone(),
+                    signer: spec.signer.clone(),
+                    client: spec.client.clone(),
+                    rng: env.fork_rng(),
+                    pending: Vec::new(),
+                    max_message_count: spec.max_message_count.max(1) as usize,
+                };
+                tasks.spawn(cutter.run(env, spec.clone(), queue_rx, stop_rx));
+            }
+            Some(leader) => {
+                info!(target: REPLICATION, func = "ReplicateChains", "Replicating channel {channel_id} from the leader {leader}, starting at block [{}]", ledger.height());
+                tasks.spawn(replicate(env, channels.clone(), &channel_id, &spec.signer, leader, stop_rx));
+            }
+        }
         info!(target: SERVER, func = "Main", "Beginning to serve requests on {listen_address} (channel {channel_id} at height {})", ledger.height());
         Ok(RunningOrderer { listen_address, channels, channel_id, stop, tasks })
     }
@@ -322,12 +369,53 @@ impl Cutter {
     }
 }
 
+/// A replica's pull of the leader's chain: peer-core's deliver client as a static leader that
+/// never gives up and gossips nothing, signing its seeks as this orderer. Its address overrides
+/// send every other endpoint of the channel configuration to the leader's, so it pulls from the
+/// leader only: never from itself (it would wait on its own height forever) nor from another
+/// replica. Ends when `stop` turns true.
+fn replicate(
+    env: Env,
+    channels: Arc<Channels>,
+    channel_id: &str,
+    signer: &LocalMsp,
+    leader: &str,
+    stop: watch::Receiver<bool>,
+) -> impl std::future::Future<Output = ()> + Send + 'static {
+    let endpoints = channels.config(channel_id).map(|config| config.orderer_endpoints()).unwrap_or_default();
+    let config = DeliverClientConfig {
+        static_leader: true,
+        block_gossip_enabled: false,
+        conn_timeout: REPLICATION_DIAL_TIMEOUT,
+        reconnect_backoff_threshold: REPLICATION_RETRY_TIMEOUT,
+        reconnect_total_time_threshold: Duration::MAX,
+        address_overrides: endpoints.into_iter().filter(|e| e != leader).map(|e| (e, leader.to_string())).collect(),
+        keepalive_interval: REPLICATION_KEEPALIVE,
+        keepalive_timeout: REPLICATION_KEEPALIVE,
+        max_recv_msg_size: MAX_MESSAGE_BYTES,
+        max_send_msg_size: MAX_MESSAGE_BYTES,
+    };
+    let client = Arc::new(DeliverClient::new(env, channels, Arc::new(signer.clone()), Arc::new(NoPublisher), config));
+    let channel_id = channel_id.to_string();
+    // A leadership watch whose sender is gone keeps `true`: always pulling. (`run`'s future
+    // borrows the client, so the client moves in with it.)
+    async move { client.run(channel_id, watch::channel(true).1, stop).await }
+}
+
+/// What a node does with the transactions Broadcast accepts.
+enum Role {
+    /// Hands them to the block cutter.
+    Cutter(mpsc::Sender<Vec<u8>>),
+    /// Turns them away (see the module documentation): this node replicates `leader`.
+    Replica { leader: String },
+}
+
 /// `orderer.AtomicBroadcast`.
 struct BroadcastService {
     channels: Arc<Channels>,
     channel_id: String,
     deliver: OrdererDeliver,
-    queue: mpsc::Sender<Vec<u8>>,
+    role: Arc<Role>,
 }
 
 #[tonic::async_trait]
@@ -338,12 +426,12 @@ impl AtomicBroadcast for BroadcastService {
     async fn broadcast(&self, request: Request<Streaming<Envelope>>) -> Result<Response<Self::BroadcastStream>, Status> {
         let address = request.remote_addr().map(|a| a.to_string()).unwrap_or_default();
         debug!(target: BROADCAST, func = "Handle", "Starting new broadcast loop for {address}");
-        let (channels, channel_id, queue) = (self.channels.clone(), self.channel_id.clone(), self.queue.clone());
+        let (channels, channel_id, role) = (self.channels.clone(), self.channel_id.clone(), self.role.clone());
         // One response per envelope, in order, computed as the client's stream is read (the
         // response stream owns this work: a client that leaves ends it).
         let responses = request
             .into_inner()
-            .map(move |item| item.map(|envelope| process_message(&channels, &channel_id, &queue, &envelope, &address)));
+            .map(move |item| item.map(|envelope| process_message(&channels, &channel_id, &role, &envelope, &address)));
         Ok(Response::new(Box::pin(responses)))
     }
 
@@ -353,8 +441,9 @@ impl AtomicBroadcast for BroadcastService {
     }
 }
 
-/// Fabric's `ProcessMessage` for a standard channel on a solo orderer.
-fn process_message(channels: &Channels, channel_id: &str, queue: &mpsc::Sender<Vec<u8>>, envelope: &Envelope, address: &str) -> BroadcastResponse {
+/// Fabric's `ProcessMessage` for a standard channel on a solo orderer (a replica checks the same,
+/// then turns the transaction away).
+fn process_message(channels: &Channels, channel_id: &str, role: &Role, envelope: &Envelope, address: &str) -> BroadcastResponse {
     let reply = |status: FabricStatus, info: String| BroadcastResponse { status: status as i32, info };
     let header = Payload::decode(envelope.payload.as_slice())
         .map_err(|e| format!("error unmarshalling Payload: {e}"))
@@ -408,8 +497,11 @@ fn process_message(channels: &Channels, channel_id: &str, queue: &mpsc::Sender<V
         warn!(target: BROADCAST, func = "ProcessMessage", "[channel: {channel}] Rejecting broadcast of normal message from {address} because of error: {err}");
         return reply(FabricStatus::Forbidden, err);
     }
-    if queue.try_send(envelope.encode_to_vec()).is_err() {
-        let err = "the orderer's queue is full".to_string();
+    let rejected = match role {
+        Role::Cutter(queue) => queue.try_send(envelope.encode_to_vec()).err().map(|_| "the orderer's queue is full".to_string()),
+        Role::Replica { leader } => Some(format!("this node replicates the leader {leader} and orders nothing; broadcast to the leader")),
+    };
+    if let Some(err) = rejected {
         warn!(target: BROADCAST, func = "ProcessMessage", "[channel: {channel}] Rejecting broadcast of normal message from {address} with SERVICE_UNAVAILABLE: rejected by Order: {err}");
         return reply(FabricStatus::ServiceUnavailable, err);
     }

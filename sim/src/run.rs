@@ -8,7 +8,9 @@
 //! A scenario with an `orderer:` section also has a host named `orderer` running
 //! `sim::orderer::Orderer` on its own disk; its ledger is sampled like the peers' (height and
 //! block hashes, which must only ever grow, across crashes too) and recorded in
-//! [`Outcome::orderer_blocks`].
+//! [`Outcome::orderer_blocks`]. With `nodes: N`, hosts `orderer2` … `ordererN` replicate its
+//! chain, each on its own disk; every sample checks that a replica's chain only grows and is a
+//! prefix of the cutter's (no fork).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -33,7 +35,7 @@ use tracing_subscriber::layer::SubscriberExt;
 
 use crate::env::{MessageFaults, NetFaults, SimClock, SimDisk, SimNetwork, SimStorage};
 use crate::orderer::{Orderer, OrdererSpec};
-use crate::scenario::{Bootstrap, Event, ORDERER, PeerSpec, Scenario};
+use crate::scenario::{Bootstrap, Event, NewBlocks, ORDERER, PeerSpec, Scenario};
 
 /// The simulated wall clock starts here (inside the generated certificates' validity).
 pub const EPOCH_SECS: u64 = 1_748_736_000; // 2025-06-01T00:00:00Z
@@ -115,6 +117,8 @@ struct Crypto {
 
 /// The channel every simulated peer joins at its first start.
 pub const CHANNEL: &str = "simchannel";
+/// Where every ordering-service node serves `orderer.AtomicBroadcast`.
+const ORDERER_PORT: u16 = 7050;
 
 fn crypto(scenario: &Scenario) -> Crypto {
     let mut peers = BTreeMap::new();
@@ -136,7 +140,13 @@ fn crypto(scenario: &Scenario) -> Crypto {
     }
     let orderer = generate(&GenSpec { msp_id: "OrdererMSP".into(), domain: "example.com".into(), peers: 0 });
     let mut spec = GenesisSpec::new(CHANNEL, epoch());
-    spec.orderer_orgs.push(GenesisOrg { name: "OrdererOrg".into(), org: &orderer, anchor_peers: Vec::new(), orderer_endpoints: vec!["orderer:7050".into()] });
+    // Every ordering-service node's endpoint, so peers' deliver clients can fail over between
+    // them (`orderer:7050` alone without a section: the genesis block is the same either way).
+    let orderer_endpoints = match scenario.orderer_nodes() {
+        nodes if nodes.is_empty() => vec![format!("{ORDERER}:{ORDERER_PORT}")],
+        nodes => nodes.iter().map(|node| format!("{node}:{ORDERER_PORT}")).collect(),
+    };
+    spec.orderer_orgs.push(GenesisOrg { name: "OrdererOrg".into(), org: &orderer, anchor_peers: Vec::new(), orderer_endpoints });
     for (name, org) in &generated_orgs {
         let anchor = AnchorPeer { host: format!("{name}-peer0"), port: 7051 };
         spec.application_orgs.push(GenesisOrg { name: org.spec.msp_id.clone(), org, anchor_peers: vec![anchor], orderer_endpoints: Vec::new() });
@@ -213,6 +223,9 @@ pub fn run_broken(scenario: &Scenario, seed: u64, broken: Option<Breakage>) -> O
     outcome.trace = sink.contents();
     outcome.hash = hex::encode(Sha256::digest(outcome.trace.as_bytes()));
     check_logs(scenario, &mut outcome);
+    if scenario.orderer_nodes().len() > 1 {
+        trace_failovers(scenario, &mut outcome);
+    }
     outcome
 }
 
@@ -223,8 +236,8 @@ type Ledgers = Arc<Mutex<BTreeMap<String, Arc<Channels>>>>;
 type Joined = Arc<Mutex<BTreeSet<String>>>;
 /// Each running peer's leadership handle (whom its election made leader).
 type Leaders = Arc<Mutex<BTreeMap<String, Leadership>>>;
-/// The running orderer's ledger (None while it is down or without an orderer).
-pub type OrdererLedger = Arc<Mutex<Option<Arc<Channels>>>>;
+/// The running ordering-service nodes' ledgers, by host name (a node is absent while it is down).
+pub type OrdererLedgers = Arc<Mutex<BTreeMap<String, Arc<Channels>>>>;
 
 fn locked<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|p| p.into_inner())
@@ -244,7 +257,7 @@ fn simulate(scenario: &Scenario, seed: u64, broken: Option<Breakage>) -> Outcome
             (p.name.clone(), disk)
         })
         .collect();
-    let orderer_ledger: OrdererLedger = Arc::default();
+    let orderer_ledgers: OrdererLedgers = Arc::default();
     let views: Views = Arc::default();
     let ledgers: Ledgers = Arc::default();
     let joined: Joined = Arc::default();
@@ -343,11 +356,19 @@ fn simulate(scenario: &Scenario, seed: u64, broken: Option<Breakage>) -> Outcome
         });
     }
 
-    if let Some(section) = scenario.orderer.clone() {
-        let disk = SimDisk::default();
-        disk.set_torn_writes(Some(seed ^ ((peers.len() as u64 + 1) << 32)));
-        disks.insert(ORDERER.to_string(), disk.clone());
-        add_orderer(&mut sim, seed, peers.len() as u64, section, disk, crypto.clone(), orderer_ledger.clone());
+    if let Some(section) = &scenario.orderer {
+        // Seeds and torn-write streams continue the peers' numbering, node 0 first (as before
+        // there were replicas).
+        for (node, name) in scenario.orderer_nodes().into_iter().enumerate() {
+            let index = (peers.len() + node) as u64;
+            let disk = SimDisk::default();
+            disk.set_torn_writes(Some(seed ^ ((index + 1) << 32)));
+            disks.insert(name.clone(), disk.clone());
+            let split_brain = broken == Some(Breakage::SplitBrain);
+            let replicate_from = (node > 0 && !split_brain).then(|| format!("{ORDERER}:{ORDERER_PORT}"));
+            let node = OrdererNode { name, index, replicate_from };
+            add_orderer(&mut sim, seed, node, section.clone(), disk, crypto.clone(), orderer_ledgers.clone());
+        }
     }
 
     let mut outcome = Outcome {
@@ -380,13 +401,13 @@ fn simulate(scenario: &Scenario, seed: u64, broken: Option<Breakage>) -> Outcome
         while let Some(step) = timeline.next_if(|s| s.at <= sim.elapsed()) {
             *outcome.faults.entry(step.event.kind()).or_default() += 1;
             tracing::info!(target: "sim", "timeline: {:?}", step.event);
-            let faults = Faults { disks: &disks, gates: &gates, loss: &loss, ledgers: &ledgers, orderer: &orderer_ledger, broken };
+            let faults = Faults { scenario, disks: &disks, gates: &gates, loss: &loss, ledgers: &ledgers, orderers: &orderer_ledgers, broken };
             apply(&mut sim, &step.event, &faults, &views, &mut running);
             all_applied = timeline.peek().is_none();
             let now = sim.elapsed();
             match &step.event {
-                // The orderer is no gossip member: its crashes are not membership faults.
-                Event::Crash(name) | Event::Kill(name) | Event::Restart(name) if name == ORDERER => {}
+                // Orderer nodes are no gossip members: their crashes are not membership faults.
+                Event::Crash(name) | Event::Kill(name) | Event::Restart(name) if scenario.is_orderer(name) => {}
                 Event::Crash(peer) | Event::Kill(peer) => {
                     down_since.insert(peer.clone(), now);
                 }
@@ -417,14 +438,15 @@ fn simulate(scenario: &Scenario, seed: u64, broken: Option<Breakage>) -> Outcome
             let snapshot = snapshot(&views, broken);
             checker.sample(sim.elapsed(), &snapshot, &running, &mut outcome);
             checker.check_ledgers(sim.elapsed(), &ledgers, &joined, &mut outcome);
-            checker.check_orderer(sim.elapsed(), &orderer_ledger, &mut outcome);
-            checker.check_peer_blocks(sim.elapsed(), &ledgers, &mut outcome);
+            checker.check_orderer(sim.elapsed(), &orderer_ledgers, &mut outcome);
+            checker.check_peer_blocks(sim.elapsed(), &ledgers, &orderer_ledgers, &mut outcome);
             if let Some(within) = scenario.checks.blocks_within {
-                checker.check_caught_up(sim.elapsed(), last_fault, within, &ledgers, &running, &mut outcome);
+                checker.check_caught_up(sim.elapsed(), last_fault, within, &ledgers, &orderer_ledgers, &running, &mut outcome);
             }
             if let Some(within) = scenario.checks.leaders_within {
                 checker.check_leaders(sim.elapsed(), last_fault + within, &leaders, &running, &mut outcome);
             }
+            checker.check_new_blocks(sim.elapsed(), &ledgers, &running, &mut outcome);
             let visibility = checker.visibility(&snapshot, &running);
             outcome.samples.push((sim.elapsed(), visibility));
             if let Some(within) = scenario.checks.dead_within {
@@ -438,10 +460,13 @@ fn simulate(scenario: &Scenario, seed: u64, broken: Option<Breakage>) -> Outcome
         }
     }
     if scenario.orderer.is_some() {
-        checker.check_orderer(sim.elapsed(), &orderer_ledger, &mut outcome);
+        checker.check_orderer(sim.elapsed(), &orderer_ledgers, &mut outcome);
         outcome.orderer_blocks = checker.orderer_blocks.clone();
         let tip = outcome.orderer_blocks.last().map(|h| &h[..16]).unwrap_or("none");
         outcome.summary.push_str(&format!("{:>8} orderer at height {}, tip {tip}\n", format!("{:.2}s", sim.elapsed().as_secs_f64()), outcome.orderer_blocks.len()));
+        for (node, height) in &checker.replica_heights {
+            outcome.summary.push_str(&format!("{:>8} {node} (replica) at height {height}\n", format!("{:.2}s", sim.elapsed().as_secs_f64())));
+        }
         let heights: Vec<String> = checker.peer_heights.iter().map(|(peer, h)| format!("{peer} {h}")).collect();
         outcome.summary.push_str(&format!("{:>8} peer heights: {}\n", format!("{:.2}s", sim.elapsed().as_secs_f64()), heights.join(", ")));
         if checker.peer_heights.values().any(|h| *h > 1) {
@@ -473,30 +498,31 @@ fn simulate(scenario: &Scenario, seed: u64, broken: Option<Breakage>) -> Outcome
 
 /// What the timeline acts on besides turmoil itself.
 struct Faults<'a> {
+    scenario: &'a Scenario,
     disks: &'a BTreeMap<String, SimDisk>,
     gates: &'a BTreeMap<String, tokio::sync::watch::Sender<bool>>,
     loss: &'a AtomicU64,
     ledgers: &'a Ledgers,
-    orderer: &'a OrdererLedger,
+    orderers: &'a OrdererLedgers,
     broken: Option<Breakage>,
 }
 
 fn apply(sim: &mut turmoil::Sim<'_>, event: &Event, faults: &Faults<'_>, views: &Views, running: &mut BTreeSet<String>) {
     let disks = faults.disks;
     match event {
-        // The orderer host: its disk and turmoil host, nothing of the peers' bookkeeping.
-        Event::Crash(name) | Event::Kill(name) if name == ORDERER => {
+        // An orderer node: its disk and turmoil host, nothing of the peers' bookkeeping.
+        Event::Crash(name) | Event::Kill(name) if faults.scenario.is_orderer(name) => {
             if matches!(event, Event::Crash(_)) {
                 disks[name].power_cut();
             } else {
                 disks[name].process_kill();
             }
-            locked(faults.orderer).take();
-            sim.crash(ORDERER);
+            locked(faults.orderers).remove(name);
+            sim.crash(name.as_str());
         }
-        Event::Restart(name) if name == ORDERER => {
+        Event::Restart(name) if faults.scenario.is_orderer(name) => {
             disks[name].power_on();
-            sim.bounce(ORDERER);
+            sim.bounce(name.as_str());
         }
         Event::Start(peer) => {
             faults.gates[peer].send_replace(true);
@@ -556,6 +582,9 @@ pub enum Breakage {
     Disclosure,
     /// A crashed peer's disk comes back empty, losing its acknowledged channel join.
     LostDisk,
+    /// Every orderer node cuts blocks of its own instead of replicating the cutter's (two Raft
+    /// leaders at once): the replicas' chains fork from the cutter's.
+    SplitBrain,
 }
 
 impl Breakage {
@@ -563,6 +592,7 @@ impl Breakage {
         match text {
             "disclosure" => Some(Breakage::Disclosure),
             "lost-disk" => Some(Breakage::LostDisk),
+            "split-brain" => Some(Breakage::SplitBrain),
             _ => None,
         }
     }
@@ -595,12 +625,36 @@ struct Checker {
     org_leaders: BTreeMap<String, BTreeSet<String>>,
     /// Per org: every peer that ever led it.
     led: BTreeMap<String, BTreeSet<String>>,
+    /// Per replica orderer node: the highest height seen, and how many of its blocks were
+    /// compared with the cutter's.
+    replica_heights: BTreeMap<String, u64>,
+    replica_checked: BTreeMap<String, u64>,
+    /// The `new_blocks` windows: each with the orderer's height at its start once reached, and
+    /// whether its end was checked.
+    new_blocks: Vec<(NewBlocks, Option<u64>, bool)>,
 }
 
 impl Checker {
     fn new(scenario: &Scenario, crypto: &Crypto) -> Checker {
         let names = crypto.peers.iter().map(|(name, msp)| (msp.pki_id().to_string(), name.clone())).collect();
-        Checker { peers: scenario.peers(), names, newest: BTreeMap::new(), last_line: BTreeMap::new(), last_alive: BTreeMap::new(), restarted: BTreeSet::new(), orderer_blocks: Vec::new(), orderer_heights: Vec::new(), peer_heights: BTreeMap::new(), peer_checked: BTreeMap::new(), catching_up: BTreeMap::new(), org_leaders: BTreeMap::new(), led: BTreeMap::new() }
+        Checker {
+            peers: scenario.peers(),
+            names,
+            newest: BTreeMap::new(),
+            last_line: BTreeMap::new(),
+            last_alive: BTreeMap::new(),
+            restarted: BTreeSet::new(),
+            orderer_blocks: Vec::new(),
+            orderer_heights: Vec::new(),
+            peer_heights: BTreeMap::new(),
+            peer_checked: BTreeMap::new(),
+            catching_up: BTreeMap::new(),
+            replica_heights: BTreeMap::new(),
+            replica_checked: BTreeMap::new(),
+            org_leaders: BTreeMap::new(),
+            led: BTreeMap::new(),
+            new_blocks: scenario.checks.new_blocks.iter().map(|window| (*window, None, false)).collect(),
+        }
     }
 
     fn spec(&self, name: &str) -> &PeerSpec {
@@ -698,8 +752,8 @@ impl Checker {
 
     /// The orderer's chain only grows: the blocks seen before (also before a crash) are still
     /// there with the same hashes; new ones are recorded.
-    fn check_orderer(&mut self, at: Duration, orderer: &OrdererLedger, outcome: &mut Outcome) {
-        let Some(channels) = locked(orderer).clone() else { return };
+    fn check_orderer(&mut self, at: Duration, orderers: &OrdererLedgers, outcome: &mut Outcome) {
+        let Some(channels) = locked(orderers).get(ORDERER).cloned() else { return };
         let Some(ledger) = channels.ledger(CHANNEL) else {
             outcome.violations.push(format!("at {at:?}: the orderer has no channel {CHANNEL}"));
             return;
@@ -731,18 +785,15 @@ impl Checker {
         }
     }
 
-    /// Blocks on peers: a peer's height never goes back (every committed block was durable
-    /// before it counted), and every block a peer holds is the orderer's block at that number
-    /// (no fork, nothing made up). Runs after `check_orderer` at the same instant.
-    fn check_peer_blocks(&mut self, at: Duration, ledgers: &Ledgers, outcome: &mut Outcome) {
+    /// Blocks on peers and on replica orderer nodes (see [`check_chain`]), after `check_orderer`
+    /// at the same instant; for peers also when a restarted one has caught up.
+    fn check_peer_blocks(&mut self, at: Duration, ledgers: &Ledgers, orderers: &OrdererLedgers, outcome: &mut Outcome) {
+        let cutter_up = locked(orderers).contains_key(ORDERER);
         for (peer, channels) in locked(ledgers).iter() {
             let Some(ledger) = channels.ledger(CHANNEL) else { continue };
-            let height = ledger.height();
-            let known = self.peer_heights.get(peer).copied().unwrap_or(0);
-            if height < known {
-                outcome.violations.push(format!("at {at:?}: {peer}'s height went back from {known} to {height}: an acknowledged block was lost"));
-            }
-            self.peer_heights.insert(peer.clone(), height.max(known));
+            let highest = self.peer_heights.entry(peer.clone()).or_default();
+            let checked = self.peer_checked.entry(peer.clone()).or_default();
+            let height = check_chain(at, peer, &ledger, &self.orderer_blocks, cutter_up, highest, checked, outcome);
             if let Some(&(since, target)) = self.catching_up.get(peer)
                 && height >= target
             {
@@ -751,48 +802,43 @@ impl Checker {
                 outcome.catch_up.push((peer.clone(), after));
                 outcome.summary.push_str(&format!("{:>8} {peer} caught up to height {target} {:.2}s after its restart\n", format!("{:.2}s", at.as_secs_f64()), after.as_secs_f64()));
             }
-            if self.orderer_blocks.is_empty() {
+        }
+        for (node, channels) in locked(orderers).iter().filter(|(node, _)| *node != ORDERER) {
+            let Some(ledger) = channels.ledger(CHANNEL) else {
+                outcome.violations.push(format!("at {at:?}: {node} has no channel {CHANNEL}"));
                 continue;
-            }
-            // A restarted peer may be below what was checked before; start again from its height.
-            let checked = self.peer_checked.get(peer).copied().unwrap_or(0).min(height);
-            let upto = height.min(self.orderer_blocks.len() as u64);
-            for number in checked..upto {
-                let hash = match ledger.block(number) {
-                    Ok(Some(block)) => hex::encode(peer_core::ledger::block::header_hash(&block.header.unwrap_or_default())),
-                    _ => {
-                        outcome.violations.push(format!("at {at:?}: {peer} cannot read its block [{number}] below its height {height}"));
-                        break;
-                    }
-                };
-                if hash != self.orderer_blocks[number as usize] {
-                    outcome.violations.push(format!("at {at:?}: {peer}'s block [{number}] is not the orderer's (a fork): {} vs {}", &hash[..16], &self.orderer_blocks[number as usize][..16]));
-                    break;
-                }
-            }
-            self.peer_checked.insert(peer.clone(), upto.max(checked));
-            if height > self.orderer_blocks.len() as u64 {
-                outcome.violations.push(format!("at {at:?}: {peer} is at height {height}, above the orderer's {}", self.orderer_blocks.len()));
-            }
+            };
+            let highest = self.replica_heights.entry(node.clone()).or_default();
+            let checked = self.replica_checked.entry(node.clone()).or_default();
+            check_chain(at, node, &ledger, &self.orderer_blocks, cutter_up, highest, checked, outcome);
         }
         self.orderer_heights.push((at, self.orderer_blocks.len() as u64));
     }
 
-    /// Liveness of block flow: from `since` on, every running peer holds at least the blocks
-    /// the orderer had `within` ago.
-    fn check_caught_up(&self, at: Duration, since: Duration, within: Duration, ledgers: &Ledgers, running: &BTreeSet<String>, outcome: &mut Outcome) {
+    /// Liveness of block flow: from `since` on, every running peer and replica orderer node
+    /// holds at least the blocks the orderer had `within` ago.
+    #[allow(clippy::too_many_arguments)]
+    fn check_caught_up(
+        &self,
+        at: Duration,
+        since: Duration,
+        within: Duration,
+        ledgers: &Ledgers,
+        orderers: &OrdererLedgers,
+        running: &BTreeSet<String>,
+        outcome: &mut Outcome,
+    ) {
         if at < since + within {
             return;
         }
         let Some(&(_, target)) = self.orderer_heights.iter().rev().find(|(t, _)| *t + within <= at) else { return };
-        for (peer, channels) in locked(ledgers).iter() {
-            if !running.contains(peer) {
-                continue;
-            }
+        let peers = locked(ledgers).iter().filter(|(peer, _)| running.contains(*peer)).map(|(peer, channels)| (peer.clone(), channels.clone())).collect::<Vec<_>>();
+        let replicas = locked(orderers).iter().filter(|(node, _)| *node != ORDERER).map(|(node, channels)| (node.clone(), channels.clone())).collect::<Vec<_>>();
+        for (name, channels) in peers.into_iter().chain(replicas) {
             let height = channels.ledger(CHANNEL).map_or(0, |l| l.height());
             if height < target {
                 outcome.violations.push(format!(
-                    "at {at:?}: liveness: {peer} is at height {height}, behind the {target} blocks the orderer had {within:?} earlier"
+                    "at {at:?}: liveness: {name} is at height {height}, behind the {target} blocks the orderer had {within:?} earlier"
                 ));
             }
         }
@@ -823,6 +869,37 @@ impl Checker {
             if at >= from && !members.is_empty() && now.len() != 1 {
                 outcome.violations.push(format!("at {at:?}: liveness: org {org} has {} leaders ({now:?}), not exactly one", now.len()));
             }
+        }
+    }
+
+    /// The `new_blocks` windows: at the first sample from `after` on, the orderer's height is
+    /// noted; at the first from `by` on, every running peer must be above it (it holds a block
+    /// cut after `after`). Both moments go to the summary with the heights.
+    fn check_new_blocks(&mut self, at: Duration, ledgers: &Ledgers, running: &BTreeSet<String>, outcome: &mut Outcome) {
+        let stamp = format!("{:.2}s", at.as_secs_f64());
+        for (window, base, done) in &mut self.new_blocks {
+            if base.is_none() && at >= window.after {
+                let height = self.orderer_blocks.len() as u64;
+                *base = Some(height);
+                outcome.summary.push_str(&format!("{stamp:>8} orderer at height {height}: new blocks must reach every peer by {:.2}s\n", window.by.as_secs_f64()));
+            }
+            let Some(base) = *base else { continue };
+            if *done || at < window.by {
+                continue;
+            }
+            *done = true;
+            let mut heights = Vec::new();
+            for (peer, channels) in locked(ledgers).iter().filter(|(peer, _)| running.contains(*peer)) {
+                let height = channels.ledger(CHANNEL).map_or(0, |l| l.height());
+                heights.push(format!("{peer} {height}"));
+                if height <= base {
+                    outcome.violations.push(format!(
+                        "at {at:?}: {peer} is at height {height}: no block the orderer cut after {:?} (at height {base}) reached it by {:?}",
+                        window.after, window.by
+                    ));
+                }
+            }
+            outcome.summary.push_str(&format!("{stamp:>8} peer heights: {} (new blocks since {:.2}s)\n", heights.join(", "), window.after.as_secs_f64()));
         }
     }
 
@@ -893,6 +970,55 @@ impl Checker {
     }
 }
 
+/// One ledger (a peer's or a replica orderer node's) against the cutter's chain as far as it is
+/// known (`cutter`, header hashes by number): its height never goes back (every block it held
+/// was durable before it counted; `highest` is the most seen), and every block it holds is the
+/// cutter's at that number (no fork, nothing made up; `checked` counts the blocks compared). It
+/// may not be above the cutter while the cutter runs (its chain was just read); blocks above a
+/// crashed cutter's last-known chain (cut just before its crash) are compared once it is back.
+/// Returns the ledger's height.
+#[allow(clippy::too_many_arguments)]
+fn check_chain(
+    at: Duration,
+    who: &str,
+    ledger: &peer_core::ledger::channel::ChannelLedger,
+    cutter: &[String],
+    cutter_up: bool,
+    highest: &mut u64,
+    checked: &mut u64,
+    outcome: &mut Outcome,
+) -> u64 {
+    let height = ledger.height();
+    if height < *highest {
+        outcome.violations.push(format!("at {at:?}: {who}'s height went back from {highest} to {height}: an acknowledged block was lost"));
+    }
+    *highest = height.max(*highest);
+    if cutter.is_empty() {
+        return height;
+    }
+    // A restarted node may be below what was checked before; start again from its height.
+    let from = (*checked).min(height);
+    let upto = height.min(cutter.len() as u64);
+    for number in from..upto {
+        let hash = match ledger.block(number) {
+            Ok(Some(block)) => hex::encode(peer_core::ledger::block::header_hash(&block.header.unwrap_or_default())),
+            _ => {
+                outcome.violations.push(format!("at {at:?}: {who} cannot read its block [{number}] below its height {height}"));
+                break;
+            }
+        };
+        if hash != cutter[number as usize] {
+            outcome.violations.push(format!("at {at:?}: {who}'s block [{number}] is not the orderer's (a fork): {} vs {}", &hash[..16], &cutter[number as usize][..16]));
+            break;
+        }
+    }
+    *checked = upto.max(from);
+    if cutter_up && height > cutter.len() as u64 {
+        outcome.violations.push(format!("at {at:?}: {who} is at height {height}, above the orderer's {}", cutter.len()));
+    }
+    height
+}
+
 /// Expected log lines: the external-endpoint WARN exactly once per start of each peer without
 /// an external endpoint, and never for the others; no panic anywhere.
 fn check_logs(scenario: &Scenario, outcome: &mut Outcome) {
@@ -914,36 +1040,107 @@ fn check_logs(scenario: &Scenario, outcome: &mut Outcome) {
     }
 }
 
-/// Adds the turmoil host `orderer`: `Orderer::start` on its own disk, with a seed per start (a
-/// restart is a new process) and the section's schedule translated to times after this start.
-fn add_orderer(sim: &mut turmoil::Sim<'_>, seed: u64, index: u64, section: crate::scenario::OrdererSection, disk: SimDisk, crypto: Arc<Crypto>, ledger: OrdererLedger) {
+/// With several orderer nodes: where the peers' deliver clients pulled from, read from their
+/// `Pulling next blocks from ordering service` lines (the only record of which endpoint a
+/// connection went to). Each goes into the summary in time order; each move of a peer to
+/// another endpoint than the one it pulled from last counts as the `failed_over` milestone.
+fn trace_failovers(scenario: &Scenario, outcome: &mut Outcome) {
+    let peers: BTreeSet<String> = scenario.peers().into_iter().map(|p| p.name).collect();
+    let field = |line: &str, key: &str| line.split(' ').find_map(|word| word.strip_prefix(key)).map(str::to_string);
+    let mut last: BTreeMap<String, String> = BTreeMap::new();
+    let mut lines = Vec::new();
+    for line in outcome.trace.lines().filter(|l| l.contains("Pulling next blocks from ordering service")) {
+        let (Some(at), Some(peer), Some(address)) = (trace_time(line), field(line, "name="), field(line, "orderer-address=")) else { continue };
+        if !peers.contains(&peer) {
+            continue;
+        }
+        let next = field(line, "nextBlock=").unwrap_or_default();
+        let moved = last.insert(peer.clone(), address.clone()).is_some_and(|before| before != address);
+        if moved {
+            *outcome.milestones.entry("failed_over").or_default() += 1;
+        }
+        let verb = if moved { "fails over to" } else { "pulls from" };
+        lines.push((at, format!("{:>8} {peer} {verb} {address} from block {next}", format!("{:.2}s", at.as_secs_f64()))));
+    }
+    outcome.summary = merge_by_time(&outcome.summary, lines);
+}
+
+/// The simulated time a trace line starts with (`00:00:06.940`: the epoch is a midnight).
+fn trace_time(line: &str) -> Option<Duration> {
+    let stamp = line.split(' ').next()?;
+    let mut parts = stamp.split(':');
+    let (hours, minutes, seconds) = (parts.next()?.parse::<u64>().ok()?, parts.next()?.parse::<u64>().ok()?, parts.next()?.parse::<f64>().ok()?);
+    Some(Duration::from_secs(hours * 3600 + minutes * 60) + Duration::from_secs_f64(seconds))
+}
+
+/// The summary with `extra` lines (each with its time) put in time order among its own lines,
+/// after those of the same time; a summary line without a leading time keeps its place.
+fn merge_by_time(summary: &str, mut extra: Vec<(Duration, String)>) -> String {
+    extra.sort_by_key(|(at, _)| *at);
+    let mut extra = extra.into_iter().peekable();
+    let mut merged = String::new();
+    for line in summary.lines() {
+        let at = line.trim_start().split('s').next().and_then(|t| t.parse::<f64>().ok()).map(Duration::from_secs_f64);
+        if let Some(at) = at {
+            while let Some((_, text)) = extra.next_if(|(t, _)| *t < at) {
+                merged.push_str(&text);
+                merged.push('\n');
+            }
+        }
+        merged.push_str(line);
+        merged.push('\n');
+    }
+    for (_, text) in extra {
+        merged.push_str(&text);
+        merged.push('\n');
+    }
+    merged
+}
+
+/// One ordering-service node of a run.
+struct OrdererNode {
+    /// Its turmoil host name (`orderer`, `orderer2`, …).
+    name: String,
+    /// Its place among the run's hosts, for its seeds.
+    index: u64,
+    /// The cutter's endpoint, for a replica; None for the cutter.
+    replicate_from: Option<String>,
+}
+
+/// Adds the turmoil host of one ordering-service node: `Orderer::start` on its own disk, with a
+/// seed per start (a restart is a new process) and the section's schedule translated to times
+/// after this start.
+fn add_orderer(sim: &mut turmoil::Sim<'_>, seed: u64, node: OrdererNode, section: crate::scenario::OrdererSection, disk: SimDisk, crypto: Arc<Crypto>, ledgers: OrdererLedgers) {
     let starts = Arc::new(Mutex::new(0u64));
-    sim.host(ORDERER, move || {
+    let host = node.name.clone();
+    sim.host(host.as_str(), move || {
         let mut start = locked(&starts);
         *start += 1;
         let mut env_seed = [0u8; 32];
         env_seed[..8].copy_from_slice(&seed.to_le_bytes());
-        env_seed[8..16].copy_from_slice(&index.to_le_bytes());
+        env_seed[8..16].copy_from_slice(&node.index.to_le_bytes());
         env_seed[16..24].copy_from_slice(&start.to_le_bytes());
-        let (disk, crypto, ledger, section) = (disk.clone(), crypto.clone(), ledger.clone(), section.clone());
-        let span = tracing::info_span!("orderer", name = ORDERER);
+        let (disk, crypto, ledgers, section) = (disk.clone(), crypto.clone(), ledgers.clone(), section.clone());
+        let (name, replicate_from) = (node.name.clone(), node.replicate_from.clone());
+        let span = tracing::info_span!("orderer", name = %name);
         async move {
             let env = Env::new(
                 Arc::new(SimClock::new(epoch())),
-                Arc::new(SimNetwork { host: ORDERER.into(), faults: None, messages: None }),
+                Arc::new(SimNetwork { host: name.clone(), faults: None, messages: None }),
                 Arc::new(SimStorage(disk)),
                 env_seed,
             );
             let elapsed = turmoil::sim_elapsed().unwrap_or_default();
-            let listen = peer_core::config::HostPort::parse("0.0.0.0:7050").map_err(|e| e.to_string())?;
+            let listen = peer_core::config::HostPort::parse(&format!("0.0.0.0:{ORDERER_PORT}")).map_err(|e| e.to_string())?;
             let mut spec = OrdererSpec::new(listen, "/var/orderer".into(), crypto.genesis.clone(), crypto.orderer_signer.clone(), crypto.client.clone());
             spec.tx_per_second = section.tx_per_second;
             spec.batch_timeout = section.batch_timeout;
             spec.max_message_count = section.max_message_count;
             spec.start = section.start.saturating_sub(elapsed);
             spec.stop = section.stop.map(|stop| stop.saturating_sub(elapsed));
+            spec.replicate_from = replicate_from;
             let running = Orderer::start(env, spec).await.map_err(|e| format!("{e:#}"))?;
-            *locked(&ledger) = Some(running.channels.clone());
+            locked(&ledgers).insert(name, running.channels.clone());
             std::future::pending::<()>().await;
             drop(running);
             Ok(())

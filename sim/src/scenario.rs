@@ -18,12 +18,17 @@
 //!   - {at: 3s, loss: 0.2}                  # a fifth of arriving gossip messages are lost
 //!   - {at: 6s, loss: 0}
 //! network: {delay_probability: 0.05, max_delay: 200ms, duplicate: 0.02}   # faults in our own network layer
-//! checks: {converge_within: 8s}
-//! orderer: {tx_per_second: 20, batch_timeout: 500ms, max_message_count: 10, start: 1s, stop: 20s}
+//! checks: {converge_within: 8s, blocks_within: 2s, new_blocks: [{after: 5s, by: 12s}]}
+//! orderer: {nodes: 2, tx_per_second: 20, batch_timeout: 500ms, max_message_count: 10, start: 1s, stop: 20s}
 //! ```
 //! With an `orderer:` section the run has an ordering-service host named `orderer` (port 7050,
 //! the genesis block's orderer endpoint) producing blocks on the channel; the timeline may
-//! crash, kill and restart it like a peer (`{at: 5s, crash: orderer}`).
+//! crash, kill and restart it like a peer (`{at: 5s, crash: orderer}`). With `nodes: N` (one by
+//! default) the ordering service has N nodes as a Raft-based one would: `orderer` cuts blocks
+//! (the leader) and `orderer2` … `ordererN` replicate its chain and serve it too; the genesis
+//! block lists every node's endpoint, so peers fail over between them. The timeline may crash,
+//! kill, restart, partition, heal, hold and release any of them (`{at: 5s, partition:
+//! [orderer, org1-peer0]}`); they cannot start late.
 //! Peers are named `<org>-peer<i>`; their MSP ID is `Org<N>MSP` for `org<N>`. Each org's peer0 is
 //! the anchor peer other orgs contact.
 
@@ -59,15 +64,31 @@ pub struct Scenario {
     pub orderer: Option<OrdererSection>,
 }
 
-/// The timeline's name for the orderer host.
+/// The timeline's name for the orderer host (node 0 of the ordering service, the one that cuts
+/// blocks).
 pub const ORDERER: &str = "orderer";
+/// At most this many ordering-service nodes (each is a turmoil host with its own disk).
+pub const MAX_ORDERER_NODES: usize = 5;
+
+/// The host name of ordering-service node `index`: `orderer`, then `orderer2`, `orderer3`, …
+/// (numbered from 1 as people count nodes, so the second is `orderer2`).
+pub fn orderer_node(index: usize) -> String {
+    match index {
+        0 => ORDERER.to_string(),
+        n => format!("{ORDERER}{}", n + 1),
+    }
+}
 
 /// `orderer: {tx_per_second: 20, batch_timeout: 500ms, max_message_count: 10, start: 1s, stop: 20s}`:
 /// synthetic transactions at `tx_per_second` from `start` until `stop` (simulated time), cut
-/// into blocks as Fabric's solo orderer does (BatchTimeout, MaxMessageCount).
+/// into blocks as Fabric's solo orderer does (BatchTimeout, MaxMessageCount). `nodes: 2` adds
+/// replicas (see [`orderer_node`]).
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct OrdererSection {
+    /// How many ordering-service nodes: node 0 cuts blocks, the others replicate its chain.
+    #[serde(default = "default_nodes")]
+    pub nodes: usize,
     #[serde(default)]
     pub tx_per_second: f64,
     #[serde(default = "default_batch_timeout", deserialize_with = "duration")]
@@ -78,6 +99,10 @@ pub struct OrdererSection {
     pub start: Duration,
     #[serde(default, deserialize_with = "optional_duration")]
     pub stop: Option<Duration>,
+}
+
+fn default_nodes() -> usize {
+    1
 }
 
 fn default_batch_timeout() -> Duration {
@@ -238,6 +263,22 @@ pub struct Checks {
     /// leader for the channel at every sample (an election ends, and with one winner).
     #[serde(default, deserialize_with = "optional_duration")]
     pub leaders_within: Option<Duration>,
+    /// With an orderer: `[{after: 5s, by: 12s}]`: every peer running at `by` holds more blocks
+    /// than the orderer had at `after`, so blocks cut after `after` reached it. With the cutter
+    /// cut off from every peer from `after` on, those blocks can only have come through a
+    /// replica: the proof that the peers failed over.
+    #[serde(default)]
+    pub new_blocks: Vec<NewBlocks>,
+}
+
+/// One `new_blocks` window (see [`Checks::new_blocks`]).
+#[derive(Clone, Copy, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewBlocks {
+    #[serde(deserialize_with = "duration")]
+    pub after: Duration,
+    #[serde(deserialize_with = "duration")]
+    pub by: Duration,
 }
 
 fn optional_duration<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<Duration>, D::Error> {
@@ -289,9 +330,25 @@ impl Scenario {
         peers
     }
 
+    /// The ordering-service nodes' host names, node 0 (the cutter) first; none without an
+    /// `orderer:` section.
+    pub fn orderer_nodes(&self) -> Vec<String> {
+        let count = self.orderer.as_ref().map_or(0, |o| o.nodes);
+        (0..count).map(orderer_node).collect()
+    }
+
+    /// Whether `name` is one of the scenario's ordering-service nodes.
+    pub fn is_orderer(&self, name: &str) -> bool {
+        self.orderer_nodes().iter().any(|n| n == name)
+    }
+
     fn validate(&self) -> Result<(), String> {
         let peers = self.peers();
+        let orderers = self.orderer_nodes();
         let known = |name: &String| peers.iter().any(|p| p.name == *name);
+        // Timeline events may name peers and ordering-service nodes alike (the latter run from
+        // 0s: they cannot start late).
+        let known_host = |name: &String| known(name) || orderers.contains(name);
         if let Some(orderer) = &self.orderer {
             if !(0.0..=10_000.0).contains(&orderer.tx_per_second) {
                 return Err(format!("orderer.tx_per_second {} is not between 0 and 10000", orderer.tx_per_second));
@@ -299,11 +356,21 @@ impl Scenario {
             if orderer.batch_timeout.is_zero() || orderer.max_message_count == 0 {
                 return Err("orderer.batch_timeout and orderer.max_message_count must be positive".into());
             }
+            if !(1..=MAX_ORDERER_NODES).contains(&orderer.nodes) {
+                return Err(format!("orderer.nodes {} is not between 1 and {MAX_ORDERER_NODES}", orderer.nodes));
+            }
         }
-        // The orderer host may be crashed, killed and restarted (nothing else: it is no peer).
-        let orderer_event = |event: &Event| {
-            self.orderer.is_some() && matches!(event, Event::Crash(p) | Event::Kill(p) | Event::Restart(p) if p == ORDERER)
-        };
+        for window in &self.checks.new_blocks {
+            if self.orderer.is_none() {
+                return Err("checks.new_blocks needs an orderer section".into());
+            }
+            if window.after >= window.by || window.by > self.duration {
+                return Err(format!(
+                    "checks.new_blocks window {:?}..{:?} must end after it begins and by the end of the run ({:?})",
+                    window.after, window.by, self.duration
+                ));
+            }
+        }
         for name in &self.no_external_endpoint {
             if !known(name) {
                 return Err(format!("no_external_endpoint names unknown peer {name}"));
@@ -331,7 +398,7 @@ impl Scenario {
         let duplicate = self.network.as_ref().map_or(0.0, |n| n.duplicate);
         let mut timeline: Vec<&Step> = self.timeline.iter().collect();
         timeline.sort_by_key(|s| s.at);
-        let mut started: BTreeSet<&String> = peers.iter().map(|p| &p.name).filter(|n| !self.starts_late(n)).collect();
+        let mut started: BTreeSet<&String> = peers.iter().map(|p| &p.name).filter(|n| !self.starts_late(n)).chain(&orderers).collect();
         for step in timeline {
             let names: Vec<&String> = match &step.event {
                 Event::Start(p) | Event::Crash(p) | Event::Kill(p) | Event::Restart(p) => vec![p],
@@ -345,13 +412,12 @@ impl Scenario {
                     vec![]
                 }
             };
-            if orderer_event(&step.event) {
-                if step.at > self.duration {
-                    return Err(format!("an event at {:?} is after the end of the run ({:?})", step.at, self.duration));
-                }
-                continue;
+            if let Event::Start(node) = &step.event
+                && orderers.contains(node)
+            {
+                return Err(format!("{node} is an orderer node: it runs from 0s and cannot start late"));
             }
-            if let Some(bad) = names.iter().find(|n| !known(n)) {
+            if let Some(bad) = names.iter().find(|n| !known_host(n)) {
                 return Err(format!("the timeline names unknown peer {bad}"));
             }
             if step.at > self.duration {
@@ -382,15 +448,19 @@ impl Scenario {
     /// externally visible peers; a peer declared dead when peers crash, or are cut off in a
     /// scenario that checks deaths (`dead_within`; a partition between two peers that others
     /// still relay for need not kill anyone); a restarted peer admitted again with a higher
-    /// incarnation, with the channel it had joined still in its ledger.
+    /// incarnation, with the channel it had joined still in its ledger; with several orderer
+    /// nodes, when the timeline crashes or cuts off one of them, a leader pulling from another
+    /// one than before (failed over).
     pub fn expected_milestones(&self) -> Vec<&'static str> {
         let mut expected = vec!["learned", "converged"];
         let visible_orgs = self.orgs.iter().filter(|o| self.peers().iter().any(|p| p.org == o.name && p.external)).count();
         if visible_orgs > 1 {
             expected.push("learned_across_orgs");
         }
-        let cut = self.checks.dead_within.is_some() && self.timeline.iter().any(|s| matches!(s.event, Event::Partition(_)));
-        if cut || self.timeline.iter().any(|s| matches!(&s.event, Event::Crash(p) | Event::Kill(p) if p != ORDERER)) {
+        // Only a partition between peers can make a member dead (orderer nodes are no members).
+        let cut = self.checks.dead_within.is_some()
+            && self.timeline.iter().any(|s| matches!(&s.event, Event::Partition(pair) if !pair.iter().any(|p| self.is_orderer(p))));
+        if cut || self.timeline.iter().any(|s| matches!(&s.event, Event::Crash(p) | Event::Kill(p) if !self.is_orderer(p))) {
             expected.push("declared_dead");
         }
         if self.orderer.is_some() {
@@ -398,13 +468,21 @@ impl Scenario {
         }
         if self.checks.leaders_within.is_some() {
             expected.push("elected");
-            if self.timeline.iter().any(|s| matches!(&s.event, Event::Crash(p) | Event::Kill(p) if p != ORDERER)) {
+            if self.timeline.iter().any(|s| matches!(&s.event, Event::Crash(p) | Event::Kill(p) if !self.is_orderer(p))) {
                 expected.push("leader_changed");
             }
         }
-        if self.timeline.iter().any(|s| matches!(&s.event, Event::Restart(p) if p != ORDERER)) {
+        if self.timeline.iter().any(|s| matches!(&s.event, Event::Restart(p) if !self.is_orderer(p))) {
             expected.push("readmitted");
             expected.push("ledger_survived_restart");
+        }
+        let orderer_lost = self.timeline.iter().any(|s| match &s.event {
+            Event::Crash(p) | Event::Kill(p) => self.is_orderer(p),
+            Event::Partition(pair) => pair.iter().any(|p| self.is_orderer(p)),
+            _ => false,
+        });
+        if self.orderer_nodes().len() > 1 && orderer_lost {
+            expected.push("failed_over");
         }
         expected
     }

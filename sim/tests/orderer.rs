@@ -10,6 +10,9 @@
 //!   crash is still there, unchanged, and new blocks follow them.
 //! - Broadcast: a client's signed transaction is accepted (SUCCESS) into a later block; one
 //!   signed by an identity outside the channel is FORBIDDEN.
+//! - A replica (`orderer2`, `replicate_from: orderer:7050`) serves the leader's chain, verified
+//!   block by block; after a power cut it restarts from the height on its disk and catches up;
+//!   Broadcast on it is SERVICE_UNAVAILABLE (FORBIDDEN first for an outsider).
 
 use std::path::Path;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -46,12 +49,14 @@ fn network(host: &str) -> SimNetwork {
     SimNetwork { host: host.into(), faults: None, messages: None }
 }
 
-async fn client() -> AtomicBroadcastClient<tonic::transport::Channel> {
+/// A client of the orderer node on `host` (port 7050).
+async fn client(host: &str) -> AtomicBroadcastClient<tonic::transport::Channel> {
+    let target = HostPort::new(host, 7050);
     let connector = tower::service_fn(move |_uri: http::Uri| {
-        let connect = network("client").connect(&HostPort::new("orderer", 7050), Duration::from_secs(1));
+        let connect = network("client").connect(&target, Duration::from_secs(1));
         async move { connect.await.map(hyper_util::rt::TokioIo::new) }
     });
-    let channel = tonic::transport::Endpoint::from_static("http://orderer:7050").connect_with_connector(connector).await.unwrap();
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{host}:7050")).unwrap().connect_with_connector(connector).await.unwrap();
     AtomicBroadcastClient::new(channel)
 }
 
@@ -59,10 +64,11 @@ fn position(kind: seek_position::Type) -> Option<SeekPosition> {
     Some(SeekPosition { r#type: Some(kind) })
 }
 
-/// One SeekInfo on its own stream: the blocks, then the final status.
-async fn fetch(signer: &LocalMsp, seek: SeekInfo, nonce: u8) -> (Vec<Block>, i32) {
+/// One SeekInfo on its own stream to the orderer node on `host`: the blocks, then the final
+/// status.
+async fn fetch(host: &str, signer: &LocalMsp, seek: SeekInfo, nonce: u8) -> (Vec<Block>, i32) {
     let envelope = seek_info_envelope(signer, CHANNEL, &seek, [nonce; 24], sim_now());
-    let mut stream = client().await.deliver(tokio_stream::iter([envelope])).await.unwrap().into_inner();
+    let mut stream = client(host).await.deliver(tokio_stream::iter([envelope])).await.unwrap().into_inner();
     let mut blocks = Vec::new();
     while let Some(response) = stream.message().await.unwrap() {
         match response.r#type {
@@ -98,6 +104,63 @@ fn hashes(blocks: &[Block]) -> Vec<String> {
     blocks.iter().map(|b| hex::encode(header_hash(b.header.as_ref().unwrap()))).collect()
 }
 
+/// An orderer node's turmoil host, as the test sees it from outside.
+struct OrdererHost {
+    disk: SimDisk,
+    /// The running node's ledger (None before its start; the test takes it at a crash).
+    ledger: Arc<Mutex<Option<Arc<Channels>>>>,
+    /// Its ledger height right after each start (what its disk held).
+    start_heights: Arc<Mutex<Vec<u64>>>,
+}
+
+/// Adds the orderer node `name` (20 tx/s, batches of at most 10 or 500ms when it cuts), on a
+/// disk with torn writes, with a seed per start and node (`index`); a replica when
+/// `replicate_from` names the leader's endpoint.
+fn orderer_host(sim: &mut turmoil::Sim<'_>, name: &'static str, index: u64, seed: u64, replicate_from: Option<&str>) -> OrdererHost {
+    let host = OrdererHost { disk: SimDisk::default(), ledger: Arc::default(), start_heights: Arc::default() };
+    host.disk.set_torn_writes(Some(seed ^ (index << 32)));
+    let starts = Arc::new(Mutex::new(0u64));
+    let (disk, ledger, start_heights) = (host.disk.clone(), host.ledger.clone(), host.start_heights.clone());
+    let replicate_from = replicate_from.map(str::to_string);
+    sim.host(name, move || {
+        let mut start = starts.lock().unwrap();
+        *start += 1;
+        let mut env_seed = [0u8; 32];
+        env_seed[..8].copy_from_slice(&seed.to_le_bytes());
+        env_seed[8..16].copy_from_slice(&start.to_le_bytes());
+        env_seed[16..24].copy_from_slice(&index.to_le_bytes());
+        let (disk, ledger, start_heights, replicate_from) = (disk.clone(), ledger.clone(), start_heights.clone(), replicate_from.clone());
+        async move {
+            let world = world();
+            let env = Env::new(Arc::new(SimClock::new(epoch())), Arc::new(network(name)), Arc::new(SimStorage(disk)), env_seed);
+            let mut spec = OrdererSpec::new(
+                HostPort::parse("0.0.0.0:7050").unwrap(),
+                "/var/orderer".into(),
+                world.genesis.clone(),
+                world.signer.clone(),
+                world.client.clone(),
+            );
+            spec.tx_per_second = 20.0;
+            spec.batch_timeout = Duration::from_millis(500);
+            spec.max_message_count = 10;
+            spec.replicate_from = replicate_from;
+            let running = Orderer::start(env, spec).await.map_err(|e| e.to_string())?;
+            start_heights.lock().unwrap().push(running.channels.ledger(CHANNEL).unwrap().height());
+            *ledger.lock().unwrap() = Some(running.channels.clone());
+            std::future::pending::<()>().await;
+            drop(running);
+            Ok(())
+        }
+    });
+    host
+}
+
+/// The chain in `channels`' ledger, oldest first.
+fn chain_of(channels: &Channels) -> Vec<Block> {
+    let ledger = channels.ledger(CHANNEL).unwrap();
+    (0..ledger.height()).map(|n| ledger.block(n).unwrap().unwrap()).collect()
+}
+
 /// What the client host saw.
 #[derive(Default)]
 struct Seen {
@@ -119,40 +182,8 @@ fn run(seed: u64, duration: Duration, crash: Option<(Duration, Duration)>) -> (S
         .epoch(epoch())
         .rng_seed(seed)
         .build();
-    let disk = SimDisk::default();
-    disk.set_torn_writes(Some(seed));
-    let ledger: Arc<Mutex<Option<Arc<Channels>>>> = Arc::default();
-    let starts = Arc::new(Mutex::new(0u64));
-    {
-        let (disk, ledger) = (disk.clone(), ledger.clone());
-        sim.host("orderer", move || {
-            let mut start = starts.lock().unwrap();
-            *start += 1;
-            let mut env_seed = [0u8; 32];
-            env_seed[..8].copy_from_slice(&seed.to_le_bytes());
-            env_seed[8..16].copy_from_slice(&start.to_le_bytes());
-            let (disk, ledger) = (disk.clone(), ledger.clone());
-            async move {
-                let world = world();
-                let env = Env::new(Arc::new(SimClock::new(epoch())), Arc::new(network("orderer")), Arc::new(SimStorage(disk)), env_seed);
-                let mut spec = OrdererSpec::new(
-                    HostPort::parse("0.0.0.0:7050").unwrap(),
-                    "/var/orderer".into(),
-                    world.genesis.clone(),
-                    world.signer.clone(),
-                    world.client.clone(),
-                );
-                spec.tx_per_second = 20.0;
-                spec.batch_timeout = Duration::from_millis(500);
-                spec.max_message_count = 10;
-                let running = Orderer::start(env, spec).await.map_err(|e| e.to_string())?;
-                *ledger.lock().unwrap() = Some(running.channels.clone());
-                std::future::pending::<()>().await;
-                drop(running);
-                Ok(())
-            }
-        });
-    }
+    let orderer = orderer_host(&mut sim, "orderer", 0, seed, None);
+    let (disk, ledger) = (orderer.disk.clone(), orderer.ledger.clone());
     let seen: Arc<Mutex<Seen>> = Arc::default();
     {
         let seen = seen.clone();
@@ -160,33 +191,33 @@ fn run(seed: u64, duration: Duration, crash: Option<(Duration, Duration)>) -> (S
         sim.client("client", async move {
             let world = world();
             tokio::time::sleep(Duration::from_secs(1)).await;
-            let responses = broadcast(&world.client, &outsider()).await;
+            let responses = broadcast("orderer", &world.client, &outsider()).await;
             seen.lock().unwrap().broadcast = responses;
 
             tokio::time::sleep(Duration::from_secs(1)).await;
             // The newest block, then the next one, waited for (Fabric refuses a start beyond the
             // height with NOT_FOUND, so the next block is as far as a wait reaches).
             let newest = SeekInfo { start: position(seek_position::Type::Newest(SeekNewest {})), stop: position(seek_position::Type::Newest(SeekNewest {})), ..SeekInfo::default() };
-            let (blocks, status) = fetch(&world.client, newest, 1).await;
+            let (blocks, status) = fetch("orderer", &world.client, newest, 1).await;
             assert_eq!(status, FabricStatus::Success as i32);
             let height = blocks[0].header.as_ref().unwrap().number + 1;
             let ahead = position(seek_position::Type::Specified(SeekSpecified { number: height }));
             let wait = SeekInfo { start: ahead, stop: ahead, behavior: SeekBehavior::BlockUntilReady as i32, ..SeekInfo::default() };
-            let (blocks, status) = fetch(&world.client, wait, 2).await;
+            let (blocks, status) = fetch("orderer", &world.client, wait, 2).await;
             assert_eq!((blocks.len(), status), (1, FabricStatus::Success as i32));
             seen.lock().unwrap().waited = Some((height, blocks[0].clone()));
 
             // Not there yet and not waited for: NOT_FOUND.
             let far = position(seek_position::Type::Specified(SeekSpecified { number: 1_000_000 }));
             let fail = SeekInfo { start: far, stop: far, behavior: SeekBehavior::FailIfNotReady as i32, ..SeekInfo::default() };
-            assert_eq!(fetch(&world.client, fail, 3).await.1, FabricStatus::NotFound as i32);
+            assert_eq!(fetch("orderer", &world.client, fail, 3).await.1, FabricStatus::NotFound as i32);
             // An identity outside the channel may not read.
             let all = SeekInfo { start: position(seek_position::Type::Oldest(SeekOldest {})), stop: position(seek_position::Type::Newest(SeekNewest {})), ..SeekInfo::default() };
-            assert_eq!(fetch(&outsider(), all, 4).await.1, FabricStatus::Forbidden as i32);
+            assert_eq!(fetch("orderer", &outsider(), all, 4).await.1, FabricStatus::Forbidden as i32);
 
             let at = turmoil::sim_elapsed().unwrap_or_default();
             tokio::time::sleep(end.saturating_sub(at)).await;
-            let (chain, status) = fetch(&world.client, all, 5).await;
+            let (chain, status) = fetch("orderer", &world.client, all, 5).await;
             assert_eq!(status, FabricStatus::Success as i32);
             seen.lock().unwrap().chain = chain;
             Ok(())
@@ -198,10 +229,8 @@ fn run(seed: u64, duration: Duration, crash: Option<(Duration, Duration)>) -> (S
         if let Some((at, restart)) = crash {
             if sim.elapsed() >= at && before_crash.is_empty() {
                 let channels = ledger.lock().unwrap().take().expect("the orderer runs");
-                let ledger = channels.ledger(CHANNEL).unwrap();
-                let blocks: Vec<Block> = (0..ledger.height()).map(|n| ledger.block(n).unwrap().unwrap()).collect();
-                before_crash = hashes(&blocks);
-                drop((ledger, channels));
+                before_crash = hashes(&chain_of(&channels));
+                drop(channels);
                 disk.power_cut();
                 sim.crash("orderer");
             }
@@ -228,8 +257,8 @@ fn outsider() -> LocalMsp {
     LocalMsp::from_files(&org.admin.msp, "Org9MSP", epoch()).unwrap()
 }
 
-/// Broadcasts a transaction by `member` and one by `outsider`; returns their statuses.
-async fn broadcast(member: &LocalMsp, outsider: &LocalMsp) -> Vec<i32> {
+/// Broadcasts a transaction by `member` and one by `outsider` to `host`; returns their statuses.
+async fn broadcast(host: &str, member: &LocalMsp, outsider: &LocalMsp) -> Vec<i32> {
     let transaction = |signer: &LocalMsp, nonce: u8| {
         let creator = signer.identity.serialize();
         let tx_id = peer_core::proposal::compute_tx_id(&[nonce; 24], &creator);
@@ -245,7 +274,7 @@ async fn broadcast(member: &LocalMsp, outsider: &LocalMsp) -> Vec<i32> {
         Envelope { signature: signer.sign(&payload), payload }
     };
     let envelopes = [transaction(member, 7), transaction(outsider, 8)];
-    let mut stream = client().await.broadcast(tokio_stream::iter(envelopes)).await.unwrap().into_inner();
+    let mut stream = client(host).await.broadcast(tokio_stream::iter(envelopes)).await.unwrap().into_inner();
     let mut statuses = Vec::new();
     while let Some(response) = stream.message().await.unwrap() {
         statuses.push(response.status);
@@ -290,4 +319,66 @@ fn a_crashed_orderer_continues_its_chain_after_restart() {
     assert!(before.len() > 3, "blocks before the crash: {}", before.len());
     assert!(after.len() > before.len() + 3, "the chain grew after the restart: {} -> {}", before.len(), after.len());
     assert_eq!(after[..before.len()], before[..], "every block from before the crash is kept unchanged");
+}
+
+#[test]
+fn a_replica_serves_the_leaders_chain_and_resumes_from_its_disk_after_a_crash() {
+    let seed = 5;
+    let mut sim = turmoil::Builder::new()
+        .simulation_duration(Duration::from_secs(40))
+        .tick_duration(Duration::from_millis(1))
+        .epoch(epoch())
+        .rng_seed(seed)
+        .build();
+    let leader = orderer_host(&mut sim, "orderer", 0, seed, None);
+    let replica = orderer_host(&mut sim, "orderer2", 1, seed, Some("orderer:7050"));
+    let served: Arc<Mutex<(Vec<Block>, Vec<i32>)>> = Arc::default();
+    {
+        let served = served.clone();
+        sim.client("client", async move {
+            let world = world();
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            let statuses = broadcast("orderer2", &world.client, &outsider()).await;
+            tokio::time::sleep(Duration::from_secs(6)).await;
+            let all = SeekInfo { start: position(seek_position::Type::Oldest(SeekOldest {})), stop: position(seek_position::Type::Newest(SeekNewest {})), ..SeekInfo::default() };
+            let (chain, status) = fetch("orderer2", &world.client, all, 1).await;
+            assert_eq!(status, FabricStatus::Success as i32);
+            *served.lock().unwrap() = (chain, statuses);
+            Ok(())
+        });
+    }
+    // A power cut of the replica at 3.3s, a restart at 4s; the client is done at about 7s.
+    let mut before_crash = 0;
+    let mut restarted = false;
+    loop {
+        if sim.elapsed() >= Duration::from_millis(3300) && before_crash == 0 {
+            let channels = replica.ledger.lock().unwrap().take().expect("the replica runs");
+            before_crash = channels.ledger(CHANNEL).unwrap().height();
+            drop(channels);
+            replica.disk.power_cut();
+            sim.crash("orderer2");
+        }
+        if sim.elapsed() >= Duration::from_secs(4) && !restarted {
+            restarted = true;
+            replica.disk.power_on();
+            sim.bounce("orderer2");
+        }
+        if sim.step().unwrap() {
+            break;
+        }
+    }
+    let (chain, statuses) = std::mem::take(&mut *served.lock().unwrap());
+    assert_eq!(statuses, vec![FabricStatus::ServiceUnavailable as i32, FabricStatus::Forbidden as i32]);
+    assert!(before_crash > 3, "the replica had pulled blocks before its crash: {before_crash}");
+    let start_heights = replica.start_heights.lock().unwrap().clone();
+    assert_eq!(start_heights.len(), 2);
+    assert!(start_heights[1] >= before_crash, "the restart resumed from its disk: {start_heights:?} after {before_crash}");
+    // What the replica served verifies block by block and is the leader's chain (a prefix: it
+    // may be a block behind).
+    verify(&chain);
+    let leader_chain = hashes(&chain_of(&leader.ledger.lock().unwrap().clone().unwrap()));
+    let served = hashes(&chain);
+    assert!(served.len() > before_crash as usize + 3, "the replica caught up after its restart: {} blocks", served.len());
+    assert!(leader_chain.len() <= served.len() + 1, "at most a block behind: {} vs {}", served.len(), leader_chain.len());
+    assert_eq!(served[..], leader_chain[..served.len()], "the replica's chain is the leader's");
 }

@@ -13,8 +13,8 @@ use std::process::Command;
 
 use serde_json::Value;
 
-/// Seeds per scenario in a default `cargo test` run: 12 entries (11 files and swarm) × 9 seeds ×
-/// 2 runs each = 216 runs, one process per core.
+/// Seeds per scenario in a default `cargo test` run: 13 entries (12 files and swarm) × 9 seeds ×
+/// 2 runs each = 234 runs, one process per core.
 const CI_SEEDS: u64 = 9;
 
 fn root() -> PathBuf {
@@ -207,6 +207,14 @@ fn a_deliberately_broken_invariant_is_caught_and_reported() {
 fn a_disk_that_loses_acknowledged_data_is_caught() {
     let (report, first) = broken_run("crash-restart", "lost-disk");
     assert!(first.contains("org1-peer1 lost the channel simchannel it had joined"), "{report}");
+}
+
+#[test]
+fn a_second_block_cutter_is_caught_as_a_fork() {
+    let (report, _) = broken_run("orderer-failover", "split-brain");
+    let violations = report["violations"].as_array().cloned().unwrap_or_default();
+    let fork = violations.iter().filter_map(|v| v.as_str()).any(|v| v.contains("orderer2's block [1] is not the orderer's (a fork)"));
+    assert!(fork, "{report}");
 }
 
 #[test]

@@ -20,7 +20,9 @@
 //!    hash, data hash), then hand it to the [`BlockPublisher`] when
 //!    `peer.deliveryclient.blockGossipEnabled`; any error, any status (even SUCCESS: the seek
 //!    never completes) and the end of the stream count as a failure and start again at 1;
-//!    a block resets the failure count (not the total, as in Fabric);
+//!    a block resets the failure count (not the total, as in Fabric). A block that gossip
+//!    committed meanwhile (the same header at that number) is no failure: Fabric hands orderer
+//!    blocks to gossip's payload buffer, which drops those below the ledger height;
 //! 5. a config block that changes the orderer endpoints ends the stream without a failure
 //!    (Fabric's `Ordering endpoints have been refreshed`).
 //!
@@ -32,7 +34,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use proto::common::{Envelope, Status as FabricStatus};
+use proto::common::{Block, Envelope, Status as FabricStatus};
 use proto::orderer::atomic_broadcast_client::AtomicBroadcastClient;
 use proto::orderer::seek_info::SeekBehavior;
 use proto::orderer::{DeliverResponse, SeekInfo, SeekPosition, SeekSpecified, deliver_response, seek_position};
@@ -359,22 +361,41 @@ impl DeliverClient {
         };
         let number = block.header.as_ref().map_or(0, |h| h.number);
         debug!(target: BLOCKS_PROVIDER, func = "processMsg", channel, "Adding payload to local buffer, blockNum = [{number}]");
-        self.channels.append(channel, &block).map_err(|err| match err {
-            ChannelError::Signatures(_)
-            | ChannelError::Config(_)
-            | ChannelError::Ledger(
-                LedgerError::MissingHeader { .. }
-                | LedgerError::BlockNumber { .. }
-                | LedgerError::PreviousHash { .. }
-                | LedgerError::DataHash { .. },
-            ) => DeliverError::Verify(err),
-            other => DeliverError::Commit(other),
-        })?;
+        match self.channels.append(channel, &block) {
+            Ok(()) => {}
+            // Gossip (state transfer, or a block another peer pushed) committed this block while
+            // it was on its way from the orderer: the ledger is past it. Fabric's payload buffer
+            // drops such a block silently; refusing it would end a healthy stream and reconnect.
+            Err(ChannelError::Ledger(LedgerError::BlockNumber { expected, found, .. })) if found < expected && self.committed(channel, &block) => {
+                debug!(target: BLOCKS_PROVIDER, func = "processMsg", channel, "Block [{number}] was already committed, not adding it again");
+            }
+            Err(err) => {
+                return Err(match err {
+                    ChannelError::Signatures(_)
+                    | ChannelError::Config(_)
+                    | ChannelError::Ledger(
+                        LedgerError::MissingHeader { .. }
+                        | LedgerError::BlockNumber { .. }
+                        | LedgerError::PreviousHash { .. }
+                        | LedgerError::DataHash { .. },
+                    ) => DeliverError::Verify(err),
+                    other => DeliverError::Commit(other),
+                });
+            }
+        }
         if self.config.block_gossip_enabled {
             debug!(target: BLOCKS_PROVIDER, func = "processMsg", channel, "Gossiping block [{number}]");
             self.publisher.publish(channel, &block);
         }
         Ok(())
+    }
+
+    /// Whether the ledger holds this very block (the same header: number, previous hash, data
+    /// hash) at its number. A different block there is a fork, and stays an error.
+    fn committed(&self, channel: &str, block: &Block) -> bool {
+        let Some(number) = block.header.as_ref().map(|h| h.number) else { return false };
+        let committed = self.channels.ledger(channel).and_then(|ledger| ledger.block(number).ok().flatten());
+        committed.is_some_and(|committed| committed.header == block.header)
     }
 
     /// Fabric's `createSeekInfo`: from `height` to the end of time, waiting for blocks.

@@ -512,6 +512,45 @@ async fn a_bad_block_is_refused_and_the_client_asks_again_from_its_height() {
 }
 
 #[tokio::test]
+async fn a_block_gossip_committed_first_is_skipped_and_a_different_one_refused() {
+    let peer = Peer::start(&[("CORE_PEER_GOSSIP_ORGLEADER", "false")]).await;
+    let mut chain = Chain::new(&["orderer.example.com:7050"]);
+    chain.grow();
+    let orderer = Orderer::new(&chain);
+    let _listening = peer.orderer_at(&orderer, 7050).await;
+    peer.running.channels.join(&chain.blocks[0]).unwrap();
+    let (client, published) = peer.client(true, Duration::from_secs(3600));
+    let (_leader, leadership) = watch::channel(true);
+    let (_stop, stopped) = watch::channel(false);
+    let _task = tokio::spawn(client.run(CHANNEL.into(), leadership, stopped));
+    run_until(&peer.clock, "block 1 committed", || peer.height() == 2).await;
+
+    // Blocks 2 and 3 reach the ledger another way (gossip) before the orderer sends them; on the
+    // open stream block 2 comes as it is, block 3 as a different block at that number.
+    chain.grow();
+    chain.grow();
+    for block in &chain.blocks[2..4] {
+        peer.running.channels.append(CHANNEL, block).unwrap();
+    }
+    let other = chain.block_on(3, &chain.blocks[1].clone(), false);
+    orderer.tampered.lock().unwrap().insert((0, 3), other);
+    orderer.publish(&chain);
+    chain.grow();
+    orderer.publish(&chain);
+    run_until(&peer.clock, "block 4 committed", || peer.height() == 5).await;
+
+    let logs = peer.logs();
+    assert!(logs.contains("Block [2] was already committed, not adding it again"), "{logs}");
+    let refused: Vec<&str> = logs.lines().filter(|l| l.contains("Got error while attempting to receive blocks")).collect();
+    assert_eq!(refused.len(), 1, "only the different block 3 ends the stream: {logs}");
+    assert!(refused[0].contains("block from orderer could not be verified: channel [mychannel]: block number should have been 4 but was 3"), "{}", refused[0]);
+    assert_eq!(orderer.seeks(), [(7050, 1), (7050, 4)], "the skipped block kept the stream; the refused one did not");
+    // As Fabric, the skipped block is still gossiped (receivers drop what they have).
+    let numbers: Vec<u64> = published.0.lock().unwrap().iter().map(|(_, n)| *n).collect();
+    assert_eq!(numbers, [1, 2, 4]);
+}
+
+#[tokio::test]
 async fn the_orderer_going_away_means_backoff_then_reconnect() {
     let peer = Peer::start(&[("CORE_PEER_GOSSIP_ORGLEADER", "false")]).await;
     let mut chain = Chain::new(&["orderer.example.com:7050"]);
