@@ -104,12 +104,20 @@ pub enum ConfigError {
     /// The file is found but is in a format we do not read.
     #[error("{FATAL}error when reading core config file: {}: peer-core reads core.yaml (YAML or JSON), not {format}", path.display())]
     UnsupportedFormat { path: PathBuf, format: String },
-    /// Malformed YAML.
-    #[error("{FATAL}error when reading core config file: While parsing config: {}:{line}:{column}: {message}", path.display())]
+    /// The file is larger than [`tree::MAX_CONFIG_BYTES`] (checked before it is read).
+    #[error("{FATAL}error when reading core config file: {}: the file is {size} bytes, more than the {} bytes a config may have", path.display(), tree::MAX_CONFIG_BYTES)]
+    TooLarge { path: PathBuf, size: u64 },
+    /// Malformed YAML (or text that is not UTF-8). Line and column are 1-based; 0 when unknown.
+    #[error("{FATAL}error when reading core config file: While parsing config: {}: {message}", position(path, *line, *column))]
     Syntax { path: PathBuf, line: u64, column: u64, message: String },
     /// One or more settings are invalid; all of them are listed.
     #[error("{FATAL}{}", InvalidList(.0))]
     Invalid(Vec<ValueError>),
+}
+
+/// `file:line:column`, or just the file when the parser gave no position.
+fn position(path: &Path, line: u64, column: u64) -> String {
+    if line == 0 { path.display().to_string() } else { format!("{}:{line}:{column}", path.display()) }
 }
 
 struct InvalidList<'a>(&'a [ValueError]);
@@ -170,8 +178,35 @@ pub fn load(env: &EnvVars, cwd: &Path) -> Result<Loaded, ConfigError> {
     if !matches!(ext.as_str(), "yaml" | "yml" | "json") {
         return Err(ConfigError::UnsupportedFormat { path, format: ext });
     }
-    let text = std::fs::read_to_string(&path).map_err(|source| ConfigError::Read { path: path.clone(), source })?;
+    let bytes = read_bounded(&path)?;
+    let text = String::from_utf8(bytes).map_err(|err| {
+        let valid = &err.as_bytes()[..err.utf8_error().valid_up_to()];
+        let line = valid.iter().filter(|b| **b == b'\n').count() as u64 + 1;
+        let column = valid.iter().rev().take_while(|b| **b != b'\n').count() as u64 + 1;
+        let byte = err.as_bytes()[valid.len()];
+        ConfigError::Syntax { path: path.clone(), line, column, message: format!("the file is not UTF-8 text (byte 0x{byte:02x})") }
+    })?;
     Config::from_yaml(&text, &path, env)
+}
+
+/// Reads the file, refusing one over [`tree::MAX_CONFIG_BYTES`] before reading it (a huge or
+/// endless file must not be pulled into memory).
+fn read_bounded(path: &Path) -> Result<Vec<u8>, ConfigError> {
+    use std::io::Read;
+    let read_error = |source| ConfigError::Read { path: path.to_path_buf(), source };
+    let file = std::fs::File::open(path).map_err(read_error)?;
+    let size = file.metadata().map_err(read_error)?.len();
+    let limit = tree::MAX_CONFIG_BYTES as u64;
+    if size > limit {
+        return Err(ConfigError::TooLarge { path: path.to_path_buf(), size });
+    }
+    // The size from metadata can lie (files under /proc report 0): read one byte past the limit.
+    let mut bytes = Vec::new();
+    file.take(limit + 1).read_to_end(&mut bytes).map_err(read_error)?;
+    if bytes.len() as u64 > limit {
+        return Err(ConfigError::TooLarge { path: path.to_path_buf(), size: bytes.len() as u64 });
+    }
+    Ok(bytes)
 }
 
 fn absolute(cwd: &Path, path: &Path) -> PathBuf {
