@@ -58,24 +58,38 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) if err.is::<Logged>() => ExitCode::FAILURE,
         Err(err) if err.is::<channel_cmd::UsageError>() => {
-            eprintln!("Error: {err:#}");
+            eprintln!("Error: {}", error_chain(&err));
             if let Some(usage) = err.downcast_ref::<channel_cmd::UsageError>() {
                 eprint!("{}", subcommand_usage("channel", usage.command));
             }
             ExitCode::FAILURE
         }
         Err(err) if err.is::<WithUsage>() => {
-            eprintln!("Error: {err:#}");
+            eprintln!("Error: {}", error_chain(&err));
             if let Some(with_usage) = err.downcast_ref::<WithUsage>() {
                 eprint!("{}", with_usage.usage);
             }
             ExitCode::FAILURE
         }
         Err(err) => {
-            eprintln!("Error: {err:#}");
+            eprintln!("Error: {}", error_chain(&err));
             ExitCode::FAILURE
         }
     }
+}
+
+/// The error and its causes, `a: b: c`, once each: many errors print their source in their own
+/// text (`opening X: Not a directory`), so `{:#}` would repeat it.
+fn error_chain(err: &anyhow::Error) -> String {
+    let mut out = err.to_string();
+    for cause in err.chain().skip(1) {
+        let text = cause.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+    }
+    out
 }
 
 /// The process environment, read once. A `CORE_*` or `FABRIC_*` variable that is not UTF-8 is

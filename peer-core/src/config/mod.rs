@@ -90,14 +90,17 @@ const FATAL: &str = "Fatal error when initializing core config : ";
 /// Why core.yaml could not be loaded.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    /// No core.yaml in any searched directory.
+    /// No core.yaml in any searched directory. Fabric's text; when something named `core.<ext>`
+    /// is there but is not a file (a directory, a dangling link), it is named after it.
     #[error(
-        "{FATAL}Could not find config file. Please make sure that FABRIC_CFG_PATH is set to a path which contains core.yaml"
+        "{FATAL}Could not find config file. Please make sure that FABRIC_CFG_PATH is set to a path which contains core.yaml{}",
+        not_files_hint(not_files)
     )]
-    NotFound { searched: Vec<PathBuf> },
-    /// `FABRIC_CFG_PATH` names a directory that does not exist.
-    #[error("{FATAL}FABRIC_CFG_PATH {} does not exist", .0.display())]
-    CfgPathMissing(PathBuf),
+    NotFound { searched: Vec<PathBuf>, not_files: Vec<PathBuf> },
+    /// `FABRIC_CFG_PATH` names a directory that does not exist (Fabric's text; when the path
+    /// exists but is a file, that is said after it).
+    #[error("{FATAL}FABRIC_CFG_PATH {} does not exist{}", path.display(), if *exists { " (it is not a directory)" } else { "" })]
+    CfgPathMissing { path: PathBuf, exists: bool },
     /// The file exists but could not be read.
     #[error("{FATAL}error when reading core config file: reading {}: {source}", path.display())]
     Read { path: PathBuf, source: std::io::Error },
@@ -113,6 +116,14 @@ pub enum ConfigError {
     /// One or more settings are invalid; all of them are listed.
     #[error("{FATAL}{}", InvalidList(.0))]
     Invalid(Vec<ValueError>),
+}
+
+fn not_files_hint(not_files: &[PathBuf]) -> String {
+    let names: Vec<String> = not_files.iter().map(|p| p.display().to_string()).collect();
+    match names.as_slice() {
+        [] => String::new(),
+        _ => format!(" ({} is there but is not a readable file)", names.join(", ")),
+    }
 }
 
 /// `file:line:column`, or just the file when the parser gave no position.
@@ -145,7 +156,8 @@ pub fn search_dirs(env: &EnvVars, cwd: &Path) -> Result<Vec<PathBuf>, ConfigErro
     if let Some(dir) = env.get("FABRIC_CFG_PATH").filter(|d| !d.is_empty()) {
         let dir = absolute(cwd, Path::new(dir));
         if !dir.is_dir() {
-            return Err(ConfigError::CfgPathMissing(dir));
+            let exists = dir.exists();
+            return Err(ConfigError::CfgPathMissing { path: dir, exists });
         }
         return Ok(vec![dir]);
     }
@@ -160,15 +172,19 @@ pub fn search_dirs(env: &EnvVars, cwd: &Path) -> Result<Vec<PathBuf>, ConfigErro
 /// Finds the config file: the first `core.<ext>` in the first search directory that has one.
 pub fn locate(env: &EnvVars, cwd: &Path) -> Result<PathBuf, ConfigError> {
     let dirs = search_dirs(env, cwd)?;
+    let mut not_files = Vec::new();
     for dir in &dirs {
         for ext in EXTENSIONS {
             let candidate = dir.join(format!("core.{ext}"));
             if candidate.is_file() {
                 return Ok(candidate);
             }
+            if std::fs::symlink_metadata(&candidate).is_ok() {
+                not_files.push(candidate);
+            }
         }
     }
-    Err(ConfigError::NotFound { searched: dirs })
+    Err(ConfigError::NotFound { searched: dirs, not_files })
 }
 
 /// Finds, reads and validates core.yaml.

@@ -106,7 +106,13 @@ fn message(err: &serde_saphyr::Error) -> String {
             };
             format!("the document is too big to read: {what}, more than the parser allows")
         }
-        other => first_line(&other.to_string()),
+        other => match first_line(&other.to_string()) {
+            // saphyr's own words name its internals, not the document.
+            text if text.starts_with("recursion limit exceeded") => {
+                "lists and maps are nested too deep to read (the parser's recursion limit)".to_string()
+            }
+            text => text,
+        },
     }
 }
 

@@ -765,6 +765,13 @@ impl Msp {
                 return Ok(chain);
             }
             let Some(intermediate) = self.intermediates.iter().find(signed_by) else {
+                // A CA of the same name whose key did not sign it: usually a regenerated CA.
+                let same_name = self.roots.iter().chain(&self.intermediates).any(|ca| ca.cert.tbs_certificate().subject() == issuer);
+                if same_name {
+                    return Err(format!(
+                        "it is not issued by any CA in cacerts or intermediatecerts: the CA named {issuer} there did not sign it (another key: a regenerated CA?)"
+                    ));
+                }
                 return Err(format!("it is not issued by any CA in cacerts or intermediatecerts (issuer: {issuer})"));
             };
             check_validity(&intermediate.cert, now).map_err(|e| format!("an intermediate CA certificate is not valid: {e}"))?;
