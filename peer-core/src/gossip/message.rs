@@ -66,7 +66,7 @@ pub enum BadMessage {
     #[error("Unknown message type")]
     UnknownContent,
     /// The tag is not the one Fabric requires for the content.
-    #[error("Tag of {tag:?} isn't legal: {why}")]
+    #[error("Tag of {} isn't legal: {why}", tag_name(*tag))]
     IllegalTag { tag: i32, why: String },
     /// A message that must be signed is not (Fabric: `Empty signature`).
     #[error("Empty signature")]
@@ -237,9 +237,14 @@ fn check_tag(message: &GossipMessage) -> Result<(), BadMessage> {
     if required.iter().any(|t| *t as i32 == tag) {
         Ok(())
     } else {
-        let wanted: Vec<String> = required.iter().map(|t| format!("{t:?}")).collect();
+        let wanted: Vec<&str> = required.iter().map(|t| t.as_str_name()).collect();
         Err(BadMessage::IllegalTag { tag, why: format!("expected {}", wanted.join(" or ")) })
     }
+}
+
+/// The tag's name as Fabric prints it (`ORG_ONLY`), or its number if it has none.
+fn tag_name(tag: i32) -> String {
+    Tag::try_from(tag).map_or_else(|_| tag.to_string(), |t| t.as_str_name().to_string())
 }
 
 /// A message with the EMPTY tag and no channel, as membership messages are.
