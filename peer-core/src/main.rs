@@ -58,31 +58,61 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) if err.is::<Logged>() => ExitCode::FAILURE,
         Err(err) if err.is::<channel_cmd::UsageError>() => {
-            eprintln!("Error: {err:#}");
+            eprintln!("Error: {}", error_chain(&err));
             if let Some(usage) = err.downcast_ref::<channel_cmd::UsageError>() {
                 eprint!("{}", subcommand_usage("channel", usage.command));
             }
             ExitCode::FAILURE
         }
         Err(err) if err.is::<WithUsage>() => {
-            eprintln!("Error: {err:#}");
+            eprintln!("Error: {}", error_chain(&err));
             if let Some(with_usage) = err.downcast_ref::<WithUsage>() {
                 eprint!("{}", with_usage.usage);
             }
             ExitCode::FAILURE
         }
         Err(err) => {
-            eprintln!("Error: {err:#}");
+            eprintln!("Error: {}", error_chain(&err));
             ExitCode::FAILURE
         }
     }
 }
 
-/// The process environment, read once.
-fn process_env() -> EnvVars {
+/// The error and its causes, `a: b: c`, once each: many errors print their source in their own
+/// text (`opening X: Not a directory`), so `{:#}` would repeat it.
+fn error_chain(err: &anyhow::Error) -> String {
+    let mut out = err.to_string();
+    for cause in err.chain().skip(1) {
+        let text = cause.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+    }
+    out
+}
+
+/// The process environment, read once. A `CORE_*` or `FABRIC_*` variable that is not UTF-8 is
+/// an error naming it (dropping it would silently run with the file's value instead).
+fn process_env() -> anyhow::Result<EnvVars> {
+    use std::os::unix::ffi::OsStrExt;
+    let mut vars = Vec::new();
     #[allow(clippy::disallowed_methods)]
-    let vars = std::env::vars_os().filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)));
-    EnvVars::from_pairs(vars)
+    for (name, value) in std::env::vars_os() {
+        let ours = |name: &[u8]| name.starts_with(b"CORE_") || name.starts_with(b"FABRIC_");
+        if !ours(name.as_bytes()) {
+            continue;
+        }
+        match (name.to_str(), value.to_str()) {
+            (Some(name), Some(value)) => vars.push((name.to_string(), value.to_string())),
+            _ => bail!(
+                "env var {} is not valid UTF-8: \"{}\"",
+                name.as_bytes().escape_ascii(),
+                value.as_bytes().escape_ascii()
+            ),
+        }
+    }
+    Ok(EnvVars::from_pairs(vars))
 }
 
 /// The wall clock, read here (the CLI) and handed to the library; nothing below reads the OS clock.
@@ -92,7 +122,7 @@ pub(crate) fn wall_clock_now() -> SystemTime {
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
-    let env = process_env();
+    let env = process_env()?;
     // Fabric sets logging up before anything else (an invalid spec fails even `peer version`).
     let logging_config = LoggingConfig {
         spec: env.get("FABRIC_LOGGING_SPEC").unwrap_or_default().to_string(),
@@ -273,8 +303,16 @@ fn run_channel(command: ChannelCommand, peer_address: Option<String>, env: &EnvV
 
 /// `channel create-genesis`: regenerates seeded orgs and writes the channel's genesis block.
 fn create_genesis(channel_id: &str, seed: u64, orderer_org: &str, orgs: &[String], timestamp: u64, output: &std::path::Path) -> anyhow::Result<()> {
+    // configtxgen refuses such IDs too; a peer would refuse the block at join.
+    ledger::validate_channel_id(channel_id).map_err(|e| anyhow::anyhow!("-c/--channelID: {e}"))?;
+    // A protobuf Timestamp holds seconds up to year 9999; beyond that the time is not representable.
+    const MAX_TIMESTAMP: u64 = 253_402_300_799;
+    if timestamp > MAX_TIMESTAMP {
+        bail!("--timestamp {timestamp} is after the year 9999 (the largest is {MAX_TIMESTAMP})");
+    }
     let generate_org = |pair: &str| -> anyhow::Result<generate::Org> {
         let (msp_id, domain) = pair.split_once('=').ok_or_else(|| anyhow::anyhow!("{pair:?} is not MSPID=DOMAIN"))?;
+        check_domain(domain).map_err(|e| anyhow::anyhow!("{pair:?}: {e}"))?;
         let spec = OrgSpec { msp_id: msp_id.to_string(), domain: domain.to_string(), peers: 1 };
         generate::generate_org(&spec, &mut generate::org_rng(seed, &spec), ValidityWindow::fixed()).map_err(|e| anyhow::anyhow!("generating {msp_id}: {e}"))
     };
@@ -321,10 +359,32 @@ fn node_start(config: config::Config, msp: LocalMsp, trusted_msps: Vec<Msp>, log
     })
 }
 
+/// A domain must be a DNS name: it becomes certificate names and a folder name
+/// (`peerOrganizations/<domain>`), so `../x` or `a/b` must not escape `--out`.
+fn check_domain(domain: &str) -> anyhow::Result<()> {
+    let bad = |why: &str| Err(anyhow::anyhow!("domain {domain:?} is not a DNS name: {why}"));
+    if domain.is_empty() {
+        return bad("it is empty");
+    }
+    if domain.len() > 253 {
+        return bad("it is longer than 253 characters");
+    }
+    for label in domain.split('.') {
+        if label.is_empty() || label.len() > 63 {
+            return bad("each dot-separated label must have 1 to 63 characters");
+        }
+        if !label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') || label.starts_with('-') || label.ends_with('-') {
+            return bad("labels are letters, digits and inner hyphens");
+        }
+    }
+    Ok(())
+}
+
 fn msp_generate(spec: &OrgSpec, out: &std::path::Path, seed: Option<u64>) -> anyhow::Result<()> {
     if spec.msp_id.is_empty() || spec.domain.is_empty() {
         bail!("--org and --domain must not be empty");
     }
+    check_domain(&spec.domain).map_err(|e| anyhow::anyhow!("--domain: {e}"))?;
     if spec.peers > 1000 {
         bail!("--peers {} is more than the 1000 this command generates at once", spec.peers);
     }

@@ -5,6 +5,7 @@
 //! only, on ports the OS reports free.
 
 mod channel;
+mod catalog;
 mod cli;
 mod deliver;
 mod gossip;

@@ -71,6 +71,11 @@ impl Peer {
         Peer { child, lines, seen: Vec::new(), ports }
     }
 
+    /// The peer's process ID (for /proc/<pid>/status).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Waits for a line containing `needle` (up to `limit`), returning it.
     pub fn wait_for(&mut self, needle: &str, limit: Duration) -> String {
         if let Some(line) = self.seen.iter().find(|l| l.contains(needle)) {

@@ -353,7 +353,7 @@ fn required_address(r: &mut Reader<'_>, key: &str, missing: &str) -> HostPort {
         return address;
     }
     if r.string(key).is_none() {
-        r.fail(key, None, missing);
+        r.missing(key, missing);
     }
     HostPort::new("", 0)
 }
@@ -371,7 +371,7 @@ fn dialable_address(r: &mut Reader<'_>, key: &str) -> Option<HostPort> {
 
 fn required_string(r: &mut Reader<'_>, key: &str, missing: &str) -> String {
     r.string(key).unwrap_or_else(|| {
-        r.fail(key, None, missing);
+        r.missing(key, missing);
         String::new()
     })
 }
@@ -392,11 +392,11 @@ fn read_peer(r: &mut Reader<'_>) -> PeerConfig {
         }
     };
     let file_system_path = r.path("peer.fileSystemPath").unwrap_or_else(|| {
-        r.fail("peer.fileSystemPath", None, "is not set: the peer needs a directory for its ledger and state");
+        r.missing("peer.fileSystemPath", "the peer needs a directory for its ledger and state");
         PathBuf::new()
     });
     let msp_config_path = r.path("peer.mspConfigPath").unwrap_or_else(|| {
-        r.fail("peer.mspConfigPath", None, "is not set: the peer needs its local MSP directory");
+        r.missing("peer.mspConfigPath", "the peer needs its local MSP directory");
         PathBuf::new()
     });
     let local_msp_id = required_string(r, "peer.localMspId", "the local MSP must have an ID");
@@ -468,16 +468,18 @@ fn read_peer_tls(r: &mut Reader<'_>) -> TlsConfig {
         client_key_file: r.path("peer.tls.clientKey.file"),
     };
     if tls.client_cert_file.is_some() != tls.client_key_file.is_some() {
+        let key = if tls.client_key_file.is_some() { "peer.tls.clientKey.file" } else { "peer.tls.clientCert.file" };
+        let origin = r.origin_of(key);
         r.fail(
-            "peer.tls.clientKey.file",
-            None,
+            key,
+            origin,
             "peer.tls.clientKey.file and peer.tls.clientCert.file must both be set or must both be empty",
         );
     }
     if tls.enabled {
         for (key, value) in [("peer.tls.cert.file", &tls.cert_file), ("peer.tls.key.file", &tls.key_file)] {
             if value.is_none() {
-                r.fail(key, None, "is required when peer.tls.enabled is true");
+                r.missing(key, "is required when peer.tls.enabled is true");
             }
         }
     }
@@ -575,9 +577,10 @@ fn read_gossip(r: &mut Reader<'_>) -> GossipConfig {
     let use_leader_election = r.bool_or(&key("useLeaderElection"), false);
     let org_leader = r.bool_or(&key("orgLeader"), false);
     if use_leader_election && org_leader {
+        let origin = r.origin_of(&key("orgLeader"));
         r.fail(
             &key("orgLeader"),
-            None,
+            origin,
             "Setting both orgLeader and useLeaderElection to true isn't supported: choose one",
         );
     }
@@ -587,9 +590,11 @@ fn read_gossip(r: &mut Reader<'_>) -> GossipConfig {
     let required_peer_count = r.u64_or(&key("pvtData.implicitCollectionDisseminationPolicy.requiredPeerCount"), 0);
     let max_peer_count = r.u64_or(&key("pvtData.implicitCollectionDisseminationPolicy.maxPeerCount"), 1);
     if max_peer_count < required_peer_count {
+        let max_key = key("pvtData.implicitCollectionDisseminationPolicy.maxPeerCount");
+        let origin = r.origin_of(&max_key);
         r.fail(
-            &key("pvtData.implicitCollectionDisseminationPolicy.maxPeerCount"),
-            None,
+            &max_key,
+            origin,
             format!("maxPeerCount ({max_peer_count}) cannot be less than requiredPeerCount ({required_peer_count})"),
         );
     }
@@ -813,7 +818,7 @@ fn read_operations(r: &mut Reader<'_>) -> OperationsConfig {
     if tls.enabled {
         for (key, value) in [("operations.tls.cert.file", &tls.cert_file), ("operations.tls.key.file", &tls.key_file)] {
             if value.is_none() {
-                r.fail(key, None, "is required when operations.tls.enabled is true");
+                r.missing(key, "is required when operations.tls.enabled is true");
             }
         }
     }
@@ -829,7 +834,7 @@ fn read_metrics(r: &mut Reader<'_>) -> MetricsConfig {
     let network = r.choice("metrics.statsd.network", &[("udp", StatsdNetwork::Udp), ("tcp", StatsdNetwork::Tcp)], StatsdNetwork::Udp);
     let address = r.host_port("metrics.statsd.address");
     if provider == MetricsProvider::Statsd && address.is_none() {
-        r.fail("metrics.statsd.address", None, "is required when metrics.provider is statsd");
+        r.missing("metrics.statsd.address", "is required when metrics.provider is statsd");
     }
     let mut prefix = r.string_or("metrics.statsd.prefix", "");
     if !prefix.is_empty() && !prefix.ends_with('.') {

@@ -90,26 +90,45 @@ const FATAL: &str = "Fatal error when initializing core config : ";
 /// Why core.yaml could not be loaded.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    /// No core.yaml in any searched directory.
+    /// No core.yaml in any searched directory. Fabric's text; when something named `core.<ext>`
+    /// is there but is not a file (a directory, a dangling link), it is named after it.
     #[error(
-        "{FATAL}Could not find config file. Please make sure that FABRIC_CFG_PATH is set to a path which contains core.yaml"
+        "{FATAL}Could not find config file. Please make sure that FABRIC_CFG_PATH is set to a path which contains core.yaml{}",
+        not_files_hint(not_files)
     )]
-    NotFound { searched: Vec<PathBuf> },
-    /// `FABRIC_CFG_PATH` names a directory that does not exist.
-    #[error("{FATAL}FABRIC_CFG_PATH {} does not exist", .0.display())]
-    CfgPathMissing(PathBuf),
+    NotFound { searched: Vec<PathBuf>, not_files: Vec<PathBuf> },
+    /// `FABRIC_CFG_PATH` names a directory that does not exist (Fabric's text; when the path
+    /// exists but is a file, that is said after it).
+    #[error("{FATAL}FABRIC_CFG_PATH {} does not exist{}", path.display(), if *exists { " (it is not a directory)" } else { "" })]
+    CfgPathMissing { path: PathBuf, exists: bool },
     /// The file exists but could not be read.
     #[error("{FATAL}error when reading core config file: reading {}: {source}", path.display())]
     Read { path: PathBuf, source: std::io::Error },
     /// The file is found but is in a format we do not read.
     #[error("{FATAL}error when reading core config file: {}: peer-core reads core.yaml (YAML or JSON), not {format}", path.display())]
     UnsupportedFormat { path: PathBuf, format: String },
-    /// Malformed YAML.
-    #[error("{FATAL}error when reading core config file: While parsing config: {}:{line}:{column}: {message}", path.display())]
+    /// The file is larger than [`tree::MAX_CONFIG_BYTES`] (checked before it is read).
+    #[error("{FATAL}error when reading core config file: {}: the file is {size} bytes, more than the {} bytes a config may have", path.display(), tree::MAX_CONFIG_BYTES)]
+    TooLarge { path: PathBuf, size: u64 },
+    /// Malformed YAML (or text that is not UTF-8). Line and column are 1-based; 0 when unknown.
+    #[error("{FATAL}error when reading core config file: While parsing config: {}: {message}", position(path, *line, *column))]
     Syntax { path: PathBuf, line: u64, column: u64, message: String },
     /// One or more settings are invalid; all of them are listed.
     #[error("{FATAL}{}", InvalidList(.0))]
     Invalid(Vec<ValueError>),
+}
+
+fn not_files_hint(not_files: &[PathBuf]) -> String {
+    let names: Vec<String> = not_files.iter().map(|p| p.display().to_string()).collect();
+    match names.as_slice() {
+        [] => String::new(),
+        _ => format!(" ({} is there but is not a readable file)", names.join(", ")),
+    }
+}
+
+/// `file:line:column`, or just the file when the parser gave no position.
+fn position(path: &Path, line: u64, column: u64) -> String {
+    if line == 0 { path.display().to_string() } else { format!("{}:{line}:{column}", path.display()) }
 }
 
 struct InvalidList<'a>(&'a [ValueError]);
@@ -137,7 +156,8 @@ pub fn search_dirs(env: &EnvVars, cwd: &Path) -> Result<Vec<PathBuf>, ConfigErro
     if let Some(dir) = env.get("FABRIC_CFG_PATH").filter(|d| !d.is_empty()) {
         let dir = absolute(cwd, Path::new(dir));
         if !dir.is_dir() {
-            return Err(ConfigError::CfgPathMissing(dir));
+            let exists = dir.exists();
+            return Err(ConfigError::CfgPathMissing { path: dir, exists });
         }
         return Ok(vec![dir]);
     }
@@ -152,15 +172,19 @@ pub fn search_dirs(env: &EnvVars, cwd: &Path) -> Result<Vec<PathBuf>, ConfigErro
 /// Finds the config file: the first `core.<ext>` in the first search directory that has one.
 pub fn locate(env: &EnvVars, cwd: &Path) -> Result<PathBuf, ConfigError> {
     let dirs = search_dirs(env, cwd)?;
+    let mut not_files = Vec::new();
     for dir in &dirs {
         for ext in EXTENSIONS {
             let candidate = dir.join(format!("core.{ext}"));
             if candidate.is_file() {
                 return Ok(candidate);
             }
+            if std::fs::symlink_metadata(&candidate).is_ok() {
+                not_files.push(candidate);
+            }
         }
     }
-    Err(ConfigError::NotFound { searched: dirs })
+    Err(ConfigError::NotFound { searched: dirs, not_files })
 }
 
 /// Finds, reads and validates core.yaml.
@@ -170,8 +194,35 @@ pub fn load(env: &EnvVars, cwd: &Path) -> Result<Loaded, ConfigError> {
     if !matches!(ext.as_str(), "yaml" | "yml" | "json") {
         return Err(ConfigError::UnsupportedFormat { path, format: ext });
     }
-    let text = std::fs::read_to_string(&path).map_err(|source| ConfigError::Read { path: path.clone(), source })?;
+    let bytes = read_bounded(&path)?;
+    let text = String::from_utf8(bytes).map_err(|err| {
+        let valid = &err.as_bytes()[..err.utf8_error().valid_up_to()];
+        let line = valid.iter().filter(|b| **b == b'\n').count() as u64 + 1;
+        let column = valid.iter().rev().take_while(|b| **b != b'\n').count() as u64 + 1;
+        let byte = err.as_bytes()[valid.len()];
+        ConfigError::Syntax { path: path.clone(), line, column, message: format!("the file is not UTF-8 text (byte 0x{byte:02x})") }
+    })?;
     Config::from_yaml(&text, &path, env)
+}
+
+/// Reads the file, refusing one over [`tree::MAX_CONFIG_BYTES`] before reading it (a huge or
+/// endless file must not be pulled into memory).
+fn read_bounded(path: &Path) -> Result<Vec<u8>, ConfigError> {
+    use std::io::Read;
+    let read_error = |source| ConfigError::Read { path: path.to_path_buf(), source };
+    let file = std::fs::File::open(path).map_err(read_error)?;
+    let size = file.metadata().map_err(read_error)?.len();
+    let limit = tree::MAX_CONFIG_BYTES as u64;
+    if size > limit {
+        return Err(ConfigError::TooLarge { path: path.to_path_buf(), size });
+    }
+    // The size from metadata can lie (files under /proc report 0): read one byte past the limit.
+    let mut bytes = Vec::new();
+    file.take(limit + 1).read_to_end(&mut bytes).map_err(read_error)?;
+    if bytes.len() as u64 > limit {
+        return Err(ConfigError::TooLarge { path: path.to_path_buf(), size: bytes.len() as u64 });
+    }
+    Ok(bytes)
 }
 
 fn absolute(cwd: &Path, path: &Path) -> PathBuf {

@@ -19,6 +19,8 @@ use super::{EnvVars, Note};
 pub enum Origin {
     File { path: PathBuf, line: u64, column: u64 },
     Env { var: String },
+    /// The key is set nowhere: neither in the file nor by its env var.
+    Unset { path: PathBuf, var: String },
 }
 
 impl fmt::Display for Origin {
@@ -26,6 +28,7 @@ impl fmt::Display for Origin {
         match self {
             Origin::File { path, line, column } => write!(f, "at {}:{line}:{column}", path.display()),
             Origin::Env { var } => write!(f, "in env var {var}"),
+            Origin::Unset { path, var } => write!(f, "not set in {}, nor in env var {var}", path.display()),
         }
     }
 }
@@ -34,7 +37,7 @@ impl fmt::Display for Origin {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ValueError {
     pub key: String,
-    /// `None` when the key is missing altogether.
+    /// [`Origin::Unset`] when the key is missing altogether; `None` for a rule across keys.
     pub origin: Option<Origin>,
     pub reason: String,
 }
@@ -42,6 +45,7 @@ pub struct ValueError {
 impl fmt::Display for ValueError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.origin {
+            Some(origin @ Origin::Unset { .. }) => write!(f, "{}: {} ({origin})", self.key, self.reason),
             Some(origin) => write!(f, "invalid value for {} {origin}: {}", self.key, self.reason),
             None => write!(f, "{}: {}", self.key, self.reason),
         }
@@ -86,17 +90,38 @@ pub struct Reader<'a> {
     dir: &'a Path,
     env: &'a EnvVars,
     used: BTreeSet<String>,
+    /// Sections already reported as not being maps (each is reported once).
+    misshapen_sections: BTreeSet<String>,
     pub errors: Vec<ValueError>,
     pub notes: Vec<Note>,
 }
 
 impl<'a> Reader<'a> {
     pub fn new(root: &'a Node, file: &'a Path, dir: &'a Path, env: &'a EnvVars) -> Self {
-        Reader { root, file, dir, env, used: BTreeSet::new(), errors: Vec::new(), notes: Vec::new() }
+        Reader { root, file, dir, env, used: BTreeSet::new(), misshapen_sections: BTreeSet::new(), errors: Vec::new(), notes: Vec::new() }
     }
 
+    /// Records a bad setting. `origin: None` is for a rule across several keys with no single
+    /// place to point at; a key that is set nowhere is [`Self::missing`].
     pub fn fail(&mut self, key: &str, origin: Option<Origin>, reason: impl Into<String>) {
         self.errors.push(ValueError { key: key.to_string(), origin, reason: reason.into() });
+    }
+
+    /// Records a required key that is set nowhere: the error names the file and the env var it
+    /// could have been set in (unless a section above it is already reported as misshapen, which
+    /// is the real mistake).
+    pub fn missing(&mut self, key: &str, reason: impl Into<String>) {
+        let lower = key.to_ascii_lowercase();
+        if self.misshapen_sections.iter().any(|section| lower.starts_with(&format!("{section}."))) {
+            return;
+        }
+        let origin = Origin::Unset { path: self.file.to_path_buf(), var: env_var_name(key) };
+        self.fail(key, Some(origin), reason);
+    }
+
+    /// Where a key's value comes from, if it is set (for errors about a rule between keys).
+    pub fn origin_of(&mut self, key: &str) -> Option<Origin> {
+        self.raw(key).map(|raw| raw.origin)
     }
 
     /// Marks a subtree as known without reading it (keys for chaincode containers, 2.5 keys, …).
@@ -115,6 +140,39 @@ impl<'a> Reader<'a> {
         Some(node)
     }
 
+    /// When `key` cannot be found because a section on its path is a scalar or a list (e.g.
+    /// `peer: 5`), reports that section once: otherwise every key under it would silently fall
+    /// back to its default (or be reported as missing, which points at the wrong line).
+    fn check_section_shape(&mut self, key: &str) {
+        let mut node = self.root;
+        let mut path = String::new();
+        for segment in key.split('.') {
+            let NodeKind::Map(entries) = &node.kind else { break };
+            let Some((name, child)) = entries.iter().find(|(k, _)| k.name.eq_ignore_ascii_case(segment)) else { return };
+            if !path.is_empty() {
+                path.push('.');
+            }
+            path.push_str(&name.name);
+            if path.len() == key.len() {
+                return;
+            }
+            let found = match &child.kind {
+                NodeKind::Map(_) | NodeKind::Null => None,
+                NodeKind::Scalar(text) if text.is_empty() => None,
+                NodeKind::Scalar(text) => Some(format!("{text:?}")),
+                NodeKind::Seq(_) => Some("a list".to_string()),
+            };
+            if let Some(found) = found {
+                if self.misshapen_sections.insert(path.to_ascii_lowercase()) {
+                    let origin = self.file_origin(child);
+                    self.fail(&path, Some(origin), format!("expected a map of settings (such as {key}), found {found}"));
+                }
+                return;
+            }
+            node = child;
+        }
+    }
+
     fn file_origin(&self, node: &Node) -> Origin {
         Origin::File { path: self.file.to_path_buf(), line: node.line, column: node.column }
     }
@@ -126,7 +184,10 @@ impl<'a> Reader<'a> {
         if let Some(text) = self.env.get(&var).filter(|v| !v.is_empty()) {
             return Some(Raw { value: RawValue::Text(text.to_string()), origin: Origin::Env { var } });
         }
-        let node = self.file_node(key)?;
+        let Some(node) = self.file_node(key) else {
+            self.check_section_shape(key);
+            return None;
+        };
         let origin = self.file_origin(node);
         let value = match &node.kind {
             NodeKind::Null => return None,
@@ -332,7 +393,7 @@ impl<'a> Reader<'a> {
     pub fn origin_within(&self, parent: &Origin, node: &Node) -> Origin {
         match parent {
             Origin::File { .. } => self.file_origin(node),
-            Origin::Env { .. } => parent.clone(),
+            Origin::Env { .. } | Origin::Unset { .. } => parent.clone(),
         }
     }
 

@@ -78,8 +78,41 @@ impl From<&serde_saphyr::Error> for SyntaxError {
         SyntaxError {
             line: location.map_or(0, |l| l.line()),
             column: location.map_or(0, |l| l.column()),
-            message: first_line(&err.without_snippet().to_string()),
+            message: message(err),
         }
+    }
+}
+
+/// The operator-facing text of a parse error. Two of serde-saphyr's messages speak to the
+/// programmer (an API hint, a `Debug` dump), so they get our own words.
+fn message(err: &serde_saphyr::Error) -> String {
+    use serde_saphyr::budget::BudgetBreach;
+    // Positions are printed by the caller: drop the snippet and alias-location wrappers.
+    let mut err = err;
+    while let serde_saphyr::Error::AliasError { error, .. } | serde_saphyr::Error::WithSnippet { error, .. } = err {
+        err = error;
+    }
+    match err {
+        serde_saphyr::Error::MultipleDocuments { .. } => {
+            "a second YAML document starts here (---): core.yaml must hold exactly one document".to_string()
+        }
+        serde_saphyr::Error::Budget { breach, .. } => {
+            let what = match breach {
+                BudgetBreach::Nodes { nodes } => format!("{nodes} values once aliases are expanded"),
+                BudgetBreach::Aliases { aliases } => format!("{aliases} aliases"),
+                BudgetBreach::Anchors { anchors } => format!("{anchors} anchors"),
+                BudgetBreach::Depth { depth } => format!("lists and maps nested {depth} deep"),
+                other => format!("{other:?}"),
+            };
+            format!("the document is too big to read: {what}, more than the parser allows")
+        }
+        other => match first_line(&other.to_string()) {
+            // saphyr's own words name its internals, not the document.
+            text if text.starts_with("recursion limit exceeded") => {
+                "lists and maps are nested too deep to read (the parser's recursion limit)".to_string()
+            }
+            text => text,
+        },
     }
 }
 

@@ -160,7 +160,11 @@ impl HostPort {
                 return Err(bad("missing :port"));
             };
             if host.contains(':') {
-                return Err(bad("IPv6 addresses must be in brackets, e.g. [::1]:7051"));
+                // `::1:7051` is an IPv6 host without brackets; `name:7051:1` is one ':' too many.
+                if host.parse::<std::net::Ipv6Addr>().is_ok() || text_trimmed.parse::<std::net::Ipv6Addr>().is_ok() {
+                    return Err(bad("IPv6 addresses must be in brackets, e.g. [::1]:7051"));
+                }
+                return Err(bad("more than one ':' (host:port has one; an IPv6 host goes in brackets, e.g. [::1]:7051)"));
             }
             if let Some(c) = host.chars().find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'))) {
                 return Err(bad(&format!("the host contains {c:?}")));

@@ -716,6 +716,13 @@ impl Comm {
                     let envelope = match inbound.message().await {
                         Ok(Some(envelope)) => envelope,
                         Ok(None) => return End::RecvEnded("stream closed by the remote".into()),
+                        // Over `max_recv_msg_size`: the stream cannot go on (the frame was not
+                        // read), but it is a bad message like any other, counted as too_large.
+                        Err(status) if status.code() == tonic::Code::OutOfRange => {
+                            let err = too_large(&status);
+                            self.emit(CommEvent::Rejected { from: Some(pki_id), error: err.clone() }).await;
+                            return End::Malformed(err);
+                        }
                         Err(status) => return End::RecvEnded(status.to_string()),
                     };
                     let block_limit = super::message::block_message_limit(self.shared.config.max_recv_msg_size);
@@ -820,6 +827,18 @@ impl Comm {
             Err(_) => {}
         }
     }
+}
+
+/// The size and limit from tonic's "decoded message length too large: found N bytes, the limit
+/// is: M bytes" (0 for a number it did not give).
+fn too_large(status: &Status) -> BadMessage {
+    let numbers: Vec<usize> = status
+        .message()
+        .split(|c: char| !c.is_ascii_digit())
+        .filter(|part| !part.is_empty())
+        .filter_map(|part| part.parse().ok())
+        .collect();
+    BadMessage::TooLarge { size: numbers.first().copied().unwrap_or(0), limit: numbers.get(1).copied().unwrap_or(0) }
 }
 
 fn initiator_error(endpoint: &HostPort, err: HandshakeError) -> CommError {

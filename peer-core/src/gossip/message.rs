@@ -52,9 +52,10 @@ impl Signer for LocalMsp {
 /// Why a received message was rejected.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum BadMessage {
-    /// The envelope or its payload is over [`MAX_PAYLOAD_BYTES`].
-    #[error("message of {0} bytes is too large")]
-    TooLarge(usize),
+    /// The envelope is over its limit: [`MAX_PAYLOAD_BYTES`], or the block limit for messages
+    /// that carry blocks.
+    #[error("message of {size} bytes is over the limit of {limit} bytes")]
+    TooLarge { size: usize, limit: usize },
     /// No payload (Fabric: `Empty payload`).
     #[error("Empty payload")]
     EmptyPayload,
@@ -65,7 +66,7 @@ pub enum BadMessage {
     #[error("Unknown message type")]
     UnknownContent,
     /// The tag is not the one Fabric requires for the content.
-    #[error("Tag of {tag:?} isn't legal: {why}")]
+    #[error("Tag of {} isn't legal: {why}", tag_name(*tag))]
     IllegalTag { tag: i32, why: String },
     /// A message that must be signed is not (Fabric: `Empty signature`).
     #[error("Empty signature")]
@@ -97,7 +98,7 @@ impl BadMessage {
     /// The metric label for this rejection.
     pub fn reason(&self) -> &'static str {
         match self {
-            BadMessage::TooLarge(_) => "too_large",
+            BadMessage::TooLarge { .. } => "too_large",
             BadMessage::EmptyPayload | BadMessage::Decode(_) => "malformed",
             BadMessage::UnknownContent => "unknown_content",
             BadMessage::IllegalTag { .. } => "illegal_tag",
@@ -178,8 +179,9 @@ impl SignedMessage {
     pub fn from_envelope_with_block_limit(envelope: Envelope, block_limit: usize) -> Result<SignedMessage, BadMessage> {
         let size = envelope.payload.len() + envelope.signature.len()
             + envelope.secret_envelope.as_ref().map_or(0, |s| s.payload.len() + s.signature.len());
-        if size > block_limit.max(MAX_PAYLOAD_BYTES) {
-            return Err(BadMessage::TooLarge(size));
+        let limit = block_limit.max(MAX_PAYLOAD_BYTES);
+        if size > limit {
+            return Err(BadMessage::TooLarge { size, limit });
         }
         if envelope.payload.is_empty() {
             return Err(BadMessage::EmptyPayload);
@@ -187,7 +189,7 @@ impl SignedMessage {
         let message = GossipMessage::decode(envelope.payload.as_slice()).map_err(|e| BadMessage::Decode(e.to_string()))?;
         let carries_blocks = matches!(message.content, Some(Content::DataMsg(_) | Content::StateResponse(_)));
         if size > MAX_PAYLOAD_BYTES && !carries_blocks {
-            return Err(BadMessage::TooLarge(size));
+            return Err(BadMessage::TooLarge { size, limit: MAX_PAYLOAD_BYTES });
         }
         check_tag(&message)?;
         Ok(SignedMessage { envelope, message })
@@ -235,9 +237,14 @@ fn check_tag(message: &GossipMessage) -> Result<(), BadMessage> {
     if required.iter().any(|t| *t as i32 == tag) {
         Ok(())
     } else {
-        let wanted: Vec<String> = required.iter().map(|t| format!("{t:?}")).collect();
+        let wanted: Vec<&str> = required.iter().map(|t| t.as_str_name()).collect();
         Err(BadMessage::IllegalTag { tag, why: format!("expected {}", wanted.join(" or ")) })
     }
+}
+
+/// The tag's name as Fabric prints it (`ORG_ONLY`), or its number if it has none.
+fn tag_name(tag: i32) -> String {
+    Tag::try_from(tag).map_or_else(|_| tag.to_string(), |t| t.as_str_name().to_string())
 }
 
 /// A message with the EMPTY tag and no channel, as membership messages are.

@@ -202,6 +202,26 @@ fn begin_write(db: &redb::Database) -> Result<WriteTransaction, StoreError> {
 
 /// `(len, last key)` of the blocks table: the height is `last + 1`, and the table must hold
 /// exactly the blocks `0..height`.
+/// A channel's height, read without writing a byte (see [`super::peek_channels`]); `None`
+/// when the store is missing or cannot be read that way (e.g. it needs recovery).
+pub(crate) fn peek_height(storage: &Arc<dyn Storage>, root: &Path, channel_id: &str) -> Option<u64> {
+    let path = db_path(root, channel_id);
+    if !storage.exists(&path) {
+        return None;
+    }
+    let backend = storage.open_db(&path).ok()?;
+    let db = redb::Builder::new().set_cache_size(CACHE_BYTES).open_read_only_with_backend(DynBackend(backend)).ok()?;
+    let read = db.begin_read().ok()?;
+    let blocks = read.open_table(BLOCKS).ok()?;
+    let len = blocks.len().ok()?;
+    let last = blocks.last().ok()?.map(|(k, _)| k.value());
+    match last {
+        None => Some(0),
+        Some(last) if last.checked_add(1) == Some(len) => Some(len),
+        Some(_) => None,
+    }
+}
+
 fn stored_height(db: &redb::Database) -> Result<u64, StoreError> {
     let read = db.begin_read()?;
     let Some(blocks) = open_read(&read, BLOCKS)? else { return Ok(0) };
@@ -222,13 +242,20 @@ impl ChannelLedger {
     /// Creates the store of a new channel from its genesis block, replacing any file left by an
     /// earlier creation that did not complete. The format marker and block 0 go in one
     /// transaction: the store is either empty or holds the genesis block.
-    pub(crate) fn create(storage: &Arc<dyn Storage>, root: &Path, channel_id: &str, genesis: &Block) -> Result<ChannelLedger, LedgerError> {
-        let path = db_path(root, channel_id);
+    /// The checks a genesis block must pass (a header, number 0, the data hash), without I/O:
+    /// `LedgerMgr::create_from_genesis` runs them before it writes anything.
+    pub(crate) fn check_genesis(channel_id: &str, genesis: &Block) -> Result<(), LedgerError> {
         let header = genesis.header.as_ref().ok_or_else(|| LedgerError::MissingHeader { channel: channel_id.to_string() })?;
         if header.number != 0 {
             return Err(LedgerError::BlockNumber { channel: channel_id.to_string(), expected: 0, found: header.number });
         }
-        check_data_hash(channel_id, genesis)?;
+        check_data_hash(channel_id, genesis)
+    }
+
+    pub(crate) fn create(storage: &Arc<dyn Storage>, root: &Path, channel_id: &str, genesis: &Block) -> Result<ChannelLedger, LedgerError> {
+        let path = db_path(root, channel_id);
+        ChannelLedger::check_genesis(channel_id, genesis)?;
+        let header = genesis.header.as_ref().ok_or_else(|| LedgerError::MissingHeader { channel: channel_id.to_string() })?;
         storage
             .remove_file(&path)
             .map_err(|e| LedgerError::ChannelDatabase { channel: channel_id.to_string(), path: path.clone(), message: e.to_string() })?;

@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use tracing::{info, warn};
 
-use super::{ChannelLedger, ChannelStatus, FORMAT, FORMAT_KEY, Inventory, LedgerError, lock_and_inventory};
+use super::{ChannelLedger, ChannelStatus, FORMAT, FORMAT_KEY, Inventory, LedgerError, lock_and_inventory, lock_root, open_inventory, peek_channels};
 use crate::env::{DirLock, Env, Storage};
 
 /// The lock, the inventory and what the commands need to open channel stores.
@@ -22,6 +22,25 @@ struct Offline {
     root: std::path::PathBuf,
     inventory: Inventory,
     _lock: Box<dyn DirLock>,
+}
+
+/// The lock alone: enough to check a command's arguments read-only (see `peek_channels`)
+/// before anything is opened for writing.
+struct Locked {
+    root: std::path::PathBuf,
+    lock: Box<dyn DirLock>,
+}
+
+impl Locked {
+    fn take(env: &Env, file_system_path: &Path, holder: &str) -> Result<Locked, LedgerError> {
+        let (root, lock) = lock_root(env, file_system_path, holder)?;
+        Ok(Locked { root, lock })
+    }
+
+    fn open(self, env: &Env) -> Result<Offline, LedgerError> {
+        let inventory = open_inventory(env, &self.root)?;
+        Ok(Offline { storage: env.storage.clone(), root: self.root, inventory, _lock: self.lock })
+    }
 }
 
 impl Offline {
@@ -70,7 +89,20 @@ pub fn reset(env: &Env, file_system_path: &Path, holder: &str) -> Result<(), Led
 /// pre-reset height. N must be below the last block number.
 pub fn rollback(env: &Env, file_system_path: &Path, holder: &str, channel_id: &str, block_number: u64) -> Result<(), LedgerError> {
     required(channel_id)?;
-    let offline = Offline::open(env, file_system_path, holder)?;
+    let locked = Locked::take(env, file_system_path, holder)?;
+    // Refuse bad arguments before anything is opened for writing.
+    if let Some(channels) = peek_channels(&env.storage, &locked.root) {
+        if !channels.contains_key(channel_id) {
+            return Err(LedgerError::RollbackUnknown { channel: channel_id.to_string() });
+        }
+        if let Some(height) = super::channel::peek_height(&env.storage, &locked.root, channel_id) {
+            let biggest = height.saturating_sub(1);
+            if block_number >= biggest {
+                return Err(LedgerError::RollbackTarget { channel: channel_id.to_string(), target: block_number, biggest });
+            }
+        }
+    }
+    let offline = locked.open(env)?;
     offline.inventory.ensure_format()?;
     if !offline.inventory.channels()?.contains_key(channel_id) {
         return Err(LedgerError::RollbackUnknown { channel: channel_id.to_string() });
@@ -88,7 +120,19 @@ pub fn rollback(env: &Env, file_system_path: &Path, holder: &str, channel_id: &s
 
 fn set_status(env: &Env, file_system_path: &Path, holder: &str, channel_id: &str, status: ChannelStatus) -> Result<(), LedgerError> {
     required(channel_id)?;
-    let offline = Offline::open(env, file_system_path, holder)?;
+    let locked = Locked::take(env, file_system_path, holder)?;
+    // An unknown channel, or one already in that status, is answered without writing a byte.
+    if let Some(channels) = peek_channels(&env.storage, &locked.root) {
+        match channels.get(channel_id) {
+            None => return Err(LedgerError::LedgerIdDoesNotExist { channel: channel_id.to_string() }),
+            Some(current) if *current == status => {
+                info!(target: "kvledger", func = "updateLedgerStatus", "Ledger [{channel_id}] is already in [{status}] status, nothing to do");
+                return Ok(());
+            }
+            Some(_) => {}
+        }
+    }
+    let offline = locked.open(env)?;
     offline.inventory.ensure_format()?;
     let current = offline.inventory.channels()?.get(channel_id).copied();
     match current {

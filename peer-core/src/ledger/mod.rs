@@ -298,19 +298,62 @@ impl std::fmt::Debug for LedgerMgr {
     }
 }
 
+/// The lock, as every entry point (start and the offline commands) takes it first; returns the
+/// ledgers' root (`<fsp>/ledgersData`).
+fn lock_root(env: &Env, file_system_path: &Path, holder: &str) -> Result<(PathBuf, Box<dyn DirLock>), LedgerError> {
+    let root = file_system_path.join("ledgersData");
+    env.storage.create_dir_all(&root).map_err(|source| LedgerError::Io { path: root.clone(), source })?;
+    let lock = env.storage.lock(&lock_path(file_system_path), holder)?;
+    Ok((root, lock))
+}
+
+/// The inventory (and the chains folder), once the lock is held.
+fn open_inventory(env: &Env, root: &Path) -> Result<Inventory, LedgerError> {
+    let chains = root.join("chains");
+    env.storage.create_dir_all(&chains).map_err(|source| LedgerError::Io { path: chains.clone(), source })?;
+    Inventory::open(&env.storage, root)
+}
+
 /// The lock and the inventory, as every entry point (start and the offline commands) takes them.
 fn lock_and_inventory(env: &Env, file_system_path: &Path, holder: &str) -> Result<(PathBuf, Box<dyn DirLock>, Inventory), LedgerError> {
-    let root = file_system_path.join("ledgersData");
-    let io = |path: &Path| {
-        let path = path.to_path_buf();
-        move |source| LedgerError::Io { path, source }
-    };
-    env.storage.create_dir_all(&root).map_err(io(&root))?;
-    let lock = env.storage.lock(&lock_path(file_system_path), holder)?;
-    let chains = root.join("chains");
-    env.storage.create_dir_all(&chains).map_err(io(&chains))?;
-    let inventory = Inventory::open(&env.storage, &root)?;
+    let (root, lock) = lock_root(env, file_system_path, holder)?;
+    let inventory = open_inventory(env, &root)?;
     Ok((root, lock, inventory))
+}
+
+/// The channels and their statuses, read without writing a byte. The offline commands check
+/// their arguments this way first, so a refused command leaves the ledger files exactly as they
+/// were (redb rewrites a file opened for writing when it closes it, even with no change). `None`
+/// when the inventory is missing, of another format, or cannot be read without writing (e.g. it
+/// needs recovery): the caller then takes its normal path, which repairs and checks again.
+fn peek_channels(storage: &Arc<dyn Storage>, root: &Path) -> Option<BTreeMap<String, ChannelStatus>> {
+    let path = root.join("ledgers.redb");
+    if !storage.exists(&path) {
+        return None;
+    }
+    let backend = storage.open_db(&path).ok()?;
+    let db = redb::Builder::new().set_cache_size(CACHE_BYTES).open_read_only_with_backend(crate::env::DynBackend(backend)).ok()?;
+    let read = db.begin_read().ok()?;
+    let format = read.open_table(META).ok()?.get(FORMAT_KEY).ok()??.value().to_string();
+    if format != FORMAT {
+        return None;
+    }
+    let mut channels = BTreeMap::new();
+    let table = match read.open_table(STATUS) {
+        Ok(table) => table,
+        Err(redb::TableError::TableDoesNotExist(_)) => return Some(channels),
+        Err(_) => return None,
+    };
+    for entry in table.iter().ok()? {
+        let (id, status) = entry.ok()?;
+        let status = match status.value() {
+            "ACTIVE" => ChannelStatus::Active,
+            "INACTIVE" => ChannelStatus::Inactive,
+            _ => return None,
+        };
+        channels.insert(id.value().to_string(), status);
+    }
+    Some(channels)
 }
 
 impl LedgerMgr {
@@ -374,6 +417,8 @@ impl LedgerMgr {
     pub fn create_from_genesis(&self, genesis: &Block) -> Result<Arc<ChannelLedger>, LedgerError> {
         let channel_id = block::channel_id_of(genesis).ok_or(LedgerError::NoChannelId)?;
         validate_channel_id(&channel_id)?;
+        // A block that cannot be a genesis block is refused before anything is written.
+        ChannelLedger::check_genesis(&channel_id, genesis)?;
         let mut channels = self.lock_channels();
         let existing = self.inventory.channels()?.get(&channel_id).copied();
         // A channel whose store failed to open is still registered (ACTIVE) in the inventory.

@@ -67,9 +67,10 @@ pub enum LoggingError {
     /// `FABRIC_LOGGING_SPEC` does not parse.
     #[error(transparent)]
     Spec(#[from] LogSpecError),
-    /// `FABRIC_LOGGING_FORMAT` does not parse.
-    #[error(transparent)]
-    Format(#[from] FormatError),
+    /// `FABRIC_LOGGING_FORMAT` does not parse (Fabric's message only names the verb; this one
+    /// also says where it came from).
+    #[error("invalid FABRIC_LOGGING_FORMAT {format:?}: {error}")]
+    Format { format: String, error: FormatError },
 }
 
 /// Builds the layer for `config` and a handle for changing its spec later. The format is checked
@@ -78,7 +79,7 @@ pub enum LoggingError {
 /// Install it with `tracing_subscriber::registry().with(layer)` and `.init()` (CLI) or
 /// `tracing::subscriber::with_default`/`set_default` (simulator, tests).
 pub fn layer(config: &LoggingConfig, clock: WallClockFn, sink: Sink) -> Result<(FabricLayer, LoggingHandle), LoggingError> {
-    let format = format::Format::parse(&config.format)?;
+    let format = format::Format::parse(&config.format).map_err(|error| LoggingError::Format { format: config.format.clone(), error })?;
     let spec = LogSpec::parse(&config.spec)?;
     let layer = FabricLayer::new(spec, format, clock, sink);
     let handle = layer.handle();

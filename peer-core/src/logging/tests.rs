@@ -186,8 +186,9 @@ fn bad_config_is_an_error() {
         layer(&config, fixed_clock(), sink.sink()).map(|_| ()).map_err(|err| err.to_string())
     };
     assert_eq!(setup("debug:gossip=", ""), Err("invalid logging specification 'debug:gossip=': bad segment 'gossip='".to_string()));
-    assert_eq!(setup("", "%{color}%{pid} %{message}"), Err("invalid format verb: pid".to_string()));
+    // Fabric's text, after the variable and its value.
+    assert_eq!(setup("", "%{color}%{pid} %{message}"), Err("invalid FABRIC_LOGGING_FORMAT \"%{color}%{pid} %{message}\": invalid format verb: pid".to_string()));
     // Like Fabric, the format is checked first.
-    assert_eq!(setup("bogus", "%{pid}"), Err("invalid format verb: pid".to_string()));
+    assert_eq!(setup("bogus", "%{pid}"), Err("invalid FABRIC_LOGGING_FORMAT \"%{pid}\": invalid format verb: pid".to_string()));
     assert_eq!(setup("info", "json"), Ok(()));
 }

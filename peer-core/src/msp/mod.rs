@@ -69,6 +69,13 @@ pub enum MspError {
     /// A file or folder inside the MSP could not be read.
     #[error("cannot init crypto, could not read \"{}\": {source}", path.display())]
     Unreadable { path: PathBuf, source: std::io::Error },
+    /// A file inside the MSP is larger than [`MAX_MSP_FILE_BYTES`] (checked before reading it).
+    #[error("cannot init crypto, could not read \"{}\": the file is {size} bytes, more than the {MAX_MSP_FILE_BYTES} bytes an MSP file may have", path.display())]
+    TooLarge { path: PathBuf, size: u64 },
+    /// A symbolic link in the MSP whose target cannot be read (Fabric would skip it, leaving
+    /// e.g. "no certificate found" for a signcerts folder that visibly has a file).
+    #[error("cannot init crypto, could not read \"{}\": it is a symbolic link to \"{}\": {source}", path.display(), target.display())]
+    BrokenLink { path: PathBuf, target: PathBuf, source: std::io::Error },
     /// peer.localMspId is empty.
     #[error("the local MSP must have an ID")]
     NoId,
@@ -98,8 +105,9 @@ impl MspFiles {
             *files.folder_mut(folder) = read;
         }
         let config_path = dir.join("config.yaml");
-        if config_path.is_file() {
-            let bytes = std::fs::read(&config_path).map_err(|source| MspError::Unreadable { path: config_path, source })?;
+        // As Fabric: if anything is there (even a directory), it must read as the config file.
+        if std::fs::symlink_metadata(&config_path).is_ok() {
+            let bytes = read_file(&config_path)?;
             files.config_yaml = Some(MspFile { name: "config.yaml".into(), bytes });
         }
         Ok(files)
@@ -147,6 +155,28 @@ impl MspFiles {
 }
 
 /// The regular files of one folder, sorted by name; `None` if the folder does not exist.
+/// Largest file read from an MSP folder: certificates and keys are ~1 KB, a CA bundle of
+/// hundreds of certificates fits; a huge file must not be pulled into memory.
+pub const MAX_MSP_FILE_BYTES: u64 = 1 << 20;
+
+/// Reads one MSP file, refusing a huge one before reading it.
+fn read_file(path: &Path) -> Result<Vec<u8>, MspError> {
+    use std::io::Read;
+    let unreadable = |source| MspError::Unreadable { path: path.to_path_buf(), source };
+    let file = std::fs::File::open(path).map_err(unreadable)?;
+    let size = file.metadata().map_err(unreadable)?.len();
+    if size > MAX_MSP_FILE_BYTES {
+        return Err(MspError::TooLarge { path: path.to_path_buf(), size });
+    }
+    // Sizes from metadata can lie (files under /proc report 0): read one byte past the limit.
+    let mut bytes = Vec::new();
+    file.take(MAX_MSP_FILE_BYTES + 1).read_to_end(&mut bytes).map_err(unreadable)?;
+    if bytes.len() as u64 > MAX_MSP_FILE_BYTES {
+        return Err(MspError::TooLarge { path: path.to_path_buf(), size: bytes.len() as u64 });
+    }
+    Ok(bytes)
+}
+
 fn read_folder(path: &Path, folder: &str) -> Result<Option<Vec<MspFile>>, MspError> {
     let entries = match std::fs::read_dir(path) {
         Ok(entries) => entries,
@@ -157,10 +187,18 @@ fn read_folder(path: &Path, folder: &str) -> Result<Option<Vec<MspFile>>, MspErr
     for entry in entries {
         let entry = entry.map_err(|source| MspError::Unreadable { path: path.to_path_buf(), source })?;
         let file_path = entry.path();
-        if !file_path.is_file() {
-            continue;
+        let is_link = entry.file_type().is_ok_and(|t| t.is_symlink());
+        match std::fs::metadata(&file_path) {
+            Ok(meta) if meta.is_file() => {}
+            // Sub-folders (and sockets, devices) are not MSP material.
+            Ok(_) => continue,
+            Err(source) if is_link => {
+                let target = std::fs::read_link(&file_path).unwrap_or_default();
+                return Err(MspError::BrokenLink { path: file_path, target, source });
+            }
+            Err(source) => return Err(MspError::Unreadable { path: file_path, source }),
         }
-        let bytes = std::fs::read(&file_path).map_err(|source| MspError::Unreadable { path: file_path.clone(), source })?;
+        let bytes = read_file(&file_path)?;
         files.push(MspFile { name: format!("{folder}/{}", entry.file_name().to_string_lossy()), bytes });
     }
     files.sort_by(|a, b| a.name.cmp(&b.name));
@@ -509,6 +547,11 @@ fn find_private_key(files: &MspFiles, identity: &Identity) -> Result<SigningKey,
     let mut found_other_key = false;
     for file in &files.keystore {
         let blocks = match identity::pem_blocks(&file.bytes) {
+            Ok(blocks) if blocks.is_empty() => {
+                let what = if file.bytes.is_empty() { "the file is empty" } else { "no PEM block found" };
+                problems.push(format!("{}: {what}", file.name));
+                continue;
+            }
             Ok(blocks) => blocks,
             Err(reason) => {
                 problems.push(format!("{}: {reason}", file.name));
@@ -523,7 +566,9 @@ fn find_private_key(files: &MspFiles, identity: &Identity) -> Result<SigningKey,
                 "EC PRIVATE KEY" => p256::SecretKey::from_sec1_der(&der)
                     .map(SigningKey::from)
                     .map_err(|_| "unsupported key type: not an ECDSA P-256 private key".to_string()),
-                other => Err(format!("unsupported key type: a {other} PEM block is not a private key peer-core can use")),
+                other => Err(format!(
+                    "unsupported key type: a PEM block labelled {other} is not a private key peer-core can use (it reads unencrypted PRIVATE KEY and EC PRIVATE KEY blocks)"
+                )),
             };
             match key {
                 Ok(key) if *key.verifying_key() == identity.public_key => return Ok(key),
@@ -720,6 +765,13 @@ impl Msp {
                 return Ok(chain);
             }
             let Some(intermediate) = self.intermediates.iter().find(signed_by) else {
+                // A CA of the same name whose key did not sign it: usually a regenerated CA.
+                let same_name = self.roots.iter().chain(&self.intermediates).any(|ca| ca.cert.tbs_certificate().subject() == issuer);
+                if same_name {
+                    return Err(format!(
+                        "it is not issued by any CA in cacerts or intermediatecerts: the CA named {issuer} there did not sign it (another key: a regenerated CA?)"
+                    ));
+                }
                 return Err(format!("it is not issued by any CA in cacerts or intermediatecerts (issuer: {issuer})"));
             };
             check_validity(&intermediate.cert, now).map_err(|e| format!("an intermediate CA certificate is not valid: {e}"))?;

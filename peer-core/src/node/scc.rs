@@ -74,8 +74,9 @@ fn join_chain(channels: &Channels, local: &LocalMsp, proposal: &UnpackedProposal
         Ok(block) => block,
         Err(err) => return error(format!("Failed to reconstruct the genesis block, {err}")),
     };
-    let Some(channel_id) = crate::ledger::block::channel_id_of(&block) else {
-        return error("\"JoinChain\" request failed to extract channel id from the block due to [failed to retrieve channel id - block is empty]".into());
+    let channel_id = match channel_id_from_block(&block) {
+        Ok(channel_id) => channel_id,
+        Err(reason) => return error(format!("\"JoinChain\" request failed to extract channel id from the block due to [{reason}]")),
     };
     if let Err(err) = ChannelConfig::from_block(&block) {
         return error(format!("\"JoinChain\" for channelID = {channel_id} failed because of validation of configuration block, because of {err}"));
@@ -91,6 +92,23 @@ fn join_chain(channels: &Channels, local: &LocalMsp, proposal: &UnpackedProposal
         Err(ChannelError::Ledger(err)) => error(format!("cannot create ledger from genesis block: {err}")),
         Err(err) => error(err.to_string()),
     }
+}
+
+/// Fabric's `GetChannelIDFromBlock`: the channel ID in the first envelope's channel header, with
+/// its error for each way there can fail (an empty block is only one of them).
+fn channel_id_from_block(block: &Block) -> Result<String, String> {
+    use proto::common::{ChannelHeader, Payload};
+    let Some(first) = block.data.as_ref().and_then(|data| data.data.first()) else {
+        return Err("failed to retrieve channel id - block is empty".into());
+    };
+    let envelope = Envelope::decode(first.as_slice()).map_err(|e| format!("error unmarshalling Envelope: {e}"))?;
+    let payload = Payload::decode(envelope.payload.as_slice()).map_err(|e| format!("error unmarshalling Payload: {e}"))?;
+    let header = payload.header.ok_or_else(|| "failed to retrieve channel id - payload header is empty".to_string())?;
+    let channel_header = ChannelHeader::decode(header.channel_header.as_slice()).map_err(|e| format!("error unmarshalling ChannelHeader: {e}"))?;
+    if channel_header.channel_id.is_empty() {
+        return Err("failed to retrieve channel id - the channel header names no channel".into());
+    }
+    Ok(channel_header.channel_id)
 }
 
 /// Fabric's channel-less policy check (`CheckPolicyNoChannel`): the creator must satisfy the

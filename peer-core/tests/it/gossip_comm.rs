@@ -55,14 +55,14 @@ impl Storage for NoStorage {
 // ---------------------------------------------------------------------------------------------
 // A small world of peers.
 
-struct Orgs {
-    org1: generate::Org,
-    org2: generate::Org,
+pub(crate) struct Orgs {
+    pub(crate) org1: generate::Org,
+    pub(crate) org2: generate::Org,
     /// Nobody trusts Org3.
-    org3: generate::Org,
+    pub(crate) org3: generate::Org,
 }
 
-fn orgs() -> &'static Orgs {
+pub(crate) fn orgs() -> &'static Orgs {
     static ORGS: std::sync::OnceLock<Orgs> = std::sync::OnceLock::new();
     ORGS.get_or_init(|| {
         let org = |msp_id: &str, domain: &str, peers, seed| {
@@ -73,7 +73,7 @@ fn orgs() -> &'static Orgs {
     })
 }
 
-fn local_msp(org: &generate::Org, peer: usize) -> LocalMsp {
+pub(crate) fn local_msp(org: &generate::Org, peer: usize) -> LocalMsp {
     LocalMsp::from_files(&org.peers[peer].msp, &org.spec.msp_id, june_2025()).unwrap()
 }
 
@@ -81,24 +81,24 @@ fn org_msp(org: &generate::Org) -> Msp {
     Msp::from_files(&org.msp, &org.spec.msp_id).unwrap()
 }
 
-struct World {
+pub(crate) struct World {
     clock: Arc<ManualClock>,
     network: Arc<MemNetwork>,
-    logs: MemorySink,
+    pub(crate) logs: MemorySink,
     _log_guard: tracing::subscriber::DefaultGuard,
     servers: Vec<watch::Sender<bool>>,
 }
 
-struct Peer {
-    comm: Comm,
-    events: mpsc::Receiver<CommEvent>,
+pub(crate) struct Peer {
+    pub(crate) comm: Comm,
+    pub(crate) events: mpsc::Receiver<CommEvent>,
     endpoint: HostPort,
     pki: PkiId,
     msp: LocalMsp,
 }
 
 impl World {
-    fn new() -> World {
+    pub(crate) fn new() -> World {
         let logs = MemorySink::new();
         let config = LoggingConfig { spec: "gossip.comm=debug:info".into(), format: "%{level} [%{module}] %{shortfunc} %{message}".into() };
         let (layer, _handle) = logging::layer(&config, Arc::new(june_2025), logs.sink()).unwrap();
@@ -112,7 +112,7 @@ impl World {
     }
 
     /// A peer serving its comm on `port`, trusting its own org and `trusted`.
-    async fn peer(&mut self, msp: LocalMsp, trusted: &[&generate::Org], port: u16, config: CommConfig) -> Peer {
+    pub(crate) async fn peer(&mut self, msp: LocalMsp, trusted: &[&generate::Org], port: u16, config: CommConfig) -> Peer {
         let identities = Identities::new(&msp, trusted.iter().map(|org| org_msp(org)));
         let (comm, events) = Comm::new(self.env(port as u8), Arc::new(msp.clone()), Arc::new(Mutex::new(identities)), config);
         let endpoint = HostPort::new("peer", port);
@@ -160,7 +160,7 @@ async fn settle() {
 }
 
 /// The next event; a wall-clock guard turns a hang into a failure (it never fires when green).
-async fn next_event(events: &mut mpsc::Receiver<CommEvent>) -> CommEvent {
+pub(crate) async fn next_event(events: &mut mpsc::Receiver<CommEvent>) -> CommEvent {
     tokio::time::timeout(Duration::from_secs(20), events.recv()).await.expect("no event within 20 s").expect("event channel closed")
 }
 
@@ -351,7 +351,7 @@ async fn a_remote_other_than_the_expected_one_is_refused() {
 // Handshakes that must fail, from a raw gRPC client.
 
 /// Opens a raw `GossipStream` to `port` and sends `first` (if any).
-async fn raw_stream(world: &World, port: u16, first: Option<Envelope>) -> (tonic::Streaming<Envelope>, mpsc::Sender<Envelope>) {
+pub(crate) async fn raw_stream(world: &World, port: u16, first: Option<Envelope>) -> (tonic::Streaming<Envelope>, mpsc::Sender<Envelope>) {
     let network = world.network.clone();
     let connector = tower::service_fn(move |_uri: http::Uri| {
         let connect = network.connect(&HostPort::new("peer", port), Duration::from_secs(1));
@@ -380,13 +380,13 @@ async fn raw_handshake(world: &World, port: u16, first: Option<Envelope>, advanc
     (theirs, next)
 }
 
-fn conn_envelope(signer: &LocalMsp, pki_id: PkiId) -> SignedMessage {
+pub(crate) fn conn_envelope(signer: &LocalMsp, pki_id: PkiId) -> SignedMessage {
     let conn = ConnEstablish { pki_id: pki_id.0.to_vec(), identity: signer.serialized_identity(), tls_cert_hash: Vec::new(), probe: false };
     SignedMessage::sign(message::empty_tag(Content::Conn(conn), 0), signer)
 }
 
 /// The same signature with S replaced by n − S (still valid ECDSA, but high-S).
-fn high_s(der: &[u8]) -> Vec<u8> {
+pub(crate) fn high_s(der: &[u8]) -> Vec<u8> {
     use p256::ecdsa::Signature;
     let signature = Signature::from_der(der).unwrap();
     let (r, s) = signature.split_scalars();

@@ -17,11 +17,11 @@ use peer_core::msp::identity::PkiId;
 use peer_core::msp::{LocalMsp, Msp};
 use rand_core::SeedableRng;
 
-fn wall_start() -> SystemTime {
+pub(crate) fn wall_start() -> SystemTime {
     UNIX_EPOCH + Duration::from_secs(1_748_736_000)
 }
 
-fn config(bootstrap: &[&str], anchors: &[(&str, &str)]) -> DiscoveryConfig {
+pub(crate) fn config(bootstrap: &[&str], anchors: &[(&str, &str)]) -> DiscoveryConfig {
     DiscoveryConfig {
         alive_time_interval: Duration::from_secs(5),
         alive_expiration_timeout: Duration::from_secs(25),
@@ -52,12 +52,12 @@ struct Node {
     events: Vec<Event>,
 }
 
-struct Orgs {
-    msps: BTreeMap<String, Msp>,
-    peers: BTreeMap<String, LocalMsp>,
+pub(crate) struct Orgs {
+    pub(crate) msps: BTreeMap<String, Msp>,
+    pub(crate) peers: BTreeMap<String, LocalMsp>,
 }
 
-fn orgs() -> Orgs {
+pub(crate) fn orgs() -> Orgs {
     let mut msps = BTreeMap::new();
     let mut peers = BTreeMap::new();
     for (msp_id, domain) in [("Org1MSP", "org1"), ("Org2MSP", "org2")] {
@@ -338,136 +338,5 @@ fn same_seed_same_world() {
     assert_eq!(run(), run());
 }
 
-mod bad_messages {
-    use super::*;
-    use p256::ecdsa::Signature;
-    use p256::elliptic_curve::scalar::IsHigh;
-    use prost::Message;
-    use proto::gossip::gossip_message::{Content, Tag};
-    use proto::gossip::{AliveMessage, Envelope, GossipMessage, Member, MembershipRequest, MembershipResponse, PeerTime};
-    use peer_core::gossip::message::{BadMessage, SignedMessage, empty_tag};
-
-    fn alive(signer: &LocalMsp, pki: PkiId, ts: (u64, u64), with_identity: bool) -> GossipMessage {
-        empty_tag(
-            Content::AliveMsg(AliveMessage {
-                membership: Some(Member { endpoint: "x:7051".into(), metadata: Vec::new(), pki_id: pki.0.to_vec() }),
-                timestamp: Some(PeerTime { inc_num: ts.0, seq_num: ts.1 }),
-                identity: if with_identity { signer.identity.serialize() } else { Vec::new() },
-            }),
-            0,
-        )
-    }
-
-    fn high_s(der: &[u8]) -> Vec<u8> {
-        let sig = Signature::from_der(der).unwrap();
-        let (r, s) = sig.split_scalars();
-        let high = Signature::from_scalars(r.to_bytes(), (-*s).to_bytes()).unwrap();
-        assert!(bool::from(high.s().is_high()));
-        high.to_der().as_bytes().to_vec()
-    }
-
-    /// A receiver (org1p0) that trusts Org1MSP and Org2MSP but not Org3MSP.
-    fn receiver(orgs: &Orgs) -> Discovery {
-        let msp = Arc::new(orgs.peers["org1p0"].clone());
-        let identities = Arc::new(Mutex::new(Identities::new(&msp, orgs.msps.values().cloned())));
-        let me = SelfInfo { pki_id: msp.pki_id(), org: "Org1MSP".into(), external_endpoint: "org1p0.ext:7051".into(), internal_endpoint: "org1p0:7051".into() };
-        let signer: Arc<dyn Signer> = msp;
-        Discovery::new(config(&[], &[]), me, signer, identities, rand_chacha::ChaCha20Rng::seed_from_u64(1), Instant(0), wall_start())
-    }
-
-    fn decode(envelope: Envelope) -> Result<SignedMessage, BadMessage> {
-        SignedMessage::from_envelope(envelope)
-    }
-
-    #[test]
-    fn every_bad_message_is_rejected_for_its_reason() {
-        let orgs = orgs();
-        let p1 = &orgs.peers["org1p1"];
-        let p2 = &orgs.peers["org1p2"];
-        let p1_pki = p1.pki_id();
-        let now = Instant(1_000_000);
-        let spec = OrgSpec { msp_id: "Org3MSP".into(), domain: "org3.example.com".into(), peers: 1 };
-        let org3 = generate::generate_org(&spec, &mut generate::org_rng(3, &spec), ValidityWindow::fixed()).unwrap();
-        let stranger = LocalMsp::from_files(&org3.peers[0].msp, "Org3MSP", wall_start()).unwrap();
-        let good = SignedMessage::sign(alive(p1, p1_pki, (10, 5), true), p1);
-        let mut outcomes: Vec<(&str, Result<(), BadMessage>)> = Vec::new();
-
-        // Envelope-level checks (before any signature is looked at).
-        let huge = Envelope { payload: vec![1; 2 << 20], signature: vec![1], secret_envelope: None };
-        outcomes.push(("oversized", decode(huge).map(|_| ())));
-        outcomes.push(("empty payload", decode(Envelope::default()).map(|_| ())));
-        outcomes.push(("garbage payload", decode(Envelope { payload: vec![0xff, 0xff, 0xff], signature: vec![1], secret_envelope: None }).map(|_| ())));
-        let no_content = GossipMessage { tag: Tag::Empty as i32, ..Default::default() };
-        outcomes.push(("no content", decode(SignedMessage::sign(no_content, p1).envelope).map(|_| ())));
-        let mut wrong_tag = alive(p1, p1_pki, (10, 5), true);
-        wrong_tag.tag = Tag::OrgOnly as i32;
-        outcomes.push(("alive with tag ORG_ONLY", decode(SignedMessage::sign(wrong_tag, p1).envelope).map(|_| ())));
-        let mut undefined = alive(p1, p1_pki, (10, 5), true);
-        undefined.tag = Tag::Undefined as i32;
-        outcomes.push(("undefined tag", decode(SignedMessage::sign(undefined, p1).envelope).map(|_| ())));
-
-        // Membership-level checks.
-        let mut d = receiver(&orgs);
-        let mut check = |name: &'static str, from: PkiId, message: SignedMessage, d: &mut Discovery| {
-            outcomes.push((name, d.handle_message(now, from, message)));
-        };
-        let forged = SignedMessage { envelope: Envelope { signature: p2.sign(&good.envelope.payload), ..good.envelope.clone() }, message: good.message.clone() };
-        check("signed by another key", p1_pki, forged, &mut d);
-        let high = SignedMessage { envelope: Envelope { signature: high_s(&good.envelope.signature), ..good.envelope.clone() }, message: good.message.clone() };
-        check("high-S signature", p1_pki, high, &mut d);
-        check("PKI-ID of another peer", p1_pki, SignedMessage::sign(alive(p1, p2.pki_id(), (10, 5), true), p1), &mut d);
-        check("identity from an unknown MSP", stranger.pki_id(), SignedMessage::sign(alive(&stranger, stranger.pki_id(), (10, 5), true), &stranger), &mut d);
-        let unsigned = SignedMessage::noop_sign(alive(p1, p1_pki, (10, 5), true));
-        check("unsigned alive message", p1_pki, unsigned, &mut d);
-        check("no identity and no known certificate", p2.pki_id(), SignedMessage::sign(alive(p2, p2.pki_id(), (10, 5), false), p2), &mut d);
-        let bad_secret = good.clone().with_internal_endpoint("evil:1", p2);
-        check("secret signed by another key", p1_pki, bad_secret, &mut d);
-        check("first good message", p1_pki, good.clone(), &mut d);
-        check("exact replay", p1_pki, good.clone(), &mut d);
-        check("older timestamp", p1_pki, SignedMessage::sign(alive(p1, p1_pki, (10, 4), true), p1), &mut d);
-        let request = |self_info: SignedMessage| {
-            SignedMessage::noop_sign(empty_tag(Content::MemReq(MembershipRequest { self_information: Some(self_info.envelope), known: Vec::new() }), 7))
-        };
-        let p2_alive = SignedMessage::sign(alive(p2, p2.pki_id(), (3, 1), true), p2);
-        check("membership request with someone else's selfInfo", p1_pki, request(p2_alive), &mut d);
-        let response = MembershipResponse { alive: vec![SignedMessage::noop_sign(empty_tag(Content::Empty(Default::default()), 0)).envelope], dead: Vec::new() };
-        check("membership response carrying a non-alive message", p1_pki, SignedMessage::noop_sign(empty_tag(Content::MemRes(response), 9)), &mut d);
-
-        let report: Vec<String> = outcomes
-            .iter()
-            .map(|(name, outcome)| match outcome {
-                Ok(()) => format!("{name}: accepted"),
-                Err(err) => format!("{name}: {} ({err})", err.reason()),
-            })
-            .collect();
-        let expected = [
-            "oversized: too_large",
-            "empty payload: malformed",
-            "garbage payload: malformed",
-            "no content: unknown_content",
-            "alive with tag ORG_ONLY: illegal_tag",
-            "undefined tag: illegal_tag",
-            "signed by another key: bad_signature",
-            "high-S signature: high_s",
-            "PKI-ID of another peer: pki_id_mismatch",
-            "identity from an unknown MSP: bad_identity",
-            "unsigned alive message: unsigned",
-            "no identity and no known certificate: bad_identity",
-            "secret signed by another key: bad_signature",
-            "first good message: accepted",
-            "exact replay: stale",
-            "older timestamp: stale",
-            "membership request with someone else's selfInfo: unexpected",
-            "membership response carrying a non-alive message: unexpected",
-        ];
-        assert_eq!(report.len(), expected.len(), "{report:#?}");
-        for (line, want) in report.iter().zip(expected) {
-            assert!(line.starts_with(want), "got {line:?}, want {want:?}");
-        }
-        // Only the good message taught us anything.
-        let members = d.members();
-        assert_eq!(members.len(), 1);
-        assert_eq!(members[0].pki_id, p1_pki);
-        let _ = Message::encoded_len(&good.message);
-    }
-}
+// Bad messages (forged, high-S, stale, wrong tags, …) are cases of the bad-input catalog:
+// tests/catalog/wire/ (runner: catalog.rs).

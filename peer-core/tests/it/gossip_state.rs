@@ -25,13 +25,13 @@ use proto::gossip::{
 };
 use rand_core::SeedableRng;
 
-const CH: &str = "mychannel";
+pub(crate) const CH: &str = "mychannel";
 
 fn wall_start() -> SystemTime {
     UNIX_EPOCH + Duration::from_secs(1_748_736_000)
 }
 
-fn config() -> StateConfig {
+pub(crate) fn config() -> StateConfig {
     StateConfig {
         state: peer_core::config::StateConfig {
             enabled: true,
@@ -59,7 +59,7 @@ fn config() -> StateConfig {
     }
 }
 
-fn electing() -> StateConfig {
+pub(crate) fn electing() -> StateConfig {
     StateConfig { use_leader_election: true, ..config() }
 }
 
@@ -75,20 +75,20 @@ impl BlockVerifier for FakeVerifier {
     }
 }
 
-struct World {
-    peers: BTreeMap<String, LocalMsp>,
-    state: GossipState,
+pub(crate) struct World {
+    pub(crate) peers: BTreeMap<String, LocalMsp>,
+    pub(crate) state: GossipState,
     now: Instant,
     forged: Arc<Mutex<BTreeSet<u64>>>,
     /// The "ledger": committed block numbers in commit order.
-    committed: Vec<u64>,
-    sent: Vec<(PkiId, SignedMessage)>,
+    pub(crate) committed: Vec<u64>,
+    pub(crate) sent: Vec<(PkiId, SignedMessage)>,
     serves: Vec<Serve>,
-    events: Vec<StateEvent>,
+    pub(crate) events: Vec<StateEvent>,
 }
 
 impl World {
-    fn new(config: StateConfig, height: u64) -> World {
+    pub(crate) fn new(config: StateConfig, height: u64) -> World {
         let mut msps = Vec::new();
         let mut peers = BTreeMap::new();
         for (msp_id, domain, prefix, count) in [("Org1MSP", "org1", "p", 4), ("Org2MSP", "org2", "q", 1), ("Org3MSP", "org3", "r", 1)] {
@@ -120,7 +120,7 @@ impl World {
         world
     }
 
-    fn pki(&self, name: &str) -> PkiId {
+    pub(crate) fn pki(&self, name: &str) -> PkiId {
         self.peers[name].pki_id()
     }
 
@@ -159,7 +159,7 @@ impl World {
         }
     }
 
-    fn receive(&mut self, from: &str, message: SignedMessage) -> Result<(), BadMessage> {
+    pub(crate) fn receive(&mut self, from: &str, message: SignedMessage) -> Result<(), BadMessage> {
         let result = self.state.handle_message(self.now, self.pki(from), message);
         self.drain();
         result
@@ -180,7 +180,7 @@ impl World {
     }
 
     /// StateInfo signed by `name` at `height`, timestamp `seq`.
-    fn state_info(&self, name: &str, height: u64, seq: u64) -> SignedMessage {
+    pub(crate) fn state_info(&self, name: &str, height: u64, seq: u64) -> SignedMessage {
         let pki = self.pki(name);
         let info = StateInfo {
             timestamp: Some(PeerTime { inc_num: 1, seq_num: seq }),
@@ -193,7 +193,7 @@ impl World {
     }
 
     /// A LeadershipMessage created by `creator`, signed by `signer`.
-    fn leadership(&self, creator: &str, signer: &str, seq: u64, declaration: bool) -> SignedMessage {
+    pub(crate) fn leadership(&self, creator: &str, signer: &str, seq: u64, declaration: bool) -> SignedMessage {
         let message = GossipMessage {
             nonce: 0,
             channel: CH.as_bytes().to_vec(),
@@ -244,15 +244,15 @@ impl World {
     }
 }
 
-fn block(n: u64) -> Block {
+pub(crate) fn block(n: u64) -> Block {
     new_block(n, &[], Vec::new())
 }
 
-fn data(n: u64) -> SignedMessage {
+pub(crate) fn data(n: u64) -> SignedMessage {
     state::data_message(CH, &block(n))
 }
 
-fn response(nonce: u64, range: std::ops::RangeInclusive<u64>) -> SignedMessage {
+pub(crate) fn response(nonce: u64, range: std::ops::RangeInclusive<u64>) -> SignedMessage {
     let payloads = range.map(|n| proto::gossip::Payload { seq_num: n, data: prost::Message::encode_to_vec(&block(n)), private_data: Vec::new() }).collect();
     SignedMessage::noop_sign(GossipMessage {
         nonce,

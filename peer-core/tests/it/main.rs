@@ -1,4 +1,5 @@
 //! peer-core's integration tests: one binary, one module per area.
+mod catalog;
 mod channel;
 mod config;
 mod config_props;
