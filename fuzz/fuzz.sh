@@ -32,6 +32,18 @@ targets() {
     cargo fuzz list
 }
 
+# Largest input to generate: libFuzzer's default (4096 bytes) would also cut longer seeds short
+# (a genesis block is 18 KB, Fabric's core.yaml 34 KB).
+max_len() {
+    case "$1" in
+    config_yaml) echo 65536 ;;
+    genesis_block | gossip_envelope | signed_proposal) echo 32768 ;;
+    block) echo 16384 ;;
+    scenario_file) echo 8192 ;;
+    *) echo 4096 ;;
+    esac
+}
+
 # Seed directories of a target besides corpus/<target>: Fabric's own sample core.yaml, which
 # must not be copied into the repository (../shared/fixtures/README.md), when it is there.
 extra_seeds() {
@@ -56,7 +68,7 @@ run)
     mkdir -p "corpus-work/$target"
     # shellcheck disable=SC2046
     cargo fuzz run "${build_args[@]}" "$target" "corpus-work/$target" "corpus/$target" $(extra_seeds "$target") -- \
-        -max_total_time="$seconds" "${limits[@]}" -print_final_stats=1 "$@"
+        -max_len="$(max_len "$target")" -max_total_time="$seconds" "${limits[@]}" -print_final_stats=1 "$@"
     ;;
 smoke)
     seconds=${2:-20}
@@ -66,7 +78,7 @@ smoke)
         echo "== fuzz $target for ${seconds}s"
         # shellcheck disable=SC2046
         if ! cargo fuzz run "${build_args[@]}" "$target" "$work" "corpus/$target" $(extra_seeds "$target") -- \
-            -max_total_time="$seconds" "${limits[@]}" -print_final_stats=1 2>"$work.log"; then
+            -max_len="$(max_len "$target")" -max_total_time="$seconds" "${limits[@]}" -print_final_stats=1 2>"$work.log"; then
             tail -n 60 "$work.log"
             echo "fuzz target $target failed; the input is in fuzz/artifacts/$target/ (replay: fuzz/fuzz.sh replay $target <file>)"
             exit 1
