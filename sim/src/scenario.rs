@@ -29,7 +29,8 @@
 //! block lists every node's endpoint, so peers fail over between them. The timeline may crash,
 //! kill, restart, partition, heal, hold and release any of them (`{at: 5s, partition:
 //! [orderer, org1-peer0]}`); they cannot start late.
-//! Peers are named `<org>-peer<i>`; their MSP ID is `Org<N>MSP` for `org<N>`. Each org's peer0 is
+//! Org names are lowercase letters and digits, each with a distinct MSP ID (1 to 32 peers per org,
+//! 64 in all). Peers are named `<org>-peer<i>`; their MSP ID is `Org<N>MSP` for `org<N>`. Each org's peer0 is
 //! the anchor peer other orgs contact.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -290,6 +291,16 @@ fn duration<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Duratio
     peer_core::config::parse_duration(&text).map_err(serde::de::Error::custom)
 }
 
+/// Most peers in one org, and in a whole scenario (each is a simulated host with its own disk).
+pub const MAX_PEERS_PER_ORG: usize = 32;
+pub const MAX_PEERS: usize = 64;
+
+/// An org's MSP ID: `Org<N>MSP` for `org<N>` (the digits of the name).
+pub fn msp_id(org_name: &str) -> String {
+    let digits: String = org_name.chars().filter(char::is_ascii_digit).collect();
+    format!("Org{digits}MSP")
+}
+
 /// A peer of a scenario.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PeerSpec {
@@ -315,14 +326,13 @@ impl Scenario {
     pub fn peers(&self) -> Vec<PeerSpec> {
         let mut peers = Vec::new();
         for org in &self.orgs {
-            let digits: String = org.name.chars().filter(char::is_ascii_digit).collect();
             for index in 0..org.peers {
                 let name = format!("{}-peer{index}", org.name);
                 peers.push(PeerSpec {
                     external: !self.no_external_endpoint.contains(&name),
                     name,
                     org: org.name.clone(),
-                    msp_id: format!("Org{digits}MSP"),
+                    msp_id: msp_id(&org.name),
                     index,
                 });
             }
@@ -343,6 +353,27 @@ impl Scenario {
     }
 
     fn validate(&self) -> Result<(), String> {
+        // The orgs first: peer names, host names, domains and MSP IDs are made from them, and
+        // their sizes bound everything after (found by the scenario_file fuzz target).
+        let mut msp_ids: BTreeMap<String, &str> = BTreeMap::new();
+        let mut total_peers = 0usize;
+        for org in &self.orgs {
+            let name = &org.name;
+            if name.is_empty() || !name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit()) {
+                return Err(format!("org name {name:?} must be lowercase letters and digits (it becomes host names and a domain)"));
+            }
+            if let Some(other) = msp_ids.insert(msp_id(name), name) {
+                let what = if other == name { "is listed twice".to_string() } else { format!("has the same MSP ID as org {other} ({})", msp_id(name)) };
+                return Err(format!("org {name} {what}"));
+            }
+            if org.peers == 0 || org.peers > MAX_PEERS_PER_ORG {
+                return Err(format!("org {name} has {} peers; give 1 to {MAX_PEERS_PER_ORG}", org.peers));
+            }
+            total_peers += org.peers;
+        }
+        if total_peers > MAX_PEERS {
+            return Err(format!("the scenario has {total_peers} peers; at most {MAX_PEERS} are simulated"));
+        }
         let peers = self.peers();
         let orderers = self.orderer_nodes();
         let known = |name: &String| peers.iter().any(|p| p.name == *name);

@@ -838,8 +838,9 @@ impl Discovery {
         from
     }
 
-    /// Always true between calls; checked after every input.
-    fn check_invariants(&self) {
+    /// Always true between calls; checked after every input (public so harnesses such as the
+    /// `gossip_stream` fuzz target can check it between steps too).
+    pub fn check_invariants(&self) {
         assert!(!self.members.contains_key(&self.me.pki_id), "we are never a member of our own view");
         debug_assert!(self.transmits.iter().all(|t| match t {
             Transmit::Send { to, .. } | Transmit::ProbeDead { to, .. } | Transmit::Close { to } => *to != self.me.pki_id,
