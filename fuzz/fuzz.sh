@@ -12,7 +12,7 @@
 #   fuzz/fuzz.sh replay <target> <file>...    run inputs once (a crash file, a corpus file)
 #
 # Environment: FUZZ_SANITIZER (default none; `address` needs RUSTC_BOOTSTRAP=1 on stable),
-# FUZZ_JOBS (cargo build jobs). Needs cargo-fuzz (`cargo install cargo-fuzz --locked`).
+# CARGO_BUILD_JOBS (cargo's own, for the build). Needs cargo-fuzz (`cargo install cargo-fuzz --locked`).
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -22,9 +22,6 @@ cd "$(dirname "$0")"
 export RUSTFLAGS="--cfg tokio_unstable${RUSTFLAGS:+ $RUSTFLAGS}"
 sanitizer=${FUZZ_SANITIZER:-none}
 build_args=(--sanitizer "$sanitizer")
-if [[ -n "${FUZZ_JOBS:-}" ]]; then
-    build_args+=(--jobs "$FUZZ_JOBS")
-fi
 # Per input: 10 s at most (a hang is a finding), 2 GB of memory.
 limits=(-timeout=10 -rss_limit_mb=2048)
 

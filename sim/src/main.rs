@@ -13,7 +13,8 @@
 //!   with `peer-core node start` peers: it generates the orgs (fixed seed, written in cryptogen's
 //!   layout under `--crypto-out`) and the channel's genesis block, writes the block the ledger
 //!   holds as block 0 to `--genesis-out`, prints `listening on ADDR`, and on SIGTERM or SIGINT
-//!   stops, prints `stopped at height N` and exits 0.
+//!   stops, prints `stopped at height N` and exits 0. With `--max-height N` the synthetic
+//!   transactions stop at that height and `reached height N` is printed when it is reached.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::io::Write;
@@ -98,6 +99,9 @@ struct OrdererArgs {
     /// The orderer endpoint the genesis block names (default: the listen address).
     #[arg(long)]
     endpoint: Option<String>,
+    /// Stop the synthetic transactions once the chain is this high, and print `reached height N`.
+    #[arg(long)]
+    max_height: Option<u64>,
 }
 
 fn load(scenario: &str, seed: u64) -> Result<Scenario, String> {
@@ -298,6 +302,7 @@ fn orderer(args: OrdererArgs) -> anyhow::Result<()> {
     spec.tx_per_second = args.tx_per_second;
     spec.batch_timeout = batch_timeout;
     spec.max_message_count = args.max_message_count;
+    spec.max_height = args.max_height;
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().context("starting the async runtime")?;
     runtime.block_on(async move {
         let env = peer_core::env::real::env().context("building the real environment")?;
@@ -310,9 +315,20 @@ fn orderer(args: OrdererArgs) -> anyhow::Result<()> {
         std::fs::write(&args.genesis_out, genesis.encode_to_vec()).with_context(|| format!("writing {}", args.genesis_out.display()))?;
         println!("listening on {}", running.listen_address);
         let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).context("installing the SIGTERM handler")?;
+        let reached = async {
+            let (Some(max), Some(ledger)) = (args.max_height, running.channels.ledger(&running.channel_id)) else {
+                return std::future::pending().await;
+            };
+            while ledger.height() < max {
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+            println!("reached height {}", ledger.height());
+            std::future::pending::<()>().await
+        };
         tokio::select! {
             _ = terminate.recv() => {}
             _ = tokio::signal::ctrl_c() => {}
+            _ = reached => {}
         }
         let channel = running.channels.ledger(&running.channel_id).context("the channel's ledger is not open")?;
         running.stop().await;

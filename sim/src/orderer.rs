@@ -111,6 +111,9 @@ pub struct OrdererSpec {
     pub start: Duration,
     /// ... and stop this long after start (None: never). Broadcast keeps working.
     pub stop: Option<Duration>,
+    /// Synthetic transactions also stop once the chain is this high (None: never), so a
+    /// benchmark can fill a ledger with an exact number of blocks.
+    pub max_height: Option<u64>,
     /// `General.Authentication.TimeWindow`: how far a Deliver request's timestamp may be from now.
     pub time_window: Duration,
     /// None: this node cuts blocks (solo, or the leader of a simulated cluster). Some(endpoint):
@@ -134,6 +137,7 @@ impl OrdererSpec {
             max_message_count: 10,
             start: Duration::ZERO,
             stop: None,
+            max_height: None,
             time_window: Duration::from_secs(15 * 60),
             replicate_from: None,
         }
@@ -284,6 +288,9 @@ impl Cutter {
                         debug!(target: BLOCKCUTTER, func = "Ordered", "Batch size met, cutting batch");
                         batch_deadline = None;
                         self.write_block();
+                        if self.reached(spec.max_height) {
+                            next_tx = None;
+                        }
                     } else if batch_deadline.is_none() {
                         debug!(target: SOLO, func = "main", "Just began {:?} batch timer", spec.batch_timeout);
                         batch_deadline = Some(clock.now() + spec.batch_timeout);
@@ -296,6 +303,9 @@ impl Cutter {
                     } else {
                         debug!(target: SOLO, func = "main", "Batch timer expired, creating block");
                         self.write_block();
+                        if self.reached(spec.max_height) {
+                            next_tx = None;
+                        }
                     }
                 }
             }
@@ -340,6 +350,11 @@ impl Cutter {
 
     /// Fabric's `CreateNextBlock` + `WriteBlock`: the pending batch as the block at the tip,
     /// signed, appended through `Channels::append` (which checks what a peer checks).
+    /// Whether the chain is at least `max_height` blocks high.
+    fn reached(&self, max_height: Option<u64>) -> bool {
+        max_height.is_some_and(|max| self.channels.ledger(&self.channel_id).is_some_and(|ledger| ledger.height() >= max))
+    }
+
     fn write_block(&mut self) {
         let envelopes = std::mem::take(&mut self.pending);
         let count = envelopes.len();
