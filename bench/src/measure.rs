@@ -242,20 +242,22 @@ pub struct LedgerSetup {
     /// How long the orderer took to cut the chain (s).
     pub fill_seconds: f64,
     pub orderer_data: PathBuf,
+    /// The orderer's address, fixed for the chain (its genesis block names it).
+    pub orderer_address: String,
 }
 
-/// `sim orderer` with `args` on a free port, its stdout in a file; waits for `listening on`.
-fn spawn_orderer(setup_work: &Path, sim: &Path, data: &Path, extra: &[&str]) -> Result<(Proc, String, PathBuf)> {
-    let address = format!("127.0.0.1:{}", crate::proc::free_port());
+/// `sim orderer` with `args` on `address` (which the genesis block names, so every start of one
+/// chain uses the same), its stdout in a file; waits for `listening on`.
+fn spawn_orderer(setup_work: &Path, sim: &Path, data: &Path, address: &str, extra: &[&str]) -> Result<(Proc, PathBuf)> {
     let stdout_path = setup_work.join("orderer.out");
     let stdout = std::fs::File::create(&stdout_path)?;
     let mut command = clean_command(sim, setup_work);
-    command.args(["orderer", "--channel", "mychannel", "--orgs", "org1", "--listen", &address]).arg("--data").arg(data);
+    command.args(["orderer", "--channel", "mychannel", "--orgs", "org1", "--listen", address]).arg("--data").arg(data);
     command.arg("--genesis-out").arg(setup_work.join("mychannel.block")).arg("--crypto-out").arg(setup_work.join("crypto"));
     command.args(extra);
     let proc = Proc::spawn("sim orderer", command, Stdio::from(stdout))?;
     wait_file_line(&stdout_path, "listening on", LIMIT)?;
-    Ok((proc, address, stdout_path))
+    Ok((proc, stdout_path))
 }
 
 fn wait_file_line(path: &Path, needle: &str, limit: Duration) -> Result<()> {
@@ -276,16 +278,18 @@ impl LedgerSetup {
         let orderer_data = work.join("orderer");
         let started = Instant::now();
         let max = height.to_string();
-        let (mut orderer, _, stdout) = spawn_orderer(
+        let orderer_address = format!("127.0.0.1:{}", crate::proc::free_port());
+        let (mut orderer, stdout) = spawn_orderer(
             &work,
             sim,
             &orderer_data,
+            &orderer_address,
             &["--tx-per-second", "100000", "--batch-timeout", "10ms", "--max-message-count", "10", "--max-height", &max],
         )?;
         wait_file_line(&stdout, "reached height", Duration::from_secs(1800))?;
         let fill_seconds = started.elapsed().as_secs_f64();
         orderer.terminate(Duration::from_secs(30))?;
-        Ok(LedgerSetup { work, sim: sim.to_path_buf(), height, fill_seconds, orderer_data })
+        Ok(LedgerSetup { work, sim: sim.to_path_buf(), height, fill_seconds, orderer_data, orderer_address })
     }
 
     /// The env of org1's peer0 (the generated identity), a static leader, on `data`.
@@ -306,7 +310,7 @@ impl LedgerSetup {
     /// the join until the peer's ledger is as high as the orderer's (s), and the peer's peak RSS.
     /// The peer's data directory is left at `data`.
     pub fn sync_once(&self, subject: &Subject, data: &Path) -> Result<(f64, f64)> {
-        let (mut orderer, _, _) = spawn_orderer(&self.work, &self.sim, &self.orderer_data, &["--tx-per-second", "0"])?;
+        let (mut orderer, _) = spawn_orderer(&self.work, &self.sim, &self.orderer_data, &self.orderer_address, &["--tx-per-second", "0"])?;
         let ports = Ports::free();
         let env = self.peer_env(subject, ports, data);
         let mut peer = spawn_peer(subject, &self.work, &env)?;
@@ -325,14 +329,17 @@ impl LedgerSetup {
         if !output.status.success() {
             bail!("channel join failed: {}", String::from_utf8_lossy(&output.stderr));
         }
-        let deadline = Instant::now() + Duration::from_secs(1800);
+        // Fails when the height stops moving for a minute (not on a total time).
+        let (mut last, mut moved) = (0.0, Instant::now());
         loop {
             let height = http_get(ports.operations, "/metrics").and_then(|text| metric(&text, "ledger_blockchain_height")).unwrap_or(0.0);
             if height >= self.height as f64 {
                 break;
             }
-            if Instant::now() > deadline {
-                bail!("the peer reached only height {height} of {}", self.height);
+            if height > last {
+                (last, moved) = (height, Instant::now());
+            } else if moved.elapsed() > LIMIT {
+                bail!("the peer's height stayed at {height} of {} for {LIMIT:?}; stderr:\n{}", self.height, peer.tail(30));
             }
             peer.pump(Duration::from_millis(5));
         }

@@ -19,7 +19,7 @@ pub fn scenario_yaml(peers: usize, seconds: u64) -> String {
         left -= here;
         org += 1;
     }
-    format!("name: speed-{peers}\nduration: {seconds}s\norgs:\n{orgs}bootstrap: first\n")
+    format!("name: speed-{peers}\nduration: {seconds}s\norgs:\n{orgs}bootstrap: first\nchecks: {{converge_within: {seconds}s}}\n")
 }
 
 /// Wall seconds of one `sim run` of the scenario above (seed 1).

@@ -490,6 +490,21 @@ impl Storage for SimStorage {
         Ok(())
     }
 
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        self.0.check_power()?;
+        let mut state = self.0.state();
+        if !state.files.contains_key(from) {
+            return Err(io::Error::new(io::ErrorKind::NotFound, format!("{} does not exist", from.display())));
+        }
+        // Durable at once and atomic (the real Storage syncs the directory): one I/O point, the
+        // file under the old name before it and under the new one after it.
+        self.0.mutate(&mut state)?;
+        if let Some(file) = state.files.remove(from) {
+            state.files.insert(to.to_path_buf(), file);
+        }
+        Ok(())
+    }
+
     fn exists(&self, path: &Path) -> bool {
         let state = self.0.state();
         state.dirs.contains(path) || state.files.contains_key(path)

@@ -189,6 +189,10 @@ pub trait Storage: Send + Sync + 'static {
     /// ledger removes a channel's database when that channel's creation did not complete.
     fn remove_file(&self, path: &Path) -> io::Result<()>;
     fn exists(&self, path: &Path) -> bool;
+    /// Renames a file (replacing `to` if it exists), durably: after a power cut the file is
+    /// under exactly one of the two names, whole. The ledger builds its inventory under a
+    /// temporary name and renames it into place.
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()>;
     /// Takes the exclusive lock `path` (a lock file), recording `holder` in it for others' errors.
     fn lock(&self, path: &Path, holder: &str) -> Result<Box<dyn DirLock>, LockError>;
     /// Opens (creating it if missing) the file at `path` as a redb backend. A new file's

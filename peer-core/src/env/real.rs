@@ -156,6 +156,14 @@ impl Storage for DiskStorage {
         }
     }
 
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        std::fs::rename(from, to)?;
+        match to.parent() {
+            Some(dir) => sync_dir(dir),
+            None => Ok(()),
+        }
+    }
+
     fn exists(&self, path: &Path) -> bool {
         path.exists()
     }

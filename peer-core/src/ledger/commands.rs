@@ -181,8 +181,15 @@ pub fn rebuild_dbs(env: &Env, file_system_path: &Path, holder: &str) -> Result<(
 /// `node upgrade-dbs`: upgrade the inventory's format (only one exists so far: nothing to do
 /// when current, an error for an unknown one), then drop the indexes as `rebuild-dbs` does.
 pub fn upgrade_dbs(env: &Env, file_system_path: &Path, holder: &str) -> Result<(), LedgerError> {
-    let offline = Offline::open(env, file_system_path, holder)?;
-    info!(target: "kvledger", func = "UpgradeDBs", "Ledger data folder from config = [{}]", offline.root.display());
+    let locked = Locked::take(env, file_system_path, holder)?;
+    info!(target: "kvledger", func = "UpgradeDBs", "Ledger data folder from config = [{}]", locked.root.display());
+    // A data dir that never held a channel has no inventory: nothing to upgrade, nothing created.
+    let inventory = locked.root.join(super::INVENTORY_FILE);
+    if !env.storage.exists(&inventory) {
+        warn!(target: "kvledger", func = "UpgradeIDStoreFormat", "Ledger database {} is empty, nothing to upgrade", inventory.display());
+        return Ok(());
+    }
+    let offline = locked.open(env)?;
     match offline.inventory.get_meta(FORMAT_KEY)? {
         None => {
             warn!(target: "kvledger", func = "UpgradeIDStoreFormat", "Ledger database {} is empty, nothing to upgrade", offline.inventory.path.display());

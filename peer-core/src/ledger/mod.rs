@@ -5,7 +5,9 @@
 //! - `fileLock/LOCK`: the data-directory lock (a running peer and every offline `node` command).
 //! - `ledgers.redb`: the inventory (Fabric's ledgerProvider/idStore): its format marker, each
 //!   channel's status (ACTIVE or INACTIVE, i.e. paused) and genesis block, and the
-//!   under-construction marker while a channel is being created.
+//!   under-construction marker while a channel is being created. Created with the first
+//!   channel (or by an offline command), not by a start: a start on a fresh data dir writes and
+//!   syncs nothing. A new inventory is built as `ledgers.redb.partial` and renamed into place.
 //! - `chains/<channelID>.redb`: one database per channel ([`ChannelLedger`]), so a corrupt store
 //!   fails that channel only and the peer serves the others.
 //!
@@ -40,6 +42,10 @@ const STATUS: TableDefinition<&str, &str> = TableDefinition::new("status");
 /// Channel ID → the genesis block (protobuf `common.Block`); its presence means "created".
 const GENESIS: TableDefinition<&str, &[u8]> = TableDefinition::new("genesis");
 const FORMAT_KEY: &str = "format";
+/// The inventory's file under `ledgersData`.
+const INVENTORY_FILE: &str = "ledgers.redb";
+/// Where a new inventory is built before it is renamed to [`INVENTORY_FILE`].
+const INVENTORY_PARTIAL: &str = "ledgers.redb.partial";
 const UNDER_CONSTRUCTION_KEY: &str = "under_construction";
 /// The format this build writes and reads.
 pub const FORMAT: &str = "peer-core-ledger/1";
@@ -180,15 +186,34 @@ struct Inventory {
 }
 
 impl Inventory {
-    /// Opens (creating if missing) the inventory without looking at its format.
+    /// Opens the inventory without looking at its format, first creating it if missing: a new
+    /// inventory is built (with the format marker) under a temporary name and renamed into place,
+    /// so a power cut leaves no inventory or a whole one, never a file redb cannot open.
     fn open(storage: &Arc<dyn Storage>, root: &Path) -> Result<Inventory, LedgerError> {
-        let path = root.join("ledgers.redb");
-        let backend = storage.open_db(&path).map_err(|source| LedgerError::Io { path: path.clone(), source })?;
+        let path = root.join(INVENTORY_FILE);
+        if !storage.exists(&path) {
+            let partial = root.join(INVENTORY_PARTIAL);
+            let io = |source| LedgerError::Io { path: partial.clone(), source };
+            storage.remove_file(&partial).map_err(io)?;
+            let fresh = Inventory::open_file(storage, &partial)?;
+            fresh.write(|write| {
+                write.open_table(META)?.insert(FORMAT_KEY, FORMAT)?;
+                Ok(())
+            })?;
+            // Closed (redb's last writes done) before the rename.
+            drop(fresh);
+            storage.rename(&partial, &path).map_err(io)?;
+        }
+        Inventory::open_file(storage, &path)
+    }
+
+    fn open_file(storage: &Arc<dyn Storage>, path: &Path) -> Result<Inventory, LedgerError> {
+        let backend = storage.open_db(path).map_err(|source| LedgerError::Io { path: path.to_path_buf(), source })?;
         let db = redb::Builder::new()
             .set_cache_size(CACHE_BYTES)
             .create_with_backend(crate::env::DynBackend(backend))
-            .map_err(|e| LedgerError::Database { path: path.clone(), message: e.to_string() })?;
-        Ok(Inventory { db, path })
+            .map_err(|e| LedgerError::Database { path: path.to_path_buf(), message: e.to_string() })?;
+        Ok(Inventory { db, path: path.to_path_buf() })
     }
 
     fn error(&self, e: impl Into<redb::Error>) -> LedgerError {
@@ -204,15 +229,13 @@ impl Inventory {
         }
     }
 
-    /// Checks the format; an empty inventory gets the current one.
+    /// Checks the format. Every inventory is created with its marker; one without (which no
+    /// build writes) is taken as empty in the current format.
     fn ensure_format(&self) -> Result<(), LedgerError> {
         match self.get_meta(FORMAT_KEY)? {
             Some(format) if format == FORMAT => Ok(()),
             Some(found) => Err(LedgerError::FormatMismatch { path: self.path.clone(), found }),
-            None => self.write(|write| {
-                write.open_table(META)?.insert(FORMAT_KEY, FORMAT)?;
-                Ok(())
-            }),
+            None => Ok(()),
         }
     }
 
@@ -282,7 +305,10 @@ impl Inventory {
 /// listed in [`LedgerMgr::channel_errors`] and left out, the others are served.
 pub struct LedgerMgr {
     storage: Arc<dyn Storage>,
-    inventory: Inventory,
+    /// Opened at start when `ledgers.redb` exists, else created with the first channel: a
+    /// start on a fresh data dir writes nothing (creating a redb file costs several fsyncs, most
+    /// of a fresh start's time on a real disk).
+    inventory: std::sync::OnceLock<Inventory>,
     root: PathBuf,
     /// The open (active) channels. Also serializes channel creation.
     channels: Mutex<BTreeMap<String, Arc<ChannelLedger>>>,
@@ -327,7 +353,7 @@ fn lock_and_inventory(env: &Env, file_system_path: &Path, holder: &str) -> Resul
 /// when the inventory is missing, of another format, or cannot be read without writing (e.g. it
 /// needs recovery): the caller then takes its normal path, which repairs and checks again.
 fn peek_channels(storage: &Arc<dyn Storage>, root: &Path) -> Option<BTreeMap<String, ChannelStatus>> {
-    let path = root.join("ledgers.redb");
+    let path = root.join(INVENTORY_FILE);
     if !storage.exists(&path) {
         return None;
     }
@@ -361,12 +387,21 @@ impl LedgerMgr {
     /// finishes or undoes a channel creation a crash interrupted, and opens every ACTIVE channel.
     pub fn open(env: &Env, file_system_path: &Path, holder: &str) -> Result<LedgerMgr, LedgerError> {
         info!(target: "ledgermgmt", func = "NewLedgerMgr", "Initializing LedgerMgr");
-        let (root, lock, inventory) = lock_and_inventory(env, file_system_path, holder)?;
-        inventory.ensure_format()?;
-        recover_under_construction(&env.storage, &root, &inventory)?;
+        let (root, lock) = lock_root(env, file_system_path, holder)?;
+        let inventory = std::sync::OnceLock::new();
         let mut channels = BTreeMap::new();
         let mut channel_errors = BTreeMap::new();
-        for (id, status) in inventory.channels()? {
+        let listed = if env.storage.exists(&root.join(INVENTORY_FILE)) {
+            let existing = open_inventory(env, &root)?;
+            existing.ensure_format()?;
+            recover_under_construction(&env.storage, &root, &existing)?;
+            let listed = existing.channels()?;
+            let _ = inventory.set(existing);
+            listed
+        } else {
+            BTreeMap::new()
+        };
+        for (id, status) in listed {
             if status != ChannelStatus::Active {
                 continue;
             }
@@ -420,23 +455,24 @@ impl LedgerMgr {
         // A block that cannot be a genesis block is refused before anything is written.
         ChannelLedger::check_genesis(&channel_id, genesis)?;
         let mut channels = self.lock_channels();
-        let existing = self.inventory.channels()?.get(&channel_id).copied();
+        let inventory = self.inventory()?;
+        let existing = inventory.channels()?.get(&channel_id).copied();
         // A channel whose store failed to open is still registered (ACTIVE) in the inventory.
         let existing = existing.or_else(|| self.channel_errors.contains_key(&channel_id).then_some(ChannelStatus::Active));
         if let Some(status) = existing {
             return Err(LedgerError::AlreadyExists { channel: channel_id, status });
         }
         info!(target: "kvledger", func = "CreateFromGenesisBlock", "Creating ledger [{channel_id}] with genesis block");
-        self.inventory.set_under_construction(Some(&channel_id))?;
+        inventory.set_under_construction(Some(&channel_id))?;
         let ledger = match ChannelLedger::create(&self.storage, &self.root, &channel_id, genesis) {
             Ok(ledger) => ledger,
             Err(err) => {
                 // Nothing was registered; undo the marker (if this fails too, the next open does it).
-                let _ = self.inventory.set_under_construction(None);
+                let _ = inventory.set_under_construction(None);
                 return Err(err);
             }
         };
-        self.inventory.register(&channel_id, &genesis.encode_to_vec())?;
+        inventory.register(&channel_id, &genesis.encode_to_vec())?;
         info!(target: "kvledger", func = "CreateFromGenesisBlock", "Created ledger [{channel_id}] with genesis block");
         let ledger = Arc::new(ledger);
         channels.insert(channel_id, ledger.clone());
@@ -446,6 +482,18 @@ impl LedgerMgr {
     /// `<fileSystemPath>/ledgersData`.
     pub fn root(&self) -> &Path {
         &self.root
+    }
+
+    /// The inventory, created (with the chains folder) on first use. Called with the channels
+    /// lock held, so two creations never race to create it.
+    fn inventory(&self) -> Result<&Inventory, LedgerError> {
+        if let Some(inventory) = self.inventory.get() {
+            return Ok(inventory);
+        }
+        let chains = self.root.join("chains");
+        self.storage.create_dir_all(&chains).map_err(|source| LedgerError::Io { path: chains.clone(), source })?;
+        let created = Inventory::open(&self.storage, &self.root)?;
+        Ok(self.inventory.get_or_init(|| created))
     }
 
     fn lock_channels(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Arc<ChannelLedger>>> {

@@ -44,6 +44,9 @@ impl Storage for NoStorage {
     fn exists(&self, _path: &Path) -> bool {
         false
     }
+    fn rename(&self, _from: &Path, _to: &Path) -> io::Result<()> {
+        Err(io::Error::other("no storage in this test"))
+    }
     fn lock(&self, path: &Path, _holder: &str) -> Result<Box<dyn DirLock>, LockError> {
         Err(LockError::Io { path: path.to_path_buf(), source: io::Error::other("no storage in this test") })
     }

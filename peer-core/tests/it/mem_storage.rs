@@ -86,6 +86,12 @@ impl Storage for MemStorage {
         self.files.lock().unwrap().remove(path);
         Ok(())
     }
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        let mut files = self.files.lock().unwrap();
+        let file = files.remove(from).ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "no such file"))?;
+        files.insert(to.to_path_buf(), file);
+        Ok(())
+    }
     fn exists(&self, path: &Path) -> bool {
         self.dirs.lock().unwrap().contains(path) || self.files.lock().unwrap().contains_key(path)
     }
