@@ -393,3 +393,17 @@ pub fn redb_floor(work: &Path, blocks: &[Vec<u8>]) -> Result<f64> {
 pub fn ms(duration: Duration) -> f64 {
     duration.as_secs_f64() * 1000.0
 }
+
+#[cfg(test)]
+mod tests {
+    use super::Samples;
+
+    #[test]
+    fn min_median_max_of_odd_and_even_counts() {
+        let odd = Samples(vec![5.0, 1.0, 3.0]);
+        assert_eq!((odd.min(), odd.median(), odd.max()), (1.0, 3.0, 5.0));
+        let even = Samples(vec![4.0, 1.0, 3.0, 2.0]);
+        assert_eq!(even.median(), 2.5);
+        assert!(Samples::default().median().is_nan());
+    }
+}

@@ -242,3 +242,16 @@ pub fn fresh_dir(root: &Path, name: &str) -> Result<PathBuf> {
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     Ok(dir)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::metric;
+
+    #[test]
+    fn reads_a_metric_with_or_without_labels_and_skips_comments() {
+        let text = "# HELP ledger_blockchain_height Height\n# TYPE ledger_blockchain_height gauge\nledger_blockchain_height{channel=\"mychannel\"} 42\nledger_blockchain_height_other 7\nup 1\n";
+        assert_eq!(metric(text, "ledger_blockchain_height"), Some(42.0));
+        assert_eq!(metric(text, "up"), Some(1.0));
+        assert_eq!(metric(text, "missing"), None);
+    }
+}

@@ -70,3 +70,15 @@ pub fn protosim(sim: &Path, peers: usize, seconds: u64) -> Result<Option<serde_j
     let line = stdout.lines().last().context("sim protosim printed nothing")?;
     Ok(Some(serde_json::from_str(line).context("sim protosim's JSON line")?))
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn speed_scenarios_are_valid_and_split_into_orgs_of_at_most_25() {
+        for peers in [5, 10, 20, 50] {
+            let scenario = sim::scenario::Scenario::parse(&super::scenario_yaml(peers, 60)).unwrap();
+            assert_eq!(scenario.peers().len(), peers);
+            assert!(scenario.orgs.iter().all(|org| org.peers <= 25));
+        }
+    }
+}
