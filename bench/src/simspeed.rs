@@ -8,8 +8,9 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail};
 
 /// A no-fault scenario of `peers` peers (orgs of at most 25) over `seconds` simulated seconds,
-/// with Fabric's default gossip timings, every peer bootstrapping from its org's peer0.
-pub fn scenario_yaml(peers: usize, seconds: u64) -> String {
+/// with Fabric's default gossip timings, every peer bootstrapping from its org's peer0, on a
+/// turmoil tick of `tick_ms`.
+pub fn scenario_yaml(peers: usize, seconds: u64, tick_ms: u64) -> String {
     let mut orgs = String::new();
     let mut left = peers;
     let mut org = 1;
@@ -19,13 +20,13 @@ pub fn scenario_yaml(peers: usize, seconds: u64) -> String {
         left -= here;
         org += 1;
     }
-    format!("name: speed-{peers}\nduration: {seconds}s\norgs:\n{orgs}bootstrap: first\nchecks: {{converge_within: {seconds}s}}\n")
+    format!("name: speed-{peers}\nduration: {seconds}s\norgs:\n{orgs}bootstrap: first\ntick: {tick_ms}ms\nchecks: {{converge_within: {seconds}s}}\n")
 }
 
 /// Wall seconds of one `sim run` of the scenario above (seed 1).
-pub fn full_stack(sim: &Path, work: &Path, peers: usize, seconds: u64) -> Result<f64> {
-    let file = work.join(format!("speed-{peers}.yaml"));
-    std::fs::write(&file, scenario_yaml(peers, seconds))?;
+pub fn full_stack(sim: &Path, work: &Path, peers: usize, seconds: u64, tick_ms: u64) -> Result<f64> {
+    let file = work.join(format!("speed-{peers}-{tick_ms}ms.yaml"));
+    std::fs::write(&file, scenario_yaml(peers, seconds, tick_ms))?;
     let started = Instant::now();
     let output = Command::new(sim).arg("run").arg(&file).args(["--seed", "1", "--json"]).output().context("running sim run")?;
     let wall = started.elapsed().as_secs_f64();
@@ -76,7 +77,7 @@ mod tests {
     #[test]
     fn speed_scenarios_are_valid_and_split_into_orgs_of_at_most_25() {
         for peers in [5, 10, 20, 50] {
-            let scenario = sim::scenario::Scenario::parse(&super::scenario_yaml(peers, 60)).unwrap();
+            let scenario = sim::scenario::Scenario::parse(&super::scenario_yaml(peers, 60, 10)).unwrap();
             assert_eq!(scenario.peers().len(), peers);
             assert!(scenario.orgs.iter().all(|org| org.peers <= 25));
         }

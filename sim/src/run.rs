@@ -273,7 +273,7 @@ fn simulate(scenario: &Scenario, seed: u64, broken: Option<Breakage>) -> Outcome
         peers.iter().filter(|p| scenario.starts_late(&p.name)).map(|p| (p.name.clone(), tokio::sync::watch::Sender::new(false))).collect();
     let mut sim = turmoil::Builder::new()
         .simulation_duration(scenario.duration + Duration::from_secs(60))
-        .tick_duration(Duration::from_millis(1))
+        .tick_duration(scenario.tick.unwrap_or(crate::scenario::DEFAULT_TICK))
         .epoch(epoch())
         .rng_seed(seed)
         .build();

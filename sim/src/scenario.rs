@@ -20,6 +20,7 @@
 //! network: {delay_probability: 0.05, max_delay: 200ms, duplicate: 0.02}   # faults in our own network layer
 //! checks: {converge_within: 8s, blocks_within: 2s, new_blocks: [{after: 5s, by: 12s}]}
 //! orderer: {nodes: 2, tx_per_second: 20, batch_timeout: 500ms, max_message_count: 10, start: 1s, stop: 20s}
+//! tick: 1ms                                # turmoil's step (default 1ms; longer is cheaper and coarser)
 //! ```
 //! With an `orderer:` section the run has an ordering-service host named `orderer` (port 7050,
 //! the genesis block's orderer endpoint) producing blocks on the channel; the timeline may
@@ -63,7 +64,15 @@ pub struct Scenario {
     /// An ordering-service host producing blocks (none without the section).
     #[serde(default)]
     pub orderer: Option<OrdererSection>,
+    /// turmoil's tick: how far simulated time moves per step (1ms by default). A longer tick
+    /// makes a run cheaper (fewer steps, each polling every host) and coarser: message latencies
+    /// and timers round up to whole ticks.
+    #[serde(default, deserialize_with = "optional_duration")]
+    pub tick: Option<Duration>,
 }
+
+/// The tick of a scenario that names none.
+pub const DEFAULT_TICK: Duration = Duration::from_millis(1);
 
 /// The timeline's name for the orderer host (node 0 of the ordering service, the one that cuts
 /// blocks).
@@ -353,6 +362,11 @@ impl Scenario {
     }
 
     fn validate(&self) -> Result<(), String> {
+        if let Some(tick) = self.tick
+            && !(Duration::from_micros(100)..=Duration::from_millis(100)).contains(&tick)
+        {
+            return Err(format!("tick {tick:?} is not between 100us and 100ms"));
+        }
         // The orgs first: peer names, host names, domains and MSP IDs are made from them, and
         // their sizes bound everything after (found by the scenario_file fuzz target).
         let mut msp_ids: BTreeMap<String, &str> = BTreeMap::new();
