@@ -41,6 +41,7 @@ fn mistakes_in_scenario_files_are_named() {
         ("an orderer node started late", format!("{GOOD_HEAD}{CHECKS}orderer: {{nodes: 2}}\ntimeline: [{{at: 1s, start: orderer2}}]\n")),
         ("no orderer nodes", format!("{GOOD_HEAD}{CHECKS}orderer: {{nodes: 0}}\n")),
         ("new_blocks without an orderer", format!("{GOOD_HEAD}checks: {{converge_within: 5s, new_blocks: [{{after: 2s, by: 4s}}]}}\n")),
+        ("a tick too long", format!("{GOOD_HEAD}{CHECKS}tick: 1s\n")),
         ("new_blocks window backwards", format!("{GOOD_HEAD}checks: {{converge_within: 5s, new_blocks: [{{after: 4s, by: 2s}}]}}\norderer: {{}}\n")),
     ];
     let mut report = String::new();
