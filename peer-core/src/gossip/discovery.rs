@@ -173,6 +173,8 @@ pub struct Discovery {
     inc_num: u64,
     seq_num: u64,
     members: BTreeMap<PkiId, Record>,
+    /// Who may receive a gossiped alive message, kept up to date with `members` (see [`Audience`]).
+    audiences: BTreeMap<Audience, RankedSet>,
     store: BTreeMap<PkiId, Stored>,
     bootstrap: Vec<BootstrapState>,
     /// Messages waiting to be gossiped, with the peer each came from (not sent back to it).
@@ -250,6 +252,7 @@ impl Discovery {
             inc_num,
             seq_num: 0,
             members: BTreeMap::new(),
+            audiences: BTreeMap::new(),
             store: BTreeMap::new(),
             bootstrap,
             emitter: Vec::new(),
@@ -305,7 +308,7 @@ impl Discovery {
         if !same_org {
             alive = alive.without_secret();
         }
-        let request = MembershipRequest { self_information: Some(alive.envelope), known: Vec::new() };
+        let request = MembershipRequest { self_information: Some(alive.into_envelope()), known: Vec::new() };
         SignedMessage::noop_sign(empty_tag(Content::MemReq(request), nonce))
     }
 
@@ -313,13 +316,20 @@ impl Discovery {
 
     /// A message from the authenticated peer `from`. Returns why it was rejected, if it was.
     pub fn handle_message(&mut self, now: Instant, from: PkiId, message: SignedMessage) -> Result<(), BadMessage> {
-        let result = match message.content().cloned() {
-            Some(Content::AliveMsg(_)) => self.handle_gossiped_alive(now, from, message),
-            Some(Content::MemReq(request)) => self.handle_membership_request(now, from, message.message.nonce, request),
-            Some(Content::MemRes(response)) => self.handle_membership_response(now, message.message.nonce, response),
-            _ => {
-                debug!(target: TARGET, func = "handleMsgFromComm", "ignoring a message that is not about membership");
-                Ok(())
+        // Requests and responses are taken apart rather than copied: a response carries every
+        // member's alive message.
+        let result = if matches!(message.content(), Some(Content::AliveMsg(_))) {
+            self.handle_gossiped_alive(now, from, message)
+        } else {
+            let (_, message) = message.into_parts();
+            let nonce = message.nonce;
+            match message.content {
+                Some(Content::MemReq(request)) => self.handle_membership_request(now, from, nonce, request),
+                Some(Content::MemRes(response)) => self.handle_membership_response(now, nonce, response),
+                _ => {
+                    debug!(target: TARGET, func = "handleMsgFromComm", "ignoring a message that is not about membership");
+                    Ok(())
+                }
             }
         };
         self.check_invariants();
@@ -450,13 +460,13 @@ impl Discovery {
 
     /// Checks an alive message's shape, identity and signatures. Returns the sender's PKI-ID and
     /// its timestamp.
-    fn validate_alive(&mut self, now: Instant, message: &SignedMessage) -> Result<(PkiId, (u64, u64), AliveMessage), BadMessage> {
+    fn validate_alive(&mut self, now: Instant, message: &SignedMessage) -> Result<(PkiId, (u64, u64)), BadMessage> {
         let Some(Content::AliveMsg(alive)) = message.content() else {
             return Err(BadMessage::Unexpected("not an alive message".into()));
         };
         let member = alive.membership.as_ref().ok_or_else(|| BadMessage::Unexpected("Invalid alive message: no membership".into()))?;
         let timestamp = alive.timestamp.as_ref().ok_or_else(|| BadMessage::Unexpected("Invalid alive message: no timestamp".into()))?;
-        if message.envelope.signature.is_empty() {
+        if message.envelope().signature.is_empty() {
             return Err(BadMessage::EmptySignature);
         }
         let pki_id = PkiId::from_slice(&member.pki_id).ok_or_else(|| BadMessage::Unexpected("Invalid alive message: no PKI-ID".into()))?;
@@ -467,9 +477,10 @@ impl Discovery {
         } else {
             identities.put(&member.pki_id, &alive.identity, wall)?.clone()
         };
+        let verifier = identities.verifier();
         drop(identities);
-        message.verify(&identity)?;
-        Ok((pki_id, (timestamp.inc_num, timestamp.seq_num), alive.clone()))
+        verifier.verify(&identity, message)?;
+        Ok((pki_id, (timestamp.inc_num, timestamp.seq_num)))
     }
 
     /// The sender and timestamp an alive message claims, unverified. Used only to skip the
@@ -498,9 +509,9 @@ impl Discovery {
         if self.is_known_repeat(&message) {
             return Err(BadMessage::Stale);
         }
-        let (pki_id, ts, alive) = self.validate_alive(now, &message)?;
+        let (pki_id, ts) = self.validate_alive(now, &message)?;
         if pki_id == self.me.pki_id {
-            self.check_self_alive(&message, &alive);
+            self.check_self_alive(&message);
             return Ok(());
         }
         if self.store.get(&pki_id).is_some_and(|stored| !newer(ts, stored.ts)) {
@@ -508,13 +519,13 @@ impl Discovery {
         }
         let expires = now + self.config.alive_store_ttl();
         self.store.insert(pki_id, Stored { ts, expires });
-        self.apply_alive(now, pki_id, ts, &alive, &message);
+        self.apply_alive(now, pki_id, ts, &message);
         self.emit(now, message, Some(from));
         Ok(())
     }
 
-    fn check_self_alive(&self, message: &SignedMessage, alive: &AliveMessage) {
-        let endpoint = alive.membership.as_ref().map(|m| m.endpoint.clone()).unwrap_or_default();
+    fn check_self_alive(&self, message: &SignedMessage) {
+        let endpoint = alive_endpoint(message);
         let internal = message.internal_endpoint().unwrap_or_default();
         if endpoint != self.me.external_endpoint || (!internal.is_empty() && internal != self.me.internal_endpoint) {
             tracing::error!(
@@ -526,11 +537,12 @@ impl Discovery {
     }
 
     /// Learns, updates or resurrects a member from a validated alive message.
-    fn apply_alive(&mut self, now: Instant, pki_id: PkiId, ts: (u64, u64), alive: &AliveMessage, message: &SignedMessage) {
-        let endpoint = alive.membership.as_ref().map(|m| m.endpoint.clone()).unwrap_or_default();
-        let org = self.identities.lock().unwrap_or_else(|p| p.into_inner()).org_of(&pki_id).unwrap_or_default().to_string();
+    fn apply_alive(&mut self, now: Instant, pki_id: PkiId, ts: (u64, u64), message: &SignedMessage) {
+        let endpoint = alive_endpoint(message);
         match self.members.get_mut(&pki_id) {
             None => {
+                let org = self.identities.lock().unwrap_or_else(|p| p.into_inner()).org_of(&pki_id).unwrap_or_default().to_string();
+                reindex(&mut self.audiences, &self.me.org, pki_id, &org, Shape::ABSENT, Shape { alive: true, has_endpoint: !endpoint.is_empty() });
                 let internal_endpoint = message.internal_endpoint().unwrap_or_default();
                 info!(
                     target: TARGET,
@@ -544,6 +556,11 @@ impl Discovery {
                 assert!(newer(ts, record.ts), "membership timestamps only move forward");
                 if let Some(internal) = message.internal_endpoint() {
                     record.internal_endpoint = internal;
+                }
+                let before = Shape::of(record);
+                let after = Shape { alive: true, has_endpoint: !endpoint.is_empty() };
+                if before != after {
+                    reindex(&mut self.audiences, &self.me.org, pki_id, &record.org, before, after);
                 }
                 record.endpoint = endpoint;
                 record.ts = ts;
@@ -561,6 +578,8 @@ impl Discovery {
 
     fn expire(&mut self, pki_id: PkiId) {
         if let Some(record) = self.members.get_mut(&pki_id) {
+            let before = Shape::of(record);
+            reindex(&mut self.audiences, &self.me.org, pki_id, &record.org, before, Shape { alive: false, ..before });
             record.alive = false;
             warn!(target: TARGET, func = "expireDeadMembers", "Entering [{pki_id}]");
             warn!(
@@ -582,7 +601,7 @@ impl Discovery {
             return Err(BadMessage::Unexpected("membership request without selfInfo".into()));
         };
         let self_info = SignedMessage::from_envelope(envelope)?;
-        let (pki_id, ts, alive) = self.validate_alive(now, &self_info)?;
+        let (pki_id, ts) = self.validate_alive(now, &self_info)?;
         if pki_id != from {
             warn!(target: TARGET, func = "handleMsgFromComm", "Got membership request with selfInfo that doesn't match the handshake");
             return Err(BadMessage::Unexpected("Got membership request with selfInfo that doesn't match the handshake".into()));
@@ -591,10 +610,10 @@ impl Discovery {
             return Ok(());
         }
         if !self.is_stale(&pki_id, ts) {
-            self.apply_alive(now, pki_id, ts, &alive, &self_info);
+            self.apply_alive(now, pki_id, ts, &self_info);
         }
         let requester_org = self.identities.lock().unwrap_or_else(|p| p.into_inner()).org_of(&from).map(str::to_string);
-        let requester_endpoint = alive.membership.as_ref().map(|m| m.endpoint.clone()).unwrap_or_default();
+        let requester_endpoint = alive_endpoint(&self_info);
         let Some(requester_org) = requester_org else {
             warn!(target: TARGET, func = "createMembershipResponse", "Cannot determine organization of {from}");
             return Ok(());
@@ -611,7 +630,7 @@ impl Discovery {
             return Ok(());
         }
         let filter = |record: &Record| disclosed(&record.org, !record.endpoint.is_empty(), &requester_org, !requester_endpoint.is_empty(), &our_org);
-        let strip = |message: &SignedMessage| if same_org { message.envelope.clone() } else { message.without_secret().envelope };
+        let strip = |message: &SignedMessage| if same_org { message.envelope().clone() } else { message.without_secret().envelope().clone() };
         let mut alive_list: Vec<Envelope> = Vec::new();
         let mut dead_list: Vec<Envelope> = Vec::new();
         for (member, record) in &self.members {
@@ -650,9 +669,9 @@ impl Discovery {
                 if self.is_known_repeat(&message) {
                     return Ok(());
                 }
-                let (pki_id, ts, alive) = self.validate_alive(now, &message)?;
+                let (pki_id, ts) = self.validate_alive(now, &message)?;
                 if pki_id != self.me.pki_id && !self.is_stale(&pki_id, ts) {
-                    self.apply_alive(now, pki_id, ts, &alive, &message);
+                    self.apply_alive(now, pki_id, ts, &message);
                 }
                 Ok(())
             });
@@ -667,9 +686,10 @@ impl Discovery {
                 if self.claimed(&message).is_some_and(|(pki_id, _)| self.members.contains_key(&pki_id)) {
                     return Ok(());
                 }
-                let (pki_id, ts, alive) = self.validate_alive(now, &message)?;
+                let (pki_id, ts) = self.validate_alive(now, &message)?;
                 if pki_id != self.me.pki_id && !self.members.contains_key(&pki_id) {
-                    let endpoint = alive.membership.as_ref().map(|m| m.endpoint.clone()).unwrap_or_default();
+                    // Learned dead: in no audience.
+                    let endpoint = alive_endpoint(&message);
                     let internal_endpoint = message.internal_endpoint().unwrap_or_default();
                     let org = self.identities.lock().unwrap_or_else(|p| p.into_inner()).org_of(&pki_id).unwrap_or_default().to_string();
                     self.events.push_back(Event::Learned { pki_id, endpoint: endpoint.clone(), internal_endpoint: internal_endpoint.clone(), alive: false });
@@ -746,6 +766,7 @@ impl Discovery {
                 continue;
             }
             if let Some(record) = self.members.remove(&pki_id) {
+                reindex(&mut self.audiences, &self.me.org, pki_id, &record.org, Shape::of(&record), Shape::ABSENT);
                 info!(
                     target: TARGET,
                     func = "purge",
@@ -791,6 +812,11 @@ impl Discovery {
     }
 
     /// Picks up to propagatePeerNum recipients by Fabric's routing rules and sends to them.
+    ///
+    /// The candidates are the message's [`Audience`] (alive members in PKI-ID order) without the
+    /// peer it came from and its origin; the recipients are a Fisher–Yates prefix of them, drawn
+    /// exactly as [`Self::random_subset`] draws it, but touching only the positions it swaps: the
+    /// audience is kept as it changes, so this costs O(√members) instead of a scan of every member.
     fn gossip_one(&mut self, message: &SignedMessage, from: Option<PkiId>) {
         let Some(Content::AliveMsg(alive)) = message.content() else { return };
         let Some(origin) = alive.membership.as_ref().and_then(|m| PkiId::from_slice(&m.pki_id)) else { return };
@@ -802,29 +828,65 @@ impl Discovery {
         };
         let Some(origin_org) = origin_org else { return };
         let our_org = self.me.org.clone();
-        let candidates: Vec<PkiId> = self
-            .members
-            .iter()
-            .filter(|(pki_id, r)| r.alive && Some(**pki_id) != from && **pki_id != origin)
-            .filter(|(_, r)| {
-                if origin_org == our_org && origin_endpoint_empty {
-                    // Org-restricted: an alive message without an external endpoint stays home.
-                    return r.org == our_org;
+        let audience = match (origin_org == our_org, origin_endpoint_empty) {
+            // Org-restricted: an alive message of ours without an external endpoint stays home.
+            (true, true) => Audience::OwnOrg,
+            (true, false) => Audience::All,
+            // Never forward a foreign org's alive message to a peer without an external endpoint,
+            // nor to a third organization.
+            (false, _) => Audience::Foreign(origin_org),
+        };
+        if !self.audiences.contains_key(&audience) {
+            let mut set = RankedSet::default();
+            for (pki_id, record) in &self.members {
+                if audience.admits(&our_org, &record.org, Shape::of(record)) {
+                    set.insert(*pki_id);
                 }
-                let org_ok = origin_org == our_org || r.org == our_org || r.org == origin_org;
-                // Never forward a foreign org's alive message to a peer without an external endpoint.
-                let endpoint_ok = origin_org == our_org || !r.endpoint.is_empty() || r.org == origin_org;
-                org_ok && endpoint_ok
+            }
+            self.audiences.insert(audience.clone(), set);
+        }
+        let set = &self.audiences[&audience];
+        let mut excluded: Vec<usize> = [from, Some(origin)].into_iter().flatten().filter_map(|pki_id| set.rank(&pki_id)).collect();
+        excluded.sort_unstable();
+        excluded.dedup();
+        let candidates = set.len() - excluded.len();
+        let count = self.config.propagate_peer_num.min(candidates);
+        let positions = self.random_positions(candidates, count);
+        let set = &self.audiences[&audience];
+        let recipients: Vec<PkiId> = positions
+            .into_iter()
+            .map(|position| {
+                // The position among the candidates → the index in the audience, past the excluded.
+                let mut index = position;
+                for skipped in &excluded {
+                    if index >= *skipped {
+                        index += 1;
+                    }
+                }
+                set.nth(index).expect("a candidate position is inside the audience")
             })
-            .map(|(pki_id, _)| *pki_id)
             .collect();
-        let count = self.config.propagate_peer_num.min(candidates.len());
-        for to in self.random_subset(candidates, count) {
+        for to in recipients {
             let record = &self.members[&to];
             let out = if record.org == our_org { message.clone() } else { message.without_secret() };
             let endpoint = preferred_endpoint(record);
             self.transmits.push_back(Transmit::Send { to, endpoint, message: out });
         }
+    }
+
+    /// The positions [`Self::random_subset`] would pick from `n` elements (the same draws, the same
+    /// order), without the elements: a Fisher–Yates prefix that records only the swapped positions.
+    fn random_positions(&mut self, n: usize, count: usize) -> Vec<usize> {
+        // (position, the original position now there); at most 2·count entries.
+        let mut moved: Vec<(usize, usize)> = Vec::new();
+        let at = |moved: &Vec<(usize, usize)>, position: usize| moved.iter().rev().find(|(p, _)| *p == position).map_or(position, |(_, v)| *v);
+        for i in 0..count.min(n) {
+            let j = i + (self.rng.next_u64() % (n - i) as u64) as usize;
+            let (vi, vj) = (at(&moved, i), at(&moved, j));
+            moved.push((i, vj));
+            moved.push((j, vi));
+        }
+        (0..count.min(n)).map(|i| at(&moved, i)).collect()
     }
 
     /// `count` members of `from`, uniformly at random (a seeded Fisher–Yates prefix).
@@ -842,10 +904,160 @@ impl Discovery {
     /// `gossip_stream` fuzz target can check it between steps too).
     pub fn check_invariants(&self) {
         assert!(!self.members.contains_key(&self.me.pki_id), "we are never a member of our own view");
+        #[cfg(debug_assertions)]
+        for (audience, set) in &self.audiences {
+            let expected: Vec<PkiId> =
+                self.members.iter().filter(|(_, r)| audience.admits(&self.me.org, &r.org, Shape::of(r))).map(|(p, _)| *p).collect();
+            assert_eq!(set.to_vec(), expected, "the audience {audience:?} follows the membership");
+        }
         debug_assert!(self.transmits.iter().all(|t| match t {
             Transmit::Send { to, .. } | Transmit::ProbeDead { to, .. } | Transmit::Close { to } => *to != self.me.pki_id,
             Transmit::Contact { .. } => true,
         }));
+    }
+}
+
+/// The external endpoint an alive message announces (empty if none).
+fn alive_endpoint(message: &SignedMessage) -> String {
+    match message.content() {
+        Some(Content::AliveMsg(alive)) => alive.membership.as_ref().map(|m| m.endpoint.clone()).unwrap_or_default(),
+        _ => String::new(),
+    }
+}
+
+/// What decides a member's audiences besides its organization.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Shape {
+    alive: bool,
+    has_endpoint: bool,
+}
+
+impl Shape {
+    /// Not a member: in no audience.
+    const ABSENT: Shape = Shape { alive: false, has_endpoint: false };
+
+    fn of(record: &Record) -> Shape {
+        Shape { alive: record.alive, has_endpoint: !record.endpoint.is_empty() }
+    }
+}
+
+/// The members an alive message may be gossiped to, by Fabric's routing rules, before excluding
+/// the peer it came from and its origin. Each is kept as a [`RankedSet`] of alive members.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Audience {
+    /// Every alive member: an alive message of our organization with an external endpoint.
+    All,
+    /// Alive members of our organization: one of ours without an external endpoint.
+    OwnOrg,
+    /// Alive members of that organization and those of ours with an external endpoint: an alive
+    /// message from another organization.
+    Foreign(String),
+}
+
+impl Audience {
+    fn admits(&self, our_org: &str, org: &str, shape: Shape) -> bool {
+        shape.alive
+            && match self {
+                Audience::All => true,
+                Audience::OwnOrg => org == our_org,
+                Audience::Foreign(origin_org) => org == origin_org || (org == our_org && shape.has_endpoint),
+            }
+    }
+}
+
+/// Moves a member between audiences as its shape changes (`Shape::ABSENT`: joining or leaving).
+fn reindex(audiences: &mut BTreeMap<Audience, RankedSet>, our_org: &str, pki_id: PkiId, org: &str, before: Shape, after: Shape) {
+    for (audience, set) in audiences.iter_mut() {
+        match (audience.admits(our_org, org, before), audience.admits(our_org, org, after)) {
+            (false, true) => {
+                set.insert(pki_id);
+            }
+            (true, false) => {
+                set.remove(&pki_id);
+            }
+            _ => {}
+        }
+    }
+}
+
+/// A sorted set of PKI-IDs with rank and position lookups: sorted blocks of at most
+/// `2 * RANKED_BLOCK` entries, so inserting, removing, [`Self::rank`] and [`Self::nth`] cost
+/// O(log n + n / RANKED_BLOCK + RANKED_BLOCK) instead of O(n).
+#[derive(Clone, Debug, Default)]
+struct RankedSet {
+    blocks: Vec<Vec<PkiId>>,
+    len: usize,
+}
+
+const RANKED_BLOCK: usize = 64;
+
+impl RankedSet {
+    fn len(&self) -> usize {
+        self.len
+    }
+
+    /// The block that holds `pki_id` or would: the first whose last entry is not below it (the
+    /// last block for entries above all).
+    fn block_of(&self, pki_id: &PkiId) -> usize {
+        self.blocks.partition_point(|b| b.last().is_some_and(|last| last < pki_id)).min(self.blocks.len().saturating_sub(1))
+    }
+
+    fn insert(&mut self, pki_id: PkiId) -> bool {
+        if self.blocks.is_empty() {
+            self.blocks.push(vec![pki_id]);
+            self.len = 1;
+            return true;
+        }
+        let b = self.block_of(&pki_id);
+        let block = &mut self.blocks[b];
+        let Err(at) = block.binary_search(&pki_id) else { return false };
+        block.insert(at, pki_id);
+        if block.len() > 2 * RANKED_BLOCK {
+            let upper = block.split_off(RANKED_BLOCK);
+            self.blocks.insert(b + 1, upper);
+        }
+        self.len += 1;
+        true
+    }
+
+    fn remove(&mut self, pki_id: &PkiId) -> bool {
+        if self.blocks.is_empty() {
+            return false;
+        }
+        let b = self.block_of(pki_id);
+        let Ok(at) = self.blocks[b].binary_search(pki_id) else { return false };
+        self.blocks[b].remove(at);
+        if self.blocks[b].is_empty() {
+            self.blocks.remove(b);
+        }
+        self.len -= 1;
+        true
+    }
+
+    /// The position of `pki_id` in the set, if it is in it.
+    fn rank(&self, pki_id: &PkiId) -> Option<usize> {
+        if self.blocks.is_empty() {
+            return None;
+        }
+        let b = self.block_of(pki_id);
+        let at = self.blocks[b].binary_search(pki_id).ok()?;
+        Some(self.blocks[..b].iter().map(Vec::len).sum::<usize>() + at)
+    }
+
+    /// The entry at `position`.
+    fn nth(&self, mut position: usize) -> Option<PkiId> {
+        for block in &self.blocks {
+            if position < block.len() {
+                return Some(block[position]);
+            }
+            position -= block.len();
+        }
+        None
+    }
+
+    #[cfg(debug_assertions)]
+    fn to_vec(&self) -> Vec<PkiId> {
+        self.blocks.iter().flatten().copied().collect()
     }
 }
 
