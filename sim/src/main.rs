@@ -15,7 +15,8 @@
 //!   holds as block 0 to `--genesis-out`, prints `listening on ADDR`, and on SIGTERM or SIGINT
 //!   stops, prints `stopped at height N` and exits 0.
 //! - `sim protosim --peers 1000 [--orgs 4] [--seed S] [--seconds T] [--join-rate R]
-//!   [--preload-identities] [--latency-ms 2..20] [--json]` simulates the
+//!   [--preload-identities] [--latency-ms 2..20] [--max-wall S] [--max-rss-mb M] [--progress]
+//!   [--json]` simulates the
 //!   membership protocol alone (`sim::protosim`) and prints the time to full membership, message
 //!   counts, wall time and peak memory (`--json`: one line).
 
@@ -92,6 +93,15 @@ struct ProtosimArgs {
     /// Start every peer with every identity (as Fabric's identity pull would give it).
     #[arg(long)]
     preload_identities: bool,
+    /// Stop (and report how far the run got) once this much wall time has passed.
+    #[arg(long, value_name = "SECONDS")]
+    max_wall: Option<f64>,
+    /// Stop (and report how far the run got) once resident memory passes this many MiB.
+    #[arg(long, value_name = "MIB")]
+    max_rss_mb: Option<f64>,
+    /// Print a progress line to stderr every simulated second.
+    #[arg(long)]
+    progress: bool,
     /// Print one JSON line instead of a summary.
     #[arg(long)]
     json: bool,
@@ -240,7 +250,23 @@ fn protosim(args: ProtosimArgs) -> ExitCode {
     options.latency_ms = latency_ms;
     options.join_rate = args.join_rate;
     options.preload_identities = args.preload_identities;
-    let measured = match sim::protosim::measure(&options) {
+    let limits = sim::protosim::Limits {
+        max_wall: args.max_wall.filter(|s| s.is_finite() && *s > 0.0).map(std::time::Duration::from_secs_f64),
+        max_rss_mb: args.max_rss_mb,
+    };
+    let show = args.progress;
+    let progress = |p: &sim::protosim::Progress| {
+        if show {
+            eprintln!(
+                "simulated {:>6.1}s  wall {:>8.1}s  rss {:>8.0} MiB  pairs seen {:.4}",
+                p.simulated.as_secs_f64(),
+                p.wall.as_secs_f64(),
+                p.rss_mb.unwrap_or(0.0),
+                p.seen_pairs
+            );
+        }
+    };
+    let measured = match sim::protosim::measure(&options, &limits, progress) {
         Ok(measured) => measured,
         Err(err) => {
             eprintln!("Error: {err}");
@@ -252,6 +278,9 @@ fn protosim(args: ProtosimArgs) -> ExitCode {
         return ExitCode::SUCCESS;
     }
     let o = &measured.outcome;
+    if let Some(why) = &measured.stopped {
+        println!("stopped early at {:.1} simulated seconds: {why}", o.simulated.as_secs_f64());
+    }
     println!(
         "{} peers in {} orgs, seed {}, {:.1} simulated seconds, last peer started at {:.2}s{}",
         o.peers,

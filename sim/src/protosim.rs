@@ -192,6 +192,9 @@ pub struct Measured {
     pub setup_wall: Duration,
     /// Wall time of the steady phase (see [`Outcome::steady_from`]), if the run reached it.
     pub steady_wall: Option<Duration>,
+    /// Why the run stopped before its end (a [`Limits`] limit), if it did; `Outcome::simulated`
+    /// is then how far it got.
+    pub stopped: Option<String>,
     /// Peak resident memory of the process (`VmHWM`), in MiB; `None` where /proc is missing.
     pub peak_rss_mb: Option<f64>,
     /// Resident memory at the end of the run (`VmRSS`), in MiB: the steady state, where the
@@ -237,6 +240,7 @@ impl Measured {
             "events": o.events,
             "alive_seen_min": o.alive_seen.0,
             "alive_seen_max": o.alive_seen.1,
+            "stopped_early": self.stopped,
             "memory": "peak_rss_mb: VmHWM, end_rss_mb: VmRSS (the whole process, from /proc/self/status)",
         })
     }
@@ -245,12 +249,31 @@ impl Measured {
 /// Runs the simulation and measures wall time and peak memory around it. Only the measurement
 /// reads the OS clock; nothing simulated depends on it.
 #[allow(clippy::disallowed_methods, clippy::disallowed_types, reason = "wall time of the run is the measurement, not an input")]
-pub fn measure(options: &Options) -> Result<Measured, String> {
+pub fn measure(options: &Options, limits: &Limits, mut progress: impl FnMut(&Progress)) -> Result<Measured, String> {
     let started = std::time::Instant::now();
     let mut sim = Sim::build(options)?;
     let setup_wall = started.elapsed();
     let mut steady_started = None;
-    let outcome = sim.run(|| steady_started = Some(started.elapsed()));
+    let mut stopped = None;
+    let outcome = sim.run(|checkpoint| match checkpoint {
+        Checkpoint::SteadyBegins => {
+            steady_started = Some(started.elapsed());
+            true
+        }
+        Checkpoint::Second { simulated, seen_pairs } => {
+            let now = Progress { simulated, wall: started.elapsed(), rss_mb: proc_status_mb("VmRSS:"), seen_pairs };
+            progress(&now);
+            if limits.max_wall.is_some_and(|max| now.wall > max) {
+                stopped = Some(format!("wall time over {:.0}s", now.wall.as_secs_f64()));
+            }
+            if let (Some(max), Some(rss)) = (limits.max_rss_mb, now.rss_mb)
+                && rss > max
+            {
+                stopped = Some(format!("resident memory {rss:.0} MiB over the {max:.0} MiB limit"));
+            }
+            stopped.is_none()
+        }
+    });
     let wall = started.elapsed();
     Ok(Measured {
         outcome,
@@ -259,12 +282,39 @@ pub fn measure(options: &Options) -> Result<Measured, String> {
         steady_wall: steady_started.map(|at| wall - at),
         peak_rss_mb: proc_status_mb("VmHWM:"),
         end_rss_mb: proc_status_mb("VmRSS:"),
+        stopped,
     })
+}
+
+/// Limits on a measured run: past one (checked every simulated second) the run stops there and
+/// reports what it reached.
+#[derive(Clone, Debug, Default)]
+pub struct Limits {
+    pub max_wall: Option<Duration>,
+    pub max_rss_mb: Option<f64>,
+}
+
+/// A measured run's progress, once per simulated second.
+#[derive(Clone, Debug)]
+pub struct Progress {
+    pub simulated: Duration,
+    pub wall: Duration,
+    pub rss_mb: Option<f64>,
+    /// The fraction of (peer, other peer) pairs in which the peer sees the other alive.
+    pub seen_pairs: f64,
+}
+
+/// What a run tells its observer.
+enum Checkpoint {
+    /// After each simulated second (not after the last).
+    Second { simulated: Duration, seen_pairs: f64 },
+    /// The steady phase begins.
+    SteadyBegins,
 }
 
 /// Runs the simulation (no measurement): the deterministic part, for tests.
 pub fn run(options: &Options) -> Result<Outcome, String> {
-    Ok(Sim::build(options)?.run(|| {}))
+    Ok(Sim::build(options)?.run(|_| true))
 }
 
 /// A `kB` line of /proc/self/status (`VmHWM:`, `VmRSS:`), in MiB.
@@ -567,19 +617,31 @@ impl Sim {
         Duration::from_micros(micros)
     }
 
-    /// Runs to the end, calling `at_steady` when the steady phase begins.
-    fn run(&mut self, at_steady: impl FnOnce()) -> Outcome {
-        let end = Instant(0) + self.options.duration;
+    /// Runs to the end, telling `observe` when the steady phase begins and after every simulated
+    /// second; the run stops early (at that second) if `observe` returns false.
+    fn run(&mut self, mut observe: impl FnMut(Checkpoint) -> bool) -> Outcome {
+        let end = self.options.duration;
         let steady_from = self.outcome.last_start + STEADY_AFTER;
-        if steady_from < self.options.duration {
-            self.run_until(Instant(0) + steady_from);
-            self.outcome.steady_from = Some(steady_from);
-            let before = self.outcome.messages_total();
-            at_steady();
-            self.run_until(end);
+        let pairs = (self.peers.len() * (self.peers.len() - 1)) as f64;
+        let mut steady_before = None;
+        let mut at = Duration::ZERO;
+        while at < end {
+            let next = (at + Duration::from_secs(1)).min(end);
+            if steady_before.is_none() && steady_from < end && steady_from <= next {
+                self.run_until(Instant(0) + steady_from);
+                self.outcome.steady_from = Some(steady_from);
+                steady_before = Some(self.outcome.messages_total());
+                observe(Checkpoint::SteadyBegins);
+            }
+            self.run_until(Instant(0) + next);
+            at = next;
+            if at < end && !observe(Checkpoint::Second { simulated: at, seen_pairs: self.seen_pairs as f64 / pairs }) {
+                self.outcome.simulated = at;
+                break;
+            }
+        }
+        if let Some(before) = steady_before {
             self.outcome.steady_messages = self.outcome.messages_total() - before;
-        } else {
-            self.run_until(end);
         }
         let counts = self.peers.iter().map(|p| p.alive_count);
         self.outcome.alive_seen = (counts.clone().min().unwrap_or(0), counts.max().unwrap_or(0));

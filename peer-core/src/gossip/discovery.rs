@@ -129,16 +129,46 @@ pub struct MemberInfo {
     pub alive: bool,
 }
 
+/// What we hold per member. Lean on purpose (a peer holds one per member, a simulation one per
+/// pair of peers): the endpoints are read from the messages rather than copied out of them.
 #[derive(Clone, Debug)]
 struct Record {
-    org: String,
-    endpoint: String,
-    internal_endpoint: String,
+    /// The member's organization (shared with every member of it: see `Discovery::orgs`).
+    org: Arc<str>,
     ts: (u64, u64),
     last_seen: Instant,
     alive: bool,
-    /// The last alive message, as it arrived (re-shared in membership responses).
+    /// The last alive message, as it arrived (re-shared in membership responses). Its endpoint
+    /// is the member's external endpoint.
     envelope: SignedMessage,
+    /// The last alive message that carried an internal endpoint (a secret), if any. A message
+    /// without one (forwarded by another organization) does not make us forget it.
+    internal_from: Option<SignedMessage>,
+}
+
+impl Record {
+    /// The external endpoint (empty if none).
+    fn endpoint(&self) -> &str {
+        match self.envelope.content() {
+            Some(Content::AliveMsg(alive)) => alive.membership.as_ref().map_or("", |m| m.endpoint.as_str()),
+            _ => "",
+        }
+    }
+
+    /// The internal endpoint (empty if never learned).
+    fn internal_endpoint(&self) -> String {
+        self.internal_from.as_ref().and_then(SignedMessage::internal_endpoint).unwrap_or_default()
+    }
+}
+
+/// The shared copy of an organization name, made once.
+fn intern(orgs: &mut BTreeSet<Arc<str>>, org: &str) -> Arc<str> {
+    if let Some(known) = orgs.get(org) {
+        return known.clone();
+    }
+    let shared: Arc<str> = Arc::from(org);
+    orgs.insert(shared.clone());
+    shared
 }
 
 /// An alive-message store entry: the newest timestamp seen, and when it expires.
@@ -173,6 +203,8 @@ pub struct Discovery {
     inc_num: u64,
     seq_num: u64,
     members: BTreeMap<PkiId, Record>,
+    /// Organization names, one shared copy each (bounded by the MSPs the identity store knows).
+    orgs: BTreeSet<Arc<str>>,
     /// Who may receive a gossiped alive message, kept up to date with `members` (see [`Audience`]).
     audiences: BTreeMap<Audience, RankedSet>,
     store: BTreeMap<PkiId, Stored>,
@@ -252,6 +284,7 @@ impl Discovery {
             inc_num,
             seq_num: 0,
             members: BTreeMap::new(),
+            orgs: BTreeSet::new(),
             audiences: BTreeMap::new(),
             store: BTreeMap::new(),
             bootstrap,
@@ -276,9 +309,9 @@ impl Discovery {
             .iter()
             .map(|(pki_id, r)| MemberInfo {
                 pki_id: *pki_id,
-                org: r.org.clone(),
-                endpoint: r.endpoint.clone(),
-                internal_endpoint: r.internal_endpoint.clone(),
+                org: r.org.to_string(),
+                endpoint: r.endpoint().to_string(),
+                internal_endpoint: r.internal_endpoint(),
                 inc_num: r.ts.0,
                 seq_num: r.ts.1,
                 alive: r.alive,
@@ -405,7 +438,7 @@ impl Discovery {
                 .members
                 .iter()
                 .filter(|(_, r)| !r.alive)
-                .map(|(pki_id, r)| (*pki_id, preferred_endpoint(r), r.org == self.me.org))
+                .map(|(pki_id, r)| (*pki_id, preferred_endpoint(r), *r.org == *self.me.org))
                 .filter(|(_, endpoint, _)| !endpoint.is_empty())
                 .collect();
             for (pki_id, endpoint, same_org) in dead {
@@ -541,28 +574,32 @@ impl Discovery {
         let endpoint = alive_endpoint(message);
         match self.members.get_mut(&pki_id) {
             None => {
-                let org = self.identities.lock().unwrap_or_else(|p| p.into_inner()).org_of(&pki_id).unwrap_or_default().to_string();
+                let org = {
+                    let identities = self.identities.lock().unwrap_or_else(|p| p.into_inner());
+                    intern(&mut self.orgs, identities.org_of(&pki_id).unwrap_or_default())
+                };
                 reindex(&mut self.audiences, &self.me.org, pki_id, &org, Shape::ABSENT, Shape { alive: true, has_endpoint: !endpoint.is_empty() });
-                let internal_endpoint = message.internal_endpoint().unwrap_or_default();
+                let internal_endpoint = message.internal_endpoint();
+                let internal_from = internal_endpoint.is_some().then(|| message.clone());
+                let internal_endpoint = internal_endpoint.unwrap_or_default();
                 info!(
                     target: TARGET,
                     func = "learnNewMembers",
                     "Learned about a new alive member: Endpoint: {endpoint}, InternalEndpoint: {internal_endpoint}, PKI-ID: {pki_id}"
                 );
-                self.events.push_back(Event::Learned { pki_id, endpoint: endpoint.clone(), internal_endpoint: internal_endpoint.clone(), alive: true });
-                self.members.insert(pki_id, Record { org, endpoint, internal_endpoint, ts, last_seen: now, alive: true, envelope: message.clone() });
+                self.events.push_back(Event::Learned { pki_id, endpoint, internal_endpoint, alive: true });
+                self.members.insert(pki_id, Record { org, ts, last_seen: now, alive: true, envelope: message.clone(), internal_from });
             }
             Some(record) if newer(ts, record.ts) => {
                 assert!(newer(ts, record.ts), "membership timestamps only move forward");
-                if let Some(internal) = message.internal_endpoint() {
-                    record.internal_endpoint = internal;
+                if message.internal_endpoint().is_some() {
+                    record.internal_from = Some(message.clone());
                 }
                 let before = Shape::of(record);
                 let after = Shape { alive: true, has_endpoint: !endpoint.is_empty() };
                 if before != after {
                     reindex(&mut self.audiences, &self.me.org, pki_id, &record.org, before, after);
                 }
-                record.endpoint = endpoint;
                 record.ts = ts;
                 record.last_seen = now;
                 record.envelope = message.clone();
@@ -586,8 +623,8 @@ impl Discovery {
                 target: TARGET,
                 func = "expireDeadMembers",
                 "Closing connection to Endpoint: {}, InternalEndpoint: {}, PKI-ID: {pki_id}",
-                record.endpoint,
-                record.internal_endpoint
+                record.endpoint(),
+                record.internal_endpoint()
             );
             warn!(target: TARGET, func = "expireDeadMembers", "Exiting");
             self.events.push_back(Event::Dead { pki_id });
@@ -629,7 +666,7 @@ impl Discovery {
             self.transmits.push_back(Transmit::Close { to: from });
             return Ok(());
         }
-        let filter = |record: &Record| disclosed(&record.org, !record.endpoint.is_empty(), &requester_org, !requester_endpoint.is_empty(), &our_org);
+        let filter = |record: &Record| disclosed(&record.org, !record.endpoint().is_empty(), &requester_org, !requester_endpoint.is_empty(), &our_org);
         let strip = |message: &SignedMessage| if same_org { message.envelope().clone() } else { message.without_secret().envelope().clone() };
         let mut alive_list: Vec<Envelope> = Vec::new();
         let mut dead_list: Vec<Envelope> = Vec::new();
@@ -690,10 +727,14 @@ impl Discovery {
                 if pki_id != self.me.pki_id && !self.members.contains_key(&pki_id) {
                     // Learned dead: in no audience.
                     let endpoint = alive_endpoint(&message);
-                    let internal_endpoint = message.internal_endpoint().unwrap_or_default();
-                    let org = self.identities.lock().unwrap_or_else(|p| p.into_inner()).org_of(&pki_id).unwrap_or_default().to_string();
-                    self.events.push_back(Event::Learned { pki_id, endpoint: endpoint.clone(), internal_endpoint: internal_endpoint.clone(), alive: false });
-                    self.members.insert(pki_id, Record { org, endpoint, internal_endpoint, ts, last_seen: now, alive: false, envelope: message });
+                    let internal_endpoint = message.internal_endpoint();
+                    let internal_from = internal_endpoint.is_some().then(|| message.clone());
+                    let org = {
+                        let identities = self.identities.lock().unwrap_or_else(|p| p.into_inner());
+                        intern(&mut self.orgs, identities.org_of(&pki_id).unwrap_or_default())
+                    };
+                    self.events.push_back(Event::Learned { pki_id, endpoint, internal_endpoint: internal_endpoint.unwrap_or_default(), alive: false });
+                    self.members.insert(pki_id, Record { org, ts, last_seen: now, alive: false, envelope: message, internal_from });
                 }
                 Ok(())
             });
@@ -741,9 +782,9 @@ impl Discovery {
         let count = self.config.pull_peer_num.min(alive.len());
         for to in self.random_subset(alive, count) {
             let record = &self.members[&to];
-            let same_org = record.org == self.me.org;
+            let same_org = *record.org == *self.me.org;
             // Our alive message must be disclosable to the target.
-            if !same_org && (self.me.external_endpoint.is_empty() || record.endpoint.is_empty()) {
+            if !same_org && (self.me.external_endpoint.is_empty() || record.endpoint().is_empty()) {
                 continue;
             }
             let endpoint = preferred_endpoint(record);
@@ -759,7 +800,8 @@ impl Discovery {
         let expired: Vec<PkiId> = self.store.iter().filter(|(_, s)| now >= s.expires).map(|(p, _)| *p).collect();
         for pki_id in expired {
             let keep = self.members.get(&pki_id).is_some_and(|r| {
-                self.bootstrap.iter().any(|b| b.endpoint == r.endpoint || b.endpoint == r.internal_endpoint)
+                let internal = r.internal_endpoint();
+                self.bootstrap.iter().any(|b| b.endpoint == r.endpoint() || b.endpoint == internal)
             });
             if keep {
                 debug!(target: TARGET, func = "purge", "Do not remove bootstrap or anchor peer endpoint {pki_id} from membership");
@@ -771,8 +813,8 @@ impl Discovery {
                     target: TARGET,
                     func = "purge",
                     "Removing member: Endpoint: {}, InternalEndpoint: {}, PKIID: {pki_id}",
-                    record.endpoint,
-                    record.internal_endpoint
+                    record.endpoint(),
+                    record.internal_endpoint()
                 );
                 self.events.push_back(Event::Purged { pki_id });
                 self.identities.lock().unwrap_or_else(|p| p.into_inner()).forget(&pki_id);
@@ -868,7 +910,7 @@ impl Discovery {
             .collect();
         for to in recipients {
             let record = &self.members[&to];
-            let out = if record.org == our_org { message.clone() } else { message.without_secret() };
+            let out = if *record.org == *our_org { message.clone() } else { message.without_secret() };
             let endpoint = preferred_endpoint(record);
             self.transmits.push_back(Transmit::Send { to, endpoint, message: out });
         }
@@ -937,7 +979,7 @@ impl Shape {
     const ABSENT: Shape = Shape { alive: false, has_endpoint: false };
 
     fn of(record: &Record) -> Shape {
-        Shape { alive: record.alive, has_endpoint: !record.endpoint.is_empty() }
+        Shape { alive: record.alive, has_endpoint: !record.endpoint().is_empty() }
     }
 }
 
@@ -1064,7 +1106,8 @@ impl RankedSet {
 /// The endpoint to dial for a member: its internal endpoint when known (same org), else its
 /// external endpoint.
 fn preferred_endpoint(record: &Record) -> String {
-    if record.internal_endpoint.is_empty() { record.endpoint.clone() } else { record.internal_endpoint.clone() }
+    let internal = record.internal_endpoint();
+    if internal.is_empty() { record.endpoint().to_string() } else { internal }
 }
 
 /// Fabric's disclosure policy (spec §5.6): may a message from `message_org` (with or without an
