@@ -465,11 +465,19 @@ impl Discovery {
     // ---- outputs ---------------------------------------------------------------------------
 
     pub fn poll_transmit(&mut self) -> Option<Transmit> {
-        self.transmits.pop_front()
+        let transmit = self.transmits.pop_front();
+        if transmit.is_none() {
+            release(&mut self.transmits);
+        }
+        transmit
     }
 
     pub fn poll_event(&mut self) -> Option<Event> {
-        self.events.pop_front()
+        let event = self.events.pop_front();
+        if event.is_none() {
+            release(&mut self.events);
+        }
+        event
     }
 
     /// The next time `handle_timeout` has work.
@@ -959,6 +967,17 @@ impl Discovery {
     }
 }
 
+/// Capacity an output queue keeps once drained.
+const QUEUE_KEEP: usize = 64;
+
+/// Gives back a drained queue's memory beyond [`QUEUE_KEEP`]: a burst (a membership response
+/// teaching thousands of members at once) must not keep its buffer for the peer's lifetime.
+fn release<T>(queue: &mut VecDeque<T>) {
+    if queue.capacity() > QUEUE_KEEP {
+        queue.shrink_to(QUEUE_KEEP);
+    }
+}
+
 /// The external endpoint an alive message announces (empty if none).
 fn alive_endpoint(message: &SignedMessage) -> String {
     match message.content() {
@@ -1022,8 +1041,8 @@ fn reindex(audiences: &mut BTreeMap<Audience, RankedSet>, our_org: &str, pki_id:
     }
 }
 
-/// A sorted set of PKI-IDs with rank and position lookups: sorted blocks of at most
-/// `2 * RANKED_BLOCK` entries, so inserting, removing, [`Self::rank`] and [`Self::nth`] cost
+/// A sorted set of PKI-IDs with rank and position lookups: sorted blocks of `RANKED_BLOCK` to
+/// `2 * RANKED_BLOCK` entries (fewer only when entries are removed), so inserting, removing, [`Self::rank`] and [`Self::nth`] cost
 /// O(log n + n / RANKED_BLOCK + RANKED_BLOCK) instead of O(n).
 #[derive(Clone, Debug, Default)]
 struct RankedSet {
@@ -1050,14 +1069,22 @@ impl RankedSet {
             self.len = 1;
             return true;
         }
-        let b = self.block_of(&pki_id);
+        let mut b = self.block_of(&pki_id);
+        if self.blocks[b].binary_search(&pki_id).is_ok() {
+            return false;
+        }
+        // Split a full block before inserting, so no block outgrows 2 * RANKED_BLOCK entries
+        // (nor its allocation: a Vec that grew past it would double and keep the room).
+        if self.blocks[b].len() >= 2 * RANKED_BLOCK {
+            let upper = self.blocks[b].split_off(RANKED_BLOCK);
+            self.blocks.insert(b + 1, upper);
+            if self.blocks[b].last().is_some_and(|last| *last < pki_id) {
+                b += 1;
+            }
+        }
         let block = &mut self.blocks[b];
         let Err(at) = block.binary_search(&pki_id) else { return false };
         block.insert(at, pki_id);
-        if block.len() > 2 * RANKED_BLOCK {
-            let upper = block.split_off(RANKED_BLOCK);
-            self.blocks.insert(b + 1, upper);
-        }
         self.len += 1;
         true
     }
