@@ -104,7 +104,7 @@ pub fn gossip_envelope(data: &[u8]) -> Outcome {
     let verified = message.verify(&sender.identity);
     assert_eq!(verified, message.verify(&sender.identity), "verification is not deterministic");
     if verified.is_ok() {
-        assert!(!message.envelope.signature.is_empty(), "an unsigned message verified");
+        assert!(!message.envelope().signature.is_empty(), "an unsigned message verified");
         assert_eq!(message.without_secret().verify(&sender.identity), Ok(()), "removing the secret broke the signature");
     }
     let result = match message.content() {
@@ -186,7 +186,7 @@ fn channel_layer(from: PkiId, message: SignedMessage) -> Result<(), String> {
             let response = state::state_response(&serve, ledger.height(), SAMPLE.peer.max_send_msg_size.saturating_sub(1024), |seq| {
                 ledger.block(seq).ok().flatten()
             });
-            assert!(SignedMessage::from_envelope_with_block_limit(response.envelope, usize::MAX).is_ok(), "our own state response does not decode");
+            assert!(SignedMessage::from_envelope_with_block_limit(response.into_envelope(), usize::MAX).is_ok(), "our own state response does not decode");
         }
         while state.poll_transmit().is_some() {
             progressed = true;
@@ -320,21 +320,22 @@ fn alive(spec: &AliveSpec) -> SignedMessage {
     if let Some(internal) = spec.internal {
         signed = signed.with_internal_endpoint(&format!("{}:7051", NAMES[usize::from(internal) % NAMES.len()]), signer);
     }
+    let (mut envelope, message) = signed.into_parts();
     match spec.tamper {
         Tamper::None => {}
         Tamper::Signature => {
-            if let Some(byte) = signed.envelope.signature.last_mut() {
+            if let Some(byte) = envelope.signature.last_mut() {
                 *byte ^= 1;
             }
         }
         Tamper::Secret => {
-            if let Some(byte) = signed.envelope.secret_envelope.as_mut().and_then(|s| s.signature.last_mut()) {
+            if let Some(byte) = envelope.secret_envelope.as_mut().and_then(|s| s.signature.last_mut()) {
                 *byte ^= 1;
             }
         }
-        Tamper::Unsigned => signed.envelope.signature.clear(),
+        Tamper::Unsigned => envelope.signature.clear(),
     }
-    signed
+    SignedMessage::from_parts(envelope, message)
 }
 
 impl Harness {
@@ -375,13 +376,13 @@ impl Harness {
                 let _ = self.discovery.handle_message(now, self.via(*via), alive(spec));
             }
             Step::Request { via, nonce, self_info } => {
-                let request = MembershipRequest { self_information: Some(alive(self_info).envelope), known: Vec::new() };
+                let request = MembershipRequest { self_information: Some(alive(self_info).into_envelope()), known: Vec::new() };
                 let message = SignedMessage::noop_sign(empty_tag(Content::MemReq(request), u64::from(*nonce)));
                 let _ = self.discovery.handle_message(now, self.via(*via), message);
             }
             Step::Response { via, nonce, alive: alive_list, dead } => {
                 let nonce = self.nonces.get(usize::from(*nonce)).copied().unwrap_or(u64::from(*nonce));
-                let envelopes = |list: &[AliveSpec]| list.iter().take(MAX_LIST).map(|spec| alive(spec).envelope).collect();
+                let envelopes = |list: &[AliveSpec]| list.iter().take(MAX_LIST).map(|spec| alive(spec).into_envelope()).collect();
                 let response = MembershipResponse { alive: envelopes(alive_list), dead: envelopes(dead) };
                 let message = SignedMessage::noop_sign(empty_tag(Content::MemRes(response), nonce));
                 let _ = self.discovery.handle_message(now, self.via(*via), message);
@@ -451,7 +452,7 @@ impl Harness {
                     if self.nonces.len() == 8 {
                         self.nonces.remove(0);
                     }
-                    self.nonces.push(message.message.nonce);
+                    self.nonces.push(message.message().nonce);
                 }
                 // No internal endpoint leaves the organization (the secret envelope stays home).
                 if let Some(to) = to
@@ -508,7 +509,7 @@ impl Harness {
 /// No envelope in `message` (itself, or alive messages inside membership messages) carries a
 /// secret.
 fn assert_no_secret(message: &SignedMessage) {
-    assert!(message.envelope.secret_envelope.is_none(), "an internal endpoint sent to another organization");
+    assert!(message.envelope().secret_envelope.is_none(), "an internal endpoint sent to another organization");
     let inner: Vec<&Envelope> = match message.content() {
         Some(Content::MemReq(request)) => request.self_information.iter().collect(),
         Some(Content::MemRes(response)) => response.alive.iter().chain(&response.dead).collect(),

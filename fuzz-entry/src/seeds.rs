@@ -102,16 +102,16 @@ fn channel_message(content: Content, tag: Tag) -> GossipMessage {
 fn gossip_envelope_seeds() -> Vec<Seed> {
     let t = "gossip_envelope";
     let w = world();
-    let encode = |message: SignedMessage| message.envelope.encode_to_vec();
+    let encode = |message: SignedMessage| message.envelope().encode_to_vec();
     let peer1 = &w.org1_peer1;
     let conn = |signer: &LocalMsp| {
         let conn = ConnEstablish { pki_id: signer.pki_id().0.to_vec(), identity: signer.identity.serialize(), tls_cert_hash: Vec::new(), probe: false };
         SignedMessage::sign(empty_tag(Content::Conn(conn), 0), signer)
     };
-    let request = MembershipRequest { self_information: Some(alive(peer1, "org1p1", 3, true).envelope), known: Vec::new() };
+    let request = MembershipRequest { self_information: Some(alive(peer1, "org1p1", 3, true).into_envelope()), known: Vec::new() };
     let response = MembershipResponse {
-        alive: vec![alive(&w.org1_peer2, "org1p2", 1, true).envelope, alive(&w.org2_peer0, "org2p0", 9, true).without_secret().envelope],
-        dead: vec![alive(&w.org2_peer1, "org2p1", 2, true).without_secret().envelope],
+        alive: vec![alive(&w.org1_peer2, "org1p2", 1, true).into_envelope(), alive(&w.org2_peer0, "org2p0", 9, true).without_secret().into_envelope()],
+        dead: vec![alive(&w.org2_peer1, "org2p1", 2, true).without_secret().into_envelope()],
     };
     let state_info = |height: u64| {
         let info = StateInfo {
@@ -130,8 +130,8 @@ fn gossip_envelope_seeds() -> Vec<Seed> {
     let state_request = RemoteStateRequest { start_seq_num: 0, end_seq_num: 0 };
     let payloads = w.chain.iter().map(|b| proto::gossip::Payload { seq_num: header_number(b), data: b.encode_to_vec(), private_data: Vec::new() }).collect();
     let state_response = RemoteStateResponse { payloads };
-    let mut forged = alive(peer1, "org1p1", 4, true);
-    if let Some(byte) = forged.envelope.signature.last_mut() {
+    let mut forged = alive(peer1, "org1p1", 4, true).into_envelope();
+    if let Some(byte) = forged.signature.last_mut() {
         *byte ^= 1;
     }
     vec![
@@ -139,7 +139,7 @@ fn gossip_envelope_seeds() -> Vec<Seed> {
         seed(t, "ok-alive-known-identity", encode(alive(peer1, "org1p1", 2, false))),
         seed(t, "ok-alive-other-org", encode(alive(&w.org2_peer0, "org2p0", 1, true).without_secret())),
         seed(t, "bad-alive-untrusted-org", encode(alive(&w.org3_peer0, "org3p0", 1, true))),
-        seed(t, "bad-alive-forged-signature", encode(forged)),
+        seed(t, "bad-alive-forged-signature", forged.encode_to_vec()),
         seed(t, "ok-membership-request", encode(SignedMessage::noop_sign(empty_tag(Content::MemReq(request), 42)))),
         seed(t, "ok-membership-response", encode(SignedMessage::noop_sign(empty_tag(Content::MemRes(response), 43)))),
         seed(t, "ok-conn-establish", encode(conn(peer1))),
@@ -150,7 +150,7 @@ fn gossip_envelope_seeds() -> Vec<Seed> {
         seed(t, "ok-leadership", encode(SignedMessage::sign(channel_message(Content::LeadershipMsg(leadership), Tag::ChanAndOrg), peer1))),
         seed(t, "ok-state-request", encode(SignedMessage::noop_sign(channel_message(Content::StateRequest(state_request), Tag::ChanOrOrg)))),
         seed(t, "ok-state-response", encode(SignedMessage::noop_sign(channel_message(Content::StateResponse(state_response), Tag::ChanOrOrg)))),
-        seed(t, "bad-illegal-tag", encode(SignedMessage::noop_sign(GossipMessage { tag: Tag::OrgOnly as i32, ..alive(peer1, "org1p1", 5, false).message }))),
+        seed(t, "bad-illegal-tag", encode(SignedMessage::noop_sign(GossipMessage { tag: Tag::OrgOnly as i32, ..alive(peer1, "org1p1", 5, false).message().clone() }))),
         seed(t, "bad-empty", Vec::new()),
     ]
 }

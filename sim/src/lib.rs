@@ -5,6 +5,8 @@
 //! - [`scenario`]: the scenario file format.
 //! - [`run`]: running one scenario with one seed, checking invariants, hashing the trace.
 //! - [`swarm`]: scenarios chosen by the seed.
+//! - [`protosim`]: the membership protocol alone (peer-core's `Discovery` state machines on an
+//!   event queue), for thousands of peers.
 //!
 //! The workspace must be built with `--cfg tokio_unstable` (see .cargo/config.toml), or turmoil
 //! cannot seed tokio's scheduler and same-seed runs diverge. An env `RUSTFLAGS` silently replaces
@@ -17,6 +19,7 @@ compile_error!(
 
 pub mod env;
 pub mod orderer;
+pub mod protosim;
 pub mod run;
 pub mod scenario;
 pub mod svg;

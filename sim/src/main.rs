@@ -15,6 +15,11 @@
 //!   holds as block 0 to `--genesis-out`, prints `listening on ADDR`, and on SIGTERM or SIGINT
 //!   stops, prints `stopped at height N` and exits 0. With `--max-height N` the synthetic
 //!   transactions stop at that height and `reached height N` is printed when it is reached.
+//! - `sim protosim --peers 1000 [--orgs 4] [--seed S] [--seconds T] [--join-rate R]
+//!   [--preload-identities] [--latency-ms 2..20] [--max-wall S] [--max-rss-mb M] [--progress]
+//!   [--json]` simulates the
+//!   membership protocol alone (`sim::protosim`) and prints the time to full membership, message
+//!   counts, wall time and peak memory (`--json`: one line).
 
 use std::collections::{BTreeMap, VecDeque};
 use std::io::Write;
@@ -63,6 +68,44 @@ enum Command {
     },
     /// Run the simulator's orderer as a real process (for end-to-end tests).
     Orderer(OrdererArgs),
+    /// Simulate the membership protocol alone (no gRPC, no turmoil) for many peers and measure it.
+    Protosim(ProtosimArgs),
+}
+
+#[derive(clap::Args)]
+struct ProtosimArgs {
+    /// How many peers.
+    #[arg(long)]
+    peers: usize,
+    /// Organizations; the peers are split evenly between them.
+    #[arg(long, default_value_t = 4)]
+    orgs: usize,
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Simulated seconds to run for.
+    #[arg(long, default_value_t = 60.0)]
+    seconds: f64,
+    /// One-way message latency range in milliseconds, drawn per message (`MIN..MAX`).
+    #[arg(long, default_value = "2..20")]
+    latency_ms: String,
+    /// Peers starting per simulated second after the anchor peers (0: all at once).
+    #[arg(long, default_value_t = 100.0)]
+    join_rate: f64,
+    /// Start every peer with every identity (as Fabric's identity pull would give it).
+    #[arg(long)]
+    preload_identities: bool,
+    /// Stop (and report how far the run got) once this much wall time has passed.
+    #[arg(long, value_name = "SECONDS")]
+    max_wall: Option<f64>,
+    /// Stop (and report how far the run got) once resident memory passes this many MiB.
+    #[arg(long, value_name = "MIB")]
+    max_rss_mb: Option<f64>,
+    /// Print a progress line to stderr every simulated second.
+    #[arg(long)]
+    progress: bool,
+    /// Print one JSON line instead of a summary.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(clap::Args)]
@@ -120,6 +163,7 @@ fn main() -> ExitCode {
             run(&scenario, seed, json, trace.as_deref(), svg.as_deref(), break_invariant.as_deref())
         }
         Command::Sweep { seeds, scenario } => sweep(seeds, scenario),
+        Command::Protosim(args) => protosim(args),
         Command::Orderer(args) => match orderer(args) {
             Ok(()) => ExitCode::SUCCESS,
             Err(err) => {
@@ -193,6 +237,94 @@ fn run(scenario: &str, seed: u64, json: bool, trace: Option<&Path>, svg: Option<
         }
     }
     if outcome.violations.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE }
+}
+
+fn protosim(args: ProtosimArgs) -> ExitCode {
+    let latency = args.latency_ms.split_once("..").and_then(|(low, high)| Some((low.trim().parse().ok()?, high.trim().parse().ok()?)));
+    let Some(latency_ms) = latency else {
+        eprintln!("Error: --latency-ms must be MIN..MAX in milliseconds (got {:?})", args.latency_ms);
+        return ExitCode::FAILURE;
+    };
+    if !(args.seconds.is_finite() && args.seconds > 0.0 && args.seconds <= 1e6) {
+        eprintln!("Error: --seconds must be a positive number of seconds up to 1000000 (got {})", args.seconds);
+        return ExitCode::FAILURE;
+    }
+    let mut options = sim::protosim::Options::new(args.peers, args.seed, std::time::Duration::from_secs_f64(args.seconds));
+    options.orgs = args.orgs;
+    options.latency_ms = latency_ms;
+    options.join_rate = args.join_rate;
+    options.preload_identities = args.preload_identities;
+    let limits = sim::protosim::Limits {
+        max_wall: args.max_wall.filter(|s| s.is_finite() && *s > 0.0).map(std::time::Duration::from_secs_f64),
+        max_rss_mb: args.max_rss_mb,
+    };
+    let show = args.progress;
+    let progress = |p: &sim::protosim::Progress| {
+        if show {
+            eprintln!(
+                "simulated {:>6.1}s  wall {:>8.1}s  rss {:>8.0} MiB  pairs seen {:.4}",
+                p.simulated.as_secs_f64(),
+                p.wall.as_secs_f64(),
+                p.rss_mb.unwrap_or(0.0),
+                p.seen_pairs
+            );
+        }
+    };
+    let measured = match sim::protosim::measure(&options, &limits, progress) {
+        Ok(measured) => measured,
+        Err(err) => {
+            eprintln!("Error: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if args.json {
+        println!("{}", measured.json());
+        return ExitCode::SUCCESS;
+    }
+    let o = &measured.outcome;
+    if let Some(why) = &measured.stopped {
+        println!("stopped early at {:.1} simulated seconds: {why}", o.simulated.as_secs_f64());
+    }
+    println!(
+        "{} peers in {} orgs, seed {}, {:.1} simulated seconds, last peer started at {:.2}s{}",
+        o.peers,
+        o.orgs,
+        o.seed,
+        o.simulated.as_secs_f64(),
+        o.last_start.as_secs_f64(),
+        if o.preload_identities { ", identities preloaded" } else { "" }
+    );
+    let at = |d: Option<std::time::Duration>| d.map_or_else(|| "never".to_string(), |d| format!("{:.3}s", d.as_secs_f64()));
+    match o.full_membership {
+        Some(full) => println!("full membership at {:.3}s ({} messages)", full.as_secs_f64(), o.messages_to_full.unwrap_or(0)),
+        None => println!(
+            "no full membership within the run: {} pairs missing at the end (alive members seen per peer: {}..{})",
+            o.missing_pairs, o.alive_seen.0, o.alive_seen.1
+        ),
+    }
+    println!("99% of pairs at {}, 99.9% at {}", at(o.coverage_99), at(o.coverage_999));
+    println!("messages: {} ({:.1} per peer per simulated second) {:?}", o.messages_total(), o.messages_per_peer_per_s(), o.messages);
+    println!("payload bytes: {}; rejected: {:?}; events: {}", o.payload_bytes, o.rejected, o.events);
+    if let (Some(from), Some(wall), Some(rate)) = (o.steady_from, measured.steady_wall, o.steady_messages_per_peer_per_s()) {
+        let steady = o.steady().unwrap_or_default().as_secs_f64();
+        println!(
+            "steady phase (from {:.1}s): {rate:.1} messages per peer per simulated second, {:.3}s wall per simulated second, {:.2}µs wall per message",
+            from.as_secs_f64(),
+            wall.as_secs_f64() / steady,
+            wall.as_secs_f64() * 1e6 / o.steady_messages.max(1) as f64
+        );
+    }
+    let run_wall = measured.wall - measured.setup_wall;
+    let mb = |mb: Option<f64>| mb.map_or_else(|| "unknown".to_string(), |mb| format!("{mb:.1} MiB"));
+    println!(
+        "wall: {:.2}s ({:.2}s setup, {:.3}s per simulated second); memory: peak {} (VmHWM), {} at the end (VmRSS)",
+        measured.wall.as_secs_f64(),
+        measured.setup_wall.as_secs_f64(),
+        run_wall.as_secs_f64() / o.simulated.as_secs_f64(),
+        mb(measured.peak_rss_mb),
+        mb(measured.end_rss_mb)
+    );
+    ExitCode::SUCCESS
 }
 
 #[derive(Default)]

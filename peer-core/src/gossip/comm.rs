@@ -433,24 +433,26 @@ impl Comm {
     /// message …`); without a connection it is dropped too (the caller connects first), as is a
     /// message over `max_send_msg_size`. Returns whether it was queued.
     pub fn send(&self, to: &PkiId, message: SignedMessage) -> bool {
-        let size = message.envelope.encoded_len();
+        let size = message.envelope().encoded_len();
         if size > self.shared.config.max_send_msg_size {
-            warn!(target: "gossip.comm", func = "Send", "Message {} of {size} bytes to {to} is over the {} bytes limit, dropping it", summary(&message.message), self.shared.config.max_send_msg_size);
+            warn!(target: "gossip.comm", func = "Send", "Message {} of {size} bytes to {to} is over the {} bytes limit, dropping it", summary(message.message()), self.shared.config.max_send_msg_size);
             return false;
         }
         let state = lock(&self.shared.state);
         let Some(peer) = state.peers.get(to).filter(|peer| !peer.closing) else {
-            debug!(target: "gossip.comm", func = "Send", "No connection to {to}, dropping message {}", summary(&message.message));
+            debug!(target: "gossip.comm", func = "Send", "No connection to {to}, dropping message {}", summary(message.message()));
             return false;
         };
-        match peer.queue.try_send(message.envelope) {
+        // The envelope goes to the queue; the message stays for the log lines below.
+        let (envelope, message) = message.into_parts();
+        match peer.queue.try_send(envelope) {
             Ok(()) => true,
             Err(mpsc::error::TrySendError::Full(_)) => {
-                debug!(target: "gossip.comm", func = "send", "Buffer to {to} overflowed, dropping message {}", summary(&message.message));
+                debug!(target: "gossip.comm", func = "send", "Buffer to {to} overflowed, dropping message {}", summary(&message));
                 false
             }
             Err(mpsc::error::TrySendError::Closed(_)) => {
-                debug!(target: "gossip.comm", func = "send", "Connection to {to} is closing, dropping message {}", summary(&message.message));
+                debug!(target: "gossip.comm", func = "send", "Connection to {to} is closing, dropping message {}", summary(&message));
                 false
             }
         }
@@ -550,7 +552,7 @@ impl Comm {
     ) -> Result<(mpsc::Sender<Result<Envelope, Status>>, Streaming<Envelope>), CommError> {
         let (sink, outbound) = mpsc::channel(1);
         // A fresh channel of capacity 1 always has room.
-        let _ = sink.try_send(Ok(self.conn_message(probe).envelope));
+        let _ = sink.try_send(Ok(self.conn_message(probe).into_envelope()));
         let outbound = ReceiverStream::new(outbound).map_while(Result::ok);
         let stream_error = |cause: String| CommError::Stream { endpoint: endpoint.clone(), cause };
         let response = tokio::select! {
@@ -583,7 +585,10 @@ impl Comm {
             return Err(HandshakeError::Bad(BadMessage::Unexpected("No PKI-ID".into())));
         }
         let now = self.shared.env.clock.wall_clock();
-        let stored = self.shared.identities.lock().unwrap_or_else(PoisonError::into_inner).put(&conn.pki_id, &conn.identity, now).cloned();
+        let (stored, verifier) = {
+            let mut identities = self.shared.identities.lock().unwrap_or_else(PoisonError::into_inner);
+            (identities.put(&conn.pki_id, &conn.identity, now).cloned(), identities.verifier())
+        };
         let identity = match stored {
             Ok(identity) => identity,
             Err(err) => {
@@ -594,12 +599,12 @@ impl Comm {
         // TLS binding: with TLS on, `conn.tls_cert_hash` must equal SHA-256 of the certificate
         // the remote presented on this connection (`Expected %v in remote hash of TLS cert, but
         // got %v`), and a remote without a certificate is refused (`No TLS certificate`).
-        if let Err(err) = message.verify(&identity) {
+        if let Err(err) = verifier.verify(&identity, &message) {
             error!(target: "gossip.comm", func = "authenticateRemotePeer", "Failed verifying signature from {addr} : {err}");
             return Err(HandshakeError::Bad(err));
         }
         debug!(target: "gossip.comm", func = "authenticateRemotePeer", "Authenticated {addr}");
-        Ok(Remote { pki_id: identity.pki_id(), identity, probe: conn.probe })
+        Ok(Remote { pki_id: identity.pki_id(), identity: Identity::clone(&identity), probe: conn.probe })
     }
 
     /// Registers a new connection to `pki_id` under the one-connection rule (module docs).
@@ -783,7 +788,7 @@ impl Comm {
     /// The responder: send our ConnEstablish, authenticate the remote, then keep the
     /// connection (unless it probed us, is ourselves, or loses to an existing connection).
     async fn respond(self, mut inbound: Streaming<Envelope>, sink: mpsc::Sender<Result<Envelope, Status>>, addr: String) {
-        if sink.send(Ok(self.conn_message(false).envelope)).await.is_err() {
+        if sink.send(Ok(self.conn_message(false).into_envelope())).await.is_err() {
             return;
         }
         let remote = match self.authenticate(&mut inbound, &addr).await {

@@ -129,16 +129,46 @@ pub struct MemberInfo {
     pub alive: bool,
 }
 
+/// What we hold per member. Lean on purpose (a peer holds one per member, a simulation one per
+/// pair of peers): the endpoints are read from the messages rather than copied out of them.
 #[derive(Clone, Debug)]
 struct Record {
-    org: String,
-    endpoint: String,
-    internal_endpoint: String,
+    /// The member's organization (shared with every member of it: see `Discovery::orgs`).
+    org: Arc<str>,
     ts: (u64, u64),
     last_seen: Instant,
     alive: bool,
-    /// The last alive message, as it arrived (re-shared in membership responses).
+    /// The last alive message, as it arrived (re-shared in membership responses). Its endpoint
+    /// is the member's external endpoint.
     envelope: SignedMessage,
+    /// The last alive message that carried an internal endpoint (a secret), if any. A message
+    /// without one (forwarded by another organization) does not make us forget it.
+    internal_from: Option<SignedMessage>,
+}
+
+impl Record {
+    /// The external endpoint (empty if none).
+    fn endpoint(&self) -> &str {
+        match self.envelope.content() {
+            Some(Content::AliveMsg(alive)) => alive.membership.as_ref().map_or("", |m| m.endpoint.as_str()),
+            _ => "",
+        }
+    }
+
+    /// The internal endpoint (empty if never learned).
+    fn internal_endpoint(&self) -> String {
+        self.internal_from.as_ref().and_then(SignedMessage::internal_endpoint).unwrap_or_default()
+    }
+}
+
+/// The shared copy of an organization name, made once.
+fn intern(orgs: &mut BTreeSet<Arc<str>>, org: &str) -> Arc<str> {
+    if let Some(known) = orgs.get(org) {
+        return known.clone();
+    }
+    let shared: Arc<str> = Arc::from(org);
+    orgs.insert(shared.clone());
+    shared
 }
 
 /// An alive-message store entry: the newest timestamp seen, and when it expires.
@@ -173,6 +203,10 @@ pub struct Discovery {
     inc_num: u64,
     seq_num: u64,
     members: BTreeMap<PkiId, Record>,
+    /// Organization names, one shared copy each (bounded by the MSPs the identity store knows).
+    orgs: BTreeSet<Arc<str>>,
+    /// Who may receive a gossiped alive message, kept up to date with `members` (see [`Audience`]).
+    audiences: BTreeMap<Audience, RankedSet>,
     store: BTreeMap<PkiId, Stored>,
     bootstrap: Vec<BootstrapState>,
     /// Messages waiting to be gossiped, with the peer each came from (not sent back to it).
@@ -250,6 +284,8 @@ impl Discovery {
             inc_num,
             seq_num: 0,
             members: BTreeMap::new(),
+            orgs: BTreeSet::new(),
+            audiences: BTreeMap::new(),
             store: BTreeMap::new(),
             bootstrap,
             emitter: Vec::new(),
@@ -273,9 +309,9 @@ impl Discovery {
             .iter()
             .map(|(pki_id, r)| MemberInfo {
                 pki_id: *pki_id,
-                org: r.org.clone(),
-                endpoint: r.endpoint.clone(),
-                internal_endpoint: r.internal_endpoint.clone(),
+                org: r.org.to_string(),
+                endpoint: r.endpoint().to_string(),
+                internal_endpoint: r.internal_endpoint(),
                 inc_num: r.ts.0,
                 seq_num: r.ts.1,
                 alive: r.alive,
@@ -305,7 +341,7 @@ impl Discovery {
         if !same_org {
             alive = alive.without_secret();
         }
-        let request = MembershipRequest { self_information: Some(alive.envelope), known: Vec::new() };
+        let request = MembershipRequest { self_information: Some(alive.into_envelope()), known: Vec::new() };
         SignedMessage::noop_sign(empty_tag(Content::MemReq(request), nonce))
     }
 
@@ -313,13 +349,20 @@ impl Discovery {
 
     /// A message from the authenticated peer `from`. Returns why it was rejected, if it was.
     pub fn handle_message(&mut self, now: Instant, from: PkiId, message: SignedMessage) -> Result<(), BadMessage> {
-        let result = match message.content().cloned() {
-            Some(Content::AliveMsg(_)) => self.handle_gossiped_alive(now, from, message),
-            Some(Content::MemReq(request)) => self.handle_membership_request(now, from, message.message.nonce, request),
-            Some(Content::MemRes(response)) => self.handle_membership_response(now, message.message.nonce, response),
-            _ => {
-                debug!(target: TARGET, func = "handleMsgFromComm", "ignoring a message that is not about membership");
-                Ok(())
+        // Requests and responses are taken apart rather than copied: a response carries every
+        // member's alive message.
+        let result = if matches!(message.content(), Some(Content::AliveMsg(_))) {
+            self.handle_gossiped_alive(now, from, message)
+        } else {
+            let (_, message) = message.into_parts();
+            let nonce = message.nonce;
+            match message.content {
+                Some(Content::MemReq(request)) => self.handle_membership_request(now, from, nonce, request),
+                Some(Content::MemRes(response)) => self.handle_membership_response(now, nonce, response),
+                _ => {
+                    debug!(target: TARGET, func = "handleMsgFromComm", "ignoring a message that is not about membership");
+                    Ok(())
+                }
             }
         };
         self.check_invariants();
@@ -395,7 +438,7 @@ impl Discovery {
                 .members
                 .iter()
                 .filter(|(_, r)| !r.alive)
-                .map(|(pki_id, r)| (*pki_id, preferred_endpoint(r), r.org == self.me.org))
+                .map(|(pki_id, r)| (*pki_id, preferred_endpoint(r), *r.org == *self.me.org))
                 .filter(|(_, endpoint, _)| !endpoint.is_empty())
                 .collect();
             for (pki_id, endpoint, same_org) in dead {
@@ -422,11 +465,19 @@ impl Discovery {
     // ---- outputs ---------------------------------------------------------------------------
 
     pub fn poll_transmit(&mut self) -> Option<Transmit> {
-        self.transmits.pop_front()
+        let transmit = self.transmits.pop_front();
+        if transmit.is_none() {
+            release(&mut self.transmits);
+        }
+        transmit
     }
 
     pub fn poll_event(&mut self) -> Option<Event> {
-        self.events.pop_front()
+        let event = self.events.pop_front();
+        if event.is_none() {
+            release(&mut self.events);
+        }
+        event
     }
 
     /// The next time `handle_timeout` has work.
@@ -450,13 +501,13 @@ impl Discovery {
 
     /// Checks an alive message's shape, identity and signatures. Returns the sender's PKI-ID and
     /// its timestamp.
-    fn validate_alive(&mut self, now: Instant, message: &SignedMessage) -> Result<(PkiId, (u64, u64), AliveMessage), BadMessage> {
+    fn validate_alive(&mut self, now: Instant, message: &SignedMessage) -> Result<(PkiId, (u64, u64)), BadMessage> {
         let Some(Content::AliveMsg(alive)) = message.content() else {
             return Err(BadMessage::Unexpected("not an alive message".into()));
         };
         let member = alive.membership.as_ref().ok_or_else(|| BadMessage::Unexpected("Invalid alive message: no membership".into()))?;
         let timestamp = alive.timestamp.as_ref().ok_or_else(|| BadMessage::Unexpected("Invalid alive message: no timestamp".into()))?;
-        if message.envelope.signature.is_empty() {
+        if message.envelope().signature.is_empty() {
             return Err(BadMessage::EmptySignature);
         }
         let pki_id = PkiId::from_slice(&member.pki_id).ok_or_else(|| BadMessage::Unexpected("Invalid alive message: no PKI-ID".into()))?;
@@ -467,9 +518,10 @@ impl Discovery {
         } else {
             identities.put(&member.pki_id, &alive.identity, wall)?.clone()
         };
+        let verifier = identities.verifier();
         drop(identities);
-        message.verify(&identity)?;
-        Ok((pki_id, (timestamp.inc_num, timestamp.seq_num), alive.clone()))
+        verifier.verify(&identity, message)?;
+        Ok((pki_id, (timestamp.inc_num, timestamp.seq_num)))
     }
 
     /// The sender and timestamp an alive message claims, unverified. Used only to skip the
@@ -498,9 +550,9 @@ impl Discovery {
         if self.is_known_repeat(&message) {
             return Err(BadMessage::Stale);
         }
-        let (pki_id, ts, alive) = self.validate_alive(now, &message)?;
+        let (pki_id, ts) = self.validate_alive(now, &message)?;
         if pki_id == self.me.pki_id {
-            self.check_self_alive(&message, &alive);
+            self.check_self_alive(&message);
             return Ok(());
         }
         if self.store.get(&pki_id).is_some_and(|stored| !newer(ts, stored.ts)) {
@@ -508,13 +560,13 @@ impl Discovery {
         }
         let expires = now + self.config.alive_store_ttl();
         self.store.insert(pki_id, Stored { ts, expires });
-        self.apply_alive(now, pki_id, ts, &alive, &message);
+        self.apply_alive(now, pki_id, ts, &message);
         self.emit(now, message, Some(from));
         Ok(())
     }
 
-    fn check_self_alive(&self, message: &SignedMessage, alive: &AliveMessage) {
-        let endpoint = alive.membership.as_ref().map(|m| m.endpoint.clone()).unwrap_or_default();
+    fn check_self_alive(&self, message: &SignedMessage) {
+        let endpoint = alive_endpoint(message);
         let internal = message.internal_endpoint().unwrap_or_default();
         if endpoint != self.me.external_endpoint || (!internal.is_empty() && internal != self.me.internal_endpoint) {
             tracing::error!(
@@ -526,26 +578,36 @@ impl Discovery {
     }
 
     /// Learns, updates or resurrects a member from a validated alive message.
-    fn apply_alive(&mut self, now: Instant, pki_id: PkiId, ts: (u64, u64), alive: &AliveMessage, message: &SignedMessage) {
-        let endpoint = alive.membership.as_ref().map(|m| m.endpoint.clone()).unwrap_or_default();
-        let org = self.identities.lock().unwrap_or_else(|p| p.into_inner()).org_of(&pki_id).unwrap_or_default().to_string();
+    fn apply_alive(&mut self, now: Instant, pki_id: PkiId, ts: (u64, u64), message: &SignedMessage) {
+        let endpoint = alive_endpoint(message);
         match self.members.get_mut(&pki_id) {
             None => {
-                let internal_endpoint = message.internal_endpoint().unwrap_or_default();
+                let org = {
+                    let identities = self.identities.lock().unwrap_or_else(|p| p.into_inner());
+                    intern(&mut self.orgs, identities.org_of(&pki_id).unwrap_or_default())
+                };
+                reindex(&mut self.audiences, &self.me.org, pki_id, &org, Shape::ABSENT, Shape { alive: true, has_endpoint: !endpoint.is_empty() });
+                let internal_endpoint = message.internal_endpoint();
+                let internal_from = internal_endpoint.is_some().then(|| message.clone());
+                let internal_endpoint = internal_endpoint.unwrap_or_default();
                 info!(
                     target: TARGET,
                     func = "learnNewMembers",
                     "Learned about a new alive member: Endpoint: {endpoint}, InternalEndpoint: {internal_endpoint}, PKI-ID: {pki_id}"
                 );
-                self.events.push_back(Event::Learned { pki_id, endpoint: endpoint.clone(), internal_endpoint: internal_endpoint.clone(), alive: true });
-                self.members.insert(pki_id, Record { org, endpoint, internal_endpoint, ts, last_seen: now, alive: true, envelope: message.clone() });
+                self.events.push_back(Event::Learned { pki_id, endpoint, internal_endpoint, alive: true });
+                self.members.insert(pki_id, Record { org, ts, last_seen: now, alive: true, envelope: message.clone(), internal_from });
             }
             Some(record) if newer(ts, record.ts) => {
                 assert!(newer(ts, record.ts), "membership timestamps only move forward");
-                if let Some(internal) = message.internal_endpoint() {
-                    record.internal_endpoint = internal;
+                if message.internal_endpoint().is_some() {
+                    record.internal_from = Some(message.clone());
                 }
-                record.endpoint = endpoint;
+                let before = Shape::of(record);
+                let after = Shape { alive: true, has_endpoint: !endpoint.is_empty() };
+                if before != after {
+                    reindex(&mut self.audiences, &self.me.org, pki_id, &record.org, before, after);
+                }
                 record.ts = ts;
                 record.last_seen = now;
                 record.envelope = message.clone();
@@ -561,14 +623,16 @@ impl Discovery {
 
     fn expire(&mut self, pki_id: PkiId) {
         if let Some(record) = self.members.get_mut(&pki_id) {
+            let before = Shape::of(record);
+            reindex(&mut self.audiences, &self.me.org, pki_id, &record.org, before, Shape { alive: false, ..before });
             record.alive = false;
             warn!(target: TARGET, func = "expireDeadMembers", "Entering [{pki_id}]");
             warn!(
                 target: TARGET,
                 func = "expireDeadMembers",
                 "Closing connection to Endpoint: {}, InternalEndpoint: {}, PKI-ID: {pki_id}",
-                record.endpoint,
-                record.internal_endpoint
+                record.endpoint(),
+                record.internal_endpoint()
             );
             warn!(target: TARGET, func = "expireDeadMembers", "Exiting");
             self.events.push_back(Event::Dead { pki_id });
@@ -582,7 +646,7 @@ impl Discovery {
             return Err(BadMessage::Unexpected("membership request without selfInfo".into()));
         };
         let self_info = SignedMessage::from_envelope(envelope)?;
-        let (pki_id, ts, alive) = self.validate_alive(now, &self_info)?;
+        let (pki_id, ts) = self.validate_alive(now, &self_info)?;
         if pki_id != from {
             warn!(target: TARGET, func = "handleMsgFromComm", "Got membership request with selfInfo that doesn't match the handshake");
             return Err(BadMessage::Unexpected("Got membership request with selfInfo that doesn't match the handshake".into()));
@@ -591,10 +655,10 @@ impl Discovery {
             return Ok(());
         }
         if !self.is_stale(&pki_id, ts) {
-            self.apply_alive(now, pki_id, ts, &alive, &self_info);
+            self.apply_alive(now, pki_id, ts, &self_info);
         }
         let requester_org = self.identities.lock().unwrap_or_else(|p| p.into_inner()).org_of(&from).map(str::to_string);
-        let requester_endpoint = alive.membership.as_ref().map(|m| m.endpoint.clone()).unwrap_or_default();
+        let requester_endpoint = alive_endpoint(&self_info);
         let Some(requester_org) = requester_org else {
             warn!(target: TARGET, func = "createMembershipResponse", "Cannot determine organization of {from}");
             return Ok(());
@@ -610,8 +674,8 @@ impl Discovery {
             self.transmits.push_back(Transmit::Close { to: from });
             return Ok(());
         }
-        let filter = |record: &Record| disclosed(&record.org, !record.endpoint.is_empty(), &requester_org, !requester_endpoint.is_empty(), &our_org);
-        let strip = |message: &SignedMessage| if same_org { message.envelope.clone() } else { message.without_secret().envelope };
+        let filter = |record: &Record| disclosed(&record.org, !record.endpoint().is_empty(), &requester_org, !requester_endpoint.is_empty(), &our_org);
+        let strip = |message: &SignedMessage| if same_org { message.envelope().clone() } else { message.without_secret().envelope().clone() };
         let mut alive_list: Vec<Envelope> = Vec::new();
         let mut dead_list: Vec<Envelope> = Vec::new();
         for (member, record) in &self.members {
@@ -650,9 +714,9 @@ impl Discovery {
                 if self.is_known_repeat(&message) {
                     return Ok(());
                 }
-                let (pki_id, ts, alive) = self.validate_alive(now, &message)?;
+                let (pki_id, ts) = self.validate_alive(now, &message)?;
                 if pki_id != self.me.pki_id && !self.is_stale(&pki_id, ts) {
-                    self.apply_alive(now, pki_id, ts, &alive, &message);
+                    self.apply_alive(now, pki_id, ts, &message);
                 }
                 Ok(())
             });
@@ -667,13 +731,18 @@ impl Discovery {
                 if self.claimed(&message).is_some_and(|(pki_id, _)| self.members.contains_key(&pki_id)) {
                     return Ok(());
                 }
-                let (pki_id, ts, alive) = self.validate_alive(now, &message)?;
+                let (pki_id, ts) = self.validate_alive(now, &message)?;
                 if pki_id != self.me.pki_id && !self.members.contains_key(&pki_id) {
-                    let endpoint = alive.membership.as_ref().map(|m| m.endpoint.clone()).unwrap_or_default();
-                    let internal_endpoint = message.internal_endpoint().unwrap_or_default();
-                    let org = self.identities.lock().unwrap_or_else(|p| p.into_inner()).org_of(&pki_id).unwrap_or_default().to_string();
-                    self.events.push_back(Event::Learned { pki_id, endpoint: endpoint.clone(), internal_endpoint: internal_endpoint.clone(), alive: false });
-                    self.members.insert(pki_id, Record { org, endpoint, internal_endpoint, ts, last_seen: now, alive: false, envelope: message });
+                    // Learned dead: in no audience.
+                    let endpoint = alive_endpoint(&message);
+                    let internal_endpoint = message.internal_endpoint();
+                    let internal_from = internal_endpoint.is_some().then(|| message.clone());
+                    let org = {
+                        let identities = self.identities.lock().unwrap_or_else(|p| p.into_inner());
+                        intern(&mut self.orgs, identities.org_of(&pki_id).unwrap_or_default())
+                    };
+                    self.events.push_back(Event::Learned { pki_id, endpoint, internal_endpoint: internal_endpoint.unwrap_or_default(), alive: false });
+                    self.members.insert(pki_id, Record { org, ts, last_seen: now, alive: false, envelope: message, internal_from });
                 }
                 Ok(())
             });
@@ -721,9 +790,9 @@ impl Discovery {
         let count = self.config.pull_peer_num.min(alive.len());
         for to in self.random_subset(alive, count) {
             let record = &self.members[&to];
-            let same_org = record.org == self.me.org;
+            let same_org = *record.org == *self.me.org;
             // Our alive message must be disclosable to the target.
-            if !same_org && (self.me.external_endpoint.is_empty() || record.endpoint.is_empty()) {
+            if !same_org && (self.me.external_endpoint.is_empty() || record.endpoint().is_empty()) {
                 continue;
             }
             let endpoint = preferred_endpoint(record);
@@ -739,19 +808,21 @@ impl Discovery {
         let expired: Vec<PkiId> = self.store.iter().filter(|(_, s)| now >= s.expires).map(|(p, _)| *p).collect();
         for pki_id in expired {
             let keep = self.members.get(&pki_id).is_some_and(|r| {
-                self.bootstrap.iter().any(|b| b.endpoint == r.endpoint || b.endpoint == r.internal_endpoint)
+                let internal = r.internal_endpoint();
+                self.bootstrap.iter().any(|b| b.endpoint == r.endpoint() || b.endpoint == internal)
             });
             if keep {
                 debug!(target: TARGET, func = "purge", "Do not remove bootstrap or anchor peer endpoint {pki_id} from membership");
                 continue;
             }
             if let Some(record) = self.members.remove(&pki_id) {
+                reindex(&mut self.audiences, &self.me.org, pki_id, &record.org, Shape::of(&record), Shape::ABSENT);
                 info!(
                     target: TARGET,
                     func = "purge",
                     "Removing member: Endpoint: {}, InternalEndpoint: {}, PKIID: {pki_id}",
-                    record.endpoint,
-                    record.internal_endpoint
+                    record.endpoint(),
+                    record.internal_endpoint()
                 );
                 self.events.push_back(Event::Purged { pki_id });
                 self.identities.lock().unwrap_or_else(|p| p.into_inner()).forget(&pki_id);
@@ -791,6 +862,11 @@ impl Discovery {
     }
 
     /// Picks up to propagatePeerNum recipients by Fabric's routing rules and sends to them.
+    ///
+    /// The candidates are the message's [`Audience`] (alive members in PKI-ID order) without the
+    /// peer it came from and its origin; the recipients are a Fisher–Yates prefix of them, drawn
+    /// exactly as [`Self::random_subset`] draws it, but touching only the positions it swaps: the
+    /// audience is kept as it changes, so this costs O(√members) instead of a scan of every member.
     fn gossip_one(&mut self, message: &SignedMessage, from: Option<PkiId>) {
         let Some(Content::AliveMsg(alive)) = message.content() else { return };
         let Some(origin) = alive.membership.as_ref().and_then(|m| PkiId::from_slice(&m.pki_id)) else { return };
@@ -802,29 +878,65 @@ impl Discovery {
         };
         let Some(origin_org) = origin_org else { return };
         let our_org = self.me.org.clone();
-        let candidates: Vec<PkiId> = self
-            .members
-            .iter()
-            .filter(|(pki_id, r)| r.alive && Some(**pki_id) != from && **pki_id != origin)
-            .filter(|(_, r)| {
-                if origin_org == our_org && origin_endpoint_empty {
-                    // Org-restricted: an alive message without an external endpoint stays home.
-                    return r.org == our_org;
+        let audience = match (origin_org == our_org, origin_endpoint_empty) {
+            // Org-restricted: an alive message of ours without an external endpoint stays home.
+            (true, true) => Audience::OwnOrg,
+            (true, false) => Audience::All,
+            // Never forward a foreign org's alive message to a peer without an external endpoint,
+            // nor to a third organization.
+            (false, _) => Audience::Foreign(origin_org),
+        };
+        if !self.audiences.contains_key(&audience) {
+            let mut set = RankedSet::default();
+            for (pki_id, record) in &self.members {
+                if audience.admits(&our_org, &record.org, Shape::of(record)) {
+                    set.insert(*pki_id);
                 }
-                let org_ok = origin_org == our_org || r.org == our_org || r.org == origin_org;
-                // Never forward a foreign org's alive message to a peer without an external endpoint.
-                let endpoint_ok = origin_org == our_org || !r.endpoint.is_empty() || r.org == origin_org;
-                org_ok && endpoint_ok
+            }
+            self.audiences.insert(audience.clone(), set);
+        }
+        let set = &self.audiences[&audience];
+        let mut excluded: Vec<usize> = [from, Some(origin)].into_iter().flatten().filter_map(|pki_id| set.rank(&pki_id)).collect();
+        excluded.sort_unstable();
+        excluded.dedup();
+        let candidates = set.len() - excluded.len();
+        let count = self.config.propagate_peer_num.min(candidates);
+        let positions = self.random_positions(candidates, count);
+        let set = &self.audiences[&audience];
+        let recipients: Vec<PkiId> = positions
+            .into_iter()
+            .map(|position| {
+                // The position among the candidates → the index in the audience, past the excluded.
+                let mut index = position;
+                for skipped in &excluded {
+                    if index >= *skipped {
+                        index += 1;
+                    }
+                }
+                set.nth(index).expect("a candidate position is inside the audience")
             })
-            .map(|(pki_id, _)| *pki_id)
             .collect();
-        let count = self.config.propagate_peer_num.min(candidates.len());
-        for to in self.random_subset(candidates, count) {
+        for to in recipients {
             let record = &self.members[&to];
-            let out = if record.org == our_org { message.clone() } else { message.without_secret() };
+            let out = if *record.org == *our_org { message.clone() } else { message.without_secret() };
             let endpoint = preferred_endpoint(record);
             self.transmits.push_back(Transmit::Send { to, endpoint, message: out });
         }
+    }
+
+    /// The positions [`Self::random_subset`] would pick from `n` elements (the same draws, the same
+    /// order), without the elements: a Fisher–Yates prefix that records only the swapped positions.
+    fn random_positions(&mut self, n: usize, count: usize) -> Vec<usize> {
+        // (position, the original position now there); at most 2·count entries.
+        let mut moved: Vec<(usize, usize)> = Vec::new();
+        let at = |moved: &Vec<(usize, usize)>, position: usize| moved.iter().rev().find(|(p, _)| *p == position).map_or(position, |(_, v)| *v);
+        for i in 0..count.min(n) {
+            let j = i + (self.rng.next_u64() % (n - i) as u64) as usize;
+            let (vi, vj) = (at(&moved, i), at(&moved, j));
+            moved.push((i, vj));
+            moved.push((j, vi));
+        }
+        (0..count.min(n)).map(|i| at(&moved, i)).collect()
     }
 
     /// `count` members of `from`, uniformly at random (a seeded Fisher–Yates prefix).
@@ -842,6 +954,12 @@ impl Discovery {
     /// `gossip_stream` fuzz target can check it between steps too).
     pub fn check_invariants(&self) {
         assert!(!self.members.contains_key(&self.me.pki_id), "we are never a member of our own view");
+        #[cfg(debug_assertions)]
+        for (audience, set) in &self.audiences {
+            let expected: Vec<PkiId> =
+                self.members.iter().filter(|(_, r)| audience.admits(&self.me.org, &r.org, Shape::of(r))).map(|(p, _)| *p).collect();
+            assert_eq!(set.to_vec(), expected, "the audience {audience:?} follows the membership");
+        }
         debug_assert!(self.transmits.iter().all(|t| match t {
             Transmit::Send { to, .. } | Transmit::ProbeDead { to, .. } | Transmit::Close { to } => *to != self.me.pki_id,
             Transmit::Contact { .. } => true,
@@ -849,10 +967,174 @@ impl Discovery {
     }
 }
 
+/// Capacity an output queue keeps once drained.
+const QUEUE_KEEP: usize = 64;
+
+/// Gives back a drained queue's memory beyond [`QUEUE_KEEP`]: a burst (a membership response
+/// teaching thousands of members at once) must not keep its buffer for the peer's lifetime.
+fn release<T>(queue: &mut VecDeque<T>) {
+    if queue.capacity() > QUEUE_KEEP {
+        queue.shrink_to(QUEUE_KEEP);
+    }
+}
+
+/// The external endpoint an alive message announces (empty if none).
+fn alive_endpoint(message: &SignedMessage) -> String {
+    match message.content() {
+        Some(Content::AliveMsg(alive)) => alive.membership.as_ref().map(|m| m.endpoint.clone()).unwrap_or_default(),
+        _ => String::new(),
+    }
+}
+
+/// What decides a member's audiences besides its organization.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Shape {
+    alive: bool,
+    has_endpoint: bool,
+}
+
+impl Shape {
+    /// Not a member: in no audience.
+    const ABSENT: Shape = Shape { alive: false, has_endpoint: false };
+
+    fn of(record: &Record) -> Shape {
+        Shape { alive: record.alive, has_endpoint: !record.endpoint().is_empty() }
+    }
+}
+
+/// The members an alive message may be gossiped to, by Fabric's routing rules, before excluding
+/// the peer it came from and its origin. Each is kept as a [`RankedSet`] of alive members.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Audience {
+    /// Every alive member: an alive message of our organization with an external endpoint.
+    All,
+    /// Alive members of our organization: one of ours without an external endpoint.
+    OwnOrg,
+    /// Alive members of that organization and those of ours with an external endpoint: an alive
+    /// message from another organization.
+    Foreign(String),
+}
+
+impl Audience {
+    fn admits(&self, our_org: &str, org: &str, shape: Shape) -> bool {
+        shape.alive
+            && match self {
+                Audience::All => true,
+                Audience::OwnOrg => org == our_org,
+                Audience::Foreign(origin_org) => org == origin_org || (org == our_org && shape.has_endpoint),
+            }
+    }
+}
+
+/// Moves a member between audiences as its shape changes (`Shape::ABSENT`: joining or leaving).
+fn reindex(audiences: &mut BTreeMap<Audience, RankedSet>, our_org: &str, pki_id: PkiId, org: &str, before: Shape, after: Shape) {
+    for (audience, set) in audiences.iter_mut() {
+        match (audience.admits(our_org, org, before), audience.admits(our_org, org, after)) {
+            (false, true) => {
+                set.insert(pki_id);
+            }
+            (true, false) => {
+                set.remove(&pki_id);
+            }
+            _ => {}
+        }
+    }
+}
+
+/// A sorted set of PKI-IDs with rank and position lookups: sorted blocks of `RANKED_BLOCK` to
+/// `2 * RANKED_BLOCK` entries (fewer only when entries are removed), so inserting, removing, [`Self::rank`] and [`Self::nth`] cost
+/// O(log n + n / RANKED_BLOCK + RANKED_BLOCK) instead of O(n).
+#[derive(Clone, Debug, Default)]
+struct RankedSet {
+    blocks: Vec<Vec<PkiId>>,
+    len: usize,
+}
+
+const RANKED_BLOCK: usize = 64;
+
+impl RankedSet {
+    fn len(&self) -> usize {
+        self.len
+    }
+
+    /// The block that holds `pki_id` or would: the first whose last entry is not below it (the
+    /// last block for entries above all).
+    fn block_of(&self, pki_id: &PkiId) -> usize {
+        self.blocks.partition_point(|b| b.last().is_some_and(|last| last < pki_id)).min(self.blocks.len().saturating_sub(1))
+    }
+
+    fn insert(&mut self, pki_id: PkiId) -> bool {
+        if self.blocks.is_empty() {
+            self.blocks.push(vec![pki_id]);
+            self.len = 1;
+            return true;
+        }
+        let mut b = self.block_of(&pki_id);
+        if self.blocks[b].binary_search(&pki_id).is_ok() {
+            return false;
+        }
+        // Split a full block before inserting, so no block outgrows 2 * RANKED_BLOCK entries
+        // (nor its allocation: a Vec that grew past it would double and keep the room).
+        if self.blocks[b].len() >= 2 * RANKED_BLOCK {
+            let upper = self.blocks[b].split_off(RANKED_BLOCK);
+            self.blocks.insert(b + 1, upper);
+            if self.blocks[b].last().is_some_and(|last| *last < pki_id) {
+                b += 1;
+            }
+        }
+        let block = &mut self.blocks[b];
+        let Err(at) = block.binary_search(&pki_id) else { return false };
+        block.insert(at, pki_id);
+        self.len += 1;
+        true
+    }
+
+    fn remove(&mut self, pki_id: &PkiId) -> bool {
+        if self.blocks.is_empty() {
+            return false;
+        }
+        let b = self.block_of(pki_id);
+        let Ok(at) = self.blocks[b].binary_search(pki_id) else { return false };
+        self.blocks[b].remove(at);
+        if self.blocks[b].is_empty() {
+            self.blocks.remove(b);
+        }
+        self.len -= 1;
+        true
+    }
+
+    /// The position of `pki_id` in the set, if it is in it.
+    fn rank(&self, pki_id: &PkiId) -> Option<usize> {
+        if self.blocks.is_empty() {
+            return None;
+        }
+        let b = self.block_of(pki_id);
+        let at = self.blocks[b].binary_search(pki_id).ok()?;
+        Some(self.blocks[..b].iter().map(Vec::len).sum::<usize>() + at)
+    }
+
+    /// The entry at `position`.
+    fn nth(&self, mut position: usize) -> Option<PkiId> {
+        for block in &self.blocks {
+            if position < block.len() {
+                return Some(block[position]);
+            }
+            position -= block.len();
+        }
+        None
+    }
+
+    #[cfg(debug_assertions)]
+    fn to_vec(&self) -> Vec<PkiId> {
+        self.blocks.iter().flatten().copied().collect()
+    }
+}
+
 /// The endpoint to dial for a member: its internal endpoint when known (same org), else its
 /// external endpoint.
 fn preferred_endpoint(record: &Record) -> String {
-    if record.internal_endpoint.is_empty() { record.endpoint.clone() } else { record.internal_endpoint.clone() }
+    let internal = record.internal_endpoint();
+    if internal.is_empty() { record.endpoint().to_string() } else { internal }
 }
 
 /// Fabric's disclosure policy (spec §5.6): may a message from `message_org` (with or without an

@@ -6,6 +6,8 @@
 //! sender's identity. A rejected message yields a [`BadMessage`] whose [`BadMessage::reason`] is
 //! the label counted in `gossip_bad_messages_total{reason=…}`.
 
+use std::sync::{Arc, OnceLock};
+
 use prost::Message;
 use proto::gossip::gossip_message::{Content, Tag};
 use proto::gossip::{Envelope, GossipMessage, Secret, SecretEnvelope, secret};
@@ -123,45 +125,99 @@ impl From<VerifyError> for BadMessage {
 }
 
 /// An envelope with its decoded message.
-#[derive(Clone, Debug, PartialEq)]
-pub struct SignedMessage {
-    pub envelope: Envelope,
-    pub message: GossipMessage,
+///
+/// Copies share one allocation (cloning is a reference count): a member's alive message is held
+/// by the membership store and the emitter and goes out in every transmit that forwards it, and
+/// in a simulation thousands of peers hold the same one. The copy without the secret, for other
+/// organizations, is made once per message and shared the same way.
+#[derive(Clone)]
+pub struct SignedMessage(Arc<Parts>);
+
+struct Parts {
+    envelope: Envelope,
+    message: GossipMessage,
+    /// [`SignedMessage::without_secret`], made on first use.
+    without_secret: OnceLock<SignedMessage>,
+}
+
+impl PartialEq for SignedMessage {
+    fn eq(&self, other: &SignedMessage) -> bool {
+        Arc::ptr_eq(&self.0, &other.0) || (self.0.envelope == other.0.envelope && self.0.message == other.0.message)
+    }
+}
+
+impl std::fmt::Debug for SignedMessage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SignedMessage").field("envelope", &self.0.envelope).field("message", &self.0.message).finish()
+    }
 }
 
 impl SignedMessage {
+    /// Pairs an envelope with its decoded message as given, unchecked: the envelope need not be
+    /// the message's encoding (tests build bad messages with it). Messages off the wire go
+    /// through [`Self::from_envelope`].
+    pub fn from_parts(envelope: Envelope, message: GossipMessage) -> SignedMessage {
+        SignedMessage(Arc::new(Parts { envelope, message, without_secret: OnceLock::new() }))
+    }
+
     /// Signs `message` (the encoded message is the signed payload).
     pub fn sign(message: GossipMessage, signer: &dyn Signer) -> SignedMessage {
         let payload = message.encode_to_vec();
         let signature = signer.sign(&payload);
-        SignedMessage { envelope: Envelope { payload, signature, secret_envelope: None }, message }
+        SignedMessage::from_parts(Envelope { payload, signature, secret_envelope: None }, message)
     }
 
     /// Fabric's "NoopSign": the payload with an empty signature (membership requests/responses).
     pub fn noop_sign(message: GossipMessage) -> SignedMessage {
         let payload = message.encode_to_vec();
-        SignedMessage { envelope: Envelope { payload, signature: Vec::new(), secret_envelope: None }, message }
+        SignedMessage::from_parts(Envelope { payload, signature: Vec::new(), secret_envelope: None }, message)
+    }
+
+    pub fn envelope(&self) -> &Envelope {
+        &self.0.envelope
+    }
+
+    pub fn message(&self) -> &GossipMessage {
+        &self.0.message
+    }
+
+    /// The envelope, without copying it if this is the only copy of the message.
+    pub fn into_envelope(self) -> Envelope {
+        self.into_parts().0
+    }
+
+    /// The envelope and the message, without copying them if this is the only copy.
+    pub fn into_parts(self) -> (Envelope, GossipMessage) {
+        match Arc::try_unwrap(self.0) {
+            Ok(parts) => (parts.envelope, parts.message),
+            Err(shared) => (shared.envelope.clone(), shared.message.clone()),
+        }
     }
 
     /// Adds a signed secret carrying the internal endpoint.
-    pub fn with_internal_endpoint(mut self, internal_endpoint: &str, signer: &dyn Signer) -> SignedMessage {
+    pub fn with_internal_endpoint(self, internal_endpoint: &str, signer: &dyn Signer) -> SignedMessage {
         let secret = Secret { content: Some(secret::Content::InternalEndpoint(internal_endpoint.to_string())) };
         let payload = secret.encode_to_vec();
         let signature = signer.sign(&payload);
-        self.envelope.secret_envelope = Some(SecretEnvelope { payload, signature });
-        self
+        let (mut envelope, message) = self.into_parts();
+        envelope.secret_envelope = Some(SecretEnvelope { payload, signature });
+        SignedMessage::from_parts(envelope, message)
     }
 
     /// The same message without its secret (for peers of other organizations).
     pub fn without_secret(&self) -> SignedMessage {
-        let mut copy = self.clone();
-        copy.envelope.secret_envelope = None;
-        copy
+        if self.0.envelope.secret_envelope.is_none() {
+            return self.clone();
+        }
+        self.0
+            .without_secret
+            .get_or_init(|| SignedMessage::from_parts(Envelope { secret_envelope: None, ..self.0.envelope.clone() }, self.0.message.clone()))
+            .clone()
     }
 
     /// The internal endpoint from the secret envelope, if any (unverified: see [`Self::verify`]).
     pub fn internal_endpoint(&self) -> Option<String> {
-        let secret = self.envelope.secret_envelope.as_ref()?;
+        let secret = self.0.envelope.secret_envelope.as_ref()?;
         match Secret::decode(secret.payload.as_slice()).ok()?.content? {
             secret::Content::InternalEndpoint(endpoint) => Some(endpoint),
         }
@@ -192,16 +248,17 @@ impl SignedMessage {
             return Err(BadMessage::TooLarge { size, limit: MAX_PAYLOAD_BYTES });
         }
         check_tag(&message)?;
-        Ok(SignedMessage { envelope, message })
+        Ok(SignedMessage::from_parts(envelope, message))
     }
 
     /// Verifies the signature (and the secret's) with the claimed sender's identity.
     pub fn verify(&self, identity: &Identity) -> Result<(), BadMessage> {
-        if self.envelope.signature.is_empty() {
+        let envelope = &self.0.envelope;
+        if envelope.signature.is_empty() {
             return Err(BadMessage::EmptySignature);
         }
-        identity.verify(&self.envelope.payload, &self.envelope.signature)?;
-        if let Some(secret) = &self.envelope.secret_envelope {
+        identity.verify(&envelope.payload, &envelope.signature)?;
+        if let Some(secret) = &envelope.secret_envelope {
             if secret.payload.is_empty() || secret.signature.is_empty() {
                 return Err(BadMessage::BadSecret);
             }
@@ -211,7 +268,7 @@ impl SignedMessage {
     }
 
     pub fn content(&self) -> Option<&Content> {
-        self.message.content.as_ref()
+        self.0.message.content.as_ref()
     }
 }
 

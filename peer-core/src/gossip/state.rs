@@ -518,7 +518,7 @@ impl GossipState {
     // Data messages.
 
     fn on_data(&mut self, from: PkiId, message: SignedMessage) -> Result<(), BadMessage> {
-        let channel = String::from_utf8_lossy(&message.message.channel).into_owned();
+        let channel = String::from_utf8_lossy(&message.message().channel).into_owned();
         let Some(state) = self.channels.get(&channel) else {
             debug!(target: GOSSIP_CHANNEL, func = "handleMessage", "No such channel {channel} discarding message");
             return Ok(());
@@ -649,7 +649,7 @@ impl GossipState {
             let Some(identity) = identities.get(&origin) else {
                 return Err(BadMessage::BadIdentity(format!("PKI-ID {origin} not found in identity mapper")));
             };
-            message.verify(identity)?;
+            identities.verify(identity, message)?;
             identity.msp_id.clone()
         };
         let state = self.channels.get_mut(&channel).expect("found above");
@@ -706,13 +706,13 @@ impl GossipState {
         if let Some(own) = &state.own_state_info
             && (same_org || self.config.has_external_endpoint)
         {
-            elements.push(own.envelope.clone());
+            elements.push(own.envelope().clone());
         }
         for (origin, peer) in &state.peers {
             let member = self.members.iter().find(|m| m.pki_id == *origin);
             let discloseable = same_org || member.is_some_and(|m| m.org != self.my_org || m.has_external_endpoint);
             if discloseable {
-                elements.push(if same_org { peer.message.envelope.clone() } else { peer.message.without_secret().envelope });
+                elements.push(if same_org { peer.message.envelope().clone() } else { peer.message.without_secret().envelope().clone() });
             }
         }
         let snapshot = GossipMessage {
@@ -730,7 +730,7 @@ impl GossipState {
     /// Elements of peers that are not alive members are skipped.
     fn on_state_info_snapshot(&mut self, now: Instant, from: PkiId, message: &SignedMessage) -> Result<(), BadMessage> {
         let Some(Content::StateSnapshot(snapshot)) = message.content() else { return Ok(()) };
-        let channel = String::from_utf8_lossy(&message.message.channel).into_owned();
+        let channel = String::from_utf8_lossy(&message.message().channel).into_owned();
         if !self.channels.contains_key(&channel) || !self.sender_in_channel(&from, &channel) {
             return Ok(());
         }
@@ -842,7 +842,7 @@ impl GossipState {
     /// (as in Fabric: leaders reach the org by their own pushes).
     fn on_leadership(&mut self, now: Instant, from: PkiId, message: &SignedMessage) -> Result<(), BadMessage> {
         let Some(Content::LeadershipMsg(leadership)) = message.content() else { return Ok(()) };
-        let channel = String::from_utf8_lossy(&message.message.channel).into_owned();
+        let channel = String::from_utf8_lossy(&message.message().channel).into_owned();
         let Some(state) = self.channels.get(&channel) else {
             debug!(target: GOSSIP_CHANNEL, func = "handleMessage", "No such channel {channel} discarding message");
             return Ok(());
@@ -875,7 +875,7 @@ impl GossipState {
                 warn!(target: GOSSIP_CHANNEL, func = "HandleMessage", "Received leadership message created by a foreign organization {}", identity.msp_id);
                 return Ok(());
             }
-            message.verify(identity)?;
+            identities.verify(identity, message)?;
         }
         let in_view = self.org_view(&channel).iter().any(|m| m.pki_id == creator);
         let state = self.channels.get_mut(&channel).expect("found above");
@@ -1000,7 +1000,7 @@ impl GossipState {
 
     fn on_state_request(&mut self, from: PkiId, message: &SignedMessage) -> Result<(), BadMessage> {
         let Some(Content::StateRequest(request)) = message.content() else { return Ok(()) };
-        let channel = String::from_utf8_lossy(&message.message.channel).into_owned();
+        let channel = String::from_utf8_lossy(&message.message().channel).into_owned();
         if !self.sender_in_channel(&from, &channel) {
             return Ok(());
         }
@@ -1018,19 +1018,19 @@ impl GossipState {
             return Ok(());
         }
         let endpoint = self.members.iter().find(|m| m.pki_id == from).map(|m| m.endpoint.clone()).unwrap_or_default();
-        self.serves.push_back(Serve { channel, to: from, endpoint, nonce: message.message.nonce, start: request.start_seq_num, end: request.end_seq_num });
+        self.serves.push_back(Serve { channel, to: from, endpoint, nonce: message.message().nonce, start: request.start_seq_num, end: request.end_seq_num });
         Ok(())
     }
 
     fn on_state_response(&mut self, now: Instant, from: PkiId, message: &SignedMessage) -> Result<(), BadMessage> {
         let Some(Content::StateResponse(response)) = message.content() else { return Ok(()) };
-        let channel = String::from_utf8_lossy(&message.message.channel).into_owned();
+        let channel = String::from_utf8_lossy(&message.message().channel).into_owned();
         if !self.sender_in_channel(&from, &channel) {
             return Ok(());
         }
         // Only the response to the request in flight counts (Fabric matches the nonce).
         let Some(transfer) = self.channels.get(&channel).and_then(|s| s.transfer.clone()) else { return Ok(()) };
-        if message.message.nonce != transfer.nonce {
+        if message.message().nonce != transfer.nonce {
             return Ok(());
         }
         if response.payloads.is_empty() {

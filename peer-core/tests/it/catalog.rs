@@ -112,12 +112,13 @@ struct Built {
 
 impl Built {
     fn signed(message: GossipMessage, signer: &LocalMsp) -> Built {
-        let signed = SignedMessage::sign(message, signer);
-        Built { message: signed.message, envelope: signed.envelope, signed: true }
+        let (envelope, message) = SignedMessage::sign(message, signer).into_parts();
+        Built { message, envelope, signed: true }
     }
 
     fn from(signed: SignedMessage, is_signed: bool) -> Built {
-        Built { message: signed.message, envelope: signed.envelope, signed: is_signed }
+        let (envelope, message) = signed.into_parts();
+        Built { message, envelope, signed: is_signed }
     }
 
     /// Re-encodes the payload after a change to the message (re-signing if it was signed).
@@ -127,7 +128,7 @@ impl Built {
     }
 
     fn signed_message(&self) -> SignedMessage {
-        SignedMessage { envelope: self.envelope.clone(), message: self.message.clone() }
+        SignedMessage::from_parts(self.envelope.clone(), self.message.clone())
     }
 }
 
@@ -147,11 +148,11 @@ fn base_membership(name: &str, keys: &Keys, sender: &LocalMsp) -> Built {
     match name {
         "alive" => Built::signed(alive_message(sender, (10, 5), true), sender),
         "mem-req" => {
-            let self_information = SignedMessage::sign(alive_message(sender, (10, 5), true), sender).envelope;
+            let self_information = SignedMessage::sign(alive_message(sender, (10, 5), true), sender).into_envelope();
             Built::from(SignedMessage::noop_sign(empty_tag(Content::MemReq(MembershipRequest { self_information: Some(self_information), known: Vec::new() }), 7)), false)
         }
         "mem-res" => {
-            let alive = SignedMessage::sign(alive_message(sender, (10, 5), true), sender).envelope;
+            let alive = SignedMessage::sign(alive_message(sender, (10, 5), true), sender).into_envelope();
             Built::from(SignedMessage::noop_sign(empty_tag(Content::MemRes(MembershipResponse { alive: vec![alive], dead: Vec::new() }), 9)), false)
         }
         "conn" => {
@@ -245,15 +246,15 @@ fn mutate(built: &mut Built, mutation: &str, keys: &dyn Fn(&str) -> LocalMsp, se
         }
         ["secret-forged", name] => {
             let signed = built.signed_message().with_internal_endpoint("evil:1", &keys(name));
-            built.envelope = signed.envelope;
+            built.envelope = signed.into_envelope();
         }
         ["secret-unsigned"] => {
             let signed = built.signed_message().with_internal_endpoint("evil:1", sender);
-            built.envelope.secret_envelope = Some(SecretEnvelope { signature: Vec::new(), ..signed.envelope.secret_envelope.unwrap() });
+            built.envelope.secret_envelope = Some(SecretEnvelope { signature: Vec::new(), ..signed.into_envelope().secret_envelope.unwrap() });
         }
         ["self-info", name] => {
             let other = keys(name);
-            let envelope = SignedMessage::sign(alive_message(&other, (3, 1), true), &other).envelope;
+            let envelope = SignedMessage::sign(alive_message(&other, (3, 1), true), &other).into_envelope();
             match built.message.content.as_mut() {
                 Some(Content::MemReq(request)) => request.self_information = Some(envelope),
                 other => panic!("{mutation} needs a mem-req, not {other:?}"),
@@ -261,7 +262,7 @@ fn mutate(built: &mut Built, mutation: &str, keys: &dyn Fn(&str) -> LocalMsp, se
             built.reencode(sender);
         }
         ["non-alive"] => {
-            let empty = SignedMessage::noop_sign(empty_tag(Content::Empty(proto::gossip::Empty {}), 0)).envelope;
+            let empty = SignedMessage::noop_sign(empty_tag(Content::Empty(proto::gossip::Empty {}), 0)).into_envelope();
             match built.message.content.as_mut() {
                 Some(Content::MemRes(response)) => response.alive = vec![empty],
                 other => panic!("{mutation} needs a mem-res, not {other:?}"),
@@ -414,7 +415,7 @@ fn run_comm(case: &Case) -> (Outcome, String) {
         let x = crate::gossip_comm::local_msp(&orgs.org1, 0);
         assert_eq!(case.from.as_deref().unwrap_or("org1p0"), "org1p0", "the comm entry's sender is its handshake identity");
         let keys = Keys(BTreeMap::from([("org1p0".to_string(), x.clone()), ("org1p1".to_string(), crate::gossip_comm::local_msp(&orgs.org1, 1))]));
-        let (mut inbound, sink) = crate::gossip_comm::raw_stream(&world, 8051, Some(crate::gossip_comm::conn_envelope(&x, x.pki_id()).envelope)).await;
+        let (mut inbound, sink) = crate::gossip_comm::raw_stream(&world, 8051, Some(crate::gossip_comm::conn_envelope(&x, x.pki_id()).into_envelope())).await;
         inbound.message().await.unwrap().unwrap();
         match crate::gossip_comm::next_event(&mut b.events).await {
             CommEvent::ConnectionUp { pki_id, .. } => assert_eq!(pki_id, x.pki_id()),

@@ -406,14 +406,14 @@ async fn bad_handshakes_are_rejected_for_the_right_reason() {
     let x = local_msp(&orgs.org1, 0);
     let good = conn_envelope(&x, x.pki_id());
 
-    let mut bad_signature = good.envelope.clone();
+    let mut bad_signature = good.envelope().clone();
     bad_signature.signature = x.sign(b"another payload");
-    let mut high = good.envelope.clone();
-    high.signature = high_s(&good.envelope.signature);
-    let mismatch = conn_envelope(&x, local_msp(&orgs.org1, 1).pki_id()).envelope;
+    let mut high = good.envelope().clone();
+    high.signature = high_s(&good.envelope().signature);
+    let mismatch = conn_envelope(&x, local_msp(&orgs.org1, 1).pki_id()).into_envelope();
     let stranger = local_msp(&orgs.org3, 0);
-    let untrusted = conn_envelope(&stranger, stranger.pki_id()).envelope;
-    let not_conn = SignedMessage::sign(message::empty_tag(Content::Empty(proto::gossip::Empty {}), 0), &x).envelope;
+    let untrusted = conn_envelope(&stranger, stranger.pki_id()).into_envelope();
+    let not_conn = SignedMessage::sign(message::empty_tag(Content::Empty(proto::gossip::Empty {}), 0), &x).into_envelope();
 
     // (case, first envelope, clock advance, rejection reason, log text)
     type Case = (&'static str, Option<Envelope>, Option<Duration>, &'static str, &'static str);
@@ -447,12 +447,12 @@ async fn bad_handshakes_are_rejected_for_the_right_reason() {
     assert!(b.comm.connected_peers().is_empty());
 
     // The same raw client with a proper ConnEstablish is accepted, and B talks to it.
-    let (mut inbound, _sink) = raw_stream(&world, 8051, Some(good.envelope)).await;
+    let (mut inbound, _sink) = raw_stream(&world, 8051, Some(good.into_envelope())).await;
     inbound.message().await.unwrap().unwrap();
     assert_eq!(next_event(&mut b.events).await, CommEvent::ConnectionUp { pki_id: x.pki_id(), endpoint: None });
     let hello = alive(&b.msp, 1);
     assert!(b.comm.send(&x.pki_id(), hello.clone()));
-    assert_eq!(inbound.message().await.unwrap(), Some(hello.envelope));
+    assert_eq!(inbound.message().await.unwrap(), Some(hello.into_envelope()));
 }
 
 #[tokio::test]

@@ -237,7 +237,7 @@ impl World {
         self.sent
             .iter()
             .filter_map(|(to, m)| match m.content() {
-                Some(Content::StateRequest(r)) => Some((*to, r.start_seq_num, r.end_seq_num, m.message.nonce)),
+                Some(Content::StateRequest(r)) => Some((*to, r.start_seq_num, r.end_seq_num, m.message().nonce)),
                 _ => None,
             })
             .collect()
@@ -337,8 +337,9 @@ fn state_info_keeps_the_newest_per_peer_and_rejects_forgeries() {
     assert_eq!(world.receive("p1", older), Err(BadMessage::Stale));
     assert_eq!(world.state.peers_of_channel(CH), vec![(world.pki("q0"), 7)]);
     // Signed by someone else than its PKI-ID.
-    let mut forged = world.state_info("q0", 9, 3);
-    forged.envelope.signature = world.state_info("p1", 9, 3).envelope.signature;
+    let (mut envelope, message) = world.state_info("q0", 9, 3).into_parts();
+    envelope.signature = world.state_info("p1", 9, 3).envelope().signature.clone();
+    let forged = SignedMessage::from_parts(envelope, message);
     assert!(matches!(world.receive("p1", forged), Err(BadMessage::BadSignature(_) | BadMessage::HighS)));
     assert_eq!(world.state.peers_of_channel(CH), vec![(world.pki("q0"), 7)]);
 }
@@ -358,7 +359,7 @@ fn state_info_is_published_with_our_height() {
     assert!(!infos.is_empty() && infos.iter().all(|h| *h == 3), "{infos:?}");
     // Signed (unlike data messages), for our org's peers only (no external endpoint).
     let (to, message) = world.sent.iter().find(|(_, m)| matches!(m.content(), Some(Content::StateInfo(_)))).unwrap();
-    assert!(!message.envelope.signature.is_empty());
+    assert!(!message.envelope().signature.is_empty());
     assert_eq!(world.peers.values().find(|p| p.pki_id() == *to).unwrap().identity.msp_id, "Org1MSP");
 }
 
@@ -396,10 +397,11 @@ fn a_state_response_is_committed_in_order_and_the_next_batch_requested() {
     world.receive("p1", response(nonce.wrapping_add(1), 2..=12)).unwrap();
     assert_eq!(world.height(), 2);
     // Blocks out of order in the response are still committed in order.
-    let mut reply = response(nonce, 2..=12);
-    if let Some(Content::StateResponse(r)) = &mut reply.message.content {
+    let (envelope, mut message) = response(nonce, 2..=12).into_parts();
+    if let Some(Content::StateResponse(r)) = &mut message.content {
         r.payloads.reverse();
     }
+    let reply = SignedMessage::from_parts(envelope, message);
     world.receive("p1", reply).unwrap();
     assert_eq!(world.height(), 13);
     let (_, start, end, nonce) = *world.requests().last().unwrap();
@@ -435,7 +437,7 @@ fn state_requests_from_channel_members_are_served_within_the_batch_size() {
     let reply = state::state_response(serve, 3, 1 << 20, |n| Some(block(n)));
     let Some(Content::StateResponse(r)) = reply.content() else { panic!() };
     assert_eq!(r.payloads.iter().map(|p| p.seq_num).collect::<Vec<_>>(), vec![1, 2]);
-    assert_eq!(reply.message.nonce, 77);
+    assert_eq!(reply.message().nonce, 77);
     let reply = state::state_response(serve, 5, 10, |n| Some(block(n)));
     let Some(Content::StateResponse(r)) = reply.content() else { panic!() };
     assert_eq!(r.payloads.len(), 1, "at least one block, then the size bound");
@@ -550,7 +552,7 @@ fn snapshot_sent_to(world: &World, to: PkiId) -> Option<Vec<PkiId>> {
 }
 
 fn snapshot(world: &World, of: &[(&str, u64, u64)]) -> SignedMessage {
-    let elements = of.iter().map(|(name, height, seq)| world.state_info(name, *height, *seq).envelope).collect();
+    let elements = of.iter().map(|(name, height, seq)| world.state_info(name, *height, *seq).into_envelope()).collect();
     SignedMessage::noop_sign(GossipMessage {
         nonce: 0,
         channel: CH.as_bytes().to_vec(),
@@ -613,13 +615,13 @@ fn a_snapshot_teaches_heights_without_forwarding_and_stops_at_a_forgery() {
     assert_eq!(heights.get(&world.pki("q0")), Some(&4));
     assert!(world.sent[before..].iter().all(|(_, m)| !matches!(m.content(), Some(Content::StateInfo(_)))), "snapshots are not forwarded");
     // An element signed by someone else than its origin: refused, and nothing after it is taken.
-    let mut forged = world.state_info("p2", 50, 9);
-    forged.envelope.signature = world.state_info("p3", 50, 9).envelope.signature;
-    let mut message = snapshot(&world, &[("p3", 11, 9)]);
-    if let Some(Content::StateSnapshot(s)) = &mut message.message.content {
-        s.elements.insert(0, forged.envelope);
+    let mut forged = world.state_info("p2", 50, 9).into_envelope();
+    forged.signature = world.state_info("p3", 50, 9).envelope().signature.clone();
+    let (_, mut message) = snapshot(&world, &[("p3", 11, 9)]).into_parts();
+    if let Some(Content::StateSnapshot(s)) = &mut message.content {
+        s.elements.insert(0, forged);
     }
-    let message = SignedMessage::noop_sign(message.message);
+    let message = SignedMessage::noop_sign(message);
     assert!(matches!(world.receive("p1", message), Err(BadMessage::BadSignature(_))));
     let heights: BTreeMap<PkiId, u64> = world.state.peers_of_channel(CH).into_iter().collect();
     assert_eq!(heights.get(&world.pki("p2")), None);
