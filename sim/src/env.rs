@@ -8,6 +8,9 @@
 //!   the bytes synced apart; a power cut throws away what was not synced. A power switch is
 //!   turned off *before* the host is crashed so redb's drop cannot flush (a drop is a graceful
 //!   close in redb; a crash is not).
+//! - [`SignatureMemo`]: gossip's identity verifier for a whole run, shared by every simulated
+//!   peer: a signature found valid once is not checked again by the next peer that receives the
+//!   same message. The answers are the real verifier's; only the repeated work goes.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io;
@@ -19,6 +22,11 @@ use std::future::Future;
 use std::time::{Duration, SystemTime};
 
 use peer_core::config::HostPort;
+use peer_core::gossip::identity::{IdentityVerifier, MspVerifier};
+use peer_core::gossip::message::{BadMessage, SignedMessage};
+use peer_core::msp::Msp;
+use peer_core::msp::identity::{Identity, PkiId};
+use sha2::{Digest, Sha256};
 use peer_core::env::{BoxFuture, Clock, Connection, DirLock, Instant, Listener, LockError, MessageFault, Network, Storage, StreamConnection};
 
 /// Simulated time.
@@ -48,6 +56,110 @@ impl Clock for SimClock {
 
     fn sleep_until(&self, deadline: Instant) -> BoxFuture<'static, ()> {
         Box::pin(tokio::time::sleep_until(self.base + Duration::from_nanos(deadline.0)))
+    }
+}
+
+/// Gossip's identity verifier shared by all the peers of one run: [`MspVerifier`] behind a memo
+/// of the signatures it has accepted.
+///
+/// In a real network every peer checks every alive message it is sent once (repeats are dropped
+/// before their signature is checked); ten simulated peers in one process do ten times the ECDSA
+/// work of one, and that was three quarters of a full-stack run's CPU. Verification is a pure
+/// function of (identity, signed bytes, signature), so each distinct triple is checked once per
+/// run and the answer reused. Only acceptances are remembered: a bad signature is checked, and
+/// refused, every time. Decoding and MSP validation (which depends on the time) are not memoized.
+/// Hits change nothing a peer can observe: the same seed gives the same trace with or without it.
+pub struct SignatureMemo {
+    inner: MspVerifier,
+    state: Mutex<MemoState>,
+}
+
+#[derive(Default)]
+struct MemoState {
+    accepted: BTreeSet<[u8; 32]>,
+    /// Insertion order, for evicting the oldest past [`SignatureMemo::CAPACITY`].
+    order: std::collections::VecDeque<[u8; 32]>,
+    hits: u64,
+    misses: u64,
+}
+
+impl SignatureMemo {
+    /// Entries kept (32 bytes each, twice): a 50-peer, 10-minute run stays below it.
+    pub const CAPACITY: usize = 1 << 16;
+
+    pub fn new() -> SignatureMemo {
+        SignatureMemo { inner: MspVerifier, state: Mutex::new(MemoState::default()) }
+    }
+
+    /// (signatures checked, checks answered from the memo).
+    pub fn counts(&self) -> (u64, u64) {
+        let state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        (state.misses, state.hits)
+    }
+
+    /// What a check depends on: the signer's PKI-ID (a hash of its MSP ID and certificate) and
+    /// the signed bytes and signatures of the envelope and of its secret, each length-prefixed.
+    fn key(identity: &Identity, message: &SignedMessage) -> [u8; 32] {
+        let pki_id: PkiId = identity.pki_id();
+        let envelope = message.envelope();
+        let mut hash = Sha256::new();
+        let mut part = |bytes: &[u8]| {
+            hash.update((bytes.len() as u64).to_be_bytes());
+            hash.update(bytes);
+        };
+        part(&pki_id.0);
+        part(&envelope.payload);
+        part(&envelope.signature);
+        match &envelope.secret_envelope {
+            Some(secret) => {
+                part(&[1]);
+                part(&secret.payload);
+                part(&secret.signature);
+            }
+            None => part(&[0]),
+        }
+        hash.finalize().into()
+    }
+}
+
+impl Default for SignatureMemo {
+    fn default() -> Self {
+        SignatureMemo::new()
+    }
+}
+
+impl IdentityVerifier for SignatureMemo {
+    fn decode(&self, serialized: &[u8]) -> Result<(PkiId, Arc<Identity>), BadMessage> {
+        self.inner.decode(serialized)
+    }
+
+    fn validate(&self, msp: &Msp, identity: &Identity, now: SystemTime) -> Result<(), String> {
+        self.inner.validate(msp, identity, now)
+    }
+
+    fn verify(&self, identity: &Identity, message: &SignedMessage) -> Result<(), BadMessage> {
+        let key = SignatureMemo::key(identity, message);
+        {
+            let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+            if state.accepted.contains(&key) {
+                state.hits += 1;
+                return Ok(());
+            }
+            state.misses += 1;
+        }
+        // Checked outside the lock; two peers checking the same message at once (not under
+        // turmoil, which runs one host at a time) would both check it, which is only slower.
+        self.inner.verify(identity, message)?;
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        if state.accepted.insert(key) {
+            state.order.push_back(key);
+            if state.order.len() > SignatureMemo::CAPACITY
+                && let Some(oldest) = state.order.pop_front()
+            {
+                state.accepted.remove(&oldest);
+            }
+        }
+        Ok(())
     }
 }
 
@@ -603,5 +715,65 @@ impl redb::StorageBackend for SimFileBackend {
             file.pending.push(Pending::Write { offset: start, data: data.to_vec() });
             Ok(())
         })
+    }
+}
+
+#[cfg(test)]
+mod signature_memo_tests {
+    use super::*;
+    use peer_core::gossip::message;
+    use peer_core::msp::LocalMsp;
+    use peer_core::msp::generate::{self, OrgSpec, ValidityWindow};
+    use proto::gossip::gossip_message::Content;
+    use proto::gossip::{AliveMessage, Member, PeerTime};
+
+    fn peers() -> (LocalMsp, LocalMsp) {
+        let spec = OrgSpec { msp_id: "Org1MSP".into(), domain: "org1.example.com".into(), peers: 2 };
+        let org = generate::generate_org(&spec, &mut generate::org_rng(1, &spec), ValidityWindow::fixed()).unwrap();
+        let load = |i: usize| LocalMsp::from_files(&org.peers[i].msp, "Org1MSP", ValidityWindow::fixed().not_before).unwrap();
+        (load(0), load(1))
+    }
+
+    fn alive(signer: &LocalMsp, seq: u64) -> SignedMessage {
+        let content = Content::AliveMsg(AliveMessage {
+            membership: Some(Member { endpoint: "peer0:7051".into(), metadata: Vec::new(), pki_id: signer.pki_id().0.to_vec() }),
+            timestamp: Some(PeerTime { inc_num: 1, seq_num: seq }),
+            identity: Vec::new(),
+        });
+        SignedMessage::sign(message::empty_tag(content, 0), signer)
+    }
+
+    #[test]
+    fn a_signature_is_checked_once_and_the_answer_reused() {
+        let (a, _) = peers();
+        let memo = SignatureMemo::new();
+        let message = alive(&a, 1);
+        for _ in 0..3 {
+            memo.verify(&a.identity, &message).unwrap();
+        }
+        assert_eq!(memo.counts(), (1, 2));
+        // Another message is another check.
+        memo.verify(&a.identity, &alive(&a, 2)).unwrap();
+        assert_eq!(memo.counts(), (2, 2));
+    }
+
+    #[test]
+    fn a_remembered_signature_does_not_vouch_for_another_signer_or_altered_bytes() {
+        let (a, b) = peers();
+        let memo = SignatureMemo::new();
+        let message = alive(&a, 1);
+        memo.verify(&a.identity, &message).unwrap();
+        // The same bytes claimed by b: checked again, and refused.
+        assert!(memo.verify(&b.identity, &message).is_err());
+        // Other bytes under a's signature: refused, every time (refusals are not kept).
+        let mut envelope = alive(&a, 2).envelope().clone();
+        envelope.signature = message.envelope().signature.clone();
+        let altered = SignedMessage::from_envelope(envelope).unwrap();
+        for _ in 0..2 {
+            assert!(memo.verify(&a.identity, &altered).is_err());
+        }
+        assert_eq!(memo.counts(), (4, 0));
+        // And the memo answers as the real verifier does.
+        assert_eq!(MspVerifier.verify(&a.identity, &altered).is_err(), memo.verify(&a.identity, &altered).is_err());
     }
 }

@@ -33,7 +33,7 @@ use sha2::{Digest, Sha256};
 use tracing::Instrument;
 use tracing_subscriber::layer::SubscriberExt;
 
-use crate::env::{MessageFaults, NetFaults, SimClock, SimDisk, SimNetwork, SimStorage};
+use crate::env::{MessageFaults, NetFaults, SignatureMemo, SimClock, SimDisk, SimNetwork, SimStorage};
 use crate::orderer::{Orderer, OrdererSpec};
 use crate::scenario::{Bootstrap, Event, NewBlocks, ORDERER, PeerSpec, Scenario};
 
@@ -263,6 +263,8 @@ fn simulate(scenario: &Scenario, seed: u64, broken: Option<Breakage>) -> Outcome
     let joined: Joined = Arc::default();
     let leaders: Leaders = Arc::default();
     let delays_fired = Arc::new(AtomicU64::new(0));
+    // One memo of checked gossip signatures for the whole run (see `SignatureMemo`).
+    let signatures = Arc::new(SignatureMemo::new());
     let network = scenario.network.clone().unwrap_or_default();
     // Message faults are on when the scenario can ever lose or repeat a message.
     let message_faults = network.loss > 0.0 || network.duplicate > 0.0 || scenario.timeline.iter().any(|s| matches!(s.event, Event::Loss(_)));
@@ -285,6 +287,7 @@ fn simulate(scenario: &Scenario, seed: u64, broken: Option<Breakage>) -> Outcome
         let (ledgers, joined, leaders) = (ledgers.clone(), joined.clone(), leaders.clone());
         let (network, delays_fired) = (network.clone(), delays_fired.clone());
         let (loss, lost, duplicated) = (loss.clone(), lost.clone(), duplicated.clone());
+        let signatures = signatures.clone();
         let gate = gates.get(&peer.name).map(|g| g.subscribe());
         // Each start of the host gets its own seed (a restart is a new process).
         let starts = Arc::new(Mutex::new(0u64));
@@ -325,6 +328,7 @@ fn simulate(scenario: &Scenario, seed: u64, broken: Option<Breakage>) -> Outcome
                 duplicated: duplicated.clone(),
             });
             let mut gate = gate.clone();
+            let signatures = signatures.clone();
             let span = tracing::info_span!("peer", name = %name);
             async move {
                 if let Some(gate) = gate.as_mut() {
@@ -336,7 +340,8 @@ fn simulate(scenario: &Scenario, seed: u64, broken: Option<Breakage>) -> Outcome
                     Arc::new(SimNetwork { host: name.clone(), faults, messages }),
                     Arc::new(SimStorage(disk)),
                     env_seed,
-                );
+                )
+                .with_identity_verifier(signatures);
                 let running = node::start(env, setup).await.map_err(|e| Box::new(e) as Box<dyn std::error::Error>)?;
                 views.lock().unwrap_or_else(|p| p.into_inner()).insert(name.clone(), running.gossip_view.clone());
                 // Join the channel once; after an acknowledged join, the disk must keep it (the

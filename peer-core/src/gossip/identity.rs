@@ -6,10 +6,12 @@
 //! ignores it), so two organizations can form membership.
 //!
 //! How identities are decoded and validated, and how gossip signatures are checked, is an
-//! [`IdentityVerifier`] chosen at construction. The peer always uses [`MspVerifier`] (X.509
-//! against the MSPs, ECDSA P-256): [`Identities::new`] takes no other. The protocol-level
-//! simulator (`sim protosim`) injects a cheap one through [`Identities::with_verifier`] so that
-//! thousands of peers fit in one process; crypto cost is measured by the micro-benchmarks instead.
+//! [`IdentityVerifier`] chosen at construction. The peer uses the one its `Env` holds:
+//! [`MspVerifier`] (X.509 against the MSPs, ECDSA P-256) in the real env; the full-stack
+//! simulator wraps it in a memo shared by all its peers (the same answers, each distinct signature
+//! checked once per run). The protocol-level simulator (`sim protosim`) injects a cheap stand-in
+//! through [`Identities::with_verifier`] so that thousands of peers fit in one process; crypto cost
+//! is measured by the micro-benchmarks instead.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

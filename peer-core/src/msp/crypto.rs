@@ -5,7 +5,7 @@
 //! cannot be re-shaped into a second valid one. Certificates are X.509 with P-256 keys.
 
 use der::{Decode, Encode};
-use p256::ecdsa::signature::{Keypair, Signer as _, Verifier as _};
+use p256::ecdsa::signature::{Keypair, Signer as _};
 use p256::ecdsa::{DerSignature, Signature, SigningKey, VerifyingKey};
 use p256::elliptic_curve::scalar::IsHigh;
 use sha2::{Digest, Sha256};
@@ -46,7 +46,17 @@ pub fn verify(key: &VerifyingKey, message: &[u8], der_signature: &[u8]) -> Resul
     if bool::from(signature.s().is_high()) {
         return Err(VerifyError::HighS);
     }
-    key.verify(message, &signature).map_err(|_| VerifyError::Mismatch)
+    verify_parsed(key, message, &signature).map_err(|()| VerifyError::Mismatch)
+}
+
+/// The ECDSA check itself, by ring (assembly P-256 arithmetic, about 4.5 times faster than p256's
+/// portable code on this machine: 63 vs 279 µs, see docs/benchmarks.md). p256 has already parsed
+/// and range-checked the key and the signature, so both libraries accept exactly the same
+/// signatures; signing stays with p256 (RFC 6979, deterministic), which ring does not offer.
+fn verify_parsed(key: &VerifyingKey, message: &[u8], signature: &Signature) -> Result<(), ()> {
+    use ring::signature::{ECDSA_P256_SHA256_FIXED, UnparsedPublicKey};
+    let point = key.to_sec1_point(false);
+    UnparsedPublicKey::new(&ECDSA_P256_SHA256_FIXED, point.as_bytes()).verify(message, &signature.to_bytes()).map_err(|_| ())
 }
 
 /// The SHA-256 digest of `bytes`.
@@ -82,7 +92,7 @@ pub fn cert_signed_by(cert: &Certificate, issuer_key: &VerifyingKey) -> Result<(
     let signature_bytes = cert.signature().raw_bytes();
     let signature = Signature::from_der(signature_bytes).map_err(|_| "the certificate signature is malformed".to_string())?;
     let signature = signature.normalize_s();
-    issuer_key.verify(&tbs, &signature).map_err(|_| "the certificate signature does not verify".to_string())
+    verify_parsed(issuer_key, &tbs, &signature).map_err(|()| "the certificate signature does not verify".to_string())
 }
 
 /// Parses one certificate from DER.
@@ -155,6 +165,38 @@ mod tests {
     fn another_keys_signature_does_not_verify() {
         let signature = sign(&key(1), b"hello");
         assert_eq!(verify(key(2).verifying_key(), b"hello", &signature), Err(VerifyError::Mismatch));
+    }
+
+    /// ring does the arithmetic, p256 the parsing: over good signatures, signatures of other
+    /// messages and keys, and single-bit corruptions of r or s, ring's answer is p256's own.
+    #[test]
+    fn ring_and_p256_agree_on_every_signature() {
+        use p256::ecdsa::signature::Verifier as _;
+        let keys = [key(1), key(2)];
+        let mut checked = 0;
+        for i in 0..48u32 {
+            let message = format!("message {i}");
+            let good = Signature::from_der(&sign(&keys[0], message.as_bytes())).unwrap();
+            let mut candidates = vec![good];
+            let other = Signature::from_der(&sign(&keys[0], b"other")).unwrap();
+            candidates.push(other);
+            let mut bytes = good.to_bytes();
+            bytes[(i as usize * 7) % 64] ^= 1 << (i % 8);
+            candidates.extend(Signature::from_slice(&bytes));
+            for signature in candidates {
+                for key in &keys {
+                    let p256 = key.verifying_key().verify(message.as_bytes(), &signature).is_ok();
+                    let ours = verify_parsed(key.verifying_key(), message.as_bytes(), &signature).is_ok();
+                    assert_eq!(ours, p256, "message {i}");
+                    checked += 1;
+                }
+            }
+        }
+        assert!(checked >= 250);
+        // And a certificate-style high-S signature is accepted by both (only gossip refuses high-S).
+        let high = Signature::from_der(&to_high_s(&sign(&keys[0], b"cert"))).unwrap();
+        assert!(keys[0].verifying_key().verify(b"cert", &high).is_ok());
+        assert!(verify_parsed(keys[0].verifying_key(), b"cert", &high).is_ok());
     }
 }
 

@@ -168,7 +168,7 @@ pub async fn start(env: Env, setup: Setup) -> Result<RunningNode, StartError> {
         error!(target: "peer", func = "Initialize", "Failed to load ledger {channel}({err})");
     }
     // The joined channels' organizations become known to gossip's identity store.
-    let identities = Arc::new(Mutex::new(Identities::new(&msp, trusted_msps)));
+    let identities = Arc::new(Mutex::new(Identities::with_verifier(&msp, trusted_msps, env.identity_verifier())));
     let channels = Arc::new(Channels::open_with_metrics(ledger, identities.clone(), ledger_metrics, env.clock.clone())?);
 
     // Step 24: bind the peer port now; it is served only at the end.
