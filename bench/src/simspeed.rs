@@ -53,11 +53,18 @@ pub fn seeds_per_second(sim: &Path, repo: &Path, seeds: u64) -> Result<f64> {
     Ok(seeds as f64 / started.elapsed().as_secs_f64())
 }
 
+/// Wall-time and memory limits of one protocol-level run.
+pub const PROTOSIM_MAX_WALL_S: u64 = 420;
+pub const PROTOSIM_MAX_RSS_MB: u64 = 12_000;
+
 /// One protocol-level run (`sim protosim --peers N --json`); None when this `sim` has no such
 /// command.
 pub fn protosim(sim: &Path, peers: usize, seconds: u64) -> Result<Option<serde_json::Value>> {
     let output = Command::new(sim)
         .args(["protosim", "--peers", &peers.to_string(), "--seconds", &seconds.to_string(), "--seed", "1", "--json"])
+        // Past these a run stops and reports how far it got (5,000 peers need more of both than
+        // a 2-core, 24 GiB machine has: steady-state gossip is N² messages per interval).
+        .args(["--max-wall", &PROTOSIM_MAX_WALL_S.to_string(), "--max-rss-mb", &PROTOSIM_MAX_RSS_MB.to_string()])
         .output()
         .context("running sim protosim")?;
     let stderr = String::from_utf8_lossy(&output.stderr);

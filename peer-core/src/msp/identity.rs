@@ -14,8 +14,26 @@ use super::crypto::{self, VerifyError};
 pub const MAX_SERIALIZED_IDENTITY_BYTES: usize = 64 << 10;
 
 /// A gossip PKI-ID: SHA-256 over the MSP ID bytes followed by the identity bytes (the PEM).
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
 pub struct PkiId(pub [u8; 32]);
+
+/// The bytes' lexicographic order (as derived), compared as four big-endian words: PKI-IDs key
+/// every membership map and audience, and a call to `memcmp` per comparison was a sixth of the
+/// protocol simulator's time at a few hundred peers.
+impl Ord for PkiId {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        let words = |id: &PkiId| -> [u64; 4] {
+            std::array::from_fn(|i| u64::from_be_bytes(id.0[i * 8..i * 8 + 8].try_into().expect("8 bytes")))
+        };
+        words(self).cmp(&words(other))
+    }
+}
+
+impl PartialOrd for PkiId {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
 
 impl PkiId {
     pub fn of(msp_id: &str, id_bytes: &[u8]) -> PkiId {
@@ -170,4 +188,22 @@ pub fn pem_blocks(text: &[u8]) -> Result<Vec<(String, Vec<u8>)>, String> {
         rest = &after[end + footer.len()..];
     }
     Ok(blocks)
+}
+
+#[cfg(test)]
+mod pki_id_order {
+    use super::PkiId;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 512, rng_seed: proptest::test_runner::RngSeed::Fixed(7), ..ProptestConfig::default() })]
+        /// Maps keyed by PKI-ID iterate in byte order, as they did with the derived order.
+        #[test]
+        fn orders_as_its_bytes(a in any::<[u8; 32]>(), b in any::<[u8; 32]>(), shared in 0usize..32) {
+            let mut b = b;
+            b[..shared].copy_from_slice(&a[..shared]);
+            prop_assert_eq!(PkiId(a).cmp(&PkiId(b)), a.cmp(&b));
+            prop_assert_eq!(PkiId(a).cmp(&PkiId(a)), std::cmp::Ordering::Equal);
+        }
+    }
 }
