@@ -110,14 +110,16 @@ pub struct StartRun {
 
 /// Starts `subject` on `data` (fresh or existing, as the caller prepared it) and stops it.
 pub fn start_once(subject: &Subject, dir: &Path, data: &Path, extra_env: &[(String, String)]) -> Result<StartRun> {
-    let mut env = peer_env(subject, Ports::free(), data);
-    env.extend(extra_env.iter().cloned());
-    let mut peer = spawn_peer(subject, dir, &env)?;
-    let started = peer.wait_line(STARTED, LIMIT)?;
-    let rss_mb = peer.peak_rss_mb()?;
-    let start_ms = ms(started - peer.spawned());
-    let stop_ms = ms(peer.terminate(Duration::from_secs(30))?);
-    Ok(StartRun { start_ms, rss_mb, stop_ms })
+    crate::proc::retry_taken_port(|| {
+        let mut env = peer_env(subject, Ports::free(), data);
+        env.extend(extra_env.iter().cloned());
+        let mut peer = spawn_peer(subject, dir, &env)?;
+        let started = peer.wait_line(STARTED, LIMIT)?;
+        let rss_mb = peer.peak_rss_mb()?;
+        let start_ms = ms(started - peer.spawned());
+        let stop_ms = ms(peer.terminate(Duration::from_secs(30))?);
+        Ok(StartRun { start_ms, rss_mb, stop_ms })
+    })
 }
 
 /// `<bin> version`: the wall time from spawn to exit (ms).
@@ -180,7 +182,7 @@ const LEARNED: &str = "Learned about a new alive member";
 /// each other, then the last is spawned; the time from that spawn until every peer has learned
 /// every other (ms).
 pub fn membership_once(subject: &Subject, work: &Path, crypto: &Path, n: usize) -> Result<f64> {
-    let ports: Vec<Ports> = (0..n).map(|_| Ports::free()).collect();
+    let ports = Ports::free_many(n);
     let bootstrap = format!("127.0.0.1:{}", ports[0].peer);
     let mut peers: Vec<Proc> = Vec::new();
     let spawn = |i: usize| -> Result<Proc> {

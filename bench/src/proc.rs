@@ -196,10 +196,36 @@ pub struct Ports {
 }
 
 impl Ports {
+    /// Three distinct ports: all three listeners are held until each has its port (released one
+    /// at a time, the OS may hand the same port out twice; a run then failed with "Address
+    /// already in use").
     pub fn free() -> Ports {
-        Ports { peer: free_port(), chaincode: free_port(), operations: free_port() }
+        Ports::free_many(1)[0]
+    }
+
+    /// Ports for `n` peers, all distinct.
+    pub fn free_many(n: usize) -> Vec<Ports> {
+        let listeners: Vec<std::net::TcpListener> = (0..3 * n).filter_map(|_| std::net::TcpListener::bind("127.0.0.1:0").ok()).collect();
+        let port = |i: usize| listeners.get(i).and_then(|l| l.local_addr().ok()).map_or(0, |a| a.port());
+        (0..n).map(|i| Ports { peer: port(3 * i), chaincode: port(3 * i + 1), operations: port(3 * i + 2) }).collect()
     }
 }
+
+/// Runs `run` again (up to three times in all) when it failed because a port it was given was
+/// taken in the moment between choosing it and the child binding it.
+pub fn retry_taken_port<T>(mut run: impl FnMut() -> anyhow::Result<T>) -> anyhow::Result<T> {
+    let mut attempt = 1;
+    loop {
+        match run() {
+            Err(err) if attempt < 3 && format!("{err:#}").contains("Address already in use") => {
+                eprintln!("bench: a port was taken meanwhile; again with new ports");
+                attempt += 1;
+            }
+            result => return result,
+        }
+    }
+}
+
 
 /// A command with a cleared environment plus PATH and HOME, started in `cwd`.
 pub fn clean_command(program: &Path, cwd: &Path) -> Command {
