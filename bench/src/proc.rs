@@ -226,7 +226,6 @@ pub fn retry_taken_port<T>(mut run: impl FnMut() -> anyhow::Result<T>) -> anyhow
     }
 }
 
-
 /// A command with a cleared environment plus PATH and HOME, started in `cwd`.
 pub fn clean_command(program: &Path, cwd: &Path) -> Command {
     let mut command = Command::new(program);

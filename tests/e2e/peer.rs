@@ -7,11 +7,6 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
-/// A port that was free a moment ago (the OS picks it; we release it for the peer to bind).
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
 /// The ports one peer listens on.
 #[derive(Clone, Copy, Debug)]
 pub struct Ports {
@@ -21,8 +16,12 @@ pub struct Ports {
 }
 
 impl Ports {
+    /// Three distinct ports: the listeners are held until all three are chosen (released one at
+    /// a time, the OS may hand the same port out twice).
     pub fn free() -> Ports {
-        Ports { peer: free_port(), chaincode: free_port(), operations: free_port() }
+        let listeners: Vec<TcpListener> = (0..3).map(|_| TcpListener::bind("127.0.0.1:0").unwrap()).collect();
+        let port = |i: usize| listeners[i].local_addr().unwrap().port();
+        Ports { peer: port(0), chaincode: port(1), operations: port(2) }
     }
 }
 
