@@ -622,6 +622,12 @@ impl Storage for SimStorage {
         state.dirs.contains(path) || state.files.contains_key(path)
     }
 
+    fn list_dir(&self, dir: &Path) -> io::Result<Vec<PathBuf>> {
+        self.0.check_power()?;
+        let state = self.0.state();
+        Ok(state.files.keys().filter(|file| file.parent() == Some(dir)).cloned().collect())
+    }
+
     fn lock(&self, path: &Path, holder: &str) -> Result<Box<dyn DirLock>, LockError> {
         let mut state = self.0.state();
         if let Some(current) = state.locks.get(path) {

@@ -190,6 +190,8 @@ pub trait Storage: Send + Sync + 'static {
     /// ledger removes a channel's database when that channel's creation did not complete.
     fn remove_file(&self, path: &Path) -> io::Result<()>;
     fn exists(&self, path: &Path) -> bool;
+    /// The files (not directories) directly in `dir`, sorted; empty if `dir` does not exist.
+    fn list_dir(&self, dir: &Path) -> io::Result<Vec<PathBuf>>;
     /// Renames a file (replacing `to` if it exists), durably: after a power cut the file is
     /// under exactly one of the two names, whole. The ledger builds its inventory under a
     /// temporary name and renames it into place.

@@ -333,6 +333,13 @@ impl GossipState {
                         state.height = info.height;
                         let height = state.height;
                         state.buffer.retain(|seq, _| *seq >= height);
+                    } else if info.height < state.height && state.committing.is_none() {
+                        // The ledger lost blocks (a damaged store was rebuilt shorter): take
+                        // them again from peers as any missing block.
+                        warn!(target: GOSSIP_STATE, func = "UpdateLedgerHeight", "[{}] The ledger height went down from {} to {} (its store was rebuilt); fetching the missing blocks again", info.id, state.height, info.height);
+                        state.height = info.height;
+                        let height = state.height;
+                        state.seen.retain(|seq| *seq < height);
                     }
                 }
                 None => {

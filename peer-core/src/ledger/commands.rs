@@ -11,9 +11,9 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
-use super::{ChannelLedger, ChannelStatus, FORMAT, FORMAT_KEY, Inventory, LedgerError, lock_and_inventory, lock_root, open_inventory, peek_channels};
+use super::{channel, ChannelLedger, ChannelStatus, FORMAT, FORMAT_KEY, Inventory, LedgerError, lock_and_inventory, lock_root, open_inventory, peek_channels};
 use crate::env::{DirLock, Env, Storage};
 
 /// The lock, the inventory and what the commands need to open channel stores.
@@ -50,11 +50,12 @@ impl Offline {
     }
 
     /// Runs `f` on every channel's store (paused ones too), going on past failures; the failures
-    /// are returned together.
+    /// are returned together. Each store is checked whole (read-only) first, so a damaged one is
+    /// reported and left byte-for-byte as it is.
     fn each_channel(&self, mut f: impl FnMut(&ChannelLedger) -> Result<(), LedgerError>) -> Result<(), LedgerError> {
         let mut failures = Vec::new();
         for channel_id in self.inventory.channels()?.keys() {
-            if let Err(err) = ChannelLedger::open_raw(&self.storage, &self.root, channel_id).and_then(|ledger| f(&ledger)) {
+            if let Err(err) = open_checked(&self.storage, &self.root, channel_id).and_then(|ledger| f(&ledger)) {
                 failures.push(err);
             }
         }
@@ -64,6 +65,15 @@ impl Offline {
             _ => Err(LedgerError::Several(failures)),
         }
     }
+}
+
+/// A channel's store for an offline command: opened read-only and checked whole (every block and
+/// index entry read once) before the command may write to it.
+fn open_checked(storage: &Arc<dyn Storage>, root: &Path, channel_id: &str) -> Result<ChannelLedger, LedgerError> {
+    channel::finish_interrupted_salvage(storage, root, channel_id)?;
+    let ledger = ChannelLedger::open_raw(storage, root, channel_id)?;
+    ledger.verify_all()?;
+    Ok(ledger)
 }
 
 fn required(channel_id: &str) -> Result<(), LedgerError> {
@@ -107,7 +117,7 @@ pub fn rollback(env: &Env, file_system_path: &Path, holder: &str, channel_id: &s
     if !offline.inventory.channels()?.contains_key(channel_id) {
         return Err(LedgerError::RollbackUnknown { channel: channel_id.to_string() });
     }
-    let ledger = ChannelLedger::open_raw(&offline.storage, &offline.root, channel_id)?;
+    let ledger = open_checked(&offline.storage, &offline.root, channel_id)?;
     let biggest = ledger.height().saturating_sub(1);
     if block_number >= biggest {
         return Err(LedgerError::RollbackTarget { channel: channel_id.to_string(), target: block_number, biggest });
@@ -170,12 +180,84 @@ fn drop_indexes(offline: &Offline) -> Result<(), LedgerError> {
     })
 }
 
-/// `node rebuild-dbs`: drop every channel's derived indexes; the next start rebuilds them from
-/// the blocks. Blocks and the inventory are kept.
+/// `node rebuild-dbs`: drop every channel's derived indexes (the next start rebuilds them from
+/// the blocks), and repair what is damaged, offline: a damaged or missing inventory is rebuilt
+/// from the channel stores' genesis blocks, and a damaged channel store is rebuilt from its
+/// genesis block and the blocks its hash chain still proves (the next start pulls the rest from
+/// the network). Damaged files are moved, untouched, to `quarantine/`.
 pub fn rebuild_dbs(env: &Env, file_system_path: &Path, holder: &str) -> Result<(), LedgerError> {
-    let offline = Offline::open(env, file_system_path, holder)?;
-    offline.inventory.ensure_format()?;
-    drop_indexes(&offline)
+    let locked = Locked::take(env, file_system_path, holder)?;
+    let inventory = match open_inventory(env, &locked.root).and_then(|inventory| inventory.ensure_format().map(|()| inventory)) {
+        Ok(inventory) => inventory,
+        Err(damage @ LedgerError::InventoryDamaged { .. }) => rebuild_inventory(env, &locked.root, &damage)?,
+        Err(err) => return Err(err),
+    };
+    let offline = Offline { storage: env.storage.clone(), root: locked.root, inventory, _lock: locked.lock };
+    let mut failures = Vec::new();
+    for channel_id in offline.inventory.channels()?.keys() {
+        let result = match open_checked(&offline.storage, &offline.root, channel_id) {
+            Ok(ledger) => {
+                info!(target: "kvledger", func = "dropDBs", "Dropping all contents in BlockStoreIndex of channel [{}] at location [{}] ...if present", ledger.id(), ledger.path().display());
+                ledger.drop_indexes()
+            }
+            Err(damage) if damage.is_damage() => heal_offline(&offline, channel_id, &damage),
+            Err(err) => Err(err),
+        };
+        if let Err(err) = result {
+            failures.push(err);
+        }
+    }
+    match failures.len() {
+        0 => Ok(()),
+        1 => Err(failures.remove(0)),
+        _ => Err(LedgerError::Several(failures)),
+    }
+}
+
+/// One damaged channel store, rebuilt by `rebuild-dbs`.
+fn heal_offline(offline: &Offline, channel_id: &str, damage: &LedgerError) -> Result<(), LedgerError> {
+    warn!(target: "kvledger", func = "rebuildDBs", "{damage}");
+    let Some(genesis) = offline.inventory.genesis(channel_id)? else {
+        return Err(LedgerError::Corrupt {
+            channel: channel_id.to_string(),
+            path: channel::db_path(&offline.root, channel_id),
+            what: "the inventory holds no genesis block to rebuild it from".into(),
+        });
+    };
+    let salvaged = channel::salvage(&offline.storage, &offline.root, channel_id, &genesis)?;
+    info!(
+        target: "kvledger",
+        func = "rebuildDBs",
+        "Rebuilt ledger [{channel_id}] from its genesis block: kept blocks [0..{}] proven by the hash chain{}; the next start pulls the rest from the ordering service or the org's peers",
+        salvaged.height - 1,
+        salvaged.quarantined.as_ref().map(|q| format!(", the damaged file was moved to {}", q.display())).unwrap_or_default()
+    );
+    Ok(())
+}
+
+/// A new inventory from the channel stores under `chains/`: each store whose genesis block reads
+/// back is registered ACTIVE (a paused channel must be paused again: the old status is lost with
+/// the damaged file, which goes to `quarantine/`).
+fn rebuild_inventory(env: &Env, root: &Path, damage: &LedgerError) -> Result<Inventory, LedgerError> {
+    warn!(target: "kvledger", func = "rebuildDBs", "{damage}");
+    let path = root.join(super::INVENTORY_FILE);
+    if env.storage.exists(&path) {
+        let moved = channel::move_to_quarantine(&env.storage, root, &path)?;
+        warn!(target: "kvledger", func = "rebuildDBs", "The damaged ledger inventory was moved to {}", moved.display());
+    }
+    let inventory = Inventory::open(&env.storage, root)?;
+    for channel_id in super::channel_store_ids(&env.storage, root) {
+        let genesis = ChannelLedger::open_raw(&env.storage, root, &channel_id).and_then(|ledger| ledger.block(0));
+        match genesis {
+            Ok(Some(genesis)) if ChannelLedger::check_genesis(&channel_id, &genesis).is_ok() => {
+                inventory.register(&channel_id, &prost::Message::encode_to_vec(&genesis))?;
+                info!(target: "kvledger", func = "rebuildDBs", "Registered channel [{channel_id}] from its block store, with status ACTIVE (pause it again if it was paused)");
+            }
+            Ok(_) => error!(target: "kvledger", func = "rebuildDBs", "The block store of channel [{channel_id}] holds no valid genesis block: it is not registered and left where it is"),
+            Err(err) => error!(target: "kvledger", func = "rebuildDBs", "The block store of channel [{channel_id}] could not be read ({err}): it is not registered and left where it is"),
+        }
+    }
+    Ok(inventory)
 }
 
 /// `node upgrade-dbs`: upgrade the inventory's format (only one exists so far: nothing to do

@@ -19,6 +19,7 @@
 pub mod block;
 pub mod channel;
 pub mod commands;
+mod guard;
 pub mod metrics;
 
 use std::collections::BTreeMap;
@@ -27,10 +28,13 @@ use std::sync::{Arc, Mutex};
 
 use prost::Message;
 use proto::common::Block;
-use redb::{Durability, ReadableDatabase, ReadableTable, TableDefinition};
-use tracing::info;
+use redb::{ReadableDatabase, ReadableTable, TableDefinition};
+use tokio::sync::watch;
+use tracing::{info, warn};
 
-pub use channel::{CHANNEL_FORMAT, ChannelLedger};
+pub use channel::{CHANNEL_FORMAT, ChannelLedger, Salvaged};
+use channel::StoreError;
+use guard::{GuardedDb, OpenError};
 
 use crate::env::{DirLock, Env, LockError, Storage};
 
@@ -64,6 +68,14 @@ pub enum LedgerError {
     /// redb refused the inventory database (corrupt, or an I/O error).
     #[error("opening the ledger database {}: {message}", path.display())]
     Database { path: PathBuf, message: String },
+    /// The inventory is damaged (or missing while channel stores exist): what to do is in the text.
+    #[error(
+        "the ledger inventory {} is damaged: {what}. The channels' block stores under {} are not affected: with the peer stopped, run 'peer-core node rebuild-dbs' to rebuild the inventory from them (the damaged file is moved to {})",
+        path.display(),
+        path.with_file_name("chains").display(),
+        path.with_file_name("quarantine").display()
+    )]
+    InventoryDamaged { path: PathBuf, what: String },
     /// The inventory was written by an incompatible build.
     #[error(
         "unexpected format. db info = [{}], data format = [{found}], expected format = [{FORMAT}]",
@@ -131,6 +143,15 @@ pub enum LedgerError {
     Several(Vec<LedgerError>),
 }
 
+impl LedgerError {
+    /// Whether this is damage to a channel's store (a bad page, a failed checksum, a broken
+    /// chain, a missing file), which a salvage repairs; not an I/O error opening the file, nor a
+    /// store of another format.
+    pub fn is_damage(&self) -> bool {
+        matches!(self, LedgerError::Corrupt { .. } | LedgerError::ChannelDatabase { .. })
+    }
+}
+
 /// A channel's status in the inventory.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ChannelStatus {
@@ -179,9 +200,11 @@ pub fn lock_path(file_system_path: &Path) -> PathBuf {
     file_system_path.join("ledgersData").join("fileLock").join("LOCK")
 }
 
-/// The inventory database (`ledgers.redb`).
+/// The inventory database (`ledgers.redb`), behind the ledger's guards (see `guard.rs`): read
+/// without writing a byte until something is written, damage reported as
+/// [`LedgerError::InventoryDamaged`].
 struct Inventory {
-    db: redb::Database,
+    db: GuardedDb,
     path: PathBuf,
 }
 
@@ -195,7 +218,8 @@ impl Inventory {
             let partial = root.join(INVENTORY_PARTIAL);
             let io = |source| LedgerError::Io { path: partial.clone(), source };
             storage.remove_file(&partial).map_err(io)?;
-            let fresh = Inventory::open_file(storage, &partial)?;
+            drop(storage.open_db(&partial).map_err(io)?);
+            let fresh = Inventory::open_existing(storage, &partial)?;
             fresh.write(|write| {
                 write.open_table(META)?.insert(FORMAT_KEY, FORMAT)?;
                 Ok(())
@@ -204,70 +228,104 @@ impl Inventory {
             drop(fresh);
             storage.rename(&partial, &path).map_err(io)?;
         }
-        Inventory::open_file(storage, &path)
+        Inventory::open_existing(storage, &path)
     }
 
-    fn open_file(storage: &Arc<dyn Storage>, path: &Path) -> Result<Inventory, LedgerError> {
-        let backend = storage.open_db(path).map_err(|source| LedgerError::Io { path: path.to_path_buf(), source })?;
-        let db = redb::Builder::new()
-            .set_cache_size(CACHE_BYTES)
-            .create_with_backend(crate::env::DynBackend(backend))
-            .map_err(|e| LedgerError::Database { path: path.to_path_buf(), message: e.to_string() })?;
+    /// Opens an existing inventory file read-only (until something is written).
+    fn open_existing(storage: &Arc<dyn Storage>, path: &Path) -> Result<Inventory, LedgerError> {
+        let db = GuardedDb::open(storage, path, CACHE_BYTES, "The ledger inventory".into()).map_err(|e| match e {
+            OpenError::Missing => LedgerError::InventoryDamaged { path: path.to_path_buf(), what: "the file is missing".into() },
+            OpenError::Io(source) => LedgerError::Io { path: path.to_path_buf(), source },
+            OpenError::Store(e) => LedgerError::InventoryDamaged { path: path.to_path_buf(), what: store_error_text(e) },
+        })?;
         Ok(Inventory { db, path: path.to_path_buf() })
     }
 
-    fn error(&self, e: impl Into<redb::Error>) -> LedgerError {
-        LedgerError::Database { path: self.path.clone(), message: e.into().to_string() }
-    }
-
-    fn get_meta(&self, key: &str) -> Result<Option<String>, LedgerError> {
-        let read = self.db.begin_read().map_err(|e| self.error(e))?;
-        match read.open_table(META) {
-            Ok(table) => Ok(table.get(key).map_err(|e| self.error(e))?.map(|v| v.value().to_string())),
-            Err(redb::TableError::TableDoesNotExist(_)) => Ok(None),
-            Err(e) => Err(self.error(e)),
+    fn error(&self, e: StoreError) -> LedgerError {
+        match e {
+            // An I/O error while writing: not damage (redb reopens before the next write).
+            StoreError::Db(e) if self.db.failed().is_none() => LedgerError::Database { path: self.path.clone(), message: e.to_string() },
+            e => LedgerError::InventoryDamaged { path: self.path.clone(), what: store_error_text(e) },
         }
     }
 
-    /// Checks the format. Every inventory is created with its marker; one without (which no
-    /// build writes) is taken as empty in the current format.
+    fn read<T>(&self, f: impl FnOnce(&redb::ReadTransaction) -> Result<T, StoreError>) -> Result<T, LedgerError> {
+        self.db
+            .read(|db| {
+                let read = db.begin_read()?;
+                f(&read)
+            })
+            .map_err(|e| self.error(e))
+    }
+
+    fn get_meta(&self, key: &str) -> Result<Option<String>, LedgerError> {
+        self.read(|read| match read.open_table(META) {
+            Ok(table) => Ok(table.get(key)?.map(|v| v.value().to_string())),
+            Err(redb::TableError::TableDoesNotExist(_)) => Ok(None),
+            Err(e) => Err(e.into()),
+        })
+    }
+
+    /// Checks the format. Every inventory is created with its marker (see [`Inventory::open`]),
+    /// so one without is damaged (e.g. a file cut to 0 bytes), never a fresh start.
     fn ensure_format(&self) -> Result<(), LedgerError> {
         match self.get_meta(FORMAT_KEY)? {
             Some(format) if format == FORMAT => Ok(()),
             Some(found) => Err(LedgerError::FormatMismatch { path: self.path.clone(), found }),
-            None => Ok(()),
+            None => Err(LedgerError::InventoryDamaged { path: self.path.clone(), what: "it has no format marker (every inventory is written with one)".into() }),
         }
     }
 
     /// One durable write transaction.
     fn write(&self, f: impl FnOnce(&redb::WriteTransaction) -> Result<(), redb::Error>) -> Result<(), LedgerError> {
-        let mut write = self.db.begin_write().map_err(|e| self.error(e))?;
-        write.set_durability(Durability::Immediate).map_err(|e| self.error(e))?;
-        f(&write).map_err(|e| self.error(e))?;
-        write.commit().map_err(|e| self.error(e))
+        self.db
+            .write(|db| {
+                let write = channel::begin_write(db)?;
+                f(&write)?;
+                write.commit()?;
+                Ok(())
+            })
+            .map_err(|e| self.error(e))
     }
 
     /// Every created channel and its status, by channel ID.
     fn channels(&self) -> Result<BTreeMap<String, ChannelStatus>, LedgerError> {
-        let read = self.db.begin_read().map_err(|e| self.error(e))?;
-        let table = match read.open_table(STATUS) {
-            Ok(table) => table,
-            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(BTreeMap::new()),
-            Err(e) => return Err(self.error(e)),
-        };
+        let listed = self.read(|read| {
+            let table = match read.open_table(STATUS) {
+                Ok(table) => table,
+                Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
+                Err(e) => return Err(e.into()),
+            };
+            let mut listed = Vec::new();
+            for entry in table.iter()? {
+                let (id, status) = entry?;
+                listed.push((id.value().to_string(), status.value().to_string()));
+            }
+            Ok(listed)
+        })?;
         let mut channels = BTreeMap::new();
-        for entry in table.iter().map_err(|e| self.error(e))? {
-            let (id, status) = entry.map_err(|e| self.error(e))?;
-            let status = match status.value() {
+        for (id, status) in listed {
+            let status = match status.as_str() {
                 "ACTIVE" => ChannelStatus::Active,
                 "INACTIVE" => ChannelStatus::Inactive,
-                other => {
-                    return Err(LedgerError::Database { path: self.path.clone(), message: format!("channel [{}] has the unknown status [{other}]", id.value()) });
-                }
+                other => return Err(LedgerError::InventoryDamaged { path: self.path.clone(), what: format!("channel [{id}] has the unknown status [{other}]") }),
             };
-            channels.insert(id.value().to_string(), status);
+            channels.insert(id, status);
         }
         Ok(channels)
+    }
+
+    /// The genesis block a channel was created with.
+    fn genesis(&self, channel: &str) -> Result<Option<Block>, LedgerError> {
+        let bytes = self.read(|read| match read.open_table(GENESIS) {
+            Ok(table) => Ok(table.get(channel)?.map(|v| v.value().to_vec())),
+            Err(redb::TableError::TableDoesNotExist(_)) => Ok(None),
+            Err(e) => Err(e.into()),
+        })?;
+        bytes
+            .map(|bytes| Block::decode(bytes.as_slice()))
+            .transpose()
+            .map_err(|e| LedgerError::InventoryDamaged { path: self.path.clone(), what: format!("the genesis block of channel [{channel}] does not decode: {e}") })
     }
 
     fn set_status(&self, channel: &str, status: ChannelStatus) -> Result<(), LedgerError> {
@@ -299,6 +357,13 @@ impl Inventory {
     }
 }
 
+fn store_error_text(e: StoreError) -> String {
+    match e {
+        StoreError::Db(e) => e.to_string(),
+        StoreError::Corrupt(what) => what,
+    }
+}
+
 /// The ledgers of this peer. Holding it holds the data-directory lock.
 ///
 /// `open` opens the inventory and every ACTIVE channel; a channel whose store fails to open is
@@ -314,6 +379,10 @@ pub struct LedgerMgr {
     channels: Mutex<BTreeMap<String, Arc<ChannelLedger>>>,
     /// ACTIVE channels that failed to open, with why.
     channel_errors: BTreeMap<String, LedgerError>,
+    /// Channels rebuilt at open.
+    healed: Vec<Heal>,
+    /// Rung by a channel store that fails while in service (see [`LedgerMgr::heal_failed`]).
+    alarm: watch::Sender<u64>,
     // Dropped last (fields drop in order): the databases close before the lock is released.
     _lock: Box<dyn DirLock>,
 }
@@ -334,9 +403,21 @@ fn lock_root(env: &Env, file_system_path: &Path, holder: &str) -> Result<(PathBu
 }
 
 /// The inventory (and the chains folder), once the lock is held.
+/// A missing inventory is created, unless channel stores exist: then it is damage (see
+/// [`LedgerError::InventoryDamaged`]), never a fresh start that would orphan them.
 fn open_inventory(env: &Env, root: &Path) -> Result<Inventory, LedgerError> {
     let chains = root.join("chains");
     env.storage.create_dir_all(&chains).map_err(|source| LedgerError::Io { path: chains.clone(), source })?;
+    let path = root.join(INVENTORY_FILE);
+    if !env.storage.exists(&path) {
+        let stores = channel_store_ids(&env.storage, root);
+        if !stores.is_empty() {
+            return Err(LedgerError::InventoryDamaged {
+                path,
+                what: format!("the file is missing while the block stores of {} channel(s) ({}) exist", stores.len(), stores.join(", ")),
+            });
+        }
+    }
     Inventory::open(&env.storage, root)
 }
 
@@ -353,33 +434,9 @@ fn lock_and_inventory(env: &Env, file_system_path: &Path, holder: &str) -> Resul
 /// when the inventory is missing, of another format, or cannot be read without writing (e.g. it
 /// needs recovery): the caller then takes its normal path, which repairs and checks again.
 fn peek_channels(storage: &Arc<dyn Storage>, root: &Path) -> Option<BTreeMap<String, ChannelStatus>> {
-    let path = root.join(INVENTORY_FILE);
-    if !storage.exists(&path) {
-        return None;
-    }
-    let backend = storage.open_db(&path).ok()?;
-    let db = redb::Builder::new().set_cache_size(CACHE_BYTES).open_read_only_with_backend(crate::env::DynBackend(backend)).ok()?;
-    let read = db.begin_read().ok()?;
-    let format = read.open_table(META).ok()?.get(FORMAT_KEY).ok()??.value().to_string();
-    if format != FORMAT {
-        return None;
-    }
-    let mut channels = BTreeMap::new();
-    let table = match read.open_table(STATUS) {
-        Ok(table) => table,
-        Err(redb::TableError::TableDoesNotExist(_)) => return Some(channels),
-        Err(_) => return None,
-    };
-    for entry in table.iter().ok()? {
-        let (id, status) = entry.ok()?;
-        let status = match status.value() {
-            "ACTIVE" => ChannelStatus::Active,
-            "INACTIVE" => ChannelStatus::Inactive,
-            _ => return None,
-        };
-        channels.insert(id.value().to_string(), status);
-    }
-    Some(channels)
+    let inventory = Inventory::open_existing(storage, &root.join(INVENTORY_FILE)).ok()?;
+    inventory.ensure_format().ok()?;
+    inventory.channels().ok()
 }
 
 impl LedgerMgr {
@@ -391,31 +448,83 @@ impl LedgerMgr {
         let inventory = std::sync::OnceLock::new();
         let mut channels = BTreeMap::new();
         let mut channel_errors = BTreeMap::new();
-        let listed = if env.storage.exists(&root.join(INVENTORY_FILE)) {
+        let mut healed = Vec::new();
+        let (alarm, _) = watch::channel(0);
+        let inventory_path = root.join(INVENTORY_FILE);
+        if env.storage.exists(&inventory_path) {
             let existing = open_inventory(env, &root)?;
             existing.ensure_format()?;
             recover_under_construction(&env.storage, &root, &existing)?;
-            let listed = existing.channels()?;
-            let _ = inventory.set(existing);
-            listed
-        } else {
-            BTreeMap::new()
-        };
-        for (id, status) in listed {
-            if status != ChannelStatus::Active {
-                continue;
+            for (id, status) in existing.channels()? {
+                if status != ChannelStatus::Active {
+                    continue;
+                }
+                match open_or_heal(&env.storage, &root, &existing, &id, &alarm) {
+                    Ok((ledger, heal)) => {
+                        channels.insert(id.clone(), Arc::new(ledger));
+                        if let Some(heal) = heal {
+                            healed.push(heal);
+                        }
+                    }
+                    Err(err) => {
+                        channel_errors.insert(id, err);
+                    }
+                }
             }
-            match ChannelLedger::open(&env.storage, &root, &id) {
-                Ok(ledger) => {
-                    channels.insert(id, Arc::new(ledger));
-                }
-                Err(err) => {
-                    channel_errors.insert(id, err);
-                }
+            let _ = inventory.set(existing);
+        } else {
+            // No inventory: a fresh peer, unless channel stores say otherwise.
+            let stores = channel_store_ids(&env.storage, &root);
+            if !stores.is_empty() {
+                return Err(LedgerError::InventoryDamaged {
+                    path: inventory_path,
+                    what: format!("the file is missing while the block stores of {} channel(s) ({}) exist", stores.len(), stores.join(", ")),
+                });
             }
         }
+        drop(inventory_path);
         info!(target: "ledgermgmt", func = "NewLedgerMgr", "Initialized LedgerMgr");
-        Ok(LedgerMgr { storage: env.storage.clone(), inventory, root, channels: Mutex::new(channels), channel_errors, _lock: lock })
+        Ok(LedgerMgr { storage: env.storage.clone(), inventory, root, channels: Mutex::new(channels), channel_errors, healed, alarm, _lock: lock })
+    }
+
+    /// Rings (the value grows) each time a channel store fails while in service.
+    pub fn subscribe_alarm(&self) -> watch::Receiver<u64> {
+        self.alarm.subscribe()
+    }
+
+    /// Rebuilds every open channel whose store has failed (in place: whoever holds its ledger
+    /// keeps using it, at the height the salvage reached). Returns what was done, per channel.
+    pub fn heal_failed(&self) -> Vec<Result<Heal, (String, LedgerError)>> {
+        let failed: Vec<Arc<ChannelLedger>> = self.lock_channels().values().filter(|l| l.failed().is_some()).cloned().collect();
+        let mut done = Vec::new();
+        for ledger in failed {
+            let id = ledger.id().to_string();
+            let damage = LedgerError::Corrupt { channel: id.clone(), path: ledger.path().to_path_buf(), what: ledger.failed().unwrap_or_default() };
+            let genesis = match self.inventory().and_then(|inventory| inventory.genesis(&id)) {
+                Ok(Some(genesis)) => genesis,
+                Ok(None) => {
+                    done.push(Err((id, damage)));
+                    continue;
+                }
+                Err(err) => {
+                    done.push(Err((id, err)));
+                    continue;
+                }
+            };
+            match ledger.heal(&self.storage, &self.root, &genesis) {
+                Ok(salvaged) => {
+                    log_heal(&id, &salvaged);
+                    done.push(Ok(Heal { channel: id, damage, salvaged }));
+                }
+                Err(err) => done.push(Err((id, err))),
+            }
+        }
+        done
+    }
+
+    /// Channels whose store was damaged at open and rebuilt (see [`open_or_heal`]).
+    pub fn healed(&self) -> &[Heal] {
+        &self.healed
     }
 
     /// The IDs of the channels being served (ACTIVE and opened), sorted.
@@ -473,6 +582,7 @@ impl LedgerMgr {
             }
         };
         inventory.register(&channel_id, &genesis.encode_to_vec())?;
+        ledger.set_alarm(&self.alarm);
         info!(target: "kvledger", func = "CreateFromGenesisBlock", "Created ledger [{channel_id}] with genesis block");
         let ledger = Arc::new(ledger);
         channels.insert(channel_id, ledger.clone());
@@ -499,6 +609,57 @@ impl LedgerMgr {
     fn lock_channels(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Arc<ChannelLedger>>> {
         self.channels.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
+}
+
+/// A channel rebuilt because its store was damaged.
+#[derive(Debug)]
+pub struct Heal {
+    pub channel: String,
+    /// What was wrong.
+    pub damage: LedgerError,
+    pub salvaged: Salvaged,
+}
+
+/// The channel IDs that have a store file under `chains/` (sorted).
+fn channel_store_ids(storage: &Arc<dyn Storage>, root: &Path) -> Vec<String> {
+    let mut ids: Vec<String> = storage
+        .list_dir(&root.join("chains"))
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|path| path.file_name()?.to_str()?.strip_suffix(".redb").map(str::to_string))
+        .filter(|id| validate_channel_id(id).is_ok())
+        .collect();
+    ids.sort();
+    ids
+}
+
+/// Opens a channel's store for serving; if it is damaged (or missing), rebuilds it first with
+/// [`channel::salvage`] from the genesis block the inventory keeps, and logs what it did. The
+/// blocks the salvage could not prove come again from the network (the deliver client and state
+/// transfer start from the ledger's height).
+fn open_or_heal(storage: &Arc<dyn Storage>, root: &Path, inventory: &Inventory, id: &str, alarm: &watch::Sender<u64>) -> Result<(ChannelLedger, Option<Heal>), LedgerError> {
+    channel::finish_interrupted_salvage(storage, root, id)?;
+    let damage = match ChannelLedger::open(storage, root, id, alarm) {
+        Ok(ledger) => return Ok((ledger, None)),
+        Err(err) if err.is_damage() => err,
+        Err(err) => return Err(err),
+    };
+    tracing::error!(target: "peer", func = "Initialize", "Failed to load ledger {id}({damage})");
+    let Some(genesis) = inventory.genesis(id)? else { return Err(damage) };
+    let salvaged = channel::salvage(storage, root, id, &genesis)?;
+    let ledger = ChannelLedger::open(storage, root, id, alarm)?;
+    log_heal(id, &salvaged);
+    Ok((ledger, Some(Heal { channel: id.to_string(), damage, salvaged })))
+}
+
+fn log_heal(id: &str, salvaged: &Salvaged) {
+    warn!(
+        target: "kvledger",
+        func = "healLedger",
+        "Rebuilt ledger [{id}] from its genesis block: kept blocks [0..{}] proven by the hash chain{}; the rest will be pulled again from the ordering service or the org's peers",
+        salvaged.height - 1,
+        salvaged.quarantined.as_ref().map(|q| format!(", the damaged file was moved to {}", q.display())).unwrap_or_default()
+    );
 }
 
 /// Fabric's `recoverUnderConstructionLedger`: a channel creation cut short. The store holds either

@@ -81,6 +81,9 @@ impl Channels {
     ) -> Result<Channels, LedgerError> {
         let pre_reset: BTreeMap<String, u64> = ledger.pre_reset_heights()?.into_iter().collect();
         let (joined, _) = watch::channel(Vec::new());
+        for heal in ledger.healed() {
+            metrics.healed(&heal.channel);
+        }
         let channels = Channels { ledger, configs: Mutex::default(), identities, pre_reset: Mutex::new(pre_reset), joined, metrics, clock };
         for id in channels.ledger.active_channels() {
             let Some(ledger) = channels.ledger.channel(&id) else { continue };
@@ -109,6 +112,21 @@ impl Channels {
     /// already lists the channels opened at start.
     pub fn subscribe_joined(&self) -> watch::Receiver<Vec<String>> {
         self.joined.subscribe()
+    }
+
+    /// Rebuilds the channels whose store failed while serving (see [`LedgerMgr::heal_failed`]),
+    /// counting each in the metrics; the deliver client and state transfer then fetch the blocks
+    /// the salvage could not keep, from the ledger's (possibly lower) height.
+    pub fn heal_failed(&self) {
+        for result in self.ledger.heal_failed() {
+            match result {
+                Ok(heal) => {
+                    self.metrics.healed(&heal.channel);
+                    self.metrics.set_height(&heal.channel, heal.salvaged.height);
+                }
+                Err((id, err)) => error!(target: "kvledger", func = "healLedger", "Could not rebuild ledger [{id}]: {err}"),
+            }
+        }
     }
 
     /// The ledger manager (its root path, pre-reset records).

@@ -322,6 +322,9 @@ pub async fn start(env: Env, setup: Setup) -> Result<RunningNode, StartError> {
         tasks.spawn(pre_reset_loop(channels.clone(), env.clock.clone(), stop_rx.clone()));
     }
 
+    // A channel store that fails while serving is rebuilt in place (see ledger/guard.rs).
+    tasks.spawn(heal_loop(channels.clone(), stop_rx.clone()));
+
     let endorser = endorser::EndorserService::new(
         channels.clone(),
         msp.clone(),
@@ -403,6 +406,18 @@ async fn deliver_channels(client: Arc<DeliverClient>, channels: Arc<Channels>, s
 }
 
 /// Fabric's reset loop: every 10s, are all channels back at their pre-reset heights?
+/// Waits for a channel store to fail, then rebuilds it (`Channels::heal_failed`).
+async fn heal_loop(channels: Arc<Channels>, mut stop: watch::Receiver<bool>) {
+    let mut alarm = channels.ledger_mgr().subscribe_alarm();
+    loop {
+        tokio::select! {
+            _ = stop.changed() => return,
+            changed = alarm.changed() => if changed.is_err() { return },
+        }
+        channels.heal_failed();
+    }
+}
+
 async fn pre_reset_loop(channels: Arc<Channels>, clock: Arc<dyn crate::env::Clock>, mut stop: watch::Receiver<bool>) {
     loop {
         tokio::select! {

@@ -44,6 +44,9 @@ impl Storage for NoStorage {
     fn exists(&self, _path: &Path) -> bool {
         false
     }
+    fn list_dir(&self, _dir: &Path) -> io::Result<Vec<std::path::PathBuf>> {
+        Err(io::Error::other("no storage in this test"))
+    }
     fn rename(&self, _from: &Path, _to: &Path) -> io::Result<()> {
         Err(io::Error::other("no storage in this test"))
     }

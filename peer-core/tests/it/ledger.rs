@@ -15,18 +15,18 @@ use crate::mem_net::MemNetwork;
 use crate::mem_storage::MemStorage;
 
 const FSP: &str = "/mem/data";
-const HOLDER: &str = "test";
+pub(crate) const HOLDER: &str = "test";
 
 
-fn env(storage: &Arc<MemStorage>) -> Env {
+pub(crate) fn env(storage: &Arc<MemStorage>) -> Env {
     Env::new(Arc::new(StoppedClock), Arc::new(MemNetwork::default()), storage.clone(), [1; 32])
 }
 
-fn fsp() -> &'static Path {
+pub(crate) fn fsp() -> &'static Path {
     Path::new(FSP)
 }
 
-fn genesis(channel: &str) -> Block {
+pub(crate) fn genesis(channel: &str) -> Block {
     new_block(0, &[], vec![envelope(HeaderType::Config, channel, "", b"config")])
 }
 
@@ -39,7 +39,7 @@ fn next(channel: &str, previous: &Block, txs: usize) -> Block {
 }
 
 /// Creates `channel` and appends blocks up to `height`; returns the blocks.
-fn channel_with(mgr: &LedgerMgr, channel: &str, height: u64) -> Vec<Block> {
+pub(crate) fn channel_with(mgr: &LedgerMgr, channel: &str, height: u64) -> Vec<Block> {
     let ledger = mgr.create_from_genesis(&genesis(channel)).unwrap();
     let mut blocks = vec![ledger.block(0).unwrap().unwrap()];
     while (blocks.len() as u64) < height {
@@ -319,7 +319,7 @@ fn upgrade_dbs_on_the_current_format_only_drops_the_indexes() {
 }
 
 #[test]
-fn a_corrupt_channel_store_fails_that_channel_only() {
+fn a_corrupt_channel_store_is_rebuilt_from_genesis_and_kept_aside_untouched() {
     let storage = Arc::new(MemStorage::default());
     let env = env(&storage);
     let mgr = LedgerMgr::open(&env, fsp(), HOLDER).unwrap();
@@ -330,20 +330,50 @@ fn a_corrupt_channel_store_fails_that_channel_only() {
     let garbage: Vec<u8> = (0..40_000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
     storage.overwrite(bad, &garbage);
 
-    let mgr = LedgerMgr::open(&env, fsp(), HOLDER).unwrap();
-    assert_eq!(mgr.active_channels(), ["good"]);
+    let (mgr, log) = logged(|| LedgerMgr::open(&env, fsp(), HOLDER).unwrap());
+    assert_eq!(mgr.active_channels(), ["bad", "good"]);
     assert_eq!(mgr.channel("good").unwrap().height(), 3);
-    let errors: Vec<String> = mgr.channel_errors().iter().map(|(channel, err)| format!("{channel}: {err}")).collect();
-    assert_eq!(errors.len(), 1, "{errors:?}");
-    assert!(errors[0].starts_with("bad: channel [bad]: database /mem/data/ledgersData/chains/bad.redb: "), "{errors:?}");
-    // It cannot be re-created over: it exists, just broken.
-    assert_eq!(mgr.create_from_genesis(&genesis("bad")).unwrap_err().to_string(), "ledger [bad] already exists with state [ACTIVE]");
+    assert!(mgr.channel_errors().is_empty(), "{:?}", mgr.channel_errors());
+    // Nothing of the garbage could be proven: back to the genesis block, the rest comes again
+    // from the network. The damaged file is kept, byte for byte, in quarantine/.
+    assert_eq!(mgr.channel("bad").unwrap().height(), 1);
+    assert_eq!(mgr.channel("bad").unwrap().block(0).unwrap().unwrap(), genesis("bad"));
+    let heals = mgr.healed();
+    assert_eq!(heals.len(), 1);
+    assert_eq!(heals[0].salvaged.quarantined.as_deref(), Some(Path::new("/mem/data/ledgersData/quarantine/bad.redb")));
+    assert_eq!(storage.read(Path::new("/mem/data/ledgersData/quarantine/bad.redb")), garbage);
+    assert!(log.contains("ERRO") && log.contains("Failed to load ledger bad(channel [bad]: database /mem/data/ledgersData/chains/bad.redb: "), "{log}");
+    assert!(log.contains("Rebuilt ledger [bad] from its genesis block: kept blocks [0..0] proven by the hash chain, the damaged file was moved to /mem/data/ledgersData/quarantine/bad.redb"), "{log}");
+    // The rebuilt channel takes blocks again.
+    let ledger = mgr.channel("bad").unwrap();
+    ledger.append(&next("bad", &ledger.block(0).unwrap().unwrap(), 1)).unwrap();
     drop(mgr);
-    // Offline commands do what they can and name the broken channel.
-    let err = commands::reset(&env, fsp(), HOLDER).unwrap_err().to_string();
-    assert!(err.starts_with("channel [bad]: database /mem/data/ledgersData/chains/bad.redb"), "{err}");
+    commands::reset(&env, fsp(), HOLDER).unwrap();
     let mgr = LedgerMgr::open(&env, fsp(), HOLDER).unwrap();
     assert_eq!(mgr.channel("good").unwrap().height(), 1);
+}
+
+#[test]
+fn a_store_of_another_format_is_reported_not_rebuilt() {
+    let storage = Arc::new(MemStorage::default());
+    let env = env(&storage);
+    let mgr = LedgerMgr::open(&env, fsp(), HOLDER).unwrap();
+    channel_with(&mgr, "other", 2);
+    drop(mgr);
+    let path = Path::new("/mem/data/ledgersData/chains/other.redb");
+    let db = redb::Builder::new().create_with_backend(peer_core::env::DynBackend(peer_core::env::Storage::open_db(&*storage, path).unwrap())).unwrap();
+    let write = db.begin_write().unwrap();
+    write.open_table(redb::TableDefinition::<&str, &str>::new("meta")).unwrap().insert("format", "from-the-future/9").unwrap();
+    write.commit().unwrap();
+    drop(db);
+    let before = storage.read(path);
+    let mgr = LedgerMgr::open(&env, fsp(), HOLDER).unwrap();
+    assert!(mgr.active_channels().is_empty());
+    assert!(mgr.healed().is_empty());
+    let err = mgr.channel_errors()["other"].to_string();
+    assert!(err.contains("data format = [from-the-future/9]"), "{err}");
+    drop(mgr);
+    assert_eq!(storage.read(path), before);
 }
 
 #[test]

@@ -12,6 +12,7 @@ mod gossip_blocks;
 mod gossip_discovery;
 mod gossip_state;
 mod ledger;
+mod ledger_damage;
 mod manual_clock;
 mod mem_net;
 mod mem_storage;

@@ -24,6 +24,26 @@ impl MemStorage {
         let file = files.get(path).unwrap_or_else(|| panic!("no file {}", path.display()));
         *file.lock().unwrap() = bytes.to_vec();
     }
+
+    /// A file's bytes.
+    pub fn read(&self, path: &Path) -> Vec<u8> {
+        let files = self.files.lock().unwrap();
+        let file = files.get(path).unwrap_or_else(|| panic!("no file {}", path.display()));
+        file.lock().unwrap().clone()
+    }
+
+    /// Every file and its bytes (a snapshot of the whole disk).
+    pub fn files(&self) -> BTreeMap<PathBuf, Vec<u8>> {
+        self.files.lock().unwrap().iter().map(|(path, bytes)| (path.clone(), bytes.lock().unwrap().clone())).collect()
+    }
+
+    /// A disk with the same files (new copies) and directories, no locks.
+    pub fn copy(&self) -> MemStorage {
+        let copy = MemStorage::default();
+        *copy.dirs.lock().unwrap() = self.dirs.lock().unwrap().clone();
+        *copy.files.lock().unwrap() = self.files().into_iter().map(|(path, bytes)| (path, Arc::new(Mutex::new(bytes)))).collect();
+        copy
+    }
 }
 
 #[derive(Debug)]
@@ -94,6 +114,9 @@ impl Storage for MemStorage {
     }
     fn exists(&self, path: &Path) -> bool {
         self.dirs.lock().unwrap().contains(path) || self.files.lock().unwrap().contains_key(path)
+    }
+    fn list_dir(&self, dir: &Path) -> io::Result<Vec<std::path::PathBuf>> {
+        Ok(self.files.lock().unwrap().keys().filter(|f| f.parent() == Some(dir)).cloned().collect())
     }
     fn lock(&self, path: &Path, holder: &str) -> Result<Box<dyn DirLock>, LockError> {
         let mut locks = self.locks.lock().unwrap();
