@@ -140,9 +140,14 @@ fn a_power_cut_at_every_io_point_of_an_append_keeps_the_chain() {
         }
         ledger.append(&block).is_ok()
     };
-    // Only the append's own operations: opening happens before arming.
-    let opened = count_ops(&base, |d| drop(LedgerMgr::open(&env(d), fsp(), "count").unwrap()));
-    let ops = count_ops(&base, |d| assert!(append(d, None))) - opened;
+    // Only the append's own operations (opening happens before arming; closing after it).
+    let ops = {
+        let disk = base.snapshot();
+        let mgr = LedgerMgr::open(&env(&disk), fsp(), "count").unwrap();
+        let before = disk.mutating_ops();
+        assert!(mgr.channel(CHANNEL).unwrap().append(&block).is_ok());
+        disk.mutating_ops() - before
+    };
     assert!(ops >= 3, "an append does {ops} mutating operations");
     let mut outcomes = [0u64; 2];
     let mut failures = Vec::new();
