@@ -380,8 +380,78 @@ pub struct CutStats {
     pub torn: u64,
 }
 
+/// Faults a real disk has besides power cuts (TigerBeetle's VOPR storage faults), each the
+/// probability of one operation on a block-store file (a path with a `chains` component)
+/// meeting it. The inventory and other files are spared: their damage is covered by the ledger's
+/// page-by-page test, and a damaged inventory stops a peer by design (the operator runs
+/// `rebuild-dbs`).
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct DiskFaultRates {
+    /// A read returns one sector damaged (bits flipped, or garbage); the sector on disk is fine.
+    pub read_corruption: f64,
+    /// A write lands at another sector-aligned offset of the file; the intended place keeps its
+    /// old bytes.
+    pub misdirected_write: f64,
+    /// A read finds a sector unreadable (EIO), and so does every later read of it until the
+    /// sector is written again.
+    pub latent_error: f64,
+    /// An fsync fails (EIO); the writes since the last good fsync are never made durable, though
+    /// reads still see them (Linux's page cache after a failed fsync).
+    pub fsync_failure: f64,
+    /// A write or a file extension fails with ENOSPC.
+    pub full: f64,
+}
+
+impl DiskFaultRates {
+    /// Whether any fault can fire.
+    pub fn any(&self) -> bool {
+        [self.read_corruption, self.misdirected_write, self.latent_error, self.fsync_failure, self.full].iter().any(|p| *p > 0.0)
+    }
+}
+
+/// How often each disk fault fired (coverage).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DiskFaultStats {
+    pub read_corruption: u64,
+    pub misdirected_write: u64,
+    pub latent_error: u64,
+    pub fsync_failure: u64,
+    pub full: u64,
+}
+
+/// The fault model of one disk: its rates, its own seeded stream, the sectors gone bad.
+#[derive(Debug)]
+struct DiskFaults {
+    rates: DiskFaultRates,
+    rng: rand_chacha::ChaCha8Rng,
+    /// Unreadable sectors, per file (sector index = offset / SECTOR_BYTES).
+    latent: BTreeMap<PathBuf, BTreeSet<usize>>,
+}
+
+impl DiskFaults {
+    fn roll(&mut self, p: f64) -> bool {
+        use rand_core::Rng;
+        p > 0.0 && (self.rng.next_u64() as f64 / u64::MAX as f64) < p
+    }
+    fn below(&mut self, n: usize) -> usize {
+        use rand_core::Rng;
+        if n == 0 { 0 } else { (self.rng.next_u64() % n as u64) as usize }
+    }
+}
+
+fn faultable(path: &Path) -> bool {
+    path.components().any(|c| c.as_os_str() == "chains")
+}
+
+fn eio(what: &str) -> io::Error {
+    io::Error::new(io::ErrorKind::Other, format!("input/output error ({what})"))
+}
+
 #[derive(Debug, Default)]
 struct DiskState {
+    /// Disk faults, when on (see [`SimDisk::set_faults`]).
+    faults: Option<DiskFaults>,
+    fault_stats: DiskFaultStats,
     files: BTreeMap<PathBuf, SimFile>,
     dirs: BTreeSet<PathBuf>,
     locks: BTreeMap<PathBuf, String>,
@@ -519,6 +589,22 @@ impl SimDisk {
         self.state().torn = seed.map(rand_chacha::ChaCha8Rng::seed_from_u64);
     }
 
+    /// Turns the disk faults on (seeded) or off. Sectors already gone bad stay bad while on.
+    pub fn set_faults(&self, rates: Option<(DiskFaultRates, u64)>) {
+        use rand_core::SeedableRng;
+        let mut state = self.state();
+        state.faults = rates.filter(|(rates, _)| rates.any()).map(|(rates, seed)| DiskFaults {
+            rates,
+            rng: rand_chacha::ChaCha8Rng::seed_from_u64(seed),
+            latent: BTreeMap::new(),
+        });
+    }
+
+    /// How often each disk fault fired so far.
+    pub fn fault_stats(&self) -> DiskFaultStats {
+        self.state().fault_stats
+    }
+
     /// Mutating operations so far: writes, set_len, syncs, creating and removing files and dirs.
     pub fn mutating_ops(&self) -> u64 {
         self.state().ops
@@ -598,6 +684,9 @@ impl Storage for SimStorage {
             // Removing is durable at once (the real Storage syncs the directory).
             self.0.mutate(&mut state)?;
             state.files.remove(path);
+            if let Some(faults) = state.faults.as_mut() {
+                faults.latent.remove(path);
+            }
         }
         Ok(())
     }
@@ -613,6 +702,13 @@ impl Storage for SimStorage {
         self.0.mutate(&mut state)?;
         if let Some(file) = state.files.remove(from) {
             state.files.insert(to.to_path_buf(), file);
+        }
+        // Bad sectors belong to the file, wherever it goes.
+        if let Some(faults) = state.faults.as_mut() {
+            faults.latent.remove(to);
+            if let Some(bad) = faults.latent.remove(from) {
+                faults.latent.insert(to.to_path_buf(), bad);
+            }
         }
         Ok(())
     }
@@ -665,17 +761,6 @@ impl SimFileBackend {
         let file = state.files.get_mut(&self.path).ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "file removed"))?;
         f(file)
     }
-
-    /// A mutating operation: counted, and the armed power cut may strike before it happens.
-    fn mutate_file<T>(&self, f: impl FnOnce(&mut SimFile) -> io::Result<T>) -> io::Result<T> {
-        let mut state = self.disk.state();
-        if !state.files.contains_key(&self.path) {
-            return Err(io::Error::new(io::ErrorKind::NotFound, "file removed"));
-        }
-        self.disk.mutate(&mut state)?;
-        let file = state.files.get_mut(&self.path).ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "file removed"))?;
-        f(file)
-    }
 }
 
 impl redb::StorageBackend for SimFileBackend {
@@ -684,18 +769,52 @@ impl redb::StorageBackend for SimFileBackend {
     }
 
     fn read(&self, offset: u64, out: &mut [u8]) -> Result<(), io::Error> {
-        self.with_file(|file| {
-            let start = usize::try_from(offset).map_err(io::Error::other)?;
-            let end = start.checked_add(out.len()).ok_or_else(|| io::Error::other("read overflows"))?;
-            let bytes = file.written.get(start..end).ok_or_else(|| io::Error::new(io::ErrorKind::UnexpectedEof, "read past the end"))?;
-            out.copy_from_slice(bytes);
-            Ok(())
-        })
+        self.disk.check_power()?;
+        let mut state = self.disk.state();
+        let DiskState { files, faults, fault_stats, .. } = &mut *state;
+        let file = files.get_mut(&self.path).ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "file removed"))?;
+        let start = usize::try_from(offset).map_err(io::Error::other)?;
+        let end = start.checked_add(out.len()).ok_or_else(|| io::Error::other("read overflows"))?;
+        let bytes = file.written.get(start..end).ok_or_else(|| io::Error::new(io::ErrorKind::UnexpectedEof, "read past the end"))?;
+        out.copy_from_slice(bytes);
+        let Some(faults) = faults.as_mut().filter(|_| faultable(&self.path) && !out.is_empty()) else { return Ok(()) };
+        let sectors = start / SECTOR_BYTES..end.div_ceil(SECTOR_BYTES);
+        if faults.latent.get(&self.path).is_some_and(|bad| bad.range(sectors.clone()).next().is_some()) {
+            return Err(eio("an unreadable sector"));
+        }
+        if faults.roll(faults.rates.latent_error) {
+            let sector = sectors.start + faults.below(sectors.len());
+            faults.latent.entry(self.path.clone()).or_default().insert(sector);
+            fault_stats.latent_error += 1;
+            return Err(eio("a sector went bad"));
+        }
+        if faults.roll(faults.rates.read_corruption) {
+            fault_stats.read_corruption += 1;
+            let sector = sectors.start + faults.below(sectors.len());
+            let from = (sector * SECTOR_BYTES).max(start) - start;
+            let to = ((sector + 1) * SECTOR_BYTES).min(end) - start;
+            if faults.below(2) == 0 {
+                let at = from + faults.below(to - from);
+                out[at] ^= 1 << faults.below(8);
+            } else {
+                for byte in &mut out[from..to] {
+                    *byte = faults.below(256) as u8;
+                }
+            }
+        }
+        Ok(())
     }
 
     fn set_len(&self, len: u64) -> Result<(), io::Error> {
-        self.mutate_file(|file| {
+        self.mutate_file_faulty(|file, faults, stats| {
             let len = usize::try_from(len).map_err(io::Error::other)?;
+            if let Some(faults) = faults
+                && len > file.written.len()
+                && faults.roll(faults.rates.full)
+            {
+                stats.full += 1;
+                return Err(io::Error::new(io::ErrorKind::StorageFull, "no space left on device"));
+            }
             file.written.resize(len, 0);
             file.pending.push(Pending::SetLen(len));
             Ok(())
@@ -703,7 +822,16 @@ impl redb::StorageBackend for SimFileBackend {
     }
 
     fn sync_data(&self) -> Result<(), io::Error> {
-        self.mutate_file(|file| {
+        self.mutate_file_faulty(|file, faults, stats| {
+            if let Some(faults) = faults
+                && faults.roll(faults.rates.fsync_failure)
+            {
+                // The kernel gave up on the dirty pages: they are never written, though the
+                // page cache still shows them.
+                stats.fsync_failure += 1;
+                file.pending.clear();
+                return Err(eio("fsync failed"));
+            }
             file.synced = file.written.clone();
             file.pending.clear();
             Ok(())
@@ -711,8 +839,26 @@ impl redb::StorageBackend for SimFileBackend {
     }
 
     fn write(&self, offset: u64, data: &[u8]) -> Result<(), io::Error> {
-        self.mutate_file(|file| {
-            let start = usize::try_from(offset).map_err(io::Error::other)?;
+        let path = self.path.clone();
+        self.mutate_file_faulty(|file, faults, stats| {
+            let mut start = usize::try_from(offset).map_err(io::Error::other)?;
+            if let Some(faults) = faults {
+                if faults.roll(faults.rates.full) {
+                    stats.full += 1;
+                    return Err(io::Error::new(io::ErrorKind::StorageFull, "no space left on device"));
+                }
+                if faults.roll(faults.rates.misdirected_write) && file.written.len() >= SECTOR_BYTES {
+                    stats.misdirected_write += 1;
+                    let sectors = file.written.len() / SECTOR_BYTES;
+                    start = faults.below(sectors) * SECTOR_BYTES;
+                }
+                // Writing a sector remaps it: it reads again.
+                if let Some(bad) = faults.latent.get_mut(&path) {
+                    let first = start / SECTOR_BYTES;
+                    let last = (start + data.len()).div_ceil(SECTOR_BYTES);
+                    bad.retain(|sector| *sector < first || *sector >= last);
+                }
+            }
             let end = start.checked_add(data.len()).ok_or_else(|| io::Error::other("write overflows"))?;
             if file.written.len() < end {
                 file.written.resize(end, 0);
@@ -721,6 +867,22 @@ impl redb::StorageBackend for SimFileBackend {
             file.pending.push(Pending::Write { offset: start, data: data.to_vec() });
             Ok(())
         })
+    }
+}
+
+impl SimFileBackend {
+    /// A mutating operation: counted, and the armed power cut may strike before it happens; with
+    /// the disk's fault model (when on, and the file is a block store) and its counters.
+    fn mutate_file_faulty<T>(&self, f: impl FnOnce(&mut SimFile, Option<&mut DiskFaults>, &mut DiskFaultStats) -> io::Result<T>) -> io::Result<T> {
+        let mut state = self.disk.state();
+        if !state.files.contains_key(&self.path) {
+            return Err(io::Error::new(io::ErrorKind::NotFound, "file removed"));
+        }
+        self.disk.mutate(&mut state)?;
+        let DiskState { files, faults, fault_stats, .. } = &mut *state;
+        let file = files.get_mut(&self.path).ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "file removed"))?;
+        let faults = faults.as_mut().filter(|_| faultable(&self.path));
+        f(file, faults, fault_stats)
     }
 }
 

@@ -254,9 +254,13 @@ fn simulate(scenario: &Scenario, seed: u64, broken: Option<Breakage>) -> Outcome
         .map(|(index, p)| {
             let disk = SimDisk::default();
             disk.set_torn_writes(Some(seed ^ ((index as u64 + 1) << 32)));
+            if let Some(section) = &scenario.disk {
+                disk.set_faults(Some((disk_rates(section), seed ^ ((index as u64 + 1) << 40))));
+            }
             (p.name.clone(), disk)
         })
         .collect();
+    let mut disk_faults_on = scenario.disk.as_ref().is_some_and(|d| d.rates().iter().any(|(_, p)| *p > 0.0));
     let orderer_ledgers: OrdererLedgers = Arc::default();
     let views: Views = Arc::default();
     let ledgers: Ledgers = Arc::default();
@@ -288,6 +292,7 @@ fn simulate(scenario: &Scenario, seed: u64, broken: Option<Breakage>) -> Outcome
         let (network, delays_fired) = (network.clone(), delays_fired.clone());
         let (loss, lost, duplicated) = (loss.clone(), lost.clone(), duplicated.clone());
         let signatures = signatures.clone();
+        let disk_faults = scenario.disk.as_ref().is_some_and(|d| d.rates().iter().any(|(_, p)| *p > 0.0));
         let gate = gates.get(&peer.name).map(|g| g.subscribe());
         // Each start of the host gets its own seed (a restart is a new process).
         let starts = Arc::new(Mutex::new(0u64));
@@ -348,7 +353,16 @@ fn simulate(scenario: &Scenario, seed: u64, broken: Option<Breakage>) -> Outcome
                 // checker looks), so a restart never joins again.
                 let acknowledged = locked(&joined).contains(&name);
                 if !acknowledged && running.channels.ledger(CHANNEL).is_none() {
-                    running.channels.join(&genesis).map_err(|e| Box::new(e) as Box<dyn std::error::Error>)?;
+                    // As an operator would, a join that fails on a faulty disk is tried again.
+                    let mut attempts = 0;
+                    while let Err(err) = running.channels.join(&genesis) {
+                        attempts += 1;
+                        if !disk_faults || attempts >= 20 {
+                            return Err(Box::new(err) as Box<dyn std::error::Error>);
+                        }
+                        tracing::warn!(target: "sim", "channel join failed ({err}); trying again");
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                    }
                     locked(&joined).insert(name.clone());
                 }
                 locked(&leaders).insert(name.clone(), running.leadership.clone());
@@ -395,6 +409,7 @@ fn simulate(scenario: &Scenario, seed: u64, broken: Option<Breakage>) -> Outcome
     let mut timeline = timeline.into_iter().peekable();
     let mut running: BTreeSet<String> = peers.iter().map(|p| p.name.clone()).filter(|p| !gates.contains_key(p)).collect();
     let mut checker = Checker::new(scenario, &crypto);
+    checker.disk_faults = disk_faults_on;
     // Since when each peer has been crashed, and each (a, b) pair cut off both ways.
     let mut down_since: BTreeMap<String, Duration> = BTreeMap::new();
     let mut cut_since: BTreeMap<(String, String), Duration> = BTreeMap::new();
@@ -403,6 +418,17 @@ fn simulate(scenario: &Scenario, seed: u64, broken: Option<Breakage>) -> Outcome
     // Convergence counts only once every timeline event has been applied.
     let mut all_applied = timeline.peek().is_none();
     while sim.elapsed() < scenario.duration {
+        // The disks are sound again from `disk.until` (bad sectors stay bad until rewritten: the
+        // peer must heal around them).
+        if disk_faults_on && scenario.disk.as_ref().and_then(|d| d.until).is_some_and(|until| sim.elapsed() >= until) {
+            disk_faults_on = false;
+            for (name, disk) in &disks {
+                if !scenario.is_orderer(name) {
+                    disk.set_faults(None);
+                }
+            }
+            tracing::info!(target: "sim", "timeline: disk faults end");
+        }
         while let Some(step) = timeline.next_if(|s| s.at <= sim.elapsed()) {
             *outcome.faults.entry(step.event.kind()).or_default() += 1;
             tracing::info!(target: "sim", "timeline: {:?}", step.event);
@@ -481,6 +507,27 @@ fn simulate(scenario: &Scenario, seed: u64, broken: Option<Breakage>) -> Outcome
     if network.delay_probability > 0.0 {
         outcome.faults.insert("delay", delays_fired.load(Ordering::Relaxed));
     }
+    if let Some(section) = &scenario.disk {
+        let mut totals = crate::env::DiskFaultStats::default();
+        for (name, disk) in &disks {
+            if scenario.is_orderer(name) {
+                continue;
+            }
+            let stats = disk.fault_stats();
+            totals.read_corruption += stats.read_corruption;
+            totals.misdirected_write += stats.misdirected_write;
+            totals.latent_error += stats.latent_error;
+            totals.fsync_failure += stats.fsync_failure;
+            totals.full += stats.full;
+        }
+        let counts = [totals.read_corruption, totals.misdirected_write, totals.latent_error, totals.fsync_failure, totals.full];
+        for ((kind, rate), count) in section.rates().into_iter().zip(counts) {
+            if rate > 0.0 {
+                outcome.faults.insert(kind, count);
+            }
+        }
+        checker.check_healed_at_end(sim.elapsed(), &mut outcome);
+    }
     if message_faults {
         outcome.faults.insert("message_loss", lost.load(Ordering::Relaxed));
         outcome.faults.insert("message_duplicate", duplicated.load(Ordering::Relaxed));
@@ -548,10 +595,14 @@ fn apply(sim: &mut turmoil::Sim<'_>, event: &Event, faults: &Faults<'_>, views: 
             if faults.broken == Some(Breakage::LostDisk) {
                 disks[peer].wipe();
             }
+
             running.remove(peer);
         }
         Event::Restart(peer) => {
             disks[peer].power_on();
+            if faults.broken == Some(Breakage::CorruptBlock) {
+                corrupt_block_one(&disks[peer], faults.orderers);
+            }
             sim.bounce(peer.as_str());
             running.insert(peer.clone());
         }
@@ -560,6 +611,44 @@ fn apply(sim: &mut turmoil::Sim<'_>, event: &Event, faults: &Faults<'_>, views: 
         Event::Heal([a, b]) => sim.repair(a.as_str(), b.as_str()),
         Event::Hold([a, b]) => sim.hold(a.as_str(), b.as_str()),
         Event::Release([a, b]) => sim.release(a.as_str(), b.as_str()),
+    }
+}
+
+/// `--break-invariant corrupt-block`: on `disk` (powered, before its peer restarts), block 1 is
+/// replaced through redb itself (so every page checksum is right) by a copy whose header differs,
+/// stored with a checksum that matches: the store is sound, only its block is not the orderer's.
+/// A peer whose chain is long enough that block 1 is below the tail it checks at open serves it.
+fn corrupt_block_one(disk: &SimDisk, orderers: &OrdererLedgers) {
+    use peer_core::env::Storage;
+    use peer_core::ledger::channel::encode_record;
+    let Some(block) = locked(orderers).get(ORDERER).and_then(|c| c.ledger(CHANNEL)).and_then(|l| l.block(1).ok().flatten()) else { return };
+    let mut altered = block;
+    if let Some(byte) = altered.header.as_mut().and_then(|header| header.data_hash.first_mut()) {
+        *byte ^= 0x01;
+    }
+    let path = std::path::Path::new("/var/peer/ledgersData/chains").join(format!("{CHANNEL}.redb"));
+    let storage = SimStorage(disk.clone());
+    if !storage.exists(&path) {
+        return;
+    }
+    let rewrite = || -> Result<(), Box<dyn std::error::Error>> {
+        let db = redb::Builder::new().create_with_backend(peer_core::env::DynBackend(storage.open_db(&path)?))?;
+        let write = db.begin_write()?;
+        write.open_table(redb::TableDefinition::<u64, &[u8]>::new("blocks"))?.insert(1, encode_record(&altered).as_slice())?;
+        write.commit()?;
+        Ok(())
+    };
+    let result = rewrite();
+    tracing::info!(target: "sim", "sabotage: block 1 replaced: {result:?}");
+}
+
+fn disk_rates(section: &crate::scenario::DiskSection) -> crate::env::DiskFaultRates {
+    crate::env::DiskFaultRates {
+        read_corruption: section.read_corruption,
+        misdirected_write: section.misdirected_write,
+        latent_error: section.latent_error,
+        fsync_failure: section.fsync_failure,
+        full: section.full,
     }
 }
 
@@ -590,6 +679,9 @@ pub enum Breakage {
     /// Every orderer node cuts blocks of its own instead of replicating the cutter's (two Raft
     /// leaders at once): the replicas' chains fork from the cutter's.
     SplitBrain,
+    /// A crashed peer's disk comes back with block 1 altered, consistently (checksums match): a
+    /// bug that stored the wrong block. The peer serves a block that is not the orderer's.
+    CorruptBlock,
 }
 
 impl Breakage {
@@ -598,6 +690,7 @@ impl Breakage {
             "disclosure" => Some(Breakage::Disclosure),
             "lost-disk" => Some(Breakage::LostDisk),
             "split-brain" => Some(Breakage::SplitBrain),
+            "corrupt-block" => Some(Breakage::CorruptBlock),
             _ => None,
         }
     }
@@ -637,6 +730,17 @@ struct Checker {
     /// The `new_blocks` windows: each with the orderer's height at its start once reached, and
     /// whether its end was checked.
     new_blocks: Vec<(NewBlocks, Option<u64>, bool)>,
+    /// The peers' disks have faults (scenario `disk:`, now or earlier): a peer may then lose
+    /// blocks its disk lost, and must heal them from the network.
+    disk_faults: bool,
+    /// Whether the scenario has disk faults at all (see `disk_faults`).
+    disk_scenario: bool,
+    /// The heals each peer's node had done when last sampled (by node instance).
+    heals_seen: BTreeMap<String, (usize, u64)>,
+    /// Peers that lost blocks to their disk: since when, and the height they must get back to.
+    healing: BTreeMap<String, (Duration, u64)>,
+    /// How long a healing peer has (the scenario's `blocks_within`, else `converge_within`).
+    heal_within: Duration,
 }
 
 impl Checker {
@@ -659,6 +763,54 @@ impl Checker {
             org_leaders: BTreeMap::new(),
             led: BTreeMap::new(),
             new_blocks: scenario.checks.new_blocks.iter().map(|window| (*window, None, false)).collect(),
+            disk_faults: false,
+            disk_scenario: scenario.disk.as_ref().is_some_and(|d| d.rates().iter().any(|(_, p)| *p > 0.0)),
+            heals_seen: BTreeMap::new(),
+            healing: BTreeMap::new(),
+            heal_within: scenario.checks.blocks_within.unwrap_or(scenario.checks.converge_within),
+        }
+    }
+
+    /// A peer that lost blocks (its disk lost them, or a damaged store was rebuilt shorter) must
+    /// be back at the height it had within `heal_within`.
+    fn note_heals(&mut self, at: Duration, peer: &str, channels: &Arc<Channels>, height: u64, outcome: &mut Outcome) {
+        let instance = Arc::as_ptr(channels) as usize;
+        let heals = channels.heals();
+        let previous = self.heals_seen.insert(peer.to_string(), (instance, heals));
+        let seen = match previous {
+            Some((same, count)) if same == instance => count,
+            _ => 0,
+        };
+        let highest = self.peer_heights.get(peer).copied().unwrap_or(0);
+        if heals > seen || (self.disk_scenario && height < highest) {
+            self.healing.entry(peer.to_string()).or_insert((at, highest));
+            if heals > seen {
+                outcome.summary.push_str(&format!("{:>8} {peer} rebuilt a damaged block store (height {height}, had {highest})\n", format!("{:.2}s", at.as_secs_f64())));
+            }
+        }
+    }
+
+    /// A healing peer back at its height: the `healed_from_network` milestone.
+    fn check_healing(&mut self, at: Duration, peer: &str, height: u64, outcome: &mut Outcome) {
+        if let Some(&(since, target)) = self.healing.get(peer)
+            && height >= target
+        {
+            self.healing.remove(peer);
+            *outcome.milestones.entry("healed_from_network").or_default() += 1;
+            outcome.summary.push_str(&format!(
+                "{:>8} {peer} healed back to height {target} from the network {:.2}s after losing blocks\n",
+                format!("{:.2}s", at.as_secs_f64()),
+                at.saturating_sub(since).as_secs_f64()
+            ));
+        }
+    }
+
+    /// At the end: every peer that lost blocks to its disk got them back in time.
+    fn check_healed_at_end(&self, at: Duration, outcome: &mut Outcome) {
+        for (peer, (since, target)) in &self.healing {
+            if at.saturating_sub(*since) > self.heal_within {
+                outcome.violations.push(format!("liveness: {peer} lost blocks to its disk at {since:?} and was not back at height {target} within {:?}", self.heal_within));
+            }
         }
     }
 
@@ -747,6 +899,8 @@ impl Checker {
                 Some(ledger) if ledger.height() >= 1 => {
                     if self.restarted.remove(peer) {
                         *outcome.milestones.entry("ledger_survived_restart").or_default() += 1;
+                        // A restarted peer's whole chain is compared with the orderer's again.
+                        self.peer_checked.insert(peer.clone(), 0);
                     }
                 }
                 Some(ledger) => outcome.violations.push(format!("at {at:?}: {peer}'s channel {CHANNEL} has height {}, below its genesis block", ledger.height())),
@@ -794,11 +948,19 @@ impl Checker {
     /// at the same instant; for peers also when a restarted one has caught up.
     fn check_peer_blocks(&mut self, at: Duration, ledgers: &Ledgers, orderers: &OrdererLedgers, outcome: &mut Outcome) {
         let cutter_up = locked(orderers).contains_key(ORDERER);
-        for (peer, channels) in locked(ledgers).iter() {
+        let peers: Vec<(String, Arc<Channels>)> = locked(ledgers).iter().map(|(peer, channels)| (peer.clone(), channels.clone())).collect();
+        for (peer, channels) in &peers {
             let Some(ledger) = channels.ledger(CHANNEL) else { continue };
+            self.note_heals(at, peer, channels, ledger.height(), outcome);
+            let disk_may_lose = self.disk_scenario;
             let highest = self.peer_heights.entry(peer.clone()).or_default();
+            if disk_may_lose {
+                // Blocks its disk lost are not "acknowledged and lost" but must come back (healing).
+                *highest = (*highest).min(ledger.height());
+            }
             let checked = self.peer_checked.entry(peer.clone()).or_default();
-            let height = check_chain(at, peer, &ledger, &self.orderer_blocks, cutter_up, highest, checked, outcome);
+            let height = check_chain(at, peer, &ledger, &self.orderer_blocks, cutter_up, highest, checked, disk_may_lose, outcome);
+            self.check_healing(at, peer, height, outcome);
             if let Some(&(since, target)) = self.catching_up.get(peer)
                 && height >= target
             {
@@ -815,7 +977,7 @@ impl Checker {
             };
             let highest = self.replica_heights.entry(node.clone()).or_default();
             let checked = self.replica_checked.entry(node.clone()).or_default();
-            check_chain(at, node, &ledger, &self.orderer_blocks, cutter_up, highest, checked, outcome);
+            check_chain(at, node, &ledger, &self.orderer_blocks, cutter_up, highest, checked, false, outcome);
         }
         self.orderer_heights.push((at, self.orderer_blocks.len() as u64));
     }
@@ -991,6 +1153,7 @@ fn check_chain(
     cutter_up: bool,
     highest: &mut u64,
     checked: &mut u64,
+    disk_faults: bool,
     outcome: &mut Outcome,
 ) -> u64 {
     let height = ledger.height();
@@ -1007,6 +1170,9 @@ fn check_chain(
     for number in from..upto {
         let hash = match ledger.block(number) {
             Ok(Some(block)) => hex::encode(peer_core::ledger::block::header_hash(&block.header.unwrap_or_default())),
+            // A faulty disk may make a block unreadable: the peer refuses to serve it (and
+            // rebuilds its store); serving a wrong one is what must never happen.
+            Err(err) if disk_faults && err.is_damage() => break,
             _ => {
                 outcome.violations.push(format!("at {at:?}: {who} cannot read its block [{number}] below its height {height}"));
                 break;

@@ -18,6 +18,7 @@
 //!   - {at: 3s, loss: 0.2}                  # a fifth of arriving gossip messages are lost
 //!   - {at: 6s, loss: 0}
 //! network: {delay_probability: 0.05, max_delay: 200ms, duplicate: 0.02}   # faults in our own network layer
+//! disk: {read_corruption: 0.001, misdirected_write: 0.001, latent_error: 0.001, fsync_failure: 0.01, full: 0.005, until: 14s}
 //! checks: {converge_within: 8s, blocks_within: 2s, new_blocks: [{after: 5s, by: 12s}]}
 //! orderer: {nodes: 2, tx_per_second: 20, batch_timeout: 500ms, max_message_count: 10, start: 1s, stop: 20s}
 //! tick: 1ms                                # turmoil's step (default 1ms; longer is cheaper and coarser)
@@ -60,6 +61,9 @@ pub struct Scenario {
     /// Faults injected in peer-core's own network layer, above turmoil.
     #[serde(default)]
     pub network: Option<NetworkFaults>,
+    /// Faults of the peers' disks besides power cuts (see [`DiskSection`]).
+    #[serde(default)]
+    pub disk: Option<DiskSection>,
     pub checks: Checks,
     /// An ordering-service host producing blocks (none without the section).
     #[serde(default)]
@@ -139,6 +143,42 @@ pub struct NetworkFaults {
     pub loss: f64,
     #[serde(default)]
     pub duplicate: f64,
+}
+
+/// `disk: {read_corruption: 0.001, misdirected_write: 0.001, latent_error: 0.001,
+/// fsync_failure: 0.01, full: 0.005, until: 14s}`: faults of every peer's disk (not the
+/// orderers'), each the probability that one operation on a block-store file meets it (see
+/// `sim::env::DiskFaultRates`), drawn from a stream seeded per peer, from the start until `until`
+/// (the end by default). After `until` the disks are sound and the checks demand the peers heal:
+/// every peer back at the orderer's height within `blocks_within`.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DiskSection {
+    #[serde(default)]
+    pub read_corruption: f64,
+    #[serde(default)]
+    pub misdirected_write: f64,
+    #[serde(default)]
+    pub latent_error: f64,
+    #[serde(default)]
+    pub fsync_failure: f64,
+    #[serde(default)]
+    pub full: f64,
+    #[serde(default, deserialize_with = "optional_duration")]
+    pub until: Option<Duration>,
+}
+
+impl DiskSection {
+    /// Each fault kind with its rate, by the name coverage counts it under.
+    pub fn rates(&self) -> [(&'static str, f64); 5] {
+        [
+            ("disk_read_corruption", self.read_corruption),
+            ("disk_misdirected_write", self.misdirected_write),
+            ("disk_latent_error", self.latent_error),
+            ("disk_fsync_failure", self.fsync_failure),
+            ("disk_full", self.full),
+        ]
+    }
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -440,6 +480,19 @@ impl Scenario {
                 return Err("network.delay_probability is set but network.max_delay is zero".into());
             }
         }
+        if let Some(disk) = &self.disk {
+            for (key, p) in disk.rates() {
+                if !(0.0..=0.1).contains(&p) {
+                    return Err(format!("disk.{} {p} is not between 0 and 0.1 (a probability per I/O operation)", key.trim_start_matches("disk_")));
+                }
+            }
+            if disk.until.is_none() && disk.rates().iter().any(|(_, p)| *p > 0.0) {
+                return Err("disk.until is missing: the checks need a time after which the disks are sound".into());
+            }
+            if disk.until.is_some_and(|until| until > self.duration) {
+                return Err(format!("disk.until {:?} is after the end of the run ({:?})", disk.until.unwrap_or_default(), self.duration));
+            }
+        }
         let duplicate = self.network.as_ref().map_or(0.0, |n| n.duplicate);
         let mut timeline: Vec<&Step> = self.timeline.iter().collect();
         timeline.sort_by_key(|s| s.at);
@@ -511,6 +564,9 @@ impl Scenario {
         if self.orderer.is_some() {
             expected.push("blocks_committed");
         }
+        if self.disk.as_ref().is_some_and(|d| d.rates().iter().any(|(_, p)| *p > 0.0)) {
+            expected.push("healed_from_network");
+        }
         if self.checks.leaders_within.is_some() {
             expected.push("elected");
             if self.timeline.iter().any(|s| matches!(&s.event, Event::Crash(p) | Event::Kill(p) if !self.is_orderer(p))) {
@@ -534,6 +590,7 @@ impl Scenario {
 
     /// When the last timeline event happens (zero without one).
     pub fn last_fault(&self) -> Duration {
-        self.timeline.iter().map(|s| s.at).max().unwrap_or_default()
+        let disk = self.disk.as_ref().and_then(|d| d.until).unwrap_or_default();
+        self.timeline.iter().map(|s| s.at).max().unwrap_or_default().max(disk)
     }
 }

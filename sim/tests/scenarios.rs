@@ -124,6 +124,9 @@ fn every_scenario_over_the_seed_batch_deterministically() {
             if network.loss > 0.0 || scenario.timeline.iter().any(|s| matches!(s.event, sim::scenario::Event::Loss(p) if p > 0.0)) {
                 enabled.push("message_loss".into());
             }
+            if let Some(disk) = &scenario.disk {
+                enabled.extend(disk.rates().into_iter().filter(|(_, rate)| *rate > 0.0).map(|(kind, _)| kind.to_string()));
+            }
             expected = scenario.expected_milestones().into_iter().map(str::to_string).collect();
         }
         let mut fired: BTreeMap<String, u64> = BTreeMap::new();
@@ -207,6 +210,12 @@ fn a_deliberately_broken_invariant_is_caught_and_reported() {
 fn a_disk_that_loses_acknowledged_data_is_caught() {
     let (report, first) = broken_run("crash-restart", "lost-disk");
     assert!(first.contains("org1-peer1 lost the channel simchannel it had joined"), "{report}");
+}
+
+#[test]
+fn a_peer_serving_a_block_that_is_not_the_orderers_is_caught() {
+    let (report, first) = broken_run("crash-restart-ledger", "corrupt-block");
+    assert!(first.contains("org1-peer1's block [1] is not the orderer's (a fork)"), "{report}");
 }
 
 #[test]

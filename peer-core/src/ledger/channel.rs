@@ -96,7 +96,7 @@ macro_rules! from_redb {
 from_redb!(redb::Error, redb::DatabaseError, redb::TransactionError, redb::TableError, redb::StorageError, redb::CommitError, redb::SetDurabilityError);
 
 /// A block as stored: its checksum, then its bytes.
-fn encode_record(block: &Block) -> Vec<u8> {
+pub fn encode_record(block: &Block) -> Vec<u8> {
     let bytes = block.encode_to_vec();
     let mut record = Vec::with_capacity(bytes.len() + 4);
     record.extend_from_slice(&crc32c::crc32c(&bytes).to_le_bytes());

@@ -411,6 +411,8 @@ impl GuardedDb {
                 *reopen = false;
                 Ok(())
             }
+            // An I/O error (a full disk, a failed fsync) is not damage: the next write tries again.
+            Err(StoreError::Db(err @ (redb::Error::Io(_) | redb::Error::PreviousIo))) => Err(StoreError::Db(err)),
             Err(e) => {
                 drop(handle);
                 drop(reopen);

@@ -639,17 +639,33 @@ fn channel_store_ids(storage: &Arc<dyn Storage>, root: &Path) -> Vec<String> {
 /// transfer start from the ledger's height).
 fn open_or_heal(storage: &Arc<dyn Storage>, root: &Path, inventory: &Inventory, id: &str, alarm: &watch::Sender<u64>) -> Result<(ChannelLedger, Option<Heal>), LedgerError> {
     channel::finish_interrupted_salvage(storage, root, id)?;
-    let damage = match ChannelLedger::open(storage, root, id, alarm) {
-        Ok(ledger) => return Ok((ledger, None)),
-        Err(err) if err.is_damage() => err,
-        Err(err) => return Err(err),
-    };
-    tracing::error!(target: "peer", func = "Initialize", "Failed to load ledger {id}({damage})");
-    let Some(genesis) = inventory.genesis(id)? else { return Err(damage) };
-    let salvaged = channel::salvage(storage, root, id, &genesis)?;
-    let ledger = ChannelLedger::open(storage, root, id, alarm)?;
-    log_heal(id, &salvaged);
-    Ok((ledger, Some(Heal { channel: id.to_string(), damage, salvaged })))
+    let mut heal: Option<Heal> = None;
+    // A salvage that fails (the disk is full, a write fails), or whose result does not open,
+    // leaves a store to salvage again: a few attempts before the channel is given up until the
+    // next start.
+    for attempt in 1..=3 {
+        let damage = match ChannelLedger::open(storage, root, id, alarm) {
+            Ok(ledger) => {
+                if let Some(heal) = &heal {
+                    log_heal(id, &heal.salvaged);
+                }
+                return Ok((ledger, heal));
+            }
+            Err(err) if err.is_damage() && attempt < 3 => err,
+            Err(err) => return Err(err),
+        };
+        tracing::error!(target: "peer", func = "Initialize", "Failed to load ledger {id}({damage})");
+        let Some(genesis) = inventory.genesis(id)? else { return Err(damage) };
+        match channel::salvage(storage, root, id, &genesis) {
+            Ok(salvaged) => {
+                // The first damage and the last salvage tell the story.
+                let damage = heal.map_or(damage, |first| first.damage);
+                heal = Some(Heal { channel: id.to_string(), damage, salvaged });
+            }
+            Err(err) => warn!(target: "kvledger", func = "healLedger", "Could not rebuild ledger [{id}] (attempt {attempt} of 3): {err}"),
+        }
+    }
+    Err(LedgerError::Corrupt { channel: id.to_string(), path: channel::db_path(root, id), what: "it could not be rebuilt".into() })
 }
 
 fn log_heal(id: &str, salvaged: &Salvaged) {

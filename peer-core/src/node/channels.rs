@@ -53,6 +53,8 @@ pub struct Channels {
     metrics: LedgerMetrics,
     /// Times commits for `metrics`.
     clock: Arc<dyn Clock>,
+    /// Damaged stores rebuilt (see [`Channels::heals`]).
+    heals: std::sync::atomic::AtomicU64,
 }
 
 impl std::fmt::Debug for Channels {
@@ -84,7 +86,8 @@ impl Channels {
         for heal in ledger.healed() {
             metrics.healed(&heal.channel);
         }
-        let channels = Channels { ledger, configs: Mutex::default(), identities, pre_reset: Mutex::new(pre_reset), joined, metrics, clock };
+        let heals = std::sync::atomic::AtomicU64::new(ledger.healed().len() as u64);
+        let channels = Channels { ledger, configs: Mutex::default(), identities, pre_reset: Mutex::new(pre_reset), joined, metrics, clock, heals };
         for id in channels.ledger.active_channels() {
             let Some(ledger) = channels.ledger.channel(&id) else { continue };
             match latest_config(&ledger) {
@@ -116,17 +119,29 @@ impl Channels {
 
     /// Rebuilds the channels whose store failed while serving (see [`LedgerMgr::heal_failed`]),
     /// counting each in the metrics; the deliver client and state transfer then fetch the blocks
-    /// the salvage could not keep, from the ledger's (possibly lower) height.
-    pub fn heal_failed(&self) {
+    /// the salvage could not keep, from the ledger's (possibly lower) height. Returns whether
+    /// every failed store was rebuilt.
+    pub fn heal_failed(&self) -> bool {
+        let mut all = true;
         for result in self.ledger.heal_failed() {
             match result {
                 Ok(heal) => {
                     self.metrics.healed(&heal.channel);
                     self.metrics.set_height(&heal.channel, heal.salvaged.height);
+                    self.heals.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                 }
-                Err((id, err)) => error!(target: "kvledger", func = "healLedger", "Could not rebuild ledger [{id}]: {err}"),
+                Err((id, err)) => {
+                    error!(target: "kvledger", func = "healLedger", "Could not rebuild ledger [{id}] (trying again in 1s): {err}");
+                    all = false;
+                }
             }
         }
+        all
+    }
+
+    /// How many damaged channel stores were rebuilt since this peer started (at open included).
+    pub fn heals(&self) -> u64 {
+        self.heals.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// The ledger manager (its root path, pre-reset records).

@@ -277,7 +277,7 @@ pub async fn start(env: Env, setup: Setup) -> Result<RunningNode, StartError> {
         deliver_client = deliver_client.on_give_up(Arc::new(move |channel: &str| leadership.give_up(channel)));
     }
     let source = BlockSource { org_leader: config.gossip.org_leader, election };
-    tasks.spawn(deliver_channels(Arc::new(deliver_client), channels.clone(), source, stop_rx.clone()));
+    tasks.spawn(deliver_channels(Arc::new(deliver_client), channels.clone(), source, env.clock.clone(), stop_rx.clone()));
 
     // Steps 28, 39, 46: the services on the peer port.
     let max_recv = config.peer.max_recv_msg_size;
@@ -321,9 +321,6 @@ pub async fn start(env: Env, setup: Setup) -> Result<RunningNode, StartError> {
         // every 10s (blocks arrive by the ordering service or state transfer, issue #8).
         tasks.spawn(pre_reset_loop(channels.clone(), env.clock.clone(), stop_rx.clone()));
     }
-
-    // A channel store that fails while serving is rebuilt in place (see ledger/guard.rs).
-    tasks.spawn(heal_loop(channels.clone(), stop_rx.clone()));
 
     let endorser = endorser::EndorserService::new(
         channels.clone(),
@@ -381,10 +378,14 @@ impl BlockSource {
     }
 }
 
-/// Starts a deliver client task for every joined channel, and for each channel joined later;
-/// on stop, waits for them to end.
-async fn deliver_channels(client: Arc<DeliverClient>, channels: Arc<Channels>, source: BlockSource, mut stop: watch::Receiver<bool>) {
+/// Keeps the channels served: starts a deliver client task for every joined channel, and for
+/// each channel joined later; rebuilds a channel whose store fails while serving
+/// (`Channels::heal_failed`, again every second while one cannot be rebuilt); on stop, waits for
+/// the deliver clients to end.
+async fn deliver_channels(client: Arc<DeliverClient>, channels: Arc<Channels>, source: BlockSource, clock: Arc<dyn crate::env::Clock>, mut stop: watch::Receiver<bool>) {
     let mut joined = channels.subscribe_joined();
+    let mut alarm = channels.ledger_mgr().subscribe_alarm();
+    let mut retry = None;
     let mut seen = std::collections::BTreeSet::new();
     let mut tasks = JoinSet::new();
     loop {
@@ -396,27 +397,21 @@ async fn deliver_channels(client: Arc<DeliverClient>, channels: Arc<Channels>, s
                 tasks.spawn(client.run(id, watch, stop.clone()));
             }
         }
-        tokio::select! {
+        let heal = tokio::select! {
             biased;
             _ = stop.wait_for(|stopped| *stopped) => break,
-            changed = joined.changed() => if changed.is_err() { break },
+            changed = joined.changed() => if changed.is_err() { break } else { false },
+            rang = alarm.changed() => rang.is_ok(),
+            () = async { clock.sleep_until(retry.unwrap_or_default()).await }, if retry.is_some() => true,
+        };
+        if heal {
+            retry = (!channels.heal_failed()).then(|| clock.now() + Duration::from_secs(1));
         }
     }
     while tasks.join_next().await.is_some() {}
 }
 
 /// Fabric's reset loop: every 10s, are all channels back at their pre-reset heights?
-/// Waits for a channel store to fail, then rebuilds it (`Channels::heal_failed`).
-async fn heal_loop(channels: Arc<Channels>, mut stop: watch::Receiver<bool>) {
-    let mut alarm = channels.ledger_mgr().subscribe_alarm();
-    loop {
-        tokio::select! {
-            _ = stop.changed() => return,
-            changed = alarm.changed() => if changed.is_err() { return },
-        }
-        channels.heal_failed();
-    }
-}
 
 async fn pre_reset_loop(channels: Arc<Channels>, clock: Arc<dyn crate::env::Clock>, mut stop: watch::Receiver<bool>) {
     loop {

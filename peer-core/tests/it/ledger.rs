@@ -405,3 +405,52 @@ fn appends_from_several_tasks_serialize() {
     assert_eq!(ledger.height(), 21);
     ledger.verify_chain().unwrap();
 }
+
+#[test]
+fn a_store_that_fails_while_serving_is_rebuilt_in_place() {
+    let storage = Arc::new(MemStorage::default());
+    let env = env(&storage);
+    let mgr = LedgerMgr::open(&env, fsp(), HOLDER).unwrap();
+    let blocks = channel_with(&mgr, "ch", 40);
+    drop(mgr);
+    let (mgr, _) = logged(|| LedgerMgr::open(&env, fsp(), HOLDER).unwrap());
+    let ledger = mgr.channel("ch").unwrap();
+    let mut alarm = mgr.subscribe_alarm();
+    // Block 5 (below the tail checked at open, so not yet read) goes bad on disk.
+    let path = Path::new("/mem/data/ledgersData/chains/ch.redb");
+    let mut bytes = storage.read(path);
+    let record = peer_core::ledger::channel::encode_record(&blocks[5]);
+    let at = bytes.windows(record.len()).position(|w| w == record.as_slice()).expect("block 5's record is in the file");
+    bytes[at + record.len() / 2] ^= 0x40;
+    storage.overwrite(path, &bytes);
+
+    let (err, log) = logged(|| ledger.block(5).unwrap_err());
+    assert!(err.is_damage(), "{err}");
+    assert!(err.to_string().contains("block [5] fails its checksum"), "{err}");
+    assert!(log.contains("The block store of channel [ch] at /mem/data/ledgersData/chains/ch.redb is damaged: block [5] fails its checksum"), "{log}");
+    assert!(alarm.has_changed().unwrap());
+    alarm.mark_unchanged();
+    // Failed for good: other reads and appends are refused with the same reason, and nothing
+    // is written to the file any more.
+    assert!(ledger.block(30).unwrap_err().to_string().contains("block [5] fails its checksum"));
+    assert!(ledger.append(&next("ch", &blocks[39], 1)).is_err());
+    assert_eq!(storage.read(path), bytes);
+
+    let (heals, log) = logged(|| mgr.heal_failed());
+    assert_eq!(heals.len(), 1);
+    let heal = heals[0].as_ref().unwrap();
+    assert_eq!(heal.salvaged.height, 5);
+    assert!(log.contains("Rebuilt ledger [ch] from its genesis block: kept blocks [0..4] proven by the hash chain"), "{log}");
+    assert_eq!(storage.read(Path::new("/mem/data/ledgersData/quarantine/ch.redb")), bytes);
+    // The same ledger handle goes on, at the lower height, and takes the missing blocks again.
+    assert_eq!(ledger.height(), 5);
+    assert_eq!(ledger.failed(), None);
+    for block in &blocks[5..] {
+        ledger.append(block).unwrap();
+    }
+    assert_eq!(ledger.height(), 40);
+    ledger.verify_chain().unwrap();
+    drop(mgr);
+    let mgr = LedgerMgr::open(&env, fsp(), HOLDER).unwrap();
+    assert_eq!(mgr.channel("ch").unwrap().height(), 40);
+}
