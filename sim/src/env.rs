@@ -444,7 +444,7 @@ fn faultable(path: &Path) -> bool {
 }
 
 fn eio(what: &str) -> io::Error {
-    io::Error::new(io::ErrorKind::Other, format!("input/output error ({what})"))
+    io::Error::other(format!("input/output error ({what})"))
 }
 
 #[derive(Debug, Default)]

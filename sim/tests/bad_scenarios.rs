@@ -42,6 +42,10 @@ fn mistakes_in_scenario_files_are_named() {
         ("no orderer nodes", format!("{GOOD_HEAD}{CHECKS}orderer: {{nodes: 0}}\n")),
         ("new_blocks without an orderer", format!("{GOOD_HEAD}checks: {{converge_within: 5s, new_blocks: [{{after: 2s, by: 4s}}]}}\n")),
         ("a tick too long", format!("{GOOD_HEAD}{CHECKS}tick: 1s\n")),
+        ("a disk fault rate above 0.1", format!("{GOOD_HEAD}{CHECKS}disk: {{read_corruption: 0.5, until: 5s}}\n")),
+        ("disk faults that never end", format!("{GOOD_HEAD}{CHECKS}disk: {{fsync_failure: 0.01}}\n")),
+        ("disk faults past the end", format!("{GOOD_HEAD}{CHECKS}disk: {{full: 0.01, until: 20s}}\n")),
+        ("an unknown disk fault", format!("{GOOD_HEAD}{CHECKS}disk: {{head_crash: 0.01, until: 5s}}\n")),
         ("new_blocks window backwards", format!("{GOOD_HEAD}checks: {{converge_within: 5s, new_blocks: [{{after: 4s, by: 2s}}]}}\norderer: {{}}\n")),
     ];
     let mut report = String::new();

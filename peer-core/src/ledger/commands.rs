@@ -71,9 +71,8 @@ impl Offline {
 /// index entry read once) before the command may write to it.
 fn open_checked(storage: &Arc<dyn Storage>, root: &Path, channel_id: &str) -> Result<ChannelLedger, LedgerError> {
     channel::finish_interrupted_salvage(storage, root, channel_id)?;
-    let ledger = ChannelLedger::open_raw(storage, root, channel_id)?;
-    ledger.verify_all()?;
-    Ok(ledger)
+    let checked = ChannelLedger::open_raw(storage, root, channel_id).and_then(|ledger| ledger.verify_all().map(|()| ledger));
+    checked.map_err(|err| if err.is_damage() { LedgerError::NeedsRebuild(Box::new(err)) } else { err })
 }
 
 fn required(channel_id: &str) -> Result<(), LedgerError> {
@@ -200,7 +199,7 @@ pub fn rebuild_dbs(env: &Env, file_system_path: &Path, holder: &str) -> Result<(
                 info!(target: "kvledger", func = "dropDBs", "Dropping all contents in BlockStoreIndex of channel [{}] at location [{}] ...if present", ledger.id(), ledger.path().display());
                 ledger.drop_indexes()
             }
-            Err(damage) if damage.is_damage() => heal_offline(&offline, channel_id, &damage),
+            Err(LedgerError::NeedsRebuild(damage)) => heal_offline(&offline, channel_id, &damage),
             Err(err) => Err(err),
         };
         if let Err(err) = result {

@@ -138,6 +138,9 @@ pub enum LedgerError {
     /// The under-construction marker names a channel whose store holds more than a genesis block.
     #[error("data inconsistency: under construction flag is set for ledger [{channel}] while the height of the blockchain is [{height}]")]
     UnderConstruction { channel: String, height: u64 },
+    /// An offline command refused a damaged channel store: what to do follows the damage.
+    #[error("{0}; with the peer stopped, run 'peer-core node rebuild-dbs' to rebuild the channel from its genesis block (the blocks its hash chain still proves are kept, the peer fetches the rest, the damaged file goes to ledgersData/quarantine)")]
+    NeedsRebuild(Box<LedgerError>),
     /// An offline command failed for several channels (it still did what it could for the others).
     #[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
     Several(Vec<LedgerError>),
@@ -148,7 +151,7 @@ impl LedgerError {
     /// chain, a missing file), which a salvage repairs; not an I/O error opening the file, nor a
     /// store of another format.
     pub fn is_damage(&self) -> bool {
-        matches!(self, LedgerError::Corrupt { .. } | LedgerError::ChannelDatabase { .. })
+        matches!(self, LedgerError::Corrupt { .. } | LedgerError::ChannelDatabase { .. } | LedgerError::NeedsRebuild(_))
     }
 }
 

@@ -412,7 +412,6 @@ async fn deliver_channels(client: Arc<DeliverClient>, channels: Arc<Channels>, s
 }
 
 /// Fabric's reset loop: every 10s, are all channels back at their pre-reset heights?
-
 async fn pre_reset_loop(channels: Arc<Channels>, clock: Arc<dyn crate::env::Clock>, mut stop: watch::Receiver<bool>) {
     loop {
         tokio::select! {
