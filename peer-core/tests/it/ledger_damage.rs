@@ -113,6 +113,14 @@ fn is_victim_error(err: &LedgerError) -> bool {
 fn no_damaged_page_panics_loses_the_other_channel_or_changes_the_damaged_file() {
     let (base, victim, bystander) = world();
     let mut outcomes = std::collections::BTreeMap::<&str, u32>::new();
+    // Where redb panicked (file:line of its panic), for the record (`--nocapture` prints them).
+    let mut panics = std::collections::BTreeSet::<String>::new();
+    let mut note_panic = |text: &str| {
+        if let Some(start) = text.find("failed on a damaged page (") {
+            let what = &text[start + "failed on a damaged page (".len()..];
+            panics.insert(what.split(')').next().unwrap_or(what).to_string());
+        }
+    };
     for (file, quarantined) in [(VICTIM, VICTIM_QUARANTINED), (INVENTORY, INVENTORY_QUARANTINED)] {
         let pages = base.read(Path::new(file)).len().div_ceil(PAGE);
         assert!(pages >= 4, "{file} has {pages} pages");
@@ -127,6 +135,9 @@ fn no_damaged_page_panics_loses_the_other_channel_or_changes_the_damaged_file() 
                     Ok(mgr) => {
                         assert_eq!(check_served(&mgr, "bystander", &bystander), 5, "{name}");
                         check_served(&mgr, "victim", &victim);
+                        for heal in mgr.healed() {
+                            note_panic(&heal.damage.to_string());
+                        }
                         if mgr.healed().iter().any(|heal| heal.damage.to_string().contains("failed on a damaged page")) {
                             *outcomes.entry("start: a panic in redb caught").or_default() += 1;
                         }
@@ -163,6 +174,7 @@ fn no_damaged_page_panics_loses_the_other_channel_or_changes_the_damaged_file() 
                     let result = run(&env(&disk));
                     let refused = result.as_ref().is_err_and(is_victim_error);
                     if let Err(err) = &result {
+                        note_panic(&err.to_string());
                         if err.to_string().contains("failed on a damaged page") {
                             *outcomes.entry("command: a panic in redb caught").or_default() += 1;
                         }
@@ -203,5 +215,8 @@ fn no_damaged_page_panics_loses_the_other_channel_or_changes_the_damaged_file() 
     assert!(outcomes.get("start: healed").copied().unwrap_or(0) > 5, "{outcomes:?}");
     assert!(outcomes.get("start: inventory refused").copied().unwrap_or(0) > 5, "{outcomes:?}");
     println!("{outcomes:?}");
+    for panic in &panics {
+        println!("caught: {panic}");
+    }
 }
 
