@@ -131,7 +131,7 @@ pub async fn run(command: ChannelCommand, context: &ChannelContext) -> anyhow::R
 async fn join(context: &ChannelContext, path: &Path) -> anyhow::Result<()> {
     // Fabric connects first, then reads the block.
     let mut client = context.endorser().await?;
-    let block = std::fs::read(path).map_err(|e| anyhow!("genesis block file not found open {}: {}", path.display(), go_io_error(&e)))?;
+    let block = read_block_file(path)?;
     let response = context.propose(&mut client, HeaderType::Config, "cscc", vec![b"JoinChain".to_vec(), block]).await?;
     let response = response.map_err(|status| anyhow!("proposal failed (err: {})", rpc_error(&status)))?;
     let (status, message) = response.response.map(|r| (r.status, r.message)).unwrap_or_default();
@@ -140,6 +140,32 @@ async fn join(context: &ChannelContext, path: &Path) -> anyhow::Result<()> {
     }
     tracing::info!(target: CHANNEL_CMD, func = "executeJoin", "Successfully submitted proposal to join channel");
     Ok(())
+}
+
+/// The block file `channel join -b` names. Only a regular file is read, and that is checked
+/// before it is opened: opening a FIFO waits for a writer forever, and a directory or a device is
+/// no block file either (the same `is_file` test that keeps core.yaml loading from a FIFO).
+fn read_block_file(path: &Path) -> anyhow::Result<Vec<u8>> {
+    use std::os::unix::fs::FileTypeExt;
+    // A missing or unreadable path falls through to the read, for Fabric's error.
+    if let Ok(metadata) = std::fs::metadata(path)
+        && !metadata.is_file()
+    {
+        let kind = metadata.file_type();
+        let what = if kind.is_dir() {
+            "a directory"
+        } else if kind.is_fifo() {
+            "a FIFO"
+        } else if kind.is_socket() {
+            "a socket"
+        } else if kind.is_block_device() || kind.is_char_device() {
+            "a device"
+        } else {
+            "not a file"
+        };
+        bail!("genesis block file {} is {what}, not a regular file", path.display());
+    }
+    std::fs::read(path).map_err(|e| anyhow!("genesis block file not found open {}: {}", path.display(), go_io_error(&e)))
 }
 
 /// Go's text for common I/O errors (`no such file or directory`, …), without Rust's `(os error N)`.

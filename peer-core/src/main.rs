@@ -345,6 +345,7 @@ fn node_start(config: config::Config, msp: LocalMsp, trusted_msps: Vec<Msp>, log
             log_control: Arc::new(log_handle),
             trusted_msps,
             holder: format!("peer-core node start, pid {}", std::process::id()),
+            open_file_limit: peer_core::env::real::open_file_limit(),
         };
         let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).context("installing a SIGTERM handler")?;
         let mut interrupt = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt()).context("installing a SIGINT handler")?;

@@ -49,7 +49,7 @@ use peer_core::msp::LocalMsp;
 use peer_core::msp::generate::Org;
 use peer_core::node::channels::{Channels, last_config_index};
 use peer_core::node::deliver::{BoxStream, OrdererDeliver};
-use peer_core::node::serve::serve_grpc;
+use peer_core::node::serve::{ConnectionLimits, serve_grpc};
 use peer_core::proposal::{NONCE_SIZE, compute_tx_id, timestamp};
 use prost::Message;
 use proto::common::{Block, ChannelHeader, Envelope, Header, HeaderType, Payload, SignatureHeader, Status as FabricStatus};
@@ -216,7 +216,13 @@ impl Orderer {
             delivery_client_timeout: Duration::from_secs(20),
         };
         let mut tasks = JoinSet::new();
-        tasks.spawn(serve_grpc(listener, env.clock.clone(), routes, keepalive, stop_rx.clone()));
+        // The peer's defaults: a 5 s handshake (grpc-go's ConnectionTimeout) and a generous bound.
+        let limits = ConnectionLimits {
+            max_connections: peer_core::config::DEFAULT_PEER_MAX_CONNECTIONS,
+            bound_by: "the simulated orderer's bound".into(),
+            handshake_timeout: Duration::from_secs(5),
+        };
+        tasks.spawn(serve_grpc(listener, env.clock.clone(), routes, keepalive, limits, stop_rx.clone()));
         match &spec.replicate_from {
             None => {
                 let cutter = Cutter {

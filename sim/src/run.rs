@@ -309,6 +309,7 @@ fn simulate(scenario: &Scenario, seed: u64, broken: Option<Breakage>) -> Outcome
                 log_control: Arc::new(NoLogControl),
                 trusted_msps: crypto.orgs.iter().filter(|(id, _)| **id != msp_id).map(|(_, m)| m.clone()).collect(),
                 holder: name.clone(),
+                open_file_limit: None,
             };
             let (disk, views, name) = (disk.clone(), views.clone(), name.clone());
             let (ledgers, joined, leaders, genesis) = (ledgers.clone(), joined.clone(), leaders.clone(), crypto.genesis.clone());

@@ -191,6 +191,8 @@ fn setup_step(case_dir: &Path, step: &str) {
             if target.is_dir() { std::fs::remove_dir_all(target).unwrap() } else { std::fs::remove_file(target).unwrap() }
         }
         ["symlink", target, _] => std::os::unix::fs::symlink(target, path(2)).unwrap(),
+        // fifo FILE: a named pipe (opening it for reading waits for a writer).
+        ["fifo", _] => rustix::fs::mkfifoat(rustix::fs::CWD, path(1), rustix::fs::Mode::from_raw_mode(0o644)).unwrap(),
         // sparse FILE BYTES: a file that claims to be huge without using the disk.
         ["sparse", _, bytes] => std::fs::File::create(path(1)).unwrap().set_len(bytes.parse().unwrap()).unwrap(),
         // random FILE BYTES SEED: seeded random bytes.

@@ -7,6 +7,7 @@
 mod channel;
 mod catalog;
 mod cli;
+mod connections;
 mod deliver;
 mod gossip;
 mod ledger;

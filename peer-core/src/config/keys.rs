@@ -66,6 +66,9 @@ pub struct PeerConfig {
     pub endorser_concurrency: u32,
     /// 0 = unlimited.
     pub deliver_concurrency: u32,
+    /// `peer.limits.maxConnections` (peer-core's own key; Fabric has no bound): open connections
+    /// on the peer port at most. The start path may lower it to fit the open-file limit.
+    pub max_connections: usize,
     pub discovery: DiscoveryConfig,
     pub handlers: HandlersConfig,
 }
@@ -248,6 +251,8 @@ pub struct OperationsConfig {
     /// `None`: an ephemeral port on every interface (what Go does with an empty address).
     pub listen_address: Option<HostPort>,
     pub tls: OperationsTlsConfig,
+    /// `operations.limits.maxConnections` (peer-core's own key): open connections at most.
+    pub max_connections: usize,
 }
 
 #[derive(Clone, Debug, PartialEq, Default)]
@@ -376,6 +381,24 @@ fn required_string(r: &mut Reader<'_>, key: &str, missing: &str) -> String {
     })
 }
 
+/// `peer.limits.maxConnections` when unset: far above what a peer's gossip neighbours, client
+/// applications and event listeners use (hundreds in large networks), low enough that idle
+/// connections cannot cost more than a few hundred MB. The open-file limit usually binds first
+/// (the start path lowers the bound to fit it).
+pub const DEFAULT_PEER_MAX_CONNECTIONS: usize = 4096;
+
+/// `operations.limits.maxConnections` when unset: health probes, metric scrapers and admins make
+/// short requests; a few dozen at once is already unusual.
+pub const DEFAULT_OPERATIONS_MAX_CONNECTIONS: usize = 64;
+
+/// The most either bound may be: Linux's default ceiling on open files per process (`nr_open`).
+const MAX_CONNECTIONS: i64 = 1 << 20;
+
+/// A connection bound (peer-core's own keys, so no Fabric "zero means the default"): 1 or more.
+fn max_connections(r: &mut Reader<'_>, key: &str, default: usize) -> usize {
+    r.integer(key, 1, MAX_CONNECTIONS).map_or(default, |n| n as usize)
+}
+
 fn read_peer(r: &mut Reader<'_>) -> PeerConfig {
     let listen_address = required_address(r, "peer.listenAddress", "missing address parameter");
     let address = required_address(r, "peer.address", "peer.address isn't set");
@@ -409,6 +432,7 @@ fn read_peer(r: &mut Reader<'_>) -> PeerConfig {
     let concurrency = |r: &mut Reader<'_>, key: &str| r.integer(key, 0, i64::from(u32::MAX)).unwrap_or(0) as u32;
     let endorser_concurrency = concurrency(r, "peer.limits.concurrency.endorserService");
     let deliver_concurrency = concurrency(r, "peer.limits.concurrency.deliverService");
+    let max_connections = max_connections(r, "peer.limits.maxConnections", DEFAULT_PEER_MAX_CONNECTIONS);
     r.known("peer.limits.concurrency.gatewayService");
     r.known("peer.gateway");
     let max_msg = |r: &mut Reader<'_>, key: &str| r.nonzero_u64_or(key, 100 * MIB, 2048 * MIB) as usize;
@@ -445,6 +469,7 @@ fn read_peer(r: &mut Reader<'_>) -> PeerConfig {
         validator_pool_size,
         endorser_concurrency,
         deliver_concurrency,
+        max_connections,
         discovery: DiscoveryConfig {
             enabled: r.bool_or("peer.discovery.enabled", false),
             auth_cache_enabled: r.bool_or("peer.discovery.authCacheEnabled", false),
@@ -822,7 +847,11 @@ fn read_operations(r: &mut Reader<'_>) -> OperationsConfig {
             }
         }
     }
-    OperationsConfig { listen_address: r.host_port("operations.listenAddress"), tls }
+    OperationsConfig {
+        listen_address: r.host_port("operations.listenAddress"),
+        tls,
+        max_connections: max_connections(r, "operations.limits.maxConnections", DEFAULT_OPERATIONS_MAX_CONNECTIONS),
+    }
 }
 
 fn read_metrics(r: &mut Reader<'_>) -> MetricsConfig {

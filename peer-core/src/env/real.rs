@@ -24,6 +24,12 @@ pub fn env() -> io::Result<Env> {
     Ok(Env::new(Arc::new(SystemClock::new()), Arc::new(TcpNetwork), Arc::new(DiskStorage), seed))
 }
 
+/// The process's open-file limit (the soft `RLIMIT_NOFILE`); `None` when it is unlimited. The
+/// start path fits the peer port's connection bound under it.
+pub fn open_file_limit() -> Option<u64> {
+    rustix::process::getrlimit(rustix::process::Resource::Nofile).current
+}
+
 /// The system clock. Monotonic time is tokio's (so paused-time tests control it too).
 #[derive(Debug)]
 pub struct SystemClock {

@@ -42,6 +42,11 @@ use channels::Channels;
 use crate::metadata;
 use crate::msp::LocalMsp;
 use operations::{LogControl, Operations};
+use serve::ConnectionLimits;
+
+/// The chaincode port's connection bound. peer-core runs no chaincode: only gRPC health checks
+/// connect there, so a small fixed bound (no key) keeps that port from taking the peer's fds.
+const CHAINCODE_MAX_CONNECTIONS: usize = 64;
 
 /// What a peer starts from: its validated config, its local MSP, and how to change log levels.
 pub struct Setup {
@@ -52,6 +57,9 @@ pub struct Setup {
     pub trusted_msps: Vec<crate::msp::Msp>,
     /// Who holds the data-directory lock, shown to anyone who finds it taken (e.g. `pid 4242`).
     pub holder: String,
+    /// The process's open-file limit (soft `RLIMIT_NOFILE`), read by the CLI; the peer port's
+    /// connection bound is lowered to fit it. `None`: no limit known (the simulator, tests).
+    pub open_file_limit: Option<u64>,
 }
 
 /// Why the peer did not start. Texts follow Fabric's where Fabric has one.
@@ -107,7 +115,7 @@ fn bind_error(address: &HostPort, err: &std::io::Error) -> String {
 
 /// Starts a peer. Every listener is bound and every service registered before this returns.
 pub async fn start(env: Env, setup: Setup) -> Result<RunningNode, StartError> {
-    let Setup { config, msp, log_control, trusted_msps, holder } = setup;
+    let Setup { config, msp, log_control, trusted_msps, holder, open_file_limit } = setup;
     info!(target: "nodeCmd", func = "serve", "Starting {}", metadata::version_block("peer").trim_end());
     refuse_unsupported(&config)?;
 
@@ -140,10 +148,16 @@ pub async fn start(env: Env, setup: Setup) -> Result<RunningNode, StartError> {
     let membership: Arc<dyn Fn() -> serde_json::Value + Send + Sync> =
         Arc::new(move || membership_view.lock().unwrap_or_else(|p| p.into_inner()).to_json());
     let ops = Operations { clock: env.clock.clone(), log_control, metrics, checks: Arc::new(Vec::new()), membership: Some(membership) };
+    let operations_limits = ConnectionLimits {
+        max_connections: config.operations.max_connections,
+        bound_by: "operations.limits.maxConnections".into(),
+        handshake_timeout: serve::OPERATIONS_READ_HEADER_TIMEOUT,
+    };
+    debug!(target: "fabhttp", func = "Start", "the operations server accepts at most {} connections", operations_limits.max_connections);
     tasks.spawn(serve::serve_http1(operations_listener, env.clock.clone(), move |request| {
         let ops = ops.clone();
         async move { ops.handle(request).await }
-    }, stop_rx.clone()));
+    }, operations_limits.clone(), stop_rx.clone()));
 
     // Step 13: concurrency limits.
     let limits = [("/protos.Endorser", config.peer.endorser_concurrency), ("/protos.Deliver", config.peer.deliver_concurrency)];
@@ -253,7 +267,19 @@ pub async fn start(env: Env, setup: Setup) -> Result<RunningNode, StartError> {
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
     health_reporter.set_service_status("", tonic_health::ServingStatus::Serving).await;
     let chaincode_routes = tonic::service::Routes::new(health_service);
-    tasks.spawn(serve::serve_grpc(chaincode_listener, env.clock.clone(), chaincode_routes, config.peer.keepalive.clone(), stop_rx.clone()));
+    let chaincode_limits = ConnectionLimits {
+        max_connections: CHAINCODE_MAX_CONNECTIONS,
+        bound_by: "peer-core's fixed bound for the chaincode port (it runs no chaincode)".into(),
+        handshake_timeout: config.peer.connection_timeout,
+    };
+    tasks.spawn(serve::serve_grpc(
+        chaincode_listener,
+        env.clock.clone(),
+        chaincode_routes,
+        config.peer.keepalive.clone(),
+        chaincode_limits,
+        stop_rx.clone(),
+    ));
 
     // Step 36: system chaincodes, in Fabric's order.
     for name in ["lscc", "cscc", "qscc", "_lifecycle"] {
@@ -336,7 +362,26 @@ pub async fn start(env: Env, setup: Setup) -> Result<RunningNode, StartError> {
     );
     // Step 47: serve the peer port.
     let peer_service = serve::ConcurrencyLimit::new(routes, &limits);
-    tasks.spawn(serve::serve_grpc(peer_listener, env.clock.clone(), peer_service, config.peer.keepalive.clone(), stop_rx));
+    let reserved = (operations_limits.max_connections + CHAINCODE_MAX_CONNECTIONS) as u64 + serve::FD_RESERVE;
+    let peer_limits = ConnectionLimits::peer_port(config.peer.max_connections, config.peer.connection_timeout, reserved, open_file_limit);
+    if peer_limits.max_connections < config.peer.max_connections {
+        let message = format!(
+            "the peer port accepts at most {} connections: peer.limits.maxConnections is {}, but the open-file limit is {} and {reserved} \
+             are kept for the operations and chaincode ports, ledgers and outbound connections; raise the limit (ulimit -n) to allow more",
+            peer_limits.max_connections,
+            config.peer.max_connections,
+            open_file_limit.unwrap_or_default(),
+        );
+        // Below what even the reserve needs, running out of descriptors stays possible: say so louder.
+        if open_file_limit.is_some_and(|limit| limit < reserved + serve::MIN_PEER_CONNECTIONS as u64) {
+            warn!(target: "comm.grpc.server", func = "NewGRPCServer", "{message}");
+        } else {
+            info!(target: "comm.grpc.server", func = "NewGRPCServer", "{message}");
+        }
+    } else {
+        info!(target: "comm.grpc.server", func = "NewGRPCServer", "the peer port accepts at most {} connections (peer.limits.maxConnections)", peer_limits.max_connections);
+    }
+    tasks.spawn(serve::serve_grpc(peer_listener, env.clock.clone(), peer_service, config.peer.keepalive.clone(), peer_limits, stop_rx));
 
     Ok(RunningNode {
         peer_listen_address,

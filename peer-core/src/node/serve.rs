@@ -4,51 +4,211 @@
 //! comes from the [`Network`](crate::env::Network) trait (sockets or the simulator), and hyper's
 //! automatic `date` header would leak the wall clock into the bytes on the wire (it is switched
 //! off here). Every connection task is owned by the loop's JoinSet and aborted on shutdown.
+//!
+//! Connections are bounded ([`ConnectionLimits`]), so idle clients cannot use up the process's
+//! file descriptors (issue 17):
+//! - At most `max_connections` are open per server. One more is accepted and closed at once (left
+//!   in the kernel's backlog, its client would hang), and the bound is logged once per episode:
+//!   one WARN when it is reached, one INFO when the open count is back at 90% of it.
+//! - A connection must finish its handshake within `handshake_timeout` or it is closed. HTTP/2:
+//!   the client preface and its first frame (SETTINGS), what grpc-go's `ConnectionTimeout`
+//!   (Fabric's `peer.connectiontimeout`) covers. HTTP/1: each request head, also between
+//!   keep-alive requests (hyper's header read timeout).
+//! - After its handshake, an HTTP/2 connection lives by Fabric's server keepalive: a ping after
+//!   `peer.keepalive.interval` without reads, closed when it is not answered within
+//!   `peer.keepalive.timeout` (hyper pings idle connections too).
+//! - Failing accepts (e.g. EMFILE) are retried every 50 ms and logged once per episode.
+//!
+//! The count of open connections is the JoinSet's length: finished tasks are reaped before each
+//! accept (the select is biased), so it is exact, and no second count (a semaphore) can drift
+//! from it. The handshake deadline is dropped the moment the handshake is done, so a served
+//! connection carries no timer and wakes nothing (the simulator's runs are unchanged).
 
 use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use http::{Request, Response};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tokio::task::JoinSet;
 use tonic::body::Body;
 
 use crate::config::KeepaliveConfig;
-use crate::env::{Clock, Connection, Listener};
+use crate::env::{BoxFuture, Clock, Connection, Listener};
+
+const GRPC_SERVER: &str = "comm.grpc.server";
+/// Fabric's operations server logger (`common/fabhttp`).
+const OPERATIONS_SERVER: &str = "fabhttp";
+
+/// How long a failing accept waits before it is tried again.
+const ACCEPT_RETRY: Duration = Duration::from_millis(50);
+
+/// Fabric's operations server read-header timeout.
+pub const OPERATIONS_READ_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// File descriptors the peer port's bound leaves to the rest of the process, beyond the other
+/// servers' own bounds: ledger files (two, plus one per channel), outbound connections (gossip
+/// peers, orderers), the listeners, stdio and the runtime's own (epoll, eventfd).
+pub const FD_RESERVE: u64 = 256;
+
+/// The least the open-file limit may lower the peer port's bound to: below it the peer could not
+/// serve even a small network, and running out of descriptors is handled anyway (accept errors).
+pub const MIN_PEER_CONNECTIONS: usize = 16;
+
+/// How many connections one server holds, and how long a new one may take to finish its handshake.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConnectionLimits {
+    /// Open connections at most; one more is accepted and closed at once.
+    pub max_connections: usize,
+    /// What sets `max_connections`, named in the WARN when it is reached: the key (or limit) an
+    /// operator raises to allow more.
+    pub bound_by: String,
+    /// A connection whose handshake is not finished by then is closed.
+    pub handshake_timeout: Duration,
+}
+
+impl ConnectionLimits {
+    /// The open count at which an episode at the bound ends: 90% of it, so a server held at its
+    /// bound by a flood logs a pair of lines per wave, not one per connection.
+    pub fn resume_at(&self) -> usize {
+        self.max_connections - self.max_connections.div_ceil(10)
+    }
+
+    /// The peer port's limits: `configured` (`peer.limits.maxConnections`), lowered when the
+    /// process's open-file limit could not hold that many besides `reserved` descriptors (the
+    /// other servers' bounds plus [`FD_RESERVE`]); never below [`MIN_PEER_CONNECTIONS`].
+    pub fn peer_port(configured: usize, handshake_timeout: Duration, reserved: u64, open_file_limit: Option<u64>) -> ConnectionLimits {
+        let fits = open_file_limit.map(|limit| usize::try_from(limit.saturating_sub(reserved)).unwrap_or(usize::MAX));
+        match fits {
+            Some(fits) if fits < configured => ConnectionLimits {
+                max_connections: fits.max(MIN_PEER_CONNECTIONS.min(configured)),
+                bound_by: format!("the open-file limit (ulimit -n {}, less {reserved} kept for the rest of the peer)", open_file_limit.unwrap_or_default()),
+                handshake_timeout,
+            },
+            _ => ConnectionLimits { max_connections: configured, bound_by: "peer.limits.maxConnections".into(), handshake_timeout },
+        }
+    }
+}
+
+/// Something that keeps happening (a server at its bound, accepts failing), logged once when it
+/// starts and once when it ends instead of once per event. Pure, so the rule is tested alone.
+#[derive(Debug, Default)]
+pub struct Episode {
+    /// Events since the episode started; 0: no episode.
+    events: u64,
+}
+
+impl Episode {
+    /// Counts one event; true when it starts an episode (log it then).
+    pub fn record(&mut self) -> bool {
+        self.events = self.events.saturating_add(1);
+        self.events == 1
+    }
+
+    /// Ends the episode: how many events it had, or `None` when there was none.
+    pub fn end(&mut self) -> Option<u64> {
+        (self.events > 0).then(|| std::mem::take(&mut self.events))
+    }
+}
+
+/// Which server a loop runs, for its log lines.
+#[derive(Clone, Copy, Debug)]
+enum Server {
+    Grpc,
+    Operations,
+}
+
+impl Server {
+    fn warn(self, message: &str) {
+        match self {
+            Server::Grpc => tracing::warn!(target: GRPC_SERVER, func = "Serve", "{message}"),
+            Server::Operations => tracing::warn!(target: OPERATIONS_SERVER, func = "Start", "{message}"),
+        }
+    }
+
+    fn info(self, message: &str) {
+        match self {
+            Server::Grpc => tracing::info!(target: GRPC_SERVER, func = "Serve", "{message}"),
+            Server::Operations => tracing::info!(target: OPERATIONS_SERVER, func = "Start", "{message}"),
+        }
+    }
+}
 
 /// Accepts connections until `shutdown` turns true, serving each with `serve` in a task owned
-/// here; on shutdown every connection task is aborted. A failing accept (e.g. out of file
-/// descriptors) is retried after a short pause rather than in a busy loop.
-async fn accept_loop<F, Fut>(mut listener: Box<dyn Listener>, clock: Arc<dyn Clock>, mut shutdown: watch::Receiver<bool>, serve: F)
-where
+/// here, at most `limits.max_connections` at once; on shutdown every connection task is aborted.
+/// A failing accept (e.g. out of file descriptors) is retried after a short pause rather than in
+/// a busy loop.
+async fn accept_loop<F, Fut>(
+    mut listener: Box<dyn Listener>,
+    clock: Arc<dyn Clock>,
+    limits: ConnectionLimits,
+    server: Server,
+    mut shutdown: watch::Receiver<bool>,
+    serve: F,
+) where
     F: Fn(Box<dyn Connection>) -> Fut + Send,
     Fut: Future<Output = ()> + Send + 'static,
 {
+    assert!(limits.max_connections > 0, "a server must accept at least one connection");
+    let address = listener.local_addr().map_or_else(|_| "?".to_string(), |a| a.to_string());
     let mut connections = JoinSet::new();
+    let mut at_bound = Episode::default();
+    let mut failing = Episode::default();
     loop {
         let failed = tokio::select! {
             biased;
             _ = shutdown.wait_for(|stop| *stop) => break,
-            Some(_) = connections.join_next(), if !connections.is_empty() => false,
+            Some(_) = connections.join_next(), if !connections.is_empty() => {
+                if connections.len() <= limits.resume_at()
+                    && let Some(refused) = at_bound.end()
+                {
+                    server.info(&format!(
+                        "accepting connections on {address} again: {} open, below the bound of {}; {refused} were closed at once meanwhile",
+                        connections.len(),
+                        limits.max_connections,
+                    ));
+                }
+                false
+            }
             accepted = listener.accept() => match accepted {
                 Ok((connection, _peer)) => {
-                    connections.spawn(serve(connection));
+                    if let Some(failures) = failing.end() {
+                        server.info(&format!("accepting connections on {address} again after {failures} failed accepts"));
+                    }
+                    if connections.len() < limits.max_connections {
+                        connections.spawn(serve(connection));
+                    } else {
+                        // Closed at once: its client sees the connection end rather than hang.
+                        drop(connection);
+                        if at_bound.record() {
+                            server.warn(&format!(
+                                "{} connections are open on {address}, the bound set by {}: new connections are closed at once \
+                                 until {} or fewer are open; raise it to allow more",
+                                connections.len(),
+                                limits.bound_by,
+                                limits.resume_at(),
+                            ));
+                        }
+                    }
                     false
                 }
                 Err(err) => {
-                    tracing::warn!(target: "comm.grpc.server", func = "Serve", "accept failed: {err}; retrying");
+                    if failing.record() {
+                        server.warn(&format!("accept failed on {address}: {err}; retrying every {ACCEPT_RETRY:?} (logged once until an accept succeeds)"));
+                    }
                     true
                 }
             },
         };
         if failed {
-            clock.sleep(Duration::from_millis(50)).await;
+            clock.sleep(ACCEPT_RETRY).await;
         }
     }
     connections.shutdown().await;
@@ -60,17 +220,21 @@ pub async fn serve_grpc<S>(
     clock: Arc<dyn Clock>,
     service: S,
     keepalive: KeepaliveConfig,
+    limits: ConnectionLimits,
     shutdown: watch::Receiver<bool>,
 ) where
     S: tower::Service<Request<hyper::body::Incoming>, Response = Response<Body>, Error = Infallible> + Clone + Send + 'static,
     S::Future: Send + 'static,
 {
-    accept_loop(listener, clock, shutdown, move |connection| {
+    let handshake_timeout = limits.handshake_timeout;
+    let timer = clock.clone();
+    accept_loop(listener, clock, limits, Server::Grpc, shutdown, move |connection| {
         // tonic's `Request::remote_addr()` reads this; gossip logs name the remote with it.
         let info = tonic::transport::server::TcpConnectInfo {
             local_addr: connection.local_addr().ok(),
             remote_addr: connection.peer_addr().ok(),
         };
+        let remote = info.remote_addr;
         let service = tower::ServiceExt::map_request(service.clone(), move |mut request: Request<hyper::body::Incoming>| {
             request.extensions_mut().insert(info.clone());
             request
@@ -82,20 +246,38 @@ pub async fn serve_grpc<S>(
             .auto_date_header(false)
             .keep_alive_interval(Some(keepalive.interval))
             .keep_alive_timeout(keepalive.timeout);
+        let deadline = timer.sleep(handshake_timeout);
         async move {
-            let _ = builder.serve_connection(TokioIo::new(connection), service).await;
+            let (connection, finished) = WatchHandshake::new(connection);
+            let serving = builder.serve_connection(TokioIo::new(connection), service);
+            if !serve_with_deadline(serving, deadline, &finished).await {
+                tracing::debug!(
+                    target: GRPC_SERVER,
+                    func = "handleRawConn",
+                    remote = ?remote,
+                    "closing a connection whose HTTP/2 handshake did not finish within {handshake_timeout:?}"
+                );
+            }
         }
     })
     .await;
 }
 
-/// Serves plain HTTP/1.1 (the operations server) on `listener` until `shutdown` turns true.
-pub async fn serve_http1<F, Fut>(listener: Box<dyn Listener>, clock: Arc<dyn Clock>, handler: F, shutdown: watch::Receiver<bool>)
-where
+/// Serves plain HTTP/1.1 (the operations server) on `listener` until `shutdown` turns true. Each
+/// request head must arrive within `limits.handshake_timeout` (also on an idle keep-alive
+/// connection), or the connection is closed.
+pub async fn serve_http1<F, Fut>(
+    listener: Box<dyn Listener>,
+    clock: Arc<dyn Clock>,
+    handler: F,
+    limits: ConnectionLimits,
+    shutdown: watch::Receiver<bool>,
+) where
     F: Fn(Request<hyper::body::Incoming>) -> Fut + Clone + Send + Sync + 'static,
     Fut: Future<Output = Response<http_body_util::Full<hyper::body::Bytes>>> + Send + 'static,
 {
-    accept_loop(listener, clock, shutdown, move |connection| {
+    let header_read_timeout = limits.handshake_timeout;
+    accept_loop(listener, clock, limits, Server::Operations, shutdown, move |connection| {
         let handler = handler.clone();
         let service = hyper::service::service_fn(move |request| {
             let handler = handler.clone();
@@ -103,12 +285,124 @@ where
         });
         async move {
             let mut builder = hyper::server::conn::http1::Builder::new();
-            // Fabric's operations server has a 10 s read timeout.
-            builder.timer(TokioTimer::new()).auto_date_header(false).header_read_timeout(Duration::from_secs(10));
+            builder.timer(TokioTimer::new()).auto_date_header(false).header_read_timeout(header_read_timeout);
             let _ = builder.serve_connection(TokioIo::new(connection), service).await;
         }
     })
     .await;
+}
+
+/// Drives `serving` to its end, unless `deadline` comes before `finished` says the client's
+/// handshake is done: then `serving` is dropped, which closes the connection. The deadline is
+/// dropped as soon as the handshake is done, so it never fires for a served connection. Returns
+/// false when the deadline closed the connection.
+async fn serve_with_deadline(serving: impl Future, deadline: BoxFuture<'static, ()>, finished: &AtomicBool) -> bool {
+    let mut serving = std::pin::pin!(serving);
+    let mut deadline = Some(deadline);
+    std::future::poll_fn(move |cx| {
+        if serving.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(true);
+        }
+        if finished.load(Ordering::Relaxed) {
+            deadline = None;
+        }
+        match deadline.as_mut().map(|deadline| deadline.as_mut().poll(cx)) {
+            Some(Poll::Ready(())) => Poll::Ready(false),
+            _ => Poll::Pending,
+        }
+    })
+    .await
+}
+
+/// How far a client's HTTP/2 handshake has come, from the bytes it sent: the 24-byte preface,
+/// then its first frame (h2 insists it is SETTINGS), a 9-byte header whose first three bytes give
+/// the payload length, then the payload. Only counts; h2 checks the bytes themselves.
+#[derive(Debug, Default)]
+pub struct Http2Handshake {
+    /// Bytes received so far.
+    seen: u64,
+    /// The first frame's header, as far as it has arrived.
+    frame_header: [u8; Self::FRAME_HEADER],
+}
+
+impl Http2Handshake {
+    const PREFACE: u64 = 24;
+    const FRAME_HEADER: usize = 9;
+
+    /// Takes the next bytes the client sent; true once the handshake is complete.
+    pub fn received(&mut self, bytes: &[u8]) -> bool {
+        let header_start = Self::PREFACE;
+        let header_end = Self::PREFACE + Self::FRAME_HEADER as u64;
+        let (from, to) = (self.seen, self.seen.saturating_add(bytes.len() as u64));
+        // The part of `bytes` that falls in the frame header, if any.
+        let (start, end) = (from.max(header_start), to.min(header_end));
+        if start < end {
+            let slice = &bytes[(start - from) as usize..(end - from) as usize];
+            self.frame_header[(start - header_start) as usize..(end - header_start) as usize].copy_from_slice(slice);
+        }
+        self.seen = to;
+        self.complete()
+    }
+
+    /// Whether the preface and the whole first frame have arrived.
+    pub fn complete(&self) -> bool {
+        let header_end = Self::PREFACE + Self::FRAME_HEADER as u64;
+        if self.seen < header_end {
+            return false;
+        }
+        let [a, b, c, ..] = self.frame_header;
+        let payload = u64::from(u32::from_be_bytes([0, a, b, c]));
+        self.seen >= header_end + payload
+    }
+}
+
+/// A connection that feeds what the client sends to an [`Http2Handshake`] until it is complete,
+/// then says so through the flag it was made with (read by [`serve_with_deadline`], in the same
+/// task). Passes every byte through unchanged.
+struct WatchHandshake {
+    inner: Box<dyn Connection>,
+    /// `None` once the handshake is complete.
+    progress: Option<Http2Handshake>,
+    finished: Arc<AtomicBool>,
+}
+
+impl WatchHandshake {
+    fn new(inner: Box<dyn Connection>) -> (WatchHandshake, Arc<AtomicBool>) {
+        let finished = Arc::new(AtomicBool::new(false));
+        (WatchHandshake { inner, progress: Some(Http2Handshake::default()), finished: finished.clone() }, finished)
+    }
+}
+
+impl AsyncRead for WatchHandshake {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let result = Pin::new(&mut self.inner).poll_read(cx, buf);
+        if let Some(progress) = self.progress.as_mut()
+            && progress.received(&buf.filled()[before..])
+        {
+            self.progress = None;
+            self.finished.store(true, Ordering::Relaxed);
+        }
+        result
+    }
+}
+
+impl AsyncWrite for WatchHandshake {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+    fn poll_write_vectored(mut self: Pin<&mut Self>, cx: &mut Context<'_>, bufs: &[std::io::IoSlice<'_>]) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
 }
 
 /// Fabric's per-service concurrency limits (spec §4.3): at most `limit` calls in flight on the
@@ -221,6 +515,71 @@ mod tests {
 
     fn grpc_status(response: &Response<Body>) -> Option<String> {
         response.headers().get("grpc-status").map(|v| v.to_str().unwrap().to_string())
+    }
+
+    #[test]
+    fn an_episode_is_logged_when_it_starts_and_counted_when_it_ends() {
+        let mut episode = Episode::default();
+        assert_eq!(episode.end(), None, "no episode yet");
+        assert!(episode.record(), "the first event starts one");
+        assert!(!episode.record());
+        assert!(!episode.record());
+        assert_eq!(episode.end(), Some(3));
+        assert_eq!(episode.end(), None, "ended once");
+        assert!(episode.record(), "the next event starts a new one");
+    }
+
+    #[test]
+    fn an_episode_at_the_bound_ends_at_ninety_percent() {
+        let at = |max_connections| ConnectionLimits { max_connections, bound_by: String::new(), handshake_timeout: Duration::ZERO }.resume_at();
+        assert_eq!([at(1), at(2), at(10), at(11), at(64), at(1000), at(4096)], [0, 1, 9, 9, 57, 900, 3686]);
+    }
+
+    #[test]
+    fn the_peer_port_bound_fits_the_open_file_limit() {
+        let timeout = Duration::from_secs(5);
+        let bound = |configured, limit| {
+            let limits = ConnectionLimits::peer_port(configured, timeout, 384, limit);
+            assert_eq!(limits.handshake_timeout, timeout);
+            (limits.max_connections, limits.bound_by)
+        };
+        let key = || "peer.limits.maxConnections".to_string();
+        assert_eq!(bound(4096, None), (4096, key()), "no limit known");
+        assert_eq!(bound(4096, Some(1_048_576)), (4096, key()), "a high limit");
+        assert_eq!(bound(4096, Some(4096 + 384)), (4096, key()), "just enough");
+        let fd = |limit| format!("the open-file limit (ulimit -n {limit}, less 384 kept for the rest of the peer)");
+        assert_eq!(bound(4096, Some(4095 + 384)), (4095, fd(4479)));
+        assert_eq!(bound(4096, Some(1024)), (640, fd(1024)), "Debian's default soft limit");
+        assert_eq!(bound(4096, Some(100)), (MIN_PEER_CONNECTIONS, fd(100)), "never below the floor");
+        assert_eq!(bound(8, Some(100)), (8, fd(100)), "nor above what was configured");
+    }
+
+    /// The handshake is complete exactly when the preface and the whole first frame are in, however
+    /// the bytes are split.
+    #[test]
+    fn an_http2_handshake_is_complete_after_the_preface_and_the_first_frame() {
+        let mut bytes = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+        bytes.extend([0, 0, 12, 4, 0, 0, 0, 0, 0]);
+        bytes.extend([0, 3, 0, 0, 0, 100, 0, 4, 0, 1, 0, 0]);
+        assert_eq!(bytes.len(), 45);
+        for chunk in [1, 2, 5, 9, 24, 33, 44, 45] {
+            let mut handshake = Http2Handshake::default();
+            let mut seen = 0;
+            for piece in bytes.chunks(chunk) {
+                seen += piece.len();
+                assert_eq!(handshake.received(piece), seen == 45, "chunks of {chunk}, after {seen} bytes");
+            }
+        }
+        // Bytes after the first frame change nothing.
+        let mut handshake = Http2Handshake::default();
+        assert!(handshake.received(&[bytes.as_slice(), &[0xff; 100]].concat()));
+        assert!(handshake.received(&[1, 2, 3]));
+        // An empty SETTINGS frame ends it right after its header.
+        let mut handshake = Http2Handshake::default();
+        assert!(!handshake.received(&bytes[..24]));
+        assert!(!handshake.received(&[0, 0, 0, 4, 0, 0, 0, 0]));
+        assert!(handshake.received(&[0]));
+        assert!(!Http2Handshake::default().received(&[]));
     }
 
     #[tokio::test]

@@ -119,7 +119,7 @@ impl Fixture {
         }
         let config: Config = Config::from_yaml(&text, &sample.join("core.yaml"), &vars).unwrap().config;
         let msp = LocalMsp::load(&sample.join("msp"), "SampleOrg", None, june_2025()).unwrap();
-        let setup = node::Setup { config, msp, log_control: Arc::new(handle), trusted_msps: Vec::new(), holder: "deliver test".into() };
+        let setup = node::Setup { config, msp, log_control: Arc::new(handle), trusted_msps: Vec::new(), holder: "deliver test".into(), open_file_limit: None };
         let running = node::start(peer_env, setup).await.unwrap();
 
         let orgs = orgs();

@@ -213,7 +213,7 @@ impl Orderer {
         let (stop, stopped) = watch::channel(false);
         let service = AtomicBroadcastServer::new(OrdererService { orderer: self.clone(), port });
         let routes = tonic::service::Routes::new(service);
-        let task = tokio::spawn(node::serve::serve_grpc(listener, clock, routes, keepalive, stopped));
+        let task = tokio::spawn(node::serve::serve_grpc(listener, clock, routes, keepalive, crate::serve::limits(), stopped));
         Listening { stop, task }
     }
 }
@@ -340,6 +340,7 @@ impl Peer {
             log_control: Arc::new(handle),
             trusted_msps: Vec::new(),
             holder: "deliver client test".into(),
+            open_file_limit: None,
         };
         let running = node::start(env.clone(), setup).await.unwrap();
         Peer { network, clock, env, running, config, msp, logs, _log_guard: log_guard }
@@ -466,7 +467,7 @@ async fn both_leader_settings_are_refused_at_start() {
     config.gossip.use_leader_election = true;
     let msp = LocalMsp::load(&sample.join("msp"), "SampleOrg", None, june_2025()).unwrap();
     let (_, handle) = logging::layer(&LoggingConfig::default(), Arc::new(june_2025), MemorySink::new().sink()).unwrap();
-    let setup = node::Setup { config, msp, log_control: Arc::new(handle), trusted_msps: Vec::new(), holder: "test".into() };
+    let setup = node::Setup { config, msp, log_control: Arc::new(handle), trusted_msps: Vec::new(), holder: "test".into(), open_file_limit: None };
     let env = Env::new(Arc::new(ManualClock::default()), Arc::new(MemNetwork::default()), Arc::new(MemStorage::default()), [1; 32]);
     let err = node::start(env, setup).await.unwrap_err().to_string();
     assert!(err.contains("peer.gossip.orgLeader") && err.contains("peer.gossip.useLeaderElection"), "{err}");

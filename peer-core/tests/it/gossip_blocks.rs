@@ -82,7 +82,7 @@ impl Net {
         let config: Config = Config::from_yaml(&text, &sample.join("core.yaml"), &vars).unwrap().config;
         let msp = LocalMsp::from_files(&self.org1.peers[i].msp, "Org1MSP", june_2025()).unwrap();
         let (_layer, handle) = peer_core::logging::layer(&Default::default(), Arc::new(june_2025), peer_core::logging::MemorySink::new().sink()).unwrap();
-        let setup = node::Setup { config, msp, log_control: Arc::new(handle), trusted_msps: Vec::new(), holder: format!("peer{i}") };
+        let setup = node::Setup { config, msp, log_control: Arc::new(handle), trusted_msps: Vec::new(), holder: format!("peer{i}"), open_file_limit: None };
         let env = Env::new(self.clock.clone(), self.network.clone(), storage, [i as u8 + 1; 32]);
         let running = node::start(env, setup).await.unwrap();
         if running.channels.ledger(CHANNEL).is_none() {

@@ -134,7 +134,7 @@ impl World {
             delivery_client_timeout: Duration::from_secs(20),
         };
         let routes = tonic::service::Routes::new(comm.server());
-        tokio::spawn(peer_core::node::serve::serve_grpc(listener, self.clock.clone(), routes, keepalive, stop_rx));
+        tokio::spawn(peer_core::node::serve::serve_grpc(listener, self.clock.clone(), routes, keepalive, crate::serve::limits(), stop_rx));
         self.servers.push(stop);
         Peer { pki: msp.pki_id(), comm, events, endpoint, msp }
     }

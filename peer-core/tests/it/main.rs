@@ -17,3 +17,4 @@ mod manual_clock;
 mod mem_net;
 mod mem_storage;
 mod node;
+mod serve;
