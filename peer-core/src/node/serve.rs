@@ -156,7 +156,8 @@ async fn accept_loop<F, Fut>(
     F: Fn(Box<dyn Connection>) -> Fut + Send,
     Fut: Future<Output = ()> + Send + 'static,
 {
-    assert!(limits.max_connections > 0, "a server must accept at least one connection");
+    // `max_connections` is at least 1 (the config refuses 0); were it 0, every connection would be
+    // closed at once, which is a refusal, not a crash.
     let address = listener.local_addr().map_or_else(|_| "?".to_string(), |a| a.to_string());
     let mut connections = JoinSet::new();
     let mut at_bound = Episode::default();
