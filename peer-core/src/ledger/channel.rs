@@ -720,6 +720,14 @@ pub struct Salvaged {
     pub quarantined: Option<PathBuf>,
 }
 
+impl Salvaged {
+    /// What the salvage of `channel_id` did, for the log.
+    pub fn describe(&self, channel_id: &str) -> String {
+        let moved = self.quarantined.as_ref().map(|q| format!(", the damaged file was moved to {}", q.display())).unwrap_or_default();
+        format!("Rebuilt ledger [{channel_id}] from its genesis block: kept blocks [0..{}] proven by the hash chain{moved}", self.height.saturating_sub(1))
+    }
+}
+
 /// A channel's height, read without writing a byte (see [`super::peek_channels`]); `None`
 /// when the store is missing or cannot be read.
 pub(crate) fn peek_height(storage: &Arc<dyn Storage>, root: &Path, channel_id: &str) -> Option<u64> {

@@ -224,13 +224,7 @@ fn heal_offline(offline: &Offline, channel_id: &str, damage: &LedgerError) -> Re
         });
     };
     let salvaged = channel::salvage(&offline.storage, &offline.root, channel_id, &genesis)?;
-    info!(
-        target: "kvledger",
-        func = "rebuildDBs",
-        "Rebuilt ledger [{channel_id}] from its genesis block: kept blocks [0..{}] proven by the hash chain{}; the next start pulls the rest from the ordering service or the org's peers",
-        salvaged.height - 1,
-        salvaged.quarantined.as_ref().map(|q| format!(", the damaged file was moved to {}", q.display())).unwrap_or_default()
-    );
+    info!(target: "kvledger", func = "rebuildDBs", "{}; the next start pulls the rest from the ordering service or the org's peers", salvaged.describe(channel_id));
     Ok(())
 }
 

@@ -384,6 +384,9 @@ pub struct LedgerMgr {
     channel_errors: BTreeMap<String, LedgerError>,
     /// Channels rebuilt at open.
     healed: Vec<Heal>,
+    /// ACTIVE channels whose store was damaged and could not be rebuilt at open: tried again by
+    /// [`LedgerMgr::retry_unhealed`].
+    unhealed: Mutex<std::collections::BTreeSet<String>>,
     /// Rung by a channel store that fails while in service (see [`LedgerMgr::heal_failed`]).
     alarm: watch::Sender<u64>,
     // Dropped last (fields drop in order): the databases close before the lock is released.
@@ -452,6 +455,7 @@ impl LedgerMgr {
         let mut channels = BTreeMap::new();
         let mut channel_errors = BTreeMap::new();
         let mut healed = Vec::new();
+        let mut unhealed = std::collections::BTreeSet::new();
         let (alarm, _) = watch::channel(0);
         let inventory_path = root.join(INVENTORY_FILE);
         if env.storage.exists(&inventory_path) {
@@ -470,6 +474,9 @@ impl LedgerMgr {
                         }
                     }
                     Err(err) => {
+                        if err.is_damage() {
+                            unhealed.insert(id.clone());
+                        }
                         channel_errors.insert(id, err);
                     }
                 }
@@ -487,7 +494,7 @@ impl LedgerMgr {
         }
         drop(inventory_path);
         info!(target: "ledgermgmt", func = "NewLedgerMgr", "Initialized LedgerMgr");
-        Ok(LedgerMgr { storage: env.storage.clone(), inventory, root, channels: Mutex::new(channels), channel_errors, healed, alarm, _lock: lock })
+        Ok(LedgerMgr { storage: env.storage.clone(), inventory, root, channels: Mutex::new(channels), channel_errors, healed, unhealed: Mutex::new(unhealed), alarm, _lock: lock })
     }
 
     /// Rings (the value grows) each time a channel store fails while in service.
@@ -523,6 +530,27 @@ impl LedgerMgr {
             }
         }
         done
+    }
+
+    /// Whether a damaged channel could not be rebuilt at open (see [`LedgerMgr::retry_unhealed`]).
+    pub fn has_unhealed(&self) -> bool {
+        !lock_set(&self.unhealed).is_empty()
+    }
+
+    /// Tries again to rebuild and open the damaged channels that could not be at open (a disk that
+    /// was full then may have room now). Returns the channels now served.
+    pub fn retry_unhealed(&self) -> Vec<String> {
+        let ids: Vec<String> = lock_set(&self.unhealed).iter().cloned().collect();
+        let mut opened = Vec::new();
+        for id in ids {
+            let Ok(inventory) = self.inventory() else { continue };
+            if let Ok((ledger, _)) = open_or_heal(&self.storage, &self.root, inventory, &id, &self.alarm) {
+                lock_set(&self.unhealed).remove(&id);
+                self.lock_channels().insert(id.clone(), Arc::new(ledger));
+                opened.push(id);
+            }
+        }
+        opened
     }
 
     /// Channels whose store was damaged at open and rebuilt (see [`open_or_heal`]).
@@ -614,6 +642,10 @@ impl LedgerMgr {
     }
 }
 
+fn lock_set(set: &Mutex<std::collections::BTreeSet<String>>) -> std::sync::MutexGuard<'_, std::collections::BTreeSet<String>> {
+    set.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 /// A channel rebuilt because its store was damaged.
 #[derive(Debug)]
 pub struct Heal {
@@ -644,9 +676,10 @@ fn open_or_heal(storage: &Arc<dyn Storage>, root: &Path, inventory: &Inventory, 
     channel::finish_interrupted_salvage(storage, root, id)?;
     let mut heal: Option<Heal> = None;
     // A salvage that fails (the disk is full, a write fails), or whose result does not open,
-    // leaves a store to salvage again: a few attempts before the channel is given up until the
-    // next start.
-    for attempt in 1..=3 {
+    // leaves a store to salvage again: three attempts before the channel is left out (the
+    // channel supervisor tries again later, see `LedgerMgr::retry_unhealed`).
+    let mut salvages = 0;
+    loop {
         let damage = match ChannelLedger::open(storage, root, id, alarm) {
             Ok(ledger) => {
                 if let Some(heal) = &heal {
@@ -654,9 +687,10 @@ fn open_or_heal(storage: &Arc<dyn Storage>, root: &Path, inventory: &Inventory, 
                 }
                 return Ok((ledger, heal));
             }
-            Err(err) if err.is_damage() && attempt < 3 => err,
+            Err(err) if err.is_damage() && salvages < 3 => err,
             Err(err) => return Err(err),
         };
+        salvages += 1;
         tracing::error!(target: "peer", func = "Initialize", "Failed to load ledger {id}({damage})");
         let Some(genesis) = inventory.genesis(id)? else { return Err(damage) };
         match channel::salvage(storage, root, id, &genesis) {
@@ -665,20 +699,13 @@ fn open_or_heal(storage: &Arc<dyn Storage>, root: &Path, inventory: &Inventory, 
                 let damage = heal.map_or(damage, |first| first.damage);
                 heal = Some(Heal { channel: id.to_string(), damage, salvaged });
             }
-            Err(err) => warn!(target: "kvledger", func = "healLedger", "Could not rebuild ledger [{id}] (attempt {attempt} of 3): {err}"),
+            Err(err) => warn!(target: "kvledger", func = "healLedger", "Could not rebuild ledger [{id}] (attempt {salvages} of 3): {err}"),
         }
     }
-    Err(LedgerError::Corrupt { channel: id.to_string(), path: channel::db_path(root, id), what: "it could not be rebuilt".into() })
 }
 
 fn log_heal(id: &str, salvaged: &Salvaged) {
-    warn!(
-        target: "kvledger",
-        func = "healLedger",
-        "Rebuilt ledger [{id}] from its genesis block: kept blocks [0..{}] proven by the hash chain{}; the rest will be pulled again from the ordering service or the org's peers",
-        salvaged.height - 1,
-        salvaged.quarantined.as_ref().map(|q| format!(", the damaged file was moved to {}", q.display())).unwrap_or_default()
-    );
+    warn!(target: "kvledger", func = "healLedger", "{}; the rest will be pulled again from the ordering service or the org's peers", salvaged.describe(id));
 }
 
 /// Fabric's `recoverUnderConstructionLedger`: a channel creation cut short. The store holds either

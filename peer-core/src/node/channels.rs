@@ -122,7 +122,20 @@ impl Channels {
     /// the salvage could not keep, from the ledger's (possibly lower) height. Returns whether
     /// every failed store was rebuilt.
     pub fn heal_failed(&self) -> bool {
-        let mut all = true;
+        // Channels left out at start because their store could not be rebuilt then.
+        for id in self.ledger.retry_unhealed() {
+            let Some(ledger) = self.ledger.channel(&id) else { continue };
+            match latest_config(&ledger) {
+                Ok(config) => {
+                    info!(target: "kvledger", func = "healLedger", "Ledger [{id}] is served again, at height {}", ledger.height());
+                    self.metrics.healed(&id);
+                    self.heals.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    self.install(Arc::new(config));
+                }
+                Err(err) => error!(target: "peer", func = "Initialize", "Failed to load ledger {id}({err})"),
+            }
+        }
+        let mut all = !self.ledger.has_unhealed();
         for result in self.ledger.heal_failed() {
             match result {
                 Ok(heal) => {
@@ -131,7 +144,7 @@ impl Channels {
                     self.heals.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                 }
                 Err((id, err)) => {
-                    error!(target: "kvledger", func = "healLedger", "Could not rebuild ledger [{id}] (trying again in 1s): {err}");
+                    error!(target: "kvledger", func = "healLedger", "Could not rebuild ledger [{id}] (trying again later): {err}");
                     all = false;
                 }
             }

@@ -424,13 +424,15 @@ impl BlockSource {
 }
 
 /// Keeps the channels served: starts a deliver client task for every joined channel, and for
-/// each channel joined later; rebuilds a channel whose store fails while serving
-/// (`Channels::heal_failed`, again every second while one cannot be rebuilt); on stop, waits for
-/// the deliver clients to end.
+/// each channel joined later; rebuilds a channel whose store fails while serving, or could not be
+/// rebuilt at start (`Channels::heal_failed`, again after 1s, 2s, 4s… up to every 60s while one
+/// cannot be); on stop, waits for the deliver clients to end.
 async fn deliver_channels(client: Arc<DeliverClient>, channels: Arc<Channels>, source: BlockSource, clock: Arc<dyn crate::env::Clock>, mut stop: watch::Receiver<bool>) {
     let mut joined = channels.subscribe_joined();
     let mut alarm = channels.ledger_mgr().subscribe_alarm();
-    let mut retry = None;
+    // Channels that could not be rebuilt at start are tried again, backing off from 1s to 60s.
+    let mut delay = Duration::from_secs(1);
+    let mut retry = channels.ledger_mgr().has_unhealed().then(|| clock.now() + delay);
     let mut seen = std::collections::BTreeSet::new();
     let mut tasks = JoinSet::new();
     loop {
@@ -450,7 +452,13 @@ async fn deliver_channels(client: Arc<DeliverClient>, channels: Arc<Channels>, s
             () = async { clock.sleep_until(retry.unwrap_or_default()).await }, if retry.is_some() => true,
         };
         if heal {
-            retry = (!channels.heal_failed()).then(|| clock.now() + Duration::from_secs(1));
+            if channels.heal_failed() {
+                retry = None;
+                delay = Duration::from_secs(1);
+            } else {
+                retry = Some(clock.now() + delay);
+                delay = (delay * 2).min(Duration::from_secs(60));
+            }
         }
     }
     while tasks.join_next().await.is_some() {}

@@ -461,3 +461,27 @@ fn a_store_that_fails_while_serving_is_rebuilt_in_place() {
     let mgr = LedgerMgr::open(&env, fsp(), HOLDER).unwrap();
     assert_eq!(mgr.channel("ch").unwrap().height(), 200);
 }
+
+#[test]
+fn a_channel_that_could_not_be_rebuilt_at_start_is_tried_again() {
+    let storage = Arc::new(MemStorage::default());
+    let env = env(&storage);
+    let mgr = LedgerMgr::open(&env, fsp(), HOLDER).unwrap();
+    channel_with(&mgr, "good", 3);
+    channel_with(&mgr, "bad", 3);
+    drop(mgr);
+    let garbage: Vec<u8> = (0..40_000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+    storage.overwrite(Path::new("/mem/data/ledgersData/chains/bad.redb"), &garbage);
+    // Every salvage at start fails to move the damaged file away: the channel is left out.
+    storage.failing_renames.store(3, std::sync::atomic::Ordering::SeqCst);
+    let (mgr, log) = logged(|| LedgerMgr::open(&env, fsp(), HOLDER).unwrap());
+    assert_eq!(mgr.active_channels(), ["good"]);
+    assert!(mgr.has_unhealed());
+    assert!(log.contains("Could not rebuild ledger [bad] (attempt 1 of 3): "), "{log}");
+    // Later the disk behaves: the retry rebuilds and serves it.
+    assert_eq!(mgr.retry_unhealed(), ["bad"]);
+    assert!(!mgr.has_unhealed());
+    assert_eq!(mgr.active_channels(), ["bad", "good"]);
+    assert_eq!(mgr.channel("bad").unwrap().height(), 1);
+    assert_eq!(storage.read(Path::new("/mem/data/ledgersData/quarantine/bad.redb")), garbage);
+}

@@ -15,6 +15,8 @@ pub struct MemStorage {
     dirs: Mutex<BTreeSet<PathBuf>>,
     files: Mutex<BTreeMap<PathBuf, Bytes>>,
     pub locks: Arc<Mutex<BTreeMap<PathBuf, String>>>,
+    /// The next this many renames fail (a disk that refuses to finish a salvage).
+    pub failing_renames: std::sync::atomic::AtomicU32,
 }
 
 impl MemStorage {
@@ -107,6 +109,10 @@ impl Storage for MemStorage {
         Ok(())
     }
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        use std::sync::atomic::Ordering;
+        if self.failing_renames.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok() {
+            return Err(io::Error::other("rename refused (test)"));
+        }
         let mut files = self.files.lock().unwrap();
         let file = files.remove(from).ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "no such file"))?;
         files.insert(to.to_path_buf(), file);
