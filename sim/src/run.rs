@@ -905,6 +905,12 @@ impl Checker {
                     }
                 }
                 Some(ledger) => outcome.violations.push(format!("at {at:?}: {peer}'s channel {CHANNEL} has height {}, below its genesis block", ledger.height())),
+                // A faulty disk may leave the channel out at a start until it is rebuilt: that is
+                // healing (it must be back in time), not a lost join.
+                None if self.disk_scenario => {
+                    let highest = self.peer_heights.get(peer).copied().unwrap_or(0);
+                    self.healing.entry(peer.clone()).or_insert((at, highest));
+                }
                 None => outcome.violations.push(format!("at {at:?}: {peer} lost the channel {CHANNEL} it had joined")),
             }
         }

@@ -272,7 +272,7 @@ impl ChannelLedger {
     }
 
     /// Runs `f` on the database for reading; a failure marks the store failed.
-    fn read<T>(&self, f: impl FnOnce(&redb::Database) -> Result<T, StoreError>) -> Result<T, LedgerError> {
+    fn read<T>(&self, f: impl Fn(&redb::Database) -> Result<T, StoreError>) -> Result<T, LedgerError> {
         self.db.read(f).map_err(|e| self.wrap(e))
     }
 

@@ -368,12 +368,23 @@ impl GuardedDb {
         Ok(())
     }
 
-    /// Runs `f` on the current handle inside a shield; a failure fails the database.
-    pub(crate) fn read<T>(&self, f: impl FnOnce(&redb::Database) -> Result<T, StoreError>) -> Result<T, StoreError> {
+    /// Runs `f` on the current handle inside a shield; a failure fails the database. A read
+    /// refused because an earlier write failed (redb's `PreviousIo`: a full disk, a failed fsync)
+    /// is not damage: the database is reopened and the read tried once more.
+    pub(crate) fn read<T>(&self, f: impl Fn(&redb::Database) -> Result<T, StoreError>) -> Result<T, StoreError> {
         self.check_failed()?;
-        let handle = self.handle.read().unwrap_or_else(|p| p.into_inner());
-        let result = shielded(|| f(handle.db()?));
-        drop(handle);
+        let attempt = || {
+            let handle = self.handle.read().unwrap_or_else(|p| p.into_inner());
+            shielded(|| f(handle.db()?))
+        };
+        let result = match attempt() {
+            Err(StoreError::Db(redb::Error::PreviousIo)) => {
+                *lock(&self.reopen) = true;
+                self.ensure_writable()?;
+                attempt()
+            }
+            other => other,
+        };
         result.map_err(|e| StoreError::Corrupt(self.fail(e)))
     }
 

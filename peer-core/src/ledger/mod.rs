@@ -252,7 +252,7 @@ impl Inventory {
         }
     }
 
-    fn read<T>(&self, f: impl FnOnce(&redb::ReadTransaction) -> Result<T, StoreError>) -> Result<T, LedgerError> {
+    fn read<T>(&self, f: impl Fn(&redb::ReadTransaction) -> Result<T, StoreError>) -> Result<T, LedgerError> {
         self.db
             .read(|db| {
                 let read = db.begin_read()?;
@@ -535,6 +535,12 @@ impl LedgerMgr {
     /// Whether a damaged channel could not be rebuilt at open (see [`LedgerMgr::retry_unhealed`]).
     pub fn has_unhealed(&self) -> bool {
         !lock_set(&self.unhealed).is_empty()
+    }
+
+    /// Whether anything waits to be healed: a channel not rebuilt at open, or an open channel whose
+    /// store has failed (possibly before anyone listened to the alarm).
+    pub fn needs_healing(&self) -> bool {
+        self.has_unhealed() || self.lock_channels().values().any(|ledger| ledger.failed().is_some())
     }
 
     /// Tries again to rebuild and open the damaged channels that could not be at open (a disk that

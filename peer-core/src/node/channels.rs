@@ -142,6 +142,16 @@ impl Channels {
                     self.metrics.healed(&heal.channel);
                     self.metrics.set_height(&heal.channel, heal.salvaged.height);
                     self.heals.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    // A channel whose configuration could not be read at start (its store failed
+                    // then) is served from the rebuilt store.
+                    if self.config(&heal.channel).is_none()
+                        && let Some(ledger) = self.ledger.channel(&heal.channel)
+                    {
+                        match latest_config(&ledger) {
+                            Ok(config) => self.install(Arc::new(config)),
+                            Err(err) => error!(target: "peer", func = "Initialize", "Failed to load ledger {}({err})", heal.channel),
+                        }
+                    }
                 }
                 Err((id, err)) => {
                     error!(target: "kvledger", func = "healLedger", "Could not rebuild ledger [{id}] (trying again later): {err}");

@@ -425,14 +425,15 @@ impl BlockSource {
 
 /// Keeps the channels served: starts a deliver client task for every joined channel, and for
 /// each channel joined later; rebuilds a channel whose store fails while serving, or could not be
-/// rebuilt at start (`Channels::heal_failed`, again after 1s, 2s, 4s… up to every 60s while one
-/// cannot be); on stop, waits for the deliver clients to end.
+/// rebuilt at start (`Channels::heal_failed`, again after 1s, 2s, then every 4s while one cannot
+/// be: a disk that recovers is used within seconds); on stop, waits for the deliver clients to end.
 async fn deliver_channels(client: Arc<DeliverClient>, channels: Arc<Channels>, source: BlockSource, clock: Arc<dyn crate::env::Clock>, mut stop: watch::Receiver<bool>) {
     let mut joined = channels.subscribe_joined();
     let mut alarm = channels.ledger_mgr().subscribe_alarm();
-    // Channels that could not be rebuilt at start are tried again, backing off from 1s to 60s.
+    // Channels that could not be rebuilt at start are tried again, backing off from 1s to 4s.
     let mut delay = Duration::from_secs(1);
-    let mut retry = channels.ledger_mgr().has_unhealed().then(|| clock.now() + delay);
+    // A store may have failed before this task listened (reading the channel configs at start).
+    let mut retry = channels.ledger_mgr().needs_healing().then(|| clock.now());
     let mut seen = std::collections::BTreeSet::new();
     let mut tasks = JoinSet::new();
     loop {
@@ -457,7 +458,7 @@ async fn deliver_channels(client: Arc<DeliverClient>, channels: Arc<Channels>, s
                 delay = Duration::from_secs(1);
             } else {
                 retry = Some(clock.now() + delay);
-                delay = (delay * 2).min(Duration::from_secs(60));
+                delay = (delay * 2).min(Duration::from_secs(4));
             }
         }
     }
