@@ -11,7 +11,7 @@ use std::time::Duration;
 use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::peer::{Peer, Ports, data_dir, http, sample_env};
+use crate::peer::{Peer, Ports, data_dir, elapsed as since, http, now, sample_env};
 
 const STARTUP: Duration = Duration::from_secs(30);
 /// For opening the connections, and for the peer to close them all (it takes seconds).
@@ -36,17 +36,6 @@ fn spawn_with_open_file_limit(limit: u64, spawn: impl FnOnce() -> Peer) -> Peer 
     let peer = spawn();
     setrlimit(Resource::Nofile, original).unwrap();
     peer
-}
-
-// How long /healthz and the closing take is measured on the real clock; this is test code.
-#[allow(clippy::disallowed_methods, clippy::disallowed_types)]
-fn now() -> std::time::Instant {
-    std::time::Instant::now()
-}
-
-#[allow(clippy::disallowed_types)]
-fn since(started: std::time::Instant) -> Duration {
-    started.elapsed()
 }
 
 /// `/healthz` answers 200; returns how long it took.

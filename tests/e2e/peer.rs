@@ -138,14 +138,15 @@ impl Drop for Peer {
     }
 }
 
-// Measuring how long a real process took to exit needs the real clock; this is test code.
+// Measuring how long a real process took (to exit, to answer) needs the real clock; this is test
+// code. Shared by the e2e tests.
 #[allow(clippy::disallowed_methods, clippy::disallowed_types)]
-fn now() -> std::time::Instant {
+pub(crate) fn now() -> std::time::Instant {
     std::time::Instant::now()
 }
 
 #[allow(clippy::disallowed_types)]
-fn elapsed(started: std::time::Instant) -> Duration {
+pub(crate) fn elapsed(started: std::time::Instant) -> Duration {
     started.elapsed()
 }
 

@@ -50,6 +50,11 @@ pub(crate) fn channel_with(mgr: &LedgerMgr, channel: &str, height: u64) -> Vec<B
     blocks
 }
 
+/// 40,000 bytes of fixed garbage: what a channel store overwritten by something else holds.
+fn garbage() -> Vec<u8> {
+    (0..40_000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect()
+}
+
 /// Runs `f` with log lines captured; returns them joined.
 fn logged<T>(f: impl FnOnce() -> T) -> (T, String) {
     let sink = MemorySink::new();
@@ -327,7 +332,7 @@ fn a_corrupt_channel_store_is_rebuilt_from_genesis_and_kept_aside_untouched() {
     channel_with(&mgr, "bad", 3);
     drop(mgr);
     let bad = Path::new("/mem/data/ledgersData/chains/bad.redb");
-    let garbage: Vec<u8> = (0..40_000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+    let garbage = garbage();
     storage.overwrite(bad, &garbage);
 
     let (mgr, log) = logged(|| LedgerMgr::open(&env, fsp(), HOLDER).unwrap());
@@ -470,7 +475,7 @@ fn a_channel_that_could_not_be_rebuilt_at_start_is_tried_again() {
     channel_with(&mgr, "good", 3);
     channel_with(&mgr, "bad", 3);
     drop(mgr);
-    let garbage: Vec<u8> = (0..40_000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+    let garbage = garbage();
     storage.overwrite(Path::new("/mem/data/ledgersData/chains/bad.redb"), &garbage);
     // Every salvage at start fails to move the damaged file away: the channel is left out.
     storage.failing_renames.store(3, std::sync::atomic::Ordering::SeqCst);
