@@ -57,11 +57,11 @@ pub struct ChannelContext {
 /// with usage, before the pre-run loads config and the MSP).
 pub fn check_args(command: &ChannelCommand) -> anyhow::Result<()> {
     match command {
-        ChannelCommand::Join { block_path: None } => Err(usage_error("join", "Must supply genesis block path")),
-        ChannelCommand::List(trailing) if !trailing.args.is_empty() => {
+        ChannelCommand::Join { block_path: None, .. } => Err(usage_error("join", "Must supply genesis block path")),
+        ChannelCommand::List { trailing, .. } if !trailing.args.is_empty() => {
             Err(anyhow!("trailing args detected: [{}]", trailing.args.join(" ")))
         }
-        ChannelCommand::Getinfo { channel_id: None } => Err(usage_error("getinfo", "Must supply channel ID")),
+        ChannelCommand::Getinfo { channel_id: None, .. } => Err(usage_error("getinfo", "Must supply channel ID")),
         ChannelCommand::Fetch { args, .. } if args.is_empty() => {
             Err(usage_error("fetch", "fetch target required, oldest, newest, config, or a number"))
         }
@@ -119,10 +119,10 @@ impl ChannelContext {
 
 pub async fn run(command: ChannelCommand, context: &ChannelContext) -> anyhow::Result<()> {
     match command {
-        ChannelCommand::Join { block_path: Some(path) } => join(context, &path).await,
-        ChannelCommand::List(_) => list(context).await,
-        ChannelCommand::Getinfo { channel_id: Some(channel_id) } => getinfo(context, &channel_id).await,
-        ChannelCommand::Fetch { channel_id, best_effort, args } => fetch(context, channel_id.as_deref().unwrap_or(""), best_effort, &args).await,
+        ChannelCommand::Join { block_path: Some(path), .. } => join(context, &path).await,
+        ChannelCommand::List { .. } => list(context).await,
+        ChannelCommand::Getinfo { channel_id: Some(channel_id), .. } => getinfo(context, &channel_id).await,
+        ChannelCommand::Fetch { channel_id, best_effort, args, .. } => fetch(context, channel_id.as_deref().unwrap_or(""), best_effort, &args).await,
         // Rejected by check_args, or handled without a peer.
         _ => Ok(()),
     }

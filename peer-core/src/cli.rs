@@ -34,13 +34,10 @@ pub enum Command {
     /// Operate a channel: fetch|join|list|getinfo (and create-genesis, a peer-core helper).
     #[command(arg_required_else_help = true)]
     Channel {
-        /// The peer to talk to (default: peer.address, i.e. CORE_PEER_ADDRESS).
-        #[arg(long = "peerAddresses", global = true, value_name = "HOST:PORT")]
-        peer_address: Option<String>,
         #[command(subcommand)]
         command: ChannelCommand,
     },
-    /// Generate and inspect MSP material.
+    /// Generate MSP material.
     #[command(arg_required_else_help = true)]
     Msp {
         #[command(subcommand)]
@@ -61,9 +58,12 @@ pub enum MspCommand {
         /// The organization's domain; peers are named peer<N>.<DOMAIN>.
         #[arg(long, value_name = "DOMAIN")]
         domain: String,
-        /// How many peers to generate.
+        /// How many peers to generate (with --orderer: orderer nodes, orderer.DOMAIN, orderer2.DOMAIN, …).
         #[arg(long, default_value_t = 1, value_name = "N")]
         peers: usize,
+        /// An ordering service organization: OUT/ordererOrganizations/DOMAIN/{ca,tlsca,msp,orderers,users}.
+        #[arg(long)]
+        orderer: bool,
         /// Output directory (created if needed).
         #[arg(long, value_name = "DIR")]
         out: std::path::PathBuf,
@@ -73,6 +73,14 @@ pub enum MspCommand {
     },
 }
 
+/// Where a channel command finds its peer.
+#[derive(Debug, Args)]
+pub struct PeerTarget {
+    /// The peer to talk to (default: peer.address, i.e. CORE_PEER_ADDRESS).
+    #[arg(long = "peerAddresses", value_name = "HOST:PORT")]
+    pub peer_address: Option<String>,
+}
+
 #[derive(Debug, Subcommand)]
 pub enum ChannelCommand {
     /// Joins the peer to a channel.
@@ -80,14 +88,23 @@ pub enum ChannelCommand {
         /// Path to file containing genesis block.
         #[arg(short = 'b', long = "blockpath", value_name = "FILE")]
         block_path: Option<std::path::PathBuf>,
+        #[command(flatten)]
+        target: PeerTarget,
     },
     /// List of channels peer has joined.
-    List(Trailing),
+    List {
+        #[command(flatten)]
+        trailing: Trailing,
+        #[command(flatten)]
+        target: PeerTarget,
+    },
     /// get blockchain information of a specified channel. Requires '-c'.
     Getinfo {
         /// The channel.
         #[arg(short = 'c', long = "channelID", value_name = "CHANNEL")]
         channel_id: Option<String>,
+        #[command(flatten)]
+        target: PeerTarget,
     },
     /// Fetch a specified block, writing it to a file: fetch <newest|oldest|config|(number)> [outputfile].
     Fetch {
@@ -100,31 +117,52 @@ pub enum ChannelCommand {
         /// newest|oldest|config|(number), then optionally the output file.
         #[arg(value_name = "ARGS")]
         args: Vec<String>,
+        #[command(flatten)]
+        target: PeerTarget,
     },
-    /// Write an application channel's genesis block (configtxgen's TwoOrgsApplicationGenesis
-    /// shape, solo orderer) for orgs made by `msp generate --seed`: a peer-core helper for
-    /// tests and demos (it regenerates the orgs from the seed; it does not read MSP folders).
+    /// Write an application channel's genesis block from the orgs' MSP folders, as configtxgen's
+    /// `-outputBlock` does for a TwoOrgsApplicationGenesis-style profile (solo orderer, Fabric
+    /// 2.x policies and capabilities): a peer-core helper, offline.
     #[command(name = "create-genesis")]
     CreateGenesis {
         /// The channel ID.
         #[arg(short = 'c', long = "channelID", value_name = "CHANNEL")]
         channel_id: String,
-        /// The seed the orgs were generated with (`msp generate --seed`).
-        #[arg(long, value_name = "N")]
-        seed: u64,
-        /// The orderer org, MSPID=DOMAIN.
-        #[arg(long = "orderer-org", value_name = "MSPID=DOMAIN", default_value = "OrdererMSP=example.com")]
+        /// The ordering service org: its MSP ID and MSP folder (cryptogen's
+        /// ordererOrganizations/DOMAIN/msp, or the org folder that holds it).
+        #[arg(long = "orderer-org", value_name = "MSPID=DIR")]
         orderer_org: String,
-        /// An application org, MSPID=DOMAIN (repeatable); its anchor peer is peer0.DOMAIN:7051.
-        #[arg(long = "org", value_name = "MSPID=DOMAIN", required = true)]
+        /// An orderer endpoint the peers pull blocks from (repeatable).
+        #[arg(long = "orderer", value_name = "HOST:PORT", required = true)]
+        orderers: Vec<String>,
+        /// An application org: its MSP ID and MSP folder (repeatable).
+        #[arg(long = "org", value_name = "MSPID=DIR", required = true)]
         orgs: Vec<String>,
-        /// The channel header timestamp, in seconds since the Unix epoch.
+        /// An anchor peer of an application org (repeatable); peers of other orgs dial it to
+        /// form cross-org membership.
+        #[arg(long = "anchor-peer", value_name = "MSPID=HOST:PORT")]
+        anchor_peers: Vec<String>,
+        /// The channel header timestamp, in seconds since the Unix epoch (fixed by default, so
+        /// the same folders give the same block).
         #[arg(long, value_name = "SECONDS", default_value_t = 1_748_736_000)]
         timestamp: u64,
         /// Output file.
         #[arg(long = "outputBlock", value_name = "FILE")]
         output: std::path::PathBuf,
     },
+}
+
+impl ChannelCommand {
+    /// The `--peerAddresses` of a command that talks to a peer.
+    pub fn peer_address(&self) -> Option<String> {
+        match self {
+            ChannelCommand::Join { target, .. }
+            | ChannelCommand::List { target, .. }
+            | ChannelCommand::Getinfo { target, .. }
+            | ChannelCommand::Fetch { target, .. } => target.peer_address.clone(),
+            ChannelCommand::CreateGenesis { .. } => None,
+        }
+    }
 }
 
 #[derive(Debug, Subcommand)]

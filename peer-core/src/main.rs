@@ -20,7 +20,7 @@ use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 
 use cli::{ChannelCommand, Cli, Command, MspCommand, NodeCommand};
-use peer_core::channel::{AnchorPeer, GenesisOrg, GenesisSpec, genesis_block};
+use peer_core::channel::FolderGenesis;
 use peer_core::config::{self, EnvVars, Loaded, Note, NoteLevel};
 use peer_core::logging::{self, LoggingConfig, Sink};
 use peer_core::ledger;
@@ -140,9 +140,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Node { command } => run_node(command, &env, log_handle),
-        Command::Channel { peer_address, command } => run_channel(command, peer_address, &env),
-        Command::Msp { command: MspCommand::Generate { org, domain, peers, out, seed } } => {
-            msp_generate(&OrgSpec { msp_id: org, domain, peers }, &out, seed)
+        Command::Channel { command } => run_channel(command, &env),
+        Command::Msp { command: MspCommand::Generate { org, domain, peers, orderer, out, seed } } => {
+            let kind = if orderer { generate::OrgKind::Orderer } else { generate::OrgKind::Peer };
+            msp_generate(&OrgSpec { msp_id: org, domain, peers }, kind, &out, seed)
         }
     }
 }
@@ -290,46 +291,30 @@ fn subcommand_usage(group: &str, name: &str) -> String {
 
 /// `channel …`: argument checks (with usage), then InitCmd (config and the admin MSP), then one
 /// call to the peer on a single-threaded runtime.
-fn run_channel(command: ChannelCommand, peer_address: Option<String>, env: &EnvVars) -> anyhow::Result<()> {
+fn run_channel(command: ChannelCommand, env: &EnvVars) -> anyhow::Result<()> {
     channel_cmd::check_args(&command)?;
-    if let ChannelCommand::CreateGenesis { channel_id, seed, orderer_org, orgs, timestamp, output } = &command {
-        return create_genesis(channel_id, *seed, orderer_org, orgs, *timestamp, output);
+    if let ChannelCommand::CreateGenesis { channel_id, orderer_org, orderers, orgs, anchor_peers, timestamp, output } = command {
+        let genesis = FolderGenesis { channel_id, orderer_org, orderers, orgs, anchor_peers, timestamp: None };
+        return create_genesis(genesis, timestamp, &output);
     }
     let (loaded, signer, _trusted) = init_cmd(env)?;
+    let peer_address = command.peer_address();
     let context = channel_cmd::ChannelContext { config: loaded.config, signer, peer_address };
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().context("starting the async runtime")?;
     runtime.block_on(channel_cmd::run(command, &context))
 }
 
-/// `channel create-genesis`: regenerates seeded orgs and writes the channel's genesis block.
-fn create_genesis(channel_id: &str, seed: u64, orderer_org: &str, orgs: &[String], timestamp: u64, output: &std::path::Path) -> anyhow::Result<()> {
-    // configtxgen refuses such IDs too; a peer would refuse the block at join.
-    ledger::validate_channel_id(channel_id).map_err(|e| anyhow::anyhow!("-c/--channelID: {e}"))?;
+/// `channel create-genesis`: the channel's genesis block from the orgs' MSP folders.
+fn create_genesis(mut genesis: FolderGenesis, timestamp: u64, output: &std::path::Path) -> anyhow::Result<()> {
     // A protobuf Timestamp holds seconds up to year 9999; beyond that the time is not representable.
     const MAX_TIMESTAMP: u64 = 253_402_300_799;
     if timestamp > MAX_TIMESTAMP {
         bail!("--timestamp {timestamp} is after the year 9999 (the largest is {MAX_TIMESTAMP})");
     }
-    let generate_org = |pair: &str| -> anyhow::Result<generate::Org> {
-        let (msp_id, domain) = pair.split_once('=').ok_or_else(|| anyhow::anyhow!("{pair:?} is not MSPID=DOMAIN"))?;
-        check_domain(domain).map_err(|e| anyhow::anyhow!("{pair:?}: {e}"))?;
-        let spec = OrgSpec { msp_id: msp_id.to_string(), domain: domain.to_string(), peers: 1 };
-        generate::generate_org(&spec, &mut generate::org_rng(seed, &spec), ValidityWindow::fixed()).map_err(|e| anyhow::anyhow!("generating {msp_id}: {e}"))
-    };
-    let orderer = generate_org(orderer_org)?;
-    let apps = orgs.iter().map(|pair| generate_org(pair)).collect::<anyhow::Result<Vec<_>>>()?;
-    let time = std::time::UNIX_EPOCH + std::time::Duration::from_secs(timestamp);
-    let mut spec = GenesisSpec::new(channel_id, time);
-    let orderer_address = format!("orderer.{}:7050", orderer.spec.domain);
-    spec.orderer_addresses = vec![orderer_address.clone()];
-    spec.orderer_orgs.push(GenesisOrg { name: "OrdererOrg".into(), org: &orderer, anchor_peers: Vec::new(), orderer_endpoints: vec![orderer_address] });
-    for app in &apps {
-        let anchor = AnchorPeer { host: format!("peer0.{}", app.spec.domain), port: 7051 };
-        spec.application_orgs.push(GenesisOrg { name: app.spec.msp_id.clone(), org: app, anchor_peers: vec![anchor], orderer_endpoints: Vec::new() });
-    }
-    let block = genesis_block(&spec).map_err(|e| anyhow::anyhow!("{e}"))?;
+    genesis.timestamp = Some(std::time::UNIX_EPOCH + std::time::Duration::from_secs(timestamp));
+    let block = genesis.build().map_err(anyhow::Error::msg)?;
     std::fs::write(output, prost::Message::encode_to_vec(&block)).with_context(|| format!("writing {}", output.display()))?;
-    println!("Wrote the genesis block of channel {channel_id} to {}", output.display());
+    println!("Wrote the genesis block of channel {} to {}", genesis.channel_id, output.display());
     Ok(())
 }
 
@@ -381,7 +366,7 @@ fn check_domain(domain: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn msp_generate(spec: &OrgSpec, out: &std::path::Path, seed: Option<u64>) -> anyhow::Result<()> {
+fn msp_generate(spec: &OrgSpec, kind: generate::OrgKind, out: &std::path::Path, seed: Option<u64>) -> anyhow::Result<()> {
     if spec.msp_id.is_empty() || spec.domain.is_empty() {
         bail!("--org and --domain must not be empty");
     }
@@ -399,9 +384,10 @@ fn msp_generate(spec: &OrgSpec, out: &std::path::Path, seed: Option<u64>) -> any
             (rand_core::SeedableRng::from_seed(seed), ValidityWindow::from_now(wall_clock_now()))
         }
     };
-    let org = generate::generate_org(spec, &mut rng, validity).map_err(|e| anyhow::anyhow!("generating {}: {e}", spec.msp_id))?;
+    let org = generate::generate(spec, kind, &mut rng, validity).map_err(|e| anyhow::anyhow!("generating {}: {e}", spec.msp_id))?;
     let root = org.write_to(out).with_context(|| format!("writing {}", out.display()))?;
-    let plural = if spec.peers == 1 { "" } else { "s" };
-    println!("Generated {} ({} peer{plural} and Admin@{}) in {}", spec.msp_id, spec.peers, spec.domain, root.display());
+    let mut nodes: Vec<String> = org.peers.iter().map(|n| n.name.clone()).collect();
+    nodes.push(format!("Admin@{}", spec.domain));
+    println!("Generated {} ({}) in {}", spec.msp_id, nodes.join(", "), root.display());
     Ok(())
 }

@@ -36,6 +36,7 @@ use super::config::AnchorPeer;
 use super::signatures::NONCE_BYTES;
 use crate::ledger::block::data_hash;
 use crate::msp::crypto::sha256;
+use crate::msp::MspFiles;
 use crate::msp::generate::Org;
 
 /// configtxgen's `msgVersion` for the genesis block's channel header.
@@ -43,13 +44,46 @@ const GENESIS_HEADER_VERSION: i32 = 1;
 const ADMINS: &str = "Admins";
 const ORDERER_ADMINS: &str = "/Channel/Orderer/Admins";
 
+/// An organization as a channel config names it: its MSP ID and the MSP folder whose CA
+/// certificates, TLS CA certificates and `config.yaml` go into the config (configtxgen's `MSPDir`).
+pub trait ChannelMsp: std::fmt::Debug + Sync {
+    fn msp_id(&self) -> &str;
+    fn channel_msp(&self) -> &MspFiles;
+}
+
+/// A generated org: its MSP ID and its org-level `msp` folder.
+impl ChannelMsp for Org {
+    fn msp_id(&self) -> &str {
+        &self.spec.msp_id
+    }
+    fn channel_msp(&self) -> &MspFiles {
+        &self.msp
+    }
+}
+
+/// An org read from an MSP folder on disk (cryptogen's `…/<domain>/msp`, or any Fabric MSP folder).
+#[derive(Clone, Debug)]
+pub struct FolderOrg {
+    pub msp_id: String,
+    pub msp: MspFiles,
+}
+
+impl ChannelMsp for FolderOrg {
+    fn msp_id(&self) -> &str {
+        &self.msp_id
+    }
+    fn channel_msp(&self) -> &MspFiles {
+        &self.msp
+    }
+}
+
 /// One org of the channel.
 #[derive(Clone, Debug)]
 pub struct GenesisOrg<'a> {
     /// The org's group name (configtx.yaml `Name`), e.g. `OrdererOrg` or `Org1MSP`.
     pub name: String,
-    /// The generated org; its MSP ID and channel MSP folder are used.
-    pub org: &'a Org,
+    /// The org's MSP ID and channel MSP folder.
+    pub org: &'a dyn ChannelMsp,
     /// Application orgs: anchor peers.
     pub anchor_peers: Vec<AnchorPeer>,
     /// Orderer orgs: orderer endpoints, host:port.
@@ -186,7 +220,7 @@ fn channel_group(spec: &GenesisSpec<'_>) -> Result<ConfigGroup, GenesisError> {
     value(&mut orderer, "Capabilities", capabilities(), ADMINS);
     value(&mut orderer, "ConsensusType", proto::orderer::ConsensusType { r#type: "solo".into(), metadata: Vec::new(), state: 0 }, ADMINS);
     for org in &spec.orderer_orgs {
-        let msp_id = &org.org.spec.msp_id;
+        let msp_id = &org.org.msp_id().to_string();
         let mut org_group = org_group(org)?;
         signature(&mut org_group, "Readers", &[(msp_id, Role::Member)]);
         signature(&mut org_group, "Writers", &[(msp_id, Role::Member)]);
@@ -207,7 +241,7 @@ fn channel_group(spec: &GenesisSpec<'_>) -> Result<ConfigGroup, GenesisError> {
     }
     value(&mut application, "Capabilities", capabilities(), ADMINS);
     for org in &spec.application_orgs {
-        let msp_id = &org.org.spec.msp_id;
+        let msp_id = &org.org.msp_id().to_string();
         let mut org_group = org_group(org)?;
         signature(&mut org_group, "Readers", &[(msp_id, Role::Admin), (msp_id, Role::Peer), (msp_id, Role::Client)]);
         signature(&mut org_group, "Writers", &[(msp_id, Role::Admin), (msp_id, Role::Client)]);
@@ -243,8 +277,8 @@ fn insert_group(parent: &mut ConfigGroup, name: &str, child: ConfigGroup) -> Res
 
 /// An org group with its `MSP` value (policies and the side-specific values are added by the caller).
 fn org_group(org: &GenesisOrg<'_>) -> Result<ConfigGroup, GenesisError> {
-    let msp_id = &org.org.spec.msp_id;
-    let fabric = org.org.msp.verifying_config(msp_id).map_err(|reason| GenesisError::Msp { org: org.name.clone(), reason })?;
+    let msp_id = org.org.msp_id();
+    let fabric = org.org.channel_msp().verifying_config(msp_id).map_err(|reason| GenesisError::Msp { org: org.name.clone(), reason })?;
     let mut g = group();
     value(&mut g, "MSP", proto::msp::MspConfig { r#type: 0, config: fabric.encode_to_vec() }, ADMINS);
     Ok(g)

@@ -12,11 +12,13 @@
 //! updates (`CONFIG_UPDATE` validation, mod_policy checks) and idemix MSPs.
 
 pub mod config;
+pub mod folders;
 pub mod genesis;
 pub mod policy;
 pub mod signatures;
 
 pub use config::{AnchorPeer, ChannelConfig, ConfigBlockError, Org};
-pub use genesis::{GenesisError, GenesisOrg, GenesisSpec, genesis_block};
+pub use folders::FolderGenesis;
+pub use genesis::{FolderOrg, GenesisError, GenesisOrg, GenesisSpec, genesis_block};
 pub use policy::{Policy, PolicyError, SignedData};
 pub use signatures::{BlockSignatureError, sign_block, verify_block_signatures};

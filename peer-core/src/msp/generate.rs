@@ -88,14 +88,61 @@ pub struct TlsFiles {
     pub key: Vec<u8>,
 }
 
+/// What an organization runs: peers (cryptogen's `peerOrganizations`) or ordering service
+/// nodes (`ordererOrganizations`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum OrgKind {
+    #[default]
+    Peer,
+    Orderer,
+}
+
+impl OrgKind {
+    /// The top folder of cryptogen's layout.
+    pub fn top_folder(self) -> &'static str {
+        match self {
+            OrgKind::Peer => "peerOrganizations",
+            OrgKind::Orderer => "ordererOrganizations",
+        }
+    }
+
+    /// The folder of the org's nodes.
+    pub fn nodes_folder(self) -> &'static str {
+        match self {
+            OrgKind::Peer => "peers",
+            OrgKind::Orderer => "orderers",
+        }
+    }
+
+    /// The name of node `index` (cryptogen's default hostnames): `peer<i>.<domain>`, or
+    /// `orderer.<domain>`, `orderer2.<domain>`, …
+    pub fn node_name(self, index: usize, domain: &str) -> String {
+        match (self, index) {
+            (OrgKind::Peer, i) => format!("peer{i}.{domain}"),
+            (OrgKind::Orderer, 0) => format!("orderer.{domain}"),
+            (OrgKind::Orderer, i) => format!("orderer{}.{domain}", i + 1),
+        }
+    }
+
+    /// The NodeOU of its nodes' certificates.
+    fn ou(self) -> &'static str {
+        match self {
+            OrgKind::Peer => "peer",
+            OrgKind::Orderer => "orderer",
+        }
+    }
+}
+
 /// A generated organization.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Org {
     pub spec: OrgSpec,
+    pub kind: OrgKind,
     /// The organization's MSP as a channel sees it: CA certs, TLS CA certs and config.yaml.
     pub msp: MspFiles,
     pub ca: Issued,
     pub tls_ca: Issued,
+    /// Its peers, or its orderer nodes for an orderer org (`spec.peers` of them).
     pub peers: Vec<Node>,
     pub admin: Node,
 }
@@ -118,9 +165,16 @@ pub fn org_rng(seed: u64, spec: &OrgSpec) -> ChaCha20Rng {
     ChaCha20Rng::from_seed(crypto::sha256(&input))
 }
 
-/// Generates an organization. All randomness comes from `rng`.
+/// Generates a peer organization. All randomness comes from `rng`.
 pub fn generate_org(spec: &OrgSpec, rng: &mut ChaCha20Rng, validity: ValidityWindow) -> Result<Org, String> {
+    generate(spec, OrgKind::Peer, rng, validity)
+}
+
+/// Generates an organization of `kind` (`spec.peers` is its number of nodes). Peer orgs are
+/// drawn from `rng` exactly as [`generate_org`] draws them.
+pub fn generate(spec: &OrgSpec, kind: OrgKind, rng: &mut ChaCha20Rng, validity: ValidityWindow) -> Result<Org, String> {
     let domain = &spec.domain;
+    let top = kind.top_folder();
     let base = "L=San Francisco,ST=California,C=US";
     let ca_key = SigningKey::generate_from_rng(rng);
     let tls_ca_key = SigningKey::generate_from_rng(rng);
@@ -134,7 +188,7 @@ pub fn generate_org(spec: &OrgSpec, rng: &mut ChaCha20Rng, validity: ValidityWin
     let tls_ca_file = format!("tlsca.{domain}-cert.pem");
     let config_yaml = node_ous_config(&ca_file);
     let org_msp = MspFiles {
-        dir: PathBuf::from(format!("peerOrganizations/{domain}/msp")),
+        dir: PathBuf::from(format!("{top}/{domain}/msp")),
         cacerts: vec![MspFile { name: format!("cacerts/{ca_file}"), bytes: ca_cert.clone() }],
         tlscacerts: vec![MspFile { name: format!("tlscacerts/{tls_ca_file}"), bytes: tls_ca_cert.clone() }],
         config_yaml: Some(MspFile { name: "config.yaml".into(), bytes: config_yaml.clone().into_bytes() }),
@@ -147,12 +201,12 @@ pub fn generate_org(spec: &OrgSpec, rng: &mut ChaCha20Rng, validity: ValidityWin
         let tls_key = SigningKey::generate_from_rng(rng);
         let short = common_name.split(['.', '@']).next().unwrap_or(common_name);
         let tls_subject = name(&format!("CN={common_name},{base}"))?;
-        // Peers' TLS certificates name the host (plus localhost for local tests); users' are client
+        // Nodes' TLS certificates name the host (plus localhost for local tests); users' are client
         // certificates without SANs, as cryptogen makes them.
-        let sans = if folder == "peers" { vec![common_name.to_string(), short.to_string(), "localhost".to_string()] } else { Vec::new() };
+        let sans = if folder != "users" { vec![common_name.to_string(), short.to_string(), "localhost".to_string()] } else { Vec::new() };
         let tls_cert = issue(rng, &tls_key, &tls_ca_key, &tls_subject, &tls_ca_name, Kind::Tls(sans), validity)?;
         let msp = MspFiles {
-            dir: PathBuf::from(format!("peerOrganizations/{domain}/{folder}/{common_name}/msp")),
+            dir: PathBuf::from(format!("{top}/{domain}/{folder}/{common_name}/msp")),
             signcerts: vec![MspFile { name: format!("signcerts/{common_name}-cert.pem"), bytes: cert }],
             keystore: vec![MspFile { name: "keystore/priv_sk".into(), bytes: key_pem(&key)? }],
             cacerts: org_msp.cacerts.clone(),
@@ -164,16 +218,17 @@ pub fn generate_org(spec: &OrgSpec, rng: &mut ChaCha20Rng, validity: ValidityWin
     };
     let mut peers = Vec::with_capacity(spec.peers);
     for i in 0..spec.peers {
-        peers.push(node(rng, &format!("peer{i}.{domain}"), "peer", "peers")?);
+        peers.push(node(rng, &kind.node_name(i, domain), kind.ou(), kind.nodes_folder())?);
     }
     let admin = node(rng, &format!("Admin@{domain}"), "admin", "users")?;
-    Ok(Org { spec: spec.clone(), msp: org_msp, ca, tls_ca, peers, admin })
+    Ok(Org { spec: spec.clone(), kind, msp: org_msp, ca, tls_ca, peers, admin })
 }
 
 impl Org {
-    /// Writes cryptogen's layout under `out`: `peerOrganizations/<domain>/{ca,tlsca,msp,peers,users}`.
+    /// Writes cryptogen's layout under `out`: `peerOrganizations/<domain>/{ca,tlsca,msp,peers,users}`
+    /// (`ordererOrganizations/<domain>/{…,orderers,users}` for an orderer org).
     pub fn write_to(&self, out: &Path) -> std::io::Result<PathBuf> {
-        let root = out.join("peerOrganizations").join(&self.spec.domain);
+        let root = out.join(self.kind.top_folder()).join(&self.spec.domain);
         let domain = &self.spec.domain;
         for (folder, prefix, issued) in [("ca", "ca", &self.ca), ("tlsca", "tlsca", &self.tls_ca)] {
             let dir = root.join(folder);
@@ -182,7 +237,7 @@ impl Org {
             write_secret(&dir.join("priv_sk"), &issued.key_pem)?;
         }
         self.msp.write_to(&root.join("msp"))?;
-        for (folder, node) in self.peers.iter().map(|p| ("peers", p)).chain([("users", &self.admin)]) {
+        for (folder, node) in self.peers.iter().map(|p| (self.kind.nodes_folder(), p)).chain([("users", &self.admin)]) {
             let dir = root.join(folder).join(&node.name);
             node.msp.write_to(&dir.join("msp"))?;
             for file in &node.msp.keystore {
@@ -190,8 +245,8 @@ impl Org {
             }
             let tls = dir.join("tls");
             std::fs::create_dir_all(&tls)?;
-            // cryptogen's names: peers hold server.*, users client.*.
-            let stem = if folder == "peers" { "server" } else { "client" };
+            // cryptogen's names: peers and orderers hold server.*, users client.*.
+            let stem = if folder == "users" { "client" } else { "server" };
             std::fs::write(tls.join("ca.crt"), &node.tls.ca_crt)?;
             std::fs::write(tls.join(format!("{stem}.crt")), &node.tls.cert)?;
             write_secret(&tls.join(format!("{stem}.key")), &node.tls.key)?;
