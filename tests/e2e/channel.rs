@@ -29,7 +29,7 @@ fn org(msp_id: &str, domain: &str) -> Org {
 }
 
 /// Org1's crypto on disk (what `msp generate --seed 7` writes) and the genesis block of
-/// `mychannel` (what `channel create-genesis --seed 7` writes).
+/// `mychannel` (what `channel create-genesis` writes from the orgs' folders).
 struct Setup {
     org1_root: PathBuf,
     block: PathBuf,
@@ -37,14 +37,22 @@ struct Setup {
 
 fn setup(tmp: &Path) -> Setup {
     let org1_root = org("Org1MSP", "org1.example.com").write_to(&tmp.join("crypto")).unwrap();
+    // The orderer org that signs the blocks appended below (`append_blocks`).
+    org("OrdererMSP", "example.com").write_to(&tmp.join("crypto")).unwrap();
     let block = tmp.join("mychannel.block");
-    let run = peer_core(
-        tmp,
-        &[],
-        &["channel", "create-genesis", "-c", "mychannel", "--seed", "7", "--org", "Org1MSP=org1.example.com", "--outputBlock", block.to_str().unwrap()],
-    );
+    let run = create_genesis(tmp, "mychannel", &block);
     assert_eq!(run.code, 0, "{}", run.stderr);
     Setup { org1_root, block }
+}
+
+/// `channel create-genesis` for Org1 with its anchor peer, ordered by the org `example.com`.
+fn create_genesis(tmp: &Path, channel: &str, block: &Path) -> Run {
+    let crypto = tmp.join("crypto/peerOrganizations");
+    let orderer_org = format!("OrdererMSP={}", crypto.join("example.com/msp").display());
+    let org1 = format!("Org1MSP={}", crypto.join("org1.example.com").display());
+    let args = ["channel", "create-genesis", "-c", channel, "--orderer-org", &orderer_org, "--orderer", "orderer.example.com:7050"];
+    let args = [&args[..], &["--org", &org1, "--anchor-peer", "Org1MSP=peer0.org1.example.com:7051", "--outputBlock", block.to_str().unwrap()]].concat();
+    peer_core(tmp, &[], &args)
 }
 
 fn peer_env(setup: &Setup, ports: Ports, data: &Path) -> Vec<(String, String)> {
@@ -146,7 +154,7 @@ fn join_list_getinfo_then_restart_with_blocks_appended_offline() {
 
     // A non-admin (the peer's own identity) cannot join.
     let other = tmp.join("other.block");
-    let run = peer_core(tmp, &[], &["channel", "create-genesis", "-c", "other", "--seed", "7", "--org", "Org1MSP=org1.example.com", "--outputBlock", other.to_str().unwrap()]);
+    let run = create_genesis(tmp, "other", &other);
     assert_ok(&run);
     let env = peer_env(&setup, ports, &data_dir(tmp));
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();

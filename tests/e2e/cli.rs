@@ -185,7 +185,9 @@ fn msp_generate_is_reproducible_with_a_seed_and_loadable() {
         assert_eq!(run.code, 0, "{}", run.stderr);
         assert_eq!(
             run.stdout,
-            format!("Generated Org1MSP (2 peers and Admin@org1.example.com) in {out}/peerOrganizations/org1.example.com\n")
+            format!(
+                "Generated Org1MSP (peer0.org1.example.com, peer1.org1.example.com, Admin@org1.example.com) in {out}/peerOrganizations/org1.example.com\n"
+            )
         );
     }
     let diff = std::process::Command::new("diff").arg("-r").arg(dir.path().join("a")).arg(dir.path().join("b")).output();
@@ -212,4 +214,39 @@ fn msp_generate_is_reproducible_with_a_seed_and_loadable() {
     assert_eq!(run.code, 0, "{}", run.stderr);
     let key = |out: &str| std::fs::read(dir.path().join(out).join("peerOrganizations/o.example/ca/priv_sk")).unwrap();
     assert_ne!(key("c"), key("d"));
+}
+
+/// An ordering-service org in cryptogen's layout, and a genesis block made from the folders
+/// (the orgs' `msp/` or the org folder above it): a peer accepts it (`ChannelConfig` parses it),
+/// with the given orderer endpoint and anchor peers.
+#[test]
+fn msp_generate_orderer_org_and_create_genesis_from_the_folders() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = peer_core(dir.path(), &[], &["msp", "generate", "--orderer", "--org", "OrdererMSP", "--domain", "example.com", "--out", "crypto"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(run.stdout, "Generated OrdererMSP (orderer.example.com, Admin@example.com) in crypto/ordererOrganizations/example.com\n");
+    let node = dir.path().join("crypto/ordererOrganizations/example.com/orderers/orderer.example.com");
+    for file in ["msp/signcerts/orderer.example.com-cert.pem", "msp/keystore/priv_sk", "tls/server.crt", "tls/server.key", "tls/ca.crt"] {
+        assert!(node.join(file).is_file(), "{file} is missing");
+    }
+    let run = peer_core(dir.path(), &[], &["msp", "generate", "--org", "Org1MSP", "--domain", "org1.example.com", "--out", "crypto"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    // Fabric's own sample MSP (no NodeOUs, admincerts) is an org folder too.
+    let sample_msp = format!("SampleOrg={}", repo_root().join("sampleconfig/msp").display());
+    let args = [
+        "channel", "create-genesis", "-c", "mychannel", "--outputBlock", "mychannel.block",
+        "--orderer-org", "OrdererMSP=crypto/ordererOrganizations/example.com/msp", "--orderer", "127.0.0.1:7050",
+        "--org", "Org1MSP=crypto/peerOrganizations/org1.example.com", "--anchor-peer", "Org1MSP=127.0.0.1:7051",
+        "--org", &sample_msp,
+    ];
+    let run = peer_core(dir.path(), &[], &args);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(run.stdout, "Wrote the genesis block of channel mychannel to mychannel.block\n");
+    let bytes = std::fs::read(dir.path().join("mychannel.block")).unwrap();
+    let block = <proto::common::Block as prost::Message>::decode(bytes.as_slice()).unwrap();
+    let config = peer_core::channel::ChannelConfig::from_block(&block).unwrap();
+    assert_eq!(config.orderer_endpoints(), ["127.0.0.1:7050"]);
+    let anchors: Vec<(String, u16)> = config.application.orgs["Org1MSP"].anchor_peers.iter().map(|a| (a.host.clone(), a.port)).collect();
+    assert_eq!(anchors, [("127.0.0.1".to_string(), 7051)]);
+    assert!(config.msps().contains_key("SampleOrg") && config.msps().contains_key("OrdererMSP"));
 }
