@@ -67,7 +67,7 @@ enum Command {
         scenario: Vec<String>,
     },
     /// Run the simulator's orderer as a real process (for end-to-end tests).
-    Orderer(OrdererArgs),
+    Orderer(Box<OrdererArgs>),
     /// Simulate the membership protocol alone (no gRPC, no turmoil) for many peers and measure it.
     Protosim(ProtosimArgs),
 }
@@ -110,18 +110,33 @@ struct ProtosimArgs {
 
 #[derive(clap::Args)]
 struct OrdererArgs {
-    /// Where to serve orderer.AtomicBroadcast (port 0: any free port; the bound address is printed).
+    /// Where to serve orderer.AtomicBroadcast (port 0: any free port; the bound address is
+    /// printed and, unless --endpoint says otherwise, named in the generated genesis block).
     #[arg(long, default_value = "127.0.0.1:7050")]
     listen: String,
     /// The orderer's data directory (its ledger); a second start continues from it.
     #[arg(long, value_name = "DIR")]
     data: PathBuf,
-    /// Where to write the channel's genesis block (for `peer-core channel join -b FILE`).
-    #[arg(long, value_name = "FILE")]
-    genesis_out: PathBuf,
-    /// Where to write the generated orgs' MSP folders (default: `crypto-config` beside the genesis block).
+    /// Order the channel of this genesis block (e.g. from `peer-core channel create-genesis`)
+    /// instead of generating orgs and a block; needs --msp and --mspid.
+    #[arg(long, value_name = "FILE", requires_all = ["msp", "mspid"], conflicts_with_all = ["crypto_out", "orgs", "peers", "endpoint", "anchor_peers"])]
+    genesis: Option<PathBuf>,
+    /// With --genesis: the MSP folder of the orderer's signing identity (a member of the
+    /// channel's orderer org, e.g. ordererOrganizations/example.com/orderers/orderer.example.com/msp).
+    #[arg(long, value_name = "DIR", requires = "genesis")]
+    msp: Option<PathBuf>,
+    /// With --genesis: the MSP ID of that identity.
+    #[arg(long, value_name = "MSPID", requires = "genesis")]
+    mspid: Option<String>,
+    /// Where to write the channel's genesis block (block 0 of the orderer's ledger, for
+    /// `peer-core channel join -b FILE`); required unless --genesis is given.
+    #[arg(long, value_name = "FILE", required_unless_present = "genesis")]
+    genesis_out: Option<PathBuf>,
+    /// Where to write the generated orgs' folders in cryptogen's layout (default: `crypto-config`
+    /// beside the genesis block).
     #[arg(long, value_name = "DIR")]
     crypto_out: Option<PathBuf>,
+    /// The channel of the generated genesis block.
     #[arg(long, default_value = "mychannel")]
     channel: String,
     /// Synthetic transactions per second (0: blocks only from Broadcast).
@@ -133,15 +148,18 @@ struct OrdererArgs {
     /// BatchSize.MaxMessageCount.
     #[arg(long, default_value_t = 10)]
     max_message_count: u32,
-    /// The application orgs (`org<N>`, MSP ID `Org<N>MSP`), comma-separated.
+    /// The application orgs to generate (`org<N>`, MSP ID `Org<N>MSP`), comma-separated.
     #[arg(long, value_delimiter = ',', default_value = "org1")]
     orgs: Vec<String>,
-    /// Peer identities written per org (`peer0` … `peer<N-1>`), for a topology with followers.
+    /// Peer identities generated per org (`peer0` … `peer<N-1>`), for a topology with followers.
     #[arg(long, default_value_t = 1)]
     peers: usize,
-    /// The orderer endpoint the genesis block names (default: the listen address).
+    /// The orderer endpoint the generated genesis block names (default: the bound address).
     #[arg(long)]
     endpoint: Option<String>,
+    /// An anchor peer the generated genesis block names for a generated org (repeatable).
+    #[arg(long = "anchor-peer", value_name = "MSPID=HOST:PORT")]
+    anchor_peers: Vec<String>,
     /// Stop the synthetic transactions once the chain is this high, and print `reached height N`.
     #[arg(long)]
     max_height: Option<u64>,
@@ -164,7 +182,7 @@ fn main() -> ExitCode {
         }
         Command::Sweep { seeds, scenario } => sweep(seeds, scenario),
         Command::Protosim(args) => protosim(args),
-        Command::Orderer(args) => match orderer(args) {
+        Command::Orderer(args) => match orderer(*args) {
             Ok(()) => ExitCode::SUCCESS,
             Err(err) => {
                 eprintln!("Error: {err:#}");
@@ -413,38 +431,69 @@ fn sweep(seeds: u64, scenarios: Vec<String>) -> ExitCode {
 fn orderer(args: OrdererArgs) -> anyhow::Result<()> {
     use anyhow::Context as _;
     use peer_core::config::{HostPort, parse_duration};
+    use peer_core::msp::LocalMsp;
     use prost::Message as _;
     use sim::orderer::{Orderer, OrdererSpec, generate_world};
 
     tracing_subscriber::fmt().with_writer(std::io::stderr).with_ansi(false).init();
     let listen = HostPort::parse(&args.listen).map_err(anyhow::Error::msg).context("--listen")?;
     let batch_timeout = parse_duration(&args.batch_timeout).map_err(anyhow::Error::msg).context("--batch-timeout")?;
-    let endpoint = args.endpoint.clone().unwrap_or_else(|| args.listen.clone());
-    // A fixed genesis timestamp: the same arguments give the same block on every start.
-    let genesis_time = std::time::UNIX_EPOCH + std::time::Duration::from_secs(sim::run::EPOCH_SECS);
-    let world = generate_world(&args.channel, &args.orgs, args.peers, &endpoint, genesis_time)?;
-    let crypto_out = args
-        .crypto_out
-        .clone()
-        .unwrap_or_else(|| args.genesis_out.parent().unwrap_or(Path::new(".")).join("crypto-config"));
-    for org in std::iter::once(&world.orderer_org).chain(&world.application_orgs) {
-        org.write_to(&crypto_out).with_context(|| format!("writing {} under {}", org.spec.msp_id, crypto_out.display()))?;
-    }
-    let mut spec = OrdererSpec::new(listen, args.data.clone(), world.genesis.clone(), world.signer.clone(), world.client.clone());
-    spec.tx_per_second = args.tx_per_second;
-    spec.batch_timeout = batch_timeout;
-    spec.max_message_count = args.max_message_count;
-    spec.max_height = args.max_height;
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().context("starting the async runtime")?;
     runtime.block_on(async move {
         let env = peer_core::env::real::env().context("building the real environment")?;
-        let running = Orderer::start(env, spec).await?;
-        let genesis = running
-            .channels
-            .ledger(&running.channel_id)
-            .and_then(|ledger| ledger.block(0).ok().flatten())
-            .context("reading block 0 of the orderer's ledger")?;
-        std::fs::write(&args.genesis_out, genesis.encode_to_vec()).with_context(|| format!("writing {}", args.genesis_out.display()))?;
+        // Bound first: with port 0 the genesis block must name the port actually bound.
+        let listener = env.network.bind(&listen).await.with_context(|| format!("--listen: binding {listen}"))?;
+        let bound = listener.local_addr().context("reading the bound address")?;
+        let (genesis, signer, client) = match &args.genesis {
+            Some(path) => {
+                let bytes = std::fs::read(path).with_context(|| format!("--genesis: reading {}", path.display()))?;
+                let genesis = proto::common::Block::decode(bytes.as_slice())
+                    .map_err(|_| anyhow::anyhow!("--genesis: {} is not a block (it does not decode as common.Block)", path.display()))?;
+                let (Some(msp), Some(mspid)) = (&args.msp, &args.mspid) else { anyhow::bail!("--genesis needs --msp and --mspid") };
+                let signer = LocalMsp::load(msp, mspid, None, env.clock.wall_clock())
+                    .with_context(|| format!("--msp {}: loading the orderer's signing identity", msp.display()))?;
+                // The peers check every block against the channel's BlockValidation policy: an
+                // identity outside the orderer org would cut blocks nobody accepts.
+                let config = peer_core::channel::ChannelConfig::from_block(&genesis).with_context(|| format!("--genesis {}", path.display()))?;
+                let probe = b"sim orderer: can this identity sign blocks?".to_vec();
+                let signed = peer_core::channel::SignedData { signature: signer.sign(&probe), data: probe, identity: signer.identity.serialize() };
+                config.evaluate("/Channel/Orderer/BlockValidation", &[signed]).map_err(|e| {
+                    anyhow::anyhow!("--msp {} ({mspid}) cannot sign blocks of channel {}: {e}", msp.display(), config.channel_id)
+                })?;
+                (genesis, signer.clone(), signer)
+            }
+            None => {
+                // An address that binds every interface is not one a peer can dial: name loopback.
+                let endpoint = match &args.endpoint {
+                    Some(endpoint) => endpoint.clone(),
+                    None if bound.ip().is_unspecified() => format!("127.0.0.1:{}", bound.port()),
+                    None => bound.to_string(),
+                };
+                // A fixed genesis timestamp: the same arguments give the same block on every start.
+                let genesis_time = std::time::UNIX_EPOCH + std::time::Duration::from_secs(sim::run::EPOCH_SECS);
+                let world = generate_world(&args.channel, &args.orgs, args.peers, &endpoint, &args.anchor_peers, genesis_time)?;
+                let genesis_out = args.genesis_out.as_deref().context("--genesis-out is required")?;
+                let crypto_out = args.crypto_out.clone().unwrap_or_else(|| genesis_out.parent().unwrap_or(Path::new(".")).join("crypto-config"));
+                for org in std::iter::once(&world.orderer_org).chain(&world.application_orgs) {
+                    org.write_to(&crypto_out).with_context(|| format!("writing {} under {}", org.spec.msp_id, crypto_out.display()))?;
+                }
+                (world.genesis, world.signer, world.client)
+            }
+        };
+        let mut spec = OrdererSpec::new(listen, args.data.clone(), genesis, signer, client);
+        spec.tx_per_second = args.tx_per_second;
+        spec.batch_timeout = batch_timeout;
+        spec.max_message_count = args.max_message_count;
+        spec.max_height = args.max_height;
+        let running = Orderer::start_on(env, spec, Some(listener)).await?;
+        if let Some(out) = &args.genesis_out {
+            let genesis = running
+                .channels
+                .ledger(&running.channel_id)
+                .and_then(|ledger| ledger.block(0).ok().flatten())
+                .context("reading block 0 of the orderer's ledger")?;
+            std::fs::write(out, genesis.encode_to_vec()).with_context(|| format!("writing {}", out.display()))?;
+        }
         println!("listening on {}", running.listen_address);
         let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).context("installing the SIGTERM handler")?;
         let reached = async {

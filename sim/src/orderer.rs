@@ -171,6 +171,12 @@ impl Orderer {
     /// Opens the ledger, joins the channel if needed, serves `orderer.AtomicBroadcast` on
     /// `spec.listen` and starts cutting blocks. Returns once the listener is bound.
     pub async fn start(env: Env, spec: OrdererSpec) -> anyhow::Result<RunningOrderer> {
+        Orderer::start_on(env, spec, None).await
+    }
+
+    /// [`Orderer::start`] on a listener already bound (by a caller that had to know the bound
+    /// address first, e.g. to name it in the genesis block); `None` binds `spec.listen`.
+    pub async fn start_on(env: Env, spec: OrdererSpec, bound: Option<Box<dyn peer_core::env::Listener>>) -> anyhow::Result<RunningOrderer> {
         let channel_id = channel_id_of(&spec.genesis).context("the genesis block names no channel")?;
         match &spec.replicate_from {
             None => info!(target: SERVER, func = "Main", "Starting orderer: peer-core simulated solo orderer for channel {channel_id}"),
@@ -180,7 +186,7 @@ impl Orderer {
         let identities = Arc::new(std::sync::Mutex::new(peer_core::gossip::identity::Identities::new(&spec.signer, [])));
         let channels = Arc::new(Channels::open(ledger, identities).context("opening the orderer's channels")?);
         if channels.ledger(&channel_id).is_none() {
-            channels.join(&spec.genesis).with_context(|| format!("creating channel {channel_id} from its genesis block"))?;
+            channels.create_channel(&spec.genesis).with_context(|| format!("creating channel {channel_id} from its genesis block"))?;
             info!(target: MULTICHANNEL, func = "CreateChain", "Created and started new channel {channel_id}");
         }
         let ledger = channels.ledger(&channel_id).context("the channel's ledger is not open")?;
@@ -188,7 +194,10 @@ impl Orderer {
             warn!(target: SOLO, func = "New", "Use of the Solo orderer is deprecated and remains only for use in test environments but may be removed in the future.");
         }
 
-        let listener = env.network.bind(&spec.listen).await.with_context(|| format!("binding {}", spec.listen))?;
+        let listener = match bound {
+            Some(listener) => listener,
+            None => env.network.bind(&spec.listen).await.with_context(|| format!("binding {}", spec.listen))?,
+        };
         let listen_address = listener.local_addr().context("reading the listen address")?;
         let (stop, stop_rx) = watch::channel(false);
         let (queue_tx, queue_rx) = mpsc::channel(BROADCAST_QUEUE);
@@ -530,9 +539,10 @@ fn process_message(channels: &Channels, channel_id: &str, role: &Role, envelope:
     reply(FabricStatus::Success, String::new())
 }
 
-/// The generated world of a real-process orderer: the orderer org, the application orgs (MSP IDs
-/// `Org<N>MSP` for `org<N>`, each with `peer0..peer<n-1>` and an admin) and the channel's genesis
-/// block, all from a fixed seed (the same files every time).
+/// The generated world of a real-process orderer: the orderer org (one node,
+/// `orderer.example.com`, which signs the blocks), the application orgs (MSP IDs `Org<N>MSP` for
+/// `org<N>`, each with `peer0..peer<n-1>` and an admin) and the channel's genesis block, all from a
+/// fixed seed (the same files every time).
 pub struct World {
     pub orderer_org: Org,
     pub application_orgs: Vec<Org>,
@@ -543,37 +553,51 @@ pub struct World {
 }
 
 /// Generates the orgs (`peers_per_org` peers each) and the genesis block of `channel_id`, whose
-/// orderer endpoint is `orderer_endpoint` and whose anchor peers are `peer0.<org>.example.com:7051`.
-/// The peer count does not change the genesis block or the other identities: each org's keys are
-/// drawn from its own seeded stream in order (CA, peers, then users), so with more peers only the
-/// admin's key moves, and the channel config holds only CA certificates.
+/// orderer endpoint is `orderer_endpoint` and whose anchor peers are `anchor_peers`
+/// (`MSPID=HOST:PORT`, none by default: a name like `peer0.org1.example.com` would not resolve
+/// on a workstation). The peer count does not change the genesis block or the other identities:
+/// each org's keys are drawn from its own seeded stream in order (CA, nodes, then users), so with
+/// more peers only the admin's key moves, and the channel config holds only CA certificates.
 pub fn generate_world(
     channel_id: &str,
     orgs: &[String],
     peers_per_org: usize,
     orderer_endpoint: &str,
+    anchor_peers: &[String],
     now: std::time::SystemTime,
 ) -> anyhow::Result<World> {
-    anyhow::ensure!(peers_per_org >= 1, "each org needs at least one peer (peer0 is its anchor peer)");
+    anyhow::ensure!(peers_per_org >= 1, "each org needs at least one peer");
     use peer_core::channel::config::AnchorPeer;
     use peer_core::channel::genesis::{GenesisOrg, GenesisSpec, genesis_block};
-    use peer_core::msp::generate::{OrgSpec, ValidityWindow, generate_org, org_rng};
-    let generate = |spec: &OrgSpec| generate_org(spec, &mut org_rng(1, spec), ValidityWindow::fixed()).map_err(anyhow::Error::msg);
-    let orderer_org = generate(&OrgSpec { msp_id: "OrdererMSP".into(), domain: "example.com".into(), peers: 0 })?;
+    use peer_core::msp::generate::{OrgKind, OrgSpec, ValidityWindow, generate, org_rng};
+    let generate = |spec: &OrgSpec, kind| generate(spec, kind, &mut org_rng(1, spec), ValidityWindow::fixed()).map_err(anyhow::Error::msg);
+    let orderer_org = generate(&OrgSpec { msp_id: "OrdererMSP".into(), domain: "example.com".into(), peers: 1 }, OrgKind::Orderer)?;
     let mut application_orgs = Vec::new();
     for name in orgs {
         let digits: String = name.chars().filter(char::is_ascii_digit).collect();
         anyhow::ensure!(!digits.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric()), "org name {name:?} must be like org1");
-        application_orgs.push(generate(&OrgSpec { msp_id: format!("Org{digits}MSP"), domain: format!("{name}.example.com"), peers: peers_per_org })?);
+        let spec = OrgSpec { msp_id: format!("Org{digits}MSP"), domain: format!("{name}.example.com"), peers: peers_per_org };
+        application_orgs.push(generate(&spec, OrgKind::Peer)?);
+    }
+    let mut anchors: Vec<Vec<AnchorPeer>> = vec![Vec::new(); application_orgs.len()];
+    for arg in anchor_peers {
+        let (msp_id, address) = arg.split_once('=').with_context(|| format!("--anchor-peer {arg:?}: expected MSPID=HOST:PORT"))?;
+        let index = application_orgs
+            .iter()
+            .position(|o| o.spec.msp_id == msp_id)
+            .with_context(|| format!("--anchor-peer {arg:?}: {msp_id} is not one of the generated orgs' MSP IDs"))?;
+        let address = HostPort::parse(address).map_err(anyhow::Error::msg).with_context(|| format!("--anchor-peer {arg:?}"))?;
+        anyhow::ensure!(!address.host.is_empty() && address.port != 0, "--anchor-peer {arg:?}: give a host and a port other than 0");
+        anchors[index].push(AnchorPeer { host: address.host, port: address.port });
     }
     let mut spec = GenesisSpec::new(channel_id, now);
     spec.orderer_orgs.push(GenesisOrg { name: "OrdererOrg".into(), org: &orderer_org, anchor_peers: Vec::new(), orderer_endpoints: vec![orderer_endpoint.to_string()] });
-    for org in &application_orgs {
-        let anchor = AnchorPeer { host: format!("peer0.{}", org.spec.domain), port: 7051 };
-        spec.application_orgs.push(GenesisOrg { name: org.spec.msp_id.clone(), org, anchor_peers: vec![anchor], orderer_endpoints: Vec::new() });
+    for (org, anchor_peers) in application_orgs.iter().zip(anchors) {
+        spec.application_orgs.push(GenesisOrg { name: org.spec.msp_id.clone(), org, anchor_peers, orderer_endpoints: Vec::new() });
     }
     let genesis = genesis_block(&spec).context("building the genesis block")?;
-    let signer = LocalMsp::from_files(&orderer_org.admin.msp, "OrdererMSP", now).context("loading the orderer identity")?;
+    let node = orderer_org.peers.first().context("the orderer org has no node")?;
+    let signer = LocalMsp::from_files(&node.msp, "OrdererMSP", now).context("loading the orderer identity")?;
     let client = match application_orgs.first() {
         Some(org) => LocalMsp::from_files(&org.admin.msp, &org.spec.msp_id, now).context("loading the client identity")?,
         None => signer.clone(),

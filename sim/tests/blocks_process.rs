@@ -14,10 +14,7 @@
 //! stderr goes to `peer.log` in its own directory; on a failure the last lines of every log are
 //! printed, and every child process is killed whatever happens (the `Network` guard's `Drop`).
 //!
-//! The peers run the `peer-core` binary, which a `sim` test cannot name through
-//! `CARGO_BIN_EXE_*`: it is taken from beside the `sim` binary, where `cargo build -p peer-core`
-//! (or `cargo test --workspace`) puts it. A stale binary there is not rebuilt by
-//! `cargo test -p sim`.
+//! The peers run the `peer-core` binary, which the test has cargo build (`support/binaries.rs`).
 
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Read, Write};
@@ -55,11 +52,11 @@ fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
 }
 
-/// The `peer-core` binary beside the `sim` binary (see the module comment).
-fn peer_core_binary() -> PathBuf {
-    let path = Path::new(env!("CARGO_BIN_EXE_sim")).parent().unwrap().join("peer-core");
-    assert!(path.is_file(), "{} is missing: run `cargo build -p peer-core` first (this test runs the peer binary)", path.display());
-    path
+#[path = "support/binaries.rs"]
+mod binaries;
+
+fn peer_core_binary() -> &'static Path {
+    binaries::peer_core()
 }
 
 /// Polls `condition` every 100 ms until it holds; panics naming `what` after `DEADLINE`.

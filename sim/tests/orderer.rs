@@ -42,7 +42,7 @@ fn epoch() -> SystemTime {
 
 fn world() -> &'static World {
     static WORLD: OnceLock<World> = OnceLock::new();
-    WORLD.get_or_init(|| generate_world(CHANNEL, &["org1".into()], 1, "orderer:7050", epoch()).unwrap())
+    WORLD.get_or_init(|| generate_world(CHANNEL, &["org1".into()], 1, "orderer:7050", &[], epoch()).unwrap())
 }
 
 fn network(host: &str) -> SimNetwork {

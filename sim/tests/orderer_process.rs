@@ -131,3 +131,59 @@ async fn the_orderer_process_serves_blocks_that_verify_and_continues_after_a_res
     assert_eq!(hashes(&again[..5]), hashes(&first), "the chain continues after a restart");
     assert_eq!(orderer.terminate(), 0);
 }
+
+/// With `--listen 127.0.0.1:0` the genesis block names the port actually bound (peers dial it);
+/// the orderer org is written as cryptogen writes one (`ordererOrganizations/`, its node under
+/// `orderers/`); anchor peers come from `--anchor-peer`; the orderer logs no peer lines. Given
+/// that block back with `--genesis`, an identity outside the orderer org is refused up front.
+#[test]
+fn port_zero_is_named_as_bound_and_the_orderer_org_is_in_cryptogens_layout() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("orderer.log");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_sim"))
+        .args(["orderer", "--listen", "127.0.0.1:0", "--orgs", "org1,org2", "--anchor-peer", "Org1MSP=127.0.0.1:7051"])
+        .arg("--data")
+        .arg(dir.path().join("data"))
+        .arg("--genesis-out")
+        .arg(dir.path().join("mychannel.block"))
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    let _ = child.kill();
+    let _ = child.wait();
+    let bound = line.trim().strip_prefix("listening on ").unwrap_or_else(|| panic!("unexpected first line {line:?}")).to_string();
+    assert!(!bound.ends_with(":0"), "{bound}");
+
+    let genesis = Block::decode(std::fs::read(dir.path().join("mychannel.block")).unwrap().as_slice()).unwrap();
+    let config = peer_core::channel::ChannelConfig::from_block(&genesis).unwrap();
+    assert_eq!(config.orderer_endpoints(), [bound]);
+    let anchors = |org: &str| config.application.orgs[org].anchor_peers.iter().map(|a| format!("{}:{}", a.host, a.port)).collect::<Vec<_>>();
+    assert_eq!(anchors("Org1MSP"), ["127.0.0.1:7051"]);
+    assert!(anchors("Org2MSP").is_empty());
+
+    let crypto = dir.path().join("crypto-config");
+    let node = crypto.join("ordererOrganizations/example.com/orderers/orderer.example.com");
+    assert!(node.join("msp/signcerts").is_dir() && node.join("tls/server.crt").is_file());
+    assert!(!crypto.join("peerOrganizations/example.com").exists(), "the orderer org is not a peer org");
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(text.contains("Created and started new channel mychannel"), "{text}");
+    assert!(!text.contains("Joining gossip network"), "an orderer logs no peer lines:\n{text}");
+
+    let peer_msp = crypto.join("peerOrganizations/org1.example.com/peers/peer0.org1.example.com/msp");
+    let output = Command::new(env!("CARGO_BIN_EXE_sim"))
+        .args(["orderer", "--listen", "127.0.0.1:0", "--mspid", "Org1MSP"])
+        .arg("--genesis")
+        .arg(dir.path().join("mychannel.block"))
+        .arg("--msp")
+        .arg(&peer_msp)
+        .arg("--data")
+        .arg(dir.path().join("data2"))
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("(Org1MSP) cannot sign blocks of channel mychannel"), "{stderr}");
+}

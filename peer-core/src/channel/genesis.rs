@@ -51,6 +51,15 @@ pub trait ChannelMsp: std::fmt::Debug + Sync {
     fn channel_msp(&self) -> &MspFiles;
 }
 
+impl<T: ChannelMsp + ?Sized> ChannelMsp for &T {
+    fn msp_id(&self) -> &str {
+        (**self).msp_id()
+    }
+    fn channel_msp(&self) -> &MspFiles {
+        (**self).channel_msp()
+    }
+}
+
 /// A generated org: its MSP ID and its org-level `msp` folder.
 impl ChannelMsp for Org {
     fn msp_id(&self) -> &str {

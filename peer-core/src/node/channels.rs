@@ -175,14 +175,27 @@ impl Channels {
     /// Joins a channel from its genesis block: the configuration must parse, then the ledger is
     /// created (refused if it exists) and the channel's organizations become known to gossip.
     pub fn join(&self, genesis: &Block) -> Result<Arc<ChannelConfig>, ChannelError> {
+        let config = self.create(genesis)?;
+        info!(target: "peer", func = "CreateChannel", "Joining gossip network of channel {} with {} organizations", config.channel_id, config.msps().len());
+        self.install(config.clone());
+        Ok(config)
+    }
+
+    /// [`Channels::join`] for a node that is not a gossip peer (the simulator's orderer): the
+    /// same checks and ledger, without the peer's log line.
+    pub fn create_channel(&self, genesis: &Block) -> Result<Arc<ChannelConfig>, ChannelError> {
+        let config = self.create(genesis)?;
+        self.install(config.clone());
+        Ok(config)
+    }
+
+    fn create(&self, genesis: &Block) -> Result<Arc<ChannelConfig>, ChannelError> {
         let number = genesis.header.as_ref().map_or(0, |h| h.number);
         if number != 0 {
             return Err(ChannelError::NotGenesis(number));
         }
         let config = Arc::new(ChannelConfig::from_block(genesis)?);
         self.ledger.create_from_genesis(genesis)?;
-        info!(target: "peer", func = "CreateChannel", "Joining gossip network of channel {} with {} organizations", config.channel_id, config.msps().len());
-        self.install(config.clone());
         Ok(config)
     }
 
