@@ -295,6 +295,33 @@ impl Discovery {
         }
     }
 
+    /// Anchor peers learned from a channel config (Fabric's `learnAnchorPeers`, after the
+    /// per-anchor checks of [`anchor_skip`]): each `(endpoint, org)` is contacted as a bootstrap
+    /// peer is (membership request, retries every reconnect interval up to the maximum
+    /// attempts), unless this endpoint is already being or was contacted. Fabric starts a new
+    /// connect loop per config update even for known anchors; one is enough.
+    pub fn learn_anchors(&mut self, now: Instant, anchors: &[(String, String)]) {
+        for (endpoint, org) in anchors {
+            if self.bootstrap.iter().any(|b| b.endpoint == *endpoint) {
+                continue;
+            }
+            self.bootstrap.push(BootstrapState {
+                endpoint: endpoint.clone(),
+                org: org.clone(),
+                attempts: 0,
+                next_try: Some(now),
+                awaiting: None,
+                done: false,
+            });
+        }
+        self.check_invariants();
+    }
+
+    /// Who this peer is (its org and endpoints).
+    pub fn me(&self) -> &SelfInfo {
+        &self.me
+    }
+
     fn wall(&self, now: Instant) -> SystemTime {
         self.start_wall + now.saturating_duration_since(self.start)
     }
@@ -1147,6 +1174,30 @@ pub fn disclosed(message_org: &str, message_has_endpoint: bool, requester_org: &
 
 /// Bootstrap endpoints without ourselves: `127.0.0.1:<port>`, `localhost:<port>` (port of our
 /// internal endpoint), our internal and our external endpoint are skipped.
+/// Why an anchor peer of a channel config is not contacted (Fabric's checks, first match), as
+/// the log line Fabric writes for it, with its level; `None`: contact it. `host`/`port` come
+/// from the config unvalidated.
+pub fn anchor_skip(me: &SelfInfo, channel: &str, anchor_org: &str, host: &str, port: u16) -> Option<(tracing::Level, String)> {
+    let shown = format!("{{{host} {port}}}");
+    if host.is_empty() {
+        return Some((tracing::Level::WARN, format!("Got empty hostname for channel {channel}, skipping connecting to anchor peer {shown}")));
+    }
+    if port == 0 {
+        return Some((tracing::Level::WARN, format!("Got invalid port (0) for channel {channel}, skipping connecting to anchor peer {shown}")));
+    }
+    let endpoint = crate::config::HostPort::new(host, port).to_string();
+    if endpoint == me.external_endpoint || endpoint == me.internal_endpoint {
+        return Some((tracing::Level::INFO, format!("Anchor peer for channel {channel} with same endpoint, skipping connecting to myself")));
+    }
+    if anchor_org != me.org && me.external_endpoint.is_empty() {
+        return Some((
+            tracing::Level::INFO,
+            format!("Anchor peer {host}:{port} isn't in our org({}) and we have no external endpoint, skipping", me.org),
+        ));
+    }
+    None
+}
+
 pub fn bootstrap_without_self(bootstrap: &[String], internal: &str, external: &str) -> Vec<String> {
     let port = internal.rsplit_once(':').map(|(_, p)| p).unwrap_or_default();
     let selves: BTreeSet<String> = [format!("127.0.0.1:{port}"), format!("localhost:{port}"), internal.to_string(), external.to_string()]
@@ -1154,4 +1205,32 @@ pub fn bootstrap_without_self(bootstrap: &[String], internal: &str, external: &s
         .filter(|s| !s.is_empty())
         .collect();
     bootstrap.iter().filter(|b| !selves.contains(*b)).cloned().collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn me(external: &str) -> SelfInfo {
+        SelfInfo { pki_id: PkiId([7; 32]), org: "Org1MSP".into(), external_endpoint: external.into(), internal_endpoint: "10.0.0.1:7051".into() }
+    }
+
+    #[test]
+    fn anchor_peers_are_skipped_by_fabrics_rules_in_order() {
+        let me = me("peer0.org1:7051");
+        let skip = |org: &str, host: &str, port: u16| anchor_skip(&me, "ch", org, host, port).map(|(level, line)| (level.to_string(), line));
+        assert_eq!(skip("Org2MSP", "", 0), Some(("WARN".into(), "Got empty hostname for channel ch, skipping connecting to anchor peer { 0}".into())));
+        assert_eq!(skip("Org2MSP", "h", 0), Some(("WARN".into(), "Got invalid port (0) for channel ch, skipping connecting to anchor peer {h 0}".into())));
+        let myself = Some(("INFO".into(), "Anchor peer for channel ch with same endpoint, skipping connecting to myself".into()));
+        assert_eq!(skip("Org1MSP", "peer0.org1", 7051), myself);
+        assert_eq!(skip("Org1MSP", "10.0.0.1", 7051), myself);
+        assert_eq!(skip("Org2MSP", "peer0.org2", 9051), None);
+        assert_eq!(skip("Org1MSP", "peer1.org1", 8051), None);
+        let hidden = super::tests::me("");
+        assert_eq!(
+            anchor_skip(&hidden, "ch", "Org2MSP", "peer0.org2", 9051).map(|(_, line)| line),
+            Some("Anchor peer peer0.org2:9051 isn't in our org(Org1MSP) and we have no external endpoint, skipping".into())
+        );
+        assert_eq!(anchor_skip(&hidden, "ch", "Org1MSP", "peer1.org1", 8051), None, "same-org anchors need no external endpoint");
+    }
 }

@@ -12,6 +12,7 @@
 //! membership and the gossip metrics up to date.
 
 
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
 use prometheus_client::metrics::counter::Counter;
@@ -19,17 +20,18 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
-use tracing::{debug, warn};
+use tracing::{debug, info, warn};
 
 use prometheus_client::metrics::histogram::Histogram;
 use proto::common::Block;
 use proto::gossip::gossip_message::Content;
 
 use super::comm::{Comm, CommEvent};
-use super::discovery::{Discovery, MemberInfo, Transmit};
+use super::discovery::{self, Discovery, MemberInfo, Transmit};
 use super::message::{BadMessage, SignedMessage};
 use super::publish::Leadership;
 use super::state::{BlockVerifier, ChannelInfo, GossipState, Member, StateEvent, state_response};
+use crate::channel::{AnchorPeer, ChannelConfig};
 use crate::config::HostPort;
 use crate::env::Env;
 use crate::msp::identity::PkiId;
@@ -199,7 +201,9 @@ pub async fn drive(
 ) {
     let (dial_tx, mut dial_rx) = mpsc::channel::<DialOutcome>(MAX_DIALS);
     let mut dials: JoinSet<()> = JoinSet::new();
+    let mut anchors = AnchorTracker::default();
     loop {
+        anchors.learn(&env, &channel.channels, &mut discovery);
         let members = carry_out(&mut discovery, &comm, &dial_tx, &mut dials, &view, &metrics);
         sync_state(&env, &mut channel, members);
         carry_out_state(&env, &mut channel, &comm, &dial_tx, &mut dials, &metrics);
@@ -261,6 +265,49 @@ pub async fn drive(
     }
     dials.shutdown().await;
     comm.stop();
+}
+
+/// The anchor peers each joined channel's config names, as last learned: a channel's first
+/// config, and every later one whose orgs or anchor peers differ, is learned from (Fabric's
+/// `updateAnchors`, then `learnAnchorPeers` per org).
+#[derive(Default)]
+struct AnchorTracker {
+    /// Per channel: the config last looked at, and the (MSP ID → anchors) map learned from it.
+    seen: BTreeMap<String, (Arc<ChannelConfig>, BTreeMap<String, Vec<AnchorPeer>>)>,
+}
+
+impl AnchorTracker {
+    fn learn(&mut self, env: &Env, channels: &Channels, discovery: &mut Discovery) {
+        for id in channels.ids() {
+            let Some(config) = channels.config(&id) else { continue };
+            if self.seen.get(&id).is_some_and(|(seen, _)| Arc::ptr_eq(seen, &config)) {
+                continue;
+            }
+            let orgs: BTreeMap<String, Vec<AnchorPeer>> =
+                config.application.orgs.values().map(|org| (org.msp_id.clone(), org.anchor_peers.clone())).collect();
+            let changed = self.seen.get(&id).is_none_or(|(_, learned)| *learned != orgs);
+            if changed {
+                let mut contacts = Vec::new();
+                for (org, anchors) in &orgs {
+                    if anchors.is_empty() {
+                        info!(target: "gossip.gossip", func = "learnAnchorPeers", "No configured anchor peers of {org} for channel {id} to learn about");
+                        continue;
+                    }
+                    let shown: Vec<String> = anchors.iter().map(|a| format!("{{{} {}}}", a.host, a.port)).collect();
+                    info!(target: "gossip.gossip", func = "learnAnchorPeers", "Learning about the configured anchor peers of {org} for channel {id}: [{}]", shown.join(" "));
+                    for anchor in anchors {
+                        match discovery::anchor_skip(discovery.me(), &id, org, &anchor.host, anchor.port) {
+                            Some((tracing::Level::WARN, line)) => warn!(target: "gossip.gossip", func = "learnAnchorPeers", "{line}"),
+                            Some((_, line)) => info!(target: "gossip.gossip", func = "learnAnchorPeers", "{line}"),
+                            None => contacts.push((HostPort::new(anchor.host.clone(), anchor.port).to_string(), org.clone())),
+                        }
+                    }
+                }
+                discovery.learn_anchors(env.clock.now(), &contacts);
+            }
+            self.seen.insert(id, (config, orgs));
+        }
+    }
 }
 
 /// Tells the channel layer the joined channels (with heights and orgs) and the alive members.
