@@ -272,9 +272,12 @@ pub async fn drive(
 /// `updateAnchors`, then `learnAnchorPeers` per org).
 #[derive(Default)]
 struct AnchorTracker {
-    /// Per channel: the config last looked at, and the (MSP ID → anchors) map learned from it.
-    seen: BTreeMap<String, (Arc<ChannelConfig>, BTreeMap<String, Vec<AnchorPeer>>)>,
+    /// Per channel: the config last looked at, and the anchors learned from it.
+    seen: BTreeMap<String, (Arc<ChannelConfig>, AnchorsByOrg)>,
 }
+
+/// A channel's application orgs (MSP IDs) and their anchor peers.
+type AnchorsByOrg = BTreeMap<String, Vec<AnchorPeer>>;
 
 impl AnchorTracker {
     fn learn(&mut self, env: &Env, channels: &Channels, discovery: &mut Discovery) {
@@ -283,7 +286,7 @@ impl AnchorTracker {
             if self.seen.get(&id).is_some_and(|(seen, _)| Arc::ptr_eq(seen, &config)) {
                 continue;
             }
-            let orgs: BTreeMap<String, Vec<AnchorPeer>> =
+            let orgs: AnchorsByOrg =
                 config.application.orgs.values().map(|org| (org.msp_id.clone(), org.anchor_peers.clone())).collect();
             let changed = self.seen.get(&id).is_none_or(|(_, learned)| *learned != orgs);
             if changed {
