@@ -149,8 +149,8 @@ impl Operations {
 /// The registry in the Prometheus text format 0.0.4, as client_golang writes it (see the module
 /// docs): prometheus-client's OpenMetrics text with each counter sample named as its family (its
 /// `_total` suffix dropped), without `# UNIT` and `# EOF` lines, and histogram bounds written as Go
-/// writes floats (`le="1"`, not `le="1.0"`). Families without samples keep their `# HELP` and
-/// `# TYPE` lines.
+/// writes floats (`le="1"`, not `le="1.0"`). A family without samples (a labelled one nothing has
+/// counted yet) is not written at all, by prometheus-client as by client_golang.
 pub fn prometheus_text(registry: &Registry) -> Result<String, std::fmt::Error> {
     let mut openmetrics = String::new();
     prometheus_client::encoding::text::encode_registry(&mut openmetrics, registry)?;
@@ -238,6 +238,7 @@ mod tests {
         let sent: Family<Vec<(String, String)>, Counter> = Family::default();
         sent.get_or_create(&vec![("channel".into(), "mychannel".into())]).inc_by(2);
         registry.register("deliver_blocks_sent", "Blocks", sent);
+        // A labelled family nothing has counted yet is left out.
         let unused: Family<Vec<(String, String)>, Counter> = Family::default();
         registry.register("deliver_requests_received", "Requests", unused);
         let histogram = Histogram::new([0.005, 1.0, 10.0]);
@@ -255,8 +256,6 @@ mod tests {
              # HELP deliver_blocks_sent Blocks.\n\
              # TYPE deliver_blocks_sent counter\n\
              deliver_blocks_sent{channel=\"mychannel\"} 2\n\
-             # HELP deliver_requests_received Requests.\n\
-             # TYPE deliver_requests_received counter\n\
              # HELP ledger_blockstorage_commit_time Seconds.\n\
              # TYPE ledger_blockstorage_commit_time histogram\n\
              ledger_blockstorage_commit_time_sum 0.5\n\

@@ -185,14 +185,7 @@ impl Fixture {
 
     /// `GET /metrics` on the node's operations server, parsed.
     async fn metrics(&self) -> (Exposition, String) {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let port = self.running.operations_listen_address.port();
-        let mut connection = self.network.connect(&HostPort::new("peer", port), Duration::from_secs(1)).await.unwrap();
-        connection.write_all(b"GET /metrics HTTP/1.1\r\nHost: peer\r\nConnection: close\r\n\r\n").await.unwrap();
-        let mut response = String::new();
-        connection.read_to_string(&mut response).await.unwrap();
-        let text = exposition::body(&response).to_string();
-        (exposition::parse(&text), text)
+        crate::mem_net::scrape(&self.network, &self.running).await
     }
 }
 
@@ -595,7 +588,7 @@ async fn deliver_streams_requests_blocks_and_messages_are_counted() {
         }
         (metrics, text) = f.metrics().await;
     }
-    exposition::assert_fabric(&metrics, exposition::EXPECTED, &text);
+    exposition::assert_fabric(&metrics, &[exposition::ALWAYS, exposition::CHANNEL, exposition::STREAM, exposition::DELIVER].concat(), &text);
     let value = |name: &str, labels: &[(&str, &str)]| exposition::value(&metrics, name, labels);
     assert_eq!(value("deliver_streams_opened", &[]), 3.0, "{text}");
     assert_eq!(value("deliver_streams_closed", &[]), 3.0, "{text}");

@@ -8,7 +8,10 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
-/// The families the peer must expose (with metrics on), whatever it has done.
+/// Fabric 2.2's families for what peer-core does. As client_golang does, a family with labels
+/// appears with its first sample, so which ones a peer shows depends on what it has done: each
+/// test asserts the groups below that its peers' work makes appear, and together they cover this
+/// whole list (`expected_families_are_all_covered`).
 pub const EXPECTED: &[&str] = &[
     "fabric_version",
     "grpc_server_unary_requests_received",
@@ -46,6 +49,51 @@ pub const EXPECTED: &[&str] = &[
     "logging_entries_checked",
     "logging_entries_written",
 ];
+
+/// On every started peer (with metrics on): the families without labels, which start at 0, and
+/// those set at start.
+pub const ALWAYS: &[&str] = &[
+    "fabric_version",
+    "grpc_comm_conn_opened",
+    "grpc_comm_conn_closed",
+    "deliver_streams_opened",
+    "deliver_streams_closed",
+    "endorser_proposals_received",
+    "endorser_successful_proposals",
+    "endorser_proposal_validation_failures",
+    "gossip_comm_messages_sent",
+    "gossip_comm_messages_received",
+    "gossip_comm_overflow_count",
+    "logging_entries_checked",
+    "logging_entries_written",
+];
+
+/// Once a channel is joined.
+pub const CHANNEL: &[&str] = &["ledger_blockchain_height", "ledger_block_processing_time", "ledger_blockstorage_commit_time"];
+
+/// Once gossip has run with a joined channel (its driver keeps these current as it works).
+pub const CHANNEL_GOSSIP: &[&str] = &["gossip_membership_total_peers_known", "gossip_payload_buffer_size"];
+
+/// Once a unary gRPC call was served (an endorser proposal, a gossip Ping).
+pub const UNARY: &[&str] = &["grpc_server_unary_requests_received", "grpc_server_unary_requests_completed", "grpc_server_unary_request_duration"];
+
+/// Once a gRPC stream was served and ended (a Deliver or gossip stream).
+pub const STREAM: &[&str] = &[
+    "grpc_server_stream_requests_received",
+    "grpc_server_stream_requests_completed",
+    "grpc_server_stream_request_duration",
+    "grpc_server_stream_messages_received",
+    "grpc_server_stream_messages_sent",
+];
+
+/// Once blocks were committed by gossip, with leader election on.
+pub const GOSSIP: &[&str] = &["gossip_state_height", "gossip_state_commit_duration", "gossip_leader_election_leader"];
+
+/// Once a deliver request for a joined channel was answered.
+pub const DELIVER: &[&str] = &["deliver_requests_received", "deliver_requests_completed", "deliver_blocks_sent"];
+
+/// Once proposals were answered, one refused as a duplicate and one by the channel's ACL.
+pub const ENDORSER: &[&str] = &["endorser_proposal_duration", "endorser_duplicate_transaction_failures", "endorser_proposal_acl_failures"];
 
 /// The process families, on the real binary only.
 pub const PROCESS: &[&str] = &[
@@ -231,4 +279,16 @@ pub fn has_samples(exposition: &Exposition, family: &str) -> bool {
 /// The body of an HTTP/1.1 response (after the blank line).
 pub fn body(response: &str) -> &str {
     response.split_once("\r\n\r\n").map_or(response, |(_, body)| body)
+}
+
+#[test]
+fn expected_families_are_all_covered() {
+    let groups: BTreeSet<&str> = [ALWAYS, CHANNEL, CHANNEL_GOSSIP, UNARY, STREAM, GOSSIP, DELIVER, ENDORSER].concat().into_iter().collect();
+    let expected: BTreeSet<&str> = EXPECTED.iter().copied().collect();
+    assert_eq!(groups, expected);
+    // And every one is Fabric's, with the type the data file gives.
+    let reference = fabric_reference();
+    for family in EXPECTED.iter().chain(PROCESS) {
+        assert!(reference.contains_key(*family), "{family} is not in Fabric's list");
+    }
 }

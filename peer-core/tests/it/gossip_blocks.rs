@@ -120,15 +120,9 @@ impl Net {
     }
 }
 
-/// GET `path` on a node's operations server; returns the whole HTTP response.
-pub(crate) async fn operations_get(net: &Net, node: &RunningNode, path: &str) -> String {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let port = node.operations_listen_address.port();
-    let mut connection = net.network.connect(&peer_core::config::HostPort::new("peer", port), Duration::from_secs(1)).await.unwrap();
-    connection.write_all(format!("GET {path} HTTP/1.1\r\nHost: peer\r\nConnection: close\r\n\r\n").as_bytes()).await.unwrap();
-    let mut response = String::new();
-    connection.read_to_string(&mut response).await.unwrap();
-    response
+/// `GET /metrics` of one of the net's nodes, parsed.
+pub(crate) async fn scrape(net: &Net, node: &RunningNode) -> (crate::exposition::Exposition, String) {
+    crate::mem_net::scrape(&net.network, node).await
 }
 
 pub(crate) fn height(node: &RunningNode) -> u64 {

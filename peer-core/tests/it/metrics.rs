@@ -7,19 +7,11 @@ use std::time::Duration;
 
 use peer_core::gossip::publish::BlockPublisher;
 
-use crate::exposition::{self, Exposition};
-use crate::gossip_blocks::{Net, height, operations_get};
+use crate::exposition;
+use crate::gossip_blocks::{Net, height, scrape};
 use crate::mem_storage::MemStorage;
 
 const CHANNEL: &str = "mychannel";
-
-async fn scrape(net: &Net, node: &peer_core::node::RunningNode) -> (Exposition, String) {
-    let response = operations_get(net, node, "/metrics").await;
-    let head = response.split("\r\n\r\n").next().unwrap_or_default().to_ascii_lowercase();
-    assert!(head.contains("content-type: text/plain; version=0.0.4; charset=utf-8"), "{head}");
-    let text = exposition::body(&response).to_string();
-    (exposition::parse(&text), text)
-}
 
 #[tokio::test]
 async fn gossiping_peers_expose_fabrics_metrics_and_they_move() {
@@ -39,7 +31,7 @@ async fn gossiping_peers_expose_fabrics_metrics_and_they_move() {
     let mut leaders = 0.0;
     for node in [&first, &second] {
         let (metrics, text) = scrape(&net, node).await;
-        exposition::assert_fabric(&metrics, exposition::EXPECTED, &text);
+        exposition::assert_fabric(&metrics, &[exposition::ALWAYS, exposition::CHANNEL, exposition::CHANNEL_GOSSIP, &["gossip_leader_election_leader"]].concat(), &text);
         assert!(!text.contains("process_"), "a peer in a test env reports no process metrics:\n{text}");
         let value = |name: &str, labels: &[(&str, &str)]| exposition::value(&metrics, name, labels);
         let channel = [("channel", CHANNEL)];
@@ -63,11 +55,15 @@ async fn gossiping_peers_expose_fabrics_metrics_and_they_move() {
 
     // The second peer committed the blocks it got by gossip; the first appended them itself.
     let (metrics, text) = scrape(&net, &second).await;
+    exposition::assert_fabric(&metrics, exposition::GOSSIP, &text);
     let value = |name: &str, labels: &[(&str, &str)]| exposition::value(&metrics, name, labels);
     assert_eq!(value("gossip_state_height", &[("channel", CHANNEL)]), 4.0, "{text}");
     assert_eq!(value("gossip_state_commit_duration_count", &[("channel", CHANNEL)]), 3.0, "{text}");
     // Gossip runs over gRPC on the peer port: one side of the pair serves the stream.
     let (first_metrics, first_text) = scrape(&net, &first).await;
+    for family in [exposition::UNARY, exposition::STREAM].concat() {
+        assert!(metrics.contains_key(family) || first_metrics.contains_key(family), "{family} on neither peer:\n{text}\n{first_text}");
+    }
     let both = |name: &str, labels: &[(&str, &str)]| value(name, labels) + exposition::value(&first_metrics, name, labels);
     let stream = [("service", "gossip_Gossip"), ("method", "GossipStream")];
     assert!(both("grpc_server_stream_requests_received", &stream) >= 1.0, "{text}\n{first_text}");
