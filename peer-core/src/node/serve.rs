@@ -19,6 +19,10 @@
 //!   `peer.keepalive.timeout` (hyper pings idle connections too).
 //! - Failing accepts (e.g. EMFILE) are retried every 50 ms and logged once per episode.
 //!
+//! [`serve_grpc_counted`] also counts Fabric's `grpc_comm_conn_opened` (a connection whose HTTP/2
+//! handshake finished) and `grpc_comm_conn_closed` (such a connection dropped), with no timer or
+//! task of its own.
+//!
 //! The count of open connections is the JoinSet's length: finished tasks are reaped before each
 //! accept (the select is biased), so it is exact, and no second count (a semaphore) can drift
 //! from it. The handshake deadline is dropped the moment the handshake is done, so a served
