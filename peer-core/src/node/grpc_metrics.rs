@@ -185,19 +185,25 @@ where
     }
 
     fn call(&mut self, request: Request<B>) -> Self::Future {
-        let method = self.methods.get(request.uri().path()).cloned();
-        let call = method.map(|method| {
-            let labels = method.labels();
-            let (received, received_messages) = match method.kind {
-                CallKind::Unary => (&self.metrics.unary_received, None),
-                CallKind::Stream => (&self.metrics.stream_received, Some(self.metrics.stream_messages_received.get_or_create_owned(&labels))),
-            };
-            received.get_or_create(&labels).inc();
-            (Completion { metrics: self.metrics.clone(), kind: method.kind, labels, clock: self.clock.clone(), started: self.clock.now() }, received_messages)
-        });
-        let (completion, received_messages) = match call {
-            Some((completion, received_messages)) => (Some(completion), received_messages),
+        // A counted method: received now, completed when its status is known.
+        let (completion, received_messages) = match self.methods.get(request.uri().path()) {
             None => (None, None),
+            Some(method) => {
+                let labels = method.labels();
+                let received_messages = match method.kind {
+                    CallKind::Unary => {
+                        self.metrics.unary_received.get_or_create(&labels).inc();
+                        None
+                    }
+                    CallKind::Stream => {
+                        self.metrics.stream_received.get_or_create(&labels).inc();
+                        Some(self.metrics.stream_messages_received.get_or_create_owned(&labels))
+                    }
+                };
+                let started = self.clock.now();
+                let completion = Completion { metrics: self.metrics.clone(), kind: method.kind, labels, clock: self.clock.clone(), started };
+                (Some(completion), received_messages)
+            }
         };
         let request = request.map(|body| CountedBody::new(body, received_messages));
         // The clone is the ready one; keep the un-polled original for next time (tower's rule).
