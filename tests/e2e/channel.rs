@@ -21,7 +21,7 @@ use rand_core::SeedableRng;
 use crate::peer::{Peer, Ports, data_dir, sample_env, strip_colors};
 use crate::support::{Run, peer_core};
 
-const STARTUP: Duration = Duration::from_secs(30);
+pub(crate) const STARTUP: Duration = Duration::from_secs(30);
 
 fn org(msp_id: &str, domain: &str) -> Org {
     let spec = OrgSpec { msp_id: msp_id.into(), domain: domain.into(), peers: 1 };
@@ -30,12 +30,12 @@ fn org(msp_id: &str, domain: &str) -> Org {
 
 /// Org1's crypto on disk (what `msp generate --seed 7` writes) and the genesis block of
 /// `mychannel` (what `channel create-genesis` writes from the orgs' folders).
-struct Setup {
-    org1_root: PathBuf,
-    block: PathBuf,
+pub(crate) struct Setup {
+    pub(crate) org1_root: PathBuf,
+    pub(crate) block: PathBuf,
 }
 
-fn setup(tmp: &Path) -> Setup {
+pub(crate) fn setup(tmp: &Path) -> Setup {
     let org1_root = org("Org1MSP", "org1.example.com").write_to(&tmp.join("crypto")).unwrap();
     // The orderer org that signs the blocks appended below (`append_blocks`).
     org("OrdererMSP", "example.com").write_to(&tmp.join("crypto")).unwrap();
@@ -62,14 +62,14 @@ fn peer_env(setup: &Setup, ports: Ports, data: &Path) -> Vec<(String, String)> {
     env
 }
 
-fn start(tmp: &Path, setup: &Setup, ports: Ports) -> Peer {
+pub(crate) fn start(tmp: &Path, setup: &Setup, ports: Ports) -> Peer {
     let mut peer = Peer::spawn(tmp, &peer_env(setup, ports, &data_dir(tmp)), ports);
     peer.wait_for("Started peer with ID=", STARTUP);
     peer
 }
 
 /// `peer-core channel <args>` as Org1's admin against the peer on `ports`.
-fn channel(tmp: &Path, setup: &Setup, ports: Ports, args: &[&str]) -> Run {
+pub(crate) fn channel(tmp: &Path, setup: &Setup, ports: Ports, args: &[&str]) -> Run {
     let mut env = peer_env(setup, ports, &data_dir(tmp));
     let admin = setup.org1_root.join("users/Admin@org1.example.com/msp").display().to_string();
     env.retain(|(name, _)| name != "CORE_PEER_MSPCONFIGPATH");
@@ -80,7 +80,7 @@ fn channel(tmp: &Path, setup: &Setup, ports: Ports, args: &[&str]) -> Run {
     run
 }
 
-fn assert_ok(run: &Run) {
+pub(crate) fn assert_ok(run: &Run) {
     assert_eq!(run.code, 0, "stdout:\n{}\nstderr:\n{}", run.stdout, run.stderr);
 }
 

@@ -11,6 +11,11 @@ mod connections;
 mod deliver;
 mod gossip;
 mod ledger;
+mod metrics;
 mod peer;
 mod start;
 mod support;
+
+// The exposition checker is shared with peer-core's integration tests.
+#[path = "../../peer-core/tests/it/exposition.rs"]
+mod exposition;

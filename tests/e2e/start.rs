@@ -82,7 +82,7 @@ fn start_logs_fabrics_lines_in_order_serves_and_stops_on_sigterm() {
     let (status, body) = http(ops, "GET", "/metrics", "");
     assert_eq!(status, 200);
     assert!(body.contains("fabric_version{version=\""), "{body}");
-    assert!(body.contains("peer_start_seconds "), "{body}");
+    assert!(body.contains("peer_core_start_time_seconds "), "{body}");
     assert_eq!(http(ops, "GET", "/nope", "").0, 404);
 
     // gossip.Gossip/Ping on the peer port; the Endorser refuses an empty proposal as Fabric 3.x does.

@@ -213,6 +213,8 @@ pub struct Env {
     /// How gossip checks identities and signatures: [`MspVerifier`] unless the host says
     /// otherwise (the simulator shares one memo of checked signatures between its peers).
     identity_verifier: Arc<dyn IdentityVerifier>,
+    /// The process metrics `/metrics` reports: only the real env has them ([`real::env`]).
+    process_collector: Option<real::ProcessCollector>,
 }
 
 impl fmt::Debug for Env {
@@ -230,7 +232,20 @@ impl Env {
             storage,
             rng: Arc::new(Mutex::new(ChaCha20Rng::from_seed(seed))),
             identity_verifier: Arc::new(MspVerifier),
+            process_collector: None,
         }
+    }
+
+    /// The same environment reporting the process's metrics on `/metrics` (the real env: they
+    /// are read from the OS at scrape time).
+    pub fn with_process_collector(mut self, collector: real::ProcessCollector) -> Env {
+        self.process_collector = Some(collector);
+        self
+    }
+
+    /// The process metrics to register, if this env has them.
+    pub fn process_collector(&self) -> Option<real::ProcessCollector> {
+        self.process_collector
     }
 
     /// The same environment checking gossip identities and signatures with `verifier`. It must

@@ -1,4 +1,5 @@
-//! The real environment: the system clock, tokio sockets, files on disk, OS entropy.
+//! The real environment: the system clock, tokio sockets, files on disk, OS entropy, and the
+//! process metrics (read from `/proc` when `/metrics` is scraped).
 //!
 //! This module (with the CLI) is where peer-core touches the OS; clippy's determinism fence is
 //! lifted here item by item, each with a reason.
@@ -21,7 +22,7 @@ pub fn env() -> io::Result<Env> {
     // The real peer's randomness comes from the OS; the simulator seeds its Env instead.
     #[allow(clippy::disallowed_methods)]
     getrandom::fill(&mut seed).map_err(|e| io::Error::other(format!("reading OS entropy: {e}")))?;
-    Ok(Env::new(Arc::new(SystemClock::new()), Arc::new(TcpNetwork), Arc::new(DiskStorage), seed))
+    Ok(Env::new(Arc::new(SystemClock::new()), Arc::new(TcpNetwork), Arc::new(DiskStorage), seed).with_process_collector(ProcessCollector))
 }
 
 /// The process's open-file limit (the soft `RLIMIT_NOFILE`); `None` when it is unlimited. The
@@ -221,5 +222,112 @@ impl Storage for DiskStorage {
         }
         let backend = redb::backends::FileBackend::new(file).map_err(|e| io::Error::other(e.to_string()))?;
         Ok(Box::new(backend))
+    }
+}
+
+/// Prometheus' standard process metrics, as client_golang's process collector (which Fabric's peer
+/// exposes) reports them: `process_cpu_seconds_total`, `process_open_fds`, `process_max_fds`,
+/// `process_virtual_memory_bytes`, `process_virtual_memory_max_bytes`,
+/// `process_resident_memory_bytes` and `process_start_time_seconds`. Read from `/proc/self` and
+/// the resource limits on each scrape, never before; a value that cannot be read is left out of
+/// that scrape. Only the real env has one: the simulator's peers share one process, whose numbers
+/// would mean nothing per peer and must not be read by simulated code.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ProcessCollector;
+
+/// The fields of `/proc/self/stat` the collector reports.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct ProcessStat {
+    /// User plus system CPU time, in clock ticks.
+    pub cpu_ticks: u64,
+    /// When the process started, in clock ticks after boot.
+    pub start_ticks: u64,
+    pub virtual_memory_bytes: u64,
+    pub resident_pages: u64,
+}
+
+impl ProcessStat {
+    /// Parses a `/proc/<pid>/stat` line. The command name (field 2) is in parentheses and may
+    /// itself hold spaces and parentheses, so fields are counted from the last `)`.
+    pub fn parse(line: &str) -> Option<ProcessStat> {
+        let (_, rest) = line.rsplit_once(')')?;
+        // `rest` starts at field 3 (state): field n is rest[n - 3].
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        let field = |n: usize| fields.get(n - 3).and_then(|f| f.parse::<u64>().ok());
+        Some(ProcessStat {
+            cpu_ticks: field(14)?.checked_add(field(15)?)?,
+            start_ticks: field(22)?,
+            virtual_memory_bytes: field(23)?,
+            resident_pages: field(24)?,
+        })
+    }
+}
+
+/// The system's boot time in seconds since the Unix epoch (`btime` in `/proc/stat`).
+pub fn boot_time(proc_stat: &str) -> Option<u64> {
+    proc_stat.lines().find_map(|line| line.strip_prefix("btime ")).and_then(|value| value.trim().parse().ok())
+}
+
+impl ProcessCollector {
+    /// The samples of one scrape: (name, is a counter, help, value).
+    fn samples(&self) -> Vec<(&'static str, bool, &'static str, f64)> {
+        let mut samples = Vec::new();
+        let ticks = rustix::param::clock_ticks_per_second() as f64;
+        let stat = std::fs::read_to_string("/proc/self/stat").ok().and_then(|line| ProcessStat::parse(&line));
+        if let Some(stat) = stat {
+            samples.push(("process_cpu_seconds_total", true, "User and system CPU time spent, in seconds.", stat.cpu_ticks as f64 / ticks));
+        }
+        if let Ok(entries) = std::fs::read_dir("/proc/self/fd") {
+            samples.push(("process_open_fds", false, "Open file descriptors.", entries.count() as f64));
+        }
+        // An unlimited limit reads as the largest value, as client_golang reports it.
+        let limit = |resource| rustix::process::getrlimit(resource).current.unwrap_or(u64::MAX) as f64;
+        samples.push(("process_max_fds", false, "The limit on open file descriptors.", limit(rustix::process::Resource::Nofile)));
+        if let Some(stat) = stat {
+            samples.push(("process_virtual_memory_bytes", false, "Virtual memory size, in bytes.", stat.virtual_memory_bytes as f64));
+        }
+        samples.push(("process_virtual_memory_max_bytes", false, "The limit on virtual memory, in bytes.", limit(rustix::process::Resource::As)));
+        if let Some(stat) = stat {
+            let resident = stat.resident_pages as f64 * rustix::param::page_size() as f64;
+            samples.push(("process_resident_memory_bytes", false, "Resident memory size, in bytes.", resident));
+            let boot = std::fs::read_to_string("/proc/stat").ok().and_then(|text| boot_time(&text));
+            if let Some(boot) = boot {
+                let started = boot as f64 + stat.start_ticks as f64 / ticks;
+                samples.push(("process_start_time_seconds", false, "When the process started, in seconds since the Unix epoch.", started));
+            }
+        }
+        samples
+    }
+}
+
+impl prometheus_client::collector::Collector for ProcessCollector {
+    fn encode(&self, mut encoder: prometheus_client::encoding::DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        use prometheus_client::encoding::EncodeMetric;
+        use prometheus_client::metrics::counter::ConstCounter;
+        use prometheus_client::metrics::gauge::ConstGauge;
+        for (name, counter, help, value) in self.samples() {
+            if counter {
+                let metric = ConstCounter::new(value);
+                metric.encode(encoder.encode_descriptor(name, help, None, metric.metric_type())?)?;
+            } else {
+                let metric = ConstGauge::new(value);
+                metric.encode(encoder.encode_descriptor(name, help, None, metric.metric_type())?)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn process_stat_fields_are_counted_from_the_last_parenthesis() {
+        let line = "4242 (peer (core) x) S 1 4242 4242 0 -1 4194560 1500 0 0 0 250 50 0 0 20 0 9 0 123456 104857600 2048 18446744073709551615 1 1 0 0 0 0 0 4096 17475 0 0 0 17 1 0 0 0 0 0";
+        let stat = ProcessStat::parse(line).unwrap();
+        assert_eq!(stat, ProcessStat { cpu_ticks: 300, start_ticks: 123456, virtual_memory_bytes: 104_857_600, resident_pages: 2048 });
+        assert_eq!(ProcessStat::parse("4242 (peer) S 1"), None);
+        assert_eq!(boot_time("cpu  1 2 3\nbtime 1748736000\nprocesses 9\n"), Some(1_748_736_000));
     }
 }

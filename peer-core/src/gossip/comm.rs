@@ -69,6 +69,7 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
+use prometheus_client::metrics::counter::Counter;
 use prost::Message as _;
 use proto::gossip::gossip_client::GossipClient;
 use proto::gossip::gossip_message::Content;
@@ -138,6 +139,26 @@ impl CommConfig {
     }
 }
 
+/// Fabric's gossip comm counters: `gossip_comm_messages_sent` (an envelope written to a peer's
+/// stream), `gossip_comm_messages_received` (an envelope read from an authenticated stream) and
+/// `gossip_comm_overflow_count` (a message dropped because the peer's send queue was full).
+/// Handshake messages are not counted (Fabric's are not either). Cheap to clone: clones share
+/// their values. Counting never logs, sleeps or draws randomness.
+#[derive(Clone, Debug, Default)]
+pub struct CommMetrics {
+    pub messages_sent: Counter,
+    pub messages_received: Counter,
+    pub overflow: Counter,
+}
+
+impl CommMetrics {
+    pub fn register(&self, registry: &mut prometheus_client::registry::Registry) {
+        registry.register("gossip_comm_messages_sent", "Gossip messages sent to other peers", self.messages_sent.clone());
+        registry.register("gossip_comm_messages_received", "Gossip messages received from other peers", self.messages_received.clone());
+        registry.register("gossip_comm_overflow_count", "Gossip messages dropped because a peer's send queue was full", self.overflow.clone());
+    }
+}
+
 /// What the comm reports to the layer above (membership).
 // Most events are messages, so boxing the big variant would only add an allocation per message.
 #[allow(clippy::large_enum_variant)]
@@ -190,7 +211,7 @@ pub enum CommError {
 }
 
 impl CommError {
-    /// The handshake rejection inside, if any (for `gossip_bad_messages_total`).
+    /// The handshake rejection inside, if any (for `peer_core_gossip_bad_messages_total`).
     pub fn bad_message(&self) -> Option<&BadMessage> {
         match self {
             CommError::Auth { error, .. } => Some(error),
@@ -218,6 +239,7 @@ struct Shared {
     identities: Arc<Mutex<Identities>>,
     config: CommConfig,
     events: mpsc::Sender<CommEvent>,
+    metrics: CommMetrics,
     /// Never held across an `.await`.
     state: Mutex<State>,
 }
@@ -320,9 +342,20 @@ impl Comm {
     /// A comm signing as `signer`, storing remote identities in `identities`. Returns the
     /// receiver of its events (capacity `recv_buff_size`).
     pub fn new(env: Env, signer: Arc<dyn Signer>, identities: Arc<Mutex<Identities>>, config: CommConfig) -> (Comm, mpsc::Receiver<CommEvent>) {
+        Comm::with_metrics(env, signer, identities, config, CommMetrics::default())
+    }
+
+    /// [`Comm::new`], counting messages in `metrics`.
+    pub fn with_metrics(
+        env: Env,
+        signer: Arc<dyn Signer>,
+        identities: Arc<Mutex<Identities>>,
+        config: CommConfig,
+        metrics: CommMetrics,
+    ) -> (Comm, mpsc::Receiver<CommEvent>) {
         let (events, receiver) = mpsc::channel(config.recv_buff_size.max(1));
         let self_pki = signer.pki_id();
-        let shared = Shared { env, signer, self_pki, identities, config, events, state: Mutex::new(State::default()) };
+        let shared = Shared { env, signer, self_pki, identities, config, events, metrics, state: Mutex::new(State::default()) };
         (Comm { shared: Arc::new(shared) }, receiver)
     }
 
@@ -448,6 +481,7 @@ impl Comm {
         match peer.queue.try_send(envelope) {
             Ok(()) => true,
             Err(mpsc::error::TrySendError::Full(_)) => {
+                self.shared.metrics.overflow.inc();
                 debug!(target: "gossip.comm", func = "send", "Buffer to {to} overflowed, dropping message {}", summary(&message));
                 false
             }
@@ -719,7 +753,10 @@ impl Comm {
             let reader = async {
                 loop {
                     let envelope = match inbound.message().await {
-                        Ok(Some(envelope)) => envelope,
+                        Ok(Some(envelope)) => {
+                            self.shared.metrics.messages_received.inc();
+                            envelope
+                        }
                         Ok(None) => return End::RecvEnded("stream closed by the remote".into()),
                         // Over `max_recv_msg_size`: the stream cannot go on (the frame was not
                         // read), but it is a bad message like any other, counted as too_large.
@@ -759,6 +796,7 @@ impl Comm {
                     if sink.send(Ok(envelope)).await.is_err() {
                         return End::SendFailed("the stream is closed".into());
                     }
+                    self.shared.metrics.messages_sent.inc();
                 }
                 // Every sender is gone: the entry was dropped (stop).
                 End::Closed(CloseReason::Closed)

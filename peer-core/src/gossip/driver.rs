@@ -36,6 +36,7 @@ use crate::config::HostPort;
 use crate::env::Env;
 use crate::msp::identity::PkiId;
 use crate::node::channels::Channels;
+use crate::node::metrics::default_histogram;
 
 /// Dials in flight at once; beyond this a transmit needing a new connection waits for the next
 /// round (the state machine retries on its own timers).
@@ -43,30 +44,28 @@ const MAX_DIALS: usize = 64;
 
 type Labels = Vec<(String, String)>;
 
-/// Prometheus' default buckets, which Fabric's histograms use.
-const DEFAULT_BUCKETS: [f64; 11] = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
-
-fn duration_histogram() -> Histogram {
-    Histogram::new(DEFAULT_BUCKETS)
-}
-
-/// Gossip metrics, registered with the operations registry.
+/// Gossip metrics, registered with the operations registry. Fabric's names, types, labels and
+/// buckets where Fabric has the metric; ours start with `peer_core_`. Recording never logs, sleeps
+/// or draws randomness, so it cannot change what a simulated peer does.
 #[derive(Clone)]
 pub struct GossipMetrics {
-    /// `gossip_bad_messages_total{reason=…}`.
+    /// `peer_core_gossip_bad_messages_total{reason}` (ours): messages rejected, by reason.
     pub bad_messages: Family<Labels, Counter>,
-    /// `gossip_membership_members{state="alive"|"dead"}`.
+    /// `peer_core_gossip_membership_members{state="alive"|"dead"}` (ours): the whole membership.
     pub members: Family<Labels, Gauge>,
-    /// `gossip_state_height{channel}` (Fabric's name): the ledger height after each commit.
+    /// `gossip_membership_total_peers_known{channel}`: the channel's peers this peer knows (alive,
+    /// of the channel's orgs, having published their StateInfo), itself not included.
+    pub total_peers_known: Family<Labels, Gauge>,
+    /// `gossip_state_height{channel}`: the ledger height after each commit by gossip.
     pub state_height: Family<Labels, Gauge>,
-    /// `gossip_state_commit_duration{channel}` (Fabric's name), in seconds.
+    /// `gossip_state_commit_duration{channel}`, in seconds.
     pub commit_duration: Family<Labels, Histogram, fn() -> Histogram>,
-    /// `gossip_payload_buffer_size{channel}` (Fabric's name).
+    /// `gossip_payload_buffer_size{channel}`: blocks waiting in the payload buffer.
     pub payload_buffer_size: Family<Labels, Gauge>,
-    /// `gossip_state_invalid_blocks_total{channel}` (peer-core's): blocks from peers that failed
-    /// verification and were dropped.
+    /// `peer_core_gossip_state_invalid_blocks_total{channel}` (ours): blocks from peers that
+    /// failed verification and were dropped.
     pub invalid_blocks: Family<Labels, Counter>,
-    /// `gossip_leader_election_leader{channel}` (Fabric's name): 1 while elected, else 0.
+    /// `gossip_leader_election_leader{channel}`: 1 while elected, else 0.
     pub leader: Family<Labels, Gauge>,
 }
 
@@ -75,12 +74,19 @@ impl Default for GossipMetrics {
         GossipMetrics {
             bad_messages: Family::default(),
             members: Family::default(),
+            total_peers_known: Family::default(),
             state_height: Family::default(),
-            commit_duration: Family::new_with_constructor(duration_histogram as fn() -> Histogram),
+            commit_duration: Family::new_with_constructor(default_histogram as fn() -> Histogram),
             payload_buffer_size: Family::default(),
             invalid_blocks: Family::default(),
             leader: Family::default(),
         }
+    }
+}
+
+impl std::fmt::Debug for GossipMetrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GossipMetrics").finish_non_exhaustive()
     }
 }
 
@@ -90,13 +96,19 @@ fn channel_label(channel: &str) -> Labels {
 
 impl GossipMetrics {
     pub fn register(&self, registry: &mut prometheus_client::registry::Registry) {
-        registry.register("gossip_bad_messages", "Gossip messages rejected, by reason", self.bad_messages.clone());
-        registry.register("gossip_membership_members", "Members in this peer's view, by state", self.members.clone());
-        registry.register("gossip_state_height", "Current ledger height", self.state_height.clone());
-        registry.register("gossip_state_commit_duration", "Time it takes to commit a block in seconds", self.commit_duration.clone());
-        registry.register("gossip_payload_buffer_size", "Size of the payload buffer", self.payload_buffer_size.clone());
-        registry.register("gossip_state_invalid_blocks", "Blocks from peers that failed verification", self.invalid_blocks.clone());
-        registry.register("gossip_leader_election_leader", "Peer is leader (1) or follower (0)", self.leader.clone());
+        // A counter's exposition name is its family name (see `node::operations`): ours end in `_total`.
+        registry.register("peer_core_gossip_bad_messages_total", "Gossip messages rejected, by reason", self.bad_messages.clone());
+        registry.register("peer_core_gossip_membership_members", "Members in this peer's gossip membership, by state", self.members.clone());
+        registry.register("gossip_membership_total_peers_known", "Peers of the channel this peer knows of", self.total_peers_known.clone());
+        registry.register("gossip_state_height", "Ledger height after the last block gossip committed", self.state_height.clone());
+        registry.register("gossip_state_commit_duration", "Seconds gossip took to commit a block", self.commit_duration.clone());
+        registry.register("gossip_payload_buffer_size", "Blocks waiting in the channel's payload buffer", self.payload_buffer_size.clone());
+        registry.register(
+            "peer_core_gossip_state_invalid_blocks_total",
+            "Blocks from peers that failed verification",
+            self.invalid_blocks.clone(),
+        );
+        registry.register("gossip_leader_election_leader", "1 while this peer leads the channel for its organization, else 0", self.leader.clone());
     }
 
     fn bad(&self, error: &BadMessage) {
@@ -397,6 +409,11 @@ fn carry_out_state(env: &Env, channel: &mut ChannelGossip, comm: &Comm, dial_tx:
         if !progressed {
             break;
         }
+    }
+    // Fabric samples this every few seconds; here it is kept current (a read of the state machine).
+    for id in channel.channels.ids() {
+        let known = channel.state.peers_of_channel(&id).len();
+        metrics.total_peers_known.get_or_create(&channel_label(&id)).set(i64::try_from(known).unwrap_or(i64::MAX));
     }
 }
 

@@ -4,7 +4,7 @@
 //! Everything off the wire is untrusted: sizes are bounded before decoding, the tag must be the
 //! one Fabric requires for the content, and signatures are verified (low-S only) with the
 //! sender's identity. A rejected message yields a [`BadMessage`] whose [`BadMessage::reason`] is
-//! the label counted in `gossip_bad_messages_total{reason=…}`.
+//! the label counted in `peer_core_gossip_bad_messages_total{reason=…}`.
 
 use std::sync::{Arc, OnceLock};
 

@@ -7,6 +7,12 @@
 //! skips disabled levels before reaching us; a spec change therefore rebuilds `tracing`'s
 //! callsite interest cache. Spans are not filtered or printed, but their fields are appended to
 //! the lines of the events inside them (Fabric's `logger.With(...)` context), root span first.
+//!
+//! The layer also counts, per level, the events checked against the spec (every event `tracing`
+//! asks it about; `tracing` skips levels more verbose than any in the spec before that, as zap's
+//! level enabler does) and the events written: Fabric's `logging_entries_checked{level}` and
+//! `logging_entries_written{level}`, registered through [`LoggingHandle::register_metrics`]. The
+//! level label is zap's name, `payload` for PAYLOAD as in the spec. Counting is an atomic add.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -19,6 +25,10 @@ use tracing::subscriber::Interest;
 use tracing::{Event, Metadata, Subscriber};
 use tracing_subscriber::layer::{Context, Layer};
 use tracing_subscriber::registry::LookupSpan;
+
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::registry::Registry;
 
 use super::format::{FieldValue, Format, Record};
 use super::spec::{LogSpec, LogSpecError};
@@ -37,6 +47,40 @@ struct Shared {
     /// `%{id}`: records written by this instance so far. Per instance, not global, so simulated
     /// peers in one process number their lines independently.
     sequence: AtomicU64,
+    checked: LevelCounts,
+    written: LevelCounts,
+}
+
+/// One counter per `tracing` level, in a family labelled `level`.
+struct LevelCounts {
+    family: Family<Vec<(String, String)>, Counter>,
+    /// By [`level_index`]: the family's counters, looked up once.
+    by_level: [Counter; 5],
+}
+
+impl LevelCounts {
+    fn new() -> LevelCounts {
+        let family: Family<Vec<(String, String)>, Counter> = Family::default();
+        let by_level = LEVEL_NAMES.map(|name| family.get_or_create_owned(&vec![("level".to_string(), name.to_string())]));
+        LevelCounts { family, by_level }
+    }
+
+    fn count(&self, level: tracing::Level) {
+        self.by_level[level_index(level)].inc();
+    }
+}
+
+/// The `level` label of each `tracing` level, by [`level_index`].
+const LEVEL_NAMES: [&str; 5] = ["error", "warn", "info", "debug", "payload"];
+
+fn level_index(level: tracing::Level) -> usize {
+    match level {
+        tracing::Level::ERROR => 0,
+        tracing::Level::WARN => 1,
+        tracing::Level::INFO => 2,
+        tracing::Level::DEBUG => 3,
+        tracing::Level::TRACE => 4,
+    }
 }
 
 struct Filter {
@@ -97,7 +141,8 @@ impl fmt::Debug for LoggingHandle {
 impl FabricLayer {
     pub(super) fn new(spec: LogSpec, format: Format, clock: WallClockFn, sink: Sink) -> FabricLayer {
         let filter = RwLock::new(Filter { spec, cache: BTreeMap::new() });
-        FabricLayer { shared: Arc::new(Shared { filter, format, clock, sink, sequence: AtomicU64::new(0) }) }
+        let (checked, written) = (LevelCounts::new(), LevelCounts::new());
+        FabricLayer { shared: Arc::new(Shared { filter, format, clock, sink, sequence: AtomicU64::new(0), checked, written }) }
     }
 
     /// Another handle on this layer's spec.
@@ -137,6 +182,13 @@ impl LoggingHandle {
     pub fn enabled(&self, target: &str, level: tracing::Level) -> bool {
         level <= self.shared.level_for(target)
     }
+
+    /// Registers `logging_entries_checked{level}` and `logging_entries_written{level}` (Fabric's
+    /// names): the events this layer checked against the spec, and those it wrote.
+    pub fn register_metrics(&self, registry: &mut Registry) {
+        registry.register("logging_entries_checked", "Log events checked against the logging spec, by level", self.shared.checked.family.clone());
+        registry.register("logging_entries_written", "Log events written, by level", self.shared.written.family.clone());
+    }
 }
 
 impl<S> Layer<S> for FabricLayer
@@ -149,7 +201,11 @@ where
     }
 
     fn enabled(&self, metadata: &Metadata<'_>, _ctx: Context<'_, S>) -> bool {
-        metadata.is_span() || self.shared.enabled(metadata)
+        if metadata.is_span() {
+            return true;
+        }
+        self.shared.checked.count(*metadata.level());
+        self.shared.enabled(metadata)
     }
 
     fn max_level_hint(&self) -> Option<tracing::level_filters::LevelFilter> {
@@ -222,6 +278,7 @@ where
         self.shared.format.render(&record, sequence, &mut line);
         // Like zap, a failing sink does not stop the program; there is nowhere to report it.
         let _ = sink.write_all(line.as_bytes()).and_then(|()| sink.flush());
+        self.shared.written.count(*metadata.level());
     }
 }
 

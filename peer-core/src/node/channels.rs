@@ -195,7 +195,11 @@ impl Channels {
             return Err(ChannelError::NotGenesis(number));
         }
         let config = Arc::new(ChannelConfig::from_block(genesis)?);
+        // Fabric commits the genesis block through its commit path, so it is timed like any other.
+        let started = self.clock.now();
         self.ledger.create_from_genesis(genesis)?;
+        let written = self.clock.now().saturating_duration_since(started);
+        self.metrics.observe_commit(&config.channel_id, written, written);
         Ok(config)
     }
 
@@ -207,11 +211,14 @@ impl Channels {
         let started = self.clock.now();
         verify_block_signatures(block, &config)?;
         let new_config = is_config_block(block).then(|| ChannelConfig::from_block(block)).transpose()?;
+        let writing = self.clock.now();
         ledger.append(block)?;
+        let written = self.clock.now();
         if let Some(config) = new_config {
             self.install(Arc::new(config));
         }
-        self.metrics.observe_commit(channel_id, self.clock.now().saturating_duration_since(started));
+        let now = self.clock.now();
+        self.metrics.observe_commit(channel_id, now.saturating_duration_since(started), written.saturating_duration_since(writing));
         self.metrics.set_height(channel_id, ledger.height());
         Ok(())
     }

@@ -16,9 +16,12 @@
 //! check `/Channel/Readers`) instead of the peer's ACLs, and the responses converted at the edge
 //! into `orderer.DeliverResponse` (the same oneof shape in another package).
 //!
-//! Deliberately not done: TLS binding of `tls_cert_hash` (peer-core serves no TLS yet), the
-//! deliver metrics, private data (`DeliverWithPrivateData` answers UNIMPLEMENTED), and Fabric's
-//! check for a consenter error (a peer's channels never report one).
+//! The peer's sessions count Fabric's deliver metrics (streams opened and closed, requests received
+//! and completed, blocks sent; see `node::metrics::DeliverMetrics`); the orderer's do not.
+//!
+//! Deliberately not done: TLS binding of `tls_cert_hash` (peer-core serves no TLS yet), private
+//! data (`DeliverWithPrivateData` answers UNIMPLEMENTED), and Fabric's check for a consenter error
+//! (a peer's channels never report one).
 
 use std::future::Future;
 use std::pin::Pin;
@@ -38,6 +41,7 @@ use tonic::{Request, Response, Status, Streaming};
 use tracing::{debug, error, warn};
 
 use super::channels::Channels;
+use super::metrics::{DeliverMetrics, Labels};
 use crate::channel::SignedData;
 use crate::config::value::format_duration;
 use crate::env::Clock;
@@ -84,15 +88,24 @@ pub struct DeliverService {
     clock: Arc<dyn Clock>,
     /// `peer.authentication.timewindow`: how far a request's timestamp may be from now.
     time_window: Duration,
+    /// Fabric's deliver metrics, when registered ([`DeliverService::with_metrics`]).
+    metrics: Option<DeliverMetrics>,
 }
 
 impl DeliverService {
     pub fn new(channels: Arc<Channels>, clock: Arc<dyn Clock>, time_window: Duration) -> DeliverService {
-        DeliverService { channels, clock, time_window }
+        DeliverService { channels, clock, time_window, metrics: None }
+    }
+
+    /// Counts streams, requests and blocks in `metrics` (the node's registered ones).
+    pub fn with_metrics(mut self, metrics: DeliverMetrics) -> DeliverService {
+        self.metrics = Some(metrics);
+        self
     }
 
     fn open(&self, request: Request<Streaming<Envelope>>, kind: Kind) -> Response<BoxStream<DeliverResponse>> {
-        let stream = open_session(&self.channels, &self.clock, self.time_window, request, kind, ReadAccess::Acl(kind.resource()));
+        let access = ReadAccess::Acl(kind.resource());
+        let stream = open_session(&self.channels, &self.clock, self.time_window, request, kind, access, self.metrics.clone());
         Response::new(Box::pin(stream))
     }
 }
@@ -105,10 +118,12 @@ fn open_session(
     request: Request<Streaming<Envelope>>,
     kind: Kind,
     access: ReadAccess,
+    metrics: Option<DeliverMetrics>,
 ) -> ResponseStream {
     let address = request.remote_addr().map(|a| a.to_string()).unwrap_or_default();
     let (responses, queue) = mpsc::channel(RESPONSE_QUEUE);
-    let session = Session { channels: channels.clone(), clock: clock.clone(), time_window, kind, access, address, responses, seeks: 0 };
+    let session =
+        Session { channels: channels.clone(), clock: clock.clone(), time_window, kind, access, address, responses, seeks: 0, metrics, request: None };
     let session = Box::pin(session.run(request.into_inner()));
     ResponseStream { queue, session: Some(session) }
 }
@@ -129,7 +144,7 @@ impl OrdererDeliver {
 
     /// Answers one `Deliver` stream; the session lives as long as the returned stream.
     pub fn deliver(&self, request: Request<Streaming<Envelope>>) -> Response<BoxStream<proto::orderer::DeliverResponse>> {
-        let stream = open_session(&self.channels, &self.clock, self.time_window, request, Kind::Blocks, ReadAccess::Policy(ORDERER_READERS));
+        let stream = open_session(&self.channels, &self.clock, self.time_window, request, Kind::Blocks, ReadAccess::Policy(ORDERER_READERS), None);
         Response::new(Box::pin(stream.map(|item| item.map(to_orderer_response))))
     }
 }
@@ -235,6 +250,58 @@ struct Session {
     /// SeekInfo requests handled so far on this stream; names a request in log lines where
     /// Fabric prints the SeekInfo's pointer (`(%p)`).
     seeks: u64,
+    metrics: Option<DeliverMetrics>,
+    /// The request being answered, once counted as received (completed when it ends, as failed
+    /// if the session is dropped first).
+    request: Option<CountedRequest>,
+}
+
+/// A stream counted as opened; counted as closed when dropped (with its session).
+struct CountedStream(DeliverMetrics);
+
+impl CountedStream {
+    fn open(metrics: &DeliverMetrics) -> CountedStream {
+        metrics.streams_opened.inc();
+        CountedStream(metrics.clone())
+    }
+}
+
+impl Drop for CountedStream {
+    fn drop(&mut self) {
+        self.0.streams_closed.inc();
+    }
+}
+
+/// A SeekInfo request counted as received; counted as completed when dropped, successful only
+/// after [`CountedRequest::succeeded`].
+struct CountedRequest {
+    metrics: DeliverMetrics,
+    labels: Labels,
+    success: bool,
+}
+
+impl CountedRequest {
+    fn received(metrics: &DeliverMetrics, channel: &str, kind: Kind) -> CountedRequest {
+        let labels = DeliverMetrics::request_labels(channel, kind == Kind::Filtered);
+        metrics.requests_received.get_or_create(&labels).inc();
+        CountedRequest { metrics: metrics.clone(), labels, success: false }
+    }
+
+    fn block_sent(&self) {
+        self.metrics.blocks_sent.get_or_create(&self.labels).inc();
+    }
+
+    fn succeeded(mut self) {
+        self.success = true;
+    }
+}
+
+impl Drop for CountedRequest {
+    fn drop(&mut self) {
+        let mut labels = self.labels.clone();
+        labels.push(("success".to_string(), self.success.to_string()));
+        self.metrics.requests_completed.get_or_create(&labels).inc();
+    }
 }
 
 impl Session {
@@ -246,6 +313,7 @@ impl Session {
     {
         let address = self.address.clone();
         debug!(target: DELIVER, func = "Handle", "Starting new deliver loop for {address}");
+        let _counted = self.metrics.as_ref().map(CountedStream::open);
         loop {
             debug!(target: DELIVER, func = "Handle", "Attempting to read seek info message from {address}");
             let envelope = match incoming.next().await {
@@ -262,6 +330,12 @@ impl Session {
             };
             self.seeks += 1;
             let Ok(status) = self.deliver_blocks(&envelope).await else { return };
+            // Completed before the status is sent, as Fabric's deferred count is.
+            if let Some(request) = self.request.take()
+                && status == FabricStatus::Success
+            {
+                request.succeeded();
+            }
             if self.send(deliver_response::Type::Status(status as i32)).await.is_err() {
                 warn!(target: DELIVER, func = "Handle", "Error sending to {address}: the client has gone");
                 return;
@@ -295,6 +369,7 @@ impl Session {
             debug!(target: DELIVER, func = "deliverBlocks", "Rejecting deliver for {address} because channel {channel} not found");
             return Ok(FabricStatus::NotFound);
         };
+        self.request = self.metrics.as_ref().map(|metrics| CountedRequest::received(metrics, &channel, self.kind));
         let seek_info = match SeekInfo::decode(payload.data.as_slice()) {
             Ok(seek_info) => seek_info,
             Err(err) => {
@@ -402,9 +477,13 @@ impl Session {
                     }
                 },
             };
+            let is_block = !matches!(response, deliver_response::Type::Status(_));
             if self.send(response).await.is_err() {
                 warn!(target: DELIVER, func = "deliverBlocks", "[channel: {channel}] Error sending to {address}: the client has gone");
                 return Err(Gone);
+            }
+            if is_block && let Some(request) = &self.request {
+                request.block_sent();
             }
             if wanted == stop_number {
                 break;

@@ -30,6 +30,7 @@ use tonic::{Request, Response, Status};
 use tracing::{info, warn};
 
 use super::channels::Channels;
+use super::metrics::EndorserMetrics;
 use super::scc;
 use crate::channel::SignedData;
 use crate::channel::config::ChannelConfig;
@@ -60,6 +61,8 @@ pub struct EndorserService {
     auth_filters: Vec<String>,
     /// `peer.authentication.timewindow`, for `TimeWindowCheck`.
     time_window: Duration,
+    /// Fabric's endorser metrics (unregistered unless [`EndorserService::with_metrics`]).
+    metrics: EndorserMetrics,
 }
 
 /// A proposal taken apart (Fabric's `UnpackedProposal`): every layer decoded and present.
@@ -221,7 +224,13 @@ fn expires_at(creator: &[u8]) -> Option<SystemTime> {
 
 impl EndorserService {
     pub fn new(channels: Arc<Channels>, msp: LocalMsp, clock: Arc<dyn Clock>, auth_filters: Vec<String>, time_window: Duration) -> EndorserService {
-        EndorserService { channels, msp, clock, auth_filters, time_window }
+        EndorserService { channels, msp, clock, auth_filters, time_window, metrics: EndorserMetrics::default() }
+    }
+
+    /// Counts proposals in `metrics` (the node's registered ones).
+    pub fn with_metrics(mut self, metrics: EndorserMetrics) -> EndorserService {
+        self.metrics = metrics;
+        self
     }
 
     /// Processes one signed proposal: `Err` is what Fabric returns as a gRPC error.
@@ -236,7 +245,11 @@ impl EndorserService {
         if self.channels.endorsement_blocked() {
             return Err(Status::unknown("endorse requests are blocked while ledgers are being rebuilt"));
         }
+        // Fabric's `ProcessProposal` starts here (the auth filters wrap it), and so do its metrics.
+        self.metrics.proposals_received.inc();
+        let started = self.clock.now();
         let proposal = unpack(signed).map_err(|err| {
+            self.metrics.validation_failures.inc();
             warn!(target: ENDORSER, func = "ProcessProposal", "Failed to unpack proposal error={err}");
             Status::unknown(err)
         })?;
@@ -253,8 +266,12 @@ impl EndorserService {
             warn!(target: ENDORSER, func = "ProcessProposal", "Failed to preProcess proposal error={err}");
             Status::unknown(err)
         })?;
-        match self.process_successfully_or_error(&proposal, config.as_deref()) {
-            Ok(response) => Ok(response),
+        let (response, success) = match self.process_successfully_or_error(&proposal, config.as_deref()) {
+            // As Fabric: successful when endorsed, or a channel-less call (which cannot be).
+            Ok(response) => {
+                let success = response.endorsement.is_some() || channel_id.is_empty();
+                (response, success)
+            }
             Err(err) => {
                 warn!(
                     target: ENDORSER,
@@ -263,9 +280,12 @@ impl EndorserService {
                     chaincode = proposal.chaincode_name,
                     "Failed to invoke chaincode error={err}"
                 );
-                Ok(error_response(err))
+                (error_response(err), false)
             }
-        }
+        };
+        let seconds = self.clock.now().saturating_duration_since(started).as_secs_f64();
+        self.metrics.answered(&channel_id, &proposal.chaincode_name, success, seconds);
+        Ok(response)
     }
 
     /// The `ExpirationCheck` auth filter: parses down to the signature header and refuses a
@@ -313,11 +333,15 @@ impl EndorserService {
             Some(config) => Deserializer::Channel(config),
             None => Deserializer::Local(&self.msp.msp),
         };
-        validate(proposal, &deserializer).map_err(|e| format!("error validating proposal: {e}"))?;
+        validate(proposal, &deserializer).map_err(|e| {
+            self.metrics.validation_failures.inc();
+            format!("error validating proposal: {e}")
+        })?;
         let Some(config) = config else { return Ok(()) };
         if let Some(ledger) = self.channels.ledger(&config.channel_id) {
             let seen = ledger.tx_location(proposal.tx_id()).map_err(|e| e.to_string())?;
             if seen.is_some() {
+                self.metrics.duplicate(&config.channel_id, &proposal.chaincode_name);
                 return Err(format!(
                     "duplicate transaction found [{}]. Creator [{}]",
                     proposal.tx_id(),
@@ -326,7 +350,9 @@ impl EndorserService {
             }
         }
         if !scc::is_system_chaincode(&proposal.chaincode_name) {
-            scc::check_channel_acl(config, "peer/Propose", scc::CHANNEL_WRITERS, &proposal.signed_data())?;
+            scc::check_channel_acl(config, "peer/Propose", scc::CHANNEL_WRITERS, &proposal.signed_data()).inspect_err(|_| {
+                self.metrics.acl_failure(&config.channel_id, &proposal.chaincode_name);
+            })?;
         }
         Ok(())
     }

@@ -10,6 +10,8 @@ pub mod address;
 pub mod channels;
 pub mod deliver;
 pub mod endorser;
+pub mod grpc_metrics;
+pub mod metrics;
 pub mod operations;
 pub mod scc;
 pub mod serve;
@@ -19,9 +21,6 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::registry::Registry;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tracing::{debug, error, info, warn};
@@ -32,17 +31,23 @@ use crate::config::{Config, HostPort, MetricsProvider};
 use crate::env::Env;
 use crate::gossip::comm::{Comm, CommConfig};
 use crate::gossip::discovery::{self, Discovery, DiscoveryConfig, SelfInfo};
-use crate::gossip::driver::{self, GossipMetrics, View};
+use crate::gossip::driver::{self, View};
 use crate::gossip::identity::Identities;
 use crate::gossip::publish::{GossipBlockPublisher, Leadership};
 use crate::gossip::state::{GossipState, StateConfig};
-use crate::ledger::metrics::LedgerMetrics;
 use crate::ledger::{LedgerError, LedgerMgr};
 use channels::Channels;
 use crate::metadata;
 use crate::msp::LocalMsp;
+use metrics::PeerMetrics;
 use operations::{LogControl, Operations};
 use serve::ConnectionLimits;
+
+/// The gRPC services of the peer port (generated names), for the gRPC metrics.
+const GOSSIP_SERVICE: &str = <proto::gossip::gossip_server::GossipServer<crate::gossip::comm::GossipService> as tonic::server::NamedService>::NAME;
+const DELIVER_SERVICE: &str = <proto::protos::deliver_server::DeliverServer<deliver::DeliverService> as tonic::server::NamedService>::NAME;
+const ENDORSER_SERVICE: &str = <proto::protos::endorser_server::EndorserServer<endorser::EndorserService> as tonic::server::NamedService>::NAME;
+const DISCOVERY_SERVICE: &str = <proto::discovery::discovery_server::DiscoveryServer<services::DiscoveryService> as tonic::server::NamedService>::NAME;
 
 /// The chaincode port's connection bound. peer-core runs no chaincode: only gRPC health checks
 /// connect there, so a small fixed bound (no key) keeps that port from taking the peer's fds.
@@ -129,10 +134,10 @@ pub async fn start(env: Env, setup: Setup) -> Result<RunningNode, StartError> {
     let mut tasks = JoinSet::new();
 
     // Step 7: the operations server comes first, so /healthz answers while the rest starts.
-    let gossip_metrics = GossipMetrics::default();
-    let ledger_metrics = LedgerMetrics::default();
-    let metrics =
-        (config.metrics.provider == MetricsProvider::Prometheus).then(|| Arc::new(registry(&env, &gossip_metrics, &ledger_metrics)));
+    // Every metric is created (and counted) whatever the provider; only prometheus serves them.
+    let peer_metrics = PeerMetrics::default();
+    let metrics = (config.metrics.provider == MetricsProvider::Prometheus)
+        .then(|| Arc::new(metrics::registry(&env, &peer_metrics, log_control.as_ref())));
     let gossip_view = Arc::new(Mutex::new(View::default()));
     if config.metrics.provider == MetricsProvider::Statsd {
         warn!(target: "peer.operations", func = "NewSystem", "statsd metrics are not supported by peer-core yet; metrics disabled");
@@ -183,7 +188,7 @@ pub async fn start(env: Env, setup: Setup) -> Result<RunningNode, StartError> {
     }
     // The joined channels' organizations become known to gossip's identity store.
     let identities = Arc::new(Mutex::new(Identities::with_verifier(&msp, trusted_msps, env.identity_verifier())));
-    let channels = Arc::new(Channels::open_with_metrics(ledger, identities.clone(), ledger_metrics, env.clock.clone())?);
+    let channels = Arc::new(Channels::open_with_metrics(ledger, identities.clone(), peer_metrics.ledger.clone(), env.clock.clone())?);
 
     // Step 24: bind the peer port now; it is served only at the end.
     let peer_listener =
@@ -205,7 +210,8 @@ pub async fn start(env: Env, setup: Setup) -> Result<RunningNode, StartError> {
         warn!(target: "gossip.gossip", func = "New", "External endpoint is empty, peer will not be accessible outside of its organization");
     }
     let signer = Arc::new(msp.clone());
-    let (comm, comm_events) = Comm::new(env.clone(), signer.clone(), identities.clone(), CommConfig::from_config(&config));
+    let (comm, comm_events) =
+        Comm::with_metrics(env.clone(), signer.clone(), identities.clone(), CommConfig::from_config(&config), peer_metrics.comm.clone());
     let me = SelfInfo {
         pki_id: msp.pki_id(),
         org: msp.msp.id.clone(),
@@ -253,7 +259,16 @@ pub async fn start(env: Env, setup: Setup) -> Result<RunningNode, StartError> {
         leadership: leadership.clone(),
         yields,
     };
-    tasks.spawn(driver::drive(env.clone(), discovery, comm.clone(), comm_events, gossip_view.clone(), gossip_metrics, channel_gossip, stop_rx.clone()));
+    tasks.spawn(driver::drive(
+        env.clone(),
+        discovery,
+        comm.clone(),
+        comm_events,
+        gossip_view.clone(),
+        peer_metrics.gossip.clone(),
+        channel_gossip,
+        stop_rx.clone(),
+    ));
     info!(target: "gossip.gossip", func = "start", "Gossip instance {internal_endpoint} started");
 
     // Step 30: the chaincode server, with the standard gRPC health service.
@@ -308,9 +323,13 @@ pub async fn start(env: Env, setup: Setup) -> Result<RunningNode, StartError> {
     // Steps 28, 39, 46: the services on the peer port.
     let max_recv = config.peer.max_recv_msg_size;
     let max_send = config.peer.max_send_msg_size;
+    let deliver_service = deliver::DeliverService::new(channels.clone(), env.clock.clone(), config.peer.authentication_timewindow)
+        .with_metrics(peer_metrics.deliver.clone());
+    // The gRPC services on the peer port, by name, for the gRPC metrics.
+    let mut served = vec![GOSSIP_SERVICE, DELIVER_SERVICE, ENDORSER_SERVICE];
     let mut routes = tonic::service::Routes::new(comm.server())
     .add_service(
-        proto::protos::deliver_server::DeliverServer::new(deliver::DeliverService::new(channels.clone(), env.clock.clone(), config.peer.authentication_timewindow))
+        proto::protos::deliver_server::DeliverServer::new(deliver_service)
             // Clients send only SeekInfo envelopes on this service: bounded far below the
             // peer-wide limit (which is for blocks and proposals).
             .max_decoding_message_size(max_recv.min(deliver::MAX_ENVELOPE_BYTES))
@@ -322,6 +341,7 @@ pub async fn start(env: Env, setup: Setup) -> Result<RunningNode, StartError> {
                 .max_decoding_message_size(max_recv)
                 .max_encoding_message_size(max_send),
         );
+        served.push(DISCOVERY_SERVICE);
         info!(target: "nodeCmd", func = "registerDiscoveryService", "Discovery service activated");
     }
     let announce = format!("ID=[{}], network ID=[{}], address=[{peer_address}]", config.peer.id, config.peer.network_id);
@@ -354,14 +374,16 @@ pub async fn start(env: Env, setup: Setup) -> Result<RunningNode, StartError> {
         env.clock.clone(),
         config.peer.handlers.auth_filters.clone(),
         config.peer.authentication_timewindow,
-    );
+    )
+    .with_metrics(peer_metrics.endorser.clone());
     routes = routes.add_service(
         proto::protos::endorser_server::EndorserServer::new(endorser)
             .max_decoding_message_size(max_recv)
             .max_encoding_message_size(max_send),
     );
     // Step 47: serve the peer port.
-    let peer_service = serve::ConcurrencyLimit::new(routes, &limits);
+    // Fabric's gRPC metrics interceptors come before its concurrency limiter: refused calls count.
+    let peer_service = grpc_metrics::GrpcMetrics::new(serve::ConcurrencyLimit::new(routes, &limits), peer_metrics.grpc.clone(), env.clock.clone(), &served);
     let reserved = (operations_limits.max_connections + CHAINCODE_MAX_CONNECTIONS) as u64 + serve::FD_RESERVE;
     let peer_limits = ConnectionLimits::peer_port(config.peer.max_connections, config.peer.connection_timeout, reserved, open_file_limit);
     if peer_limits.max_connections < config.peer.max_connections {
@@ -381,7 +403,15 @@ pub async fn start(env: Env, setup: Setup) -> Result<RunningNode, StartError> {
     } else {
         info!(target: "comm.grpc.server", func = "NewGRPCServer", "the peer port accepts at most {} connections (peer.limits.maxConnections)", peer_limits.max_connections);
     }
-    tasks.spawn(serve::serve_grpc(peer_listener, env.clock.clone(), peer_service, config.peer.keepalive.clone(), peer_limits, stop_rx));
+    tasks.spawn(serve::serve_grpc_counted(
+        peer_listener,
+        env.clock.clone(),
+        peer_service,
+        config.peer.keepalive.clone(),
+        peer_limits,
+        peer_metrics.grpc.connections.clone(),
+        stop_rx,
+    ));
 
     Ok(RunningNode {
         peer_listen_address,
@@ -495,21 +525,6 @@ fn refuse_unsupported(config: &Config) -> Result<(), StartError> {
         return Err(StartError::Unsupported("operations.tls.enabled is true, but peer-core does not serve TLS yet".into()));
     }
     Ok(())
-}
-
-/// The Prometheus registry with the metrics that exist from the start.
-fn registry(env: &Env, gossip: &GossipMetrics, ledger: &LedgerMetrics) -> Registry {
-    let mut registry = Registry::default();
-    let version: Family<Vec<(String, String)>, Gauge> = Family::default();
-    version.get_or_create(&vec![("version".to_string(), metadata::VERSION.to_string())]).set(1);
-    registry.register("fabric_version", "The active version of Fabric", version);
-    let start: Gauge<f64, std::sync::atomic::AtomicU64> = Gauge::default();
-    let started = env.clock.wall_clock().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
-    start.set(started.as_secs_f64());
-    registry.register("peer_start_seconds", "When the peer started, in seconds since the Unix epoch", start);
-    gossip.register(&mut registry);
-    ledger.register(&mut registry);
-    registry
 }
 
 impl RunningNode {

@@ -4,6 +4,14 @@
 //! Responses use Fabric's JSON shapes so existing tooling keeps working. Times come from the
 //! env's clock. TLS on this listener is not supported yet (operations.tls.enabled is refused at
 //! start rather than silently served in clear text).
+//!
+//! `/metrics` speaks what Fabric's peer serves (client_golang's `promhttp.Handler`): the Prometheus
+//! text format 0.0.4, never OpenMetrics, whatever the scraper accepts. The difference matters to
+//! dashboards: a 0.0.4 counter's samples carry the family's name (`endorser_proposals_received 3`),
+//! where OpenMetrics appends `_total` and Prometheus stores that name instead. So a counter's
+//! family name is its sample name here, and our own counters are named with their `_total`
+//! (`peer_core_ledger_heals_total`). prometheus-client only writes OpenMetrics;
+//! [`prometheus_text`] rewrites its output line by line.
 
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -20,6 +28,9 @@ use crate::metadata;
 pub trait LogControl: Send + Sync + 'static {
     fn spec(&self) -> String;
     fn set_spec(&self, spec: &str) -> Result<(), String>;
+    /// Registers the logging metrics (`logging_entries_checked`, `logging_entries_written`), if
+    /// this log control counts log events.
+    fn register_metrics(&self, _registry: &mut Registry) {}
 }
 
 /// A health check: `Err(reason)` makes `/healthz` answer 503.
@@ -75,12 +86,11 @@ impl Operations {
             "/metrics" => match (&self.metrics, method) {
                 (None, _) => empty(StatusCode::NOT_FOUND),
                 (Some(registry), Method::GET) => {
-                    let mut text = String::new();
-                    if prometheus_client::encoding::text::encode(&mut text, registry).is_err() {
+                    let Ok(text) = prometheus_text(registry) else {
                         return empty(StatusCode::INTERNAL_SERVER_ERROR);
-                    }
+                    };
                     Response::builder()
-                        .header(http::header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")
+                        .header(http::header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")
                         .body(Full::new(Bytes::from(text)))
                         .unwrap_or_default()
                 }
@@ -136,6 +146,61 @@ impl Operations {
     }
 }
 
+/// The registry in the Prometheus text format 0.0.4, as client_golang writes it (see the module
+/// docs): prometheus-client's OpenMetrics text with each counter sample named as its family (its
+/// `_total` suffix dropped), without `# UNIT` and `# EOF` lines, and histogram bounds written as Go
+/// writes floats (`le="1"`, not `le="1.0"`). A family without samples (a labelled one nothing has
+/// counted yet) is not written at all, by prometheus-client as by client_golang.
+pub fn prometheus_text(registry: &Registry) -> Result<String, std::fmt::Error> {
+    let mut openmetrics = String::new();
+    prometheus_client::encoding::text::encode_registry(&mut openmetrics, registry)?;
+    let mut text = String::with_capacity(openmetrics.len());
+    // The counter family whose samples follow, if the current family is a counter.
+    let mut counter: Option<String> = None;
+    for line in openmetrics.lines() {
+        if line.starts_with("# UNIT ") || line == "# EOF" {
+            continue;
+        }
+        if let Some(declaration) = line.strip_prefix("# TYPE ") {
+            let (name, kind) = declaration.rsplit_once(' ').unwrap_or((declaration, ""));
+            counter = (kind == "counter").then(|| name.to_string());
+            // OpenMetrics types 0.0.4 does not have are untyped there (we register none).
+            let kind = if matches!(kind, "counter" | "gauge" | "histogram" | "summary") { kind } else { "untyped" };
+            text.push_str(&format!("# TYPE {name} {kind}\n"));
+            continue;
+        }
+        if line.starts_with('#') {
+            text.push_str(line);
+            text.push('\n');
+            continue;
+        }
+        let sample = match &counter {
+            Some(name) => match line.strip_prefix(name.as_str()).and_then(|rest| rest.strip_prefix("_total")) {
+                Some(rest) if rest.starts_with(['{', ' ']) => format!("{name}{rest}"),
+                _ => line.to_string(),
+            },
+            None => line.to_string(),
+        };
+        text.push_str(&go_bucket_bound(&sample));
+        text.push('\n');
+    }
+    Ok(text)
+}
+
+/// A histogram bucket sample with its `le` bound as Go formats a float (`1`, `10`, `0.005`).
+fn go_bucket_bound(sample: &str) -> std::borrow::Cow<'_, str> {
+    let Some(start) = sample.find("le=\"") else { return sample.into() };
+    let value_start = start + 4;
+    let Some(length) = sample[value_start..].find('"') else { return sample.into() };
+    let bound = &sample[value_start..value_start + length];
+    match bound.strip_suffix(".0") {
+        Some(whole) if !whole.is_empty() && whole.bytes().all(|b| b.is_ascii_digit()) => {
+            format!("{}{whole}{}", &sample[..value_start], &sample[value_start + length..]).into()
+        }
+        _ => sample.into(),
+    }
+}
+
 /// RFC 3339 with nanoseconds, trailing zeros trimmed (Go's time.RFC3339Nano), in UTC.
 pub fn rfc3339(time: SystemTime) -> String {
     crate::gotime::format(crate::gotime::RFC3339_NANO, time)
@@ -148,12 +213,59 @@ impl LogControl for crate::logging::LoggingHandle {
     fn set_spec(&self, spec: &str) -> Result<(), String> {
         crate::logging::LoggingHandle::set_spec(self, spec).map_err(|e| e.to_string())
     }
+    fn register_metrics(&self, registry: &mut Registry) {
+        crate::logging::LoggingHandle::register_metrics(self, registry);
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::time::{Duration, UNIX_EPOCH};
+
+    #[test]
+    fn metrics_are_written_in_the_text_format_fabric_serves() {
+        use prometheus_client::metrics::counter::Counter;
+        use prometheus_client::metrics::family::Family;
+        use prometheus_client::metrics::histogram::Histogram;
+        let mut registry = Registry::default();
+        let received = Counter::<u64>::default();
+        received.inc_by(3);
+        registry.register("endorser_proposals_received", "Proposals", received);
+        let ours = Counter::<u64>::default();
+        ours.inc();
+        registry.register("peer_core_ledger_heals_total", "Heals", ours);
+        let sent: Family<Vec<(String, String)>, Counter> = Family::default();
+        sent.get_or_create(&vec![("channel".into(), "mychannel".into())]).inc_by(2);
+        registry.register("deliver_blocks_sent", "Blocks", sent);
+        // A labelled family nothing has counted yet is left out.
+        let unused: Family<Vec<(String, String)>, Counter> = Family::default();
+        registry.register("deliver_requests_received", "Requests", unused);
+        let histogram = Histogram::new([0.005, 1.0, 10.0]);
+        histogram.observe(0.5);
+        registry.register("ledger_blockstorage_commit_time", "Seconds", histogram);
+        let text = prometheus_text(&registry).unwrap();
+        assert_eq!(
+            text,
+            "# HELP endorser_proposals_received Proposals.\n\
+             # TYPE endorser_proposals_received counter\n\
+             endorser_proposals_received 3\n\
+             # HELP peer_core_ledger_heals_total Heals.\n\
+             # TYPE peer_core_ledger_heals_total counter\n\
+             peer_core_ledger_heals_total 1\n\
+             # HELP deliver_blocks_sent Blocks.\n\
+             # TYPE deliver_blocks_sent counter\n\
+             deliver_blocks_sent{channel=\"mychannel\"} 2\n\
+             # HELP ledger_blockstorage_commit_time Seconds.\n\
+             # TYPE ledger_blockstorage_commit_time histogram\n\
+             ledger_blockstorage_commit_time_sum 0.5\n\
+             ledger_blockstorage_commit_time_count 1\n\
+             ledger_blockstorage_commit_time_bucket{le=\"0.005\"} 0\n\
+             ledger_blockstorage_commit_time_bucket{le=\"1\"} 1\n\
+             ledger_blockstorage_commit_time_bucket{le=\"10\"} 1\n\
+             ledger_blockstorage_commit_time_bucket{le=\"+Inf\"} 1\n"
+        );
+    }
 
     #[test]
     fn times_print_like_go_rfc3339nano() {

@@ -19,6 +19,10 @@
 //!   `peer.keepalive.timeout` (hyper pings idle connections too).
 //! - Failing accepts (e.g. EMFILE) are retried every 50 ms and logged once per episode.
 //!
+//! [`serve_grpc_counted`] also counts Fabric's `grpc_comm_conn_opened` (a connection whose HTTP/2
+//! handshake finished) and `grpc_comm_conn_closed` (such a connection dropped), with no timer or
+//! task of its own.
+//!
 //! The count of open connections is the JoinSet's length: finished tasks are reaped before each
 //! accept (the select is biased), so it is exact, and no second count (a semaphore) can drift
 //! from it. The handshake deadline is dropped the moment the handshake is done, so a served
@@ -41,6 +45,7 @@ use tokio::task::JoinSet;
 use tonic::body::Body;
 
 use crate::config::KeepaliveConfig;
+use super::grpc_metrics::ConnectionCounters;
 use crate::env::{BoxFuture, Clock, Connection, Listener};
 
 const GRPC_SERVER: &str = "comm.grpc.server";
@@ -227,6 +232,39 @@ pub async fn serve_grpc<S>(
     S: tower::Service<Request<hyper::body::Incoming>, Response = Response<Body>, Error = Infallible> + Clone + Send + 'static,
     S::Future: Send + 'static,
 {
+    serve_grpc_inner(listener, clock, service, keepalive, limits, None, shutdown).await;
+}
+
+/// [`serve_grpc`], counting connections in `connections` as Fabric's peer server does
+/// (`grpc_comm_conn_opened` once a connection's HTTP/2 handshake is done, `grpc_comm_conn_closed`
+/// when such a connection ends, however it ends).
+pub async fn serve_grpc_counted<S>(
+    listener: Box<dyn Listener>,
+    clock: Arc<dyn Clock>,
+    service: S,
+    keepalive: KeepaliveConfig,
+    limits: ConnectionLimits,
+    connections: ConnectionCounters,
+    shutdown: watch::Receiver<bool>,
+) where
+    S: tower::Service<Request<hyper::body::Incoming>, Response = Response<Body>, Error = Infallible> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+{
+    serve_grpc_inner(listener, clock, service, keepalive, limits, Some(connections), shutdown).await;
+}
+
+async fn serve_grpc_inner<S>(
+    listener: Box<dyn Listener>,
+    clock: Arc<dyn Clock>,
+    service: S,
+    keepalive: KeepaliveConfig,
+    limits: ConnectionLimits,
+    counters: Option<ConnectionCounters>,
+    shutdown: watch::Receiver<bool>,
+) where
+    S: tower::Service<Request<hyper::body::Incoming>, Response = Response<Body>, Error = Infallible> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+{
     let handshake_timeout = limits.handshake_timeout;
     let timer = clock.clone();
     accept_loop(listener, clock, limits, Server::Grpc, shutdown, move |connection| {
@@ -248,8 +286,9 @@ pub async fn serve_grpc<S>(
             .keep_alive_interval(Some(keepalive.interval))
             .keep_alive_timeout(keepalive.timeout);
         let deadline = timer.sleep(handshake_timeout);
+        let counters = counters.clone();
         async move {
-            let (connection, finished) = WatchHandshake::new(connection);
+            let (connection, finished) = WatchHandshake::new(connection, counters);
             let serving = builder.serve_connection(TokioIo::new(connection), service);
             if !serve_with_deadline(serving, deadline, &finished).await {
                 tracing::debug!(
@@ -359,18 +398,30 @@ impl Http2Handshake {
 
 /// A connection that feeds what the client sends to an [`Http2Handshake`] until it is complete,
 /// then says so through the flag it was made with (read by [`serve_with_deadline`], in the same
-/// task). Passes every byte through unchanged.
+/// task), and counts it as opened; dropped, it counts as closed if it was opened. Passes every
+/// byte through unchanged.
 struct WatchHandshake {
     inner: Box<dyn Connection>,
     /// `None` once the handshake is complete.
     progress: Option<Http2Handshake>,
     finished: Arc<AtomicBool>,
+    counters: Option<ConnectionCounters>,
 }
 
 impl WatchHandshake {
-    fn new(inner: Box<dyn Connection>) -> (WatchHandshake, Arc<AtomicBool>) {
+    fn new(inner: Box<dyn Connection>, counters: Option<ConnectionCounters>) -> (WatchHandshake, Arc<AtomicBool>) {
         let finished = Arc::new(AtomicBool::new(false));
-        (WatchHandshake { inner, progress: Some(Http2Handshake::default()), finished: finished.clone() }, finished)
+        (WatchHandshake { inner, progress: Some(Http2Handshake::default()), finished: finished.clone(), counters }, finished)
+    }
+}
+
+impl Drop for WatchHandshake {
+    fn drop(&mut self) {
+        if self.progress.is_none()
+            && let Some(counters) = &self.counters
+        {
+            counters.closed.inc();
+        }
     }
 }
 
@@ -383,6 +434,9 @@ impl AsyncRead for WatchHandshake {
         {
             self.progress = None;
             self.finished.store(true, Ordering::Relaxed);
+            if let Some(counters) = &self.counters {
+                counters.opened.inc();
+            }
         }
         result
     }

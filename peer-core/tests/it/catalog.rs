@@ -1,7 +1,7 @@
 //! The bad-input catalog, wire half: every case file under the repository's
 //! `tests/catalog/wire/` is one gossip message the peer must refuse. The runner builds it (a
 //! good message, then the case's mutations), feeds it to the entry point the peer uses, and
-//! compares the rejection (the `gossip_bad_messages{reason}` label and the error) with the case's
+//! compares the rejection (the `peer_core_gossip_bad_messages_total{reason}` label and the error) with the case's
 //! snapshot in `tests/catalog/snapshots/`. The process half (config, env, MSP, CLI, genesis
 //! blocks) is `tests/e2e/catalog.rs`; the format is in `tests/catalog/README.md`.
 //!
@@ -289,10 +289,10 @@ fn mutate(built: &mut Built, mutation: &str, keys: &dyn Fn(&str) -> LocalMsp, se
 
 /// What became of the message.
 enum Outcome {
-    /// Refused with a reason (`gossip_bad_messages{reason}`).
+    /// Refused with a reason (`peer_core_gossip_bad_messages_total{reason}`).
     Rejected(BadMessage),
     /// A data message whose block failed verification: dropped and counted in
-    /// `gossip_state_invalid_blocks`, as the state machine does (not a malformed message).
+    /// `peer_core_gossip_state_invalid_blocks_total`, as the state machine does (not a malformed message).
     InvalidBlock(u64),
     /// Discarded without a reason, as Fabric does for e.g. a StateInfo of no channel we know
     /// (debug log only), and without any effect (checked by the runner).
@@ -312,7 +312,7 @@ impl Outcome {
     fn text(&self) -> String {
         match self {
             Outcome::Rejected(err) => format!("outcome: rejected\nreason: {}\nerror: {err}\n", err.reason()),
-            Outcome::InvalidBlock(seq) => format!("outcome: dropped as an invalid block (block {seq}, counted in gossip_state_invalid_blocks)\n"),
+            Outcome::InvalidBlock(seq) => format!("outcome: dropped as an invalid block (block {seq}, counted in peer_core_gossip_state_invalid_blocks_total)\n"),
             Outcome::Discarded => "outcome: discarded without effect (nothing stored, committed, forwarded or signalled)\n".to_string(),
             Outcome::Accepted => "outcome: ACCEPTED (a bad message must be refused)\n".to_string(),
         }

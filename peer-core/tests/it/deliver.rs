@@ -29,6 +29,7 @@ use rand_core::{Rng, SeedableRng};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::Streaming;
+use crate::exposition::{self, Exposition};
 use crate::node::june_2025;
 
 const CHANNEL: &str = "mychannel";
@@ -180,6 +181,11 @@ impl Fixture {
 
     fn logs(&self) -> String {
         self.logs.lines().join("\n")
+    }
+
+    /// `GET /metrics` on the node's operations server, parsed.
+    async fn metrics(&self) -> (Exposition, String) {
+        crate::mem_net::scrape(&self.network, &self.running).await
     }
 }
 
@@ -539,4 +545,71 @@ async fn filtered_blocks_carry_transaction_ids_types_codes_and_events() {
     let (_requests, queue) = mpsc::channel::<Envelope>(1);
     let err = f.client().await.deliver_with_private_data(ReceiverStream::new(queue)).await.unwrap_err();
     assert_eq!(err.code(), tonic::Code::Unimplemented);
+}
+
+/// Fabric's deliver metrics and the gRPC stream metrics count streams, requests, blocks and
+/// messages as Fabric's do: a request for a joined channel is received and completed (successful
+/// with status SUCCESS), every block sent counts, a stream ends OK, one whose client leaves ends
+/// Canceled, and one refused by the concurrency limit is a gRPC stream but no deliver stream.
+#[tokio::test]
+async fn deliver_streams_requests_blocks_and_messages_are_counted() {
+    let f = Fixture::start(3, &[("CORE_PEER_LIMITS_CONCURRENCY_DELIVERSERVICE", "1")]).await;
+    let client = admin(&f.orgs.org1);
+    let mut first = f.open().await;
+    assert_eq!(first.ask(request(&client, &seek(oldest(), newest(), SeekBehavior::BlockUntilReady))).await, answer(0..3, FabricStatus::Success));
+    let beyond = seek(at(5), at(6), SeekBehavior::FailIfNotReady);
+    assert_eq!(first.ask(request(&client, &beyond)).await, answer([], FabricStatus::NotFound));
+    first.assert_ended().await;
+    // A request for a channel this peer has not joined is not a deliver request (Fabric's either).
+    let mut elsewhere = f.open().await;
+    let unknown = request_at(&client, "otherchannel", june_2025(), &seek(oldest(), oldest(), SeekBehavior::BlockUntilReady));
+    assert_eq!(elsewhere.ask(unknown).await, answer([], FabricStatus::NotFound));
+    elsewhere.assert_ended().await;
+    drop((first, elsewhere));
+
+    let mut second = f.open().await;
+    assert_eq!(second.ask(request(&client, &seek(oldest(), oldest(), SeekBehavior::BlockUntilReady))).await, answer([0], FabricStatus::Success));
+    let (_requests, queue) = mpsc::channel::<Envelope>(1);
+    let refused = f.client().await.deliver(ReceiverStream::new(queue)).await.unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::ResourceExhausted);
+    drop(second);
+
+    let deliver = [("service", "protos_Deliver"), ("method", "Deliver")];
+    let block = [("channel", CHANNEL), ("filtered", "false"), ("data_type", "block")];
+    let (mut metrics, mut text) = f.metrics().await;
+    for _ in 0..200 {
+        if exposition::value(&metrics, "deliver_streams_closed", &[]) == 3.0
+            && exposition::value(&metrics, "grpc_server_stream_requests_completed", &deliver) == 4.0
+        {
+            break;
+        }
+        for _ in 0..50 {
+            tokio::task::yield_now().await;
+        }
+        (metrics, text) = f.metrics().await;
+    }
+    exposition::assert_fabric(&metrics, &[exposition::ALWAYS, exposition::CHANNEL, exposition::STREAM, exposition::DELIVER].concat(), &text);
+    let value = |name: &str, labels: &[(&str, &str)]| exposition::value(&metrics, name, labels);
+    assert_eq!(value("deliver_streams_opened", &[]), 3.0, "{text}");
+    assert_eq!(value("deliver_streams_closed", &[]), 3.0, "{text}");
+    assert_eq!(value("deliver_requests_received", &block), 3.0, "{text}");
+    assert_eq!(value("deliver_requests_completed", &[block.as_slice(), &[("success", "true")]].concat()), 2.0, "{text}");
+    assert_eq!(value("deliver_requests_completed", &[block.as_slice(), &[("success", "false")]].concat()), 1.0, "{text}");
+    assert_eq!(value("deliver_requests_received", &[]), 3.0, "only mychannel's: {text}");
+    assert_eq!(value("deliver_blocks_sent", &block), 4.0, "{text}");
+    assert_eq!(value("grpc_server_stream_requests_received", &deliver), 4.0, "{text}");
+    for (code, count) in [("OK", 2.0), ("Canceled", 1.0), ("ResourceExhausted", 1.0)] {
+        let labels = [deliver.as_slice(), &[("code", code)]].concat();
+        assert_eq!(value("grpc_server_stream_requests_completed", &labels), count, "{code}: {text}");
+        assert_eq!(value("grpc_server_stream_request_duration_count", &labels), count, "{code}: {text}");
+    }
+    // Received: the four envelopes; sent: 3 blocks and 2 statuses, a status, a block and a status.
+    assert_eq!(value("grpc_server_stream_messages_received", &deliver), 4.0, "{text}");
+    assert_eq!(value("grpc_server_stream_messages_sent", &deliver), 8.0, "{text}");
+    // Each `open` dialed a connection of its own; each finished its handshake.
+    assert_eq!(value("grpc_comm_conn_opened", &[]), 4.0, "{text}");
+    assert!(value("grpc_comm_conn_closed", &[]) <= 4.0, "{text}");
+    // The test's logging layer counted what it checked and wrote.
+    assert!(value("logging_entries_written", &[("level", "debug")]) > 0.0, "{text}");
+    assert!(value("logging_entries_checked", &[("level", "debug")]) >= value("logging_entries_written", &[("level", "debug")]), "{text}");
 }

@@ -24,6 +24,7 @@ use proto::protos::{
 };
 use tonic::transport::Channel;
 
+use crate::exposition;
 use crate::mem_net::MemNetwork;
 use crate::mem_storage::MemStorage;
 use crate::node::{FixedClock, june_2025, setup};
@@ -70,6 +71,7 @@ fn local(node: &generate::Node, msp_id: &str) -> LocalMsp {
 struct Peer {
     running: RunningNode,
     client: EndorserClient<Channel>,
+    network: Arc<MemNetwork>,
 }
 
 async fn start(storage: Arc<MemStorage>, clock: SystemTime, orgs: &Orgs) -> Peer {
@@ -80,12 +82,13 @@ async fn start(storage: Arc<MemStorage>, clock: SystemTime, orgs: &Orgs) -> Peer
     let mut setup = setup(handle, "endorser test");
     setup.msp = local(&orgs.org1.peers[0], "Org1MSP");
     let running = node::start(env, setup).await.unwrap();
+    let dialer = network.clone();
     let connector = tower::service_fn(move |_uri: http::Uri| {
-        let connect = network.connect(&HostPort::new("peer", 7051), Duration::from_secs(1));
+        let connect = dialer.connect(&HostPort::new("peer", 7051), Duration::from_secs(1));
         async move { connect.await.map(hyper_util::rt::TokioIo::new) }
     });
     let channel = tonic::transport::Endpoint::from_static("http://peer:7051").connect_with_connector(connector).await.unwrap();
-    Peer { running, client: EndorserClient::new(channel) }
+    Peer { running, client: EndorserClient::new(channel), network }
 }
 
 fn args(items: &[&[u8]]) -> Vec<Vec<u8>> {
@@ -253,6 +256,33 @@ async fn join_list_and_query_a_channel_as_fabric_does() {
     ledger.append(&new_block(2, &header_hash(tip.header.as_ref().unwrap()), vec![envelope(HeaderType::EndorserTransaction, "mychannel", &tx_id, b"")])).unwrap();
     assert_eq!(grpc_error(&mut peer, signed).await, format!("duplicate transaction found [{tx_id}]. Creator [{}]", hex::encode(&creator)));
 
+    // An application chaincode on the channel: a peer identity is a member of Org1, but not one of
+    // its Writers (admins and clients), so the channel's `peer/Propose` ACL refuses it.
+    let message = grpc_error(&mut peer, proposal(&peer_identity, HeaderType::EndorserTransaction, "mychannel", "mycc", &[b"invoke"], 20)).await;
+    assert!(message.contains("Writers"), "{message}");
+
+    // Fabric's endorser metrics for the 20 proposals above: received all; successful the 14
+    // channel-less system calls answered and the endorsed one (#7); timed the 17 that passed
+    // validation (not #18, whose channel is unknown, nor #19 and #20); one duplicate, one ACL refusal.
+    let (metrics, text) = crate::mem_net::scrape(&peer.network, &peer.running).await;
+    exposition::assert_fabric(&metrics, &[exposition::ALWAYS, exposition::CHANNEL, exposition::UNARY, exposition::ENDORSER].concat(), &text);
+    let value = |name: &str, labels: &[(&str, &str)]| exposition::value(&metrics, name, labels);
+    assert_eq!(value("endorser_proposals_received", &[]), 20.0, "{text}");
+    assert_eq!(value("endorser_successful_proposals", &[]), 15.0, "{text}");
+    assert_eq!(value("endorser_proposal_validation_failures", &[]), 0.0, "{text}");
+    assert_eq!(value("endorser_proposal_duration_count", &[("success", "true")]), 15.0, "{text}");
+    assert_eq!(value("endorser_proposal_duration_count", &[("channel", ""), ("chaincode", "mycc"), ("success", "false")]), 1.0, "{text}");
+    assert_eq!(value("endorser_proposal_duration_count", &[("channel", "mychannel"), ("chaincode", "mycc"), ("success", "false")]), 1.0, "{text}");
+    assert_eq!(value("endorser_proposal_duration_count", &[("channel", "mychannel"), ("chaincode", "qscc"), ("success", "true")]), 1.0, "{text}");
+    assert_eq!(value("endorser_duplicate_transaction_failures", &[("channel", "mychannel"), ("chaincode", "qscc")]), 1.0, "{text}");
+    assert_eq!(value("endorser_proposal_acl_failures", &[("channel", "mychannel"), ("chaincode", "mycc")]), 1.0, "{text}");
+    // The gRPC layer saw the same calls: the two refusals are gRPC errors (Unknown, as a Go error).
+    let call = [("service", "protos_Endorser"), ("method", "ProcessProposal")];
+    assert_eq!(value("grpc_server_unary_requests_received", &call), 20.0, "{text}");
+    assert_eq!(value("grpc_server_unary_requests_completed", &[call.as_slice(), &[("code", "OK")]].concat()), 18.0, "{text}");
+    assert_eq!(value("grpc_server_unary_requests_completed", &[call.as_slice(), &[("code", "Unknown")]].concat()), 2.0, "{text}");
+    assert_eq!(value("grpc_server_unary_request_duration_count", &call), 20.0, "{text}");
+
     peer.running.stop().await;
 }
 
@@ -307,6 +337,14 @@ async fn malformed_or_unauthenticated_proposals_are_grpc_errors_with_fabrics_tex
     // Org2's admin is.
     let (status, _, _) = ok(&mut peer, proposal(&org2_admin, HeaderType::EndorserTransaction, "org2only", "qscc", &[b"GetChainInfo", b"org2only"], 5)).await;
     assert_eq!(status, 200);
+
+    // Fabric counts a proposal once the auth filters let it through (not the garbage, which the
+    // expiration filter refuses), and a validation failure for each of the 9 that do not validate.
+    let (metrics, text) = crate::mem_net::scrape(&peer.network, &peer.running).await;
+    exposition::assert_fabric(&metrics, &[exposition::ALWAYS, exposition::UNARY].concat(), &text);
+    assert_eq!(exposition::value(&metrics, "endorser_proposals_received", &[]), 12.0, "{text}");
+    assert_eq!(exposition::value(&metrics, "endorser_proposal_validation_failures", &[]), 9.0, "{text}");
+    assert_eq!(exposition::value(&metrics, "endorser_successful_proposals", &[]), 3.0, "{text}");
     peer.running.stop().await;
 }
 

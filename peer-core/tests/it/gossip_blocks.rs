@@ -31,7 +31,7 @@ fn org(msp_id: &str, domain: &str, peers: usize) -> Org {
     generate::generate_org(&spec, &mut generate::org_rng(7, &spec), ValidityWindow::fixed()).unwrap()
 }
 
-struct Net {
+pub(crate) struct Net {
     network: Arc<MemNetwork>,
     clock: Arc<ManualClock>,
     org1: Org,
@@ -41,7 +41,7 @@ struct Net {
 }
 
 impl Net {
-    fn new() -> Net {
+    pub(crate) fn new() -> Net {
         let orderer_org = org("OrdererMSP", "example.com", 0);
         let org1 = org("Org1MSP", "org1.example.com", 3);
         let mut spec = GenesisSpec::new(CHANNEL, june_2025());
@@ -67,6 +67,11 @@ impl Net {
     /// Starts peer `i` of Org1 on port 7051 + 1000·i, bootstrapping from peer 0; `storage`
     /// keeps its disk across restarts.
     async fn start(&self, i: usize, storage: Arc<MemStorage>) -> RunningNode {
+        self.start_with(i, storage, &[]).await
+    }
+
+    /// [`Net::start`] with more `CORE_*` variables.
+    pub(crate) async fn start_with(&self, i: usize, storage: Arc<MemStorage>, env: &[(&str, &str)]) -> RunningNode {
         let sample = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().join("sampleconfig");
         let text = std::fs::read_to_string(sample.join("core.yaml")).unwrap();
         let port = 7051 + 1000 * i as u16;
@@ -79,6 +84,7 @@ impl Net {
             .with("CORE_PEER_GOSSIP_BOOTSTRAP", "127.0.0.1:7051")
             .with("CORE_PEER_GOSSIP_STATE_ENABLED", "true")
             .with("CORE_PEER_GOSSIP_ORGLEADER", "false");
+        let vars = env.iter().fold(vars, |vars, (name, value)| vars.with(name, value));
         let config: Config = Config::from_yaml(&text, &sample.join("core.yaml"), &vars).unwrap().config;
         let msp = LocalMsp::from_files(&self.org1.peers[i].msp, "Org1MSP", june_2025()).unwrap();
         let (_layer, handle) = peer_core::logging::layer(&Default::default(), Arc::new(june_2025), peer_core::logging::MemorySink::new().sink()).unwrap();
@@ -92,7 +98,7 @@ impl Net {
     }
 
     /// The next orderer-signed block on top of `node`'s tip.
-    fn next_block(&mut self, node: &RunningNode) -> Block {
+    pub(crate) fn next_block(&mut self, node: &RunningNode) -> Block {
         let ledger = node.channels.ledger(CHANNEL).unwrap();
         let height = ledger.height();
         let tip = ledger.block(height - 1).unwrap().unwrap();
@@ -103,7 +109,7 @@ impl Net {
     }
 
     /// Moves time forward in 50 ms steps, letting every task run in between.
-    async fn advance(&self, by: Duration) {
+    pub(crate) async fn advance(&self, by: Duration) {
         let steps = by.as_millis() / 50;
         for _ in 0..steps {
             self.clock.advance(Duration::from_millis(50));
@@ -114,7 +120,12 @@ impl Net {
     }
 }
 
-fn height(node: &RunningNode) -> u64 {
+/// `GET /metrics` of one of the net's nodes, parsed.
+pub(crate) async fn scrape(net: &Net, node: &RunningNode) -> (crate::exposition::Exposition, String) {
+    crate::mem_net::scrape(&net.network, node).await
+}
+
+pub(crate) fn height(node: &RunningNode) -> u64 {
     node.channels.ledger(CHANNEL).unwrap().height()
 }
 

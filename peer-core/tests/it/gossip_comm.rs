@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use peer_core::config::{HostPort, KeepaliveConfig};
 use peer_core::env::{DirLock, Env, LockError, Network, Storage};
-use peer_core::gossip::comm::{Comm, CommConfig, CommError, CommEvent};
+use peer_core::gossip::comm::{Comm, CommConfig, CommError, CommEvent, CommMetrics};
 use peer_core::gossip::identity::Identities;
 use peer_core::gossip::message::{self, SignedMessage, Signer};
 use peer_core::logging::{self, LoggingConfig, MemorySink};
@@ -98,6 +98,8 @@ pub(crate) struct World {
 pub(crate) struct Peer {
     pub(crate) comm: Comm,
     pub(crate) events: mpsc::Receiver<CommEvent>,
+    /// Fabric's gossip comm counters of this peer's comm.
+    metrics: CommMetrics,
     endpoint: HostPort,
     pki: PkiId,
     msp: LocalMsp,
@@ -120,7 +122,8 @@ impl World {
     /// A peer serving its comm on `port`, trusting its own org and `trusted`.
     pub(crate) async fn peer(&mut self, msp: LocalMsp, trusted: &[&generate::Org], port: u16, config: CommConfig) -> Peer {
         let identities = Identities::new(&msp, trusted.iter().map(|org| org_msp(org)));
-        let (comm, events) = Comm::new(self.env(port as u8), Arc::new(msp.clone()), Arc::new(Mutex::new(identities)), config);
+        let metrics = CommMetrics::default();
+        let (comm, events) = Comm::with_metrics(self.env(port as u8), Arc::new(msp.clone()), Arc::new(Mutex::new(identities)), config, metrics.clone());
         let endpoint = HostPort::new("peer", port);
         let listener = self.network.bind(&endpoint).await.unwrap();
         let (stop, stop_rx) = watch::channel(false);
@@ -136,7 +139,7 @@ impl World {
         let routes = tonic::service::Routes::new(comm.server());
         tokio::spawn(peer_core::node::serve::serve_grpc(listener, self.clock.clone(), routes, keepalive, crate::serve::limits(), stop_rx));
         self.servers.push(stop);
-        Peer { pki: msp.pki_id(), comm, events, endpoint, msp }
+        Peer { pki: msp.pki_id(), comm, events, endpoint, msp, metrics }
     }
 
     fn log(&self) -> String {
@@ -502,9 +505,14 @@ async fn a_full_send_queue_drops_instead_of_blocking() {
     }
     settle().await;
     assert!(drain(&mut b.events).is_empty());
+    // Fabric's counters: three dropped on overflow, three written to the stream and read from it
+    // (the handshake's ConnEstablish messages are not counted).
+    assert_eq!((a.metrics.overflow.get(), a.metrics.messages_sent.get(), b.metrics.messages_received.get()), (3, 3, 3));
+    assert_eq!((b.metrics.overflow.get(), b.metrics.messages_sent.get(), a.metrics.messages_received.get()), (0, 0, 0));
     // The queue drained: sending works again.
     assert!(a.comm.send(&b.pki, alive(&a.msp, 10)));
     assert_eq!(next_message(&mut b.events).await, (a.pki, alive(&a.msp, 10)));
+    assert_eq!((a.metrics.messages_sent.get(), b.metrics.messages_received.get()), (4, 4));
 }
 
 #[tokio::test]

@@ -70,3 +70,22 @@ impl Network for MemNetwork {
         vec![IpAddr::from([127, 0, 0, 1]), IpAddr::from(HOST)]
     }
 }
+
+/// `GET path` over HTTP/1.1 to the listener on `port`; returns the whole response.
+pub async fn http_get(network: &MemNetwork, port: u16, path: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut connection = network.connect(&HostPort::new("peer", port), Duration::from_secs(1)).await.unwrap();
+    connection.write_all(format!("GET {path} HTTP/1.1\r\nHost: peer\r\nConnection: close\r\n\r\n").as_bytes()).await.unwrap();
+    let mut response = String::new();
+    connection.read_to_string(&mut response).await.unwrap();
+    response
+}
+
+/// `GET /metrics` of a node's operations server, parsed (see `exposition`).
+pub async fn scrape(network: &MemNetwork, node: &peer_core::node::RunningNode) -> (crate::exposition::Exposition, String) {
+    let response = http_get(network, node.operations_listen_address.port(), "/metrics").await;
+    let head = response.split("\r\n\r\n").next().unwrap_or_default().to_ascii_lowercase();
+    assert!(head.contains("content-type: text/plain; version=0.0.4; charset=utf-8"), "{head}");
+    let text = crate::exposition::body(&response).to_string();
+    (crate::exposition::parse(&text), text)
+}
