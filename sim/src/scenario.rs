@@ -817,7 +817,7 @@ mod tests {
 
     #[test]
     fn a_moment_of_pair_events_over_two_orgs_is_one_line() {
-        let text = "name: t\nduration: 10s\norgs: [{name: org1, peers: 2}, {name: org2, peers: 1}]\nchecks: {converge_within: 5s}\n";
+        let text = "name: t\nduration: 10s\norgs: [{name: org1, peers: 2}, {name: org2, peers: 2}]\nchecks: {converge_within: 5s}\n";
         let scenario = Scenario::parse(text).expect("a valid scenario");
         let pair = |a: &str, b: &str| [a.to_string(), b.to_string()];
         let cut = [Event::Partition(pair("org1-peer0", "org2-peer0")), Event::Partition(pair("org1-peer1", "org2-peer0")), Event::Crash("org1-peer1".into())];
