@@ -445,7 +445,8 @@ fn simulate(scenario: &Scenario, seed: u64, broken: Option<Breakage>) -> Outcome
     // The peers' disk faults as last counted, to show new ones in the timeline.
     let mut disk_faults_seen: BTreeMap<String, crate::env::DiskFaultStats> = BTreeMap::new();
     if disk_faults_on && let Some(section) = &scenario.disk {
-        let rates: Vec<String> = section.rates().iter().filter(|(_, p)| *p > 0.0).map(|(kind, p)| format!("{} {p}", kind.trim_start_matches("disk_").replace('_', " "))).collect();
+        let names = ["read corruption", "misdirected write", "latent sector error", "fsync failure", "out of space"];
+        let rates: Vec<String> = section.rates().iter().zip(names).filter(|((_, p), _)| *p > 0.0).map(|((_, p), name)| format!("{name} {p}")).collect();
         let until = section.until.map(|u| format!(" until {:.2}s", u.as_secs_f64())).unwrap_or_default();
         outcome.summary.push_str(&format!("{} disk faults on every peer's disk{until} (per operation: {})\n", stamp(Duration::ZERO), rates.join(", ")));
     }

@@ -763,7 +763,28 @@ impl Scenario {
                 (None, _) => format!("{{{}}}", names.iter().map(|n| n.as_str()).collect::<Vec<_>>().join(", ")),
             }
         };
-        let (from, to, count) = (side(&left), side(&right), pairs.len());
+        // One host cut off from all the others (`org1-peer2 | every other peer`, or `... host`
+        // with the orderer nodes too).
+        let peers: BTreeSet<String> = self.peers().into_iter().map(|p| p.name).collect();
+        let hosts: BTreeSet<String> = peers.iter().cloned().chain(self.orderer_nodes()).collect();
+        let others = |one: &[&String], many: &[&String]| -> Option<&'static str> {
+            let [one] = one else { return None };
+            let many: BTreeSet<&String> = many.iter().copied().collect();
+            let all_but = |set: &BTreeSet<String>| set.contains(*one) && set.len() == many.len() + 1 && set.iter().all(|n| n == *one || many.contains(n));
+            if all_but(&peers) {
+                Some("every other peer")
+            } else if all_but(&hosts) {
+                Some("every other host")
+            } else {
+                None
+            }
+        };
+        let (from, to) = match (others(&left, &right), others(&right, &left)) {
+            (Some(rest), _) => (left[0].to_string(), rest.to_string()),
+            (_, Some(rest)) => (rest.to_string(), right[0].to_string()),
+            _ => (side(&left), side(&right)),
+        };
+        let count = pairs.len();
         Some(match first {
             Event::PartitionOneway(_) => format!("partition {from} -> {to} (one-way, {count} pairs)"),
             _ => format!("{} {from} | {to} ({count} pairs)", first.kind()),
@@ -823,6 +844,8 @@ mod tests {
         let cut = [Event::Partition(pair("org1-peer0", "org2-peer0")), Event::Partition(pair("org1-peer1", "org2-peer0")), Event::Crash("org1-peer1".into())];
         let events: Vec<&Event> = cut.iter().collect();
         assert_eq!(scenario.describe_events(&events), ["partition org1 | org2-peer0 (2 pairs)", "crash org1-peer1"]);
+        let alone = ["org1-peer0", "org2-peer0", "org2-peer1"].map(|other| Event::Heal(pair("org1-peer1", other)));
+        assert_eq!(scenario.describe_events(&alone.iter().collect::<Vec<_>>()), ["heal org1-peer1 | every other peer (3 pairs)"]);
         let oneway = [Event::PartitionOneway(pair("org1-peer0", "org2-peer0"))];
         assert_eq!(scenario.describe_events(&oneway.iter().collect::<Vec<_>>()), ["partition org1-peer0 -> org2-peer0 (one-way)"]);
         assert_eq!(Event::Loss(0.07).to_string(), "message loss 7%");
