@@ -425,7 +425,7 @@ impl Progress {
         }
         let done = self.bar.position();
         let step = (self.total / 10).max(1);
-        if done % step == 0 || done == self.total {
+        if done.is_multiple_of(step) || done == self.total {
             eprintln!(
                 "sweep: {done}/{} runs ({}%){failures}, {} elapsed, ETA {}",
                 self.total,
