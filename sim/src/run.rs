@@ -62,9 +62,12 @@ pub struct Outcome {
     pub faults: BTreeMap<&'static str, u64>,
     /// Milestones reached, by kind (see [`Scenario::expected_milestones`]).
     pub milestones: BTreeMap<&'static str, u64>,
-    /// When membership converged after the last fault (simulated), if it did.
+    /// How long after the last fault membership converged for good: from this sample on every
+    /// running peer saw exactly the members it should, to the end of the run (see `diverged`).
     pub converged_after: Option<Duration>,
-    /// A compact, readable summary: membership views over time and key lines.
+    /// A compact, readable timeline: the faults as they are injected (one line per moment, see
+    /// `Scenario::describe_events`; disk faults per peer), membership views as they change, and
+    /// key lines (blocks, failovers, convergence).
     pub summary: String,
     /// Per sample: for each peer, whether it runs and how many of the running peers that should
     /// see it alive do (seen, should), for the timeline picture.

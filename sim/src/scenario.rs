@@ -31,6 +31,8 @@
 //! block lists every node's endpoint, so peers fail over between them. The timeline may crash,
 //! kill, restart, partition, heal, hold and release any of them (`{at: 5s, partition:
 //! [orderer, org1-peer0]}`); they cannot start late.
+//! The same types write a scenario back out ([`Scenario::to_yaml`]: `sim run --dump`, a swarm
+//! seed's scenario), so that what is written loads as exactly the same scenario.
 //! Org names are lowercase letters and digits, each with a distinct MSP ID (1 to 32 peers per org,
 //! 64 in all). Peers are named `<org>-peer<i>`; their MSP ID is `Org<N>MSP` for `org<N>`. Each org's peer0 is
 //! the anchor peer other orgs contact.
