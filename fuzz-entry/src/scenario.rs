@@ -1,8 +1,10 @@
 //! `scenario_file`: any text as a simulation scenario file, through `Scenario::parse` (what
 //! `sim run` and the scenario tests call), then what the runner derives from an accepted one.
 //!
-//! Checked: nothing panics or runs away; an accepted scenario validates again, and its peers
-//! have distinct names (turmoil host names) and its organizations distinct MSP IDs.
+//! Checked: nothing panics or runs away; an accepted scenario validates again, its peers have
+//! distinct names (turmoil host names) and its organizations distinct MSP IDs, and written out
+//! as a scenario file (`Scenario::to_yaml`, what `sim run --dump` writes) it reads back as
+//! exactly itself.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -18,6 +20,8 @@ pub fn scenario_file(data: &[u8]) -> Outcome {
         Err(err) => return Outcome::Rejected(err),
     };
     assert_eq!(scenario.check(), Ok(()), "an accepted scenario fails its own check");
+    let written = scenario.to_yaml();
+    assert_eq!(Scenario::parse(&written).as_ref(), Ok(&scenario), "the scenario written out reads back as another:\n{written}");
     let peers = scenario.peers();
     let names: BTreeSet<&str> = peers.iter().map(|p| p.name.as_str()).collect();
     assert_eq!(names.len(), peers.len(), "two peers share a name");

@@ -5,6 +5,8 @@
 //! - [`scenario`]: the scenario file format.
 //! - [`run`]: running one scenario with one seed, checking invariants, hashing the trace.
 //! - [`swarm`]: scenarios chosen by the seed.
+//! - [`svg`]: a run drawn as a timeline picture.
+//! - [`failures`]: the replay command and the kept trace of a failing run.
 //! - [`protosim`]: the membership protocol alone (peer-core's `Discovery` state machines on an
 //!   event queue), for thousands of peers.
 //!
@@ -18,6 +20,7 @@ compile_error!(
 );
 
 pub mod env;
+pub mod failures;
 pub mod orderer;
 pub mod protosim;
 pub mod run;

@@ -1,13 +1,17 @@
 //! The simulator's command line.
 //!
 //! - `sim run scenarios/crash-restart.yaml --seed 42` runs one scenario with one seed and prints
-//!   a readable timeline (membership views as they change), the checks and the trace hash.
-//!   `sim run swarm --seed 42` runs the scenario the seed chooses (see `sim::swarm`).
+//!   a readable timeline (the faults as they are injected, membership views as they change, block
+//!   flow and failovers), the checks and the trace hash. `sim run swarm --seed 42` runs the
+//!   scenario the seed chooses (see `sim::swarm`) and prints it first as a scenario file;
+//!   `--dump FILE` writes that file, and `sim run FILE --seed 42` replays the same run.
 //!   `--json` prints one machine-readable line; `--trace FILE` writes the full trace; `--svg FILE`
-//!   draws the run (peers as rows, visibility over time, the timeline's events).
+//!   draws the run (see `sim::svg`). A failing run prints the command that replays it with every
+//!   option it needs, and keeps its trace in `target/sim-failures/` (see `sim::failures`).
 //! - `sim sweep --seeds 1000 [--scenario FILE|swarm]` runs many seeds, each in its own process
 //!   (tokio's task IDs are process-global, so only a fresh process replays a seed exactly), two
-//!   at a time, with a progress line and a summary table.
+//!   at a time, with a progress bar and an ETA on a terminal (plain progress lines in a CI log),
+//!   each failure's replay command as it comes, and a summary table.
 //! - `sim orderer --listen 127.0.0.1:7050 --data DIR --genesis-out FILE` runs the simulator's
 //!   orderer (`sim::orderer`) as a real process over peer-core's real Env, for end-to-end tests
 //!   with `peer-core node start` peers: it generates the orgs (fixed seed, written in cryptogen's
@@ -39,24 +43,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run one scenario with one seed.
-    Run {
-        /// The scenario file, or `swarm` for the scenario the seed chooses.
-        scenario: String,
-        #[arg(long, default_value_t = 1)]
-        seed: u64,
-        /// Print one JSON line (hash, violations, faults, convergence) instead of the timeline.
-        #[arg(long)]
-        json: bool,
-        /// Write the whole trace here.
-        #[arg(long, value_name = "FILE")]
-        trace: Option<PathBuf>,
-        /// Draw the run as an SVG timeline (peers as rows, visibility over time, events).
-        #[arg(long, value_name = "FILE")]
-        svg: Option<PathBuf>,
-        /// Test-only: deliberately break an invariant (`disclosure`, `lost-disk`, `split-brain`) to see it caught.
-        #[arg(long, value_name = "INVARIANT", hide = true)]
-        break_invariant: Option<String>,
-    },
+    Run(RunArgs),
     /// Run many seeds and summarize.
     Sweep {
         /// How many seeds (1..=N).
@@ -70,6 +57,40 @@ enum Command {
     Orderer(Box<OrdererArgs>),
     /// Simulate the membership protocol alone (no gRPC, no turmoil) for many peers and measure it.
     Protosim(ProtosimArgs),
+}
+
+#[derive(clap::Args)]
+struct RunArgs {
+    /// The scenario file, or `swarm` for the scenario the seed chooses.
+    scenario: String,
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Print one JSON line (hash, violations, faults, convergence, replay) instead of the timeline.
+    #[arg(long)]
+    json: bool,
+    /// Write the whole trace here (a failing run's trace is otherwise kept in target/sim-failures/).
+    #[arg(long, value_name = "FILE")]
+    trace: Option<PathBuf>,
+    /// Draw the run as an SVG timeline (peers and orderer nodes as rows, visibility and ledger
+    /// height over time, the timeline's events labelled, failovers, a legend).
+    #[arg(long, value_name = "FILE")]
+    svg: Option<PathBuf>,
+    /// Write the scenario as a scenario file (for `swarm`, the one the seed chose: `sim run FILE
+    /// --seed N` on it replays the run).
+    #[arg(long, value_name = "FILE")]
+    dump: Option<PathBuf>,
+    /// Test-only: deliberately break an invariant (`disclosure`, `lost-disk`, `split-brain`, `corrupt-block`) to see it caught.
+    #[arg(long, value_name = "INVARIANT", hide = true)]
+    break_invariant: Option<String>,
+}
+
+impl RunArgs {
+    /// What replays this run: every option that changes it. The destructuring names every
+    /// option, so a new one cannot be added without deciding whether a replay needs it.
+    fn replay(&self) -> sim::failures::Replay {
+        let RunArgs { scenario, seed, break_invariant, json: _, trace: _, svg: _, dump: _ } = self;
+        sim::failures::Replay { scenario: scenario.clone(), seed: *seed, break_invariant: break_invariant.clone() }
+    }
 }
 
 #[derive(clap::Args)]
@@ -177,9 +198,7 @@ fn load(scenario: &str, seed: u64) -> Result<Scenario, String> {
 
 fn main() -> ExitCode {
     match Cli::parse().command {
-        Command::Run { scenario, seed, json, trace, svg, break_invariant } => {
-            run(&scenario, seed, json, trace.as_deref(), svg.as_deref(), break_invariant.as_deref())
-        }
+        Command::Run(args) => run(&args),
         Command::Sweep { seeds, scenario } => sweep(seeds, scenario),
         Command::Protosim(args) => protosim(args),
         Command::Orderer(args) => match orderer(*args) {
@@ -192,12 +211,13 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(scenario: &str, seed: u64, json: bool, trace: Option<&Path>, svg: Option<&Path>, break_invariant: Option<&str>) -> ExitCode {
-    let broken = match break_invariant.map(sim::run::Breakage::parse) {
+fn run(args: &RunArgs) -> ExitCode {
+    let (scenario, seed) = (args.scenario.as_str(), args.seed);
+    let broken = match args.break_invariant.as_deref().map(sim::run::Breakage::parse) {
         None => None,
         Some(Some(breakage)) => Some(breakage),
         Some(None) => {
-            eprintln!("Error: unknown invariant to break (known: disclosure, lost-disk, split-brain)");
+            eprintln!("Error: unknown invariant to break (known: disclosure, lost-disk, split-brain, corrupt-block)");
             return ExitCode::FAILURE;
         }
     };
@@ -208,21 +228,51 @@ fn run(scenario: &str, seed: u64, json: bool, trace: Option<&Path>, svg: Option<
             return ExitCode::FAILURE;
         }
     };
-    let options = if scenario == "swarm" { sim::swarm::describe(&parsed) } else { String::new() };
+    // A swarm seed's scenario, as a scenario file (empty for a file: it is its own record).
+    let options = if scenario == "swarm" { sim::swarm::describe(&parsed, seed) } else { String::new() };
+    if let Some(path) = &args.dump {
+        let text = if options.is_empty() { parsed.to_yaml() } else { options.clone() };
+        if let Err(err) = std::fs::write(path, text) {
+            eprintln!("Error: writing {}: {err}", path.display());
+            return ExitCode::FAILURE;
+        }
+    }
     let outcome = sim::run::run_broken(&parsed, seed, broken);
-    if let Some(path) = trace
-        && let Err(err) = std::fs::write(path, format!("{options}{}", outcome.trace))
+    let replay = args.replay();
+    // The trace file starts with the swarm scenario, as YAML comments.
+    let commented = |line: &str| if line.starts_with('#') { format!("{line}\n") } else { format!("# {line}\n") };
+    let trace_text = || format!("{}{}", options.lines().map(commented).collect::<String>(), outcome.trace);
+    if let Some(path) = &args.trace
+        && let Err(err) = std::fs::write(path, trace_text())
     {
         eprintln!("Error: writing {}: {err}", path.display());
         return ExitCode::FAILURE;
     }
-    if let Some(path) = svg
+    // A failing run keeps its trace where the scenario tests keep theirs, unless --trace put it
+    // somewhere already.
+    let failed = !outcome.violations.is_empty();
+    let kept = match (&args.trace, failed) {
+        (Some(path), true) => Some(path.clone()),
+        (None, true) => {
+            let dir = std::env::current_exe().map_or_else(|_| PathBuf::from("target/sim-failures"), |exe| sim::failures::dir(&exe));
+            let path = dir.join(replay.trace_file());
+            match std::fs::create_dir_all(&dir).and_then(|()| std::fs::write(&path, trace_text())) {
+                Ok(()) => Some(path),
+                Err(err) => {
+                    eprintln!("Error: keeping the failing trace in {}: {err}", path.display());
+                    None
+                }
+            }
+        }
+        (_, false) => None,
+    };
+    if let Some(path) = &args.svg
         && let Err(err) = std::fs::write(path, sim::svg::render(&parsed, &outcome))
     {
         eprintln!("Error: writing {}: {err}", path.display());
         return ExitCode::FAILURE;
     }
-    if json {
+    if args.json {
         let line = serde_json::json!({
             "scenario": outcome.scenario,
             "seed": outcome.seed,
@@ -232,29 +282,45 @@ fn run(scenario: &str, seed: u64, json: bool, trace: Option<&Path>, svg: Option<
             "milestones": outcome.milestones,
             "catch_up_ms": outcome.catch_up.iter().map(|(peer, d)| (peer.clone(), d.as_millis() as u64)).collect::<Vec<_>>(),
             "converged_after_ms": outcome.converged_after.map(|d| d.as_millis() as u64),
+            "diverged_ms": outcome.diverged.iter().map(|(since, at)| (since.as_millis() as u64, at.as_millis() as u64)).collect::<Vec<_>>(),
             "trace_lines": outcome.trace.lines().count(),
             "summary": outcome.summary,
             "options": options,
+            "replay": replay.command(),
+            "trace_kept": kept.as_ref().map(|p| p.display().to_string()),
         });
         println!("{line}");
     } else {
         println!("scenario {} seed {}", outcome.scenario, outcome.seed);
-        print!("{options}{}", outcome.summary);
+        if !options.is_empty() {
+            println!("{options}");
+        }
+        print!("{}", outcome.summary);
         println!("faults: {:?}", outcome.faults);
         println!("milestones: {:?}", outcome.milestones);
+        let last_fault = parsed.last_fault();
+        let earlier: Vec<String> = outcome
+            .diverged
+            .iter()
+            .map(|(since, at)| format!("had converged at {:.2}s and diverged again at {:.2}s", since.as_secs_f64(), at.as_secs_f64()))
+            .collect();
+        let earlier = if earlier.is_empty() { String::new() } else { format!(" ({})", earlier.join("; ")) };
         match outcome.converged_after {
-            Some(after) => println!("converged {:.2}s after the last fault", after.as_secs_f64()),
-            None => println!("did not converge"),
+            Some(after) => println!("converged {:.2}s after the last fault, at {:.2}s, and stayed converged{earlier}", after.as_secs_f64(), (last_fault + after).as_secs_f64()),
+            None => println!("did not converge{earlier}"),
         }
         for violation in &outcome.violations {
             println!("VIOLATION: {violation}");
         }
         println!("trace: {} lines, sha256 {}", outcome.trace.lines().count(), outcome.hash);
-        if !outcome.violations.is_empty() {
-            println!("replay: cargo run -p sim -- run {scenario} --seed {seed}");
+        if failed {
+            println!("replay: {}", replay.command());
+            if let Some(path) = &kept {
+                println!("trace kept in {}", path.display());
+            }
         }
     }
-    if outcome.violations.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE }
+    if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS }
 }
 
 fn protosim(args: ProtosimArgs) -> ExitCode {
@@ -345,10 +411,67 @@ fn protosim(args: ProtosimArgs) -> ExitCode {
     ExitCode::SUCCESS
 }
 
+/// `sim sweep`'s progress on stderr: a bar with an ETA when stderr is a terminal; otherwise (a CI
+/// log) a plain line at every tenth of the runs, so the log shows progress without a line per run.
+/// Failures are printed as they come in either case.
+struct Progress {
+    bar: indicatif::ProgressBar,
+    terminal: bool,
+    total: u64,
+}
+
+impl Progress {
+    fn new(total: u64) -> Progress {
+        use std::io::IsTerminal as _;
+        let terminal = std::io::stderr().is_terminal();
+        // Hidden, the bar still keeps the time and the ETA for the plain lines.
+        let target = if terminal { indicatif::ProgressDrawTarget::stderr() } else { indicatif::ProgressDrawTarget::hidden() };
+        let bar = indicatif::ProgressBar::with_draw_target(Some(total), target);
+        if let Ok(style) = indicatif::ProgressStyle::with_template("[{bar:30}] {pos}/{len} runs, {elapsed} elapsed, ETA {eta}  {wide_msg}") {
+            bar.set_style(style.progress_chars("#>-"));
+        }
+        Progress { bar, terminal, total }
+    }
+
+    /// One more run finished (`what` was it); `failed` runs failed so far.
+    fn advance(&self, what: &str, failed: usize) {
+        self.bar.inc(1);
+        let failures = if failed == 0 { String::new() } else { format!(", {failed} failed") };
+        if self.terminal {
+            self.bar.set_message(format!("{what}{failures}"));
+            return;
+        }
+        let done = self.bar.position();
+        let step = (self.total / 10).max(1);
+        if done.is_multiple_of(step) || done == self.total {
+            eprintln!(
+                "sweep: {done}/{} runs ({}%){failures}, {} elapsed, ETA {}",
+                self.total,
+                done * 100 / self.total.max(1),
+                indicatif::HumanDuration(self.bar.elapsed()),
+                indicatif::HumanDuration(self.bar.eta())
+            );
+        }
+    }
+
+    fn println(&self, text: &str) {
+        if self.terminal { self.bar.println(text) } else { eprintln!("{text}") }
+    }
+
+    fn abandon(&self) {
+        self.bar.abandon();
+    }
+
+    fn finish(&self) {
+        self.bar.finish_and_clear();
+    }
+}
+
 #[derive(Default)]
 struct Tally {
     runs: u64,
-    failed: Vec<u64>,
+    /// The replay command of each failed run.
+    failed: Vec<String>,
     converge_ms: Vec<u64>,
     faults: BTreeMap<String, u64>,
 }
@@ -370,9 +493,9 @@ fn sweep(seeds: u64, scenarios: Vec<String>) -> ExitCode {
     };
     let jobs: Vec<(String, u64)> = scenarios.iter().flat_map(|s| (1..=seeds).map(move |seed| (s.clone(), seed))).collect();
     let total = jobs.len();
+    let progress = Progress::new(total as u64);
     let mut tallies: BTreeMap<String, Tally> = BTreeMap::new();
     let mut running: VecDeque<(String, u64, Child)> = VecDeque::new();
-    let mut done = 0;
     let mut pending = jobs.into_iter();
     loop {
         while running.len() < 2 {
@@ -385,6 +508,7 @@ fn sweep(seeds: u64, scenarios: Vec<String>) -> ExitCode {
             match child {
                 Ok(child) => running.push_back((scenario, seed, child)),
                 Err(err) => {
+                    progress.abandon();
                     eprintln!("Error: starting a run: {err}");
                     return ExitCode::FAILURE;
                 }
@@ -397,7 +521,11 @@ fn sweep(seeds: u64, scenarios: Vec<String>) -> ExitCode {
         tally.runs += 1;
         let passed = report["violations"].as_array().is_some_and(|v| v.is_empty());
         if !passed {
-            tally.failed.push(seed);
+            // A run that printed no report (it crashed) is replayed the same way.
+            let replay = report["replay"].as_str().map_or_else(|| sim::failures::Replay { scenario: scenario.clone(), seed, break_invariant: None }.command(), str::to_string);
+            let first = report["violations"][0].as_str().unwrap_or("no report (the run crashed)").to_string();
+            progress.println(&format!("FAILED {scenario} seed {seed}: {first}\n    replay: {replay}"));
+            tally.failed.push(replay);
         }
         if let Some(ms) = report["converged_after_ms"].as_u64() {
             tally.converge_ms.push(ms);
@@ -405,13 +533,10 @@ fn sweep(seeds: u64, scenarios: Vec<String>) -> ExitCode {
         for (kind, count) in report["faults"].as_object().into_iter().flatten() {
             *tally.faults.entry(kind.clone()).or_default() += count.as_u64().unwrap_or(0);
         }
-        done += 1;
-        let width = 30;
-        let filled = done * width / total;
-        eprint!("\r[{}{}] {done}/{total} {scenario} seed {seed}{}", "#".repeat(filled), " ".repeat(width - filled), " ".repeat(10));
-        let _ = std::io::stderr().flush();
+        let failed: usize = tallies.values().map(|t| t.failed.len()).sum();
+        progress.advance(&format!("{scenario} seed {seed}"), failed);
     }
-    eprintln!();
+    progress.finish();
     println!("{:<40} {:>6} {:>7} {:>14}  faults fired", "scenario", "runs", "failed", "converge p50");
     let mut any_failed = false;
     for (scenario, tally) in &tallies {
@@ -419,8 +544,8 @@ fn sweep(seeds: u64, scenarios: Vec<String>) -> ExitCode {
         ms.sort_unstable();
         let p50 = ms.get(ms.len() / 2).map(|m| format!("{:.2}s", *m as f64 / 1000.0)).unwrap_or_else(|| "-".into());
         println!("{scenario:<40} {:>6} {:>7} {p50:>14}  {:?}", tally.runs, tally.failed.len(), tally.faults);
-        for seed in tally.failed.iter().take(5) {
-            println!("    failed: cargo run -p sim -- run {scenario} --seed {seed}");
+        for replay in tally.failed.iter().take(5) {
+            println!("    failed: {replay}");
         }
         any_failed |= !tally.failed.is_empty();
     }

@@ -35,7 +35,7 @@ use tracing_subscriber::layer::SubscriberExt;
 
 use crate::env::{MessageFaults, NetFaults, SignatureMemo, SimClock, SimDisk, SimNetwork, SimStorage};
 use crate::orderer::{Orderer, OrdererSpec};
-use crate::scenario::{Bootstrap, Event, NewBlocks, ORDERER, PeerSpec, Scenario};
+use crate::scenario::{Bootstrap, Event, NewBlocks, ORDERER, PeerSpec, Scenario, Step};
 
 /// The simulated wall clock starts here (inside the generated certificates' validity).
 pub const EPOCH_SECS: u64 = 1_748_736_000; // 2025-06-01T00:00:00Z
@@ -62,9 +62,12 @@ pub struct Outcome {
     pub faults: BTreeMap<&'static str, u64>,
     /// Milestones reached, by kind (see [`Scenario::expected_milestones`]).
     pub milestones: BTreeMap<&'static str, u64>,
-    /// When membership converged after the last fault (simulated), if it did.
+    /// How long after the last fault membership converged for good: from this sample on every
+    /// running peer saw exactly the members it should, to the end of the run (see `diverged`).
     pub converged_after: Option<Duration>,
-    /// A compact, readable summary: membership views over time and key lines.
+    /// A compact, readable timeline: the faults as they are injected (one line per moment, see
+    /// `Scenario::describe_events`; disk faults per peer), membership views as they change, and
+    /// key lines (blocks, failovers, convergence).
     pub summary: String,
     /// Per sample: for each peer, whether it runs and how many of the running peers that should
     /// see it alive do (seen, should), for the timeline picture.
@@ -72,9 +75,31 @@ pub struct Outcome {
     /// For each restart of a peer with an orderer running: how long (simulated) until the peer
     /// held every block the orderer had when it restarted.
     pub catch_up: Vec<(String, Duration)>,
+    /// With an orderer, per sample: the ledger height of each peer and ordering-service node
+    /// whose ledger is open (a crashed one is missing), for the timeline picture.
+    pub heights: Vec<(Duration, BTreeMap<String, u64>)>,
+    /// With several orderer nodes: each time a peer's deliver client connected to an
+    /// ordering-service node, in time order (see [`Delivery`]).
+    pub deliveries: Vec<Delivery>,
+    /// Each time membership had converged after the last fault and then diverged again (with
+    /// no fault in between): when it had converged, and when it diverged. `converged_after`
+    /// counts from the last convergence, the one that held to the end.
+    pub diverged: Vec<(Duration, Duration)>,
     /// The orderer's chain as last sampled (header hashes, hex, by block number); empty without
     /// an orderer. Later checks compare peers' blocks with these.
     pub orderer_blocks: Vec<String>,
+}
+
+/// A peer's deliver client pulling blocks from an ordering-service node (from its `Pulling next
+/// blocks from ordering service` line).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Delivery {
+    pub at: Duration,
+    pub peer: String,
+    /// The node's host name (`orderer2`).
+    pub node: String,
+    /// The peer pulled from another node before: it failed over.
+    pub moved: bool,
 }
 
 /// How visible a peer is at one sample. For a crashed peer, `seen` counts the peers that still
@@ -84,12 +109,6 @@ pub struct Visibility {
     pub running: bool,
     pub seen: usize,
     pub should: usize,
-}
-
-impl Outcome {
-    pub fn replay_command(&self) -> String {
-        format!("SIM_SCENARIO={} SIM_SEED={} cargo test -p sim --test scenarios -- --nocapture", self.scenario, self.seed)
-    }
 }
 
 struct NoLogControl;
@@ -404,6 +423,9 @@ fn simulate(scenario: &Scenario, seed: u64, broken: Option<Breakage>) -> Outcome
         samples: Vec::new(),
         orderer_blocks: Vec::new(),
         catch_up: Vec::new(),
+        heights: Vec::new(),
+        deliveries: Vec::new(),
+        diverged: Vec::new(),
     };
     let mut timeline = scenario.timeline.clone();
     timeline.sort_by_key(|s| s.at);
@@ -416,8 +438,21 @@ fn simulate(scenario: &Scenario, seed: u64, broken: Option<Breakage>) -> Outcome
     let mut cut_since: BTreeMap<(String, String), Duration> = BTreeMap::new();
     let mut next_sample = SAMPLE_EVERY;
     let last_fault = scenario.last_fault();
-    // Convergence counts only once every timeline event has been applied.
+    // Convergence counts only once every timeline event has been applied, and only if it holds
+    // from then to the end: views can match after a partition heals only because nobody has
+    // expired the members it hid yet (their last alive messages are not old enough), and
+    // diverge a moment later with no fault in between (swarm seed 7). `converged_since` is the
+    // sample from which every sample so far matched.
     let mut all_applied = timeline.peek().is_none();
+    let mut converged_since: Option<Duration> = None;
+    // The peers' disk faults as last counted, to show new ones in the timeline.
+    let mut disk_faults_seen: BTreeMap<String, crate::env::DiskFaultStats> = BTreeMap::new();
+    if disk_faults_on && let Some(section) = &scenario.disk {
+        let names = ["read corruption", "misdirected write", "latent sector error", "fsync failure", "out of space"];
+        let rates: Vec<String> = section.rates().iter().zip(names).filter(|((_, p), _)| *p > 0.0).map(|((_, p), name)| format!("{name} {p}")).collect();
+        let until = section.until.map(|u| format!(" until {:.2}s", u.as_secs_f64())).unwrap_or_default();
+        outcome.summary.push_str(&format!("{} disk faults on every peer's disk{until} (per operation: {})\n", stamp(Duration::ZERO), rates.join(", ")));
+    }
     while sim.elapsed() < scenario.duration {
         // The disks are sound again from `disk.until` (bad sectors stay bad until rewritten: the
         // peer must heal around them).
@@ -429,7 +464,10 @@ fn simulate(scenario: &Scenario, seed: u64, broken: Option<Breakage>) -> Outcome
                 }
             }
             tracing::info!(target: "sim", "timeline: disk faults end");
+            outcome.summary.push_str(&format!("{} disk faults end\n", stamp(scenario.disk.as_ref().and_then(|d| d.until).unwrap_or_default())));
         }
+        // The events applied now, for the timeline (one moment's partitions on one line).
+        let mut applied: Vec<Step> = Vec::new();
         while let Some(step) = timeline.next_if(|s| s.at <= sim.elapsed()) {
             *outcome.faults.entry(step.event.kind()).or_default() += 1;
             tracing::info!(target: "sim", "timeline: {:?}", step.event);
@@ -460,6 +498,17 @@ fn simulate(scenario: &Scenario, seed: u64, broken: Option<Breakage>) -> Outcome
                 }
                 _ => {}
             }
+            applied.push(step);
+        }
+        let mut moments = applied.iter().peekable();
+        while let Some(step) = moments.next() {
+            let mut events = vec![&step.event];
+            while let Some(same) = moments.next_if(|s| s.at == step.at) {
+                events.push(&same.event);
+            }
+            for line in scenario.describe_events(&events) {
+                outcome.summary.push_str(&format!("{} {line}\n", stamp(step.at)));
+            }
         }
         if let Err(err) = sim.step() {
             outcome.violations.push(format!("at {:?}: a host failed: {err}", sim.elapsed()));
@@ -472,6 +521,10 @@ fn simulate(scenario: &Scenario, seed: u64, broken: Option<Breakage>) -> Outcome
             checker.check_ledgers(sim.elapsed(), &ledgers, &joined, &mut outcome);
             checker.check_orderer(sim.elapsed(), &orderer_ledgers, &mut outcome);
             checker.check_peer_blocks(sim.elapsed(), &ledgers, &orderer_ledgers, &mut outcome);
+            let heights = std::mem::take(&mut checker.sample_heights);
+            if scenario.orderer.is_some() {
+                outcome.heights.push((sim.elapsed(), heights));
+            }
             if let Some(within) = scenario.checks.blocks_within {
                 checker.check_caught_up(sim.elapsed(), last_fault, within, &ledgers, &orderer_ledgers, &running, &mut outcome);
             }
@@ -484,12 +537,37 @@ fn simulate(scenario: &Scenario, seed: u64, broken: Option<Breakage>) -> Outcome
             if let Some(within) = scenario.checks.dead_within {
                 checker.check_dead(sim.elapsed(), within, &snapshot, &running, &down_since, &cut_since, &mut outcome);
             }
-            if outcome.converged_after.is_none() && all_applied && sim.elapsed() > last_fault && checker.converged(&snapshot, &running) {
-                outcome.converged_after = Some(sim.elapsed() - last_fault);
-                *outcome.milestones.entry("converged").or_default() += 1;
-                outcome.summary.push_str(&format!("{:>8} converged\n", format!("{:.2}s", sim.elapsed().as_secs_f64())));
+            if scenario.disk.is_some() {
+                note_disk_faults(sim.elapsed(), scenario, &disks, &mut disk_faults_seen, &mut outcome);
+            }
+            if all_applied && sim.elapsed() > last_fault {
+                let now = sim.elapsed();
+                match (converged_since, checker.converged(&snapshot, &running)) {
+                    (None, true) => {
+                        converged_since = Some(now);
+                        outcome.summary.push_str(&format!("{} converged\n", stamp(now)));
+                    }
+                    (Some(since), false) => {
+                        converged_since = None;
+                        outcome.diverged.push((since, now));
+                        let off: Vec<&str> = running.iter().filter(|p| snapshot.get(*p).is_none_or(|v| checker.actual(v) != checker.expected(p, &running))).map(String::as_str).collect();
+                        outcome.summary.push_str(&format!(
+                            "{} diverged again with no fault since {:.2}s: {} see{} other members than {} should\n",
+                            stamp(now),
+                            last_fault.as_secs_f64(),
+                            off.join(" "),
+                            if off.len() == 1 { "s" } else { "" },
+                            if off.len() == 1 { "it" } else { "they" }
+                        ));
+                    }
+                    _ => {}
+                }
             }
         }
+    }
+    if let Some(since) = converged_since {
+        outcome.converged_after = Some(since - last_fault);
+        *outcome.milestones.entry("converged").or_default() += 1;
     }
     if scenario.orderer.is_some() {
         checker.check_orderer(sim.elapsed(), &orderer_ledgers, &mut outcome);
@@ -541,12 +619,48 @@ fn simulate(scenario: &Scenario, seed: u64, broken: Option<Breakage>) -> Outcome
             scenario.checks.converge_within
         )),
         None => outcome.violations.push(format!(
-            "liveness: membership never converged after the last fault (at {:?}); at the end: {}",
+            "liveness: membership {} after the last fault (at {:?}); at the end: {}",
+            match outcome.diverged.last() {
+                Some((_, diverged)) => format!("converged but diverged again at {diverged:?}, and was not converged at the end,"),
+                None => "never converged".to_string(),
+            },
             last_fault,
             checker.diff(&snapshot(&views, broken), &running)
         )),
     }
     outcome
+}
+
+/// A summary line's time column: `   4.25s`.
+fn stamp(at: Duration) -> String {
+    format!("{:>8}", format!("{:.2}s", at.as_secs_f64()))
+}
+
+/// Disk faults that fired on a peer's disk since the last sample, as timeline lines:
+/// `org1-peer2's disk: 1 read corruption, 2 fsync failures`.
+fn note_disk_faults(
+    at: Duration,
+    scenario: &Scenario,
+    disks: &BTreeMap<String, SimDisk>,
+    seen: &mut BTreeMap<String, crate::env::DiskFaultStats>,
+    outcome: &mut Outcome,
+) {
+    for (name, disk) in disks.iter().filter(|(name, _)| !scenario.is_orderer(name)) {
+        let now = disk.fault_stats();
+        let before = seen.insert(name.clone(), now).unwrap_or_default();
+        let fired = [
+            (now.read_corruption - before.read_corruption, "read corruption", "read corruptions"),
+            (now.misdirected_write - before.misdirected_write, "misdirected write", "misdirected writes"),
+            (now.latent_error - before.latent_error, "latent sector error", "latent sector errors"),
+            (now.fsync_failure - before.fsync_failure, "fsync failure", "fsync failures"),
+            (now.full - before.full, "out-of-space error", "out-of-space errors"),
+        ];
+        let parts: Vec<String> =
+            fired.iter().filter(|(n, _, _)| *n > 0).map(|(n, one, many)| format!("{n} {}", if *n == 1 { one } else { many })).collect();
+        if !parts.is_empty() {
+            outcome.summary.push_str(&format!("{} {name}'s disk: {}\n", stamp(at), parts.join(", ")));
+        }
+    }
 }
 
 /// What the timeline acts on besides turmoil itself.
@@ -742,6 +856,9 @@ struct Checker {
     healing: BTreeMap<String, (Duration, u64)>,
     /// How long a healing peer has (the scenario's `blocks_within`, else `converge_within`).
     heal_within: Duration,
+    /// The heights `check_peer_blocks` read at the last sample (peers and orderer nodes whose
+    /// ledgers are open), for [`Outcome::heights`].
+    sample_heights: BTreeMap<String, u64>,
 }
 
 impl Checker {
@@ -769,6 +886,7 @@ impl Checker {
             heals_seen: BTreeMap::new(),
             healing: BTreeMap::new(),
             heal_within: scenario.checks.blocks_within.unwrap_or(scenario.checks.converge_within),
+            sample_heights: BTreeMap::new(),
         }
     }
 
@@ -967,6 +1085,7 @@ impl Checker {
             }
             let checked = self.peer_checked.entry(peer.clone()).or_default();
             let height = check_chain(at, peer, &ledger, &self.orderer_blocks, cutter_up, highest, checked, disk_may_lose, outcome);
+            self.sample_heights.insert(peer.clone(), height);
             self.check_healing(at, peer, height, outcome);
             if let Some(&(since, target)) = self.catching_up.get(peer)
                 && height >= target
@@ -984,7 +1103,11 @@ impl Checker {
             };
             let highest = self.replica_heights.entry(node.clone()).or_default();
             let checked = self.replica_checked.entry(node.clone()).or_default();
-            check_chain(at, node, &ledger, &self.orderer_blocks, cutter_up, highest, checked, false, outcome);
+            let height = check_chain(at, node, &ledger, &self.orderer_blocks, cutter_up, highest, checked, false, outcome);
+            self.sample_heights.insert(node.clone(), height);
+        }
+        if cutter_up {
+            self.sample_heights.insert(ORDERER.to_string(), self.orderer_blocks.len() as u64);
         }
         self.orderer_heights.push((at, self.orderer_blocks.len() as u64));
     }
@@ -1237,6 +1360,8 @@ fn trace_failovers(scenario: &Scenario, outcome: &mut Outcome) {
         if moved {
             *outcome.milestones.entry("failed_over").or_default() += 1;
         }
+        let node = address.split(':').next().unwrap_or_default().to_string();
+        outcome.deliveries.push(Delivery { at, peer: peer.clone(), node, moved });
         let verb = if moved { "fails over to" } else { "pulls from" };
         lines.push((at, format!("{:>8} {peer} {verb} {address} from block {next}", format!("{:.2}s", at.as_secs_f64()))));
     }

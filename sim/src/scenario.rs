@@ -31,6 +31,8 @@
 //! block lists every node's endpoint, so peers fail over between them. The timeline may crash,
 //! kill, restart, partition, heal, hold and release any of them (`{at: 5s, partition:
 //! [orderer, org1-peer0]}`); they cannot start late.
+//! The same types write a scenario back out ([`Scenario::to_yaml`]: `sim run --dump`, a swarm
+//! seed's scenario), so that what is written loads as exactly the same scenario.
 //! Org names are lowercase letters and digits, each with a distinct MSP ID (1 to 32 peers per org,
 //! 64 in all). Peers are named `<org>-peer<i>`; their MSP ID is `Org<N>MSP` for `org<N>`. Each org's peer0 is
 //! the anchor peer other orgs contact.
@@ -38,40 +40,48 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize, Serializer};
+use serde_saphyr::{FlowMap, FlowSeq};
 
-#[derive(Clone, Debug, Deserialize)]
+/// A scenario as the file says it. The same types are written back ([`Scenario::to_yaml`]) for
+/// scenarios made in code (swarm seeds), so that what is written loads as exactly what was made:
+/// optional sections and empty lists are left out, durations are written exactly (`2.699s`,
+/// `500ms`), and short sections are written in flow style (`{at: 3s, crash: org1-peer1}`) as
+/// people write them.
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Scenario {
     pub name: String,
-    #[serde(deserialize_with = "duration")]
+    #[serde(deserialize_with = "duration", serialize_with = "write_duration")]
     pub duration: Duration,
+    #[serde(serialize_with = "write_flow_items")]
     pub orgs: Vec<OrgSpec>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty", serialize_with = "write_flow_seq")]
     pub no_external_endpoint: Vec<String>,
     #[serde(default)]
     pub bootstrap: Bootstrap,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub env: BTreeMap<String, String>,
     /// `CORE_*` overrides for single peers, applied after `env`: `{org1-peer1: {CORE_X: y}}`.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub peer_env: BTreeMap<String, BTreeMap<String, String>>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty", serialize_with = "write_flow_items")]
     pub timeline: Vec<Step>,
     /// Faults injected in peer-core's own network layer, above turmoil.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none", serialize_with = "write_flow_map")]
     pub network: Option<NetworkFaults>,
     /// Faults of the peers' disks besides power cuts (see [`DiskSection`]).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none", serialize_with = "write_flow_map")]
     pub disk: Option<DiskSection>,
+    #[serde(serialize_with = "write_flow_map")]
     pub checks: Checks,
     /// An ordering-service host producing blocks (none without the section).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none", serialize_with = "write_flow_map")]
     pub orderer: Option<OrdererSection>,
     /// turmoil's tick: how far simulated time moves per step (1ms by default). A longer tick
     /// makes a run cheaper (fewer steps, each polling every host) and coarser: message latencies
     /// and timers round up to whole ticks.
-    #[serde(default, deserialize_with = "optional_duration")]
+    #[serde(default, deserialize_with = "optional_duration", skip_serializing_if = "Option::is_none", serialize_with = "write_optional_duration")]
     pub tick: Option<Duration>,
 }
 
@@ -97,7 +107,7 @@ pub fn orderer_node(index: usize) -> String {
 /// synthetic transactions at `tx_per_second` from `start` until `stop` (simulated time), cut
 /// into blocks as Fabric's solo orderer does (BatchTimeout, MaxMessageCount). `nodes: 2` adds
 /// replicas (see [`orderer_node`]).
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct OrdererSection {
     /// How many ordering-service nodes: node 0 cuts blocks, the others replicate its chain.
@@ -105,13 +115,13 @@ pub struct OrdererSection {
     pub nodes: usize,
     #[serde(default)]
     pub tx_per_second: f64,
-    #[serde(default = "default_batch_timeout", deserialize_with = "duration")]
+    #[serde(default = "default_batch_timeout", deserialize_with = "duration", serialize_with = "write_duration")]
     pub batch_timeout: Duration,
     #[serde(default = "default_max_message_count")]
     pub max_message_count: u32,
-    #[serde(default, deserialize_with = "duration")]
+    #[serde(default, deserialize_with = "duration", serialize_with = "write_duration")]
     pub start: Duration,
-    #[serde(default, deserialize_with = "optional_duration")]
+    #[serde(default, deserialize_with = "optional_duration", skip_serializing_if = "Option::is_none", serialize_with = "write_optional_duration")]
     pub stop: Option<Duration>,
 }
 
@@ -132,12 +142,12 @@ fn default_max_message_count() -> u32 {
 /// `delay_probability` for up to `max_delay`, reordering traffic across connections; each gossip
 /// message that arrives is lost with probability `loss` (the timeline can change it) or handled
 /// twice with probability `duplicate`.
-#[derive(Clone, Debug, Default, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct NetworkFaults {
     #[serde(default)]
     pub delay_probability: f64,
-    #[serde(default, deserialize_with = "duration")]
+    #[serde(default, deserialize_with = "duration", serialize_with = "write_duration")]
     pub max_delay: Duration,
     #[serde(default)]
     pub loss: f64,
@@ -151,7 +161,7 @@ pub struct NetworkFaults {
 /// `sim::env::DiskFaultRates`), drawn from a stream seeded per peer, from the start until `until`
 /// (the end by default). After `until` the disks are sound and the checks demand the peers heal:
 /// every peer back at the orderer's height within `blocks_within`.
-#[derive(Clone, Debug, Default, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct DiskSection {
     #[serde(default)]
@@ -164,7 +174,7 @@ pub struct DiskSection {
     pub fsync_failure: f64,
     #[serde(default)]
     pub full: f64,
-    #[serde(default, deserialize_with = "optional_duration")]
+    #[serde(default, deserialize_with = "optional_duration", skip_serializing_if = "Option::is_none", serialize_with = "write_optional_duration")]
     pub until: Option<Duration>,
 }
 
@@ -181,14 +191,14 @@ impl DiskSection {
     }
 }
 
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct OrgSpec {
     pub name: String,
     pub peers: usize,
 }
 
-#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum Bootstrap {
     #[default]
@@ -196,7 +206,7 @@ pub enum Bootstrap {
     First,
 }
 
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Deserialize)]
 #[serde(try_from = "RawStep")]
 pub struct Step {
     pub at: Duration,
@@ -272,6 +282,52 @@ pub enum Event {
     Loss(f64),
 }
 
+/// A step is written as it is read: `{at: 3s, crash: org1-peer1}` (pairs in flow style too).
+impl Serialize for Step {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap as _;
+        let mut map = serializer.serialize_map(Some(2))?;
+        map.serialize_entry("at", &DurationText(self.at))?;
+        let key = self.event.kind();
+        match &self.event {
+            Event::Start(name) | Event::Crash(name) | Event::Kill(name) | Event::Restart(name) => map.serialize_entry(key, name)?,
+            Event::Partition(pair) | Event::PartitionOneway(pair) | Event::Heal(pair) | Event::Hold(pair) | Event::Release(pair) => {
+                map.serialize_entry(key, &FlowSeq(pair))?
+            }
+            Event::Loss(rate) => map.serialize_entry(key, rate)?,
+        }
+        map.end()
+    }
+}
+
+/// What people read in a timeline: `crash org1-peer1`, `partition org1-peer0 | org2-peer0`,
+/// `partition org1-peer0 -> org2-peer0 (one-way)`, `message loss 20%`.
+impl std::fmt::Display for Event {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Event::Start(name) | Event::Crash(name) | Event::Kill(name) | Event::Restart(name) => write!(f, "{} {name}", self.kind()),
+            Event::PartitionOneway([from, to]) => write!(f, "partition {from} -> {to} (one-way)"),
+            Event::Partition([a, b]) | Event::Heal([a, b]) | Event::Hold([a, b]) | Event::Release([a, b]) => write!(f, "{} {a} | {b}", self.kind()),
+            Event::Loss(rate) if *rate == 0.0 => write!(f, "message loss ends"),
+            Event::Loss(rate) => write!(f, "message loss {}%", percent(*rate)),
+        }
+    }
+}
+
+/// The two hosts of a pair event (partition, heal, hold, release).
+fn pair_of(event: &Event) -> Option<&[String; 2]> {
+    match event {
+        Event::Partition(pair) | Event::PartitionOneway(pair) | Event::Heal(pair) | Event::Hold(pair) | Event::Release(pair) => Some(pair),
+        _ => None,
+    }
+}
+
+/// A probability as a percentage without float noise: 0.07 is `7`, 0.125 is `12.5`.
+fn percent(rate: f64) -> String {
+    let text = format!("{:.2}", rate * 100.0);
+    text.trim_end_matches('0').trim_end_matches('.').to_string()
+}
+
 impl Event {
     /// The fault kind, for coverage counts.
     pub fn kind(&self) -> &'static str {
@@ -290,45 +346,104 @@ impl Event {
     }
 }
 
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Checks {
     /// After the last timeline event, every running peer must see exactly the members it should
-    /// within this long.
-    #[serde(deserialize_with = "duration")]
+    /// within this long, and go on seeing them until the end of the run.
+    #[serde(deserialize_with = "duration", serialize_with = "write_duration")]
     pub converge_within: Duration,
     /// While a peer is crashed, or cut off from an observer both ways, the observer must stop
     /// seeing it alive within this long. Make it at least aliveExpirationTimeout + the check
     /// interval + pullInterval: as in Fabric, a newer (but pre-crash) alive message relayed in a
     /// membership response refreshes lastSeen, which can postpone the death by one sync round
     /// (found by swarm seed 30).
-    #[serde(default, deserialize_with = "optional_duration")]
+    #[serde(default, deserialize_with = "optional_duration", skip_serializing_if = "Option::is_none", serialize_with = "write_optional_duration")]
     pub dead_within: Option<Duration>,
     /// With an orderer: from the last timeline event on, every running peer must hold at least
     /// the blocks the orderer had this long before (blocks reach everyone, crashed peers catch up).
-    #[serde(default, deserialize_with = "optional_duration")]
+    #[serde(default, deserialize_with = "optional_duration", skip_serializing_if = "Option::is_none", serialize_with = "write_optional_duration")]
     pub blocks_within: Option<Duration>,
     /// With leader election (`CORE_PEER_GOSSIP_USELEADERELECTION: true` in `env`): from this
     /// long after the last timeline event on, every org with running peers has exactly one
     /// leader for the channel at every sample (an election ends, and with one winner).
-    #[serde(default, deserialize_with = "optional_duration")]
+    #[serde(default, deserialize_with = "optional_duration", skip_serializing_if = "Option::is_none", serialize_with = "write_optional_duration")]
     pub leaders_within: Option<Duration>,
     /// With an orderer: `[{after: 5s, by: 12s}]`: every peer running at `by` holds more blocks
     /// than the orderer had at `after`, so blocks cut after `after` reached it. With the cutter
     /// cut off from every peer from `after` on, those blocks can only have come through a
     /// replica: the proof that the peers failed over.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty", serialize_with = "write_flow_items")]
     pub new_blocks: Vec<NewBlocks>,
 }
 
 /// One `new_blocks` window (see [`Checks::new_blocks`]).
-#[derive(Clone, Copy, Debug, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct NewBlocks {
-    #[serde(deserialize_with = "duration")]
+    #[serde(deserialize_with = "duration", serialize_with = "write_duration")]
     pub after: Duration,
-    #[serde(deserialize_with = "duration")]
+    #[serde(deserialize_with = "duration", serialize_with = "write_duration")]
     pub by: Duration,
+}
+
+/// A duration as the loader reads it back, exactly: whole seconds as `12s`, fractions of a second
+/// above one as `2.699s`, and below one second in the largest unit that is exact (`500ms`,
+/// `250us`, `7ns`).
+pub fn duration_text(duration: Duration) -> String {
+    let (secs, nanos) = (duration.as_secs(), duration.subsec_nanos());
+    if secs == 0 && nanos > 0 {
+        return match nanos {
+            n if n % 1_000_000 == 0 => format!("{}ms", n / 1_000_000),
+            n if n % 1_000 == 0 => format!("{}us", n / 1_000),
+            n => format!("{n}ns"),
+        };
+    }
+    if nanos == 0 {
+        return format!("{secs}s");
+    }
+    let fraction = format!("{nanos:09}");
+    format!("{secs}.{}s", fraction.trim_end_matches('0'))
+}
+
+/// Serializes as [`duration_text`].
+struct DurationText(Duration);
+
+impl Serialize for DurationText {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&duration_text(self.0))
+    }
+}
+
+fn write_duration<S: Serializer>(duration: &Duration, serializer: S) -> Result<S::Ok, S::Error> {
+    DurationText(*duration).serialize(serializer)
+}
+
+fn write_optional_duration<S: Serializer>(duration: &Option<Duration>, serializer: S) -> Result<S::Ok, S::Error> {
+    match duration {
+        Some(duration) => write_duration(duration, serializer),
+        None => serializer.serialize_none(),
+    }
+}
+
+/// A list on one line: `[org1-peer1, org2-peer2]`.
+fn write_flow_seq<S: Serializer, T: Serialize>(items: &Vec<T>, serializer: S) -> Result<S::Ok, S::Error> {
+    FlowSeq(items).serialize(serializer)
+}
+
+/// A list with one item per line, each on one line: `- {name: org1, peers: 3}`.
+fn write_flow_items<S: Serializer, T: Serialize>(items: &[T], serializer: S) -> Result<S::Ok, S::Error> {
+    use serde::ser::SerializeSeq as _;
+    let mut seq = serializer.serialize_seq(Some(items.len()))?;
+    for item in items {
+        seq.serialize_element(&FlowMap(item))?;
+    }
+    seq.end()
+}
+
+/// A section on one line: `network: {delay_probability: 0.04, max_delay: 312ms, ...}`.
+fn write_flow_map<S: Serializer, T: Serialize>(section: &T, serializer: S) -> Result<S::Ok, S::Error> {
+    FlowMap(section).serialize(serializer)
 }
 
 fn optional_duration<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<Duration>, D::Error> {
@@ -364,6 +479,13 @@ impl Scenario {
     /// Checks names and times (also for generated scenarios).
     pub fn check(&self) -> Result<(), String> {
         self.validate()
+    }
+
+    /// The scenario as a scenario file: [`Scenario::parse`] reads it back as exactly this
+    /// scenario (the swarm round trip: `sim run swarm --seed N --dump FILE`, then
+    /// `sim run FILE --seed N` replays the same run).
+    pub fn to_yaml(&self) -> String {
+        serde_saphyr::to_string(self).expect("a scenario is plain data and always serializes")
     }
 
     pub fn parse(text: &str) -> Result<Scenario, String> {
@@ -588,9 +710,147 @@ impl Scenario {
         expected
     }
 
+    /// The timeline events of one moment as lines for people, in order: one line per event,
+    /// except that a run of pair events of one kind that cuts a whole set of hosts off from
+    /// another (as swarm seeds cut org from org) is one line, naming an org when the set is all
+    /// of its peers (`partition org2 | org1 (16 pairs)`) and `every peer` when it is every peer
+    /// of several orgs (`partition orderer | every peer (4 pairs)`).
+    pub fn describe_events(&self, events: &[&Event]) -> Vec<String> {
+        let mut lines = Vec::new();
+        let mut rest = events;
+        while let Some((first, _)) = rest.split_first() {
+            let pairs: Vec<&[String; 2]> = rest.iter().map_while(|e| pair_of(e).filter(|_| e.kind() == first.kind())).collect();
+            if pairs.len() > 1
+                && let Some(line) = self.describe_cut(first, &pairs)
+            {
+                lines.push(line);
+                rest = &rest[pairs.len()..];
+                continue;
+            }
+            lines.push(first.to_string());
+            rest = &rest[1..];
+        }
+        lines
+    }
+
+    /// `pairs` (all of `first`'s kind) as one line, if they are every pair of two sets.
+    fn describe_cut(&self, first: &Event, pairs: &[&[String; 2]]) -> Option<String> {
+        let mut left: Vec<&String> = Vec::new();
+        let mut right: Vec<&String> = Vec::new();
+        for [a, b] in pairs.iter().copied() {
+            if !left.contains(&a) {
+                left.push(a);
+            }
+            if !right.contains(&b) {
+                right.push(b);
+            }
+        }
+        let distinct: BTreeSet<&[String; 2]> = pairs.iter().copied().collect();
+        if distinct.len() != pairs.len() || left.len() * right.len() != pairs.len() {
+            return None;
+        }
+        let side = |names: &[&String]| -> String {
+            let set: BTreeSet<&str> = names.iter().map(|n| n.as_str()).collect();
+            let everyone = self.peers();
+            if self.orgs.len() > 1 && everyone.len() == set.len() && everyone.iter().all(|p| set.contains(p.name.as_str())) {
+                return "every peer".to_string();
+            }
+            let org = self.orgs.iter().find(|o| {
+                let peers: BTreeSet<String> = (0..o.peers).map(|i| format!("{}-peer{i}", o.name)).collect();
+                peers.len() == set.len() && peers.iter().all(|p| set.contains(p.as_str()))
+            });
+            match (org, names) {
+                (Some(org), _) => org.name.clone(),
+                (None, [one]) => one.to_string(),
+                (None, _) => format!("{{{}}}", names.iter().map(|n| n.as_str()).collect::<Vec<_>>().join(", ")),
+            }
+        };
+        // One host cut off from all the others (`org1-peer2 | every other peer`, or `... host`
+        // with the orderer nodes too).
+        let peers: BTreeSet<String> = self.peers().into_iter().map(|p| p.name).collect();
+        let hosts: BTreeSet<String> = peers.iter().cloned().chain(self.orderer_nodes()).collect();
+        let others = |one: &[&String], many: &[&String]| -> Option<&'static str> {
+            let [one] = one else { return None };
+            let many: BTreeSet<&String> = many.iter().copied().collect();
+            let all_but = |set: &BTreeSet<String>| set.contains(*one) && set.len() == many.len() + 1 && set.iter().all(|n| n == *one || many.contains(n));
+            if all_but(&peers) {
+                Some("every other peer")
+            } else if all_but(&hosts) {
+                Some("every other host")
+            } else {
+                None
+            }
+        };
+        let (from, to) = match (others(&left, &right), others(&right, &left)) {
+            (Some(rest), _) => (left[0].to_string(), rest.to_string()),
+            (_, Some(rest)) => (rest.to_string(), right[0].to_string()),
+            _ => (side(&left), side(&right)),
+        };
+        let count = pairs.len();
+        Some(match first {
+            Event::PartitionOneway(_) => format!("partition {from} -> {to} (one-way, {count} pairs)"),
+            _ => format!("{} {from} | {to} ({count} pairs)", first.kind()),
+        })
+    }
+
     /// When the last timeline event happens (zero without one).
     pub fn last_fault(&self) -> Duration {
         let disk = self.disk.as_ref().and_then(|d| d.until).unwrap_or_default();
         self.timeline.iter().map(|s| s.at).max().unwrap_or_default().max(disk)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every scenario file reads back as itself once written out (`Scenario::to_yaml`).
+    #[test]
+    fn every_scenario_file_reads_back_as_itself() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios");
+        let mut checked = 0;
+        for entry in std::fs::read_dir(&dir).expect("the scenarios folder") {
+            let path = entry.expect("a directory entry").path();
+            if path.extension().is_none_or(|e| e != "yaml") {
+                continue;
+            }
+            let scenario = Scenario::parse(&std::fs::read_to_string(&path).expect("a scenario file")).expect("a valid scenario");
+            let text = scenario.to_yaml();
+            assert_eq!(Scenario::parse(&text).as_ref(), Ok(&scenario), "{}:\n{text}", path.display());
+            checked += 1;
+        }
+        assert!(checked > 10, "only {checked} scenario files");
+    }
+
+    #[test]
+    fn durations_are_written_exactly() {
+        for (duration, text) in [
+            (Duration::ZERO, "0s"),
+            (Duration::from_secs(12), "12s"),
+            (Duration::from_millis(2_699), "2.699s"),
+            (Duration::from_millis(500), "500ms"),
+            (Duration::from_micros(250), "250us"),
+            (Duration::from_nanos(7), "7ns"),
+            (Duration::new(3, 1), "3.000000001s"),
+        ] {
+            assert_eq!(duration_text(duration), text);
+            assert_eq!(peer_core::config::parse_duration(text), Ok(duration));
+        }
+    }
+
+    #[test]
+    fn a_moment_of_pair_events_over_two_orgs_is_one_line() {
+        let text = "name: t\nduration: 10s\norgs: [{name: org1, peers: 2}, {name: org2, peers: 2}]\nchecks: {converge_within: 5s}\n";
+        let scenario = Scenario::parse(text).expect("a valid scenario");
+        let pair = |a: &str, b: &str| [a.to_string(), b.to_string()];
+        let cut = [Event::Partition(pair("org1-peer0", "org2-peer0")), Event::Partition(pair("org1-peer1", "org2-peer0")), Event::Crash("org1-peer1".into())];
+        let events: Vec<&Event> = cut.iter().collect();
+        assert_eq!(scenario.describe_events(&events), ["partition org1 | org2-peer0 (2 pairs)", "crash org1-peer1"]);
+        let alone = ["org1-peer0", "org2-peer0", "org2-peer1"].map(|other| Event::Heal(pair("org1-peer1", other)));
+        assert_eq!(scenario.describe_events(&alone.iter().collect::<Vec<_>>()), ["heal org1-peer1 | every other peer (3 pairs)"]);
+        let oneway = [Event::PartitionOneway(pair("org1-peer0", "org2-peer0"))];
+        assert_eq!(scenario.describe_events(&oneway.iter().collect::<Vec<_>>()), ["partition org1-peer0 -> org2-peer0 (one-way)"]);
+        assert_eq!(Event::Loss(0.07).to_string(), "message loss 7%");
+        assert_eq!(Event::Loss(0.0).to_string(), "message loss ends");
     }
 }

@@ -4,8 +4,8 @@
 //! From the seed: 2–3 orgs of 1–4 peers, which non-anchor peers lack an external endpoint, the
 //! bootstrap topology, a late-starting peer, and a timeline of crashes with restarts, org
 //! partitions with heals and message-loss windows; write delays and message duplication.
-//! The chosen options are part of the run's record ([`describe`]), so a failure can be read and
-//! replayed from its seed alone.
+//! The chosen scenario is part of the run's record ([`describe`]), written as a scenario file,
+//! so a failure can be read, replayed from its seed alone, and edited into a scenario of its own.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -93,6 +93,9 @@ pub fn generate(seed: u64) -> Scenario {
         loss: 0.0,
         duplicate: if below(&mut rng, 2) == 0 { (1 + below(&mut rng, 5)) as f64 / 100.0 } else { 0.0 },
     });
+    // In time order, as people read a timeline (the run applies events in time order anyway,
+    // and a stable sort keeps the order of events at the same time: the run is the same).
+    timeline.sort_by_key(|s| s.at);
     Scenario {
         name: "swarm".into(),
         duration: Duration::from_millis(at + 10_000),
@@ -111,19 +114,25 @@ pub fn generate(seed: u64) -> Scenario {
     }
 }
 
-/// The options a swarm seed chose, one readable block.
-pub fn describe(scenario: &Scenario) -> String {
-    let orgs: Vec<String> = scenario.orgs.iter().map(|o| format!("{}×{}", o.name, o.peers)).collect();
-    let mut out = format!(
-        "swarm options: orgs [{}], no external endpoint {:?}, bootstrap {:?}, network faults {:?}, duration {:?}\n",
-        orgs.join(" "),
-        scenario.no_external_endpoint,
-        scenario.bootstrap,
-        scenario.network,
-        scenario.duration
-    );
-    for step in &scenario.timeline {
-        out.push_str(&format!("  at {:?}: {:?}\n", step.at, step.event));
+/// The scenario a swarm seed chose, as a scenario file: readable, and loaded by `sim run FILE`
+/// as exactly this scenario, so `sim run FILE --seed N` replays `sim run swarm --seed N` (the
+/// same trace hash).
+pub fn describe(scenario: &Scenario, seed: u64) -> String {
+    format!("# The scenario swarm seed {seed} chose; `sim run FILE --seed {seed}` on this file replays the run.\n{}", scenario.to_yaml())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What `--dump` writes loads as the scenario the seed made, for every kind of timeline.
+    #[test]
+    fn a_swarm_scenario_reads_back_as_itself() {
+        for seed in 1..=300 {
+            let made = generate(seed);
+            let text = describe(&made, seed);
+            let read = Scenario::parse(&text).unwrap_or_else(|e| panic!("seed {seed}: {e}\n{text}"));
+            assert_eq!(read, made, "seed {seed}:\n{text}");
+        }
     }
-    out
 }

@@ -4,8 +4,9 @@
 //!
 //! - `SIM_SCENARIO=name` runs one scenario; `SIM_SEED=n` runs one seed (replay);
 //!   `SIM_SEEDS=n` runs n seeds per scenario (default: a small CI batch).
-//! - A failure prints the scenario, the seed, the first violated check and the command that
-//!   replays it; the traces are in `target/sim-failures/`.
+//! - A failure prints the scenario, the seed, the first violated check and the commands that
+//!   replay it (this test, and `sim run` with every option the run had); the traces are in
+//!   `target/sim-failures/` (`sim::failures`, where `sim run` keeps a failing trace too).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -19,6 +20,11 @@ const CI_SEEDS: u64 = 9;
 
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+}
+
+/// Where failing runs keep their traces (as `sim run` does).
+fn failures_dir() -> PathBuf {
+    sim::failures::dir(Path::new(env!("CARGO_BIN_EXE_sim")))
 }
 
 // The test harness reads its own knobs from the environment; the simulated peers never do.
@@ -68,6 +74,13 @@ fn run_with(path: &Path, seed: u64, trace: &Path, extra: &[&str]) -> Value {
         .unwrap_or_else(|e| panic!("sim run {} --seed {seed} printed no report ({e}); stderr:\n{}", path.display(), String::from_utf8_lossy(&output.stderr)))
 }
 
+/// Where a run's trace goes: the name `sim run` keeps a failing trace under (`x-3.log` for
+/// `scenarios/x.yaml` seed 3), `which` (`.second`) before the extension for the second run.
+fn trace_path(dir: &Path, path: &Path, seed: u64, which: &str) -> PathBuf {
+    let kept = sim::failures::Replay { scenario: path.display().to_string(), seed, break_invariant: None }.trace_file();
+    dir.join(kept.replace(".log", &format!("{which}.log")))
+}
+
 /// How many `sim run` processes at once: one per core.
 fn workers() -> usize {
     std::thread::available_parallelism().map_or(2, |n| n.get())
@@ -83,8 +96,8 @@ fn run_all(jobs: &[(String, PathBuf, u64, &'static str)], dir: &Path) -> Vec<Val
             scope.spawn(|| {
                 loop {
                     let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    let Some((name, path, seed, which)) = jobs.get(i) else { break };
-                    let report = run(path, *seed, &dir.join(format!("{name}-{seed}{which}.log")));
+                    let Some((_, path, seed, which)) = jobs.get(i) else { break };
+                    let report = run(path, *seed, &trace_path(dir, path, *seed, which));
                     reports.lock().unwrap()[i] = report;
                 }
             });
@@ -97,7 +110,7 @@ fn run_all(jobs: &[(String, PathBuf, u64, &'static str)], dir: &Path) -> Vec<Val
 fn every_scenario_over_the_seed_batch_deterministically() {
     let files = scenario_files();
     assert!(!files.is_empty(), "no scenario matched");
-    let failures_dir = root().join("target/sim-failures");
+    let failures_dir = failures_dir();
     std::fs::create_dir_all(&failures_dir).unwrap();
     let seeds = seeds();
     // Every seed twice: the determinism check compares the two runs' trace hashes.
@@ -134,8 +147,7 @@ fn every_scenario_over_the_seed_batch_deterministically() {
         for seed in &seeds {
             let index = jobs.iter().position(|(n, _, s, w)| n == name && s == seed && w.is_empty()).unwrap();
             let (first, second) = (&reports[index], &reports[index + 1]);
-            let trace_a = failures_dir.join(format!("{name}-{seed}.log"));
-            let trace_b = failures_dir.join(format!("{name}-{seed}.second.log"));
+            let (trace_a, trace_b) = (trace_path(&failures_dir, path, *seed, ""), trace_path(&failures_dir, path, *seed, ".second"));
             let replay = format!("SIM_SCENARIO={name} SIM_SEED={seed} cargo test -p sim --test scenarios -- --nocapture");
             if first["hash"] != second["hash"] {
                 let (a, b) = (std::fs::read_to_string(&trace_a).unwrap_or_default(), std::fs::read_to_string(&trace_b).unwrap_or_default());
@@ -146,10 +158,12 @@ fn every_scenario_over_the_seed_batch_deterministically() {
                     trace_b.display()
                 ));
             } else if let Some(violation) = first["violations"].as_array().and_then(|v| v.first()) {
+                // A swarm seed's scenario, indented under the failure (a scenario file as is).
+                let options: String = first["options"].as_str().unwrap_or_default().lines().map(|l| format!("\n    {l}")).collect();
                 failures.push(format!(
-                    "scenario {name} seed {seed}: {violation}\n  options: {}\n  replay: {replay}\n  run alone: cargo run -p sim -- run {} --seed {seed}\n  trace: {}",
-                    first["options"].as_str().unwrap_or_default().trim_end(),
-                    path.display(),
+                    "scenario {name} seed {seed}: {violation}{}{options}\n  replay: {replay}\n  run alone: {}\n  trace: {}",
+                    if options.is_empty() { "" } else { "\n  scenario:" },
+                    first["replay"].as_str().unwrap_or_default(),
                     trace_a.display()
                 ));
             } else {
@@ -184,18 +198,27 @@ fn every_scenario_over_the_seed_batch_deterministically() {
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
-/// Runs `scenario` seed 1 with an invariant broken on purpose; returns the report and its
-/// first violation.
+/// Runs `scenario` seed 1 with an invariant broken on purpose, without `--trace`; returns the
+/// report and its first violation. The failure names a replay command with the broken
+/// invariant, and keeps its trace where the scenario tests keep theirs.
 fn broken_run(scenario: &str, breakage: &str) -> (Value, String) {
     let path = root().join(format!("scenarios/{scenario}.yaml"));
-    let trace = root().join(format!("target/sim-failures/broken-{breakage}.log"));
-    std::fs::create_dir_all(trace.parent().unwrap()).unwrap();
-    let report = run_with(&path, 1, &trace, &["--break-invariant", breakage]);
+    let kept = failures_dir().join(format!("{scenario}-1-{breakage}.log"));
+    let _ = std::fs::remove_file(&kept);
+    let output = Command::new(env!("CARGO_BIN_EXE_sim"))
+        .args(["run", &path.display().to_string(), "--seed", "1", "--json", "--break-invariant", breakage])
+        .output()
+        .expect("running the sim binary");
+    assert_eq!(output.status.code(), Some(1), "a broken invariant fails the run");
+    let report: Value = serde_json::from_str(String::from_utf8_lossy(&output.stdout).lines().last().unwrap_or_default()).expect("a JSON report");
     let first = report["violations"][0].as_str().unwrap_or_default().to_string();
-    // The failure carries what is needed to replay it, and its trace.
     assert_eq!(report["seed"], 1);
     assert_eq!(report["scenario"], scenario);
-    assert!(trace.is_file());
+    let replay = report["replay"].as_str().unwrap_or_default();
+    assert_eq!(replay, format!("cargo run -p sim -- run {} --seed 1 --break-invariant {breakage}", path.display()), "{report}");
+    assert_eq!(report["trace_kept"].as_str().map(PathBuf::from), Some(kept.clone()), "{report}");
+    let trace = std::fs::read_to_string(&kept).expect("the failing trace is kept");
+    assert_eq!(trace.lines().count() as u64, report["trace_lines"].as_u64().unwrap_or_default(), "the whole trace is kept");
     (report, first)
 }
 
@@ -206,10 +229,26 @@ fn a_deliberately_broken_invariant_is_caught_and_reported() {
     assert!(first.contains("a peer of another org"), "{report}");
 }
 
+/// In text mode too: the violation, the replay command with every option the run had, and where
+/// its trace was kept.
 #[test]
 fn a_disk_that_loses_acknowledged_data_is_caught() {
-    let (report, first) = broken_run("crash-restart", "lost-disk");
-    assert!(first.contains("org1-peer1 lost the channel simchannel it had joined"), "{report}");
+    let path = root().join("scenarios/crash-restart.yaml");
+    let kept = failures_dir().join("crash-restart-1-lost-disk.log");
+    let _ = std::fs::remove_file(&kept);
+    let output = Command::new(env!("CARGO_BIN_EXE_sim"))
+        .args(["run", &path.display().to_string(), "--seed", "1", "--break-invariant", "lost-disk"])
+        .output()
+        .expect("running the sim binary");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(1), "{stdout}");
+    assert!(stdout.contains("VIOLATION: at "), "{stdout}");
+    assert!(stdout.contains("org1-peer1 lost the channel simchannel it had joined"), "{stdout}");
+    let replay = format!("replay: cargo run -p sim -- run {} --seed 1 --break-invariant lost-disk\n", path.display());
+    assert!(stdout.contains(&replay), "{stdout}");
+    assert!(stdout.contains(&format!("trace kept in {}\n", kept.display())), "{stdout}");
+    let trace = std::fs::read_to_string(&kept).expect("the failing trace is kept");
+    assert!(trace.contains("timeline: Crash(\"org1-peer1\")"), "the kept file is the run's trace");
 }
 
 #[test]
@@ -226,25 +265,201 @@ fn a_second_block_cutter_is_caught_as_a_fork() {
     assert!(fork, "{report}");
 }
 
+/// `sim run swarm --seed N --dump FILE` writes the scenario the seed chose as a scenario file;
+/// it loads as that scenario, and `sim run FILE --seed N` is the same run (the same trace hash).
+/// Seeds with different mixes: kills, crashes, org partitions, message loss, a late start.
+#[test]
+fn a_dumped_swarm_scenario_replays_the_same_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let seeds = [3u64, 7, 12, 21];
+    let hashes = std::sync::Mutex::new(BTreeMap::new());
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    std::thread::scope(|scope| {
+        for _ in 0..workers() {
+            scope.spawn(|| {
+                while let Some(seed) = seeds.get(next.fetch_add(1, std::sync::atomic::Ordering::Relaxed)).copied() {
+                    let file = dir.path().join(format!("swarm-{seed}.yaml"));
+                    let swarm = report_of(&["run", "swarm", "--seed", &seed.to_string(), "--json", "--dump", &file.display().to_string()]);
+                    let text = std::fs::read_to_string(&file).expect("--dump wrote the scenario");
+                    let loaded = sim::scenario::Scenario::parse(&text).unwrap_or_else(|e| panic!("seed {seed}: the dumped scenario does not load: {e}\n{text}"));
+                    assert_eq!(loaded, sim::swarm::generate(seed), "seed {seed}: the file is not the scenario the seed chose:\n{text}");
+                    assert_eq!(swarm["options"].as_str(), Some(text.as_str()), "seed {seed}: what is printed is what is dumped");
+                    let replayed = report_of(&["run", &file.display().to_string(), "--seed", &seed.to_string(), "--json"]);
+                    hashes.lock().unwrap().insert(seed, (swarm["hash"].clone(), replayed["hash"].clone(), loaded.timeline.len()));
+                }
+            });
+        }
+    });
+    let hashes = hashes.into_inner().unwrap();
+    for (seed, (swarm, replayed, _)) in &hashes {
+        assert!(swarm.is_string(), "seed {seed}: no hash");
+        assert_eq!(swarm, replayed, "seed {seed}: the replay from the dumped file is another run");
+    }
+    assert!(hashes.values().any(|(_, _, events)| *events > 0), "some seed has faults");
+}
+
+/// `sim run ARGS` (from the workspace root); its JSON report.
+fn report_of(args: &[&str]) -> Value {
+    let output = Command::new(env!("CARGO_BIN_EXE_sim")).args(args).current_dir(root()).output().expect("running the sim binary");
+    serde_json::from_str(String::from_utf8_lossy(&output.stdout).lines().last().unwrap_or_default())
+        .unwrap_or_else(|e| panic!("sim {args:?} printed no report ({e}); stderr:\n{}", String::from_utf8_lossy(&output.stderr)))
+}
+
+/// The SVG of a run with two orderer nodes: well-formed XML; every row, orderer lanes, labelled
+/// event lines, ledger heights, failovers and a legend are drawn; and the same seed draws the
+/// same bytes.
 #[test]
 fn a_run_draws_its_timeline_as_svg() {
-    let scenario = root().join("scenarios/crash-restart.yaml");
-    let svg = root().join("target/sim-failures/crash-restart.svg");
-    std::fs::create_dir_all(svg.parent().unwrap()).unwrap();
-    let output = Command::new(env!("CARGO_BIN_EXE_sim"))
-        .args(["run", &scenario.display().to_string(), "--seed", "1", "--svg", &svg.display().to_string()])
-        .output()
-        .unwrap();
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
-    let picture = std::fs::read_to_string(&svg).unwrap();
-    assert!(picture.starts_with("<svg xmlns=\"http://www.w3.org/2000/svg\""));
-    assert!(picture.trim_end().ends_with("</svg>"));
-    for peer in ["org1-peer0", "org1-peer1", "org1-peer2", "org2-peer0", "org2-peer1"] {
-        assert!(picture.contains(&format!(">{peer}</text>")), "{peer} has a row");
+    let dir = tempfile::tempdir().unwrap();
+    let scenario = root().join("scenarios/orderer-failover.yaml");
+    let draw = |name: &str| {
+        let svg = dir.path().join(name);
+        let output = Command::new(env!("CARGO_BIN_EXE_sim"))
+            .args(["run", &scenario.display().to_string(), "--seed", "1", "--svg", &svg.display().to_string()])
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stdout));
+        std::fs::read_to_string(&svg).unwrap()
+    };
+    let (picture, again) = std::thread::scope(|scope| {
+        let first = scope.spawn(|| draw("first.svg"));
+        let second = scope.spawn(|| draw("second.svg"));
+        (first.join().unwrap(), second.join().unwrap())
+    });
+    assert!(picture == again, "the same seed drew different pictures");
+    if let Err(err) = well_formed(&picture) {
+        panic!("the SVG is not well-formed XML: {err}");
     }
-    assert!(picture.contains("<title>crash org1-peer1 at 4s</title>"));
-    assert!(picture.contains("<title>restart org1-peer1 at 9s</title>"));
-    // The crashed peer shows as grey for part of the run, and the run converges (blue line).
-    assert!(picture.contains("#bbbbbb") || picture.contains("#757575"));
+    assert!(picture.starts_with("<svg xmlns=\"http://www.w3.org/2000/svg\""));
+    for row in ["org1-peer0", "org1-peer1", "org2-peer0", "org2-peer1", "orderer (cutter)", "orderer2 (replica)"] {
+        assert!(picture.contains(&format!(">{row}</text>")), "{row} has a row");
+    }
+    // The event lines are labelled in the picture (numbered) and listed in the legend.
+    assert!(picture.contains(">1 partition orderer | every peer (4 pairs)</text>"), "{picture}");
+    assert!(picture.contains(">3 crash orderer2</text>"));
+    assert!(picture.contains("<title>crash orderer2 at 10s</title>"));
+    assert!(picture.contains(r#"<g id="legend">"#));
+    assert!(picture.contains(">1. 3.00s partition orderer | every peer (4 pairs)</text>"));
+    assert!(picture.contains(">4. 18.00s restart orderer2</text>"));
+    assert!(picture.contains("ledger height over time"));
+    // Heights: a line per row, and each row's height at the end (the orderer's chain is 41 long).
+    assert!(picture.matches("<polyline ").count() >= 6, "a height line per row");
+    assert!(picture.contains(">h 41</text>"));
+    // Failovers: the leaders moved to orderer2 after the cut, and back after its crash.
+    assert!(picture.contains("org1-peer0 fails over to orderer2 at "), "a failover is marked");
+    assert!(picture.contains("&#8594;orderer</text>"), "a failover back to the cutter is marked");
+    // orderer2 is down from 10s to 18s (grey), and the run converges (blue line).
+    assert!(picture.contains("#bbbbbb"));
     assert!(picture.contains("stroke=\"#1565c0\""));
+}
+
+/// A small XML well-formedness check: tags nest and close, attributes are quoted, text and
+/// attribute values escape `<` and `&`, one root element.
+fn well_formed(text: &str) -> Result<(), String> {
+    fn entity_ok(rest: &str) -> bool {
+        let Some(end) = rest.find(';') else { return false };
+        let name = &rest[1..end];
+        matches!(name, "amp" | "lt" | "gt" | "quot" | "apos")
+            || name.strip_prefix('#').is_some_and(|n| !n.is_empty() && (n.chars().all(|c| c.is_ascii_digit()) || n.strip_prefix('x').is_some_and(|h| !h.is_empty() && h.chars().all(|c| c.is_ascii_hexdigit()))))
+    }
+    fn text_ok(chunk: &str) -> Result<(), String> {
+        for (at, _) in chunk.match_indices('&') {
+            if !entity_ok(&chunk[at..]) {
+                return Err(format!("a bare & in {chunk:?}"));
+            }
+        }
+        Ok(())
+    }
+    let mut stack: Vec<String> = Vec::new();
+    let mut roots = 0;
+    let mut rest = text;
+    while let Some(open) = rest.find('<') {
+        let before = &rest[..open];
+        text_ok(before)?;
+        if stack.is_empty() && !before.trim().is_empty() {
+            return Err(format!("text outside the root: {before:?}"));
+        }
+        rest = &rest[open + 1..];
+        if let Some(after) = rest.strip_prefix("!--") {
+            let end = after.find("-->").ok_or("an unclosed comment")?;
+            rest = &after[end + 3..];
+            continue;
+        }
+        // The tag up to its `>`, outside quotes.
+        let mut quote = None;
+        let end = rest
+            .char_indices()
+            .find(|&(_, c)| match quote {
+                Some(q) if c == q => {
+                    quote = None;
+                    false
+                }
+                Some(_) => false,
+                None if c == '"' || c == '\'' => {
+                    quote = Some(c);
+                    false
+                }
+                None => c == '>',
+            })
+            .map(|(i, _)| i)
+            .ok_or("an unclosed tag")?;
+        let tag = &rest[..end];
+        rest = &rest[end + 1..];
+        if let Some(name) = tag.strip_prefix('/') {
+            match stack.pop() {
+                Some(open) if open == name.trim() => continue,
+                other => return Err(format!("</{name}> closes {other:?}")),
+            }
+        }
+        let (tag, closed) = match tag.strip_suffix('/') {
+            Some(tag) => (tag, true),
+            None => (tag, false),
+        };
+        let name_end = tag.find(char::is_whitespace).unwrap_or(tag.len());
+        let name = &tag[..name_end];
+        if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == ':' || c == '_') {
+            return Err(format!("a bad tag name in <{tag}>"));
+        }
+        // Attributes: name="value" (or 'value'), separated by whitespace.
+        let mut attributes = tag[name_end..].trim_start();
+        while !attributes.is_empty() {
+            let equals = attributes.find('=').ok_or_else(|| format!("an attribute without a value in <{tag}>"))?;
+            let attribute = attributes[..equals].trim();
+            if attribute.is_empty() || attribute.contains(char::is_whitespace) {
+                return Err(format!("a bad attribute name in <{tag}>"));
+            }
+            let value = &attributes[equals + 1..];
+            let q = value.chars().next().filter(|c| *c == '"' || *c == '\'').ok_or_else(|| format!("an unquoted attribute in <{tag}>"))?;
+            let close = value[1..].find(q).ok_or_else(|| format!("an unclosed attribute in <{tag}>"))?;
+            let inner = &value[1..1 + close];
+            if inner.contains('<') {
+                return Err(format!("a < in an attribute of <{tag}>"));
+            }
+            text_ok(inner)?;
+            attributes = value[close + 2..].trim_start();
+        }
+        if stack.is_empty() {
+            roots += 1;
+        }
+        if !closed {
+            stack.push(name.to_string());
+        }
+    }
+    text_ok(rest)?;
+    if !rest.trim().is_empty() {
+        return Err(format!("text after the root: {rest:?}"));
+    }
+    match (stack.is_empty(), roots) {
+        (true, 1) => Ok(()),
+        (false, _) => Err(format!("unclosed elements: {stack:?}")),
+        (true, n) => Err(format!("{n} root elements")),
+    }
+}
+
+#[test]
+fn the_xml_check_finds_mistakes() {
+    assert_eq!(well_formed(r#"<svg a="1"><g><text x="1">a &amp; b</text><rect/></g></svg>"#), Ok(()));
+    for bad in [r#"<svg><g></svg>"#, r#"<svg a=1></svg>"#, "<svg>a & b</svg>", "<svg></svg><svg></svg>", r#"<svg a="<"></svg>"#, "<svg>"] {
+        assert!(well_formed(bad).is_err(), "{bad}");
+    }
 }
