@@ -56,6 +56,9 @@ pub struct ChannelContext {
 /// Checks a command's arguments before anything is loaded (cobra's order: argument errors come
 /// with usage, before the pre-run loads config and the MSP).
 pub fn check_args(command: &ChannelCommand) -> anyhow::Result<()> {
+    if let ChannelCommand::Getinfo { channel_id: Some(channel_id) } | ChannelCommand::Fetch { channel_id: Some(channel_id), .. } = command {
+        crate::check_channel_flag(channel_id)?;
+    }
     match command {
         ChannelCommand::Join { block_path: None, .. } => Err(usage_error("join", "Must supply genesis block path")),
         ChannelCommand::List { trailing, .. } if !trailing.args.is_empty() => {
@@ -283,8 +286,8 @@ impl<'a> DeliverClient<'a> {
     }
 
     async fn block(&mut self, position: seek_position::Type, what: &str) -> anyhow::Result<Block> {
-        let position = SeekPosition { r#type: Some(position) };
-        let envelope = seek_envelope(&self.context.signer, self.channel_id, position, self.best_effort, nonce()?, crate::wall_clock_now());
+        let seek = SeekPosition { r#type: Some(position.clone()) };
+        let envelope = seek_envelope(&self.context.signer, self.channel_id, seek, self.best_effort, nonce()?, crate::wall_clock_now());
         self.send.send(envelope).await.map_err(|_| anyhow!("error getting {what} block: the stream is closed"))?;
         let response = self.next().await.map_err(|s| anyhow!("error receiving: error receiving from peer deliver service: {}", rpc_error(&s)))?;
         let response = response.ok_or_else(|| anyhow!("error receiving: error receiving from peer deliver service: EOF"))?;
@@ -292,7 +295,17 @@ impl<'a> DeliverClient<'a> {
             Some(deliver_response::Type::Status(status)) => {
                 let name = status_name(status);
                 tracing::info!(target: DELIVER_CLIENT, func = "readBlock", "Expect block, but got status: &{{{name}}}");
-                bail!("can't read the block: &{{{name}}}")
+                // Fabric's text, then which channel and peer: Fabric's names neither.
+                let channel = self.channel_id;
+                let address = self.context.address();
+                let why = match (proto::common::Status::try_from(status), position) {
+                    (Ok(proto::common::Status::NotFound), seek_position::Type::Specified(SeekSpecified { number })) => {
+                        format!("peer {address} has not joined channel '{channel}', or has no block {number} in it")
+                    }
+                    (Ok(proto::common::Status::NotFound), _) => format!("peer {address} has not joined channel '{channel}'"),
+                    _ => format!("channel '{channel}' on peer {address}"),
+                };
+                bail!("can't read the block: &{{{name}}}: {why}")
             }
             Some(deliver_response::Type::Block(block)) => {
                 let number = block.header.as_ref().map_or(0, |h| h.number);

@@ -71,6 +71,16 @@ pub enum MspCommand {
         #[arg(long, value_name = "N")]
         seed: Option<u64>,
     },
+    /// Describe an MSP directory: its MSP ID, every certificate (subject, issuer, validity,
+    /// NodeOU role), the signing identity's gossip PKI-ID, and whether the peer would load it.
+    Inspect {
+        /// The MSP directory (the one peer.mspConfigPath names).
+        #[arg(value_name = "DIR")]
+        dir: std::path::PathBuf,
+        /// The MSP ID (default: peer.localMspId of the core.yaml `node start` would read).
+        #[arg(long = "mspid", value_name = "MSPID")]
+        msp_id: Option<String>,
+    },
 }
 
 /// Where a channel command finds its peer.

@@ -1,5 +1,5 @@
 //! The bad-input catalog, process half: every case file under `tests/catalog/{config,env,msp,
-//! cli,genesis}/` runs the real `peer-core` binary once; what it printed and its exit code are
+//! cli,genesis,peer}/` runs the real `peer-core` binary once; what it printed and its exit code are
 //! compared with the case's insta snapshot in `tests/catalog/snapshots/`. The wire half
 //! (gossip messages) runs in `peer-core/tests/it/catalog.rs`; the format is in
 //! `tests/catalog/README.md`.
@@ -413,7 +413,7 @@ fn open_up(dir: &Path) {
 fn run_case(path: &Path, shared: Option<&SharedPeer>) -> Option<String> {
     let text = std::fs::read_to_string(path).unwrap();
     let case: Case = serde_saphyr::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    assert!(!case.peer || shared.is_some(), "{}: `peer: true` cases run in the genesis group", path.display());
+    assert!(!case.peer || shared.is_some(), "{}: `peer: true` cases run in the genesis and peer groups", path.display());
     let tmp = tempfile::tempdir().unwrap();
     let case_dir = tmp.path().to_path_buf();
     let ports = Ports::free();
@@ -561,7 +561,7 @@ fn run_with_deadline(mut command: Command, case: &Path) -> Option<(i32, String, 
 }
 
 /// Stable stderr: no colours, no process IDs, and a command's long help text cut to its first
-/// line (Fabric prints the usage after an offline command's error).
+/// line (should a command print its whole help after an error, the snapshot shows that it did).
 fn normalize(stderr: &str) -> String {
     let mut lines: Vec<String> = Vec::new();
     let all: Vec<String> = stderr.lines().map(strip_colors).collect();
@@ -665,6 +665,8 @@ fn cli() {
 fn genesis_blocks() {
     let shared = SharedPeer::start();
     run_group("genesis", Some(&shared));
+    // Requests a running peer refuses (channel fetch, getinfo): the same peer serves them.
+    run_group("peer", Some(&shared));
     // Nothing was joined.
     let list = crate::support::peer_core(
         Path::new("/"),
