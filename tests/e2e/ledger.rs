@@ -55,12 +55,13 @@ fn assert_ok(run: &Run, line: &str) {
     assert!(run.stderr.contains(line), "{line:?} missing from:\n{}", run.stderr);
 }
 
-/// Fabric's failure shape: `Error: <message>`, then the command's usage, exit 1.
+/// A run-time failure: `Error: <message>` as the last line, exit 1; no usage after it (the
+/// command was used correctly; its help would bury the error).
 fn assert_fails(run: &Run, message: &str, command: &str) {
     assert_eq!(run.code, 1, "{}", run.stderr);
     let error_line = format!("Error: {message}\n");
-    let at = run.stderr.find(&error_line).unwrap_or_else(|| panic!("{error_line:?} missing from:\n{}", run.stderr));
-    assert!(run.stderr[at..].contains(&format!("Usage: peer-core node {command}")), "no usage after the error:\n{}", run.stderr);
+    assert!(run.stderr.ends_with(&error_line), "{error_line:?} is not the last line of:\n{}", run.stderr);
+    assert!(!run.stderr.contains("Usage:"), "node {command}: usage after a run-time error:\n{}", run.stderr);
 }
 
 fn entry(channel: &str, height: u64, pre_reset: Option<u64>) -> (String, u64, Option<u64>) {

@@ -155,9 +155,16 @@ fn role_name(role: Role) -> &'static str {
 
 /// The signing identity: its PKI-ID and whether the peer would load it as its local MSP now.
 fn signing_identity(out: &mut String, files: &MspFiles, msp_id: Option<&str>, now: SystemTime) {
-    let [sign_cert] = files.signcerts.as_slice() else {
-        let _ = writeln!(out, "signing identity: none (signcerts/ must hold exactly one certificate, it has {})", files.signcerts.len());
-        return;
+    let sign_cert = match files.signcerts.as_slice() {
+        [one] => one,
+        [] => {
+            out.push_str("signing identity: none (signcerts/ is empty: an MSP that verifies, as channels hold an org's; a local MSP signs with one)\n");
+            return;
+        }
+        more => {
+            let _ = writeln!(out, "signing identity: none (signcerts/ has {} certificates; a local MSP has exactly one)", more.len());
+            return;
+        }
     };
     let _ = writeln!(out, "signing identity: {}", escaped(&sign_cert.name));
     let Some(msp_id) = msp_id else {
@@ -177,11 +184,19 @@ fn signing_identity(out: &mut String, files: &MspFiles, msp_id: Option<&str>, no
     }
     match LocalMsp::from_files(files, msp_id, now) {
         Ok(_) => {
-            let _ = writeln!(out, "  loads:      yes, as the local MSP {} at {}", escaped(msp_id), go_time(now));
+            let _ = writeln!(out, "  loads:      yes, as the local MSP {} at {}", escaped(msp_id), go_time(whole_seconds(now)));
         }
         Err(err) => {
             let _ = writeln!(out, "  loads:      no: {err}");
         }
+    }
+}
+
+/// `now` without its fraction of a second, for printing.
+fn whole_seconds(time: SystemTime) -> SystemTime {
+    match time.duration_since(SystemTime::UNIX_EPOCH) {
+        Ok(since) => SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(since.as_secs()),
+        Err(_) => time,
     }
 }
 
