@@ -56,7 +56,7 @@ pub struct ChannelContext {
 /// Checks a command's arguments before anything is loaded (cobra's order: argument errors come
 /// with usage, before the pre-run loads config and the MSP).
 pub fn check_args(command: &ChannelCommand) -> anyhow::Result<()> {
-    if let ChannelCommand::Getinfo { channel_id: Some(channel_id) } | ChannelCommand::Fetch { channel_id: Some(channel_id), .. } = command {
+    if let ChannelCommand::Getinfo { channel_id: Some(channel_id), .. } | ChannelCommand::Fetch { channel_id: Some(channel_id), .. } = command {
         crate::check_channel_flag(channel_id)?;
     }
     match command {
