@@ -247,7 +247,7 @@ impl Inventory {
     fn error(&self, e: StoreError) -> LedgerError {
         match e {
             // An I/O error while writing: not damage (redb reopens before the next write).
-            StoreError::Db(e) if self.db.failed().is_none() => LedgerError::Database { path: self.path.clone(), message: e.to_string() },
+            StoreError::Db(e) if self.db.failed().is_none() => LedgerError::Database { path: self.path.clone(), message: channel::db_error_text(&e) },
             e => LedgerError::InventoryDamaged { path: self.path.clone(), what: store_error_text(e) },
         }
     }
@@ -361,10 +361,7 @@ impl Inventory {
 }
 
 fn store_error_text(e: StoreError) -> String {
-    match e {
-        StoreError::Db(e) => e.to_string(),
-        StoreError::Corrupt(what) => what,
-    }
+    e.text()
 }
 
 /// The ledgers of this peer. Holding it holds the data-directory lock.
