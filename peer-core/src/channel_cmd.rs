@@ -27,10 +27,12 @@ use peer_core::proposal::{Invocation, NONCE_SIZE, seek_envelope, signed_proposal
 const CHANNEL_CMD: &str = "channelCmd";
 const DELIVER_CLIENT: &str = "cli.common";
 
-/// An error cobra would print with the command's usage (one found before `SilenceUsage`).
+/// A usage error (a missing or extra argument): printed with the command's usage line.
 #[derive(Debug)]
 pub struct UsageError {
     pub message: String,
+    /// `channel` or `node`.
+    pub group: &'static str,
     pub command: &'static str,
 }
 
@@ -43,7 +45,7 @@ impl std::fmt::Display for UsageError {
 impl std::error::Error for UsageError {}
 
 fn usage_error(command: &'static str, message: &str) -> anyhow::Error {
-    UsageError { message: message.to_string(), command }.into()
+    UsageError { message: message.to_string(), group: "channel", command }.into()
 }
 
 /// What every channel command needs: the admin signer and where the peer is.

@@ -61,7 +61,7 @@ fn main() -> ExitCode {
             // A usage error gets the command's usage line, as clap prints it for a bad flag.
             eprintln!("Error: {}", error_chain(&err));
             if let Some(usage) = err.downcast_ref::<channel_cmd::UsageError>() {
-                eprint!("{}", subcommand_usage("channel", usage.command));
+                eprint!("{}", subcommand_usage(usage.group, usage.command));
             }
             ExitCode::FAILURE
         }
@@ -255,7 +255,13 @@ fn run_node(command: NodeCommand, env: &EnvVars, log_handle: logging::LoggingHan
     // A failure at run time is not a usage error: the error alone, without the command's help
     // (Fabric 2.2's cobra printed the whole usage after it, burying the error; later Fabric
     // releases silence usage for these commands).
-    result.map_err(anyhow::Error::from)
+    result.map_err(|error| match error {
+        // A missing -c is a usage error: it gets the usage line, as a bad flag does.
+        ledger::LedgerError::MissingChannelId => {
+            channel_cmd::UsageError { message: error.to_string(), group: "node", command: name }.into()
+        }
+        error => anyhow::Error::from(error),
+    })
 }
 
 /// What clap prints after a usage error: the command's usage line and where to read more.
@@ -390,6 +396,13 @@ fn msp_inspect(dir: &std::path::Path, msp_id: Option<String>, env: &EnvVars) -> 
         Ok(files) => files,
         Err(MspError::Inaccessible { path, source }) => bail!("MSP directory {} cannot be read: {source}", path.display()),
         Err(MspError::NotADirectory { path }) => bail!("{} is not a directory: an MSP is a directory (cacerts/, signcerts/, keystore/, …)", path.display()),
+        Err(MspError::Unreadable { path, source }) => bail!("cannot read {}: {source}", path.display()),
+        Err(MspError::TooLarge { path, size }) => {
+            bail!("{} is {size} bytes, more than the {} bytes an MSP file may have", path.display(), peer_core::msp::MAX_MSP_FILE_BYTES)
+        }
+        Err(MspError::BrokenLink { path, target, source }) => {
+            bail!("{} is a symbolic link to {}, which cannot be read: {source}", path.display(), target.display())
+        }
         Err(err) => return Err(anyhow::Error::new(err).context(format!("reading the MSP directory {}", dir.display()))),
     };
     let folders = [&files.signcerts, &files.keystore, &files.cacerts, &files.intermediatecerts, &files.admincerts, &files.tlscacerts, &files.tlsintermediatecerts];

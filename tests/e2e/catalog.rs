@@ -508,7 +508,8 @@ fn run_case(path: &Path, shared: Option<&SharedPeer>) -> Option<String> {
     assert_eq!(code, 1, "{}: exit code {code}\nstdout:\n{stdout}\nstderr:\n{stderr}", path.display());
     assert!(!stderr.contains("panicked") && !stderr.contains("RUST_BACKTRACE"), "{}: panic\n{stderr}", path.display());
     let mut out = format!("{}\n", case.description.trim());
-    let shown: Vec<String> = args.iter().map(|a| a.to_string_lossy().into_owned()).collect();
+    // Control characters in arguments are shown escaped, as the case file writes them.
+    let shown: Vec<String> = args.iter().map(|a| escape_controls(&a.to_string_lossy())).collect();
     out.push_str(&format!("$ peer-core {}\nexit: {code}\n", vars.redact(&shown.join(" "))));
     if let Some(before) = before {
         let after = hash_dir(&data_dir);
@@ -617,6 +618,11 @@ fn redact_pids(line: &str) -> String {
     }
     out.push_str(rest);
     out
+}
+
+/// `\xNN` for ASCII control characters, so a snapshot holds no raw escape sequences.
+fn escape_controls(text: &str) -> String {
+    text.chars().map(|c| if c.is_ascii_control() { format!("\\x{:02x}", u32::from(c)) } else { c.to_string() }).collect()
 }
 
 fn indent(text: &str) -> String {

@@ -106,15 +106,17 @@ impl StoreError {
 }
 
 /// A redb error in the operator's words. I/O failures keep the OS's text (`I/O error: no space
-/// left on device`). A damaged file is said to be damaged, with redb's diagnosis after it as
-/// redb's (its "DB corrupted:" prefix and its terms, roots, regions, layouts, are redb's
-/// internals, useful in a bug report but not what the operator acts on). The states that mean
-/// "open it again" or "another process has it" get our words; the rest are bugs, shown as redb
-/// says them.
+/// left on device`). A damaged file is said to be found corrupt by redb, its diagnosis quoted
+/// as redb's (redb's own "DB corrupted:" prefix is dropped; its terms, roots, regions, layouts,
+/// are redb's internals, useful in a bug report, not what the operator acts on). The states
+/// that mean "not a database", "open it again" or "another process has it" get our words; the
+/// rest are bugs, shown as redb says them.
 pub(crate) fn db_error_text(error: &redb::Error) -> String {
     match error {
-        redb::Error::Corrupted(detail) => format!("the file is damaged (redb: {detail})"),
-        redb::Error::Io(io) if io.kind() == std::io::ErrorKind::InvalidData => format!("the file is not a ledger database (redb: {io})"),
+        redb::Error::Corrupted(detail) => format!("redb found the file corrupt: {detail}"),
+        redb::Error::Io(io) if io.kind() == std::io::ErrorKind::InvalidData && io.to_string().starts_with("Not a redb database") => {
+            "the file is not a redb database (its first bytes are not redb's)".to_string()
+        }
         redb::Error::PreviousIo => "an earlier read or write of the file failed; it must be opened again before it is used".to_string(),
         redb::Error::DatabaseAlreadyOpen => "the file is already open (in another process?)".to_string(),
         redb::Error::UpgradeRequired(version) => format!("the file is in redb's file format {version}, which this build does not read"),
