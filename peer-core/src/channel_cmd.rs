@@ -288,7 +288,7 @@ impl<'a> DeliverClient<'a> {
     }
 
     async fn block(&mut self, position: seek_position::Type, what: &str) -> anyhow::Result<Block> {
-        let seek = SeekPosition { r#type: Some(position.clone()) };
+        let seek = SeekPosition { r#type: Some(position) };
         let envelope = seek_envelope(&self.context.signer, self.channel_id, seek, self.best_effort, nonce()?, crate::wall_clock_now());
         self.send.send(envelope).await.map_err(|_| anyhow!("error getting {what} block: the stream is closed"))?;
         let response = self.next().await.map_err(|s| anyhow!("error receiving: error receiving from peer deliver service: {}", rpc_error(&s)))?;
