@@ -252,9 +252,9 @@ fn run_node(command: NodeCommand, env: &EnvVars, log_handle: logging::LoggingHan
         NodeCommand::UpgradeDbs => ledger::commands::upgrade_dbs(&env, fsp, &holder),
         NodeCommand::Start { .. } => Ok(()),
     };
-    // A failure at run time is not a usage error: the error alone, without the command's help
-    // (Fabric 2.2's cobra printed the whole usage after it, burying the error; later Fabric
-    // releases silence usage for these commands).
+    // A failure at run time is not a usage error: the error alone, without the command's help.
+    // Departure from Fabric 2.2 on purpose: its cobra prints the whole usage after the error
+    // (spec §1.4), which buries the error under text about flags that were used correctly.
     result.map_err(|error| match error {
         // A missing -c is a usage error: it gets the usage line, as a bad flag does.
         ledger::LedgerError::MissingChannelId => {
