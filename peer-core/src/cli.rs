@@ -37,7 +37,7 @@ pub enum Command {
         #[command(subcommand)]
         command: ChannelCommand,
     },
-    /// Generate MSP material.
+    /// Generate and inspect MSP material.
     #[command(arg_required_else_help = true)]
     Msp {
         #[command(subcommand)]
