@@ -143,6 +143,23 @@ pub fn is_printable(c: char) -> bool {
     text.escape_debug().count() == 2
 }
 
+/// `text` with its non-printable characters (see [`is_printable`]) written as `\u{..}` escapes,
+/// for quoting a value from outside (a block, a certificate, a request) in a log line or an error.
+pub fn escape_non_printable(text: &str) -> std::borrow::Cow<'_, str> {
+    if text.chars().all(is_printable) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        if is_printable(c) {
+            out.push(c);
+        } else {
+            out.push_str(&format!("\\u{{{:x}}}", u32::from(c)));
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
 /// Checks that an identifier (a peer ID, an MSP ID, a channel name) is printable text: a control
 /// character would reach log lines, file names and other peers as it is, invisible or worse. The
 /// reason quotes the value escaped, so the bad character shows.
@@ -359,5 +376,7 @@ mod tests {
             let err = check_printable(text).unwrap_err();
             assert!(err.contains(want), "{text:?}: {err}");
         }
+        assert_eq!(escape_non_printable("mychannel"), "mychannel");
+        assert_eq!(escape_non_printable("my\u{1b}[2Jchan\u{200b}nel"), r"my\u{1b}[2Jchan\u{200b}nel");
     }
 }

@@ -117,8 +117,9 @@ pub enum LedgerError {
     /// A genesis block whose first envelope carries no channel ID.
     #[error("the genesis block names no channel: its first envelope has no channel header with a channel ID")]
     NoChannelId,
-    /// A channel ID Fabric would refuse (and that could not be a file name here).
-    #[error("channel ID '{channel}' is illegal: {reason}")]
+    /// A channel ID Fabric would refuse (and that could not be a file name here). It comes from
+    /// outside (a genesis block, a request): non-printable characters are shown escaped.
+    #[error("channel ID '{}' is illegal: {reason}", crate::config::value::escape_non_printable(channel))]
     BadChannelId { channel: String, reason: &'static str },
     /// Creating a channel that exists.
     #[error("ledger [{channel}] already exists with state [{status}]")]

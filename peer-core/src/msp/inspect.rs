@@ -14,7 +14,7 @@ use std::time::SystemTime;
 use x509_cert::Certificate;
 
 use super::{Identity, LocalMsp, Msp, MspFile, MspFiles, Role, crypto, go_time, identity};
-use crate::config::value::is_printable;
+use crate::config::value::escape_non_printable;
 
 /// Where the MSP ID came from, for the report (`--mspid`, or a core.yaml key).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -208,13 +208,5 @@ fn validity(cert: &Certificate) -> (SystemTime, SystemTime) {
 /// Text from a certificate or a file name, with non-printable characters escaped (`\u{1b}`), so
 /// a hostile name cannot write to the terminal.
 fn escaped(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        if is_printable(c) {
-            out.push(c);
-        } else {
-            let _ = write!(out, "\\u{{{:x}}}", u32::from(c));
-        }
-    }
-    out
+    escape_non_printable(text).into_owned()
 }
