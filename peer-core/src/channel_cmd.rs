@@ -27,10 +27,12 @@ use peer_core::proposal::{Invocation, NONCE_SIZE, seek_envelope, signed_proposal
 const CHANNEL_CMD: &str = "channelCmd";
 const DELIVER_CLIENT: &str = "cli.common";
 
-/// An error cobra would print with the command's usage (one found before `SilenceUsage`).
+/// A usage error (a missing or extra argument): printed with the command's usage line.
 #[derive(Debug)]
 pub struct UsageError {
     pub message: String,
+    /// `channel` or `node`.
+    pub group: &'static str,
     pub command: &'static str,
 }
 
@@ -43,7 +45,7 @@ impl std::fmt::Display for UsageError {
 impl std::error::Error for UsageError {}
 
 fn usage_error(command: &'static str, message: &str) -> anyhow::Error {
-    UsageError { message: message.to_string(), command }.into()
+    UsageError { message: message.to_string(), group: "channel", command }.into()
 }
 
 /// What every channel command needs: the admin signer and where the peer is.
@@ -56,6 +58,9 @@ pub struct ChannelContext {
 /// Checks a command's arguments before anything is loaded (cobra's order: argument errors come
 /// with usage, before the pre-run loads config and the MSP).
 pub fn check_args(command: &ChannelCommand) -> anyhow::Result<()> {
+    if let ChannelCommand::Getinfo { channel_id: Some(channel_id), .. } | ChannelCommand::Fetch { channel_id: Some(channel_id), .. } = command {
+        crate::check_channel_flag(channel_id)?;
+    }
     match command {
         ChannelCommand::Join { block_path: None, .. } => Err(usage_error("join", "Must supply genesis block path")),
         ChannelCommand::List { trailing, .. } if !trailing.args.is_empty() => {
@@ -283,8 +288,8 @@ impl<'a> DeliverClient<'a> {
     }
 
     async fn block(&mut self, position: seek_position::Type, what: &str) -> anyhow::Result<Block> {
-        let position = SeekPosition { r#type: Some(position) };
-        let envelope = seek_envelope(&self.context.signer, self.channel_id, position, self.best_effort, nonce()?, crate::wall_clock_now());
+        let seek = SeekPosition { r#type: Some(position) };
+        let envelope = seek_envelope(&self.context.signer, self.channel_id, seek, self.best_effort, nonce()?, crate::wall_clock_now());
         self.send.send(envelope).await.map_err(|_| anyhow!("error getting {what} block: the stream is closed"))?;
         let response = self.next().await.map_err(|s| anyhow!("error receiving: error receiving from peer deliver service: {}", rpc_error(&s)))?;
         let response = response.ok_or_else(|| anyhow!("error receiving: error receiving from peer deliver service: EOF"))?;
@@ -292,7 +297,17 @@ impl<'a> DeliverClient<'a> {
             Some(deliver_response::Type::Status(status)) => {
                 let name = status_name(status);
                 tracing::info!(target: DELIVER_CLIENT, func = "readBlock", "Expect block, but got status: &{{{name}}}");
-                bail!("can't read the block: &{{{name}}}")
+                // Fabric's text, then which channel and peer: Fabric's names neither.
+                let channel = self.channel_id;
+                let address = self.context.address();
+                let why = match (proto::common::Status::try_from(status), position) {
+                    (Ok(proto::common::Status::NotFound), seek_position::Type::Specified(SeekSpecified { number })) => {
+                        format!("peer {address} has not joined channel '{channel}', or has no block {number} in it")
+                    }
+                    (Ok(proto::common::Status::NotFound), _) => format!("peer {address} has not joined channel '{channel}'"),
+                    _ => format!("channel '{channel}' on peer {address}"),
+                };
+                bail!("can't read the block: &{{{name}}}: {why}")
             }
             Some(deliver_response::Type::Block(block)) => {
                 let number = block.header.as_ref().map_or(0, |h| h.number);

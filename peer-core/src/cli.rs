@@ -37,7 +37,7 @@ pub enum Command {
         #[command(subcommand)]
         command: ChannelCommand,
     },
-    /// Generate MSP material.
+    /// Generate and inspect MSP material.
     #[command(arg_required_else_help = true)]
     Msp {
         #[command(subcommand)]
@@ -70,6 +70,16 @@ pub enum MspCommand {
         /// Derive every key and serial number from this seed.
         #[arg(long, value_name = "N")]
         seed: Option<u64>,
+    },
+    /// Describe an MSP directory: its MSP ID, every certificate (subject, issuer, validity,
+    /// NodeOU role), the signing identity's gossip PKI-ID, and whether the peer would load it.
+    Inspect {
+        /// The MSP directory (the one peer.mspConfigPath names).
+        #[arg(value_name = "DIR")]
+        dir: std::path::PathBuf,
+        /// The MSP ID (default: peer.localMspId of the core.yaml `node start` would read).
+        #[arg(long = "mspid", value_name = "MSPID")]
+        msp_id: Option<String>,
     },
 }
 

@@ -58,16 +58,10 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) if err.is::<Logged>() => ExitCode::FAILURE,
         Err(err) if err.is::<channel_cmd::UsageError>() => {
+            // A usage error gets the command's usage line, as clap prints it for a bad flag.
             eprintln!("Error: {}", error_chain(&err));
             if let Some(usage) = err.downcast_ref::<channel_cmd::UsageError>() {
-                eprint!("{}", subcommand_usage("channel", usage.command));
-            }
-            ExitCode::FAILURE
-        }
-        Err(err) if err.is::<WithUsage>() => {
-            eprintln!("Error: {}", error_chain(&err));
-            if let Some(with_usage) = err.downcast_ref::<WithUsage>() {
-                eprint!("{}", with_usage.usage);
+                eprint!("{}", subcommand_usage(usage.group, usage.command));
             }
             ExitCode::FAILURE
         }
@@ -145,6 +139,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let kind = if orderer { generate::OrgKind::Orderer } else { generate::OrgKind::Peer };
             msp_generate(&OrgSpec { msp_id: org, domain, peers }, kind, &out, seed)
         }
+        Command::Msp { command: MspCommand::Inspect { dir, msp_id } } => msp_inspect(&dir, msp_id, &env),
     }
 }
 
@@ -222,6 +217,9 @@ fn run_node(command: NodeCommand, env: &EnvVars, log_handle: logging::LoggingHan
     if let NodeCommand::Start { trailing, .. } = &command {
         no_trailing(&trailing.args)?;
     }
+    if let NodeCommand::Rollback { channel_id: Some(channel_id), .. } | NodeCommand::Pause { channel_id: Some(channel_id) } | NodeCommand::Resume { channel_id: Some(channel_id) } = &command {
+        check_channel_flag(channel_id)?;
+    }
     let (loaded, msp, trusted_msps) = init_cmd(env)?;
     let mut config = loaded.config;
     let name = match command {
@@ -254,39 +252,34 @@ fn run_node(command: NodeCommand, env: &EnvVars, log_handle: logging::LoggingHan
         NodeCommand::UpgradeDbs => ledger::commands::upgrade_dbs(&env, fsp, &holder),
         NodeCommand::Start { .. } => Ok(()),
     };
-    // Fabric (cobra without SilenceUsage) prints the error, then the command's usage.
-    result.map_err(|error| WithUsage { error, usage: node_usage(name) }.into())
+    // A failure at run time is not a usage error: the error alone, without the command's help.
+    // Departure from Fabric 2.2 on purpose: its cobra prints the whole usage after the error
+    // (spec §1.4), which buries the error under text about flags that were used correctly.
+    result.map_err(|error| match error {
+        // A missing -c is a usage error: it gets the usage line, as a bad flag does.
+        ledger::LedgerError::MissingChannelId => {
+            channel_cmd::UsageError { message: error.to_string(), group: "node", command: name }.into()
+        }
+        error => anyhow::Error::from(error),
+    })
 }
 
-/// An offline command's error, printed with the command's usage after it.
-#[derive(Debug)]
-struct WithUsage {
-    error: ledger::LedgerError,
-    usage: String,
-}
-
-impl std::fmt::Display for WithUsage {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        self.error.fmt(f)
-    }
-}
-
-impl std::error::Error for WithUsage {}
-
-/// The help text of `peer-core node <name>`.
-fn node_usage(name: &str) -> String {
-    subcommand_usage("node", name)
-}
-
-/// The help text of `peer-core <group> <name>`.
+/// What clap prints after a usage error: the command's usage line and where to read more.
 fn subcommand_usage(group: &str, name: &str) -> String {
     let mut command = <Cli as clap::CommandFactory>::command();
     command.build();
     command
         .find_subcommand_mut(group)
         .and_then(|node| node.find_subcommand_mut(name))
-        .map(|sub| sub.render_help().to_string())
+        .map(|sub| format!("\n{}\n\nFor more information, try '--help'.\n", sub.render_usage()))
         .unwrap_or_default()
+}
+
+/// A channel name given with `-c/--channelID`: printable text only, checked before anything is
+/// loaded or asked of a peer (a control character would go into log lines and error texts as it
+/// is). The error names the flag and shows the value escaped.
+pub(crate) fn check_channel_flag(channel_id: &str) -> anyhow::Result<()> {
+    config::value::check_printable(channel_id).map_err(|reason| anyhow::anyhow!("invalid value for -c/--channelID on the command line: {reason}"))
 }
 
 /// `channel …`: argument checks (with usage), then InitCmd (config and the admin MSP), then one
@@ -370,6 +363,7 @@ fn msp_generate(spec: &OrgSpec, kind: generate::OrgKind, out: &std::path::Path, 
     if spec.msp_id.is_empty() || spec.domain.is_empty() {
         bail!("--org and --domain must not be empty");
     }
+    config::value::check_printable(&spec.msp_id).map_err(|reason| anyhow::anyhow!("invalid value for --org on the command line: {reason}"))?;
     check_domain(&spec.domain).map_err(|e| anyhow::anyhow!("--domain: {e}"))?;
     if spec.peers > 1000 {
         bail!("--peers {} is more than the 1000 this command generates at once", spec.peers);
@@ -390,4 +384,51 @@ fn msp_generate(spec: &OrgSpec, kind: generate::OrgKind, out: &std::path::Path, 
     nodes.push(format!("Admin@{}", spec.domain));
     println!("Generated {} ({}) in {}", spec.msp_id, nodes.join(", "), root.display());
     Ok(())
+}
+
+/// `msp inspect DIR`: reads the directory, finds the MSP ID (`--mspid`, else the core.yaml
+/// `node start` would read), prints the report. Exit 0 whenever the directory could be read,
+/// whether or not the MSP is valid (the report's last line says).
+fn msp_inspect(dir: &std::path::Path, msp_id: Option<String>, env: &EnvVars) -> anyhow::Result<()> {
+    use peer_core::msp::MspError;
+    use peer_core::msp::inspect::{self, MspIdSource};
+    let files = match MspFiles::read_dir(dir, None) {
+        Ok(files) => files,
+        Err(MspError::Inaccessible { path, source }) => bail!("MSP directory {} cannot be read: {source}", path.display()),
+        Err(MspError::NotADirectory { path }) => bail!("{} is not a directory: an MSP is a directory (cacerts/, signcerts/, keystore/, …)", path.display()),
+        Err(MspError::Unreadable { path, source }) => bail!("cannot read {}: {source}", path.display()),
+        Err(MspError::TooLarge { path, size }) => {
+            bail!("{} is {size} bytes, more than the {} bytes an MSP file may have", path.display(), peer_core::msp::MAX_MSP_FILE_BYTES)
+        }
+        Err(MspError::BrokenLink { path, target, source }) => {
+            bail!("{} is a symbolic link to {}, which cannot be read: {source}", path.display(), target.display())
+        }
+        Err(err) => return Err(anyhow::Error::new(err).context(format!("reading the MSP directory {}", dir.display()))),
+    };
+    let folders = [&files.signcerts, &files.keystore, &files.cacerts, &files.intermediatecerts, &files.admincerts, &files.tlscacerts, &files.tlsintermediatecerts];
+    if files.config_yaml.is_none() && folders.iter().all(|folder| folder.is_empty()) {
+        bail!("{} is not an MSP directory: it has no certificates, keys or config.yaml (an MSP has cacerts/, signcerts/, keystore/, …)", dir.display());
+    }
+    let source = match msp_id {
+        Some(msp_id) => {
+            config::value::check_printable(&msp_id).map_err(|reason| anyhow::anyhow!("invalid value for --mspid on the command line: {reason}"))?;
+            Ok(MspIdSource { msp_id, from: "--mspid".into() })
+        }
+        None => msp_id_from_core_yaml(env),
+    };
+    print!("{}", inspect::report(&files, source.as_ref().map_err(String::as_str), wall_clock_now()));
+    Ok(())
+}
+
+/// `peer.localMspId` of the core.yaml `node start` would read, or why there is none.
+fn msp_id_from_core_yaml(env: &EnvVars) -> Result<peer_core::msp::inspect::MspIdSource, String> {
+    let cwd = std::env::current_dir().map_err(|e| format!("no --mspid, and the current directory cannot be read: {e}"))?;
+    match config::load(env, &cwd) {
+        Ok(loaded) => Ok(peer_core::msp::inspect::MspIdSource {
+            msp_id: loaded.config.peer.local_msp_id,
+            from: format!("peer.localMspId in {}", loaded.config.file.display()),
+        }),
+        Err(config::ConfigError::NotFound { .. }) => Err("no --mspid, and no core.yaml to take peer.localMspId from".into()),
+        Err(err) => Err(format!("no --mspid, and core.yaml does not load: {err}")),
+    }
 }

@@ -1,5 +1,5 @@
 //! The bad-input catalog, process half: every case file under `tests/catalog/{config,env,msp,
-//! cli,genesis}/` runs the real `peer-core` binary once; what it printed and its exit code are
+//! cli,genesis,peer}/` runs the real `peer-core` binary once; what it printed and its exit code are
 //! compared with the case's insta snapshot in `tests/catalog/snapshots/`. The wire half
 //! (gossip messages) runs in `peer-core/tests/it/catalog.rs`; the format is in
 //! `tests/catalog/README.md`.
@@ -413,7 +413,7 @@ fn open_up(dir: &Path) {
 fn run_case(path: &Path, shared: Option<&SharedPeer>) -> Option<String> {
     let text = std::fs::read_to_string(path).unwrap();
     let case: Case = serde_saphyr::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    assert!(!case.peer || shared.is_some(), "{}: `peer: true` cases run in the genesis group", path.display());
+    assert!(!case.peer || shared.is_some(), "{}: `peer: true` cases run in the genesis and peer groups", path.display());
     let tmp = tempfile::tempdir().unwrap();
     let case_dir = tmp.path().to_path_buf();
     let ports = Ports::free();
@@ -508,7 +508,8 @@ fn run_case(path: &Path, shared: Option<&SharedPeer>) -> Option<String> {
     assert_eq!(code, 1, "{}: exit code {code}\nstdout:\n{stdout}\nstderr:\n{stderr}", path.display());
     assert!(!stderr.contains("panicked") && !stderr.contains("RUST_BACKTRACE"), "{}: panic\n{stderr}", path.display());
     let mut out = format!("{}\n", case.description.trim());
-    let shown: Vec<String> = args.iter().map(|a| a.to_string_lossy().into_owned()).collect();
+    // Control characters in arguments are shown escaped, as the case file writes them.
+    let shown: Vec<String> = args.iter().map(|a| escape_controls(&a.to_string_lossy())).collect();
     out.push_str(&format!("$ peer-core {}\nexit: {code}\n", vars.redact(&shown.join(" "))));
     if let Some(before) = before {
         let after = hash_dir(&data_dir);
@@ -561,7 +562,7 @@ fn run_with_deadline(mut command: Command, case: &Path) -> Option<(i32, String, 
 }
 
 /// Stable stderr: no colours, no process IDs, and a command's long help text cut to its first
-/// line (Fabric prints the usage after an offline command's error).
+/// line (should a command print its whole help after an error, the snapshot shows that it did).
 fn normalize(stderr: &str) -> String {
     let mut lines: Vec<String> = Vec::new();
     let all: Vec<String> = stderr.lines().map(strip_colors).collect();
@@ -619,6 +620,11 @@ fn redact_pids(line: &str) -> String {
     out
 }
 
+/// `\xNN` for ASCII control characters, so a snapshot holds no raw escape sequences.
+fn escape_controls(text: &str) -> String {
+    text.chars().map(|c| if c.is_ascii_control() { format!("\\x{:02x}", u32::from(c)) } else { c.to_string() }).collect()
+}
+
 fn indent(text: &str) -> String {
     text.lines().map(|l| format!("  {l}\n")).collect()
 }
@@ -665,6 +671,8 @@ fn cli() {
 fn genesis_blocks() {
     let shared = SharedPeer::start();
     run_group("genesis", Some(&shared));
+    // Requests a running peer refuses (channel fetch, getinfo): the same peer serves them.
+    run_group("peer", Some(&shared));
     // Nothing was joined.
     let list = crate::support::peer_core(
         Path::new("/"),

@@ -250,3 +250,121 @@ fn msp_generate_orderer_org_and_create_genesis_from_the_folders() {
     assert_eq!(anchors, [("127.0.0.1".to_string(), 7051)]);
     assert!(config.msps().contains_key("SampleOrg") && config.msps().contains_key("OrdererMSP"));
 }
+
+/// The PKI-ID the peer itself logs for its local MSP (`node rebuild-dbs` loads it first).
+fn pki_id_the_peer_computes(dir: &std::path::Path, msp: &std::path::Path, msp_id: &str) -> String {
+    let sample = repo_root().join("sampleconfig");
+    let data = dir.join("pki-id-data");
+    let env = [
+        ("FABRIC_CFG_PATH", sample.to_str().unwrap()),
+        ("CORE_PEER_MSPCONFIGPATH", msp.to_str().unwrap()),
+        ("CORE_PEER_LOCALMSPID", msp_id),
+        ("CORE_PEER_FILESYSTEMPATH", data.to_str().unwrap()),
+        ("FABRIC_LOGGING_SPEC", "main=debug:info"),
+    ];
+    let run = peer_core(dir, &env, &["node", "rebuild-dbs"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let marker = format!("Loaded the local MSP {msp_id} (PKI-ID ");
+    let at = run.stderr.find(&marker).unwrap_or_else(|| panic!("no PKI-ID logged:\n{}", run.stderr)) + marker.len();
+    run.stderr[at..at + 64].to_string()
+}
+
+/// The value printed after `label` in an `msp inspect` report.
+fn report_value<'r>(report: &'r str, label: &str) -> &'r str {
+    let line = report.lines().find(|line| line.trim_start().starts_with(label)).unwrap_or_else(|| panic!("no {label:?} in:\n{report}"));
+    line.trim_start()[label.len()..].trim()
+}
+
+#[test]
+fn msp_inspect_describes_the_sample_msp() {
+    let dir = tempfile::tempdir().unwrap();
+    let msp = repo_root().join("sampleconfig/msp");
+    let run = peer_core(dir.path(), &[], &["msp", "inspect", msp.to_str().unwrap(), "--mspid", "Org1MSP"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(run.stderr, "");
+    let lines: Vec<&str> = run.stdout.lines().collect();
+    let (loads, report) = lines.split_last().unwrap();
+    assert_eq!(
+        report.join("\n"),
+        format!(
+            "MSP directory: {}
+MSP ID: Org1MSP (from --mspid)
+NodeOUs: enabled (client: OU=client, peer: OU=peer, admin: OU=admin, orderer: OU=orderer)
+signcerts/peer0.org1.example.com-cert.pem
+  subject:    CN=peer0.org1.example.com,OU=peer,L=San Francisco,ST=California,C=US
+  issuer:     CN=ca.org1.example.com,O=org1.example.com,L=San Francisco,ST=California,C=US
+  not before: 2020-01-01 00:00:00 +0000 UTC
+  not after:  2049-12-31 23:59:59 +0000 UTC
+  role:       peer
+cacerts/ca.org1.example.com-cert.pem
+  subject:    CN=ca.org1.example.com,O=org1.example.com,L=San Francisco,ST=California,C=US
+  issuer:     CN=ca.org1.example.com,O=org1.example.com,L=San Francisco,ST=California,C=US (self-signed)
+  not before: 2020-01-01 00:00:00 +0000 UTC
+  not after:  2049-12-31 23:59:59 +0000 UTC
+  role:       root CA
+intermediatecerts/: no such folder
+admincerts/: no such folder
+tlscacerts/tlsca.org1.example.com-cert.pem
+  subject:    CN=tlsca.org1.example.com,O=org1.example.com,L=San Francisco,ST=California,C=US
+  issuer:     CN=tlsca.org1.example.com,O=org1.example.com,L=San Francisco,ST=California,C=US (self-signed)
+  not before: 2020-01-01 00:00:00 +0000 UTC
+  not after:  2049-12-31 23:59:59 +0000 UTC
+  role:       TLS root CA
+tlsintermediatecerts/: no such folder
+keystore/: 1 file (keystore/priv_sk)
+signing identity: signcerts/peer0.org1.example.com-cert.pem
+  PKI-ID:     {}",
+            msp.display(),
+            pki_id_the_peer_computes(dir.path(), &msp, "Org1MSP"),
+        )
+    );
+    assert!(loads.starts_with("  loads:      yes, as the local MSP Org1MSP at "), "{loads}");
+}
+
+#[test]
+fn msp_inspect_of_generated_orgs_gives_roles_and_the_peers_pki_id() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = peer_core(dir.path(), &[], &["msp", "generate", "--org", "Org1MSP", "--domain", "org1.example.com", "--seed", "7", "--out", "crypto"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let org = dir.path().join("crypto/peerOrganizations/org1.example.com");
+    let sample = repo_root().join("sampleconfig");
+    // Without --mspid: peer.localMspId of the core.yaml `node start` would read, and which it is.
+    let env = [("FABRIC_CFG_PATH", sample.to_str().unwrap()), ("CORE_PEER_LOCALMSPID", "Org1MSP")];
+    for (node, role) in [("peers/peer0.org1.example.com", "peer"), ("users/Admin@org1.example.com", "admin")] {
+        let msp = org.join(node).join("msp");
+        let run = peer_core(dir.path(), &env, &["msp", "inspect", msp.to_str().unwrap()]);
+        assert_eq!(run.code, 0, "{}", run.stderr);
+        let report = &run.stdout;
+        assert_eq!(report_value(report, "MSP ID:"), format!("Org1MSP (from peer.localMspId in {})", sample.join("core.yaml").display()));
+        assert_eq!(report_value(report, "role:"), role, "{report}");
+        assert_eq!(report_value(report, "PKI-ID:"), pki_id_the_peer_computes(dir.path(), &msp, "Org1MSP"), "{node}");
+        assert!(report_value(report, "loads:").starts_with("yes, as the local MSP Org1MSP at "), "{report}");
+    }
+    // No --mspid and no core.yaml: the certificates still, and why there is no PKI-ID.
+    let msp = org.join("peers/peer0.org1.example.com/msp");
+    let run = peer_core(dir.path(), &[], &["msp", "inspect", msp.to_str().unwrap()]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(report_value(&run.stdout, "MSP ID:"), "unknown (no --mspid, and no core.yaml to take peer.localMspId from)");
+    assert_eq!(report_value(&run.stdout, "PKI-ID:"), "unknown without the MSP ID (give --mspid)");
+    assert_eq!(report_value(&run.stdout, "role:"), "peer");
+}
+
+#[test]
+fn msp_inspect_marks_expired_certificates_and_says_why_the_msp_does_not_load() {
+    use peer_core::msp::generate::{self, OrgSpec, ValidityWindow};
+    let dir = tempfile::tempdir().unwrap();
+    let spec = OrgSpec { msp_id: "Org1MSP".into(), domain: "org1.example.com".into(), peers: 1 };
+    let secs = |n: u64| std::time::UNIX_EPOCH + std::time::Duration::from_secs(n);
+    // Valid 2020-01-01 to 2021-01-01 only.
+    let window = ValidityWindow { not_before: secs(1_577_836_800), not_after: secs(1_609_459_200) };
+    let org = generate::generate_org(&spec, &mut generate::org_rng(7, &spec), window).unwrap();
+    let root = org.write_to(dir.path()).unwrap();
+    let msp = root.join("peers/peer0.org1.example.com/msp");
+    let run = peer_core(dir.path(), &[], &["msp", "inspect", msp.to_str().unwrap(), "--mspid", "Org1MSP"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let expired: Vec<&str> = run.stdout.lines().filter(|line| line.ends_with(" EXPIRED")).collect();
+    assert_eq!(expired, ["  not after:  2021-01-01 00:00:00 +0000 UTC EXPIRED"; 3], "{}", run.stdout);
+    let loads = report_value(&run.stdout, "loads:");
+    assert!(loads.starts_with("no: error when setting up MSP of type bccsp from directory "), "{loads}");
+    assert!(loads.contains("the certificate expired on 2021-01-01 00:00:00 +0000 UTC"), "{loads}");
+}

@@ -55,12 +55,21 @@ fn assert_ok(run: &Run, line: &str) {
     assert!(run.stderr.contains(line), "{line:?} missing from:\n{}", run.stderr);
 }
 
-/// Fabric's failure shape: `Error: <message>`, then the command's usage, exit 1.
+/// A run-time failure: `Error: <message>` as the last line, exit 1; no usage after it (the
+/// command was used correctly; its help would bury the error).
 fn assert_fails(run: &Run, message: &str, command: &str) {
     assert_eq!(run.code, 1, "{}", run.stderr);
     let error_line = format!("Error: {message}\n");
-    let at = run.stderr.find(&error_line).unwrap_or_else(|| panic!("{error_line:?} missing from:\n{}", run.stderr));
-    assert!(run.stderr[at..].contains(&format!("Usage: peer-core node {command}")), "no usage after the error:\n{}", run.stderr);
+    assert!(run.stderr.ends_with(&error_line), "{error_line:?} is not the last line of:\n{}", run.stderr);
+    assert!(!run.stderr.contains("Usage:"), "node {command}: usage after a run-time error:\n{}", run.stderr);
+}
+
+/// A usage error (no -c): the error, then the command's usage line as clap prints it for a bad
+/// flag, exit 1; not the whole help.
+fn assert_usage_error(run: &Run, message: &str, command: &str) {
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    let expected = format!("Error: {message}\n\nUsage: peer-core node {command} [OPTIONS]\n\nFor more information, try '--help'.\n");
+    assert!(run.stderr.ends_with(&expected), "expected the stderr to end with:\n{expected}\ngot:\n{}", run.stderr);
 }
 
 fn entry(channel: &str, height: u64, pre_reset: Option<u64>) -> (String, u64, Option<u64>) {
@@ -76,7 +85,7 @@ fn pause_and_resume_change_which_channels_open() {
     assert_ok(&node(dir.path(), &data, &["pause", "-c", "mychannel"]), "[kvledger] PauseChannel -> INFO 00");
     assert_ok(&node(dir.path(), &data, &["pause", "-c", "mychannel"]), "Ledger [mychannel] is already in [INACTIVE] status, nothing to do");
     assert_eq!(heights(&data), [entry("other", 2, None)]);
-    assert_fails(&node(dir.path(), &data, &["pause"]), "Must supply channel ID", "pause");
+    assert_usage_error(&node(dir.path(), &data, &["pause"]), "Must supply channel ID", "pause");
     assert_fails(&node(dir.path(), &data, &["resume", "-c", "nochannel"]), "LedgerID does not exist: [nochannel]", "resume");
     let run = node(dir.path(), &data, &["resume", "--channelID", "mychannel"]);
     assert_ok(&run, "Updating ledger [mychannel] status to [ACTIVE]");
@@ -90,7 +99,7 @@ fn rollback_and_reset_shorten_the_chains_and_record_pre_reset_heights() {
     let data = dir.path().join("data");
     make_ledgers(&data, &[("mychannel", 8), ("other", 3)]);
 
-    assert_fails(&node(dir.path(), &data, &["rollback", "-b", "2"]), "Must supply channel ID", "rollback");
+    assert_usage_error(&node(dir.path(), &data, &["rollback", "-b", "2"]), "Must supply channel ID", "rollback");
     assert_fails(&node(dir.path(), &data, &["rollback", "-c", "nope", "-b", "2"]), "ledgerID [nope] does not exist", "rollback");
     assert_fails(
         &node(dir.path(), &data, &["rollback", "-c", "mychannel", "-b", "7"]),

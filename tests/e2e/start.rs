@@ -180,3 +180,24 @@ fn an_invalid_logging_spec_is_an_error_not_a_panic() {
     assert_eq!(run.code, 1);
     assert_eq!(run.stderr, "Error: invalid logging specification 'gossip=loud': bad segment 'gossip=loud'\n");
 }
+
+/// The gRPC stack's own debug lines (h2's frames) come out under Fabric's `grpc` logger, which
+/// `FABRIC_LOGGING_SPEC` selects as it does in Fabric; no line names a Rust module path.
+#[test]
+fn grpc_library_lines_log_under_fabrics_grpc_logger() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ports = Ports::free();
+    let mut env = sample_env(ports, &data_dir(tmp.path()));
+    env.push(("FABRIC_LOGGING_SPEC".into(), "grpc=debug:info".into()));
+    let mut peer = Peer::spawn(tmp.path(), &env, ports);
+    peer.wait_for("Started peer with ID=", STARTUP);
+    // Any client call makes HTTP/2 frames: `channel list` as the sample identity.
+    let client: Vec<(&str, &str)> = env.iter().map(|(name, value)| (name.as_str(), value.as_str())).collect();
+    let _ = crate::support::peer_core(tmp.path(), &client, &["channel", "list"]);
+    let line = peer.wait_for("[grpc] ", STARTUP);
+    assert!(line.contains(" DEBU "), "{line}");
+    let (code, _) = peer.signal_and_wait("TERM", Duration::from_secs(10));
+    assert_eq!(code, 0);
+    let module_paths: Vec<&String> = peer.seen.iter().filter(|line| ["[h2", "[hyper", "[tonic", "[tower", "::"].iter().any(|p| line.contains(p))).collect();
+    assert!(module_paths.is_empty(), "library lines under module paths:\n{module_paths:#?}");
+}

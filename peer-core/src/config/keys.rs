@@ -374,11 +374,15 @@ fn dialable_address(r: &mut Reader<'_>, key: &str) -> Option<HostPort> {
     Some(address)
 }
 
-fn required_string(r: &mut Reader<'_>, key: &str, missing: &str) -> String {
-    r.string(key).unwrap_or_else(|| {
+/// A required identifier: printable text, and missing is an error with `missing` as the reason.
+fn required_identifier(r: &mut Reader<'_>, key: &str, missing: &str) -> String {
+    if let Some(id) = r.identifier(key) {
+        return id;
+    }
+    if r.string(key).is_none() {
         r.missing(key, missing);
-        String::new()
-    })
+    }
+    String::new()
 }
 
 /// `peer.limits.maxConnections` when unset: far above what a peer's gossip neighbours, client
@@ -422,7 +426,7 @@ fn read_peer(r: &mut Reader<'_>) -> PeerConfig {
         r.missing("peer.mspConfigPath", "the peer needs its local MSP directory");
         PathBuf::new()
     });
-    let local_msp_id = required_string(r, "peer.localMspId", "the local MSP must have an ID");
+    let local_msp_id = required_identifier(r, "peer.localMspId", "the local MSP must have an ID");
     let local_msp_type = r.choice("peer.localMspType", &[("bccsp", MspType::Fabric), ("idemix", MspType::Idemix)], MspType::Fabric);
     let bccsp = read_bccsp(r);
     let validator_pool_size = match r.integer("peer.validatorPoolSize", 0, i64::from(u32::MAX)) {
@@ -437,8 +441,8 @@ fn read_peer(r: &mut Reader<'_>) -> PeerConfig {
     r.known("peer.gateway");
     let max_msg = |r: &mut Reader<'_>, key: &str| r.nonzero_u64_or(key, 100 * MIB, 2048 * MIB) as usize;
     PeerConfig {
-        id: r.string_or("peer.id", ""),
-        network_id: r.string_or("peer.networkId", ""),
+        id: r.identifier("peer.id").unwrap_or_default(),
+        network_id: r.identifier("peer.networkId").unwrap_or_default(),
         listen_address,
         address,
         address_auto_detect: r.bool_or("peer.addressAutoDetect", false),
@@ -728,6 +732,10 @@ fn read_trusted_msps(r: &mut Reader<'_>) -> Vec<TrustedMsp> {
             r.fail(KEY, Some(item_origin), "each entry needs an id (the MSP ID) and a dir (its MSP directory)");
             continue;
         };
+        if let Err(reason) = super::value::check_printable(&id) {
+            r.fail(KEY, Some(item_origin), format!("id {reason}"));
+            continue;
+        }
         let mut anchor_peers = Vec::new();
         if let NodeKind::Map(entries) = &item.kind
             && let Some((_, list)) = entries.iter().find(|(k, _)| k.name.eq_ignore_ascii_case("anchorPeers"))

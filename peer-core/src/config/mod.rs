@@ -265,8 +265,13 @@ impl Config {
         for (key, origin) in reader.unknown_file_keys() {
             notes.push(Note::debug("config", format!("ignoring key {key} {origin}: peer-core does not use it")));
         }
-        for var in reader.unused_env_vars() {
-            notes.push(Note::debug("config", format!("env var {var} matches no config key")));
+        // A warning at the default level: a misspelled variable leaves the file's value in force.
+        for (var, suggestion) in reader.unused_env_vars() {
+            let message = match suggestion {
+                Some(known) => format!("{var} matches no key in core.yaml; did you mean {known}?"),
+                None => format!("{var} matches no key in core.yaml"),
+            };
+            notes.push(Note::warn("config", message));
         }
         Ok(Loaded { config, notes })
     }

@@ -89,7 +89,10 @@ pub struct Reader<'a> {
     file: &'a Path,
     dir: &'a Path,
     env: &'a EnvVars,
+    /// Keys asked for (lower case): read, or marked known.
     used: BTreeSet<String>,
+    /// Keys marked known without being read (lower case): every key below them is known too.
+    known_subtrees: BTreeSet<String>,
     /// Sections already reported as not being maps (each is reported once).
     misshapen_sections: BTreeSet<String>,
     pub errors: Vec<ValueError>,
@@ -98,7 +101,7 @@ pub struct Reader<'a> {
 
 impl<'a> Reader<'a> {
     pub fn new(root: &'a Node, file: &'a Path, dir: &'a Path, env: &'a EnvVars) -> Self {
-        Reader { root, file, dir, env, used: BTreeSet::new(), misshapen_sections: BTreeSet::new(), errors: Vec::new(), notes: Vec::new() }
+        Reader { root, file, dir, env, used: BTreeSet::new(), known_subtrees: BTreeSet::new(), misshapen_sections: BTreeSet::new(), errors: Vec::new(), notes: Vec::new() }
     }
 
     /// Records a bad setting. `origin: None` is for a rule across several keys with no single
@@ -127,6 +130,7 @@ impl<'a> Reader<'a> {
     /// Marks a subtree as known without reading it (keys for chaincode containers, 2.5 keys, …).
     pub fn known(&mut self, key: &str) {
         self.used.insert(key.to_ascii_lowercase());
+        self.known_subtrees.insert(key.to_ascii_lowercase());
     }
 
     /// The file node at a dotted key, matching each segment case-insensitively (as Fabric 2.5+ does;
@@ -225,6 +229,12 @@ impl<'a> Reader<'a> {
 
     pub fn string(&mut self, key: &str) -> Option<String> {
         self.text(key).map(|(text, _)| text)
+    }
+
+    /// An identifier (peer ID, network ID, MSP ID): printable text only (see
+    /// [`value::check_printable`]).
+    pub fn identifier(&mut self, key: &str) -> Option<String> {
+        self.parsed(key, |text| value::check_printable(text).map(|()| text.to_string()))
     }
 
     pub fn string_or(&mut self, key: &str, default: &str) -> String {
@@ -419,15 +429,23 @@ impl<'a> Reader<'a> {
         }
     }
 
-    /// `CORE_*` env vars (non-empty) that match no key the peer reads: usually a typo.
-    pub fn unused_env_vars(&self) -> Vec<String> {
-        let known: BTreeSet<String> = self.used.iter().map(|key| env_var_name(key)).collect();
+    /// `CORE_*` env vars (non-empty) that match no known key, each with the closest known key's
+    /// variable when one is close enough (as cargo suggests a flag): usually a typo, which would
+    /// otherwise leave the file's value in force without a word. Known keys are those the peer
+    /// reads (Fabric's and peer-core's own), every key below a subtree marked known (settings for
+    /// chaincode containers, 2.5 keys), and every key in the file.
+    pub fn unused_env_vars(&self) -> Vec<(String, Option<String>)> {
+        let mut known: BTreeSet<String> = self.used.iter().map(|key| env_var_name(key)).collect();
+        let mut file_keys = Vec::new();
+        collect_leaf_keys(self.root, "", &mut file_keys);
+        known.extend(file_keys.iter().map(|key| env_var_name(key)));
+        let subtrees: Vec<String> = self.known_subtrees.iter().map(|key| format!("{}_", env_var_name(key))).collect();
         self.env
             .iter()
             .filter(|(name, value)| name.starts_with("CORE_") && !value.is_empty())
             .map(|(name, _)| name)
-            .filter(|name| !known.iter().any(|k| *name == k || name.starts_with(&format!("{k}_"))))
-            .cloned()
+            .filter(|name| !known.contains(*name) && !subtrees.iter().any(|prefix| name.starts_with(prefix.as_str())))
+            .map(|name| (name.clone(), closest(name, &known)))
             .collect()
     }
 
@@ -452,6 +470,50 @@ fn walk_case_duplicates<'n>(node: &'n Node, path: &str, found: &mut Vec<(String,
         }
         walk_case_duplicates(value, &child, found);
     }
+}
+
+/// The dotted paths of a tree's leaves (values that are not non-empty maps).
+fn collect_leaf_keys(node: &Node, path: &str, out: &mut Vec<String>) {
+    match &node.kind {
+        NodeKind::Map(entries) if !entries.is_empty() => {
+            for (key, value) in entries {
+                let child = if path.is_empty() { key.name.clone() } else { format!("{path}.{}", key.name) };
+                collect_leaf_keys(value, &child, out);
+            }
+        }
+        _ if !path.is_empty() => out.push(path.to_string()),
+        _ => {}
+    }
+}
+
+/// The candidate closest to `name` by edit distance, if within a third of its length (rustc's
+/// rule for suggesting names); ties go to the first in order, so the suggestion is stable.
+pub fn closest<'c>(name: &str, candidates: impl IntoIterator<Item = &'c String>) -> Option<String> {
+    let limit = name.chars().count().max(3) / 3;
+    let mut best: Option<(usize, &String)> = None;
+    for candidate in candidates {
+        let distance = edit_distance(name, candidate);
+        if distance <= limit && best.is_none_or(|(d, _)| distance < d) {
+            best = Some((distance, candidate));
+        }
+    }
+    best.map(|(_, candidate)| candidate.clone())
+}
+
+/// Levenshtein distance over characters (insertions, deletions, substitutions).
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut previous: Vec<usize> = (0..=b.len()).collect();
+    let mut current = vec![0; b.len() + 1];
+    for (i, ca) in a.chars().enumerate() {
+        current[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let substitution = previous[j] + usize::from(ca != *cb);
+            current[j + 1] = substitution.min(previous[j + 1] + 1).min(current[j] + 1);
+        }
+        std::mem::swap(&mut previous, &mut current);
+    }
+    previous[b.len()]
 }
 
 /// Integers as Go's `strconv.ParseInt(s, 0, 64)` reads them: optional sign, then decimal or a
@@ -499,6 +561,18 @@ mod tests {
         assert!(parse_int("1.5").unwrap_err().contains("not an integer"));
         assert!(parse_int("abc").unwrap_err().contains("not an integer"));
         assert!(parse_int("99999999999999999999").unwrap_err().contains("too large"));
+    }
+
+    #[test]
+    fn suggestions_are_the_closest_key_within_reach() {
+        assert_eq!(edit_distance("CORE_PEER_GOSIP_BOOTSTRAP", "CORE_PEER_GOSSIP_BOOTSTRAP"), 1);
+        assert_eq!(edit_distance("", "abc"), 3);
+        assert_eq!(edit_distance("kitten", "sitting"), 3);
+        let known: Vec<String> = ["CORE_PEER_GOSSIP_BOOTSTRAP", "CORE_PEER_GOSSIP_ENDPOINT", "CORE_PEER_ID"].map(String::from).to_vec();
+        assert_eq!(closest("CORE_PEER_GOSIP_BOOTSTRAP", &known).as_deref(), Some("CORE_PEER_GOSSIP_BOOTSTRAP"));
+        assert_eq!(closest("CORE_PEER_GOSSIPBOOTSTRAP", &known).as_deref(), Some("CORE_PEER_GOSSIP_BOOTSTRAP"));
+        assert_eq!(closest("CORE_PEER_IDD", &known).as_deref(), Some("CORE_PEER_ID"));
+        assert_eq!(closest("CORE_SOMETHING_ELSE_ENTIRELY", &known), None);
     }
 
     #[test]

@@ -67,8 +67,43 @@ pub fn parse(text: &str) -> Result<Node, SyntaxError> {
     if text.trim().is_empty() {
         return Ok(Node { kind: NodeKind::Map(Vec::new()), line: 1, column: 1 });
     }
-    let spanned: Spanned<Kind> = serde_saphyr::from_str(text).map_err(|err| SyntaxError::from(&err))?;
-    Ok(spanned_to_node(spanned))
+    // Repeated keys reach our visitor (PassThrough), so the error can name where the key was
+    // first (`first_duplicate`); serde-saphyr's own error names neither that nor anything but
+    // its API (`set DuplicateKeyPolicy in Options`).
+    let options = serde_saphyr::options! { duplicate_keys: serde_saphyr::DuplicateKeyPolicy::PassThrough };
+    let spanned: Spanned<Kind> = serde_saphyr::from_str_with_options(text, options).map_err(|err| SyntaxError::from(&err))?;
+    let root = spanned_to_node(spanned);
+    if let Some(duplicate) = first_duplicate(&root, "") {
+        return Err(duplicate);
+    }
+    Ok(root)
+}
+
+/// The first key (in file order) that appears twice in one map, reported at its second place:
+/// YAML forbids it, and which of the two values counts would be a guess.
+fn first_duplicate(node: &Node, path: &str) -> Option<SyntaxError> {
+    let NodeKind::Map(entries) = &node.kind else {
+        if let NodeKind::Seq(items) = &node.kind {
+            return items.iter().find_map(|item| first_duplicate(item, path));
+        }
+        return None;
+    };
+    let mut seen: Vec<&Key> = Vec::with_capacity(entries.len());
+    for (key, value) in entries {
+        let dotted = if path.is_empty() { key.name.clone() } else { format!("{path}.{}", key.name) };
+        if let Some(first) = seen.iter().find(|seen| seen.name == key.name) {
+            return Some(SyntaxError {
+                line: key.line,
+                column: key.column,
+                message: format!("duplicate key '{dotted}' (first at line {})", first.line),
+            });
+        }
+        seen.push(key);
+        if let Some(duplicate) = first_duplicate(value, &dotted) {
+            return Some(duplicate);
+        }
+    }
+    None
 }
 
 impl From<&serde_saphyr::Error> for SyntaxError {
@@ -83,28 +118,35 @@ impl From<&serde_saphyr::Error> for SyntaxError {
     }
 }
 
-/// The operator-facing text of a parse error. Two of serde-saphyr's messages speak to the
-/// programmer (an API hint, a `Debug` dump), so they get our own words.
+/// The operator-facing text of a parse error. Where serde-saphyr's message speaks to the
+/// programmer (an API hint, a `Debug` dump, counters of its own machinery, internal states), it
+/// gets our own words; the rest are about the document and pass through.
 fn message(err: &serde_saphyr::Error) -> String {
-    use serde_saphyr::budget::BudgetBreach;
+    use serde_saphyr::Error as E;
     // Positions are printed by the caller: drop the snippet and alias-location wrappers.
     let mut err = err;
-    while let serde_saphyr::Error::AliasError { error, .. } | serde_saphyr::Error::WithSnippet { error, .. } = err {
+    while let E::AliasError { error, .. } | E::WithSnippet { error, .. } = err {
         err = error;
     }
+    let too_big = |what: String| format!("the document is too big to read: {what}, more than the parser allows");
     match err {
-        serde_saphyr::Error::MultipleDocuments { .. } => {
-            "a second YAML document starts here (---): core.yaml must hold exactly one document".to_string()
+        E::MultipleDocuments { .. } => "a second YAML document starts here (---): core.yaml must hold exactly one document".to_string(),
+        E::Budget { breach, .. } => too_big(budget_breach(breach)),
+        E::AliasReplayLimitExceeded { total_replayed_events, .. } => {
+            too_big(format!("{total_replayed_events} values repeated through aliases"))
         }
-        serde_saphyr::Error::Budget { breach, .. } => {
-            let what = match breach {
-                BudgetBreach::Nodes { nodes } => format!("{nodes} values once aliases are expanded"),
-                BudgetBreach::Aliases { aliases } => format!("{aliases} aliases"),
-                BudgetBreach::Anchors { anchors } => format!("{anchors} anchors"),
-                BudgetBreach::Depth { depth } => format!("lists and maps nested {depth} deep"),
-                other => format!("{other:?}"),
-            };
-            format!("the document is too big to read: {what}, more than the parser allows")
+        E::AliasExpansionLimitExceeded { expansions, .. } => too_big(format!("one anchor used through aliases {expansions} times")),
+        E::AliasReplayStackDepthExceeded { depth, .. } => too_big(format!("aliases nested {depth} deep")),
+        E::AliasReplayCounterOverflow { .. } => too_big("more values repeated through aliases than can be counted".to_string()),
+        E::DuplicateMappingKey { key: Some(key), .. } => format!("duplicate key '{key}'"),
+        E::DuplicateMappingKey { key: None, .. } => "duplicate key".to_string(),
+        E::IOError { cause } => format!("the text could not be read: {cause}"),
+        E::InternalDepthUnderflow { .. }
+        | E::InternalRecursionStackEmpty { .. }
+        | E::InternalSeedReusedForMapKey { .. }
+        | E::RecursiveReferencesRequireWeakTypes { .. }
+        | E::CannotBorrowTransformedString { .. } => {
+            format!("the YAML parser failed on this document (an internal error of the parser: {})", first_line(&err.to_string()))
         }
         other => match first_line(&other.to_string()) {
             // saphyr's own words name its internals, not the document.
@@ -113,6 +155,25 @@ fn message(err: &serde_saphyr::Error) -> String {
             }
             text => text,
         },
+    }
+}
+
+/// Which of the parser's limits a document exceeded, in the document's terms.
+fn budget_breach(breach: &serde_saphyr::budget::BudgetBreach) -> String {
+    use serde_saphyr::budget::BudgetBreach as B;
+    match breach {
+        B::Nodes { nodes } => format!("{nodes} values once aliases are expanded"),
+        B::Events { events } => format!("{events} parser events"),
+        B::Aliases { aliases } => format!("{aliases} aliases"),
+        B::Anchors { anchors } => format!("{anchors} anchors"),
+        B::Depth { depth } => format!("lists and maps nested {depth} deep"),
+        B::Documents { documents } => format!("{documents} documents"),
+        B::ScalarBytes { total_scalar_bytes } => format!("{total_scalar_bytes} bytes of values"),
+        B::MergeKeys { merge_keys } => format!("{merge_keys} merge keys (<<)"),
+        B::AliasAnchorRatio { aliases, anchors } => format!("{aliases} aliases for {anchors} anchors"),
+        B::InputBytes { .. } => "more bytes than the parser reads".to_string(),
+        B::SequenceUnbalanced => "a list or map closed that was never opened".to_string(),
+        _ => "one of the parser's limits".to_string(),
     }
 }
 
@@ -250,7 +311,15 @@ mod tests {
         let err = parse("peer:\n  id: [unclosed\n  x: 1\n").unwrap_err();
         assert!(err.line >= 2, "{err:?}");
         let dup = parse("a: 1\na: 2\n").unwrap_err();
-        assert_eq!(dup.line, 2, "{dup:?}");
-        assert!(dup.message.contains("duplicate"), "{dup:?}");
+        assert_eq!((dup.line, dup.column), (2, 1), "{dup:?}");
+        assert_eq!(dup.message, "duplicate key 'a' (first at line 1)");
+        let nested = parse("peer:\n  id: a\n  gossip:\n    bootstrap: x\n    bootstrap: y\nledger: {}\n").unwrap_err();
+        assert_eq!((nested.line, nested.column), (5, 5), "{nested:?}");
+        assert_eq!(nested.message, "duplicate key 'peer.gossip.bootstrap' (first at line 4)");
+        // Keys of maps inside lists, and keys that differ only by case are not duplicates here
+        // (the reader reports those, naming both spellings).
+        let listed = parse("builders:\n  - {name: a, name: b}\n").unwrap_err();
+        assert_eq!(listed.message, "duplicate key 'builders.name' (first at line 2)");
+        assert!(parse("a: 1\nA: 2\n").is_ok());
     }
 }

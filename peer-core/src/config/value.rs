@@ -127,6 +127,49 @@ pub fn parse_bool(text: &str) -> Result<bool, String> {
     }
 }
 
+/// Whether `c` shows as itself on a terminal and in a log line: not a control character, not an
+/// invisible format character (zero-width space, bidi overrides, BOM), not a line or paragraph
+/// separator, not an unassigned or private-use code point. Rust's own table decides (what
+/// `str::escape_debug` leaves alone); combining marks after a base letter count as printable.
+pub fn is_printable(c: char) -> bool {
+    if c.is_ascii() {
+        return !c.is_ascii_control();
+    }
+    let mut buffer = [0u8; 5];
+    buffer[0] = b'a';
+    let len = 1 + c.encode_utf8(&mut buffer[1..]).len();
+    let text = std::str::from_utf8(&buffer[..len]).unwrap_or_default();
+    // Only a string's first character has its combining marks escaped; `c` comes second.
+    text.escape_debug().count() == 2
+}
+
+/// `text` with its non-printable characters (see [`is_printable`]) written as `\u{..}` escapes,
+/// for quoting a value from outside (a block, a certificate, a request) in a log line or an error.
+pub fn escape_non_printable(text: &str) -> std::borrow::Cow<'_, str> {
+    if text.chars().all(is_printable) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        if is_printable(c) {
+            out.push(c);
+        } else {
+            out.push_str(&format!("\\u{{{:x}}}", u32::from(c)));
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
+/// Checks that an identifier (a peer ID, an MSP ID, a channel name) is printable text: a control
+/// character would reach log lines, file names and other peers as it is, invisible or worse. The
+/// reason quotes the value escaped, so the bad character shows.
+pub fn check_printable(text: &str) -> Result<(), String> {
+    match text.chars().find(|c| !is_printable(*c)) {
+        None => Ok(()),
+        Some(c) => Err(format!("{text:?} contains the non-printable character U+{:04X}; identifiers must be printable text", u32::from(c))),
+    }
+}
+
 /// A `host:port` endpoint. IPv6 literals are written in brackets: `[::1]:7051`.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct HostPort {
@@ -310,5 +353,30 @@ mod tests {
         assert_eq!(parse_bool("True"), Ok(true));
         assert_eq!(parse_bool("0"), Ok(false));
         assert!(parse_bool("yes").unwrap_err().contains("not a boolean"));
+    }
+
+    #[test]
+    fn printable_identifiers() {
+        for ok in ["peer0.org1.example.com", "Org1MSP", "my channel", "pe\u{e9}r", "pe\u{301}er", "\u{92a}\u{940}\u{92f}\u{930}", "\u{65e5}\u{672c}"] {
+            assert_eq!(check_printable(ok), Ok(()), "{ok:?}");
+        }
+        let cases = [
+            ("peer\u{7}0", r#""peer\u{7}0" contains the non-printable character U+0007"#),
+            ("peer0\n", r#""peer0\n" contains the non-printable character U+000A"#),
+            ("\u{1b}[31mred", r#""\u{1b}[31mred" contains the non-printable character U+001B"#),
+            ("a\u{7f}", "U+007F"),
+            ("a\u{85}", "U+0085"),
+            ("Org1\u{200b}MSP", r#""Org1\u{200b}MSP" contains the non-printable character U+200B"#),
+            ("evil\u{202e}gnp.exe", "U+202E"),
+            ("\u{feff}peer", "U+FEFF"),
+            ("line\u{2028}break", "U+2028"),
+            ("private\u{e000}", "U+E000"),
+        ];
+        for (text, want) in cases {
+            let err = check_printable(text).unwrap_err();
+            assert!(err.contains(want), "{text:?}: {err}");
+        }
+        assert_eq!(escape_non_printable("mychannel"), "mychannel");
+        assert_eq!(escape_non_printable("my\u{1b}[2Jchan\u{200b}nel"), r"my\u{1b}[2Jchan\u{200b}nel");
     }
 }

@@ -95,6 +95,35 @@ macro_rules! from_redb {
 }
 from_redb!(redb::Error, redb::DatabaseError, redb::TransactionError, redb::TableError, redb::StorageError, redb::CommitError, redb::SetDurabilityError);
 
+impl StoreError {
+    /// The text an operator reads (see [`db_error_text`]).
+    pub(crate) fn text(&self) -> String {
+        match self {
+            StoreError::Db(e) => db_error_text(e),
+            StoreError::Corrupt(what) => what.clone(),
+        }
+    }
+}
+
+/// A redb error in the operator's words. I/O failures keep the OS's text (`I/O error: no space
+/// left on device`). A damaged file is said to be found corrupt by redb, its diagnosis quoted
+/// as redb's (redb's own "DB corrupted:" prefix is dropped; its terms, roots, regions, layouts,
+/// are redb's internals, useful in a bug report, not what the operator acts on). The states
+/// that mean "not a database", "open it again" or "another process has it" get our words; the
+/// rest are bugs, shown as redb says them.
+pub(crate) fn db_error_text(error: &redb::Error) -> String {
+    match error {
+        redb::Error::Corrupted(detail) => format!("redb found the file corrupt: {detail}"),
+        redb::Error::Io(io) if io.kind() == std::io::ErrorKind::InvalidData && io.to_string().starts_with("Not a redb database") => {
+            "the file is not a redb database (its first bytes are not redb's)".to_string()
+        }
+        redb::Error::PreviousIo => "an earlier read or write of the file failed; it must be opened again before it is used".to_string(),
+        redb::Error::DatabaseAlreadyOpen => "the file is already open (in another process?)".to_string(),
+        redb::Error::UpgradeRequired(version) => format!("the file is in redb's file format {version}, which this build does not read"),
+        other => other.to_string(),
+    }
+}
+
 /// A block as stored: its checksum, then its bytes.
 pub fn encode_record(block: &Block) -> Vec<u8> {
     let bytes = block.encode_to_vec();
@@ -705,7 +734,7 @@ fn check_data_hash(channel_id: &str, block: &Block) -> Result<(), LedgerError> {
 
 pub(crate) fn wrap(channel_id: &str, path: &Path, error: StoreError) -> LedgerError {
     match error {
-        StoreError::Db(e) => LedgerError::ChannelDatabase { channel: channel_id.to_string(), path: path.to_path_buf(), message: e.to_string() },
+        StoreError::Db(e) => LedgerError::ChannelDatabase { channel: channel_id.to_string(), path: path.to_path_buf(), message: db_error_text(&e) },
         StoreError::Corrupt(what) => LedgerError::Corrupt { channel: channel_id.to_string(), path: path.to_path_buf(), what },
     }
 }

@@ -442,10 +442,7 @@ impl GuardedDb {
     /// Fails the database (the first time: fence raised, ERROR logged, watchers told) and
     /// returns the reason it failed with (the first one).
     pub(crate) fn fail(&self, error: StoreError) -> String {
-        let what = match error {
-            StoreError::Db(e) => e.to_string(),
-            StoreError::Corrupt(what) => what,
-        };
+        let what = error.text();
         lock(&self.fence).raise();
         let mut first = false;
         self.failure.send_if_modified(|failure| {

@@ -117,8 +117,9 @@ pub enum LedgerError {
     /// A genesis block whose first envelope carries no channel ID.
     #[error("the genesis block names no channel: its first envelope has no channel header with a channel ID")]
     NoChannelId,
-    /// A channel ID Fabric would refuse (and that could not be a file name here).
-    #[error("channel ID '{channel}' is illegal: {reason}")]
+    /// A channel ID Fabric would refuse (and that could not be a file name here). It comes from
+    /// outside (a genesis block, a request): non-printable characters are shown escaped.
+    #[error("channel ID '{}' is illegal: {reason}", crate::config::value::escape_non_printable(channel))]
     BadChannelId { channel: String, reason: &'static str },
     /// Creating a channel that exists.
     #[error("ledger [{channel}] already exists with state [{status}]")]
@@ -247,7 +248,7 @@ impl Inventory {
     fn error(&self, e: StoreError) -> LedgerError {
         match e {
             // An I/O error while writing: not damage (redb reopens before the next write).
-            StoreError::Db(e) if self.db.failed().is_none() => LedgerError::Database { path: self.path.clone(), message: e.to_string() },
+            StoreError::Db(e) if self.db.failed().is_none() => LedgerError::Database { path: self.path.clone(), message: channel::db_error_text(&e) },
             e => LedgerError::InventoryDamaged { path: self.path.clone(), what: store_error_text(e) },
         }
     }
@@ -361,10 +362,7 @@ impl Inventory {
 }
 
 fn store_error_text(e: StoreError) -> String {
-    match e {
-        StoreError::Db(e) => e.to_string(),
-        StoreError::Corrupt(what) => what,
-    }
+    e.text()
 }
 
 /// The ledgers of this peer. Holding it holds the data-directory lock.

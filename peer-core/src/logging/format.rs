@@ -27,6 +27,10 @@ pub enum FormatError {
     /// A Go fmt directive we cannot apply to the verb, e.g. `%{level:d}` or `%{id:q}`.
     #[error("invalid format directive '{directive}' for verb {verb}")]
     Directive { verb: String, directive: String },
+    /// `%{` with no `}` after it, e.g. `%{time` (Fabric prints such text as it is; we refuse it,
+    /// as an unknown verb, so a cut-off format shows at start rather than in every line).
+    #[error("unterminated verb {text:?}: no closing '}}'")]
+    Unterminated { text: String },
 }
 
 /// The level of a record, as `tracing` gives it.
@@ -105,7 +109,9 @@ fn parse_template(template: &str) -> Result<Format, FormatError> {
     let mut pieces = Vec::new();
     let mut rest = template;
     while let Some(start) = rest.find("%{") {
-        let Some(len) = rest[start..].find('}') else { break };
+        let Some(len) = rest[start..].find('}') else {
+            return Err(FormatError::Unterminated { text: rest[start..].to_string() });
+        };
         if start > 0 {
             pieces.push(Piece::Literal(rest[..start].to_string()));
         }
@@ -529,7 +535,7 @@ mod tests {
         assert_eq!(render("%{color:bold}%{module:.4s}%{color:reset}", &rec, 1), "\x1b[33;1mnode\x1b[0m\n");
         assert_eq!(render("%{time} %{shortfunc}: %{message}", &rec, 1), "2024-05-01T10:00:00.123Z serve: m\n");
         assert_eq!(render("%{time:2006-01-02T15:04:05.000Z07:00}", &rec, 1), "2024-05-01T10:00:00.123Z\n");
-        assert_eq!(render("100% {literal} %{", &rec, 1), "100% {literal} %{\n");
+        assert_eq!(render("100% {literal} 50%", &rec, 1), "100% {literal} 50%\n");
         let unknown = Record { func: None, caller: None, ..rec };
         assert_eq!(render("%{shortfunc}", &unknown, 1), "(unknown)\n");
     }
@@ -544,6 +550,10 @@ mod tests {
             ("%{id:s}", "invalid format directive 's' for verb id"),
             ("%{id:03xx}", "invalid format directive '03xx' for verb id"),
             ("%{message:99999s}", "invalid format directive '99999s' for verb message"),
+            ("%{bogus", "unterminated verb \"%{bogus\": no closing '}'"),
+            ("%{time", "unterminated verb \"%{time\": no closing '}'"),
+            ("[%{module}] %{message", "unterminated verb \"%{message\": no closing '}'"),
+            ("100% {literal} %{", "unterminated verb \"%{\": no closing '}'"),
         ];
         for (format, message) in cases {
             assert_eq!(Format::parse(format).unwrap_err().to_string(), message, "format {format:?}");

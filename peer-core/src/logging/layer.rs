@@ -31,6 +31,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::registry::Registry;
 
 use super::format::{FieldValue, Format, Record};
+use super::names::logger_name;
 use super::spec::{LogSpec, LogSpecError};
 use super::{Sink, WallClockFn};
 
@@ -99,7 +100,8 @@ impl Shared {
         }
         // Computed under the write lock so a concurrent `set_spec` cannot leave a stale entry.
         let mut filter = self.filter.write().unwrap_or_else(PoisonError::into_inner);
-        let level = filter.spec.level_for(target);
+        // Cached by the raw target; resolved under its Fabric name (`h2::codec` is `grpc`).
+        let level = filter.spec.level_for(&logger_name(target));
         if filter.cache.len() >= LEVEL_CACHE_LIMIT {
             filter.cache.clear();
         }
@@ -178,7 +180,8 @@ impl LoggingHandle {
         Ok(())
     }
 
-    /// Whether an event at `level` for logger `target` would be written now.
+    /// Whether an event at `level` for logger `target` (a Fabric name, or a library's module
+    /// path, which is filtered under its Fabric name) would be written now.
     pub fn enabled(&self, target: &str, level: tracing::Level) -> bool {
         level <= self.shared.level_for(target)
     }
@@ -259,12 +262,13 @@ where
         }
         fields.append(&mut collector.fields);
 
+        let logger = logger_name(metadata.target());
         let module_path = metadata.module_path();
         let short_module = module_path.map(|path| path.rsplit("::").next().unwrap_or(path));
         let record = Record {
             level: *metadata.level(),
             time: (self.shared.clock)(),
-            logger: metadata.target(),
+            logger: &logger,
             func: collector.func.as_deref().or(short_module),
             caller: collector.func.as_deref().or(module_path),
             message: &collector.message,

@@ -5,7 +5,8 @@
 //! `tracing::info!(target: "nodeCmd", func = "serve", "Starting peer:\n{}", text)`. The optional
 //! `func` field stands in for Go's function name (`%{shortfunc}`); without it the last segment of
 //! the module path is used. Other fields are appended to the line (`key=value`), as Fabric does
-//! for `Infow`/`With`.
+//! for `Infow`/`With`. Libraries' events (module-path targets such as `h2::codec`) are filtered
+//! and printed under Fabric-style names: the gRPC stack as `grpc`, others dotted (`names.rs`).
 //!
 //! ```
 //! use std::sync::Arc;
@@ -33,12 +34,13 @@
 //! stderr and installs the layer globally; the simulator passes its simulated clock and a buffer
 //! and installs it per run. Each [`layer`] call is its own "Logging", with its own `%{id}`
 //! counter. Differences from Fabric, on purpose: an invalid spec or format is an error, not a
-//! panic; an unknown `%{verb}` is an error rather than literal text; PAYLOAD prints as
-//! `PAYL`/`payload` (zap would print `LEVEL(-2)`); levels above ERROR (DPANIC, PANIC, FATAL)
-//! filter as ERROR because `tracing` has nothing above it.
+//! panic; an unknown `%{verb}` or an unterminated `%{` is an error rather than literal text;
+//! PAYLOAD prints as `PAYL`/`payload` (zap would print `LEVEL(-2)`); levels above ERROR (DPANIC,
+//! PANIC, FATAL) filter as ERROR because `tracing` has nothing above it.
 
 mod format;
 mod layer;
+pub mod names;
 mod spec;
 
 use std::io::{self, Write};

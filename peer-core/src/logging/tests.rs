@@ -190,5 +190,27 @@ fn bad_config_is_an_error() {
     assert_eq!(setup("", "%{color}%{pid} %{message}"), Err("invalid FABRIC_LOGGING_FORMAT \"%{color}%{pid} %{message}\": invalid format verb: pid".to_string()));
     // Like Fabric, the format is checked first.
     assert_eq!(setup("bogus", "%{pid}"), Err("invalid FABRIC_LOGGING_FORMAT \"%{pid}\": invalid format verb: pid".to_string()));
+    // A verb cut off before its `}`: the variable, its value and the unterminated text.
+    assert_eq!(
+        setup("", "%{color}%{time"),
+        Err("invalid FABRIC_LOGGING_FORMAT \"%{color}%{time\": unterminated verb \"%{time\": no closing '}'".to_string())
+    );
     assert_eq!(setup("info", "json"), Ok(()));
+}
+
+#[test]
+fn library_events_log_under_fabric_names() {
+    // What h2, tonic and tokio log under their module paths is filtered and printed as Fabric's
+    // `grpc` logger (or a dotted name), so `grpc=debug` selects it.
+    let lines = run("grpc=debug:tokio=warn:info", "[%{module}] %{level:.4s} %{message}", |handle| {
+        tracing::debug!(target: "h2::codec::framed_read", "received frame=Settings");
+        tracing::debug!(target: "tonic::transport::server", "accepted connection");
+        tracing::trace!(target: "h2::proto::streams", "not at DEBUG");
+        tracing::info!(target: "tokio::runtime::task", "not at WARN");
+        tracing::warn!(target: "tokio::runtime::task", "a task warning");
+        tracing::debug!(target: "gossip.comm", "not at INFO");
+        assert!(handle.enabled("hyper::proto::h2::server", tracing::Level::DEBUG));
+        assert!(!handle.enabled("hyper::proto::h2::server", tracing::Level::TRACE));
+    });
+    assert_eq!(lines, ["[grpc] DEBU received frame=Settings", "[grpc] DEBU accepted connection", "[tokio.runtime.task] WARN a task warning"]);
 }

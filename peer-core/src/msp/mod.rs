@@ -15,6 +15,7 @@
 pub mod crypto;
 pub mod generate;
 pub mod identity;
+pub mod inspect;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -693,6 +694,16 @@ impl Msp {
         Ok(())
     }
 
+    /// The NodeOUs of config.yaml, when enabled.
+    pub fn node_ous(&self) -> Option<&NodeOus> {
+        self.node_ous.as_ref()
+    }
+
+    /// Whether the identity's certificate is one of admincerts.
+    pub fn is_listed_admin(&self, identity: &Identity) -> bool {
+        self.admins.contains(&identity.cert_der())
+    }
+
     /// The role of a valid identity under NodeOUs (None when NodeOUs are off).
     pub fn role(&self, identity: &Identity) -> Option<Role> {
         let node_ous = self.node_ous.as_ref()?;
@@ -831,10 +842,11 @@ fn parse_config_yaml(files: &MspFiles, config: &MspFile) -> Result<ConfigYaml, S
     if text.trim().is_empty() {
         return Ok(ConfigYaml::default());
     }
-    serde_saphyr::from_str(text).map_err(|e| {
-        let e = crate::config::tree::SyntaxError::from(&e);
-        format!("invalid {}:{}:{}: {}", path.display(), e.line, e.column, e.message)
-    })
+    let invalid = |e: crate::config::tree::SyntaxError| format!("invalid {}:{}:{}: {}", path.display(), e.line, e.column, e.message);
+    // The syntax first, with core.yaml's reader: its messages are ours (a repeated key names
+    // where it was first), then the fields.
+    crate::config::tree::parse(text).map_err(invalid)?;
+    serde_saphyr::from_str(text).map_err(|e| invalid(crate::config::tree::SyntaxError::from(&e)))
 }
 
 #[derive(Debug, Default, serde::Deserialize)]

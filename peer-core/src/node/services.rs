@@ -1,9 +1,10 @@
 //! The gRPC services on the peer port that are not built yet (Endorser and Deliver have their
 //! own modules).
 //!
-//! `gossip.Gossip` is served by the comm layer (`gossip::comm`). The rest of each service here is
-//! built by later issues; until then a call gets a prompt UNIMPLEMENTED status naming what is
-//! missing, never a hang.
+//! `gossip.Gossip` is served by the comm layer (`gossip::comm`). A call to a method here gets a
+//! prompt UNIMPLEMENTED status, never a hang. Its text is for the client: grpc-go's words for a
+//! method a server does not implement, then what this peer does not support. Notes for us
+//! (plans, issue numbers) stay in comments; they never go on the wire.
 
 use proto::discovery::discovery_server::Discovery;
 use tonic::{Request, Response, Status};
@@ -15,6 +16,6 @@ pub struct DiscoveryService;
 #[tonic::async_trait]
 impl Discovery for DiscoveryService {
     async fn discover(&self, _request: Request<proto::discovery::SignedRequest>) -> Result<Response<proto::discovery::Response>, Status> {
-        Err(Status::unimplemented("discovery queries arrive with gossip membership (issue #5)"))
+        Err(Status::unimplemented("method Discover not implemented: service discovery is not supported by this peer"))
     }
 }

@@ -137,6 +137,9 @@ fn creating_a_channel_needs_a_channel_id_and_a_new_name() {
     assert!(mgr.create_from_genesis(&anonymous).unwrap_err().to_string().starts_with("the genesis block names no channel"));
     let err = mgr.create_from_genesis(&genesis("../escape")).unwrap_err().to_string();
     assert_eq!(err, "channel ID '../escape' is illegal: it must start with a lowercase letter");
+    // A channel ID from a block is quoted with its control characters escaped (log lines, replies).
+    let err = mgr.create_from_genesis(&genesis("ch\u{1b}[2J")).unwrap_err().to_string();
+    assert_eq!(err, r"channel ID 'ch\u{1b}[2J' is illegal: it contains characters other than a-z, 0-9, '.' and '-'");
     let mut not_first = genesis("ch2");
     not_first.header.as_mut().unwrap().number = 1;
     assert_eq!(mgr.create_from_genesis(&not_first).unwrap_err().to_string(), "channel [ch2]: block number should have been 0 but was 1");

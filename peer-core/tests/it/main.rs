@@ -20,3 +20,4 @@ mod mem_storage;
 mod metrics;
 mod node;
 mod serve;
+mod tidy;

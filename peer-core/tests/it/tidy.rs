@@ -1,0 +1,68 @@
+//! Texts that leave the process: gRPC status messages, errors and log lines are for operators
+//! and clients. Notes for the project's developers (issue numbers, plans) belong in comments.
+
+use std::path::Path;
+
+use peer_core::node::services::DiscoveryService;
+use proto::discovery::discovery_server::Discovery;
+
+/// Lines of code (not comments) under `dir` whose string literals mention an issue number.
+fn internal_notes_in_strings(dir: &Path, found: &mut Vec<String>) {
+    let mut entries: Vec<_> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()).collect();
+    entries.sort();
+    for path in entries {
+        if path.is_dir() {
+            internal_notes_in_strings(&path, found);
+            continue;
+        }
+        if path.extension().is_none_or(|ext| ext != "rs") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path).unwrap();
+        for (index, line) in text.lines().enumerate() {
+            // The code before a trailing comment; comment lines are skipped whole.
+            let code = line.trim_start();
+            if code.starts_with("//") {
+                continue;
+            }
+            let code = code.split(" // ").next().unwrap_or(code);
+            let lower = code.to_ascii_lowercase();
+            if lower.contains('"') && mentions_an_issue(&lower) {
+                found.push(format!("{}:{}: {}", path.display(), index + 1, line.trim()));
+            }
+        }
+    }
+}
+
+/// `issue #5`, `issue 17`, `(issue #8)`, `issues/12`: not `issuer` or `issued`.
+fn mentions_an_issue(text: &str) -> bool {
+    text.match_indices("issue").any(|(at, _)| {
+        let rest = &text[at + "issue".len()..];
+        if rest.starts_with("s/") {
+            return true;
+        }
+        let rest = rest.trim_start_matches(' ');
+        rest.starts_with('#') || rest.starts_with(|c: char| c.is_ascii_digit())
+    })
+}
+
+#[test]
+fn no_issue_numbers_in_texts_that_leave_the_process() {
+    assert!(mentions_an_issue("\"discovery arrives later (issue #5)\""));
+    assert!(mentions_an_issue("see issue 17"));
+    assert!(!mentions_an_issue("(issuer: {issuer}) issued by"));
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let mut found = Vec::new();
+    for crate_dir in ["peer-core/src", "proto/src"] {
+        internal_notes_in_strings(&root.join(crate_dir), &mut found);
+    }
+    assert!(found.is_empty(), "internal notes in texts sent to clients or logged:\n{}", found.join("\n"));
+}
+
+#[tokio::test]
+async fn unimplemented_methods_answer_in_fabric_words() {
+    let request = tonic::Request::new(proto::discovery::SignedRequest::default());
+    let status = DiscoveryService.discover(request).await.unwrap_err();
+    assert_eq!(status.code(), tonic::Code::Unimplemented);
+    assert_eq!(status.message(), "method Discover not implemented: service discovery is not supported by this peer");
+}
