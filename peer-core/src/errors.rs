@@ -15,10 +15,11 @@ pub fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
     text
 }
 
-/// Go's gRPC error text, `rpc error: code = Unavailable desc = …`, with Go's code names.
-pub fn rpc_error(status: &tonic::Status) -> String {
+/// grpc-go's `codes.Code.String()`: how Go names a status code (in its error texts and in
+/// Fabric's `code` metric label).
+pub fn go_code_name(code: tonic::Code) -> &'static str {
     use tonic::Code;
-    let code = match status.code() {
+    match code {
         Code::Ok => "OK",
         Code::Cancelled => "Canceled",
         Code::Unknown => "Unknown",
@@ -36,7 +37,12 @@ pub fn rpc_error(status: &tonic::Status) -> String {
         Code::Unavailable => "Unavailable",
         Code::DataLoss => "DataLoss",
         Code::Unauthenticated => "Unauthenticated",
-    };
+    }
+}
+
+/// Go's gRPC error text, `rpc error: code = Unavailable desc = …`, with Go's code names.
+pub fn rpc_error(status: &tonic::Status) -> String {
+    let code = go_code_name(status.code());
     format!("rpc error: code = {code} desc = {}", status.message())
 }
 

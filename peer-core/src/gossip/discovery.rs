@@ -191,6 +191,13 @@ struct BootstrapState {
     done: bool,
 }
 
+impl BootstrapState {
+    /// A contact to try at `now`.
+    fn new(endpoint: &str, org: &str, now: Instant) -> BootstrapState {
+        BootstrapState { endpoint: endpoint.to_string(), org: org.to_string(), attempts: 0, next_try: Some(now), awaiting: None, done: false }
+    }
+}
+
 /// The membership state machine.
 pub struct Discovery {
     config: DiscoveryConfig,
@@ -244,14 +251,7 @@ impl Discovery {
         wall: SystemTime,
     ) -> Discovery {
         let inc_num = u64::try_from(wall.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default().as_nanos()).unwrap_or(u64::MAX);
-        let contact = |endpoint: &String, org: &String| BootstrapState {
-            endpoint: endpoint.clone(),
-            org: org.clone(),
-            attempts: 0,
-            next_try: Some(now),
-            awaiting: None,
-            done: false,
-        };
+        let contact = |endpoint: &String, org: &String| BootstrapState::new(endpoint, org, now);
         let mut bootstrap: Vec<BootstrapState> = config.bootstrap.iter().map(|e| contact(e, &me.org)).collect();
         for (endpoint, org) in &config.anchors {
             if *endpoint == me.internal_endpoint || *endpoint == me.external_endpoint {
@@ -305,14 +305,7 @@ impl Discovery {
             if self.bootstrap.iter().any(|b| b.endpoint == *endpoint) {
                 continue;
             }
-            self.bootstrap.push(BootstrapState {
-                endpoint: endpoint.clone(),
-                org: org.clone(),
-                attempts: 0,
-                next_try: Some(now),
-                awaiting: None,
-                done: false,
-            });
+            self.bootstrap.push(BootstrapState::new(endpoint, org, now));
         }
         self.check_invariants();
     }
