@@ -224,6 +224,26 @@ fn peer_env(scenario: &Scenario, peer: &PeerSpec) -> EnvVars {
 
 const SAMPLE_CONFIG: &str = include_str!("../../sampleconfig/core.yaml");
 
+/// The trace without what says which build ran it: the version block's commit and compiler lines
+/// (each peer logs the block at start) read `(build)`, so a trace hash changes only when what the
+/// peers do changes, not with every commit (a reshaping change proves itself by equal hashes).
+fn without_build_stamp(trace: &str) -> String {
+    let mut out = String::with_capacity(trace.len());
+    for line in trace.split_inclusive('\n') {
+        match [" Commit SHA: ", " Rust version: "].iter().find(|prefix| line.starts_with(*prefix)) {
+            Some(prefix) => {
+                out.push_str(prefix);
+                out.push_str("(build)");
+                if line.ends_with('\n') {
+                    out.push('\n');
+                }
+            }
+            None => out.push_str(line),
+        }
+    }
+    out
+}
+
 /// Runs `scenario` with `seed`.
 pub fn run(scenario: &Scenario, seed: u64) -> Outcome {
     run_broken(scenario, seed, None)
@@ -239,7 +259,7 @@ pub fn run_broken(scenario: &Scenario, seed: u64, broken: Option<Breakage>) -> O
     let (layer, _handle) = logging::layer(&config, clock, sink.sink()).expect("the trace format is valid");
     let subscriber = tracing_subscriber::registry().with(layer);
     let mut outcome = tracing::subscriber::with_default(subscriber, || simulate(scenario, seed, broken));
-    outcome.trace = sink.contents();
+    outcome.trace = without_build_stamp(&sink.contents());
     outcome.hash = hex::encode(Sha256::digest(outcome.trace.as_bytes()));
     check_logs(scenario, &mut outcome);
     if scenario.orderer_nodes().len() > 1 {
@@ -1450,4 +1470,16 @@ fn add_orderer(sim: &mut turmoil::Sim<'_>, seed: u64, node: OrdererNode, section
         }
         .instrument(span)
     });
+}
+
+#[cfg(test)]
+mod build_stamp_tests {
+    #[test]
+    fn the_build_stamp_is_left_out_of_traces() {
+        let trace = "00:00:00.000 [nodeCmd] serve -> INFO Starting peer:\n Version: 0.1.0\n Commit SHA: 1a2b3c4\n Rust version: rustc 1.95.0\n OS/Arch: linux/x86_64\nnext\n";
+        assert_eq!(
+            super::without_build_stamp(trace),
+            "00:00:00.000 [nodeCmd] serve -> INFO Starting peer:\n Version: 0.1.0\n Commit SHA: (build)\n Rust version: (build)\n OS/Arch: linux/x86_64\nnext\n"
+        );
+    }
 }
