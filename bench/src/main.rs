@@ -210,7 +210,13 @@ fn guard(runs: usize) -> Result<()> {
     let floor = &starts[1].1;
     let limits = if bins.release { guard_limits::RELEASE } else { guard_limits::DEBUG };
     let checks = [
-        ("start (spawn to `Started peer`)", samples(ours, |r| r.start_ms).median(), samples(floor, |r| r.start_ms).median(), "ms", limits.start),
+        (
+            "start (spawn to `Started peer`)",
+            samples(ours, |r| r.start_ms).median(),
+            samples(floor, |r| r.start_ms).median(),
+            "ms",
+            limits.start,
+        ),
         ("version", version[0].1.median(), version[1].1.median(), "ms", limits.version),
         ("peak RSS at start", samples(ours, |r| r.rss_mb).median(), samples(floor, |r| r.rss_mb).median(), "MB", limits.rss),
     ];
@@ -281,7 +287,8 @@ fn all(args: AllArgs) -> Result<()> {
         subjects.push(Subject { kind: Kind::Fabric, bin: fabric.clone(), cfg });
     }
     subjects.push(Subject { kind: Kind::Floor, bin: bins.floor.clone(), cfg: sample.clone() });
-    let mut results = Results { runs: args.runs, fabric_measured: args.fabric_peer.is_some(), idle_seconds: args.idle_seconds, ..Results::default() };
+    let mut results =
+        Results { runs: args.runs, fabric_measured: args.fabric_peer.is_some(), idle_seconds: args.idle_seconds, ..Results::default() };
 
     eprintln!("bench: binary sizes");
     for subject in &subjects {
@@ -332,7 +339,14 @@ fn all(args: AllArgs) -> Result<()> {
     for _ in 0..3 {
         floor_blocks_per_second.push(measure::redb_floor(&work, &blocks)?);
     }
-    results.ledger = Some(LedgerResults { blocks: args.blocks, fill_seconds: setup.fill_seconds, sync_seconds, sync_rss, floor_blocks_per_second, mean_block_bytes });
+    results.ledger = Some(LedgerResults {
+        blocks: args.blocks,
+        fill_seconds: setup.fill_seconds,
+        sync_seconds,
+        sync_rss,
+        floor_blocks_per_second,
+        mean_block_bytes,
+    });
 
     eprintln!("bench: start with an existing data dir, {} runs", args.runs);
     let existing_env = setup.existing_env(ours, &data);
@@ -412,7 +426,12 @@ fn micro(repo: &Path) -> Result<Vec<(String, f64)>> {
                 let text = std::fs::read_to_string(&path)?;
                 let value: serde_json::Value = serde_json::from_str(&text)?;
                 let Some(median) = value["median"]["point_estimate"].as_f64() else { continue };
-                let id = path.parent().and_then(Path::parent).and_then(|p| p.strip_prefix(&root).ok()).map(|p| p.display().to_string()).unwrap_or_default();
+                let id = path
+                    .parent()
+                    .and_then(Path::parent)
+                    .and_then(|p| p.strip_prefix(&root).ok())
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_default();
                 found.push((id, median));
             }
         }
@@ -436,11 +455,14 @@ fn mmm(samples: &Samples, digits: usize) -> String {
 fn environment() -> String {
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
-        .and_then(|text| text.lines().find_map(|l| l.strip_prefix("model name").map(|m| m.trim_start_matches([' ', '\t', ':']).to_string())))
+        .and_then(|text| {
+            text.lines().find_map(|l| l.strip_prefix("model name").map(|m| m.trim_start_matches([' ', '\t', ':']).to_string()))
+        })
         .unwrap_or_else(|| "unknown CPU".into());
     let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
     let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default().trim().to_string();
-    let rustc = Command::new("rustc").arg("--version").output().map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string()).unwrap_or_default();
+    let rustc =
+        Command::new("rustc").arg("--version").output().map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string()).unwrap_or_default();
     format!("{cpu}, {cores} cores, Linux {kernel}, {rustc}")
 }
 
@@ -455,7 +477,8 @@ fn fabric_figure(results: &Results, measured: Option<f64>, reference: f64) -> (f
 fn report(results: &Results, out: &Path) -> Result<()> {
     let plots = out.join("bench");
     std::fs::create_dir_all(&plots)?;
-    let find_starts = |list: &[(Kind, Vec<measure::StartRun>)], kind: Kind| list.iter().find(|(k, _)| *k == kind).map(|(_, runs)| runs.clone());
+    let find_starts =
+        |list: &[(Kind, Vec<measure::StartRun>)], kind: Kind| list.iter().find(|(k, _)| *k == kind).map(|(_, runs)| runs.clone());
     let fresh_ours = find_starts(&results.fresh, Kind::Ours).unwrap_or_default();
     let fresh_floor = find_starts(&results.fresh, Kind::Floor).unwrap_or_default();
     let fresh_fabric = find_starts(&results.fresh, Kind::Fabric);
@@ -486,17 +509,20 @@ fn report(results: &Results, out: &Path) -> Result<()> {
 
     // Targets.
     let start_ours = samples(&fresh_ours, |r| r.start_ms).median();
-    let (start_fabric, start_src) = fabric_figure(results, fresh_fabric.as_ref().map(|r| samples(r, |x| x.start_ms).median()), fabric_reference::START_FRESH_MS);
+    let (start_fabric, start_src) =
+        fabric_figure(results, fresh_fabric.as_ref().map(|r| samples(r, |x| x.start_ms).median()), fabric_reference::START_FRESH_MS);
     let existing_med = samples(&existing_ours, |r| r.start_ms).median();
     let (existing_fabric_ms, existing_src) =
         fabric_figure(results, existing_fabric.as_ref().map(|r| samples(r, |x| x.start_ms).median()), fabric_reference::START_EXISTING_MS);
     let rss_ours = samples(&fresh_ours, |r| r.rss_mb).median();
-    let (rss_fabric, rss_src) = fabric_figure(results, fresh_fabric.as_ref().map(|r| samples(r, |x| x.rss_mb).median()), fabric_reference::RSS_FRESH_MB);
+    let (rss_fabric, rss_src) =
+        fabric_figure(results, fresh_fabric.as_ref().map(|r| samples(r, |x| x.rss_mb).median()), fabric_reference::RSS_FRESH_MB);
     let rss_existing = samples(&existing_ours, |r| r.rss_mb).median();
     let (rss_existing_fabric, rss_existing_src) =
         fabric_figure(results, existing_fabric.as_ref().map(|r| samples(r, |x| x.rss_mb).median()), fabric_reference::RSS_EXISTING_MB);
     let idle_ours = idle_of(Kind::Ours).unwrap_or(f64::NAN) * 30.0 / results.idle_seconds as f64;
-    let (idle_fabric, idle_src) = fabric_figure(results, idle_of(Kind::Fabric).map(|v| v * 30.0 / results.idle_seconds as f64), fabric_reference::IDLE_CPU_S_PER_30S);
+    let (idle_fabric, idle_src) =
+        fabric_figure(results, idle_of(Kind::Fabric).map(|v| v * 30.0 / results.idle_seconds as f64), fabric_reference::IDLE_CPU_S_PER_30S);
     let bin_ours = binary_of(Kind::Ours.label()).unwrap_or(f64::NAN);
     let (bin_fabric, bin_src) = fabric_figure(results, binary_of(Kind::Fabric.label()), fabric_reference::BINARY_MB);
     let version_ours = version_of(Kind::Ours).map(|s| s.median()).unwrap_or(f64::NAN);
@@ -567,7 +593,11 @@ fn report(results: &Results, out: &Path) -> Result<()> {
         series.push(plot::Series { name: "Fabric fresh".into(), points: enumerate(runs, |r| r.start_ms), line: false });
     } else {
         let n = results.runs.max(1) as f64;
-        series.push(plot::Series { name: "Fabric fresh (reference median)".into(), points: vec![(1.0, start_fabric), (n, start_fabric)], line: true });
+        series.push(plot::Series {
+            name: "Fabric fresh (reference median)".into(),
+            points: vec![(1.0, start_fabric), (n, start_fabric)],
+            line: true,
+        });
     }
     plot::chart(&plots.join("start.svg"), "spawn → Started peer, per run", "run", "ms", &series, false, true)?;
 
@@ -621,9 +651,19 @@ fn report(results: &Results, out: &Path) -> Result<()> {
         );
         let _ = writeln!(md, "| | blocks/s | peak RSS (MB) |");
         let _ = writeln!(md, "|---|---|---|");
-        let _ = writeln!(md, "| peer-core, join → height {} through Deliver | {} | {} |", ledger.blocks, mmm(&ours, 0), mmm(&ledger.sync_rss, 1));
+        let _ = writeln!(
+            md,
+            "| peer-core, join → height {} through Deliver | {} | {} |",
+            ledger.blocks,
+            mmm(&ours, 0),
+            mmm(&ledger.sync_rss, 1)
+        );
         let _ = writeln!(md, "| floor: raw redb appends | {} | |", mmm(&ledger.floor_blocks_per_second, 0));
-        let _ = writeln!(md, "\npeer-core commits at {:.0}% of the floor's rate.\n", 100.0 * ours.median() / ledger.floor_blocks_per_second.median());
+        let _ = writeln!(
+            md,
+            "\npeer-core commits at {:.0}% of the floor's rate.\n",
+            100.0 * ours.median() / ledger.floor_blocks_per_second.median()
+        );
     }
 
     // Simulator.
@@ -642,19 +682,35 @@ fn report(results: &Results, out: &Path) -> Result<()> {
         let _ = writeln!(md, "| {tick} ms | {peers} | {wall:.2} | {ratio:.0}× | {per:.3} |");
     }
     if let Some(seeds) = results.seeds_per_second {
-        let _ = writeln!(md, "\n`sim sweep` of `scenarios/gossip-bootstrap.yaml` (5 peers, 12 s; each seed its own process, two at a time): **{seeds:.1} seeds/s**.\n");
+        let _ = writeln!(
+            md,
+            "\n`sim sweep` of `scenarios/gossip-bootstrap.yaml` (5 peers, 12 s; each seed its own process, two at a time): **{seeds:.1} seeds/s**.\n"
+        );
     }
     let _ = writeln!(md, "![simulator speed](bench/sim-speed.svg)\n");
     let mut series: Vec<plot::Series> = SIM_TICKS_MS
         .iter()
         .map(|tick| plot::Series {
             name: format!("{tick} ms tick"),
-            points: results.sim_speed.iter().filter(|(t, _, _)| t == tick).map(|(_, p, w)| (*p as f64, results.sim_seconds as f64 / w)).collect(),
+            points: results
+                .sim_speed
+                .iter()
+                .filter(|(t, _, _)| t == tick)
+                .map(|(_, p, w)| (*p as f64, results.sim_seconds as f64 / w))
+                .collect(),
             line: true,
         })
         .collect();
     series.push(plot::Series { name: "goal at 10 peers: 1000×".into(), points: vec![(5.0, 1000.0), (50.0, 1000.0)], line: true });
-    plot::chart(&plots.join("sim-speed.svg"), "simulated seconds per real second (full stack)", "peers", "× real time", &series, true, true)?;
+    plot::chart(
+        &plots.join("sim-speed.svg"),
+        "simulated seconds per real second (full stack)",
+        "peers",
+        "× real time",
+        &series,
+        true,
+        true,
+    )?;
 
     if !results.protosim.is_empty() {
         let _ = writeln!(md, "## Protocol-level membership simulation\n");

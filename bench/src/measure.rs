@@ -226,7 +226,10 @@ fn wait_all(peers: &mut [Proc], count: usize) -> Result<Instant> {
             peer.pump(Duration::from_millis(1));
         }
         if peers.iter().all(|p| p.count(LEARNED) >= count) {
-            let last = peers.iter().filter_map(|p| p.seen.iter().filter(|(_, l)| l.contains(LEARNED)).nth(count.saturating_sub(1)).map(|(at, _)| *at)).max();
+            let last = peers
+                .iter()
+                .filter_map(|p| p.seen.iter().filter(|(_, l)| l.contains(LEARNED)).nth(count.saturating_sub(1)).map(|(at, _)| *at))
+                .max();
             return Ok(last.unwrap_or_else(Instant::now));
         }
         if Instant::now() > deadline {
@@ -356,7 +359,9 @@ impl LedgerSetup {
     pub fn existing_env(&self, subject: &Subject, data: &Path) -> Vec<(String, String)> {
         let mut env = self.peer_env(subject, Ports::free(), data);
         // Ports come from start_once; keep only the identity and leadership settings.
-        env.retain(|(k, _)| !k.ends_with("ADDRESS") && k != "CORE_PEER_GOSSIP_BOOTSTRAP" && k != "FABRIC_CFG_PATH" && k != "CORE_PEER_FILESYSTEMPATH");
+        env.retain(|(k, _)| {
+            !k.ends_with("ADDRESS") && k != "CORE_PEER_GOSSIP_BOOTSTRAP" && k != "FABRIC_CFG_PATH" && k != "CORE_PEER_FILESYSTEMPATH"
+        });
         env
     }
 

@@ -13,11 +13,19 @@ pub struct Series {
     pub line: bool,
 }
 
-const COLORS: [RGBColor; 6] = [RGBColor(31, 119, 180), RGBColor(214, 39, 40), RGBColor(44, 160, 44), RGBColor(255, 127, 14), RGBColor(148, 103, 189), RGBColor(127, 127, 127)];
+const COLORS: [RGBColor; 6] = [
+    RGBColor(31, 119, 180),
+    RGBColor(214, 39, 40),
+    RGBColor(44, 160, 44),
+    RGBColor(255, 127, 14),
+    RGBColor(148, 103, 189),
+    RGBColor(127, 127, 127),
+];
 
 /// An x/y chart of `series` (log scales on request) written to `path`.
 pub fn chart(path: &Path, title: &str, x_label: &str, y_label: &str, series: &[Series], log_x: bool, log_y: bool) -> Result<()> {
-    let all: Vec<(f64, f64)> = series.iter().flat_map(|s| s.points.iter().copied()).filter(|(x, y)| x.is_finite() && y.is_finite()).collect();
+    let all: Vec<(f64, f64)> =
+        series.iter().flat_map(|s| s.points.iter().copied()).filter(|(x, y)| x.is_finite() && y.is_finite()).collect();
     if all.is_empty() {
         return Ok(());
     }
@@ -102,7 +110,11 @@ pub fn bars(path: &Path, title: &str, unit: &str, bars: &[(String, f64)]) -> Res
         .y_label_formatter(&|y: &f64| {
             let slot = *y - 0.5;
             let i = slot.round();
-            if (slot - i).abs() < 0.01 && i >= 0.0 && (i as usize) < labels.len() { labels[labels.len() - 1 - i as usize].clone() } else { String::new() }
+            if (slot - i).abs() < 0.01 && i >= 0.0 && (i as usize) < labels.len() {
+                labels[labels.len() - 1 - i as usize].clone()
+            } else {
+                String::new()
+            }
         })
         .draw()
         .map_err(|e| anyhow!("{e:?}"))?;

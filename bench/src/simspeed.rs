@@ -20,7 +20,9 @@ pub fn scenario_yaml(peers: usize, seconds: u64, tick_ms: u64) -> String {
         left -= here;
         org += 1;
     }
-    format!("name: speed-{peers}\nduration: {seconds}s\norgs:\n{orgs}bootstrap: first\ntick: {tick_ms}ms\nchecks: {{converge_within: {seconds}s}}\n")
+    format!(
+        "name: speed-{peers}\nduration: {seconds}s\norgs:\n{orgs}bootstrap: first\ntick: {tick_ms}ms\nchecks: {{converge_within: {seconds}s}}\n"
+    )
 }
 
 /// Wall seconds of one `sim run` of the scenario above (seed 1).

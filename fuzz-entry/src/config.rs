@@ -159,7 +159,8 @@ fn derive(config: &Config) {
     let external = config.gossip.external_endpoint.as_ref().map(ToString::to_string).unwrap_or_default();
     let bootstrap: Vec<String> = config.gossip.bootstrap.iter().map(ToString::to_string).collect();
     let bootstrap = discovery::bootstrap_without_self(&bootstrap, &internal, &external);
-    let anchors = config.gossip.trusted_msps.iter().flat_map(|org| org.anchor_peers.iter().map(|a| (a.to_string(), org.id.clone()))).collect();
+    let anchors =
+        config.gossip.trusted_msps.iter().flat_map(|org| org.anchor_peers.iter().map(|a| (a.to_string(), org.id.clone()))).collect();
     let settings = DiscoveryConfig::from_config(&config.gossip, bootstrap, anchors);
     let _ = settings.alive_store_ttl();
 
@@ -167,7 +168,8 @@ fn derive(config: &Config) {
     let world = world();
     let signer: Arc<dyn Signer> = Arc::new(world.peer.clone());
     let identities = Arc::new(Mutex::new(Identities::new(&world.peer, world.trusted_msps())));
-    let me = SelfInfo { pki_id: world.peer.pki_id(), org: world.peer.msp.id.clone(), external_endpoint: external, internal_endpoint: internal };
+    let me =
+        SelfInfo { pki_id: world.peer.pki_id(), org: world.peer.msp.id.clone(), external_endpoint: external, internal_endpoint: internal };
     let rng = rand_chacha::ChaCha20Rng::seed_from_u64(1);
     let mut discovery = Discovery::new(settings, me, signer, identities, rng, Instant(0), june_2025());
     let mut now = Instant(0);

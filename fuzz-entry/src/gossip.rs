@@ -164,8 +164,18 @@ fn channel_layer(from: PkiId, message: SignedMessage) -> Result<(), String> {
     let orgs: BTreeSet<String> = ["Org1MSP", "Org2MSP"].into_iter().map(String::from).collect();
     state.handle_channels(Instant(0), vec![ChannelInfo { id: CHANNEL.into(), height: 1, orgs }]);
     state.handle_membership(vec![
-        StateMember { pki_id: world.org1_peer1.pki_id(), org: "Org1MSP".into(), endpoint: "org1p1:7051".into(), has_external_endpoint: true },
-        StateMember { pki_id: world.org2_peer0.pki_id(), org: "Org2MSP".into(), endpoint: "org2p0.ext:7051".into(), has_external_endpoint: true },
+        StateMember {
+            pki_id: world.org1_peer1.pki_id(),
+            org: "Org1MSP".into(),
+            endpoint: "org1p1:7051".into(),
+            has_external_endpoint: true,
+        },
+        StateMember {
+            pki_id: world.org2_peer0.pki_id(),
+            org: "Org2MSP".into(),
+            endpoint: "org2p0.ext:7051".into(),
+            has_external_endpoint: true,
+        },
     ]);
     let now = Instant(1);
     let result = state.handle_message(now, from, message).map_err(|e| e.to_string());
@@ -186,7 +196,10 @@ fn channel_layer(from: PkiId, message: SignedMessage) -> Result<(), String> {
             let response = state::state_response(&serve, ledger.height(), SAMPLE.peer.max_send_msg_size.saturating_sub(1024), |seq| {
                 ledger.block(seq).ok().flatten()
             });
-            assert!(SignedMessage::from_envelope_with_block_limit(response.into_envelope(), usize::MAX).is_ok(), "our own state response does not decode");
+            assert!(
+                SignedMessage::from_envelope_with_block_limit(response.into_envelope(), usize::MAX).is_ok(),
+                "our own state response does not decode"
+            );
         }
         while state.poll_transmit().is_some() {
             progressed = true;
@@ -313,7 +326,10 @@ fn alive(spec: &AliveSpec) -> SignedMessage {
     let claimed = spec.claim.map_or_else(|| signer.pki_id(), |i| signers[usize::from(i) % signers.len()].pki_id());
     let message = AliveMessage {
         membership: Some(Member { endpoint: endpoint(spec.endpoint, index), metadata: Vec::new(), pki_id: claimed.0.to_vec() }),
-        timestamp: Some(PeerTime { inc_num: INCARNATIONS[usize::from(spec.incarnation) % INCARNATIONS.len()], seq_num: u64::from(spec.seq) }),
+        timestamp: Some(PeerTime {
+            inc_num: INCARNATIONS[usize::from(spec.incarnation) % INCARNATIONS.len()],
+            seq_num: u64::from(spec.seq),
+        }),
         identity: if spec.identity { signer.identity.serialize() } else { Vec::new() },
     };
     let mut signed = SignedMessage::sign(empty_tag(Content::AliveMsg(message), 0), signer);

@@ -144,7 +144,13 @@ fn query(config: &ChannelConfig) {
     for (msp_id, msp) in config.msps() {
         assert_eq!(&msp.id, msp_id);
     }
-    for path in [CHANNEL_READERS, "/Channel/Application/Writers", "/Channel/Application/Admins", "/Channel/Orderer/BlockValidation", "/Channel/Readers"] {
+    for path in [
+        CHANNEL_READERS,
+        "/Channel/Application/Writers",
+        "/Channel/Application/Admins",
+        "/Channel/Orderer/BlockValidation",
+        "/Channel/Readers",
+    ] {
         for signed in SIGNED.iter() {
             let _ = config.evaluate(path, signed);
         }

@@ -105,12 +105,20 @@ fn gossip_envelope_seeds() -> Vec<Seed> {
     let encode = |message: SignedMessage| message.envelope().encode_to_vec();
     let peer1 = &w.org1_peer1;
     let conn = |signer: &LocalMsp| {
-        let conn = ConnEstablish { pki_id: signer.pki_id().0.to_vec(), identity: signer.identity.serialize(), tls_cert_hash: Vec::new(), probe: false };
+        let conn = ConnEstablish {
+            pki_id: signer.pki_id().0.to_vec(),
+            identity: signer.identity.serialize(),
+            tls_cert_hash: Vec::new(),
+            probe: false,
+        };
         SignedMessage::sign(empty_tag(Content::Conn(conn), 0), signer)
     };
     let request = MembershipRequest { self_information: Some(alive(peer1, "org1p1", 3, true).into_envelope()), known: Vec::new() };
     let response = MembershipResponse {
-        alive: vec![alive(&w.org1_peer2, "org1p2", 1, true).into_envelope(), alive(&w.org2_peer0, "org2p0", 9, true).without_secret().into_envelope()],
+        alive: vec![
+            alive(&w.org1_peer2, "org1p2", 1, true).into_envelope(),
+            alive(&w.org2_peer0, "org2p0", 9, true).without_secret().into_envelope(),
+        ],
         dead: vec![alive(&w.org2_peer1, "org2p1", 2, true).without_secret().into_envelope()],
     };
     let state_info = |height: u64| {
@@ -128,7 +136,11 @@ fn gossip_envelope_seeds() -> Vec<Seed> {
         is_declaration: true,
     };
     let state_request = RemoteStateRequest { start_seq_num: 0, end_seq_num: 0 };
-    let payloads = w.chain.iter().map(|b| proto::gossip::Payload { seq_num: header_number(b), data: b.encode_to_vec(), private_data: Vec::new() }).collect();
+    let payloads = w
+        .chain
+        .iter()
+        .map(|b| proto::gossip::Payload { seq_num: header_number(b), data: b.encode_to_vec(), private_data: Vec::new() })
+        .collect();
     let state_response = RemoteStateResponse { payloads };
     let mut forged = alive(peer1, "org1p1", 4, true).into_envelope();
     if let Some(byte) = forged.signature.last_mut() {
@@ -148,9 +160,24 @@ fn gossip_envelope_seeds() -> Vec<Seed> {
         seed(t, "ok-data-block-3", encode(data_message(CHANNEL, &w.chain[2]))),
         seed(t, "ok-state-info", encode(state_info(4))),
         seed(t, "ok-leadership", encode(SignedMessage::sign(channel_message(Content::LeadershipMsg(leadership), Tag::ChanAndOrg), peer1))),
-        seed(t, "ok-state-request", encode(SignedMessage::noop_sign(channel_message(Content::StateRequest(state_request), Tag::ChanOrOrg)))),
-        seed(t, "ok-state-response", encode(SignedMessage::noop_sign(channel_message(Content::StateResponse(state_response), Tag::ChanOrOrg)))),
-        seed(t, "bad-illegal-tag", encode(SignedMessage::noop_sign(GossipMessage { tag: Tag::OrgOnly as i32, ..alive(peer1, "org1p1", 5, false).message().clone() }))),
+        seed(
+            t,
+            "ok-state-request",
+            encode(SignedMessage::noop_sign(channel_message(Content::StateRequest(state_request), Tag::ChanOrOrg))),
+        ),
+        seed(
+            t,
+            "ok-state-response",
+            encode(SignedMessage::noop_sign(channel_message(Content::StateResponse(state_response), Tag::ChanOrOrg))),
+        ),
+        seed(
+            t,
+            "bad-illegal-tag",
+            encode(SignedMessage::noop_sign(GossipMessage {
+                tag: Tag::OrgOnly as i32,
+                ..alive(peer1, "org1p1", 5, false).message().clone()
+            })),
+        ),
         seed(t, "bad-empty", Vec::new()),
     ]
 }
@@ -200,8 +227,18 @@ fn genesis_seeds() -> Vec<Seed> {
     let w = world();
     let org1_only = {
         let mut spec = GenesisSpec::new("otherchannel", june_2025());
-        spec.orderer_orgs.push(GenesisOrg { name: "OrdererOrg".into(), org: &w.orderer_org, anchor_peers: Vec::new(), orderer_endpoints: vec!["orderer.example.com:7050".into()] });
-        spec.application_orgs.push(GenesisOrg { name: "Org1MSP".into(), org: &w.org1, anchor_peers: Vec::new(), orderer_endpoints: Vec::new() });
+        spec.orderer_orgs.push(GenesisOrg {
+            name: "OrdererOrg".into(),
+            org: &w.orderer_org,
+            anchor_peers: Vec::new(),
+            orderer_endpoints: vec!["orderer.example.com:7050".into()],
+        });
+        spec.application_orgs.push(GenesisOrg {
+            name: "Org1MSP".into(),
+            org: &w.org1,
+            anchor_peers: Vec::new(),
+            orderer_endpoints: Vec::new(),
+        });
         spec.acls.insert("qscc/GetChainInfo".into(), "/Channel/Application/Writers".into());
         spec.batch_timeout = Duration::from_millis(250);
         genesis_block(&spec).expect("building a genesis block")
@@ -235,8 +272,18 @@ fn proposal_seeds() -> Vec<Seed> {
     let w = world();
     let other_genesis = {
         let mut spec = GenesisSpec::new("otherchannel", june_2025());
-        spec.orderer_orgs.push(GenesisOrg { name: "OrdererOrg".into(), org: &w.orderer_org, anchor_peers: Vec::new(), orderer_endpoints: vec!["orderer.example.com:7050".into()] });
-        spec.application_orgs.push(GenesisOrg { name: "Org1MSP".into(), org: &w.org1, anchor_peers: Vec::new(), orderer_endpoints: Vec::new() });
+        spec.orderer_orgs.push(GenesisOrg {
+            name: "OrdererOrg".into(),
+            org: &w.orderer_org,
+            anchor_peers: Vec::new(),
+            orderer_endpoints: vec!["orderer.example.com:7050".into()],
+        });
+        spec.application_orgs.push(GenesisOrg {
+            name: "Org1MSP".into(),
+            org: &w.org1,
+            anchor_peers: Vec::new(),
+            orderer_endpoints: Vec::new(),
+        });
         genesis_block(&spec).expect("building a genesis block")
     };
     let block2_hash = header_hash(w.chain[1].header.as_ref().expect("fixture blocks have headers")).to_vec();
@@ -252,16 +299,58 @@ fn proposal_seeds() -> Vec<Seed> {
         seed(t, "ok-cscc-getchannels", proposal(admin, HeaderType::EndorserTransaction, "", "cscc", &[b"GetChannels"])),
         seed(t, "ok-cscc-joinchain", proposal(admin, HeaderType::Config, "", "cscc", &[b"JoinChain", &other_genesis.encode_to_vec()])),
         seed(t, "bad-cscc-joinchain-joined", proposal(admin, HeaderType::Config, "", "cscc", &[b"JoinChain", &w.genesis.encode_to_vec()])),
-        seed(t, "bad-cscc-joinchain-not-admin", proposal(peer, HeaderType::Config, "", "cscc", &[b"JoinChain", &other_genesis.encode_to_vec()])),
-        seed(t, "ok-qscc-getchaininfo", proposal(peer, HeaderType::EndorserTransaction, CHANNEL, "qscc", &[b"GetChainInfo", CHANNEL.as_bytes()])),
-        seed(t, "ok-qscc-getblockbynumber", proposal(admin, HeaderType::EndorserTransaction, CHANNEL, "qscc", &[b"GetBlockByNumber", CHANNEL.as_bytes(), b"2"])),
-        seed(t, "ok-qscc-getblockbyhash", proposal(peer, HeaderType::EndorserTransaction, CHANNEL, "qscc", &[b"GetBlockByHash", CHANNEL.as_bytes(), &block2_hash])),
-        seed(t, "ok-qscc-gettransactionbyid", proposal(&w.org2_peer0, HeaderType::EndorserTransaction, CHANNEL, "qscc", &[b"GetTransactionByID", CHANNEL.as_bytes(), b"tx-1-0"])),
-        seed(t, "ok-qscc-getblockbytxid", proposal(peer, HeaderType::EndorserTransaction, CHANNEL, "qscc", &[b"GetBlockByTxID", CHANNEL.as_bytes(), b"tx-3-1"])),
-        seed(t, "bad-qscc-unknown-block", proposal(peer, HeaderType::EndorserTransaction, CHANNEL, "qscc", &[b"GetBlockByNumber", CHANNEL.as_bytes(), b"99"])),
+        seed(
+            t,
+            "bad-cscc-joinchain-not-admin",
+            proposal(peer, HeaderType::Config, "", "cscc", &[b"JoinChain", &other_genesis.encode_to_vec()]),
+        ),
+        seed(
+            t,
+            "ok-qscc-getchaininfo",
+            proposal(peer, HeaderType::EndorserTransaction, CHANNEL, "qscc", &[b"GetChainInfo", CHANNEL.as_bytes()]),
+        ),
+        seed(
+            t,
+            "ok-qscc-getblockbynumber",
+            proposal(admin, HeaderType::EndorserTransaction, CHANNEL, "qscc", &[b"GetBlockByNumber", CHANNEL.as_bytes(), b"2"]),
+        ),
+        seed(
+            t,
+            "ok-qscc-getblockbyhash",
+            proposal(peer, HeaderType::EndorserTransaction, CHANNEL, "qscc", &[b"GetBlockByHash", CHANNEL.as_bytes(), &block2_hash]),
+        ),
+        seed(
+            t,
+            "ok-qscc-gettransactionbyid",
+            proposal(
+                &w.org2_peer0,
+                HeaderType::EndorserTransaction,
+                CHANNEL,
+                "qscc",
+                &[b"GetTransactionByID", CHANNEL.as_bytes(), b"tx-1-0"],
+            ),
+        ),
+        seed(
+            t,
+            "ok-qscc-getblockbytxid",
+            proposal(peer, HeaderType::EndorserTransaction, CHANNEL, "qscc", &[b"GetBlockByTxID", CHANNEL.as_bytes(), b"tx-3-1"]),
+        ),
+        seed(
+            t,
+            "bad-qscc-unknown-block",
+            proposal(peer, HeaderType::EndorserTransaction, CHANNEL, "qscc", &[b"GetBlockByNumber", CHANNEL.as_bytes(), b"99"]),
+        ),
         seed(t, "bad-application-chaincode", proposal(peer, HeaderType::EndorserTransaction, CHANNEL, "mycc", &[b"invoke", b"a"])),
-        seed(t, "bad-unknown-channel", proposal(peer, HeaderType::EndorserTransaction, "nochannel", "qscc", &[b"GetChainInfo", b"nochannel"])),
-        seed(t, "bad-untrusted-org", proposal(&w.org3_peer0, HeaderType::EndorserTransaction, CHANNEL, "qscc", &[b"GetChainInfo", CHANNEL.as_bytes()])),
+        seed(
+            t,
+            "bad-unknown-channel",
+            proposal(peer, HeaderType::EndorserTransaction, "nochannel", "qscc", &[b"GetChainInfo", b"nochannel"]),
+        ),
+        seed(
+            t,
+            "bad-untrusted-org",
+            proposal(&w.org3_peer0, HeaderType::EndorserTransaction, CHANNEL, "qscc", &[b"GetChainInfo", CHANNEL.as_bytes()]),
+        ),
     ];
     // A good proposal with a broken signature, and one from long ago (outside the time window).
     let mut broken = proto::protos::SignedProposal::decode(seeds[4].bytes.as_slice()).expect("a seed decodes");
@@ -269,7 +358,12 @@ fn proposal_seeds() -> Vec<Seed> {
         *byte ^= 1;
     }
     seeds.push(seed(t, "bad-broken-signature", broken.encode_to_vec()));
-    let invocation = Invocation { header_type: HeaderType::EndorserTransaction, channel_id: CHANNEL, chaincode: "qscc", args: vec![b"GetChainInfo".to_vec(), CHANNEL.as_bytes().to_vec()] };
+    let invocation = Invocation {
+        header_type: HeaderType::EndorserTransaction,
+        channel_id: CHANNEL,
+        chaincode: "qscc",
+        args: vec![b"GetChainInfo".to_vec(), CHANNEL.as_bytes().to_vec()],
+    };
     let old = signed_proposal(peer, &invocation, [99; 24], june_2025() - Duration::from_secs(3600)).0;
     seeds.push(seed(t, "bad-old-timestamp", old.encode_to_vec()));
     seeds

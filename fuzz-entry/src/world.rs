@@ -128,10 +128,20 @@ fn channel_genesis(orderer: &Org, apps: &[&Org]) -> Block {
     let mut spec = GenesisSpec::new(CHANNEL, june_2025());
     let address = format!("orderer.{}:7050", orderer.spec.domain);
     spec.orderer_addresses = vec![address.clone()];
-    spec.orderer_orgs.push(GenesisOrg { name: "OrdererOrg".into(), org: orderer, anchor_peers: Vec::new(), orderer_endpoints: vec![address] });
+    spec.orderer_orgs.push(GenesisOrg {
+        name: "OrdererOrg".into(),
+        org: orderer,
+        anchor_peers: Vec::new(),
+        orderer_endpoints: vec![address],
+    });
     for app in apps {
         let anchor = AnchorPeer { host: format!("peer0.{}", app.spec.domain), port: 7051 };
-        spec.application_orgs.push(GenesisOrg { name: app.spec.msp_id.clone(), org: app, anchor_peers: vec![anchor], orderer_endpoints: Vec::new() });
+        spec.application_orgs.push(GenesisOrg {
+            name: app.spec.msp_id.clone(),
+            org: app,
+            anchor_peers: vec![anchor],
+            orderer_endpoints: Vec::new(),
+        });
     }
     genesis_block(&spec).expect("building the fixture genesis block")
 }

@@ -90,7 +90,8 @@ fn receiver(world: &World, settings: &DiscoveryConfig) -> Discovery {
     let me = &world.peers[0][0];
     let settings = settings.clone();
     let identities = Arc::new(Mutex::new(Identities::new(me, world.msps[1..].iter().cloned())));
-    let self_info = SelfInfo { pki_id: me.pki_id(), org: me.msp.id.clone(), external_endpoint: endpoint(me), internal_endpoint: endpoint(me) };
+    let self_info =
+        SelfInfo { pki_id: me.pki_id(), org: me.msp.id.clone(), external_endpoint: endpoint(me), internal_endpoint: endpoint(me) };
     let signer: Arc<dyn Signer> = Arc::new(me.clone());
     Discovery::new(settings, self_info, signer, identities, rand_chacha::ChaCha20Rng::seed_from_u64(1), Instant(0), wall())
 }
@@ -163,7 +164,9 @@ fn next_block(previous: &Block, txs: usize, tx_bytes: usize) -> Block {
 
 /// The hash-chain check of one block: its data hash, and its link to the previous header.
 fn check_link(previous: &Block, block: &Block) -> bool {
-    let (Some(previous), Some(header), Some(data)) = (previous.header.as_ref(), block.header.as_ref(), block.data.as_ref()) else { return false };
+    let (Some(previous), Some(header), Some(data)) = (previous.header.as_ref(), block.header.as_ref(), block.data.as_ref()) else {
+        return false;
+    };
     header.number == previous.number + 1 && header.previous_hash == header_hash(previous) && header.data_hash == data_hash(data)
 }
 

@@ -18,9 +18,9 @@ use proto::protos::endorser_client::EndorserClient;
 use proto::protos::{ChannelQueryResponse, ProposalResponse, deliver_response};
 use tonic::transport::{Channel, Endpoint};
 
-use peer_core::errors::rpc_error;
 use crate::cli::ChannelCommand;
 use peer_core::config::Config;
+use peer_core::errors::rpc_error;
 use peer_core::msp::LocalMsp;
 use peer_core::proposal::{Invocation, NONCE_SIZE, seek_envelope, signed_proposal};
 
@@ -58,7 +58,9 @@ pub struct ChannelContext {
 /// Checks a command's arguments before anything is loaded (cobra's order: argument errors come
 /// with usage, before the pre-run loads config and the MSP).
 pub fn check_args(command: &ChannelCommand) -> anyhow::Result<()> {
-    if let ChannelCommand::Getinfo { channel_id: Some(channel_id), .. } | ChannelCommand::Fetch { channel_id: Some(channel_id), .. } = command {
+    if let ChannelCommand::Getinfo { channel_id: Some(channel_id), .. } | ChannelCommand::Fetch { channel_id: Some(channel_id), .. } =
+        command
+    {
         crate::check_channel_flag(channel_id)?;
     }
     match command {
@@ -81,7 +83,6 @@ fn nonce() -> anyhow::Result<[u8; NONCE_SIZE]> {
     getrandom::fill(&mut nonce).map_err(|e| anyhow!("reading OS entropy: {e}"))?;
     Ok(nonce)
 }
-
 
 impl ChannelContext {
     fn address(&self) -> String {
@@ -115,7 +116,13 @@ impl ChannelContext {
         Ok(EndorserClient::new(channel).max_decoding_message_size(self.config.peer.max_recv_msg_size))
     }
 
-    async fn propose(&self, client: &mut EndorserClient<Channel>, header_type: HeaderType, chaincode: &str, args: Vec<Vec<u8>>) -> anyhow::Result<Result<ProposalResponse, tonic::Status>> {
+    async fn propose(
+        &self,
+        client: &mut EndorserClient<Channel>,
+        header_type: HeaderType,
+        chaincode: &str,
+        args: Vec<Vec<u8>>,
+    ) -> anyhow::Result<Result<ProposalResponse, tonic::Status>> {
         let invocation = Invocation { header_type, channel_id: "", chaincode, args };
         let (signed, _tx_id) = signed_proposal(&self.signer, &invocation, nonce()?, crate::wall_clock_now());
         Ok(client.process_proposal(signed).await.map(tonic::Response::into_inner))
@@ -127,7 +134,9 @@ pub async fn run(command: ChannelCommand, context: &ChannelContext) -> anyhow::R
         ChannelCommand::Join { block_path: Some(path), .. } => join(context, &path).await,
         ChannelCommand::List { .. } => list(context).await,
         ChannelCommand::Getinfo { channel_id: Some(channel_id), .. } => getinfo(context, &channel_id).await,
-        ChannelCommand::Fetch { channel_id, best_effort, args, .. } => fetch(context, channel_id.as_deref().unwrap_or(""), best_effort, &args).await,
+        ChannelCommand::Fetch { channel_id, best_effort, args, .. } => {
+            fetch(context, channel_id.as_deref().unwrap_or(""), best_effort, &args).await
+        }
         // Rejected by check_args, or handled without a peer.
         _ => Ok(()),
     }
@@ -189,7 +198,8 @@ async fn list(context: &ChannelContext) -> anyhow::Result<()> {
     if inner.status != 200 {
         bail!("Received bad response, status {}: {}", inner.status, inner.message);
     }
-    let channels = ChannelQueryResponse::decode(inner.payload.as_slice()).map_err(|e| anyhow!("Cannot read channels list response, {e}"))?;
+    let channels =
+        ChannelQueryResponse::decode(inner.payload.as_slice()).map_err(|e| anyhow!("Cannot read channels list response, {e}"))?;
     println!("Channels peers has joined: ");
     for channel in channels.channels {
         println!("{}", channel.channel_id);
@@ -225,7 +235,11 @@ pub fn blockchain_info_json(info: &BlockchainInfo) -> String {
         fields.push(format!("\"previousBlockHash\":\"{}\"", base64(&info.previous_block_hash)));
     }
     if let Some(snapshot) = &info.bootstrapping_snapshot_info {
-        let inner = if snapshot.last_block_in_snapshot == 0 { String::new() } else { format!("\"lastBlockInSnapshot\":{}", snapshot.last_block_in_snapshot) };
+        let inner = if snapshot.last_block_in_snapshot == 0 {
+            String::new()
+        } else {
+            format!("\"lastBlockInSnapshot\":{}", snapshot.last_block_in_snapshot)
+        };
         fields.push(format!("\"bootstrappingSnapshotInfo\":{{{inner}}}"));
     }
     format!("{{{}}}", fields.join(","))
@@ -270,7 +284,8 @@ impl<'a> DeliverClient<'a> {
     async fn open(context: &'a ChannelContext, channel_id: &'a str, best_effort: bool) -> anyhow::Result<DeliverClient<'a>> {
         let channel = context.connect("deliver").await.context("error getting deliver client for channel")?;
         tracing::info!(target: CHANNEL_CMD, func = "InitCmdFactory", "Endorser and orderer connections initialized");
-        let client = proto::protos::deliver_client::DeliverClient::new(channel).max_decoding_message_size(context.config.peer.max_recv_msg_size);
+        let client =
+            proto::protos::deliver_client::DeliverClient::new(channel).max_decoding_message_size(context.config.peer.max_recv_msg_size);
         let (send, receive) = tokio::sync::mpsc::channel(4);
         Ok(DeliverClient { context, channel_id, best_effort, client, send, receive: Some(receive), responses: None })
     }
@@ -291,7 +306,8 @@ impl<'a> DeliverClient<'a> {
         let seek = SeekPosition { r#type: Some(position) };
         let envelope = seek_envelope(&self.context.signer, self.channel_id, seek, self.best_effort, nonce()?, crate::wall_clock_now());
         self.send.send(envelope).await.map_err(|_| anyhow!("error getting {what} block: the stream is closed"))?;
-        let response = self.next().await.map_err(|s| anyhow!("error receiving: error receiving from peer deliver service: {}", rpc_error(&s)))?;
+        let response =
+            self.next().await.map_err(|s| anyhow!("error receiving: error receiving from peer deliver service: {}", rpc_error(&s)))?;
         let response = response.ok_or_else(|| anyhow!("error receiving: error receiving from peer deliver service: EOF"))?;
         match response.r#type {
             Some(deliver_response::Type::Status(status)) => {
@@ -313,7 +329,9 @@ impl<'a> DeliverClient<'a> {
                 let number = block.header.as_ref().map_or(0, |h| h.number);
                 tracing::info!(target: DELIVER_CLIENT, func = "readBlock", "Received block: {number}");
                 match self.next().await {
-                    Err(status) => tracing::error!(target: DELIVER_CLIENT, func = "readBlock", "Failed to flush success message: {}", rpc_error(&status)),
+                    Err(status) => {
+                        tracing::error!(target: DELIVER_CLIENT, func = "readBlock", "Failed to flush success message: {}", rpc_error(&status))
+                    }
                     Ok(Some(proto::protos::DeliverResponse { r#type: Some(deliver_response::Type::Status(200)) })) => {}
                     Ok(other) => {
                         let status = match other.and_then(|r| r.r#type) {
@@ -338,15 +356,18 @@ async fn fetch(context: &ChannelContext, channel_id: &str, best_effort: bool, ar
         "newest" => deliver.block(seek_position::Type::Newest(SeekNewest {}), "newest").await?,
         "config" => {
             let newest = deliver.block(seek_position::Type::Newest(SeekNewest {}), "newest").await?;
-            let index = peer_core::node::channels::last_config_index(&newest)
-                .ok_or_else(|| anyhow!("failed to retrieve metadata: no last config index in block [{}]", newest.header.as_ref().map_or(0, |h| h.number)))?;
+            let index = peer_core::node::channels::last_config_index(&newest).ok_or_else(|| {
+                anyhow!("failed to retrieve metadata: no last config index in block [{}]", newest.header.as_ref().map_or(0, |h| h.number))
+            })?;
             tracing::info!(target: CHANNEL_CMD, func = "fetch", "Retrieving last config block: {index}");
             deliver.block(seek_position::Type::Specified(SeekSpecified { number: index }), "specified").await?
         }
         number => {
             // Go's strconv.Atoi then uint64(): a negative number wraps around.
             let number: i64 = number.parse().map_err(|_| anyhow!("fetch target illegal: {number}"))?;
-            deliver.block(seek_position::Type::Specified(SeekSpecified { number: u64::from_ne_bytes(number.to_ne_bytes()) }), "specified").await?
+            deliver
+                .block(seek_position::Type::Specified(SeekSpecified { number: u64::from_ne_bytes(number.to_ne_bytes()) }), "specified")
+                .await?
         }
     };
     let file = args.get(1).cloned().unwrap_or_else(|| format!("{channel_id}_{target}.block"));

@@ -14,35 +14,39 @@ use std::time::{SystemTime, UNIX_EPOCH};
 #[derive(Clone, Debug, PartialEq, Eq)]
 enum Chunk {
     Literal(String),
-    LongMonth,   // January
-    Month,       // Jan
-    NumMonth,    // 1
-    ZeroMonth,   // 01
-    LongWeekday, // Monday
-    Weekday,     // Mon
-    Day,         // 2
-    UnderDay,    // _2
-    ZeroDay,     // 02
+    LongMonth,    // January
+    Month,        // Jan
+    NumMonth,     // 1
+    ZeroMonth,    // 01
+    LongWeekday,  // Monday
+    Weekday,      // Mon
+    Day,          // 2
+    UnderDay,     // _2
+    ZeroDay,      // 02
     UnderYearDay, // __2
-    ZeroYearDay, // 002
-    Hour,        // 15
-    Hour12,      // 3
-    ZeroHour12,  // 03
-    Minute,      // 4
-    ZeroMinute,  // 04
-    Second,      // 5
-    ZeroSecond,  // 05
-    LongYear,    // 2006
-    Year,        // 06
-    UpperPm,     // PM
-    LowerPm,     // pm
-    ZoneName,    // MST
+    ZeroYearDay,  // 002
+    Hour,         // 15
+    Hour12,       // 3
+    ZeroHour12,   // 03
+    Minute,       // 4
+    ZeroMinute,   // 04
+    Second,       // 5
+    ZeroSecond,   // 05
+    LongYear,     // 2006
+    Year,         // 06
+    UpperPm,      // PM
+    LowerPm,      // pm
+    ZoneName,     // MST
     /// `Z07:00` and friends: `Z` for UTC.
     IsoZone,
     /// `-07:00` and friends: the zero offset in the same shape.
     NumZone(&'static str),
     /// Fractional seconds: separator, digit count, whether trailing zeros are trimmed (`9`s).
-    Fraction { separator: char, digits: usize, trim: bool },
+    Fraction {
+        separator: char,
+        digits: usize,
+        trim: bool,
+    },
 }
 
 /// A parsed Go time layout.

@@ -3,12 +3,19 @@
 //! The library holds everything the `peer-core` binary does; the binary only parses the command
 //! line, reads files and env vars, and calls in. Modules:
 //! - [`config`]: finding and validating core.yaml with `CORE_*` overrides.
-//! - [`channel`]: channel configuration from config blocks, policies, orderer block
-//!   signatures, and a genesis block builder.
-//! - [`msp`]: the local MSP (Fabric MSP directories), signing and verifying, PKI-IDs, and a
-//!   deterministic MSP generator.
-//! - [`metadata`]: version information.
+//! - [`logging`]: Fabric's logging on `tracing` (`FABRIC_LOGGING_SPEC`, `FABRIC_LOGGING_FORMAT`, `/logspec`).
+//! - [`msp`]: the local MSP (Fabric MSP directories), signing and verifying, PKI-IDs, a deterministic
+//!   MSP generator and `msp inspect`.
+//! - [`channel`]: channel configuration from config blocks, policies, orderer block signatures, and
+//!   genesis block builders (generated orgs or MSP folders).
+//! - [`env`]: the world behind traits (clock, network, storage, randomness) and its real implementation.
+//! - [`ledger`]: the data-directory lock, the channel inventory and the block stores (redb), healing.
+//! - [`gossip`]: gossip messages, identities, membership, the channel layer and state transfer.
 //! - [`blocks`]: the deliver client, pulling blocks from the ordering service.
+//! - [`node`]: `node start` (the one start path), the gRPC services, the operations server, metrics.
+//! - [`proposal`]: proposals and signed envelopes as Fabric's clients build them.
+//! - [`errors`]: error texts shared by the gRPC clients; [`gotime`]: Go's time layouts;
+//!   [`metadata`]: version information.
 
 pub mod blocks;
 pub mod channel;

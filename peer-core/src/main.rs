@@ -22,11 +22,11 @@ use tracing_subscriber::util::SubscriberInitExt;
 use cli::{ChannelCommand, Cli, Command, MspCommand, NodeCommand};
 use peer_core::channel::FolderGenesis;
 use peer_core::config::{self, EnvVars, Loaded, Note, NoteLevel};
-use peer_core::logging::{self, LoggingConfig, Sink};
 use peer_core::ledger;
+use peer_core::logging::{self, LoggingConfig, Sink};
 use peer_core::metadata;
-use peer_core::msp::{LocalMsp, Msp, MspFiles};
 use peer_core::msp::generate::{self, OrgSpec, ValidityWindow};
+use peer_core::msp::{LocalMsp, Msp, MspFiles};
 use peer_core::node;
 
 /// An error already reported through the log; main only sets the exit code.
@@ -99,11 +99,7 @@ fn process_env() -> anyhow::Result<EnvVars> {
         }
         match (name.to_str(), value.to_str()) {
             (Some(name), Some(value)) => vars.push((name.to_string(), value.to_string())),
-            _ => bail!(
-                "env var {} is not valid UTF-8: \"{}\"",
-                name.as_bytes().escape_ascii(),
-                value.as_bytes().escape_ascii()
-            ),
+            _ => bail!("env var {} is not valid UTF-8: \"{}\"", name.as_bytes().escape_ascii(), value.as_bytes().escape_ascii()),
         }
     }
     Ok(EnvVars::from_pairs(vars))
@@ -193,9 +189,7 @@ fn init_cmd(env: &EnvVars) -> anyhow::Result<(Loaded, LocalMsp, Vec<Msp>)> {
     tracing::debug!(target: "main", func = "InitCmd", "Loaded the local MSP {} (PKI-ID {}) for config {}", msp.msp.id, msp.pki_id(), loaded.config.file.display());
     let mut trusted = Vec::new();
     for org in &loaded.config.gossip.trusted_msps {
-        let loaded_msp = MspFiles::read_dir(&org.dir, None)
-            .map_err(|e| e.to_string())
-            .and_then(|files| Msp::from_files(&files, &org.id));
+        let loaded_msp = MspFiles::read_dir(&org.dir, None).map_err(|e| e.to_string()).and_then(|files| Msp::from_files(&files, &org.id));
         match loaded_msp {
             Ok(msp) => trusted.push(msp),
             Err(err) => {
@@ -217,7 +211,10 @@ fn run_node(command: NodeCommand, env: &EnvVars, log_handle: logging::LoggingHan
     if let NodeCommand::Start { trailing, .. } = &command {
         no_trailing(&trailing.args)?;
     }
-    if let NodeCommand::Rollback { channel_id: Some(channel_id), .. } | NodeCommand::Pause { channel_id: Some(channel_id) } | NodeCommand::Resume { channel_id: Some(channel_id) } = &command {
+    if let NodeCommand::Rollback { channel_id: Some(channel_id), .. }
+    | NodeCommand::Pause { channel_id: Some(channel_id) }
+    | NodeCommand::Resume { channel_id: Some(channel_id) } = &command
+    {
         check_channel_flag(channel_id)?;
     }
     let (loaded, msp, trusted_msps) = init_cmd(env)?;
@@ -279,7 +276,8 @@ fn subcommand_usage(group: &str, name: &str) -> String {
 /// loaded or asked of a peer (a control character would go into log lines and error texts as it
 /// is). The error names the flag and shows the value escaped.
 pub(crate) fn check_channel_flag(channel_id: &str) -> anyhow::Result<()> {
-    config::value::check_printable(channel_id).map_err(|reason| anyhow::anyhow!("invalid value for -c/--channelID on the command line: {reason}"))
+    config::value::check_printable(channel_id)
+        .map_err(|reason| anyhow::anyhow!("invalid value for -c/--channelID on the command line: {reason}"))
 }
 
 /// `channel …`: argument checks (with usage), then InitCmd (config and the admin MSP), then one
@@ -325,8 +323,10 @@ fn node_start(config: config::Config, msp: LocalMsp, trusted_msps: Vec<Msp>, log
             holder: format!("peer-core node start, pid {}", std::process::id()),
             open_file_limit: peer_core::env::real::open_file_limit(),
         };
-        let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).context("installing a SIGTERM handler")?;
-        let mut interrupt = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt()).context("installing a SIGINT handler")?;
+        let mut terminate =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).context("installing a SIGTERM handler")?;
+        let mut interrupt =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt()).context("installing a SIGINT handler")?;
         let running = node::start(env, setup).await?;
         let (number, name) = tokio::select! {
             _ = terminate.recv() => (15, "terminated"),
@@ -363,7 +363,8 @@ fn msp_generate(spec: &OrgSpec, kind: generate::OrgKind, out: &std::path::Path, 
     if spec.msp_id.is_empty() || spec.domain.is_empty() {
         bail!("--org and --domain must not be empty");
     }
-    config::value::check_printable(&spec.msp_id).map_err(|reason| anyhow::anyhow!("invalid value for --org on the command line: {reason}"))?;
+    config::value::check_printable(&spec.msp_id)
+        .map_err(|reason| anyhow::anyhow!("invalid value for --org on the command line: {reason}"))?;
     check_domain(&spec.domain).map_err(|e| anyhow::anyhow!("--domain: {e}"))?;
     if spec.peers > 1000 {
         bail!("--peers {} is more than the 1000 this command generates at once", spec.peers);
@@ -395,7 +396,9 @@ fn msp_inspect(dir: &std::path::Path, msp_id: Option<String>, env: &EnvVars) -> 
     let files = match MspFiles::read_dir(dir, None) {
         Ok(files) => files,
         Err(MspError::Inaccessible { path, source }) => bail!("MSP directory {} cannot be read: {source}", path.display()),
-        Err(MspError::NotADirectory { path }) => bail!("{} is not a directory: an MSP is a directory (cacerts/, signcerts/, keystore/, …)", path.display()),
+        Err(MspError::NotADirectory { path }) => {
+            bail!("{} is not a directory: an MSP is a directory (cacerts/, signcerts/, keystore/, …)", path.display())
+        }
         Err(MspError::Unreadable { path, source }) => bail!("cannot read {}: {source}", path.display()),
         Err(MspError::TooLarge { path, size }) => {
             bail!("{} is {size} bytes, more than the {} bytes an MSP file may have", path.display(), peer_core::msp::MAX_MSP_FILE_BYTES)
@@ -405,13 +408,25 @@ fn msp_inspect(dir: &std::path::Path, msp_id: Option<String>, env: &EnvVars) -> 
         }
         Err(err) => return Err(anyhow::Error::new(err).context(format!("reading the MSP directory {}", dir.display()))),
     };
-    let folders = [&files.signcerts, &files.keystore, &files.cacerts, &files.intermediatecerts, &files.admincerts, &files.tlscacerts, &files.tlsintermediatecerts];
+    let folders = [
+        &files.signcerts,
+        &files.keystore,
+        &files.cacerts,
+        &files.intermediatecerts,
+        &files.admincerts,
+        &files.tlscacerts,
+        &files.tlsintermediatecerts,
+    ];
     if files.config_yaml.is_none() && folders.iter().all(|folder| folder.is_empty()) {
-        bail!("{} is not an MSP directory: it has no certificates, keys or config.yaml (an MSP has cacerts/, signcerts/, keystore/, …)", dir.display());
+        bail!(
+            "{} is not an MSP directory: it has no certificates, keys or config.yaml (an MSP has cacerts/, signcerts/, keystore/, …)",
+            dir.display()
+        );
     }
     let source = match msp_id {
         Some(msp_id) => {
-            config::value::check_printable(&msp_id).map_err(|reason| anyhow::anyhow!("invalid value for --mspid on the command line: {reason}"))?;
+            config::value::check_printable(&msp_id)
+                .map_err(|reason| anyhow::anyhow!("invalid value for --mspid on the command line: {reason}"))?;
             Ok(MspIdSource { msp_id, from: "--mspid".into() })
         }
         None => msp_id_from_core_yaml(env),

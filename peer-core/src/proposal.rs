@@ -32,7 +32,10 @@ pub fn compute_tx_id(nonce: &[u8], creator: &[u8]) -> String {
 /// A protobuf timestamp (seconds and nanoseconds since the Unix epoch; 0 before it).
 pub fn timestamp(time: SystemTime) -> prost_types::Timestamp {
     let since = time.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
-    prost_types::Timestamp { seconds: i64::try_from(since.as_secs()).unwrap_or(i64::MAX), nanos: i32::try_from(since.subsec_nanos()).unwrap_or(0) }
+    prost_types::Timestamp {
+        seconds: i64::try_from(since.as_secs()).unwrap_or(i64::MAX),
+        nanos: i32::try_from(since.subsec_nanos()).unwrap_or(0),
+    }
 }
 
 /// What a chaincode proposal invokes.
@@ -48,7 +51,12 @@ pub struct Invocation<'a> {
 
 /// Builds and signs a proposal as `protoutil.CreateProposalFromCIS` + `GetSignedProposal` do
 /// (GOLANG chaincode type, epoch 0, no transient map). Returns it with its transaction ID.
-pub fn signed_proposal(signer: &LocalMsp, invocation: &Invocation<'_>, nonce: [u8; NONCE_SIZE], time: SystemTime) -> (SignedProposal, String) {
+pub fn signed_proposal(
+    signer: &LocalMsp,
+    invocation: &Invocation<'_>,
+    nonce: [u8; NONCE_SIZE],
+    time: SystemTime,
+) -> (SignedProposal, String) {
     let creator = signer.identity.serialize();
     let tx_id = compute_tx_id(&nonce, &creator);
     let chaincode_id = ChaincodeId { name: invocation.chaincode.to_string(), ..ChaincodeId::default() };
@@ -80,7 +88,14 @@ pub fn signed_proposal(signer: &LocalMsp, invocation: &Invocation<'_>, nonce: [u
 /// A signed DELIVER_SEEK_INFO envelope asking for the one block at `position` (start = stop), as
 /// the `peer channel fetch` client builds it: BLOCK_UNTIL_READY, STRICT unless `best_effort`
 /// (the envelope itself as [`seek_info_envelope`] builds it).
-pub fn seek_envelope(signer: &LocalMsp, channel_id: &str, position: SeekPosition, best_effort: bool, nonce: [u8; NONCE_SIZE], time: SystemTime) -> Envelope {
+pub fn seek_envelope(
+    signer: &LocalMsp,
+    channel_id: &str,
+    position: SeekPosition,
+    best_effort: bool,
+    nonce: [u8; NONCE_SIZE],
+    time: SystemTime,
+) -> Envelope {
     let seek = SeekInfo {
         start: Some(position),
         stop: Some(position),

@@ -52,12 +52,7 @@ pub mod encoding {
             }
         }
 
-        pub fn encoded_len<K, V, KL, VL>(
-            key_encoded_len: KL,
-            val_encoded_len: VL,
-            tag: u32,
-            values: &BTreeMap<K, V>,
-        ) -> usize
+        pub fn encoded_len<K, V, KL, VL>(key_encoded_len: KL, val_encoded_len: VL, tag: u32, values: &BTreeMap<K, V>) -> usize
         where
             KL: Fn(u32, &K) -> usize,
             VL: Fn(u32, &V) -> usize,

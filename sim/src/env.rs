@@ -13,21 +13,23 @@
 //!   same message. The answers are the real verifier's; only the repeated work goes.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::future::Future;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::future::Future;
 use std::time::{Duration, SystemTime};
 
 use peer_core::config::HostPort;
+use peer_core::env::{
+    BoxFuture, Clock, Connection, DirLock, Instant, Listener, LockError, MessageFault, Network, Storage, StreamConnection,
+};
 use peer_core::gossip::identity::{IdentityVerifier, MspVerifier};
 use peer_core::gossip::message::{BadMessage, SignedMessage};
 use peer_core::msp::Msp;
 use peer_core::msp::identity::{Identity, PkiId};
 use sha2::{Digest, Sha256};
-use peer_core::env::{BoxFuture, Clock, Connection, DirLock, Instant, Listener, LockError, MessageFault, Network, Storage, StreamConnection};
 
 /// Simulated time.
 pub struct SimClock {
@@ -239,12 +241,22 @@ impl DelayedConnection {
     fn wrap(inner: Box<dyn Connection>, faults: &NetFaults) -> Box<dyn Connection> {
         use rand_core::SeedableRng;
         let seed = rand_core::Rng::next_u64(&mut *faults.rng.lock().unwrap_or_else(|p| p.into_inner()));
-        Box::new(DelayedConnection { inner, faults: faults.clone(), rng: rand_chacha::ChaCha8Rng::seed_from_u64(seed), sleep: None, cleared: false })
+        Box::new(DelayedConnection {
+            inner,
+            faults: faults.clone(),
+            rng: rand_chacha::ChaCha8Rng::seed_from_u64(seed),
+            sleep: None,
+            cleared: false,
+        })
     }
 }
 
 impl tokio::io::AsyncRead for DelayedConnection {
-    fn poll_read(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>, buf: &mut tokio::io::ReadBuf<'_>) -> std::task::Poll<io::Result<()>> {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<io::Result<()>> {
         std::pin::Pin::new(&mut self.inner).poll_read(cx, buf)
     }
 }
@@ -495,7 +507,13 @@ impl DiskState {
                         let keep = match rng.next_u32() % 3 {
                             0 => data.len(),
                             1 => 0,
-                            _ if boundaries.is_empty() => if rng.next_u32() % 2 == 0 { data.len() } else { 0 },
+                            _ if boundaries.is_empty() => {
+                                if rng.next_u32() % 2 == 0 {
+                                    data.len()
+                                } else {
+                                    0
+                                }
+                            }
                             _ => boundaries[rng.next_u32() as usize % boundaries.len()] - offset,
                         };
                         match keep {
@@ -873,7 +891,10 @@ impl redb::StorageBackend for SimFileBackend {
 impl SimFileBackend {
     /// A mutating operation: counted, and the armed power cut may strike before it happens; with
     /// the disk's fault model (when on, and the file is a block store) and its counters.
-    fn mutate_file_faulty<T>(&self, f: impl FnOnce(&mut SimFile, Option<&mut DiskFaults>, &mut DiskFaultStats) -> io::Result<T>) -> io::Result<T> {
+    fn mutate_file_faulty<T>(
+        &self,
+        f: impl FnOnce(&mut SimFile, Option<&mut DiskFaults>, &mut DiskFaultStats) -> io::Result<T>,
+    ) -> io::Result<T> {
         let mut state = self.disk.state();
         if !state.files.contains_key(&self.path) {
             return Err(io::Error::new(io::ErrorKind::NotFound, "file removed"));

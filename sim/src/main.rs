@@ -306,7 +306,11 @@ fn run(args: &RunArgs) -> ExitCode {
             .collect();
         let earlier = if earlier.is_empty() { String::new() } else { format!(" ({})", earlier.join("; ")) };
         match outcome.converged_after {
-            Some(after) => println!("converged {:.2}s after the last fault, at {:.2}s, and stayed converged{earlier}", after.as_secs_f64(), (last_fault + after).as_secs_f64()),
+            Some(after) => println!(
+                "converged {:.2}s after the last fault, at {:.2}s, and stayed converged{earlier}",
+                after.as_secs_f64(),
+                (last_fault + after).as_secs_f64()
+            ),
             None => println!("did not converge{earlier}"),
         }
         for violation in &outcome.violations {
@@ -427,7 +431,8 @@ impl Progress {
         // Hidden, the bar still keeps the time and the ETA for the plain lines.
         let target = if terminal { indicatif::ProgressDrawTarget::stderr() } else { indicatif::ProgressDrawTarget::hidden() };
         let bar = indicatif::ProgressBar::with_draw_target(Some(total), target);
-        if let Ok(style) = indicatif::ProgressStyle::with_template("[{bar:30}] {pos}/{len} runs, {elapsed} elapsed, ETA {eta}  {wide_msg}") {
+        if let Ok(style) = indicatif::ProgressStyle::with_template("[{bar:30}] {pos}/{len} runs, {elapsed} elapsed, ETA {eta}  {wide_msg}")
+        {
             bar.set_style(style.progress_chars("#>-"));
         }
         Progress { bar, terminal, total }
@@ -479,7 +484,13 @@ struct Tally {
 fn sweep(seeds: u64, scenarios: Vec<String>) -> ExitCode {
     let scenarios = if scenarios.is_empty() {
         let mut files: Vec<String> = std::fs::read_dir("scenarios")
-            .map(|dir| dir.filter_map(|e| e.ok()).map(|e| e.path()).filter(|p| p.extension().is_some_and(|x| x == "yaml")).map(|p| p.display().to_string()).collect())
+            .map(|dir| {
+                dir.filter_map(|e| e.ok())
+                    .map(|e| e.path())
+                    .filter(|p| p.extension().is_some_and(|x| x == "yaml"))
+                    .map(|p| p.display().to_string())
+                    .collect()
+            })
             .unwrap_or_default();
         files.sort();
         files.push("swarm".into());
@@ -516,13 +527,19 @@ fn sweep(seeds: u64, scenarios: Vec<String>) -> ExitCode {
         }
         let Some((scenario, seed, child)) = running.pop_front() else { break };
         let output = child.wait_with_output();
-        let report: serde_json::Value = output.ok().and_then(|o| serde_json::from_slice(String::from_utf8_lossy(&o.stdout).lines().last()?.as_bytes()).ok()).unwrap_or_default();
+        let report: serde_json::Value = output
+            .ok()
+            .and_then(|o| serde_json::from_slice(String::from_utf8_lossy(&o.stdout).lines().last()?.as_bytes()).ok())
+            .unwrap_or_default();
         let tally = tallies.entry(scenario.clone()).or_default();
         tally.runs += 1;
         let passed = report["violations"].as_array().is_some_and(|v| v.is_empty());
         if !passed {
             // A run that printed no report (it crashed) is replayed the same way.
-            let replay = report["replay"].as_str().map_or_else(|| sim::failures::Replay { scenario: scenario.clone(), seed, break_invariant: None }.command(), str::to_string);
+            let replay = report["replay"].as_str().map_or_else(
+                || sim::failures::Replay { scenario: scenario.clone(), seed, break_invariant: None }.command(),
+                str::to_string,
+            );
             let first = report["violations"][0].as_str().unwrap_or("no report (the run crashed)").to_string();
             progress.println(&format!("FAILED {scenario} seed {seed}: {first}\n    replay: {replay}"));
             tally.failed.push(replay);
@@ -579,9 +596,11 @@ fn orderer(args: OrdererArgs) -> anyhow::Result<()> {
                     .with_context(|| format!("--msp {}: loading the orderer's signing identity", msp.display()))?;
                 // The peers check every block against the channel's BlockValidation policy: an
                 // identity outside the orderer org would cut blocks nobody accepts.
-                let config = peer_core::channel::ChannelConfig::from_block(&genesis).with_context(|| format!("--genesis {}", path.display()))?;
+                let config =
+                    peer_core::channel::ChannelConfig::from_block(&genesis).with_context(|| format!("--genesis {}", path.display()))?;
                 let probe = b"sim orderer: can this identity sign blocks?".to_vec();
-                let signed = peer_core::channel::SignedData { signature: signer.sign(&probe), data: probe, identity: signer.identity.serialize() };
+                let signed =
+                    peer_core::channel::SignedData { signature: signer.sign(&probe), data: probe, identity: signer.identity.serialize() };
                 config.evaluate("/Channel/Orderer/BlockValidation", &[signed]).map_err(|e| {
                     anyhow::anyhow!("--msp {} ({mspid}) cannot sign blocks of channel {}: {e}", msp.display(), config.channel_id)
                 })?;
@@ -598,7 +617,8 @@ fn orderer(args: OrdererArgs) -> anyhow::Result<()> {
                 let genesis_time = std::time::UNIX_EPOCH + std::time::Duration::from_secs(sim::run::EPOCH_SECS);
                 let world = generate_world(&args.channel, &args.orgs, args.peers, &endpoint, &args.anchor_peers, genesis_time)?;
                 let genesis_out = args.genesis_out.as_deref().context("--genesis-out is required")?;
-                let crypto_out = args.crypto_out.clone().unwrap_or_else(|| genesis_out.parent().unwrap_or(Path::new(".")).join("crypto-config"));
+                let crypto_out =
+                    args.crypto_out.clone().unwrap_or_else(|| genesis_out.parent().unwrap_or(Path::new(".")).join("crypto-config"));
                 for org in std::iter::once(&world.orderer_org).chain(&world.application_orgs) {
                     org.write_to(&crypto_out).with_context(|| format!("writing {} under {}", org.spec.msp_id, crypto_out.display()))?;
                 }
@@ -620,7 +640,8 @@ fn orderer(args: OrdererArgs) -> anyhow::Result<()> {
             std::fs::write(out, genesis.encode_to_vec()).with_context(|| format!("writing {}", out.display()))?;
         }
         println!("listening on {}", running.listen_address);
-        let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).context("installing the SIGTERM handler")?;
+        let mut terminate =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).context("installing the SIGTERM handler")?;
         let reached = async {
             let (Some(max), Some(ledger)) = (args.max_height, running.channels.ledger(&running.channel_id)) else {
                 return std::future::pending().await;

@@ -180,7 +180,9 @@ impl Orderer {
         let channel_id = channel_id_of(&spec.genesis).context("the genesis block names no channel")?;
         match &spec.replicate_from {
             None => info!(target: SERVER, func = "Main", "Starting orderer: peer-core simulated solo orderer for channel {channel_id}"),
-            Some(leader) => info!(target: SERVER, func = "Main", "Starting orderer: peer-core simulated replica of {leader} for channel {channel_id}"),
+            Some(leader) => {
+                info!(target: SERVER, func = "Main", "Starting orderer: peer-core simulated replica of {leader} for channel {channel_id}")
+            }
         }
         let ledger = LedgerMgr::open(&env, &spec.data_dir, "orderer").context("opening the orderer's ledger")?;
         let identities = Arc::new(std::sync::Mutex::new(peer_core::gossip::identity::Identities::new(&spec.signer, [])));
@@ -330,7 +332,9 @@ impl Cutter {
     /// A synthetic ENDORSER_TRANSACTION by the client identity: Fabric's tx ID rule, a
     /// one-action transaction whose chaincode action carries a counter as its results.
     fn synthetic_transaction(&mut self, now: std::time::SystemTime) -> Vec<u8> {
-        use proto::protos::{ChaincodeAction, ChaincodeActionPayload, ChaincodeEndorsedAction, ProposalResponsePayload, Transaction, TransactionAction};
+        use proto::protos::{
+            ChaincodeAction, ChaincodeActionPayload, ChaincodeEndorsedAction, ProposalResponsePayload, Transaction, TransactionAction,
+        };
         let mut nonce = [0u8; NONCE_SIZE];
         self.rng.fill_bytes(&mut nonce);
         let creator = self.client.identity.serialize();
@@ -353,7 +357,8 @@ impl Cutter {
             chaincode_proposal_payload: Vec::new(),
             action: Some(ChaincodeEndorsedAction { proposal_response_payload: response_payload.encode_to_vec(), endorsements: Vec::new() }),
         };
-        let transaction = Transaction { actions: vec![TransactionAction { header: signature_header.clone(), payload: payload.encode_to_vec() }] };
+        let transaction =
+            Transaction { actions: vec![TransactionAction { header: signature_header.clone(), payload: payload.encode_to_vec() }] };
         let payload = Payload {
             header: Some(Header { channel_header: channel_header.encode_to_vec(), signature_header }),
             data: transaction.encode_to_vec(),
@@ -459,9 +464,8 @@ impl AtomicBroadcast for BroadcastService {
         let (channels, channel_id, role) = (self.channels.clone(), self.channel_id.clone(), self.role.clone());
         // One response per envelope, in order, computed as the client's stream is read (the
         // response stream owns this work: a client that leaves ends it).
-        let responses = request
-            .into_inner()
-            .map(move |item| item.map(|envelope| process_message(&channels, &channel_id, &role, &envelope, &address)));
+        let responses =
+            request.into_inner().map(move |item| item.map(|envelope| process_message(&channels, &channel_id, &role, &envelope, &address)));
         Ok(Response::new(Box::pin(responses)))
     }
 
@@ -591,7 +595,12 @@ pub fn generate_world(
         anchors[index].push(AnchorPeer { host: address.host, port: address.port });
     }
     let mut spec = GenesisSpec::new(channel_id, now);
-    spec.orderer_orgs.push(GenesisOrg { name: "OrdererOrg".into(), org: &orderer_org, anchor_peers: Vec::new(), orderer_endpoints: vec![orderer_endpoint.to_string()] });
+    spec.orderer_orgs.push(GenesisOrg {
+        name: "OrdererOrg".into(),
+        org: &orderer_org,
+        anchor_peers: Vec::new(),
+        orderer_endpoints: vec![orderer_endpoint.to_string()],
+    });
     for (org, anchor_peers) in application_orgs.iter().zip(anchors) {
         spec.application_orgs.push(GenesisOrg { name: org.spec.msp_id.clone(), org, anchor_peers, orderer_endpoints: Vec::new() });
     }

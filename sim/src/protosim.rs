@@ -422,9 +422,18 @@ type PeerIndex = u32;
 
 enum Action {
     /// The peer's `poll_timeout` as it was when scheduled (stale if it moved since).
-    Timer { peer: PeerIndex },
-    Deliver { from: PeerIndex, to: PeerIndex, message: Box<SignedMessage> },
-    DialResult { peer: PeerIndex, outcome: Box<(String, Result<PkiId, String>)> },
+    Timer {
+        peer: PeerIndex,
+    },
+    Deliver {
+        from: PeerIndex,
+        to: PeerIndex,
+        message: Box<SignedMessage>,
+    },
+    DialResult {
+        peer: PeerIndex,
+        outcome: Box<(String, Result<PkiId, String>)>,
+    },
 }
 
 struct Scheduled {
@@ -530,7 +539,12 @@ impl Sim {
             let endpoint = endpoint_of(index_in_org, org);
             let bootstrap = if index_in_org == 0 { Vec::new() } else { vec![endpoint_of(0, org)] };
             let config = discovery_config(bootstrap, anchors.clone())?;
-            let me = SelfInfo { pki_id: local.pki_id(), org: local.msp.id.clone(), external_endpoint: endpoint.clone(), internal_endpoint: endpoint.clone() };
+            let me = SelfInfo {
+                pki_id: local.pki_id(),
+                org: local.msp.id.clone(),
+                external_endpoint: endpoint.clone(),
+                internal_endpoint: endpoint.clone(),
+            };
             let others: Vec<Msp> = msps.iter().filter(|m| m.id != local.msp.id).cloned().collect();
             let identities = Arc::new(Mutex::new(Identities::with_verifier(&local, others, verifier.clone())));
             let signer = Arc::new(ProtoSigner {
@@ -540,7 +554,8 @@ impl Sim {
                 key: signing_key_of(&local.identity),
             });
             let start = Instant(0) + starts[index];
-            let discovery = Discovery::new(config, me, signer, identities.clone(), peer_rng(options.seed, index), start, wall_start + starts[index]);
+            let discovery =
+                Discovery::new(config, me, signer, identities.clone(), peer_rng(options.seed, index), start, wall_start + starts[index]);
             let index = PeerIndex::try_from(index).map_err(|_| "too many peers".to_string())?;
             by_pki.insert(local.pki_id(), index);
             by_endpoint.insert(endpoint, index);
@@ -559,7 +574,9 @@ impl Sim {
             for peer in &mut peers {
                 let mut identities = peer.identities.lock().unwrap_or_else(|p| p.into_inner());
                 for (other, bytes) in serialized.iter().enumerate() {
-                    identities.put(&by_pki_of(&verifier, bytes).0, bytes, wall_start).map_err(|e| format!("preloading identity {other}: {e}"))?;
+                    identities
+                        .put(&by_pki_of(&verifier, bytes).0, bytes, wall_start)
+                        .map_err(|e| format!("preloading identity {other}: {e}"))?;
                 }
                 peer.shook_hands.fill(u64::MAX);
             }

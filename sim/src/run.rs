@@ -17,18 +17,18 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use peer_core::channel::config::AnchorPeer;
+use peer_core::channel::genesis::{GenesisOrg, GenesisSpec, genesis_block};
 use peer_core::config::{Config, EnvVars};
 use peer_core::env::Env;
 use peer_core::gossip::driver::View;
 use peer_core::gossip::publish::Leadership;
 use peer_core::logging::{self, LoggingConfig, MemorySink};
 use peer_core::msp::generate::{self, OrgSpec as GenSpec, ValidityWindow};
-use peer_core::channel::config::AnchorPeer;
-use peer_core::channel::genesis::{GenesisOrg, GenesisSpec, genesis_block};
 use peer_core::msp::{LocalMsp, Msp};
 use peer_core::node::channels::Channels;
-use proto::common::Block;
 use peer_core::node::{self, operations::LogControl};
+use proto::common::Block;
 use sha2::{Digest, Sha256};
 use tracing::Instrument;
 use tracing_subscriber::layer::SubscriberExt;
@@ -145,7 +145,9 @@ fn crypto(scenario: &Scenario) -> Crypto {
     let mut generated_orgs = Vec::new();
     let specs = scenario.peers();
     // Crypto depends on the scenario only, not the run seed: key generation is not what we test.
-    let generate = |spec: &GenSpec| generate::generate_org(spec, &mut generate::org_rng(1, spec), ValidityWindow::fixed()).expect("generating a scenario org");
+    let generate = |spec: &GenSpec| {
+        generate::generate_org(spec, &mut generate::org_rng(1, spec), ValidityWindow::fixed()).expect("generating a scenario org")
+    };
     for org in &scenario.orgs {
         let msp_id = specs.iter().find(|p| p.org == org.name).map(|p| p.msp_id.clone()).unwrap_or_default();
         let spec = GenSpec { msp_id: msp_id.clone(), domain: format!("{}.example.com", org.name), peers: org.peers };
@@ -168,7 +170,12 @@ fn crypto(scenario: &Scenario) -> Crypto {
     spec.orderer_orgs.push(GenesisOrg { name: "OrdererOrg".into(), org: &orderer, anchor_peers: Vec::new(), orderer_endpoints });
     for (name, org) in &generated_orgs {
         let anchor = AnchorPeer { host: format!("{name}-peer0"), port: 7051 };
-        spec.application_orgs.push(GenesisOrg { name: org.spec.msp_id.clone(), org, anchor_peers: vec![anchor], orderer_endpoints: Vec::new() });
+        spec.application_orgs.push(GenesisOrg {
+            name: org.spec.msp_id.clone(),
+            org,
+            anchor_peers: vec![anchor],
+            orderer_endpoints: Vec::new(),
+        });
     }
     let genesis = genesis_block(&spec).expect("the scenario's genesis block builds");
     let orderer_signer = LocalMsp::from_files(&orderer.admin.msp, "OrdererMSP", epoch()).expect("the generated orderer identity loads");
@@ -310,7 +317,8 @@ fn simulate(scenario: &Scenario, seed: u64, broken: Option<Breakage>) -> Outcome
     let signatures = Arc::new(SignatureMemo::new());
     let network = scenario.network.clone().unwrap_or_default();
     // Message faults are on when the scenario can ever lose or repeat a message.
-    let message_faults = network.loss > 0.0 || network.duplicate > 0.0 || scenario.timeline.iter().any(|s| matches!(s.event, Event::Loss(_)));
+    let message_faults =
+        network.loss > 0.0 || network.duplicate > 0.0 || scenario.timeline.iter().any(|s| matches!(s.event, Event::Loss(_)));
     let loss = Arc::new(AtomicU64::new(network.loss.to_bits()));
     let (lost, duplicated) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
     // Peers the timeline starts later wait behind a gate until their start event.
@@ -469,9 +477,14 @@ fn simulate(scenario: &Scenario, seed: u64, broken: Option<Breakage>) -> Outcome
     let mut disk_faults_seen: BTreeMap<String, crate::env::DiskFaultStats> = BTreeMap::new();
     if disk_faults_on && let Some(section) = &scenario.disk {
         let names = ["read corruption", "misdirected write", "latent sector error", "fsync failure", "out of space"];
-        let rates: Vec<String> = section.rates().iter().zip(names).filter(|((_, p), _)| *p > 0.0).map(|((_, p), name)| format!("{name} {p}")).collect();
+        let rates: Vec<String> =
+            section.rates().iter().zip(names).filter(|((_, p), _)| *p > 0.0).map(|((_, p), name)| format!("{name} {p}")).collect();
         let until = section.until.map(|u| format!(" until {:.2}s", u.as_secs_f64())).unwrap_or_default();
-        outcome.summary.push_str(&format!("{} disk faults on every peer's disk{until} (per operation: {})\n", stamp(Duration::ZERO), rates.join(", ")));
+        outcome.summary.push_str(&format!(
+            "{} disk faults on every peer's disk{until} (per operation: {})\n",
+            stamp(Duration::ZERO),
+            rates.join(", ")
+        ));
     }
     while sim.elapsed() < scenario.duration {
         // The disks are sound again from `disk.until` (bad sectors stay bad until rewritten: the
@@ -484,14 +497,17 @@ fn simulate(scenario: &Scenario, seed: u64, broken: Option<Breakage>) -> Outcome
                 }
             }
             tracing::info!(target: "sim", "timeline: disk faults end");
-            outcome.summary.push_str(&format!("{} disk faults end\n", stamp(scenario.disk.as_ref().and_then(|d| d.until).unwrap_or_default())));
+            outcome
+                .summary
+                .push_str(&format!("{} disk faults end\n", stamp(scenario.disk.as_ref().and_then(|d| d.until).unwrap_or_default())));
         }
         // The events applied now, for the timeline (one moment's partitions on one line).
         let mut applied: Vec<Step> = Vec::new();
         while let Some(step) = timeline.next_if(|s| s.at <= sim.elapsed()) {
             *outcome.faults.entry(step.event.kind()).or_default() += 1;
             tracing::info!(target: "sim", "timeline: {:?}", step.event);
-            let faults = Faults { scenario, disks: &disks, gates: &gates, loss: &loss, ledgers: &ledgers, orderers: &orderer_ledgers, broken };
+            let faults =
+                Faults { scenario, disks: &disks, gates: &gates, loss: &loss, ledgers: &ledgers, orderers: &orderer_ledgers, broken };
             apply(&mut sim, &step.event, &faults, &views, &mut running);
             all_applied = timeline.peek().is_none();
             let now = sim.elapsed();
@@ -570,7 +586,11 @@ fn simulate(scenario: &Scenario, seed: u64, broken: Option<Breakage>) -> Outcome
                     (Some(since), false) => {
                         converged_since = None;
                         outcome.diverged.push((since, now));
-                        let off: Vec<&str> = running.iter().filter(|p| snapshot.get(*p).is_none_or(|v| checker.actual(v) != checker.expected(p, &running))).map(String::as_str).collect();
+                        let off: Vec<&str> = running
+                            .iter()
+                            .filter(|p| snapshot.get(*p).is_none_or(|v| checker.actual(v) != checker.expected(p, &running)))
+                            .map(String::as_str)
+                            .collect();
                         outcome.summary.push_str(&format!(
                             "{} diverged again with no fault since {:.2}s: {} see{} other members than {} should\n",
                             stamp(now),
@@ -593,9 +613,15 @@ fn simulate(scenario: &Scenario, seed: u64, broken: Option<Breakage>) -> Outcome
         checker.check_orderer(sim.elapsed(), &orderer_ledgers, &mut outcome);
         outcome.orderer_blocks = checker.orderer_blocks.clone();
         let tip = outcome.orderer_blocks.last().map(|h| &h[..16]).unwrap_or("none");
-        outcome.summary.push_str(&format!("{:>8} orderer at height {}, tip {tip}\n", format!("{:.2}s", sim.elapsed().as_secs_f64()), outcome.orderer_blocks.len()));
+        outcome.summary.push_str(&format!(
+            "{:>8} orderer at height {}, tip {tip}\n",
+            format!("{:.2}s", sim.elapsed().as_secs_f64()),
+            outcome.orderer_blocks.len()
+        ));
         for (node, height) in &checker.replica_heights {
-            outcome.summary.push_str(&format!("{:>8} {node} (replica) at height {height}\n", format!("{:.2}s", sim.elapsed().as_secs_f64())));
+            outcome
+                .summary
+                .push_str(&format!("{:>8} {node} (replica) at height {height}\n", format!("{:.2}s", sim.elapsed().as_secs_f64())));
         }
         let heights: Vec<String> = checker.peer_heights.iter().map(|(peer, h)| format!("{peer} {h}")).collect();
         outcome.summary.push_str(&format!("{:>8} peer heights: {}\n", format!("{:.2}s", sim.elapsed().as_secs_f64()), heights.join(", ")));
@@ -789,8 +815,12 @@ fn disk_rates(section: &crate::scenario::DiskSection) -> crate::env::DiskFaultRa
 
 /// Each peer's current view, by peer name.
 fn snapshot(views: &Views, broken: Option<Breakage>) -> BTreeMap<String, View> {
-    let mut views: BTreeMap<String, View> =
-        views.lock().unwrap_or_else(|p| p.into_inner()).iter().map(|(name, view)| (name.clone(), view.lock().unwrap_or_else(|p| p.into_inner()).clone())).collect();
+    let mut views: BTreeMap<String, View> = views
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .iter()
+        .map(|(name, view)| (name.clone(), view.lock().unwrap_or_else(|p| p.into_inner()).clone()))
+        .collect();
     if broken == Some(Breakage::Disclosure) {
         // Test-only: pretend every member's internal endpoint leaked, as a disclosure bug would.
         for view in views.values_mut() {
@@ -924,7 +954,10 @@ impl Checker {
         if heals > seen || (self.disk_scenario && height < highest) {
             self.healing.entry(peer.to_string()).or_insert((at, highest));
             if heals > seen {
-                outcome.summary.push_str(&format!("{:>8} {peer} rebuilt a damaged block store (height {height}, had {highest})\n", format!("{:.2}s", at.as_secs_f64())));
+                outcome.summary.push_str(&format!(
+                    "{:>8} {peer} rebuilt a damaged block store (height {height}, had {highest})\n",
+                    format!("{:.2}s", at.as_secs_f64())
+                ));
             }
         }
     }
@@ -948,7 +981,10 @@ impl Checker {
     fn check_healed_at_end(&self, at: Duration, outcome: &mut Outcome) {
         for (peer, (since, target)) in &self.healing {
             if at.saturating_sub(*since) > self.heal_within {
-                outcome.violations.push(format!("liveness: {peer} lost blocks to its disk at {since:?} and was not back at height {target} within {:?}", self.heal_within));
+                outcome.violations.push(format!(
+                    "liveness: {peer} lost blocks to its disk at {since:?} and was not back at height {target} within {:?}",
+                    self.heal_within
+                ));
             }
         }
     }
@@ -1042,7 +1078,9 @@ impl Checker {
                         self.peer_checked.insert(peer.clone(), 0);
                     }
                 }
-                Some(ledger) => outcome.violations.push(format!("at {at:?}: {peer}'s channel {CHANNEL} has height {}, below its genesis block", ledger.height())),
+                Some(ledger) => outcome
+                    .violations
+                    .push(format!("at {at:?}: {peer}'s channel {CHANNEL} has height {}, below its genesis block", ledger.height())),
                 // A faulty disk may leave the channel out at a start until it is rebuilt: that is
                 // healing (it must be back in time), not a lost join.
                 None if self.disk_scenario => {
@@ -1113,7 +1151,11 @@ impl Checker {
                 self.catching_up.remove(peer);
                 let after = at.saturating_sub(since);
                 outcome.catch_up.push((peer.clone(), after));
-                outcome.summary.push_str(&format!("{:>8} {peer} caught up to height {target} {:.2}s after its restart\n", format!("{:.2}s", at.as_secs_f64()), after.as_secs_f64()));
+                outcome.summary.push_str(&format!(
+                    "{:>8} {peer} caught up to height {target} {:.2}s after its restart\n",
+                    format!("{:.2}s", at.as_secs_f64()),
+                    after.as_secs_f64()
+                ));
             }
         }
         for (node, channels) in locked(orderers).iter().filter(|(node, _)| *node != ORDERER) {
@@ -1149,8 +1191,16 @@ impl Checker {
             return;
         }
         let Some(&(_, target)) = self.orderer_heights.iter().rev().find(|(t, _)| *t + within <= at) else { return };
-        let peers = locked(ledgers).iter().filter(|(peer, _)| running.contains(*peer)).map(|(peer, channels)| (peer.clone(), channels.clone())).collect::<Vec<_>>();
-        let replicas = locked(orderers).iter().filter(|(node, _)| *node != ORDERER).map(|(node, channels)| (node.clone(), channels.clone())).collect::<Vec<_>>();
+        let peers = locked(ledgers)
+            .iter()
+            .filter(|(peer, _)| running.contains(*peer))
+            .map(|(peer, channels)| (peer.clone(), channels.clone()))
+            .collect::<Vec<_>>();
+        let replicas = locked(orderers)
+            .iter()
+            .filter(|(node, _)| *node != ORDERER)
+            .map(|(node, channels)| (node.clone(), channels.clone()))
+            .collect::<Vec<_>>();
         for (name, channels) in peers.into_iter().chain(replicas) {
             let height = channels.ledger(CHANNEL).map_or(0, |l| l.height());
             if height < target {
@@ -1198,7 +1248,10 @@ impl Checker {
             if base.is_none() && at >= window.after {
                 let height = self.orderer_blocks.len() as u64;
                 *base = Some(height);
-                outcome.summary.push_str(&format!("{stamp:>8} orderer at height {height}: new blocks must reach every peer by {:.2}s\n", window.by.as_secs_f64()));
+                outcome.summary.push_str(&format!(
+                    "{stamp:>8} orderer at height {height}: new blocks must reach every peer by {:.2}s\n",
+                    window.by.as_secs_f64()
+                ));
             }
             let Some(base) = *base else { continue };
             if *done || at < window.by {
@@ -1216,7 +1269,11 @@ impl Checker {
                     ));
                 }
             }
-            outcome.summary.push_str(&format!("{stamp:>8} peer heights: {} (new blocks since {:.2}s)\n", heights.join(", "), window.after.as_secs_f64()));
+            outcome.summary.push_str(&format!(
+                "{stamp:>8} peer heights: {} (new blocks since {:.2}s)\n",
+                heights.join(", "),
+                window.after.as_secs_f64()
+            ));
         }
     }
 
@@ -1250,7 +1307,8 @@ impl Checker {
 
     /// For each peer: is it running, and how many running peers that should see it alive do.
     fn visibility(&self, snapshot: &BTreeMap<String, View>, running: &BTreeSet<String>) -> BTreeMap<String, Visibility> {
-        let actual: BTreeMap<&String, BTreeSet<String>> = running.iter().filter_map(|o| snapshot.get(o).map(|v| (o, self.actual(v)))).collect();
+        let actual: BTreeMap<&String, BTreeSet<String>> =
+            running.iter().filter_map(|o| snapshot.get(o).map(|v| (o, self.actual(v)))).collect();
         self.peers
             .iter()
             .map(|peer| {
@@ -1329,7 +1387,11 @@ fn check_chain(
             }
         };
         if hash != cutter[number as usize] {
-            outcome.violations.push(format!("at {at:?}: {who}'s block [{number}] is not the orderer's (a fork): {} vs {}", &hash[..16], &cutter[number as usize][..16]));
+            outcome.violations.push(format!(
+                "at {at:?}: {who}'s block [{number}] is not the orderer's (a fork): {} vs {}",
+                &hash[..16],
+                &cutter[number as usize][..16]
+            ));
             break;
         }
     }
@@ -1349,7 +1411,9 @@ fn check_logs(scenario: &Scenario, outcome: &mut Outcome) {
         let warnings = outcome
             .trace
             .lines()
-            .filter(|l| l.contains("External endpoint is empty, peer will not be accessible outside of its organization") && l.contains(&tag))
+            .filter(|l| {
+                l.contains("External endpoint is empty, peer will not be accessible outside of its organization") && l.contains(&tag)
+            })
             .count();
         let expected = if peer.external { 0 } else { starts };
         if warnings != expected {
@@ -1371,7 +1435,9 @@ fn trace_failovers(scenario: &Scenario, outcome: &mut Outcome) {
     let mut last: BTreeMap<String, String> = BTreeMap::new();
     let mut lines = Vec::new();
     for line in outcome.trace.lines().filter(|l| l.contains("Pulling next blocks from ordering service")) {
-        let (Some(at), Some(peer), Some(address)) = (trace_time(line), field(line, "name="), field(line, "orderer-address=")) else { continue };
+        let (Some(at), Some(peer), Some(address)) = (trace_time(line), field(line, "name="), field(line, "orderer-address=")) else {
+            continue;
+        };
         if !peers.contains(&peer) {
             continue;
         }
@@ -1392,7 +1458,8 @@ fn trace_failovers(scenario: &Scenario, outcome: &mut Outcome) {
 fn trace_time(line: &str) -> Option<Duration> {
     let stamp = line.split(' ').next()?;
     let mut parts = stamp.split(':');
-    let (hours, minutes, seconds) = (parts.next()?.parse::<u64>().ok()?, parts.next()?.parse::<u64>().ok()?, parts.next()?.parse::<f64>().ok()?);
+    let (hours, minutes, seconds) =
+        (parts.next()?.parse::<u64>().ok()?, parts.next()?.parse::<u64>().ok()?, parts.next()?.parse::<f64>().ok()?);
     Some(Duration::from_secs(hours * 3600 + minutes * 60) + Duration::from_secs_f64(seconds))
 }
 
@@ -1433,7 +1500,15 @@ struct OrdererNode {
 /// Adds the turmoil host of one ordering-service node: `Orderer::start` on its own disk, with a
 /// seed per start (a restart is a new process) and the section's schedule translated to times
 /// after this start.
-fn add_orderer(sim: &mut turmoil::Sim<'_>, seed: u64, node: OrdererNode, section: crate::scenario::OrdererSection, disk: SimDisk, crypto: Arc<Crypto>, ledgers: OrdererLedgers) {
+fn add_orderer(
+    sim: &mut turmoil::Sim<'_>,
+    seed: u64,
+    node: OrdererNode,
+    section: crate::scenario::OrdererSection,
+    disk: SimDisk,
+    crypto: Arc<Crypto>,
+    ledgers: OrdererLedgers,
+) {
     let starts = Arc::new(Mutex::new(0u64));
     let host = node.name.clone();
     sim.host(host.as_str(), move || {
@@ -1455,7 +1530,13 @@ fn add_orderer(sim: &mut turmoil::Sim<'_>, seed: u64, node: OrdererNode, section
             );
             let elapsed = turmoil::sim_elapsed().unwrap_or_default();
             let listen = peer_core::config::HostPort::parse(&format!("0.0.0.0:{ORDERER_PORT}")).map_err(|e| e.to_string())?;
-            let mut spec = OrdererSpec::new(listen, "/var/orderer".into(), crypto.genesis.clone(), crypto.orderer_signer.clone(), crypto.client.clone());
+            let mut spec = OrdererSpec::new(
+                listen,
+                "/var/orderer".into(),
+                crypto.genesis.clone(),
+                crypto.orderer_signer.clone(),
+                crypto.client.clone(),
+            );
             spec.tx_per_second = section.tx_per_second;
             spec.batch_timeout = section.batch_timeout;
             spec.max_message_count = section.max_message_count;

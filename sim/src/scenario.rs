@@ -81,7 +81,12 @@ pub struct Scenario {
     /// turmoil's tick: how far simulated time moves per step (1ms by default). A longer tick
     /// makes a run cheaper (fewer steps, each polling every host) and coarser: message latencies
     /// and timers round up to whole ticks.
-    #[serde(default, deserialize_with = "optional_duration", skip_serializing_if = "Option::is_none", serialize_with = "write_optional_duration")]
+    #[serde(
+        default,
+        deserialize_with = "optional_duration",
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "write_optional_duration"
+    )]
     pub tick: Option<Duration>,
 }
 
@@ -121,7 +126,12 @@ pub struct OrdererSection {
     pub max_message_count: u32,
     #[serde(default, deserialize_with = "duration", serialize_with = "write_duration")]
     pub start: Duration,
-    #[serde(default, deserialize_with = "optional_duration", skip_serializing_if = "Option::is_none", serialize_with = "write_optional_duration")]
+    #[serde(
+        default,
+        deserialize_with = "optional_duration",
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "write_optional_duration"
+    )]
     pub stop: Option<Duration>,
 }
 
@@ -174,7 +184,12 @@ pub struct DiskSection {
     pub fsync_failure: f64,
     #[serde(default)]
     pub full: f64,
-    #[serde(default, deserialize_with = "optional_duration", skip_serializing_if = "Option::is_none", serialize_with = "write_optional_duration")]
+    #[serde(
+        default,
+        deserialize_with = "optional_duration",
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "write_optional_duration"
+    )]
     pub until: Option<Duration>,
 }
 
@@ -307,7 +322,9 @@ impl std::fmt::Display for Event {
         match self {
             Event::Start(name) | Event::Crash(name) | Event::Kill(name) | Event::Restart(name) => write!(f, "{} {name}", self.kind()),
             Event::PartitionOneway([from, to]) => write!(f, "partition {from} -> {to} (one-way)"),
-            Event::Partition([a, b]) | Event::Heal([a, b]) | Event::Hold([a, b]) | Event::Release([a, b]) => write!(f, "{} {a} | {b}", self.kind()),
+            Event::Partition([a, b]) | Event::Heal([a, b]) | Event::Hold([a, b]) | Event::Release([a, b]) => {
+                write!(f, "{} {a} | {b}", self.kind())
+            }
             Event::Loss(rate) if *rate == 0.0 => write!(f, "message loss ends"),
             Event::Loss(rate) => write!(f, "message loss {}%", percent(*rate)),
         }
@@ -358,16 +375,31 @@ pub struct Checks {
     /// interval + pullInterval: as in Fabric, a newer (but pre-crash) alive message relayed in a
     /// membership response refreshes lastSeen, which can postpone the death by one sync round
     /// (found by swarm seed 30).
-    #[serde(default, deserialize_with = "optional_duration", skip_serializing_if = "Option::is_none", serialize_with = "write_optional_duration")]
+    #[serde(
+        default,
+        deserialize_with = "optional_duration",
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "write_optional_duration"
+    )]
     pub dead_within: Option<Duration>,
     /// With an orderer: from the last timeline event on, every running peer must hold at least
     /// the blocks the orderer had this long before (blocks reach everyone, crashed peers catch up).
-    #[serde(default, deserialize_with = "optional_duration", skip_serializing_if = "Option::is_none", serialize_with = "write_optional_duration")]
+    #[serde(
+        default,
+        deserialize_with = "optional_duration",
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "write_optional_duration"
+    )]
     pub blocks_within: Option<Duration>,
     /// With leader election (`CORE_PEER_GOSSIP_USELEADERELECTION: true` in `env`): from this
     /// long after the last timeline event on, every org with running peers has exactly one
     /// leader for the channel at every sample (an election ends, and with one winner).
-    #[serde(default, deserialize_with = "optional_duration", skip_serializing_if = "Option::is_none", serialize_with = "write_optional_duration")]
+    #[serde(
+        default,
+        deserialize_with = "optional_duration",
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "write_optional_duration"
+    )]
     pub leaders_within: Option<Duration>,
     /// With an orderer: `[{after: 5s, by: 12s}]`: every peer running at `by` holds more blocks
     /// than the orderer had at `after`, so blocks cut after `after` reached it. With the cutter
@@ -539,7 +571,11 @@ impl Scenario {
                 return Err(format!("org name {name:?} must be lowercase letters and digits (it becomes host names and a domain)"));
             }
             if let Some(other) = msp_ids.insert(msp_id(name), name) {
-                let what = if other == name { "is listed twice".to_string() } else { format!("has the same MSP ID as org {other} ({})", msp_id(name)) };
+                let what = if other == name {
+                    "is listed twice".to_string()
+                } else {
+                    format!("has the same MSP ID as org {other} ({})", msp_id(name))
+                };
                 return Err(format!("org {name} {what}"));
             }
             if org.peers == 0 || org.peers > MAX_PEERS_PER_ORG {
@@ -605,7 +641,10 @@ impl Scenario {
         if let Some(disk) = &self.disk {
             for (key, p) in disk.rates() {
                 if !(0.0..=0.1).contains(&p) {
-                    return Err(format!("disk.{} {p} is not between 0 and 0.1 (a probability per I/O operation)", key.trim_start_matches("disk_")));
+                    return Err(format!(
+                        "disk.{} {p} is not between 0 and 0.1 (a probability per I/O operation)",
+                        key.trim_start_matches("disk_")
+                    ));
                 }
             }
             if disk.until.is_none() && disk.rates().iter().any(|(_, p)| *p > 0.0) {
@@ -627,7 +666,10 @@ impl Scenario {
                 }
                 Event::Loss(p) => {
                     if !(0.0..=1.0).contains(p) || p + duplicate > 1.0 {
-                        return Err(format!("the loss rate at {:?} is {p}; it must be between 0 and 1 - network.duplicate ({duplicate})", step.at));
+                        return Err(format!(
+                            "the loss rate at {:?} is {p}; it must be between 0 and 1 - network.duplicate ({duplicate})",
+                            step.at
+                        ));
                     }
                     vec![]
                 }
@@ -645,7 +687,10 @@ impl Scenario {
             }
             match &step.event {
                 Event::Start(peer) if !started.insert(peer) => {
-                    return Err(format!("{peer} is started at {:?} but is already running (a peer starts once; use restart after a crash)", step.at));
+                    return Err(format!(
+                        "{peer} is started at {:?} but is already running (a peer starts once; use restart after a crash)",
+                        step.at
+                    ));
                 }
                 Event::Start(_) => {}
                 _ => {
@@ -772,7 +817,9 @@ impl Scenario {
         let others = |one: &[&String], many: &[&String]| -> Option<&'static str> {
             let [one] = one else { return None };
             let many: BTreeSet<&String> = many.iter().copied().collect();
-            let all_but = |set: &BTreeSet<String>| set.contains(*one) && set.len() == many.len() + 1 && set.iter().all(|n| n == *one || many.contains(n));
+            let all_but = |set: &BTreeSet<String>| {
+                set.contains(*one) && set.len() == many.len() + 1 && set.iter().all(|n| n == *one || many.contains(n))
+            };
             if all_but(&peers) {
                 Some("every other peer")
             } else if all_but(&hosts) {
@@ -843,7 +890,11 @@ mod tests {
         let text = "name: t\nduration: 10s\norgs: [{name: org1, peers: 2}, {name: org2, peers: 2}]\nchecks: {converge_within: 5s}\n";
         let scenario = Scenario::parse(text).expect("a valid scenario");
         let pair = |a: &str, b: &str| [a.to_string(), b.to_string()];
-        let cut = [Event::Partition(pair("org1-peer0", "org2-peer0")), Event::Partition(pair("org1-peer1", "org2-peer0")), Event::Crash("org1-peer1".into())];
+        let cut = [
+            Event::Partition(pair("org1-peer0", "org2-peer0")),
+            Event::Partition(pair("org1-peer1", "org2-peer0")),
+            Event::Crash("org1-peer1".into()),
+        ];
         let events: Vec<&Event> = cut.iter().collect();
         assert_eq!(scenario.describe_events(&events), ["partition org1 | org2-peer0 (2 pairs)", "crash org1-peer1"]);
         let alone = ["org1-peer0", "org2-peer0", "org2-peer1"].map(|other| Event::Heal(pair("org1-peer1", other)));

@@ -150,7 +150,13 @@ pub fn render(scenario: &Scenario, outcome: &Outcome) -> String {
                 "#ffb74d"
             };
             let (x0, x1) = (x(previous, total), x(*at, total));
-            let _ = writeln!(body, r#"<rect x="{x0:.1}" y="{:.1}" width="{:.1}" height="{:.1}" fill="{fill}"/>"#, y + 3.0, (x1 - x0).max(0.5), ROW - 6.0);
+            let _ = writeln!(
+                body,
+                r#"<rect x="{x0:.1}" y="{:.1}" width="{:.1}" height="{:.1}" fill="{fill}"/>"#,
+                y + 3.0,
+                (x1 - x0).max(0.5),
+                ROW - 6.0
+            );
             previous = *at;
         }
     }
@@ -162,7 +168,13 @@ pub fn render(scenario: &Scenario, outcome: &Outcome) -> String {
         for (at, heights) in &outcome.heights {
             let fill = if heights.contains_key(node) { ORDERER_UP } else { DOWN };
             let (x0, x1) = (x(previous, total), x(*at, total));
-            let _ = writeln!(body, r#"<rect x="{x0:.1}" y="{:.1}" width="{:.1}" height="{:.1}" fill="{fill}"/>"#, y + 3.0, (x1 - x0).max(0.5), ROW - 6.0);
+            let _ = writeln!(
+                body,
+                r#"<rect x="{x0:.1}" y="{:.1}" width="{:.1}" height="{:.1}" fill="{fill}"/>"#,
+                y + 3.0,
+                (x1 - x0).max(0.5),
+                ROW - 6.0
+            );
             previous = *at;
         }
     }
@@ -184,7 +196,8 @@ pub fn render(scenario: &Scenario, outcome: &Outcome) -> String {
                 }
             }
             for stretch in stretches.iter().filter(|s| !s.is_empty()) {
-                let points: Vec<String> = stretch.iter().map(|(at, height)| format!("{:.1},{:.1}", x(*at, total), level(*height))).collect();
+                let points: Vec<String> =
+                    stretch.iter().map(|(at, height)| format!("{:.1},{:.1}", x(*at, total), level(*height))).collect();
                 let _ = writeln!(body, r#"<polyline points="{}" fill="none" stroke="black" stroke-width="1.5"/>"#, points.join(" "));
             }
             let last = outcome.heights.iter().rev().find_map(|(_, heights)| heights.get(&name));
@@ -212,7 +225,13 @@ pub fn render(scenario: &Scenario, outcome: &Outcome) -> String {
             middle + 5.0,
             escape(&title)
         );
-        let _ = writeln!(body, r#"<text x="{:.1}" y="{:.1}" font-size="10" fill="{FAILOVER}">&#8594;{}</text>"#, at + 6.0, middle - 2.0, escape(&delivery.node));
+        let _ = writeln!(
+            body,
+            r#"<text x="{:.1}" y="{:.1}" font-size="10" fill="{FAILOVER}">&#8594;{}</text>"#,
+            at + 6.0,
+            middle - 2.0,
+            escape(&delivery.node)
+        );
     }
 
     // The timeline's events: numbered labels above the rows, a line down through them.
@@ -220,7 +239,13 @@ pub fn render(scenario: &Scenario, outcome: &Outcome) -> String {
         let at = x(moment.at, total);
         let baseline = LABELS_TOP + LABEL_LINE * *line as f64 + 10.0;
         let label = format!("{} {}", number + 1, moment.label);
-        let _ = writeln!(body, r#"<text x="{:.1}" y="{baseline:.1}" font-size="11" fill="{}">{}</text>"#, at + 2.0, moment.colour, escape(&label));
+        let _ = writeln!(
+            body,
+            r#"<text x="{:.1}" y="{baseline:.1}" font-size="11" fill="{}">{}</text>"#,
+            at + 2.0,
+            moment.colour,
+            escape(&label)
+        );
         let _ = writeln!(
             body,
             r#"<line x1="{at:.1}" y1="{:.1}" x2="{at:.1}" y2="{bottom:.1}" stroke="{}" stroke-width="1"><title>{} at {}</title></line>"#,
@@ -235,12 +260,18 @@ pub fn render(scenario: &Scenario, outcome: &Outcome) -> String {
     let last_fault = scenario.last_fault();
     for (_, at) in &outcome.diverged {
         let at = x(*at, total);
-        let _ = writeln!(body, r#"<line x1="{at:.1}" y1="{top:.1}" x2="{at:.1}" y2="{bottom:.1}" stroke="{DIVERGED}" stroke-width="2" stroke-dasharray="4 3"/>"#);
+        let _ = writeln!(
+            body,
+            r#"<line x1="{at:.1}" y1="{top:.1}" x2="{at:.1}" y2="{bottom:.1}" stroke="{DIVERGED}" stroke-width="2" stroke-dasharray="4 3"/>"#
+        );
         let _ = writeln!(body, r#"<text x="{:.1}" y="{:.1}" font-size="10" fill="{DIVERGED}">diverged</text>"#, at + 3.0, bottom + 10.0);
     }
     if let Some(after) = outcome.converged_after {
         let at = x(last_fault + after, total);
-        let _ = writeln!(body, r#"<line x1="{at:.1}" y1="{top:.1}" x2="{at:.1}" y2="{bottom:.1}" stroke="{CONVERGED}" stroke-width="2" stroke-dasharray="4 3"/>"#);
+        let _ = writeln!(
+            body,
+            r#"<line x1="{at:.1}" y1="{top:.1}" x2="{at:.1}" y2="{bottom:.1}" stroke="{CONVERGED}" stroke-width="2" stroke-dasharray="4 3"/>"#
+        );
         let _ = writeln!(body, r#"<text x="{:.1}" y="{:.1}" font-size="10" fill="{CONVERGED}">converged</text>"#, at + 3.0, bottom + 10.0);
     }
 
@@ -295,7 +326,9 @@ fn legend(body: &mut String, mut y: f64, scenario: &Scenario, outcome: &Outcome,
     y += 18.0;
     let mut keys: Vec<String> = vec!["(int): the peer has no external endpoint (invisible outside its org)".into()];
     if highest > 0 {
-        keys.push(format!("black line: the row's ledger height over time (0 at the row's bottom, {highest} at its top); h N: its height at the end"));
+        keys.push(format!(
+            "black line: the row's ledger height over time (0 at the row's bottom, {highest} at its top); h N: its height at the end"
+        ));
     }
     if outcome.deliveries.iter().any(|d| d.moved) {
         keys.push("purple diamond: failover, the peer's deliver client moved to another orderer node (dashed to its lane)".into());
@@ -311,7 +344,8 @@ fn legend(body: &mut String, mut y: f64, scenario: &Scenario, outcome: &Outcome,
     }
     for (number, moment) in moments.iter().enumerate() {
         let _ = writeln!(body, r#"<rect x="10" y="{:.1}" width="12" height="3" fill="{}"/>"#, y - 5.0, moment.colour);
-        let _ = writeln!(body, r#"<text x="28" y="{y:.1}">{}. {:.2}s {}</text>"#, number + 1, moment.at.as_secs_f64(), escape(&moment.label));
+        let _ =
+            writeln!(body, r#"<text x="28" y="{y:.1}">{}. {:.2}s {}</text>"#, number + 1, moment.at.as_secs_f64(), escape(&moment.label));
         y += 16.0;
     }
     let _ = writeln!(body, "</g>");

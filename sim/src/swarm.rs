@@ -107,7 +107,13 @@ pub fn generate(seed: u64) -> Scenario {
         timeline,
         network,
         disk: None,
-        checks: Checks { converge_within: Duration::from_secs(10), dead_within: Some(Duration::from_millis(4_500)), blocks_within: None, leaders_within: None, new_blocks: Vec::new() },
+        checks: Checks {
+            converge_within: Duration::from_secs(10),
+            dead_within: Some(Duration::from_millis(4_500)),
+            blocks_within: None,
+            leaders_within: None,
+            new_blocks: Vec::new(),
+        },
         // Swarm runs are membership runs; the orderer has scenarios of its own.
         orderer: None,
         tick: None,

@@ -33,11 +33,20 @@ fn mistakes_in_scenario_files_are_named() {
         ("loss and duplicate above 1", format!("{GOOD_HEAD}{CHECKS}network: {{loss: 0.6, duplicate: 0.5}}\n")),
         ("negative loss event", format!("{GOOD_HEAD}{CHECKS}timeline: [{{at: 1s, loss: -0.1}}]\n")),
         ("started twice", format!("{GOOD_HEAD}{CHECKS}timeline: [{{at: 1s, start: org1-peer1}}, {{at: 2s, start: org1-peer1}}]\n")),
-        ("crash before the late start", format!("{GOOD_HEAD}{CHECKS}timeline: [{{at: 1s, crash: org1-peer1}}, {{at: 2s, start: org1-peer1}}]\n")),
+        (
+            "crash before the late start",
+            format!("{GOOD_HEAD}{CHECKS}timeline: [{{at: 1s, crash: org1-peer1}}, {{at: 2s, start: org1-peer1}}]\n"),
+        ),
         ("two events in one step", format!("{GOOD_HEAD}{CHECKS}timeline: [{{at: 1s, crash: org1-peer1, restart: org1-peer1}}]\n")),
         ("a step without an event", format!("{GOOD_HEAD}{CHECKS}timeline: [{{at: 1s}}]\n")),
-        ("partition names a later peer", format!("{GOOD_HEAD}{CHECKS}timeline: [{{at: 1s, partition: [org1-peer0, org2-peer1]}}, {{at: 3s, start: org2-peer1}}]\n")),
-        ("a replica without nodes: 2", format!("{GOOD_HEAD}{CHECKS}orderer: {{tx_per_second: 20}}\ntimeline: [{{at: 1s, crash: orderer2}}]\n")),
+        (
+            "partition names a later peer",
+            format!("{GOOD_HEAD}{CHECKS}timeline: [{{at: 1s, partition: [org1-peer0, org2-peer1]}}, {{at: 3s, start: org2-peer1}}]\n"),
+        ),
+        (
+            "a replica without nodes: 2",
+            format!("{GOOD_HEAD}{CHECKS}orderer: {{tx_per_second: 20}}\ntimeline: [{{at: 1s, crash: orderer2}}]\n"),
+        ),
         ("an orderer node started late", format!("{GOOD_HEAD}{CHECKS}orderer: {{nodes: 2}}\ntimeline: [{{at: 1s, start: orderer2}}]\n")),
         ("no orderer nodes", format!("{GOOD_HEAD}{CHECKS}orderer: {{nodes: 0}}\n")),
         ("new_blocks without an orderer", format!("{GOOD_HEAD}checks: {{converge_within: 5s, new_blocks: [{{after: 2s, by: 4s}}]}}\n")),
@@ -46,7 +55,10 @@ fn mistakes_in_scenario_files_are_named() {
         ("disk faults that never end", format!("{GOOD_HEAD}{CHECKS}disk: {{fsync_failure: 0.01}}\n")),
         ("disk faults past the end", format!("{GOOD_HEAD}{CHECKS}disk: {{full: 0.01, until: 20s}}\n")),
         ("an unknown disk fault", format!("{GOOD_HEAD}{CHECKS}disk: {{head_crash: 0.01, until: 5s}}\n")),
-        ("new_blocks window backwards", format!("{GOOD_HEAD}checks: {{converge_within: 5s, new_blocks: [{{after: 4s, by: 2s}}]}}\norderer: {{}}\n")),
+        (
+            "new_blocks window backwards",
+            format!("{GOOD_HEAD}checks: {{converge_within: 5s, new_blocks: [{{after: 4s, by: 2s}}]}}\norderer: {{}}\n"),
+        ),
     ];
     let mut report = String::new();
     for (name, text) in &cases {

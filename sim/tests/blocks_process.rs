@@ -154,8 +154,11 @@ struct PeerSpec {
     leader: bool,
 }
 
-const PEERS: [PeerSpec; 3] =
-    [PeerSpec { org: 1, index: 0, leader: true }, PeerSpec { org: 1, index: 1, leader: false }, PeerSpec { org: 2, index: 0, leader: true }];
+const PEERS: [PeerSpec; 3] = [
+    PeerSpec { org: 1, index: 0, leader: true },
+    PeerSpec { org: 1, index: 1, leader: false },
+    PeerSpec { org: 2, index: 0, leader: true },
+];
 const ORG1_PEER0: usize = 0;
 const FOLLOWER: usize = 1;
 const ORG2_PEER0: usize = 2;
@@ -381,7 +384,11 @@ impl Drop for Network {
     fn drop(&mut self) {
         if std::thread::panicking() {
             eprintln!("heights (ledger_blockchain_height) at the failure: {:?}", self.heights());
-            eprintln!("----- orderer: last {LOG_TAIL} lines of {} -----\n{}", self.orderer.log.display(), tail(&self.orderer.log, LOG_TAIL));
+            eprintln!(
+                "----- orderer: last {LOG_TAIL} lines of {} -----\n{}",
+                self.orderer.log.display(),
+                tail(&self.orderer.log, LOG_TAIL)
+            );
             for peer in &self.peers {
                 eprintln!("----- {}: last {LOG_TAIL} lines of {} -----\n{}", peer.name, peer.log().display(), tail(&peer.log(), LOG_TAIL));
             }
@@ -446,7 +453,8 @@ fn three_peers_follow_the_orderer_and_a_killed_follower_catches_up() {
     for (i, peer) in network.peers.iter().enumerate() {
         let metrics = peer.metrics().expect("the operations server answers");
         assert_eq!(sample(&metrics, "ledger_blockchain_height"), Some(final_height), "{}:\n{metrics}", peer.name);
-        let commits = sample(&metrics, "ledger_block_processing_time_count").unwrap_or_else(|| panic!("{}: no commit count in\n{metrics}", peer.name));
+        let commits = sample(&metrics, "ledger_block_processing_time_count")
+            .unwrap_or_else(|| panic!("{}: no commit count in\n{metrics}", peer.name));
         if i == FOLLOWER {
             assert!(commits >= final_height - down_from, "{}: {commits} commits since its restart", peer.name);
         } else {

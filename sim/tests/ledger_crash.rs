@@ -29,7 +29,6 @@ const CHANNEL: &str = "ch";
 /// Seeds in the default (CI) batch of the randomized test.
 const CI_SEEDS: u64 = 40;
 
-
 fn env(disk: &SimDisk) -> Env {
     // The network is never used by the ledger; it is only built, not dialed.
     let network = SimNetwork { host: "crash".into(), faults: None, messages: None };
@@ -49,7 +48,9 @@ fn next(previous: &Block, txs: usize, size: usize, salt: u64) -> Block {
     let header = previous.header.clone().unwrap_or_default();
     let number = header.number + 1;
     let envelopes = (0..txs)
-        .map(|i| envelope(HeaderType::EndorserTransaction, CHANNEL, &format!("tx-{number}-{i}"), &vec![(salt as u8).wrapping_add(i as u8); size]))
+        .map(|i| {
+            envelope(HeaderType::EndorserTransaction, CHANNEL, &format!("tx-{number}-{i}"), &vec![(salt as u8).wrapping_add(i as u8); size])
+        })
         .collect();
     new_block(number, &header_hash(&header), envelopes)
 }
@@ -75,7 +76,10 @@ fn check(ledger: &ChannelLedger, acked: &[Block], in_flight: Option<&Block>) -> 
     let acked_height = acked.len() as u64;
     let allowed_above = u64::from(in_flight.is_some());
     if height < acked_height || height > acked_height + allowed_above {
-        return Err(format!("height {height}, but {acked_height} blocks were acknowledged{}", if in_flight.is_some() { " (and one was in flight)" } else { "" }));
+        return Err(format!(
+            "height {height}, but {acked_height} blocks were acknowledged{}",
+            if in_flight.is_some() { " (and one was in flight)" } else { "" }
+        ));
     }
     ledger.verify_chain().map_err(|e| format!("hash chain: {e}"))?;
     let mut on_disk: Vec<Block> = acked.to_vec();
@@ -391,7 +395,9 @@ fn randomized_appends_rollbacks_and_reopens_under_torn_power_cuts() {
     for &seed in &seeds {
         let mut tally = Tally::default();
         if let Err(e) = randomized(seed, &mut tally) {
-            violations.push(format!("seed {seed}: {e}\n  replay: SIM_SEED={seed} cargo test -p sim --test ledger_crash randomized -- --nocapture"));
+            violations.push(format!(
+                "seed {seed}: {e}\n  replay: SIM_SEED={seed} cargo test -p sim --test ledger_crash randomized -- --nocapture"
+            ));
         }
         total.appends += tally.appends;
         total.rollbacks += tally.rollbacks;

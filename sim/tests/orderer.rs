@@ -56,7 +56,8 @@ async fn client(host: &str) -> AtomicBroadcastClient<tonic::transport::Channel> 
         let connect = network("client").connect(&target, Duration::from_secs(1));
         async move { connect.await.map(hyper_util::rt::TokioIo::new) }
     });
-    let channel = tonic::transport::Endpoint::from_shared(format!("http://{host}:7050")).unwrap().connect_with_connector(connector).await.unwrap();
+    let channel =
+        tonic::transport::Endpoint::from_shared(format!("http://{host}:7050")).unwrap().connect_with_connector(connector).await.unwrap();
     AtomicBroadcastClient::new(channel)
 }
 
@@ -94,7 +95,9 @@ fn verify(blocks: &[Block]) {
     let channels = Channels::open(ledger, Arc::new(Mutex::new(Identities::new(&world().client, [])))).unwrap();
     channels.join(&blocks[0]).unwrap();
     for block in &blocks[1..] {
-        channels.append(CHANNEL, block).unwrap_or_else(|e| panic!("block {:?} does not verify: {e}", block.header.as_ref().map(|h| h.number)));
+        channels
+            .append(CHANNEL, block)
+            .unwrap_or_else(|e| panic!("block {:?} does not verify: {e}", block.header.as_ref().map(|h| h.number)));
         let transactions = &block.data.as_ref().unwrap().data;
         assert!(!transactions.is_empty() && transactions.len() <= 10, "a block holds 1..=max_message_count transactions");
     }
@@ -197,7 +200,11 @@ fn run(seed: u64, duration: Duration, crash: Option<(Duration, Duration)>) -> (S
             tokio::time::sleep(Duration::from_secs(1)).await;
             // The newest block, then the next one, waited for (Fabric refuses a start beyond the
             // height with NOT_FOUND, so the next block is as far as a wait reaches).
-            let newest = SeekInfo { start: position(seek_position::Type::Newest(SeekNewest {})), stop: position(seek_position::Type::Newest(SeekNewest {})), ..SeekInfo::default() };
+            let newest = SeekInfo {
+                start: position(seek_position::Type::Newest(SeekNewest {})),
+                stop: position(seek_position::Type::Newest(SeekNewest {})),
+                ..SeekInfo::default()
+            };
             let (blocks, status) = fetch("orderer", &world.client, newest, 1).await;
             assert_eq!(status, FabricStatus::Success as i32);
             let height = blocks[0].header.as_ref().unwrap().number + 1;
@@ -212,7 +219,11 @@ fn run(seed: u64, duration: Duration, crash: Option<(Duration, Duration)>) -> (S
             let fail = SeekInfo { start: far, stop: far, behavior: SeekBehavior::FailIfNotReady as i32, ..SeekInfo::default() };
             assert_eq!(fetch("orderer", &world.client, fail, 3).await.1, FabricStatus::NotFound as i32);
             // An identity outside the channel may not read.
-            let all = SeekInfo { start: position(seek_position::Type::Oldest(SeekOldest {})), stop: position(seek_position::Type::Newest(SeekNewest {})), ..SeekInfo::default() };
+            let all = SeekInfo {
+                start: position(seek_position::Type::Oldest(SeekOldest {})),
+                stop: position(seek_position::Type::Newest(SeekNewest {})),
+                ..SeekInfo::default()
+            };
             assert_eq!(fetch("orderer", &outsider(), all, 4).await.1, FabricStatus::Forbidden as i32);
 
             let at = turmoil::sim_elapsed().unwrap_or_default();
@@ -269,7 +280,10 @@ async fn broadcast(host: &str, member: &LocalMsp, outsider: &LocalMsp) -> Vec<i3
             timestamp: Some(peer_core::proposal::timestamp(sim_now())),
             ..ChannelHeader::default()
         };
-        let header = Header { channel_header: channel_header.encode_to_vec(), signature_header: SignatureHeader { creator, nonce: vec![nonce; 24] }.encode_to_vec() };
+        let header = Header {
+            channel_header: channel_header.encode_to_vec(),
+            signature_header: SignatureHeader { creator, nonce: vec![nonce; 24] }.encode_to_vec(),
+        };
         let payload = Payload { header: Some(header), data: b"broadcast".to_vec() }.encode_to_vec();
         Envelope { signature: signer.sign(&payload), payload }
     };
@@ -340,7 +354,11 @@ fn a_replica_serves_the_leaders_chain_and_resumes_from_its_disk_after_a_crash() 
             tokio::time::sleep(Duration::from_secs(1)).await;
             let statuses = broadcast("orderer2", &world.client, &outsider()).await;
             tokio::time::sleep(Duration::from_secs(6)).await;
-            let all = SeekInfo { start: position(seek_position::Type::Oldest(SeekOldest {})), stop: position(seek_position::Type::Newest(SeekNewest {})), ..SeekInfo::default() };
+            let all = SeekInfo {
+                start: position(seek_position::Type::Oldest(SeekOldest {})),
+                stop: position(seek_position::Type::Newest(SeekNewest {})),
+                ..SeekInfo::default()
+            };
             let (chain, status) = fetch("orderer2", &world.client, all, 1).await;
             assert_eq!(status, FabricStatus::Success as i32);
             *served.lock().unwrap() = (chain, statuses);

@@ -160,7 +160,8 @@ fn port_zero_is_named_as_bound_and_the_orderer_org_is_in_cryptogens_layout() {
     let genesis = Block::decode(std::fs::read(dir.path().join("mychannel.block")).unwrap().as_slice()).unwrap();
     let config = peer_core::channel::ChannelConfig::from_block(&genesis).unwrap();
     assert_eq!(config.orderer_endpoints(), [bound]);
-    let anchors = |org: &str| config.application.orgs[org].anchor_peers.iter().map(|a| format!("{}:{}", a.host, a.port)).collect::<Vec<_>>();
+    let anchors =
+        |org: &str| config.application.orgs[org].anchor_peers.iter().map(|a| format!("{}:{}", a.host, a.port)).collect::<Vec<_>>();
     assert_eq!(anchors("Org1MSP"), ["127.0.0.1:7051"]);
     assert!(anchors("Org2MSP").is_empty());
 

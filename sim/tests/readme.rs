@@ -75,10 +75,14 @@ fn blocks(readme: &str) -> Vec<Block> {
                 assert!(!why.is_empty(), "README.md:{}: a skipped block must say why", i + 1);
                 Kind::Skip(why.to_string())
             }
-            Some(m) if m.starts_with("until-started ") => Kind::UntilStarted(m["until-started ".len()..].trim().trim_matches('"').to_string()),
+            Some(m) if m.starts_with("until-started ") => {
+                Kind::UntilStarted(m["until-started ".len()..].trim().trim_matches('"').to_string())
+            }
             Some(m) => panic!("README.md:{}: unknown readme-test marker {m:?}", i + 1),
         };
-        let end = (i + 1..lines.len()).find(|&j| lines[j].trim_end() == "```").unwrap_or_else(|| panic!("README.md:{}: unterminated block", i + 1));
+        let end = (i + 1..lines.len())
+            .find(|&j| lines[j].trim_end() == "```")
+            .unwrap_or_else(|| panic!("README.md:{}: unterminated block", i + 1));
         blocks.push(Block { line: i + 1, kind, text: lines[i + 1..end].join("\n") });
         i = end + 1;
     }
@@ -206,7 +210,9 @@ fn check_network(root: &Path, shell: &Shell) {
         .unwrap_or_else(|| panic!("net/orderer.out has no `stopped at height N`:\n{out}\nsession:\n{}", shell.tail()));
     assert!(final_height > 1, "the orderer cut no block");
     for (name, _, port) in NETWORK {
-        wait_until(&format!("{name} is at the orderer's height {final_height} (now {:?})", height(port)), || height(port) == Some(final_height));
+        wait_until(&format!("{name} is at the orderer's height {final_height} (now {:?})", height(port)), || {
+            height(port) == Some(final_height)
+        });
     }
     for (name, org, port) in NETWORK {
         wait_until(&format!("{name} sees the two other peers alive"), || {
@@ -283,7 +289,12 @@ fn every_command_block_of_the_readme_runs_as_printed() {
         stdin.flush().unwrap();
         wait_until(&format!("README.md:{}: the block finishes", block.line), || {
             if let Some(status) = shell.child.try_wait().unwrap() {
-                panic!("README.md:{}: a command of this block failed ({status}):\n{}\n--- session output:\n{}", block.line, block.text, shell.tail());
+                panic!(
+                    "README.md:{}: a command of this block failed ({status}):\n{}\n--- session output:\n{}",
+                    block.line,
+                    block.text,
+                    shell.tail()
+                );
             }
             std::fs::read_to_string(&shell.log).is_ok_and(|t| t.lines().any(|l| l == done))
         });

@@ -70,8 +70,9 @@ fn run_with(path: &Path, seed: u64, trace: &Path, extra: &[&str]) -> Value {
         .output()
         .expect("running the sim binary");
     let stdout = String::from_utf8_lossy(&output.stdout);
-    serde_json::from_str(stdout.lines().last().unwrap_or_default())
-        .unwrap_or_else(|e| panic!("sim run {} --seed {seed} printed no report ({e}); stderr:\n{}", path.display(), String::from_utf8_lossy(&output.stderr)))
+    serde_json::from_str(stdout.lines().last().unwrap_or_default()).unwrap_or_else(|e| {
+        panic!("sim run {} --seed {seed} printed no report ({e}); stderr:\n{}", path.display(), String::from_utf8_lossy(&output.stderr))
+    })
 }
 
 /// Where a run's trace goes: the name `sim run` keeps a failing trace under (`x-3.log` for
@@ -116,7 +117,9 @@ fn every_scenario_over_the_seed_batch_deterministically() {
     // Every seed twice: the determinism check compares the two runs' trace hashes.
     let jobs: Vec<(String, PathBuf, u64, &'static str)> = files
         .iter()
-        .flat_map(|(name, path)| seeds.iter().flat_map(move |seed| [(name.clone(), path.clone(), *seed, ""), (name.clone(), path.clone(), *seed, ".second")]))
+        .flat_map(|(name, path)| {
+            seeds.iter().flat_map(move |seed| [(name.clone(), path.clone(), *seed, ""), (name.clone(), path.clone(), *seed, ".second")])
+        })
         .collect();
     let reports = run_all(&jobs, &failures_dir);
     let mut failures = Vec::new();
@@ -176,7 +179,10 @@ fn every_scenario_over_the_seed_batch_deterministically() {
             for (kind, count) in first["milestones"].as_object().into_iter().flatten() {
                 *reached.entry(kind.clone()).or_insert(0) += count.as_u64().unwrap_or(0);
             }
-            eprintln!("{name} seed {seed}: {} trace lines, converged after {}ms, faults {}", first["trace_lines"], first["converged_after_ms"], first["faults"]);
+            eprintln!(
+                "{name} seed {seed}: {} trace lines, converged after {}ms, faults {}",
+                first["trace_lines"], first["converged_after_ms"], first["faults"]
+            );
             // The canonical seed's timeline is a snapshot: behaviour changes show up in review.
             if *seed == 1 && failures.is_empty() && name != "swarm" {
                 insta::assert_snapshot!(format!("{name}-seed-1"), first["summary"].as_str().unwrap_or_default());
@@ -210,7 +216,8 @@ fn broken_run(scenario: &str, breakage: &str) -> (Value, String) {
         .output()
         .expect("running the sim binary");
     assert_eq!(output.status.code(), Some(1), "a broken invariant fails the run");
-    let report: Value = serde_json::from_str(String::from_utf8_lossy(&output.stdout).lines().last().unwrap_or_default()).expect("a JSON report");
+    let report: Value =
+        serde_json::from_str(String::from_utf8_lossy(&output.stdout).lines().last().unwrap_or_default()).expect("a JSON report");
     let first = report["violations"][0].as_str().unwrap_or_default().to_string();
     assert_eq!(report["seed"], 1);
     assert_eq!(report["scenario"], scenario);
@@ -281,7 +288,8 @@ fn a_dumped_swarm_scenario_replays_the_same_run() {
                     let file = dir.path().join(format!("swarm-{seed}.yaml"));
                     let swarm = report_of(&["run", "swarm", "--seed", &seed.to_string(), "--json", "--dump", &file.display().to_string()]);
                     let text = std::fs::read_to_string(&file).expect("--dump wrote the scenario");
-                    let loaded = sim::scenario::Scenario::parse(&text).unwrap_or_else(|e| panic!("seed {seed}: the dumped scenario does not load: {e}\n{text}"));
+                    let loaded = sim::scenario::Scenario::parse(&text)
+                        .unwrap_or_else(|e| panic!("seed {seed}: the dumped scenario does not load: {e}\n{text}"));
                     assert_eq!(loaded, sim::swarm::generate(seed), "seed {seed}: the file is not the scenario the seed chose:\n{text}");
                     assert_eq!(swarm["options"].as_str(), Some(text.as_str()), "seed {seed}: what is printed is what is dumped");
                     let replayed = report_of(&["run", &file.display().to_string(), "--seed", &seed.to_string(), "--json"]);
@@ -360,7 +368,11 @@ fn well_formed(text: &str) -> Result<(), String> {
         let Some(end) = rest.find(';') else { return false };
         let name = &rest[1..end];
         matches!(name, "amp" | "lt" | "gt" | "quot" | "apos")
-            || name.strip_prefix('#').is_some_and(|n| !n.is_empty() && (n.chars().all(|c| c.is_ascii_digit()) || n.strip_prefix('x').is_some_and(|h| !h.is_empty() && h.chars().all(|c| c.is_ascii_hexdigit()))))
+            || name.strip_prefix('#').is_some_and(|n| {
+                !n.is_empty()
+                    && (n.chars().all(|c| c.is_ascii_digit())
+                        || n.strip_prefix('x').is_some_and(|h| !h.is_empty() && h.chars().all(|c| c.is_ascii_hexdigit())))
+            })
     }
     fn text_ok(chunk: &str) -> Result<(), String> {
         for (at, _) in chunk.match_indices('&') {

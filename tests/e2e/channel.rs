@@ -51,7 +51,9 @@ fn create_genesis(tmp: &Path, channel: &str, block: &Path) -> Run {
     let orderer_org = format!("OrdererMSP={}", crypto.join("example.com/msp").display());
     let org1 = format!("Org1MSP={}", crypto.join("org1.example.com").display());
     let args = ["channel", "create-genesis", "-c", channel, "--orderer-org", &orderer_org, "--orderer", "orderer.example.com:7050"];
-    let args = [&args[..], &["--org", &org1, "--anchor-peer", "Org1MSP=peer0.org1.example.com:7051", "--outputBlock", block.to_str().unwrap()]].concat();
+    let args =
+        [&args[..], &["--org", &org1, "--anchor-peer", "Org1MSP=peer0.org1.example.com:7051", "--outputBlock", block.to_str().unwrap()]]
+            .concat();
     peer_core(tmp, &[], &args)
 }
 
@@ -140,7 +142,10 @@ fn join_list_getinfo_then_restart_with_blocks_appended_offline() {
         &channel(tmp, &setup, ports, &["join", "-b", block]),
         "proposal failed (err: bad proposal response 500: cannot create ledger from genesis block: ledger [mychannel] already exists with state [ACTIVE])",
     );
-    assert_error(&channel(tmp, &setup, ports, &["getinfo", "-c", "nochannel"]), "received bad response, status 500: Invalid chain ID, nochannel");
+    assert_error(
+        &channel(tmp, &setup, ports, &["getinfo", "-c", "nochannel"]),
+        "received bad response, status 500: Invalid chain ID, nochannel",
+    );
     let missing = tmp.join("missing.block");
     assert_error(
         &channel(tmp, &setup, ports, &["join", "-b", missing.to_str().unwrap()]),
@@ -159,7 +164,10 @@ fn join_list_getinfo_then_restart_with_blocks_appended_offline() {
     let env = peer_env(&setup, ports, &data_dir(tmp));
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     let run = peer_core(tmp, &env, &["channel", "join", "-b", other.to_str().unwrap()]);
-    assert_error(&run, "proposal failed (err: bad proposal response 500: access denied for [JoinChain][other]: [Failed verifying that proposal's creator satisfies local MSP principal during channelless check policy with policy [Admins]");
+    assert_error(
+        &run,
+        "proposal failed (err: bad proposal response 500: access denied for [JoinChain][other]: [Failed verifying that proposal's creator satisfies local MSP principal during channelless check policy with policy [Admins]",
+    );
 
     // Stop, append three orderer-signed blocks offline, restart: the data reopens.
     assert_eq!(peer.signal_and_wait("TERM", STARTUP).0, 0);
@@ -185,7 +193,13 @@ fn a_peer_that_is_not_running_gives_fabrics_connection_error() {
     let setup = setup(tmp.path());
     let ports = Ports::free();
     let run = channel(tmp.path(), &setup, ports, &["list"]);
-    assert_error(&run, &format!("error getting endorser client for channel: endorser client failed to connect to 127.0.0.1:{}: failed to create new connection: context deadline exceeded", ports.peer));
+    assert_error(
+        &run,
+        &format!(
+            "error getting endorser client for channel: endorser client failed to connect to 127.0.0.1:{}: failed to create new connection: context deadline exceeded",
+            ports.peer
+        ),
+    );
 }
 
 #[test]
@@ -196,7 +210,12 @@ fn fetch_writes_the_block_fabric_names() {
     let ports = Ports::free();
     let mut peer = start(tmp, &setup, ports);
     assert_ok(&channel(tmp, &setup, ports, &["join", "-b", setup.block.to_str().unwrap()]));
-    for (target, file) in [("oldest", "mychannel_oldest.block"), ("newest", "mychannel_newest.block"), ("config", "mychannel_config.block"), ("0", "mychannel_0.block")] {
+    for (target, file) in [
+        ("oldest", "mychannel_oldest.block"),
+        ("newest", "mychannel_newest.block"),
+        ("config", "mychannel_config.block"),
+        ("0", "mychannel_0.block"),
+    ] {
         let run = channel(tmp, &setup, ports, &["fetch", target, "-c", "mychannel"]);
         assert_ok(&run);
         assert!(run.stderr.contains("Received block: 0"), "{}", run.stderr);
@@ -207,7 +226,13 @@ fn fetch_writes_the_block_fabric_names() {
     let run = channel(tmp, &setup, ports, &["fetch", "5", "-c", "mychannel", "--bestEffort"]);
     assert!(run.stderr.contains("Expect block, but got status: &{NOT_FOUND}"), "{}", run.stderr);
     // Fabric's text, then the channel, the block and the peer (Fabric names none of them).
-    assert_error(&run, &format!("can't read the block: &{{NOT_FOUND}}: peer 127.0.0.1:{} has not joined channel 'mychannel', or has no block 5 in it", ports.peer));
+    assert_error(
+        &run,
+        &format!(
+            "can't read the block: &{{NOT_FOUND}}: peer 127.0.0.1:{} has not joined channel 'mychannel', or has no block 5 in it",
+            ports.peer
+        ),
+    );
     assert!(!tmp.join("mychannel_5.block").exists());
     assert_error(&channel(tmp, &setup, ports, &["fetch", "nope", "-c", "mychannel"]), "fetch target illegal: nope");
     assert_eq!(peer.signal_and_wait("TERM", STARTUP).0, 0);

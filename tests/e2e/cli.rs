@@ -222,7 +222,8 @@ fn msp_generate_is_reproducible_with_a_seed_and_loadable() {
 #[test]
 fn msp_generate_orderer_org_and_create_genesis_from_the_folders() {
     let dir = tempfile::tempdir().unwrap();
-    let run = peer_core(dir.path(), &[], &["msp", "generate", "--orderer", "--org", "OrdererMSP", "--domain", "example.com", "--out", "crypto"]);
+    let run =
+        peer_core(dir.path(), &[], &["msp", "generate", "--orderer", "--org", "OrdererMSP", "--domain", "example.com", "--out", "crypto"]);
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert_eq!(run.stdout, "Generated OrdererMSP (orderer.example.com, Admin@example.com) in crypto/ordererOrganizations/example.com\n");
     let node = dir.path().join("crypto/ordererOrganizations/example.com/orderers/orderer.example.com");
@@ -234,10 +235,22 @@ fn msp_generate_orderer_org_and_create_genesis_from_the_folders() {
     // Fabric's own sample MSP (no NodeOUs, admincerts) is an org folder too.
     let sample_msp = format!("SampleOrg={}", repo_root().join("sampleconfig/msp").display());
     let args = [
-        "channel", "create-genesis", "-c", "mychannel", "--outputBlock", "mychannel.block",
-        "--orderer-org", "OrdererMSP=crypto/ordererOrganizations/example.com/msp", "--orderer", "127.0.0.1:7050",
-        "--org", "Org1MSP=crypto/peerOrganizations/org1.example.com", "--anchor-peer", "Org1MSP=127.0.0.1:7051",
-        "--org", &sample_msp,
+        "channel",
+        "create-genesis",
+        "-c",
+        "mychannel",
+        "--outputBlock",
+        "mychannel.block",
+        "--orderer-org",
+        "OrdererMSP=crypto/ordererOrganizations/example.com/msp",
+        "--orderer",
+        "127.0.0.1:7050",
+        "--org",
+        "Org1MSP=crypto/peerOrganizations/org1.example.com",
+        "--anchor-peer",
+        "Org1MSP=127.0.0.1:7051",
+        "--org",
+        &sample_msp,
     ];
     let run = peer_core(dir.path(), &[], &args);
     assert_eq!(run.code, 0, "{}", run.stderr);
@@ -324,7 +337,11 @@ signing identity: signcerts/peer0.org1.example.com-cert.pem
 #[test]
 fn msp_inspect_of_generated_orgs_gives_roles_and_the_peers_pki_id() {
     let dir = tempfile::tempdir().unwrap();
-    let run = peer_core(dir.path(), &[], &["msp", "generate", "--org", "Org1MSP", "--domain", "org1.example.com", "--seed", "7", "--out", "crypto"]);
+    let run = peer_core(
+        dir.path(),
+        &[],
+        &["msp", "generate", "--org", "Org1MSP", "--domain", "org1.example.com", "--seed", "7", "--out", "crypto"],
+    );
     assert_eq!(run.code, 0, "{}", run.stderr);
     let org = dir.path().join("crypto/peerOrganizations/org1.example.com");
     let sample = repo_root().join("sampleconfig");

@@ -86,7 +86,9 @@ fn idle_connections_are_bounded_and_closed_and_healthz_keeps_answering() {
     let ports = Ports::free();
     let mut env = sample_env(ports, &data_dir(tmp.path()));
     // Seconds, not Fabric's 5 s handshake and 2 h keepalive, to keep the test short.
-    for (key, value) in [("CORE_PEER_CONNECTIONTIMEOUT", "2s"), ("CORE_PEER_KEEPALIVE_INTERVAL", "1s"), ("CORE_PEER_KEEPALIVE_TIMEOUT", "1s")] {
+    for (key, value) in
+        [("CORE_PEER_CONNECTIONTIMEOUT", "2s"), ("CORE_PEER_KEEPALIVE_INTERVAL", "1s"), ("CORE_PEER_KEEPALIVE_TIMEOUT", "1s")]
+    {
         env.push((key.into(), value.into()));
     }
     let mut peer = spawn_with_open_file_limit(PEER_OPEN_FILES, || Peer::spawn(tmp.path(), &env, ports));

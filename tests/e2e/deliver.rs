@@ -47,7 +47,11 @@ fn make_channel(data: &Path, orderer: &Org, org1: &Org, height: u64, now: System
     let channels = Channels::open(mgr, Arc::new(Mutex::new(Identities::new(&local, Vec::new())))).unwrap();
     let mut spec = GenesisSpec::new(CHANNEL, UNIX_EPOCH + Duration::from_secs(1_748_736_000));
     let org_entry = |org| GenesisOrg { name: String::new(), org, anchor_peers: Vec::new(), orderer_endpoints: Vec::new() };
-    spec.orderer_orgs.push(GenesisOrg { name: "OrdererOrg".into(), orderer_endpoints: vec!["orderer.example.com:7050".into()], ..org_entry(orderer) });
+    spec.orderer_orgs.push(GenesisOrg {
+        name: "OrdererOrg".into(),
+        orderer_endpoints: vec!["orderer.example.com:7050".into()],
+        ..org_entry(orderer)
+    });
     spec.application_orgs.push(GenesisOrg { name: "Org1MSP".into(), ..org_entry(org1) });
     let genesis = genesis_block(&spec).unwrap();
     channels.join(&genesis).unwrap();
@@ -212,7 +216,11 @@ fn deliver_streams_over_the_concurrency_limit_are_refused_and_the_peer_stays_res
         let (status, body) = http(ports.operations, "GET", "/healthz", "");
         assert_eq!(status, 200, "{body}");
         let rss_after = rss_kb(peer.pid());
-        eprintln!("deliver limit: VmRSS {rss_before} kB before, {rss_after} kB with {} streams held and {} refused", held.len(), refused.len());
+        eprintln!(
+            "deliver limit: VmRSS {rss_before} kB before, {rss_after} kB with {} streams held and {} refused",
+            held.len(),
+            refused.len()
+        );
         assert!(rss_after < rss_before + 64 * 1024, "VmRSS grew from {rss_before} kB to {rss_after} kB");
 
         // Closing the held streams frees their slots: polled until a new stream is served.
@@ -229,10 +237,12 @@ fn deliver_streams_over_the_concurrency_limit_are_refused_and_the_peer_stays_res
         let stream = tokio::time::timeout(deadline, again).await.expect("a slot was never freed");
         drop(stream);
     });
-    let refusals = peer.seen.iter().filter(|l| l.contains("Too many requests for /protos.Deliver, exceeding concurrency limit (4)")).count();
+    let refusals =
+        peer.seen.iter().filter(|l| l.contains("Too many requests for /protos.Deliver, exceeding concurrency limit (4)")).count();
     let (code, _) = peer.signal_and_wait("TERM", LIMIT);
     assert_eq!(code, 0, "{}", peer.seen.join("\n"));
-    let refusals = refusals.max(peer.seen.iter().filter(|l| l.contains("Too many requests for /protos.Deliver, exceeding concurrency limit (4)")).count());
+    let refusals = refusals
+        .max(peer.seen.iter().filter(|l| l.contains("Too many requests for /protos.Deliver, exceeding concurrency limit (4)")).count());
     assert!(refusals >= LIMIT_STREAMS, "the peer logs each refusal (Fabric's ERROR line); saw {refusals}:\n{}", peer.seen.join("\n"));
     assert!(peer.seen.iter().all(|l| !l.contains("panicked")), "{}", peer.seen.join("\n"));
 }

@@ -116,12 +116,22 @@ fn two_orgs_three_peers_learn_whom_they_should_detect_a_death_and_a_return() {
         let generated = generate::generate_org(&spec, &mut generate::org_rng(11, &spec), ValidityWindow::fixed()).unwrap();
         generated.write_to(&tmp.path().join("crypto")).unwrap();
         for peer in &generated.peers {
-            pki.push(LocalMsp::from_files(&peer.msp, &spec.msp_id, std::time::SystemTime::UNIX_EPOCH + Duration::from_secs(1_748_736_000)).unwrap().pki_id().to_string());
+            pki.push(
+                LocalMsp::from_files(&peer.msp, &spec.msp_id, std::time::SystemTime::UNIX_EPOCH + Duration::from_secs(1_748_736_000))
+                    .unwrap()
+                    .pki_id()
+                    .to_string(),
+            );
         }
     }
     let (p10, p11, p20) = (&pki[0], &pki[1], &pki[2]);
     let ports = [Ports::free(), Ports::free(), Ports::free()];
-    let mut peers: Vec<Peer> = PEERS.iter().map(|spec| Peer::spawn(tmp.path(), &env_for(tmp.path(), spec, &ports), ports[PEERS.iter().position(|p| p.name == spec.name).unwrap()])).collect();
+    let mut peers: Vec<Peer> = PEERS
+        .iter()
+        .map(|spec| {
+            Peer::spawn(tmp.path(), &env_for(tmp.path(), spec, &ports), ports[PEERS.iter().position(|p| p.name == spec.name).unwrap()])
+        })
+        .collect();
     for peer in &mut peers {
         peer.wait_for("Started peer with ID=", Duration::from_secs(30));
     }
@@ -154,11 +164,15 @@ fn two_orgs_three_peers_learn_whom_they_should_detect_a_death_and_a_return() {
     });
 
     // Restart it on the same data and ports: it comes back, with a higher incarnation.
-    let before = membership(&peers[0])["members"].as_array().unwrap().iter().find(|m| m["pki_id"] == p20.as_str()).unwrap()["inc_num"].as_u64().unwrap();
+    let before = membership(&peers[0])["members"].as_array().unwrap().iter().find(|m| m["pki_id"] == p20.as_str()).unwrap()["inc_num"]
+        .as_u64()
+        .unwrap();
     peers[2] = Peer::spawn(tmp.path(), &env_for(tmp.path(), &PEERS[2], &ports), ports[2]);
     peers[2].wait_for("Started peer with ID=", Duration::from_secs(30));
     eventually(&mut peers[0], limit, "org2-peer0 alive again", |p| seen(p, true).contains(p20));
-    let after = membership(&peers[0])["members"].as_array().unwrap().iter().find(|m| m["pki_id"] == p20.as_str()).unwrap()["inc_num"].as_u64().unwrap();
+    let after = membership(&peers[0])["members"].as_array().unwrap().iter().find(|m| m["pki_id"] == p20.as_str()).unwrap()["inc_num"]
+        .as_u64()
+        .unwrap();
     assert!(after > before, "incarnation {after} > {before}");
 
     for peer in &mut peers {

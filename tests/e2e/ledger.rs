@@ -125,7 +125,10 @@ fn rebuild_and_upgrade_dbs_drop_the_indexes_and_keep_the_blocks() {
     make_ledgers(&data, &[("mychannel", 5)]);
     let path = data.join("ledgersData/chains/mychannel.redb");
     let run = node(dir.path(), &data, &["rebuild-dbs"]);
-    assert_ok(&run, &format!("Dropping all contents in BlockStoreIndex of channel [mychannel] at location [{}] ...if present", path.display()));
+    assert_ok(
+        &run,
+        &format!("Dropping all contents in BlockStoreIndex of channel [mychannel] at location [{}] ...if present", path.display()),
+    );
     let run = node(dir.path(), &data, &["upgrade-dbs"]);
     assert_ok(&run, "is already in the current format peer-core-ledger/1, nothing to upgrade");
     assert_ok(&run, "Dropping all contents in BlockStoreIndex of channel [mychannel]");

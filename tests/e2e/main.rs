@@ -4,8 +4,8 @@
 //! core.yaml or `CORE_*` variable of the developer's machine leaks in. Peers listen on 127.0.0.1
 //! only, on ports the OS reports free.
 
-mod channel;
 mod catalog;
+mod channel;
 mod cli;
 mod connections;
 mod deliver;

@@ -66,7 +66,16 @@ fn a_working_peer_exposes_fabrics_metrics_and_they_move() {
         peer.next_line(Duration::from_millis(50));
         (metrics, text) = scrape(ports);
     }
-    let worked = [exposition::ALWAYS, exposition::PROCESS, exposition::CHANNEL, exposition::CHANNEL_GOSSIP, exposition::UNARY, exposition::STREAM, exposition::DELIVER].concat();
+    let worked = [
+        exposition::ALWAYS,
+        exposition::PROCESS,
+        exposition::CHANNEL,
+        exposition::CHANNEL_GOSSIP,
+        exposition::UNARY,
+        exposition::STREAM,
+        exposition::DELIVER,
+    ]
+    .concat();
     exposition::assert_fabric(&metrics, &[worked.as_slice(), &["endorser_proposal_duration"]].concat(), &text);
     let value = |name: &str, labels: &[(&str, &str)]| exposition::value(&metrics, name, labels);
     assert!(value("process_cpu_seconds_total", &[]) >= exposition::value(&fresh, "process_cpu_seconds_total", &[]), "{text}");
@@ -76,7 +85,10 @@ fn a_working_peer_exposes_fabrics_metrics_and_they_move() {
     assert_eq!(value("endorser_successful_proposals", &[]), 3.0, "{text}");
     assert_eq!(value("endorser_proposal_validation_failures", &[]), 0.0, "{text}");
     for chaincode in ["cscc", "qscc"] {
-        assert!(value("endorser_proposal_duration_count", &[("channel", ""), ("chaincode", chaincode), ("success", "true")]) >= 1.0, "{text}");
+        assert!(
+            value("endorser_proposal_duration_count", &[("channel", ""), ("chaincode", chaincode), ("success", "true")]) >= 1.0,
+            "{text}"
+        );
     }
     let process = [("service", "protos_Endorser"), ("method", "ProcessProposal")];
     assert_eq!(value("grpc_server_unary_requests_received", &process), 3.0, "{text}");

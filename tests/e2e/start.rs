@@ -95,7 +95,10 @@ fn start_logs_fabrics_lines_in_order_serves_and_stops_on_sigterm() {
         let status = endorser.process_proposal(proto::protos::SignedProposal::default()).await.unwrap_err();
         // The sample config chains TimeWindowCheck first: an empty proposal's timestamp is 1970.
         assert_eq!(status.code(), tonic::Code::Unknown);
-        assert!(status.message().starts_with("request unauthorized due to incorrect timestamp 1970-01-01T00:00:00Z, peer time "), "{status:?}");
+        assert!(
+            status.message().starts_with("request unauthorized due to incorrect timestamp 1970-01-01T00:00:00Z, peer time "),
+            "{status:?}"
+        );
         // The chaincode port serves the standard health service.
         let url = format!("http://127.0.0.1:{}", peer.ports.chaincode);
         let channel = tonic::transport::Endpoint::from_shared(url).unwrap().connect().await.unwrap();
@@ -198,6 +201,7 @@ fn grpc_library_lines_log_under_fabrics_grpc_logger() {
     assert!(line.contains(" DEBU "), "{line}");
     let (code, _) = peer.signal_and_wait("TERM", Duration::from_secs(10));
     assert_eq!(code, 0);
-    let module_paths: Vec<&String> = peer.seen.iter().filter(|line| ["[h2", "[hyper", "[tonic", "[tower", "::"].iter().any(|p| line.contains(p))).collect();
+    let module_paths: Vec<&String> =
+        peer.seen.iter().filter(|line| ["[h2", "[hyper", "[tonic", "[tower", "::"].iter().any(|p| line.contains(p))).collect();
     assert!(module_paths.is_empty(), "library lines under module paths:\n{module_paths:#?}");
 }

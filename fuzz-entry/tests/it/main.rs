@@ -67,30 +67,35 @@ fn runner(cases: u32) -> TestRunner {
 /// Random bytes, and seeds with a few bytes changed or cut short.
 fn run_random(target: &str, random: u32, mutated: u32) {
     let body = body(target);
-    runner(random).run(&vec(any::<u8>(), 0..512), |bytes| {
-        body(&bytes);
-        Ok(())
-    }).unwrap();
+    runner(random)
+        .run(&vec(any::<u8>(), 0..512), |bytes| {
+            body(&bytes);
+            Ok(())
+        })
+        .unwrap();
     if mutated == 0 {
         return;
     }
     let seeds: Vec<Vec<u8>> = fuzz_entry::seeds::seeds().into_iter().filter(|s| s.target == target).map(|s| s.bytes).collect();
-    let mutation = (any::<prop::sample::Index>(), vec((any::<prop::sample::Index>(), any::<u8>()), 1..6), any::<Option<prop::sample::Index>>());
-    runner(mutated).run(&mutation, |(which, changes, cut)| {
-        let mut bytes = which.get(&seeds).clone();
-        if bytes.is_empty() {
-            bytes.push(0);
-        }
-        for (at, value) in changes {
-            let i = at.index(bytes.len());
-            bytes[i] ^= value;
-        }
-        if let Some(cut) = cut {
-            bytes.truncate(cut.index(bytes.len() + 1));
-        }
-        body(&bytes);
-        Ok(())
-    }).unwrap();
+    let mutation =
+        (any::<prop::sample::Index>(), vec((any::<prop::sample::Index>(), any::<u8>()), 1..6), any::<Option<prop::sample::Index>>());
+    runner(mutated)
+        .run(&mutation, |(which, changes, cut)| {
+            let mut bytes = which.get(&seeds).clone();
+            if bytes.is_empty() {
+                bytes.push(0);
+            }
+            for (at, value) in changes {
+                let i = at.index(bytes.len());
+                bytes[i] ^= value;
+            }
+            if let Some(cut) = cut {
+                bytes.truncate(cut.index(bytes.len() + 1));
+            }
+            body(&bytes);
+            Ok(())
+        })
+        .unwrap();
 }
 
 macro_rules! target_tests {

@@ -47,9 +47,9 @@ use tonic::transport::Endpoint;
 use tracing::{debug, error, info, warn};
 
 use super::BlockPublisher;
-use crate::errors::{error_chain, rpc_error};
 use crate::config::{Config, HostPort, format_duration};
 use crate::env::Env;
+use crate::errors::{error_chain, rpc_error};
 use crate::ledger::LedgerError;
 use crate::msp::LocalMsp;
 use crate::node::channels::{ChannelError, Channels};
@@ -252,7 +252,9 @@ impl DeliverClient {
                     ended = this.deliver_blocks(&channel, &mut rng) => Some(ended),
                 };
                 match ended {
-                    None => debug!(target: DELIVERY_CLIENT, func = "StopDeliverForChannel", channel = %channel, "This peer will stop pass blocks from orderer service to other peers"),
+                    None => {
+                        debug!(target: DELIVERY_CLIENT, func = "StopDeliverForChannel", channel = %channel, "This peer will stop pass blocks from orderer service to other peers")
+                    }
                     Some(ended) => {
                         if matches!(ended, Ended::GaveUp)
                             && let Some(give_up) = &this.on_give_up
@@ -366,7 +368,9 @@ impl DeliverClient {
             // Gossip (state transfer, or a block another peer pushed) committed this block while
             // it was on its way from the orderer: the ledger is past it. Fabric's payload buffer
             // drops such a block silently; refusing it would end a healthy stream and reconnect.
-            Err(ChannelError::Ledger(LedgerError::BlockNumber { expected, found, .. })) if found < expected && self.committed(channel, &block) => {
+            Err(ChannelError::Ledger(LedgerError::BlockNumber { expected, found, .. }))
+                if found < expected && self.committed(channel, &block) =>
+            {
                 debug!(target: BLOCKS_PROVIDER, func = "processMsg", channel, "Block [{number}] was already committed, not adding it again");
             }
             Err(err) => {
@@ -418,9 +422,7 @@ impl DeliverClient {
         config
             .orderer_endpoints()
             .into_iter()
-            .map(|address| {
-                self.config.address_overrides.iter().find(|(from, _)| *from == address).map_or(address, |(_, to)| to.clone())
-            })
+            .map(|address| self.config.address_overrides.iter().find(|(from, _)| *from == address).map_or(address, |(_, to)| to.clone()))
             .collect()
     }
 
@@ -495,5 +497,3 @@ async fn leadership_changed(leadership: &mut watch::Receiver<bool>) -> bool {
 async fn lost_leadership(leadership: &mut watch::Receiver<bool>) {
     while leadership_changed(leadership).await {}
 }
-
-

@@ -132,7 +132,9 @@ impl Walk<'_> {
     /// Decodes an optional value of a group.
     fn value<T: Message + Default>(&self, group: &ConfigGroup, path: &str, key: &str) -> Result<Option<T>, ConfigBlockError> {
         let Some(value) = group.values.get(key) else { return Ok(None) };
-        T::decode(value.value.as_slice()).map(Some).map_err(|e| self.err(format!("group {path} value {key}"), format!("cannot decode: {e}")))
+        T::decode(value.value.as_slice())
+            .map(Some)
+            .map_err(|e| self.err(format!("group {path} value {key}"), format!("cannot decode: {e}")))
     }
 
     fn required<T: Message + Default>(&self, group: &ConfigGroup, path: &str, key: &str) -> Result<T, ConfigBlockError> {
@@ -176,10 +178,9 @@ impl Walk<'_> {
             .unwrap_or_default()
             .into_iter()
             .map(|a| {
-                let port = u16::try_from(a.port)
-                    .ok()
-                    .filter(|p| *p != 0)
-                    .ok_or_else(|| self.err(format!("group {path} value AnchorPeers"), format!("anchor peer {} has invalid port {}", a.host, a.port)))?;
+                let port = u16::try_from(a.port).ok().filter(|p| *p != 0).ok_or_else(|| {
+                    self.err(format!("group {path} value AnchorPeers"), format!("anchor peer {} has invalid port {}", a.host, a.port))
+                })?;
                 Ok(AnchorPeer { host: a.host, port })
             })
             .collect::<Result<Vec<_>, ConfigBlockError>>()?;
@@ -234,7 +235,9 @@ pub fn config_envelope(block: &Block) -> Result<(String, ConfigEnvelope), Config
     let channel_header = proto::common::ChannelHeader::decode(header.channel_header.as_slice())
         .map_err(|e| not_config(format!("cannot decode the channel header: {e}")))?;
     if channel_header.r#type != HeaderType::Config as i32 {
-        let name = HeaderType::try_from(channel_header.r#type).map(|t| t.as_str_name().to_string()).unwrap_or_else(|_| channel_header.r#type.to_string());
+        let name = HeaderType::try_from(channel_header.r#type)
+            .map(|t| t.as_str_name().to_string())
+            .unwrap_or_else(|_| channel_header.r#type.to_string());
         return Err(not_config(format!("the transaction has header type {name}, expected CONFIG")));
     }
     if channel_header.channel_id.is_empty() {

@@ -97,7 +97,12 @@ impl FolderGenesis {
         }
         let mut spec = GenesisSpec::new(&self.channel_id, self.timestamp.unwrap_or(SystemTime::UNIX_EPOCH));
         spec.orderer_addresses = orderers.clone();
-        spec.orderer_orgs.push(GenesisOrg { name: "OrdererOrg".into(), org: &orderer, anchor_peers: Vec::new(), orderer_endpoints: orderers });
+        spec.orderer_orgs.push(GenesisOrg {
+            name: "OrdererOrg".into(),
+            org: &orderer,
+            anchor_peers: Vec::new(),
+            orderer_endpoints: orderers,
+        });
         for (org, anchor_peers) in orgs.iter().zip(anchors) {
             spec.application_orgs.push(GenesisOrg { name: org.msp_id.clone(), org, anchor_peers, orderer_endpoints: Vec::new() });
         }

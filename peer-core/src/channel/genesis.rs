@@ -35,8 +35,8 @@ use proto::common::{
 use super::config::AnchorPeer;
 use super::signatures::NONCE_BYTES;
 use crate::ledger::block::data_hash;
-use crate::msp::crypto::sha256;
 use crate::msp::MspFiles;
+use crate::msp::crypto::sha256;
 use crate::msp::generate::Org;
 
 /// configtxgen's `msgVersion` for the genesis block's channel header.
@@ -206,7 +206,12 @@ fn channel_group(spec: &GenesisSpec<'_>) -> Result<ConfigGroup, GenesisError> {
     value(&mut channel, "HashingAlgorithm", proto::common::HashingAlgorithm { name: "SHA256".into() }, ADMINS);
     value(&mut channel, "BlockDataHashingStructure", proto::common::BlockDataHashingStructure { width: u32::MAX }, ADMINS);
     if !spec.orderer_addresses.is_empty() {
-        value(&mut channel, "OrdererAddresses", proto::common::OrdererAddresses { addresses: spec.orderer_addresses.clone() }, ORDERER_ADMINS);
+        value(
+            &mut channel,
+            "OrdererAddresses",
+            proto::common::OrdererAddresses { addresses: spec.orderer_addresses.clone() },
+            ORDERER_ADMINS,
+        );
     }
     value(&mut channel, "Capabilities", capabilities(), ADMINS);
 
@@ -257,11 +262,8 @@ fn channel_group(spec: &GenesisSpec<'_>) -> Result<ConfigGroup, GenesisError> {
         signature(&mut org_group, "Admins", &[(msp_id, Role::Admin)]);
         signature(&mut org_group, "Endorsement", &[(msp_id, Role::Peer)]);
         if !org.anchor_peers.is_empty() {
-            let anchor_peers = org
-                .anchor_peers
-                .iter()
-                .map(|a| proto::protos::AnchorPeer { host: a.host.clone(), port: i32::from(a.port) })
-                .collect();
+            let anchor_peers =
+                org.anchor_peers.iter().map(|a| proto::protos::AnchorPeer { host: a.host.clone(), port: i32::from(a.port) }).collect();
             value(&mut org_group, "AnchorPeers", proto::protos::AnchorPeers { anchor_peers }, ADMINS);
         }
         insert_group(&mut application, &org.name, org_group)?;
@@ -344,9 +346,8 @@ fn signature(group: &mut ConfigGroup, name: &str, principals: &[(&String, Role)]
             }
         })
         .collect();
-    let rules = (0..principals.len())
-        .map(|i| SignaturePolicy { r#type: Some(Type::SignedBy(i32::try_from(i).unwrap_or(i32::MAX))) })
-        .collect();
+    let rules =
+        (0..principals.len()).map(|i| SignaturePolicy { r#type: Some(Type::SignedBy(i32::try_from(i).unwrap_or(i32::MAX))) }).collect();
     let envelope = SignaturePolicyEnvelope {
         version: 0,
         rule: Some(SignaturePolicy { r#type: Some(Type::NOutOf(NOutOf { n: 1, rules })) }),

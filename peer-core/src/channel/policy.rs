@@ -119,8 +119,8 @@ impl Policy {
                 SignaturePolicy::from_envelope(&envelope).map(Policy::Signature)
             }
             Ok(PolicyType::ImplicitMeta) => {
-                let meta = ImplicitMetaPolicy::decode(policy.value.as_slice())
-                    .map_err(|e| format!("cannot decode ImplicitMetaPolicy: {e}"))?;
+                let meta =
+                    ImplicitMetaPolicy::decode(policy.value.as_slice()).map_err(|e| format!("cannot decode ImplicitMetaPolicy: {e}"))?;
                 use proto::common::implicit_meta_policy::Rule as R;
                 let rule = match R::try_from(meta.rule) {
                     Ok(R::Any) => ImplicitMetaRule::Any,
@@ -167,10 +167,9 @@ fn compile(rule: &ProtoRule, principal_count: usize) -> Result<Rule, String> {
             Ok(index) if index < principal_count => Ok(Rule::SignedBy(index)),
             _ => Err(format!("identity index out of range, requested {index}, but identities length is {principal_count}")),
         },
-        Some(Type::NOutOf(gate)) => Ok(Rule::NOutOf {
-            n: gate.n,
-            rules: gate.rules.iter().map(|r| compile(r, principal_count)).collect::<Result<_, _>>()?,
-        }),
+        Some(Type::NOutOf(gate)) => {
+            Ok(Rule::NOutOf { n: gate.n, rules: gate.rules.iter().map(|r| compile(r, principal_count)).collect::<Result<_, _>>()? })
+        }
     }
 }
 

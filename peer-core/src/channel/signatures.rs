@@ -50,7 +50,8 @@ pub fn verify_block_signatures(block: &Block, config: &ChannelConfig) -> Result<
     let channel = config.channel_id.clone();
     let Some(header) = &block.header else { return Err(BlockSignatureError::NoHeader { channel }) };
     let number = header.number;
-    let block_channel = block_channel_id(block).map_err(|reason| BlockSignatureError::WrongChannel { channel: channel.clone(), number, reason })?;
+    let block_channel =
+        block_channel_id(block).map_err(|reason| BlockSignatureError::WrongChannel { channel: channel.clone(), number, reason })?;
     if block_channel != channel {
         return Err(BlockSignatureError::WrongChannel { channel, number, reason: format!("it belongs to channel [{block_channel}]") });
     }

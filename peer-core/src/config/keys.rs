@@ -9,10 +9,10 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use super::Note;
 use super::reader::{Origin, Reader};
 use super::tree::{Node, NodeKind};
 use super::value::{HostPort, format_duration};
-use super::Note;
 
 const fn secs(n: u64) -> Duration {
     Duration::from_secs(n)
@@ -335,10 +335,8 @@ const MIB: u64 = 1 << 20;
 pub(super) fn read(r: &mut Reader<'_>, file: &Path) -> Config {
     // Fabric's logging keys moved to FABRIC_LOGGING_SPEC; a leftover value only earns a warning.
     if r.string("logging.level").is_some() || r.string("logging_level").is_some() {
-        r.notes.push(Note::warn(
-            "main",
-            "CORE_LOGGING_LEVEL is no longer supported, please use the FABRIC_LOGGING_SPEC environment variable",
-        ));
+        r.notes
+            .push(Note::warn("main", "CORE_LOGGING_LEVEL is no longer supported, please use the FABRIC_LOGGING_SPEC environment variable"));
     }
     r.known("logging");
     let peer = read_peer(r);
@@ -499,11 +497,7 @@ fn read_peer_tls(r: &mut Reader<'_>) -> TlsConfig {
     if tls.client_cert_file.is_some() != tls.client_key_file.is_some() {
         let key = if tls.client_key_file.is_some() { "peer.tls.clientKey.file" } else { "peer.tls.clientCert.file" };
         let origin = r.origin_of(key);
-        r.fail(
-            key,
-            origin,
-            "peer.tls.clientKey.file and peer.tls.clientCert.file must both be set or must both be empty",
-        );
+        r.fail(key, origin, "peer.tls.clientKey.file and peer.tls.clientCert.file must both be set or must both be empty");
     }
     if tls.enabled {
         for (key, value) in [("peer.tls.cert.file", &tls.cert_file), ("peer.tls.key.file", &tls.key_file)] {
@@ -607,11 +601,7 @@ fn read_gossip(r: &mut Reader<'_>) -> GossipConfig {
     let org_leader = r.bool_or(&key("orgLeader"), false);
     if use_leader_election && org_leader {
         let origin = r.origin_of(&key("orgLeader"));
-        r.fail(
-            &key("orgLeader"),
-            origin,
-            "Setting both orgLeader and useLeaderElection to true isn't supported: choose one",
-        );
+        r.fail(&key("orgLeader"), origin, "Setting both orgLeader and useLeaderElection to true isn't supported: choose one");
     }
     let alive_time_interval = r.nonzero_duration_or(&key("aliveTimeInterval"), secs(5));
     let alive_expiration_timeout = r.nonzero_duration_or(&key("aliveExpirationTimeout"), alive_time_interval * 5);
@@ -621,11 +611,7 @@ fn read_gossip(r: &mut Reader<'_>) -> GossipConfig {
     if max_peer_count < required_peer_count {
         let max_key = key("pvtData.implicitCollectionDisseminationPolicy.maxPeerCount");
         let origin = r.origin_of(&max_key);
-        r.fail(
-            &max_key,
-            origin,
-            format!("maxPeerCount ({max_peer_count}) cannot be less than requiredPeerCount ({required_peer_count})"),
-        );
+        r.fail(&max_key, origin, format!("maxPeerCount ({max_peer_count}) cannot be less than requiredPeerCount ({required_peer_count})"));
     }
     let warn_default = |r: &mut Reader<'_>, name: &str, default: String| {
         r.notes.push(Note::warn("gossip.privdata", format!("Configuration key {G}.{name} isn't set, defaulting to {default}")));
@@ -699,8 +685,7 @@ fn read_gossip(r: &mut Reader<'_>) -> GossipConfig {
             reconcile_batch_size,
             reconcile_sleep_interval,
             reconciliation_enabled: r.bool_or(&key("pvtData.reconciliationEnabled"), false),
-            skip_pulling_invalid_transactions_during_commit: r
-                .bool_or(&key("pvtData.skipPullingInvalidTransactionsDuringCommit"), false),
+            skip_pulling_invalid_transactions_during_commit: r.bool_or(&key("pvtData.skipPullingInvalidTransactionsDuringCommit"), false),
             implicit_collection_required_peer_count: required_peer_count,
             implicit_collection_max_peer_count: max_peer_count,
         },
@@ -728,7 +713,8 @@ fn read_trusted_msps(r: &mut Reader<'_>) -> Vec<TrustedMsp> {
     let mut out = Vec::new();
     for item in items {
         let item_origin = r.origin_within(&origin, item);
-        let (Some(id), Some(dir)) = (map_text(item, "id").filter(|i| !i.is_empty()), map_text(item, "dir").filter(|d| !d.is_empty())) else {
+        let (Some(id), Some(dir)) = (map_text(item, "id").filter(|i| !i.is_empty()), map_text(item, "dir").filter(|d| !d.is_empty()))
+        else {
             r.fail(KEY, Some(item_origin), "each entry needs an id (the MSP ID) and a dir (its MSP directory)");
             continue;
         };
@@ -802,11 +788,7 @@ fn read_delivery_client(r: &mut Reader<'_>) -> DeliveryClientConfig {
 fn read_ledger(r: &mut Reader<'_>, file_system_path: &Path) -> LedgerConfig {
     r.known("ledger.blockchain");
     // peer-core keeps its state in its own embedded store; goleveldb is the embedded choice.
-    r.only(
-        "ledger.state.stateDatabase",
-        "goleveldb",
-        "peer-core keeps state in its own embedded store, configured as goleveldb",
-    );
+    r.only("ledger.state.stateDatabase", "goleveldb", "peer-core keeps state in its own embedded store, configured as goleveldb");
     // Only meaningful with CouchDB, which peer-core does not support; read to catch typos.
     r.known("ledger.state.couchDBConfig");
     let snapshots_key = "ledger.snapshots.rootDir";
@@ -827,11 +809,7 @@ fn read_ledger(r: &mut Reader<'_>, file_system_path: &Path) -> LedgerConfig {
         history_enabled: r.bool_or("ledger.history.enableHistoryDatabase", false),
         pvtdata_store: PvtdataStoreConfig {
             coll_elg_proc_max_db_batch_size: r.nonzero_u64_or("ledger.pvtdataStore.collElgProcMaxDbBatchSize", 5000, 1 << 32),
-            coll_elg_proc_db_batches_interval: millis(r.nonzero_u64_or(
-                "ledger.pvtdataStore.collElgProcDbBatchesInterval",
-                1000,
-                1 << 32,
-            )),
+            coll_elg_proc_db_batches_interval: millis(r.nonzero_u64_or("ledger.pvtdataStore.collElgProcDbBatchesInterval", 1000, 1 << 32)),
             purge_interval: r.nonzero_u64_or("ledger.pvtdataStore.purgeInterval", 100, 1 << 32),
             deprioritized_data_reconciler_interval: r
                 .nonzero_duration_or("ledger.pvtdataStore.deprioritizedDataReconcilerInterval", secs(3600)),
@@ -879,12 +857,7 @@ fn read_metrics(r: &mut Reader<'_>) -> MetricsConfig {
     }
     MetricsConfig {
         provider,
-        statsd: StatsdConfig {
-            network,
-            address,
-            write_interval: r.nonzero_duration_or("metrics.statsd.writeInterval", secs(10)),
-            prefix,
-        },
+        statsd: StatsdConfig { network, address, write_interval: r.nonzero_duration_or("metrics.statsd.writeInterval", secs(10)), prefix },
     }
 }
 

@@ -17,10 +17,19 @@ use super::{EnvVars, Note};
 /// Where a value came from.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Origin {
-    File { path: PathBuf, line: u64, column: u64 },
-    Env { var: String },
+    File {
+        path: PathBuf,
+        line: u64,
+        column: u64,
+    },
+    Env {
+        var: String,
+    },
     /// The key is set nowhere: neither in the file nor by its env var.
-    Unset { path: PathBuf, var: String },
+    Unset {
+        path: PathBuf,
+        var: String,
+    },
 }
 
 impl fmt::Display for Origin {
@@ -101,7 +110,17 @@ pub struct Reader<'a> {
 
 impl<'a> Reader<'a> {
     pub fn new(root: &'a Node, file: &'a Path, dir: &'a Path, env: &'a EnvVars) -> Self {
-        Reader { root, file, dir, env, used: BTreeSet::new(), known_subtrees: BTreeSet::new(), misshapen_sections: BTreeSet::new(), errors: Vec::new(), notes: Vec::new() }
+        Reader {
+            root,
+            file,
+            dir,
+            env,
+            used: BTreeSet::new(),
+            known_subtrees: BTreeSet::new(),
+            misshapen_sections: BTreeSet::new(),
+            errors: Vec::new(),
+            notes: Vec::new(),
+        }
     }
 
     /// Records a bad setting. `origin: None` is for a rule across several keys with no single
@@ -269,11 +288,7 @@ impl<'a> Reader<'a> {
     /// A key for which Fabric has several values but peer-core supports exactly one.
     pub fn only(&mut self, key: &str, supported: &str, why: &str) {
         self.parsed(key, |text| {
-            if text.trim().eq_ignore_ascii_case(supported) {
-                Ok(())
-            } else {
-                Err(format!("{text:?} is not supported: {why}"))
-            }
+            if text.trim().eq_ignore_ascii_case(supported) { Ok(()) } else { Err(format!("{text:?} is not supported: {why}")) }
         });
     }
 
@@ -338,9 +353,7 @@ impl<'a> Reader<'a> {
     pub fn string_list(&mut self, key: &str) -> Option<Vec<(String, Origin)>> {
         let raw = self.raw(key)?;
         match raw.value {
-            RawValue::Text(text) => {
-                Some(text.split_whitespace().map(|item| (item.to_string(), raw.origin.clone())).collect())
-            }
+            RawValue::Text(text) => Some(text.split_whitespace().map(|item| (item.to_string(), raw.origin.clone())).collect()),
             RawValue::Tree(tree) => match &tree.node().kind {
                 NodeKind::Seq(items) => {
                     let mut out = Vec::new();
@@ -384,9 +397,7 @@ impl<'a> Reader<'a> {
         match raw.value {
             RawValue::Tree(tree) => Some((tree, raw.origin)),
             RawValue::Text(text) => match tree::parse(&text) {
-                Ok(node) if matches!(node.kind, NodeKind::Seq(_) | NodeKind::Map(_)) => {
-                    Some((TreeRef::Owned(node), raw.origin))
-                }
+                Ok(node) if matches!(node.kind, NodeKind::Seq(_) | NodeKind::Map(_)) => Some((TreeRef::Owned(node), raw.origin)),
                 Ok(_) => {
                     self.fail(key, Some(raw.origin), format!("{text:?} is not a list or map"));
                     None

@@ -110,11 +110,7 @@ impl From<&serde_saphyr::Error> for SyntaxError {
     /// One line, without the source snippet; the position is kept apart for the caller to print.
     fn from(err: &serde_saphyr::Error) -> SyntaxError {
         let location = err.location();
-        SyntaxError {
-            line: location.map_or(0, |l| l.line()),
-            column: location.map_or(0, |l| l.column()),
-            message: message(err),
-        }
+        SyntaxError { line: location.map_or(0, |l| l.line()), column: location.map_or(0, |l| l.column()), message: message(err) }
     }
 }
 

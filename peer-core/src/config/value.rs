@@ -9,7 +9,7 @@ use std::time::Duration;
 const NANOS_PER_UNIT: [(&str, u128); 8] = [
     ("ns", 1),
     ("us", 1_000),
-    ("\u{b5}s", 1_000), // µ (micro sign), as Go accepts
+    ("\u{b5}s", 1_000),  // µ (micro sign), as Go accepts
     ("\u{3bc}s", 1_000), // μ (Greek mu), as Go accepts
     ("ms", 1_000_000),
     ("s", 1_000_000_000),
@@ -62,11 +62,7 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
             return Err(bad(&format!("unknown unit {unit:?} (use ns, us, ms, s, m or h)")));
         };
         let too_big = || bad("it is larger than the longest duration allowed (about 292 years)");
-        let whole: u128 = if int_digits.is_empty() {
-            0
-        } else {
-            int_digits.parse::<u128>().map_err(|_| too_big())?
-        };
+        let whole: u128 = if int_digits.is_empty() { 0 } else { int_digits.parse::<u128>().map_err(|_| too_big())? };
         let mut part = whole.checked_mul(unit_nanos).ok_or_else(too_big)?;
         // Fractions beyond 20 digits cannot change a nanosecond count below the int64 limit.
         let frac_digits = &frac_digits[..frac_digits.len().min(20)];
@@ -229,11 +225,7 @@ impl HostPort {
 
 impl fmt::Display for HostPort {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.host.contains(':') {
-            write!(f, "[{}]:{}", self.host, self.port)
-        } else {
-            write!(f, "{}:{}", self.host, self.port)
-        }
+        if self.host.contains(':') { write!(f, "[{}]:{}", self.host, self.port) } else { write!(f, "{}:{}", self.host, self.port) }
     }
 }
 
@@ -357,7 +349,15 @@ mod tests {
 
     #[test]
     fn printable_identifiers() {
-        for ok in ["peer0.org1.example.com", "Org1MSP", "my channel", "pe\u{e9}r", "pe\u{301}er", "\u{92a}\u{940}\u{92f}\u{930}", "\u{65e5}\u{672c}"] {
+        for ok in [
+            "peer0.org1.example.com",
+            "Org1MSP",
+            "my channel",
+            "pe\u{e9}r",
+            "pe\u{301}er",
+            "\u{92a}\u{940}\u{92f}\u{930}",
+            "\u{65e5}\u{672c}",
+        ] {
             assert_eq!(check_printable(ok), Ok(()), "{ok:?}");
         }
         let cases = [

@@ -118,7 +118,8 @@ impl Network for TcpNetwork {
     }
 
     fn interface_addresses(&self) -> Vec<IpAddr> {
-        let mut addresses: Vec<IpAddr> = if_addrs::get_if_addrs().map(|list| list.into_iter().map(|i| i.ip()).collect()).unwrap_or_default();
+        let mut addresses: Vec<IpAddr> =
+            if_addrs::get_if_addrs().map(|list| list.into_iter().map(|i| i.ip()).collect()).unwrap_or_default();
         addresses.dedup();
         addresses
     }
@@ -286,7 +287,12 @@ impl ProcessCollector {
         if let Some(stat) = stat {
             samples.push(("process_virtual_memory_bytes", false, "Virtual memory size, in bytes.", stat.virtual_memory_bytes as f64));
         }
-        samples.push(("process_virtual_memory_max_bytes", false, "The limit on virtual memory, in bytes.", limit(rustix::process::Resource::As)));
+        samples.push((
+            "process_virtual_memory_max_bytes",
+            false,
+            "The limit on virtual memory, in bytes.",
+            limit(rustix::process::Resource::As),
+        ));
         if let Some(stat) = stat {
             let resident = stat.resident_pages as f64 * rustix::param::page_size() as f64;
             samples.push(("process_resident_memory_bytes", false, "Resident memory size, in bytes.", resident));

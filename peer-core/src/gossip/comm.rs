@@ -155,7 +155,11 @@ impl CommMetrics {
     pub fn register(&self, registry: &mut prometheus_client::registry::Registry) {
         registry.register("gossip_comm_messages_sent", "Gossip messages sent to other peers", self.messages_sent.clone());
         registry.register("gossip_comm_messages_received", "Gossip messages received from other peers", self.messages_received.clone());
-        registry.register("gossip_comm_overflow_count", "Gossip messages dropped because a peer's send queue was full", self.overflow.clone());
+        registry.register(
+            "gossip_comm_overflow_count",
+            "Gossip messages dropped because a peer's send queue was full",
+            self.overflow.clone(),
+        );
     }
 }
 
@@ -341,7 +345,12 @@ fn new_connection_wins(us: PkiId, remote: PkiId, old_dialed_by_us: bool, new_dia
 impl Comm {
     /// A comm signing as `signer`, storing remote identities in `identities`. Returns the
     /// receiver of its events (capacity `recv_buff_size`).
-    pub fn new(env: Env, signer: Arc<dyn Signer>, identities: Arc<Mutex<Identities>>, config: CommConfig) -> (Comm, mpsc::Receiver<CommEvent>) {
+    pub fn new(
+        env: Env,
+        signer: Arc<dyn Signer>,
+        identities: Arc<Mutex<Identities>>,
+        config: CommConfig,
+    ) -> (Comm, mpsc::Receiver<CommEvent>) {
         Comm::with_metrics(env, signer, identities, config, CommMetrics::default())
     }
 
@@ -539,7 +548,12 @@ impl Comm {
     /// responding).
     fn conn_message(&self, probe: bool) -> SignedMessage {
         let signer = &*self.shared.signer;
-        let conn = ConnEstablish { pki_id: self.shared.self_pki.0.to_vec(), identity: signer.serialized_identity(), tls_cert_hash: Vec::new(), probe };
+        let conn = ConnEstablish {
+            pki_id: self.shared.self_pki.0.to_vec(),
+            identity: signer.serialized_identity(),
+            tls_cert_hash: Vec::new(),
+            probe,
+        };
         SignedMessage::sign(message::empty_tag(Content::Conn(conn), 0), signer)
     }
 
@@ -898,7 +912,6 @@ fn reap(tasks: &mut JoinSet<()>) {
     while tasks.try_join_next().is_some() {}
 }
 
-
 /// A short description of a message for logs: its kind, tag and nonce.
 fn summary(message: &GossipMessage) -> String {
     let kind = match &message.content {
@@ -975,7 +988,8 @@ mod tests {
                 let winner_here = if new_connection_wins(us, them, first == us, second == us) { second } else { first };
                 // The other end may have registered them in either order.
                 for (other_first, other_second) in [(first, second), (second, first)] {
-                    let winner_there = if new_connection_wins(them, us, other_first == them, other_second == them) { other_second } else { other_first };
+                    let winner_there =
+                        if new_connection_wins(them, us, other_first == them, other_second == them) { other_second } else { other_first };
                     assert_eq!(winner_here, winner_there);
                 }
                 assert_eq!(winner_here, low, "the connection dialed by the lower PKI-ID wins");

@@ -110,11 +110,22 @@ pub enum Transmit {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Event {
     /// A member we did not know, learned alive or dead.
-    Learned { pki_id: PkiId, endpoint: String, internal_endpoint: String, alive: bool },
+    Learned {
+        pki_id: PkiId,
+        endpoint: String,
+        internal_endpoint: String,
+        alive: bool,
+    },
     /// A dead member is alive again (possibly a new incarnation).
-    Resurrected { pki_id: PkiId },
-    Dead { pki_id: PkiId },
-    Purged { pki_id: PkiId },
+    Resurrected {
+        pki_id: PkiId,
+    },
+    Dead {
+        pki_id: PkiId,
+    },
+    Purged {
+        pki_id: PkiId,
+    },
 }
 
 /// A member's last known state.
@@ -194,7 +205,14 @@ struct BootstrapState {
 impl BootstrapState {
     /// A contact to try at `now`.
     fn new(endpoint: &str, org: &str, now: Instant) -> BootstrapState {
-        BootstrapState { endpoint: endpoint.to_string(), org: org.to_string(), attempts: 0, next_try: Some(now), awaiting: None, done: false }
+        BootstrapState {
+            endpoint: endpoint.to_string(),
+            org: org.to_string(),
+            attempts: 0,
+            next_try: Some(now),
+            awaiting: None,
+            done: false,
+        }
     }
 }
 
@@ -562,8 +580,7 @@ impl Discovery {
 
     /// Whether the store already has this or a newer message from the peer.
     fn is_stale(&self, pki_id: &PkiId, ts: (u64, u64)) -> bool {
-        self.store.get(pki_id).is_some_and(|stored| !newer(ts, stored.ts))
-            || self.members.get(pki_id).is_some_and(|r| !newer(ts, r.ts))
+        self.store.get(pki_id).is_some_and(|stored| !newer(ts, stored.ts)) || self.members.get(pki_id).is_some_and(|r| !newer(ts, r.ts))
     }
 
     fn handle_gossiped_alive(&mut self, now: Instant, from: PkiId, message: SignedMessage) -> Result<(), BadMessage> {
@@ -606,7 +623,14 @@ impl Discovery {
                     let identities = self.identities.lock().unwrap_or_else(|p| p.into_inner());
                     intern(&mut self.orgs, identities.org_of(&pki_id).unwrap_or_default())
                 };
-                reindex(&mut self.audiences, &self.me.org, pki_id, &org, Shape::ABSENT, Shape { alive: true, has_endpoint: !endpoint.is_empty() });
+                reindex(
+                    &mut self.audiences,
+                    &self.me.org,
+                    pki_id,
+                    &org,
+                    Shape::ABSENT,
+                    Shape { alive: true, has_endpoint: !endpoint.is_empty() },
+                );
                 let internal_endpoint = message.internal_endpoint();
                 let internal_from = internal_endpoint.is_some().then(|| message.clone());
                 let internal_endpoint = internal_endpoint.unwrap_or_default();
@@ -694,8 +718,11 @@ impl Discovery {
             self.transmits.push_back(Transmit::Close { to: from });
             return Ok(());
         }
-        let filter = |record: &Record| disclosed(&record.org, !record.endpoint().is_empty(), &requester_org, !requester_endpoint.is_empty(), &our_org);
-        let strip = |message: &SignedMessage| if same_org { message.envelope().clone() } else { message.without_secret().envelope().clone() };
+        let filter = |record: &Record| {
+            disclosed(&record.org, !record.endpoint().is_empty(), &requester_org, !requester_endpoint.is_empty(), &our_org)
+        };
+        let strip =
+            |message: &SignedMessage| if same_org { message.envelope().clone() } else { message.without_secret().envelope().clone() };
         let mut alive_list: Vec<Envelope> = Vec::new();
         let mut dead_list: Vec<Envelope> = Vec::new();
         for (member, record) in &self.members {
@@ -761,7 +788,12 @@ impl Discovery {
                         let identities = self.identities.lock().unwrap_or_else(|p| p.into_inner());
                         intern(&mut self.orgs, identities.org_of(&pki_id).unwrap_or_default())
                     };
-                    self.events.push_back(Event::Learned { pki_id, endpoint, internal_endpoint: internal_endpoint.unwrap_or_default(), alive: false });
+                    self.events.push_back(Event::Learned {
+                        pki_id,
+                        endpoint,
+                        internal_endpoint: internal_endpoint.unwrap_or_default(),
+                        alive: false,
+                    });
                     self.members.insert(pki_id, Record { org, ts, last_seen: now, alive: false, envelope: message, internal_from });
                 }
                 Ok(())
@@ -949,7 +981,8 @@ impl Discovery {
     fn random_positions(&mut self, n: usize, count: usize) -> Vec<usize> {
         // (position, the original position now there); at most 2·count entries.
         let mut moved: Vec<(usize, usize)> = Vec::new();
-        let at = |moved: &Vec<(usize, usize)>, position: usize| moved.iter().rev().find(|(p, _)| *p == position).map_or(position, |(_, v)| *v);
+        let at =
+            |moved: &Vec<(usize, usize)>, position: usize| moved.iter().rev().find(|(p, _)| *p == position).map_or(position, |(_, v)| *v);
         for i in 0..count.min(n) {
             let j = i + (self.rng.next_u64() % (n - i) as u64) as usize;
             let (vi, vj) = (at(&moved, i), at(&moved, j));
@@ -1173,14 +1206,23 @@ pub fn disclosed(message_org: &str, message_has_endpoint: bool, requester_org: &
 pub fn anchor_skip(me: &SelfInfo, channel: &str, anchor_org: &str, host: &str, port: u16) -> Option<(tracing::Level, String)> {
     let shown = format!("{{{host} {port}}}");
     if host.is_empty() {
-        return Some((tracing::Level::WARN, format!("Got empty hostname for channel {channel}, skipping connecting to anchor peer {shown}")));
+        return Some((
+            tracing::Level::WARN,
+            format!("Got empty hostname for channel {channel}, skipping connecting to anchor peer {shown}"),
+        ));
     }
     if port == 0 {
-        return Some((tracing::Level::WARN, format!("Got invalid port (0) for channel {channel}, skipping connecting to anchor peer {shown}")));
+        return Some((
+            tracing::Level::WARN,
+            format!("Got invalid port (0) for channel {channel}, skipping connecting to anchor peer {shown}"),
+        ));
     }
     let endpoint = crate::config::HostPort::new(host, port).to_string();
     if endpoint == me.external_endpoint || endpoint == me.internal_endpoint {
-        return Some((tracing::Level::INFO, format!("Anchor peer for channel {channel} with same endpoint, skipping connecting to myself")));
+        return Some((
+            tracing::Level::INFO,
+            format!("Anchor peer for channel {channel} with same endpoint, skipping connecting to myself"),
+        ));
     }
     if anchor_org != me.org && me.external_endpoint.is_empty() {
         return Some((
@@ -1205,15 +1247,27 @@ mod tests {
     use super::*;
 
     fn me(external: &str) -> SelfInfo {
-        SelfInfo { pki_id: PkiId([7; 32]), org: "Org1MSP".into(), external_endpoint: external.into(), internal_endpoint: "10.0.0.1:7051".into() }
+        SelfInfo {
+            pki_id: PkiId([7; 32]),
+            org: "Org1MSP".into(),
+            external_endpoint: external.into(),
+            internal_endpoint: "10.0.0.1:7051".into(),
+        }
     }
 
     #[test]
     fn anchor_peers_are_skipped_by_fabrics_rules_in_order() {
         let me = me("peer0.org1:7051");
-        let skip = |org: &str, host: &str, port: u16| anchor_skip(&me, "ch", org, host, port).map(|(level, line)| (level.to_string(), line));
-        assert_eq!(skip("Org2MSP", "", 0), Some(("WARN".into(), "Got empty hostname for channel ch, skipping connecting to anchor peer { 0}".into())));
-        assert_eq!(skip("Org2MSP", "h", 0), Some(("WARN".into(), "Got invalid port (0) for channel ch, skipping connecting to anchor peer {h 0}".into())));
+        let skip =
+            |org: &str, host: &str, port: u16| anchor_skip(&me, "ch", org, host, port).map(|(level, line)| (level.to_string(), line));
+        assert_eq!(
+            skip("Org2MSP", "", 0),
+            Some(("WARN".into(), "Got empty hostname for channel ch, skipping connecting to anchor peer { 0}".into()))
+        );
+        assert_eq!(
+            skip("Org2MSP", "h", 0),
+            Some(("WARN".into(), "Got invalid port (0) for channel ch, skipping connecting to anchor peer {h 0}".into()))
+        );
         let myself = Some(("INFO".into(), "Anchor peer for channel ch with same endpoint, skipping connecting to myself".into()));
         assert_eq!(skip("Org1MSP", "peer0.org1", 7051), myself);
         assert_eq!(skip("Org1MSP", "10.0.0.1", 7051), myself);

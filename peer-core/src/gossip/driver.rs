@@ -11,7 +11,6 @@
 //! probe, connect) whose results come back to it. It also keeps the operations view of the
 //! membership and the gossip metrics up to date.
 
-
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
@@ -98,7 +97,11 @@ impl GossipMetrics {
     pub fn register(&self, registry: &mut prometheus_client::registry::Registry) {
         // A counter's exposition name is its family name (see `node::operations`): ours end in `_total`.
         registry.register("peer_core_gossip_bad_messages_total", "Gossip messages rejected, by reason", self.bad_messages.clone());
-        registry.register("peer_core_gossip_membership_members", "Members in this peer's gossip membership, by state", self.members.clone());
+        registry.register(
+            "peer_core_gossip_membership_members",
+            "Members in this peer's gossip membership, by state",
+            self.members.clone(),
+        );
         registry.register("gossip_membership_total_peers_known", "Peers of the channel this peer knows of", self.total_peers_known.clone());
         registry.register("gossip_state_height", "Ledger height after the last block gossip committed", self.state_height.clone());
         registry.register("gossip_state_commit_duration", "Seconds gossip took to commit a block", self.commit_duration.clone());
@@ -108,7 +111,11 @@ impl GossipMetrics {
             "Blocks from peers that failed verification",
             self.invalid_blocks.clone(),
         );
-        registry.register("gossip_leader_election_leader", "1 while this peer leads the channel for its organization, else 0", self.leader.clone());
+        registry.register(
+            "gossip_leader_election_leader",
+            "1 while this peer leads the channel for its organization, else 0",
+            self.leader.clone(),
+        );
     }
 
     fn bad(&self, error: &BadMessage) {
@@ -298,8 +305,7 @@ impl AnchorTracker {
             if self.seen.get(&id).is_some_and(|(seen, _)| Arc::ptr_eq(seen, &config)) {
                 continue;
             }
-            let orgs: AnchorsByOrg =
-                config.application.orgs.values().map(|org| (org.msp_id.clone(), org.anchor_peers.clone())).collect();
+            let orgs: AnchorsByOrg = config.application.orgs.values().map(|org| (org.msp_id.clone(), org.anchor_peers.clone())).collect();
             let changed = self.seen.get(&id).is_none_or(|(_, learned)| *learned != orgs);
             if changed {
                 let mut contacts = Vec::new();
@@ -343,7 +349,8 @@ fn sync_state(env: &Env, channel: &mut ChannelGossip, members: Vec<MemberInfo>) 
         .into_iter()
         .filter(|m| m.alive)
         .map(|m| {
-            let endpoint = if m.org == my_org && !m.internal_endpoint.is_empty() { m.internal_endpoint.clone() } else { m.endpoint.clone() };
+            let endpoint =
+                if m.org == my_org && !m.internal_endpoint.is_empty() { m.internal_endpoint.clone() } else { m.endpoint.clone() };
             Member { pki_id: m.pki_id, has_external_endpoint: !m.endpoint.is_empty(), org: m.org, endpoint }
         })
         .collect();
@@ -357,7 +364,14 @@ impl ChannelGossip {
 }
 
 /// Carries out the channel layer's outputs: transmits, commits, state responses, events.
-fn carry_out_state(env: &Env, channel: &mut ChannelGossip, comm: &Comm, dial_tx: &mpsc::Sender<DialOutcome>, dials: &mut JoinSet<()>, metrics: &GossipMetrics) {
+fn carry_out_state(
+    env: &Env,
+    channel: &mut ChannelGossip,
+    comm: &Comm,
+    dial_tx: &mpsc::Sender<DialOutcome>,
+    dials: &mut JoinSet<()>,
+    metrics: &GossipMetrics,
+) {
     loop {
         let mut progressed = false;
         while let Some((id, block)) = channel.state.poll_commit() {
@@ -520,4 +534,3 @@ fn parse_endpoint(endpoint: &str) -> Option<HostPort> {
         }
     }
 }
-

@@ -103,8 +103,18 @@ pub struct Election {
 impl Election {
     /// Starts stabilizing at `now` with `view` peers of the org in the channel.
     pub fn new(me: PkiId, config: ElectionConfig, now: Instant, view: usize) -> Election {
-        let phase = Phase::Stabilizing { until: now + config.startup_grace_period, next_sample: now + config.membership_sample_interval, view };
-        Election { me, config, phase, is_leader: false, leader_exists: false, proposals: BTreeSet::new(), yielding_until: None, actions: VecDeque::new() }
+        let phase =
+            Phase::Stabilizing { until: now + config.startup_grace_period, next_sample: now + config.membership_sample_interval, view };
+        Election {
+            me,
+            config,
+            phase,
+            is_leader: false,
+            leader_exists: false,
+            proposals: BTreeSet::new(),
+            yielding_until: None,
+            actions: VecDeque::new(),
+        }
     }
 
     pub fn is_leader(&self) -> bool {
@@ -279,12 +289,15 @@ mod tests {
         let out = run_until(&mut election, at(12), 0);
         // The view did not change over the first sample (1 s): propose at 1 s, lead at 6 s,
         // declare again every 5 s.
-        assert_eq!(out, vec![
-            (at(1), Action::Gossip { declaration: false }),
-            (at(6), Action::Leadership(true)),
-            (at(6), Action::Gossip { declaration: true }),
-            (at(11), Action::Gossip { declaration: true }),
-        ]);
+        assert_eq!(
+            out,
+            vec![
+                (at(1), Action::Gossip { declaration: false }),
+                (at(6), Action::Leadership(true)),
+                (at(6), Action::Gossip { declaration: true }),
+                (at(11), Action::Gossip { declaration: true }),
+            ]
+        );
         assert!(election.is_leader());
     }
 
@@ -381,7 +394,8 @@ mod tests {
         loop {
             let started = peers.iter().filter(|p| p.is_some()).count();
             // The next thing to happen: a start or a timer.
-            let next_start = starts.iter().enumerate().filter(|(i, _)| peers[*i].is_none()).map(|(i, ms)| (Instant(ms * 1_000_000), i)).min();
+            let next_start =
+                starts.iter().enumerate().filter(|(i, _)| peers[*i].is_none()).map(|(i, ms)| (Instant(ms * 1_000_000), i)).min();
             let next_timer = peers.iter().enumerate().filter_map(|(i, p)| p.as_ref().map(|e| (e.poll_timeout(), i))).min();
             let (now, i, is_start) = match (next_start, next_timer) {
                 (Some(s), Some(t)) if s.0 <= t.0 => (s.0, s.1, true),
@@ -404,7 +418,9 @@ mod tests {
                         Action::Leadership(l) => leader[from] = l,
                         Action::Gossip { declaration } => {
                             for (to, peer) in peers.iter_mut().enumerate() {
-                                if to != from && let Some(peer) = peer.as_mut() {
+                                if to != from
+                                    && let Some(peer) = peer.as_mut()
+                                {
                                     peer.handle_message(now, id(from as u8 + 1), declaration);
                                     queue.push(to);
                                 }

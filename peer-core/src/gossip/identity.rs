@@ -104,9 +104,10 @@ impl Identities {
         if self.known.contains_key(&pki_id) {
             return Ok(&self.known[&pki_id]);
         }
-        let msp = self.msps.get(&identity.msp_id).ok_or_else(|| {
-            BadMessage::BadIdentity(format!("Peer Identity {pki_id} cannot be validated. No MSP found able to do that."))
-        })?;
+        let msp = self
+            .msps
+            .get(&identity.msp_id)
+            .ok_or_else(|| BadMessage::BadIdentity(format!("Peer Identity {pki_id} cannot be validated. No MSP found able to do that.")))?;
         self.verifier.validate(msp, &identity, now).map_err(|reason| {
             if reason.contains("expired") {
                 BadMessage::BadIdentity(format!("gossipping peer identity expired: {reason}"))

@@ -211,7 +211,9 @@ impl SignedMessage {
         }
         self.0
             .without_secret
-            .get_or_init(|| SignedMessage::from_parts(Envelope { secret_envelope: None, ..self.0.envelope.clone() }, self.0.message.clone()))
+            .get_or_init(|| {
+                SignedMessage::from_parts(Envelope { secret_envelope: None, ..self.0.envelope.clone() }, self.0.message.clone())
+            })
             .clone()
     }
 
@@ -233,7 +235,8 @@ impl SignedMessage {
     /// responses) may be up to `block_limit` bytes; every other content stays under
     /// [`MAX_PAYLOAD_BYTES`].
     pub fn from_envelope_with_block_limit(envelope: Envelope, block_limit: usize) -> Result<SignedMessage, BadMessage> {
-        let size = envelope.payload.len() + envelope.signature.len()
+        let size = envelope.payload.len()
+            + envelope.signature.len()
             + envelope.secret_envelope.as_ref().map_or(0, |s| s.payload.len() + s.signature.len());
         let limit = block_limit.max(MAX_PAYLOAD_BYTES);
         if size > limit {

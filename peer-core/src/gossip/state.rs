@@ -348,23 +348,26 @@ impl GossipState {
                         self.events.push_back(StateEvent::Leadership { channel: info.id.clone(), leader: false });
                         Election::new(self.me, self.config.election, now, 0)
                     });
-                    self.channels.insert(info.id, ChannelState {
-                        orgs: info.orgs,
-                        height: info.height,
-                        committing: None,
-                        buffer: BTreeMap::new(),
-                        seen: BTreeSet::new(),
-                        peers: BTreeMap::new(),
-                        own_state_info: None,
-                        // The first StateInfo goes out (and is asked for) as soon as there is
-                        // someone to tell or ask.
-                        next_publish: now,
-                        next_pull: now,
-                        next_check: now + self.config.state.check_interval,
-                        transfer: None,
-                        election,
-                        leadership_seen: BTreeMap::new(),
-                    });
+                    self.channels.insert(
+                        info.id,
+                        ChannelState {
+                            orgs: info.orgs,
+                            height: info.height,
+                            committing: None,
+                            buffer: BTreeMap::new(),
+                            seen: BTreeSet::new(),
+                            peers: BTreeMap::new(),
+                            own_state_info: None,
+                            // The first StateInfo goes out (and is asked for) as soon as there is
+                            // someone to tell or ask.
+                            next_publish: now,
+                            next_pull: now,
+                            next_check: now + self.config.state.check_interval,
+                            transfer: None,
+                            election,
+                            leadership_seen: BTreeMap::new(),
+                        },
+                    );
                 }
             }
         }
@@ -603,7 +606,11 @@ impl GossipState {
         // The block at the ledger height is always taken: it is the one commits wait for. A buffer
         // full of later blocks must never shut it out (that stalled catch-up for good in the
         // simulator's crash-restart-ledger scenario); the farthest block makes room instead.
-        if blocking && seq != height && (state.buffer.len() as u64 >= config.state.block_buffer_size * 2 || seq.wrapping_sub(height) >= config.state.block_buffer_size * 2) {
+        if blocking
+            && seq != height
+            && (state.buffer.len() as u64 >= config.state.block_buffer_size * 2
+                || seq.wrapping_sub(height) >= config.state.block_buffer_size * 2)
+        {
             warn!(target: GOSSIP_STATE, func = "handleStateResponse", "Block [{seq}] received from block transfer wasn't added to payload buffer: the buffer is full");
             return false;
         }
@@ -665,7 +672,10 @@ impl GossipState {
             return Ok(None);
         }
         let properties = info.properties.clone().unwrap_or_default();
-        state.peers.insert(origin, PeerState { timestamp, height: properties.ledger_height, left_channel: properties.left_channel, message: message.clone() });
+        state.peers.insert(
+            origin,
+            PeerState { timestamp, height: properties.ledger_height, left_channel: properties.left_channel, message: message.clone() },
+        );
         Ok(Some((channel, origin)))
     }
 
@@ -901,7 +911,9 @@ impl GossipState {
     /// Drains the channel's election: LeadershipMessages to the org, leadership changes to events.
     fn carry_out_election(&mut self, channel: &str) {
         loop {
-            let Some(action) = self.channels.get_mut(channel).and_then(|s| s.election.as_mut()).and_then(Election::poll_action) else { return };
+            let Some(action) = self.channels.get_mut(channel).and_then(|s| s.election.as_mut()).and_then(Election::poll_action) else {
+                return;
+            };
             match action {
                 Action::Leadership(leader) => {
                     if leader {
@@ -1025,7 +1037,14 @@ impl GossipState {
             return Ok(());
         }
         let endpoint = self.members.iter().find(|m| m.pki_id == from).map(|m| m.endpoint.clone()).unwrap_or_default();
-        self.serves.push_back(Serve { channel, to: from, endpoint, nonce: message.message().nonce, start: request.start_seq_num, end: request.end_seq_num });
+        self.serves.push_back(Serve {
+            channel,
+            to: from,
+            endpoint,
+            nonce: message.message().nonce,
+            start: request.start_seq_num,
+            end: request.end_seq_num,
+        });
         Ok(())
     }
 

@@ -67,7 +67,8 @@ pub fn channel_id_of(block: &Block) -> Option<String> {
 /// An unsigned envelope carrying `data`, with a channel header of the given type, channel and
 /// transaction ID. For tests and the simulator; real envelopes come from clients and orderers.
 pub fn envelope(kind: HeaderType, channel_id: &str, tx_id: &str, data: &[u8]) -> Vec<u8> {
-    let channel_header = ChannelHeader { r#type: kind as i32, channel_id: channel_id.to_string(), tx_id: tx_id.to_string(), ..Default::default() };
+    let channel_header =
+        ChannelHeader { r#type: kind as i32, channel_id: channel_id.to_string(), tx_id: tx_id.to_string(), ..Default::default() };
     let payload = Payload {
         header: Some(Header { channel_header: channel_header.encode_to_vec(), signature_header: Vec::new() }),
         data: data.to_vec(),
@@ -100,7 +101,10 @@ mod tests {
         // Go's asn1.Marshal of {big.Int(0), []byte{}, []byte{}}: SEQUENCE(INTEGER 0, OCTET STRING "", OCTET STRING "").
         assert_eq!(header_bytes(&header(0, &[], &[])), [0x30, 0x07, 0x02, 0x01, 0x00, 0x04, 0x00, 0x04, 0x00]);
         // 255 needs a leading zero byte to stay non-negative; 256 does not.
-        assert_eq!(header_bytes(&header(255, &[1], &[2, 3])), [0x30, 0x0b, 0x02, 0x02, 0x00, 0xff, 0x04, 0x01, 0x01, 0x04, 0x02, 0x02, 0x03]);
+        assert_eq!(
+            header_bytes(&header(255, &[1], &[2, 3])),
+            [0x30, 0x0b, 0x02, 0x02, 0x00, 0xff, 0x04, 0x01, 0x01, 0x04, 0x02, 0x02, 0x03]
+        );
         assert_eq!(header_bytes(&header(256, &[], &[]))[..6], [0x30, 0x08, 0x02, 0x02, 0x01, 0x00]);
         // u64::MAX: nine content bytes (0x00 then eight 0xff).
         let max = header_bytes(&header(u64::MAX, &[], &[]));

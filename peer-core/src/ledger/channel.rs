@@ -93,7 +93,15 @@ macro_rules! from_redb {
         }
     )*};
 }
-from_redb!(redb::Error, redb::DatabaseError, redb::TransactionError, redb::TableError, redb::StorageError, redb::CommitError, redb::SetDurabilityError);
+from_redb!(
+    redb::Error,
+    redb::DatabaseError,
+    redb::TransactionError,
+    redb::TableError,
+    redb::StorageError,
+    redb::CommitError,
+    redb::SetDurabilityError
+);
 
 impl StoreError {
     /// The text an operator reads (see [`db_error_text`]).
@@ -153,7 +161,11 @@ fn check_stored(number: u64, block: &Block, previous: Option<&BlockHeader>) -> R
     }
     let computed = block::data_hash(&block.data.clone().unwrap_or_default());
     if header.data_hash != computed {
-        return Err(StoreError::Corrupt(format!("block [{number}] data hash [{}] does not match its data [{}]", hex::encode(&header.data_hash), hex::encode(computed))));
+        return Err(StoreError::Corrupt(format!(
+            "block [{number}] data hash [{}] does not match its data [{}]",
+            hex::encode(&header.data_hash),
+            hex::encode(computed)
+        )));
     }
     if let Some(previous) = previous {
         let expected = header_hash(previous);
@@ -285,7 +297,9 @@ impl ChannelLedger {
     fn open_file(storage: &Arc<dyn Storage>, path: &Path, channel_id: &str) -> Result<ChannelLedger, LedgerError> {
         let label = format!("The block store of channel [{channel_id}]");
         let db = GuardedDb::open(storage, path, CACHE_BYTES, label).map_err(|e| match e {
-            OpenError::Missing => LedgerError::Corrupt { channel: channel_id.to_string(), path: path.to_path_buf(), what: "the file is missing".into() },
+            OpenError::Missing => {
+                LedgerError::Corrupt { channel: channel_id.to_string(), path: path.to_path_buf(), what: "the file is missing".into() }
+            }
             OpenError::Io(source) => LedgerError::Io { path: path.to_path_buf(), source },
             OpenError::Store(e) => wrap(channel_id, path, e),
         })?;
@@ -390,7 +404,10 @@ impl ChannelLedger {
         match format {
             Some(found) if found == CHANNEL_FORMAT => {}
             Some(found) => return Err(LedgerError::ChannelFormat { channel: channel_id.to_string(), path: ledger.path.clone(), found }),
-            None => return Err(ledger.fail(StoreError::Corrupt("it has no format marker (not a channel store, or its creation did not complete)".into()))),
+            None => {
+                return Err(ledger
+                    .fail(StoreError::Corrupt("it has no format marker (not a channel store, or its creation did not complete)".into())));
+            }
         }
         let tip = ledger.read(read_tip)?;
         ledger.set_tip(tip);
@@ -400,7 +417,12 @@ impl ChannelLedger {
     /// Opens an existing channel store for serving: checks the height and the hash chain of the
     /// last blocks, and rebuilds the indexes if they are missing or behind.
     /// A failure while serving is logged once and rings `alarm` (the ledger manager heals it).
-    pub(crate) fn open(storage: &Arc<dyn Storage>, root: &Path, channel_id: &str, alarm: &watch::Sender<u64>) -> Result<ChannelLedger, LedgerError> {
+    pub(crate) fn open(
+        storage: &Arc<dyn Storage>,
+        root: &Path,
+        channel_id: &str,
+        alarm: &watch::Sender<u64>,
+    ) -> Result<ChannelLedger, LedgerError> {
         let ledger = ChannelLedger::open_raw(storage, root, channel_id)?;
         ledger.check_for_service()?;
         ledger.db.set_reporting(alarm.clone());
@@ -430,7 +452,9 @@ impl ChannelLedger {
         self.db.close();
         let salvaged = salvage(storage, root, &self.id, genesis)?;
         self.db.reopen(storage).map_err(|e| match e {
-            OpenError::Missing => LedgerError::Corrupt { channel: self.id.clone(), path: self.path.clone(), what: "the file is missing".into() },
+            OpenError::Missing => {
+                LedgerError::Corrupt { channel: self.id.clone(), path: self.path.clone(), what: "the file is missing".into() }
+            }
             OpenError::Io(source) => LedgerError::Io { path: self.path.clone(), source },
             OpenError::Store(e) => self.wrap(e),
         })?;
@@ -540,7 +564,12 @@ impl ChannelLedger {
     /// Fabric's `BlockchainInfo`: height, the last block's header hash and its previous hash.
     pub fn info(&self) -> BlockchainInfo {
         let tip = lock(&self.tip).clone();
-        BlockchainInfo { height: tip.height, current_block_hash: tip.current_hash, previous_block_hash: tip.previous_hash, bootstrapping_snapshot_info: None }
+        BlockchainInfo {
+            height: tip.height,
+            current_block_hash: tip.current_hash,
+            previous_block_hash: tip.previous_hash,
+            bootstrapping_snapshot_info: None,
+        }
     }
 
     /// Watches the height: the receiver sees every committed append (Deliver's BLOCK_UNTIL_READY
@@ -619,7 +648,11 @@ impl ChannelLedger {
             return Err(LedgerError::BlockNumber { channel: self.id.clone(), expected: tip.height, found: header.number });
         }
         if header.previous_hash != tip.current_hash {
-            return Err(LedgerError::PreviousHash { channel: self.id.clone(), expected: tip.current_hash, found: header.previous_hash.clone() });
+            return Err(LedgerError::PreviousHash {
+                channel: self.id.clone(),
+                expected: tip.current_hash,
+                found: header.previous_hash.clone(),
+            });
         }
         check_data_hash(&self.id, block)?;
         let number = header.number;
@@ -727,14 +760,21 @@ fn check_data_hash(channel_id: &str, block: &Block) -> Result<(), LedgerError> {
     let header = header_of(block);
     let computed = block::data_hash(&block.data.clone().unwrap_or_default());
     if header.data_hash != computed {
-        return Err(LedgerError::DataHash { channel: channel_id.to_string(), number: header.number, header: header.data_hash, computed: computed.to_vec() });
+        return Err(LedgerError::DataHash {
+            channel: channel_id.to_string(),
+            number: header.number,
+            header: header.data_hash,
+            computed: computed.to_vec(),
+        });
     }
     Ok(())
 }
 
 pub(crate) fn wrap(channel_id: &str, path: &Path, error: StoreError) -> LedgerError {
     match error {
-        StoreError::Db(e) => LedgerError::ChannelDatabase { channel: channel_id.to_string(), path: path.to_path_buf(), message: db_error_text(&e) },
+        StoreError::Db(e) => {
+            LedgerError::ChannelDatabase { channel: channel_id.to_string(), path: path.to_path_buf(), message: db_error_text(&e) }
+        }
         StoreError::Corrupt(what) => LedgerError::Corrupt { channel: channel_id.to_string(), path: path.to_path_buf(), what },
     }
 }
@@ -753,7 +793,10 @@ impl Salvaged {
     /// What the salvage of `channel_id` did, for the log.
     pub fn describe(&self, channel_id: &str) -> String {
         let moved = self.quarantined.as_ref().map(|q| format!(", the damaged file was moved to {}", q.display())).unwrap_or_default();
-        format!("Rebuilt ledger [{channel_id}] from its genesis block: kept blocks [0..{}] proven by the hash chain{moved}", self.height.saturating_sub(1))
+        format!(
+            "Rebuilt ledger [{channel_id}] from its genesis block: kept blocks [0..{}] proven by the hash chain{moved}",
+            self.height.saturating_sub(1)
+        )
     }
 }
 

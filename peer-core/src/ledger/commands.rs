@@ -13,7 +13,10 @@ use std::sync::Arc;
 
 use tracing::{error, info, warn};
 
-use super::{channel, ChannelLedger, ChannelStatus, FORMAT, FORMAT_KEY, Inventory, LedgerError, lock_and_inventory, lock_root, open_inventory, peek_channels};
+use super::{
+    ChannelLedger, ChannelStatus, FORMAT, FORMAT_KEY, Inventory, LedgerError, channel, lock_and_inventory, lock_root, open_inventory,
+    peek_channels,
+};
 use crate::env::{DirLock, Env, Storage};
 
 /// The lock, the inventory and what the commands need to open channel stores.
@@ -246,8 +249,12 @@ fn rebuild_inventory(env: &Env, root: &Path, damage: &LedgerError) -> Result<Inv
                 inventory.register(&channel_id, &prost::Message::encode_to_vec(&genesis))?;
                 info!(target: "kvledger", func = "rebuildDBs", "Registered channel [{channel_id}] from its block store, with status ACTIVE (pause it again if it was paused)");
             }
-            Ok(_) => error!(target: "kvledger", func = "rebuildDBs", "The block store of channel [{channel_id}] holds no valid genesis block: it is not registered and left where it is"),
-            Err(err) => error!(target: "kvledger", func = "rebuildDBs", "The block store of channel [{channel_id}] could not be read ({err}): it is not registered and left where it is"),
+            Ok(_) => {
+                error!(target: "kvledger", func = "rebuildDBs", "The block store of channel [{channel_id}] holds no valid genesis block: it is not registered and left where it is")
+            }
+            Err(err) => {
+                error!(target: "kvledger", func = "rebuildDBs", "The block store of channel [{channel_id}] could not be read ({err}): it is not registered and left where it is")
+            }
         }
     }
     Ok(inventory)

@@ -20,8 +20,8 @@ use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
 use std::io;
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Once, RwLock};
 
 use tokio::sync::watch;
@@ -345,7 +345,11 @@ impl GuardedDb {
         })
     }
 
-    fn open_file(storage: &Arc<dyn Storage>, path: &Path, cache_bytes: usize) -> Result<(Arc<dyn redb::StorageBackend>, redb::Database), OpenError> {
+    fn open_file(
+        storage: &Arc<dyn Storage>,
+        path: &Path,
+        cache_bytes: usize,
+    ) -> Result<(Arc<dyn redb::StorageBackend>, redb::Database), OpenError> {
         if !storage.exists(path) {
             return Err(OpenError::Missing);
         }

@@ -32,8 +32,8 @@ use redb::{ReadableDatabase, ReadableTable, TableDefinition};
 use tokio::sync::watch;
 use tracing::{info, warn};
 
-pub use channel::{CHANNEL_FORMAT, ChannelLedger, Salvaged};
 use channel::StoreError;
+pub use channel::{CHANNEL_FORMAT, ChannelLedger, Salvaged};
 use guard::{GuardedDb, OpenError};
 
 use crate::env::{DirLock, Env, LockError, Storage};
@@ -140,7 +140,9 @@ pub enum LedgerError {
     #[error("data inconsistency: under construction flag is set for ledger [{channel}] while the height of the blockchain is [{height}]")]
     UnderConstruction { channel: String, height: u64 },
     /// An offline command refused a damaged channel store: what to do follows the damage.
-    #[error("{0}; with the peer stopped, run 'peer-core node rebuild-dbs' to rebuild the channel from its genesis block (the blocks its hash chain still proves are kept, the peer fetches the rest, the damaged file goes to ledgersData/quarantine)")]
+    #[error(
+        "{0}; with the peer stopped, run 'peer-core node rebuild-dbs' to rebuild the channel from its genesis block (the blocks its hash chain still proves are kept, the peer fetches the rest, the damaged file goes to ledgersData/quarantine)"
+    )]
     NeedsRebuild(Box<LedgerError>),
     /// An offline command failed for several channels (it still did what it could for the others).
     #[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
@@ -248,7 +250,9 @@ impl Inventory {
     fn error(&self, e: StoreError) -> LedgerError {
         match e {
             // An I/O error while writing: not damage (redb reopens before the next write).
-            StoreError::Db(e) if self.db.failed().is_none() => LedgerError::Database { path: self.path.clone(), message: channel::db_error_text(&e) },
+            StoreError::Db(e) if self.db.failed().is_none() => {
+                LedgerError::Database { path: self.path.clone(), message: channel::db_error_text(&e) }
+            }
             e => LedgerError::InventoryDamaged { path: self.path.clone(), what: store_error_text(e) },
         }
     }
@@ -276,7 +280,10 @@ impl Inventory {
         match self.get_meta(FORMAT_KEY)? {
             Some(format) if format == FORMAT => Ok(()),
             Some(found) => Err(LedgerError::FormatMismatch { path: self.path.clone(), found }),
-            None => Err(LedgerError::InventoryDamaged { path: self.path.clone(), what: "it has no format marker (every inventory is written with one)".into() }),
+            None => Err(LedgerError::InventoryDamaged {
+                path: self.path.clone(),
+                what: "it has no format marker (every inventory is written with one)".into(),
+            }),
         }
     }
 
@@ -312,7 +319,12 @@ impl Inventory {
             let status = match status.as_str() {
                 "ACTIVE" => ChannelStatus::Active,
                 "INACTIVE" => ChannelStatus::Inactive,
-                other => return Err(LedgerError::InventoryDamaged { path: self.path.clone(), what: format!("channel [{id}] has the unknown status [{other}]") }),
+                other => {
+                    return Err(LedgerError::InventoryDamaged {
+                        path: self.path.clone(),
+                        what: format!("channel [{id}] has the unknown status [{other}]"),
+                    });
+                }
             };
             channels.insert(id, status);
         }
@@ -326,10 +338,10 @@ impl Inventory {
             Err(redb::TableError::TableDoesNotExist(_)) => Ok(None),
             Err(e) => Err(e.into()),
         })?;
-        bytes
-            .map(|bytes| Block::decode(bytes.as_slice()))
-            .transpose()
-            .map_err(|e| LedgerError::InventoryDamaged { path: self.path.clone(), what: format!("the genesis block of channel [{channel}] does not decode: {e}") })
+        bytes.map(|bytes| Block::decode(bytes.as_slice())).transpose().map_err(|e| LedgerError::InventoryDamaged {
+            path: self.path.clone(),
+            what: format!("the genesis block of channel [{channel}] does not decode: {e}"),
+        })
     }
 
     fn set_status(&self, channel: &str, status: ChannelStatus) -> Result<(), LedgerError> {
@@ -486,13 +498,27 @@ impl LedgerMgr {
             if !stores.is_empty() {
                 return Err(LedgerError::InventoryDamaged {
                     path: inventory_path,
-                    what: format!("the file is missing while the block stores of {} channel(s) ({}) exist", stores.len(), stores.join(", ")),
+                    what: format!(
+                        "the file is missing while the block stores of {} channel(s) ({}) exist",
+                        stores.len(),
+                        stores.join(", ")
+                    ),
                 });
             }
         }
         drop(inventory_path);
         info!(target: "ledgermgmt", func = "NewLedgerMgr", "Initialized LedgerMgr");
-        Ok(LedgerMgr { storage: env.storage.clone(), inventory, root, channels: Mutex::new(channels), channel_errors, healed, unhealed: Mutex::new(unhealed), alarm, _lock: lock })
+        Ok(LedgerMgr {
+            storage: env.storage.clone(),
+            inventory,
+            root,
+            channels: Mutex::new(channels),
+            channel_errors,
+            healed,
+            unhealed: Mutex::new(unhealed),
+            alarm,
+            _lock: lock,
+        })
     }
 
     /// Rings (the value grows) each time a channel store fails while in service.
@@ -507,7 +533,8 @@ impl LedgerMgr {
         let mut done = Vec::new();
         for ledger in failed {
             let id = ledger.id().to_string();
-            let damage = LedgerError::Corrupt { channel: id.clone(), path: ledger.path().to_path_buf(), what: ledger.failed().unwrap_or_default() };
+            let damage =
+                LedgerError::Corrupt { channel: id.clone(), path: ledger.path().to_path_buf(), what: ledger.failed().unwrap_or_default() };
             let genesis = match self.inventory().and_then(|inventory| inventory.genesis(&id)) {
                 Ok(Some(genesis)) => genesis,
                 Ok(None) => {
@@ -676,7 +703,13 @@ fn channel_store_ids(storage: &Arc<dyn Storage>, root: &Path) -> Vec<String> {
 /// [`channel::salvage`] from the genesis block the inventory keeps, and logs what it did. The
 /// blocks the salvage could not prove come again from the network (the deliver client and state
 /// transfer start from the ledger's height).
-fn open_or_heal(storage: &Arc<dyn Storage>, root: &Path, inventory: &Inventory, id: &str, alarm: &watch::Sender<u64>) -> Result<(ChannelLedger, Option<Heal>), LedgerError> {
+fn open_or_heal(
+    storage: &Arc<dyn Storage>,
+    root: &Path,
+    inventory: &Inventory,
+    id: &str,
+    alarm: &watch::Sender<u64>,
+) -> Result<(ChannelLedger, Option<Heal>), LedgerError> {
     channel::finish_interrupted_salvage(storage, root, id)?;
     let mut heal: Option<Heal> = None;
     // A salvage that fails (the disk is full, a write fails), or whose result does not open,
@@ -730,9 +763,11 @@ fn recover_under_construction(storage: &Arc<dyn Storage>, root: &Path, inventory
     match genesis {
         None => {
             info!(target: "kvledger", func = "recoverUnderConstructionLedger", "Genesis block was not committed. Hence, the peer ledger not created. unsetting the under construction flag");
-            storage
-                .remove_file(&path)
-                .map_err(|e| LedgerError::ChannelDatabase { channel: channel_id.clone(), path: path.clone(), message: e.to_string() })?;
+            storage.remove_file(&path).map_err(|e| LedgerError::ChannelDatabase {
+                channel: channel_id.clone(),
+                path: path.clone(),
+                message: e.to_string(),
+            })?;
             inventory.set_under_construction(None)
         }
         Some(genesis) => {

@@ -189,7 +189,11 @@ impl LoggingHandle {
     /// Registers `logging_entries_checked{level}` and `logging_entries_written{level}` (Fabric's
     /// names): the events this layer checked against the spec, and those it wrote.
     pub fn register_metrics(&self, registry: &mut Registry) {
-        registry.register("logging_entries_checked", "Log events checked against the logging spec, by level", self.shared.checked.family.clone());
+        registry.register(
+            "logging_entries_checked",
+            "Log events checked against the logging spec, by level",
+            self.shared.checked.family.clone(),
+        );
         registry.register("logging_entries_written", "Log events written, by level", self.shared.written.family.clone());
     }
 }

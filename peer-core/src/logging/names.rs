@@ -50,7 +50,15 @@ mod tests {
 
     #[test]
     fn libraries_get_fabric_style_names() {
-        for target in ["h2::codec::framed_read", "h2", "hyper::proto::h1", "hyper_util::client::legacy", "tonic::transport::server", "tower::buffer::worker", "rustls::conn"] {
+        for target in [
+            "h2::codec::framed_read",
+            "h2",
+            "hyper::proto::h1",
+            "hyper_util::client::legacy",
+            "tonic::transport::server",
+            "tower::buffer::worker",
+            "rustls::conn",
+        ] {
             assert_eq!(logger_name(target), "grpc", "{target}");
         }
         assert_eq!(logger_name("tokio::runtime::task"), "tokio.runtime.task");

@@ -122,11 +122,8 @@ impl LogSpec {
             match parts.as_slice() {
                 [level] => {
                     // Fabric: an empty segment is allowed and sets the default back to INFO.
-                    default_level = if level.is_empty() {
-                        LogLevel::Info
-                    } else {
-                        LogLevel::parse(level).ok_or_else(|| bad_segment(segment))?
-                    };
+                    default_level =
+                        if level.is_empty() { LogLevel::Info } else { LogLevel::parse(level).ok_or_else(|| bad_segment(segment))? };
                 }
                 [names, level] => {
                     if names.is_empty() {
@@ -183,10 +180,7 @@ impl LogSpec {
 
     /// The most verbose level any logger can have under this spec.
     pub fn max_level(&self) -> tracing::Level {
-        self.loggers
-            .values()
-            .map(|level| level.to_tracing())
-            .fold(self.default_level.to_tracing(), std::cmp::max)
+        self.loggers.values().map(|level| level.to_tracing()).fold(self.default_level.to_tracing(), std::cmp::max)
     }
 }
 

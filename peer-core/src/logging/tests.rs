@@ -187,7 +187,10 @@ fn bad_config_is_an_error() {
     };
     assert_eq!(setup("debug:gossip=", ""), Err("invalid logging specification 'debug:gossip=': bad segment 'gossip='".to_string()));
     // Fabric's text, after the variable and its value.
-    assert_eq!(setup("", "%{color}%{pid} %{message}"), Err("invalid FABRIC_LOGGING_FORMAT \"%{color}%{pid} %{message}\": invalid format verb: pid".to_string()));
+    assert_eq!(
+        setup("", "%{color}%{pid} %{message}"),
+        Err("invalid FABRIC_LOGGING_FORMAT \"%{color}%{pid} %{message}\": invalid format verb: pid".to_string())
+    );
     // Like Fabric, the format is checked first.
     assert_eq!(setup("bogus", "%{pid}"), Err("invalid FABRIC_LOGGING_FORMAT \"%{pid}\": invalid format verb: pid".to_string()));
     // A verb cut off before its `}`: the variable, its value and the unterminated text.
@@ -212,5 +215,8 @@ fn library_events_log_under_fabric_names() {
         assert!(handle.enabled("hyper::proto::h2::server", tracing::Level::DEBUG));
         assert!(!handle.enabled("hyper::proto::h2::server", tracing::Level::TRACE));
     });
-    assert_eq!(lines, ["[grpc] DEBU received frame=Settings", "[grpc] DEBU accepted connection", "[tokio.runtime.task] WARN a task warning"]);
+    assert_eq!(
+        lines,
+        ["[grpc] DEBU received frame=Settings", "[grpc] DEBU accepted connection", "[tokio.runtime.task] WARN a task warning"]
+    );
 }

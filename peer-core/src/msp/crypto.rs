@@ -4,12 +4,12 @@
 //! byte for byte) and always low-S; verification rejects high-S, as Fabric does, so a signature
 //! cannot be re-shaped into a second valid one. Certificates are X.509 with P-256 keys.
 
+use der::asn1::AnyRef;
 use der::{Decode, Encode};
 use p256::ecdsa::signature::{Keypair, Signer as _};
 use p256::ecdsa::{DerSignature, Signature, SigningKey, VerifyingKey};
 use p256::elliptic_curve::scalar::IsHigh;
 use sha2::{Digest, Sha256};
-use der::asn1::AnyRef;
 use spki::{AlgorithmIdentifier, DecodePublicKey, ObjectIdentifier, SignatureAlgorithmIdentifier};
 use x509_cert::Certificate;
 

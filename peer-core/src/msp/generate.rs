@@ -214,7 +214,11 @@ pub fn generate(spec: &OrgSpec, kind: OrgKind, rng: &mut ChaCha20Rng, validity: 
             config_yaml: org_msp.config_yaml.clone(),
             ..MspFiles::default()
         };
-        Ok(Node { name: common_name.to_string(), msp, tls: TlsFiles { ca_crt: tls_ca_cert.clone(), cert: tls_cert, key: key_pem(&tls_key)? } })
+        Ok(Node {
+            name: common_name.to_string(),
+            msp,
+            tls: TlsFiles { ca_crt: tls_ca_cert.clone(), cert: tls_cert, key: key_pem(&tls_key)? },
+        })
     };
     let mut peers = Vec::with_capacity(spec.peers);
     for i in 0..spec.peers {
@@ -268,7 +272,9 @@ fn write_secret(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 
 fn node_ous_config(ca_file: &str) -> String {
     let mut text = String::from("NodeOUs:\n  Enable: true\n");
-    for (key, ou) in [("ClientOUIdentifier", "client"), ("PeerOUIdentifier", "peer"), ("AdminOUIdentifier", "admin"), ("OrdererOUIdentifier", "orderer")] {
+    for (key, ou) in
+        [("ClientOUIdentifier", "client"), ("PeerOUIdentifier", "peer"), ("AdminOUIdentifier", "admin"), ("OrdererOUIdentifier", "orderer")]
+    {
         text.push_str(&format!("  {key}:\n    Certificate: cacerts/{ca_file}\n    OrganizationalUnitIdentifier: {ou}\n"));
     }
     text

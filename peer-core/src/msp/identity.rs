@@ -22,9 +22,8 @@ pub struct PkiId(pub [u8; 32]);
 /// protocol simulator's time at a few hundred peers.
 impl Ord for PkiId {
     fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        let words = |id: &PkiId| -> [u64; 4] {
-            std::array::from_fn(|i| u64::from_be_bytes(id.0[i * 8..i * 8 + 8].try_into().expect("8 bytes")))
-        };
+        let words =
+            |id: &PkiId| -> [u64; 4] { std::array::from_fn(|i| u64::from_be_bytes(id.0[i * 8..i * 8 + 8].try_into().expect("8 bytes"))) };
         words(self).cmp(&words(other))
     }
 }

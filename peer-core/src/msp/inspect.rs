@@ -53,10 +53,11 @@ pub fn report(files: &MspFiles, msp_id: Result<&MspIdSource, &str>, now: SystemT
     match &msp {
         Ok(msp) => match msp.node_ous() {
             Some(node_ous) => {
-                let named = [("client", &node_ous.client), ("peer", &node_ous.peer), ("admin", &node_ous.admin), ("orderer", &node_ous.orderer)]
-                    .into_iter()
-                    .filter_map(|(role, ou)| ou.as_ref().map(|ou| format!("{role}: OU={}", escaped(&ou.ou))))
-                    .collect::<Vec<_>>();
+                let named =
+                    [("client", &node_ous.client), ("peer", &node_ous.peer), ("admin", &node_ous.admin), ("orderer", &node_ous.orderer)]
+                        .into_iter()
+                        .filter_map(|(role, ou)| ou.as_ref().map(|ou| format!("{role}: OU={}", escaped(&ou.ou))))
+                        .collect::<Vec<_>>();
                 let _ = writeln!(out, "NodeOUs: enabled ({})", named.join(", "));
             }
             None => {

@@ -30,8 +30,7 @@ use x509_cert::ext::pkix::BasicConstraints;
 pub use identity::{Identity, IdentityError, PkiId};
 
 /// The subdirectories of a Fabric MSP directory that hold certificates and keys.
-const CERT_DIRS: [&str; 7] =
-    ["signcerts", "keystore", "cacerts", "intermediatecerts", "admincerts", "tlscacerts", "tlsintermediatecerts"];
+const CERT_DIRS: [&str; 7] = ["signcerts", "keystore", "cacerts", "intermediatecerts", "admincerts", "tlscacerts", "tlsintermediatecerts"];
 
 /// One file of an MSP directory.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -311,15 +310,13 @@ impl LocalMsp {
             }
         };
         let sign_path = files.dir.join(&sign_cert.name);
-        let bad_signer = |reason: String| {
-            setup(format!("could not load a valid signer certificate from {}: {reason}", sign_path.display()))
-        };
+        let bad_signer =
+            |reason: String| setup(format!("could not load a valid signer certificate from {}: {reason}", sign_path.display()));
         let der = identity::single_pem_certificate(&sign_cert.bytes).map_err(bad_signer)?;
         let cert = crypto::cert_from_der(&der).map_err(bad_signer)?;
         let identity = Identity::new(msp_id, cert).map_err(bad_signer)?;
-        msp.validate(&identity, now).map_err(|reason| {
-            setup(format!("the signing certificate {} is not valid: {reason}", sign_path.display()))
-        })?;
+        msp.validate(&identity, now)
+            .map_err(|reason| setup(format!("the signing certificate {} is not valid: {reason}", sign_path.display())))?;
         let key = find_private_key(files, &identity).map_err(setup)?;
         Ok(LocalMsp { msp, identity, key })
     }
@@ -561,9 +558,8 @@ fn find_private_key(files: &MspFiles, identity: &Identity) -> Result<SigningKey,
         };
         for (label, der) in blocks {
             let key = match label.as_str() {
-                "PRIVATE KEY" => SigningKey::from_pkcs8_der(&der).map_err(|_| {
-                    "unsupported key type: not an ECDSA P-256 PKCS#8 private key (peer-core supports P-256 only)".to_string()
-                }),
+                "PRIVATE KEY" => SigningKey::from_pkcs8_der(&der)
+                    .map_err(|_| "unsupported key type: not an ECDSA P-256 PKCS#8 private key (peer-core supports P-256 only)".to_string()),
                 "EC PRIVATE KEY" => p256::SecretKey::from_sec1_der(&der)
                     .map(SigningKey::from)
                     .map_err(|_| "unsupported key type: not an ECDSA P-256 private key".to_string()),
@@ -579,10 +575,7 @@ fn find_private_key(files: &MspFiles, identity: &Identity) -> Result<SigningKey,
         }
     }
     if found_other_key || problems.is_empty() {
-        return Err(format!(
-            "the private key in {} does not match the public key of the signing certificate",
-            keystore.display()
-        ));
+        return Err(format!("the private key in {} does not match the public key of the signing certificate", keystore.display()));
     }
     Err(format!("no usable private key in {}: {}", keystore.display(), problems.join("; ")))
 }
@@ -599,15 +592,14 @@ impl Msp {
         }
         let roots = ca_certs(&files.cacerts)
             .map_err(|e| format!("could not load a valid ca certificate from directory {}: {e}", folder("cacerts")))?;
-        let intermediates = ca_certs(&files.intermediatecerts).map_err(|e| {
-            format!("could not load a valid intermediate certificate from directory {}: {e}", folder("intermediatecerts"))
-        })?;
+        let intermediates = ca_certs(&files.intermediatecerts)
+            .map_err(|e| format!("could not load a valid intermediate certificate from directory {}: {e}", folder("intermediatecerts")))?;
         let pem_ders = |list: &[MspFile], what: &str, folder_name: &str| -> Result<Vec<Vec<u8>>, String> {
             list.iter()
                 .map(|f| {
-                    identity::single_pem_certificate(&f.bytes).and_then(|der| crypto::cert_from_der(&der).map(|_| der)).map_err(
-                        |e| format!("could not load a valid {what} certificate from directory {}: {}: {e}", folder(folder_name), f.name),
-                    )
+                    identity::single_pem_certificate(&f.bytes).and_then(|der| crypto::cert_from_der(&der).map(|_| der)).map_err(|e| {
+                        format!("could not load a valid {what} certificate from directory {}: {}: {e}", folder(folder_name), f.name)
+                    })
                 })
                 .collect()
         };
@@ -679,8 +671,11 @@ impl Msp {
             return Err(format!("none of the identity's organizational units {ous:?} is one the MSP requires {wanted:?}"));
         }
         if let Some(node_ous) = &self.node_ous {
-            let roles: Vec<&OuIdentifier> =
-                [&node_ous.client, &node_ous.peer, &node_ous.admin, &node_ous.orderer].into_iter().flatten().filter(|o| matches(o)).collect();
+            let roles: Vec<&OuIdentifier> = [&node_ous.client, &node_ous.peer, &node_ous.admin, &node_ous.orderer]
+                .into_iter()
+                .flatten()
+                .filter(|o| matches(o))
+                .collect();
             match roles.len() {
                 1 => {}
                 0 => {
@@ -767,9 +762,8 @@ impl Msp {
         let mut current = cert.clone();
         for _ in 0..MAX_DEPTH {
             let issuer = current.tbs_certificate().issuer();
-            let signed_by = |ca: &&CaCert| {
-                ca.cert.tbs_certificate().subject() == issuer && crypto::cert_signed_by(&current, &ca.key).is_ok()
-            };
+            let signed_by =
+                |ca: &&CaCert| ca.cert.tbs_certificate().subject() == issuer && crypto::cert_signed_by(&current, &ca.key).is_ok();
             if let Some(root) = self.roots.iter().find(signed_by) {
                 check_validity(&root.cert, now).map_err(|e| format!("its root CA certificate is not valid: {e}"))?;
                 chain.push(root.der.clone());
@@ -810,11 +804,7 @@ fn ca_certs(files: &[MspFile]) -> Result<Vec<CaCert>, String> {
 
 /// True when the certificate has Basic Constraints with cA set.
 fn is_ca(cert: &Certificate) -> bool {
-    cert.tbs_certificate()
-        .get_extension::<BasicConstraints>()
-        .ok()
-        .flatten()
-        .is_some_and(|(_, constraints)| constraints.ca)
+    cert.tbs_certificate().get_extension::<BasicConstraints>().ok().flatten().is_some_and(|(_, constraints)| constraints.ca)
 }
 
 fn check_validity(cert: &Certificate, now: SystemTime) -> Result<(), String> {

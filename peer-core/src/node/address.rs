@@ -64,16 +64,16 @@ pub fn chaincode_endpoints(peer: &PeerConfig, peer_host: &str, mode: ChaincodeMo
     info!(target: "nodeCmd", func = "computeChaincodeEndpoint", "Entering computeChaincodeEndpoint with peerHostname: {peer_host}");
     let peer_host_unspecified = HostPort::new(peer_host, 0).is_unspecified();
     let computed = match (&peer.chaincode_address, &peer.chaincode_listen_address) {
-        (Some(address), _) if address.is_unspecified() => {
-            Err(format!("ChaincodeAddress' IP cannot be {} in non-dev mode", address.host))
-        }
+        (Some(address), _) if address.is_unspecified() => Err(format!("ChaincodeAddress' IP cannot be {} in non-dev mode", address.host)),
         (Some(address), _) => Ok(address.clone()),
         (None, Some(listen)) if listen.is_unspecified() && peer_host_unspecified => {
             Err("ChaincodeAddress is nil while both chaincodeListenAddressIP and peerIP are 0.0.0.0".to_string())
         }
         (None, Some(listen)) if listen.is_unspecified() => Ok(HostPort::new(peer_host, listen.port)),
         (None, Some(listen)) => Ok(listen.clone()),
-        (None, None) if peer_host_unspecified => Err(format!("ChaincodeAddress and chaincodeListenAddress are nil and peerIP is {peer_host}")),
+        (None, None) if peer_host_unspecified => {
+            Err(format!("ChaincodeAddress and chaincodeListenAddress are nil and peerIP is {peer_host}"))
+        }
         (None, None) => Ok(HostPort::new(peer_host, 7052)),
     };
     let endpoint = match (computed, mode) {

@@ -10,17 +10,17 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use prost::Message;
-use tokio::sync::watch;
 use proto::common::{Block, BlockMetadataIndex, HeaderType, LastConfig, Metadata, OrdererBlockMetadata};
+use tokio::sync::watch;
 use tracing::{error, info};
 
 use crate::channel::config::{ChannelConfig, ConfigBlockError};
 use crate::channel::signatures::{BlockSignatureError, verify_block_signatures};
 use crate::env::{Clock, StoppedClock};
 use crate::gossip::identity::Identities;
-use crate::ledger::metrics::LedgerMetrics;
 use crate::ledger::block::channel_header;
 use crate::ledger::channel::ChannelLedger;
+use crate::ledger::metrics::LedgerMetrics;
 use crate::ledger::{LedgerError, LedgerMgr};
 
 /// Why a channel could not be joined or a block not appended.
@@ -87,7 +87,8 @@ impl Channels {
             metrics.healed(&heal.channel);
         }
         let heals = std::sync::atomic::AtomicU64::new(ledger.healed().len() as u64);
-        let channels = Channels { ledger, configs: Mutex::default(), identities, pre_reset: Mutex::new(pre_reset), joined, metrics, clock, heals };
+        let channels =
+            Channels { ledger, configs: Mutex::default(), identities, pre_reset: Mutex::new(pre_reset), joined, metrics, clock, heals };
         for id in channels.ledger.active_channels() {
             let Some(ledger) = channels.ledger.channel(&id) else { continue };
             match latest_config(&ledger) {

@@ -122,8 +122,18 @@ fn open_session(
 ) -> ResponseStream {
     let address = request.remote_addr().map(|a| a.to_string()).unwrap_or_default();
     let (responses, queue) = mpsc::channel(RESPONSE_QUEUE);
-    let session =
-        Session { channels: channels.clone(), clock: clock.clone(), time_window, kind, access, address, responses, seeks: 0, metrics, request: None };
+    let session = Session {
+        channels: channels.clone(),
+        clock: clock.clone(),
+        time_window,
+        kind,
+        access,
+        address,
+        responses,
+        seeks: 0,
+        metrics,
+        request: None,
+    };
     let session = Box::pin(session.run(request.into_inner()));
     ResponseStream { queue, session: Some(session) }
 }
@@ -144,7 +154,8 @@ impl OrdererDeliver {
 
     /// Answers one `Deliver` stream; the session lives as long as the returned stream.
     pub fn deliver(&self, request: Request<Streaming<Envelope>>) -> Response<BoxStream<proto::orderer::DeliverResponse>> {
-        let stream = open_session(&self.channels, &self.clock, self.time_window, request, Kind::Blocks, ReadAccess::Policy(ORDERER_READERS), None);
+        let stream =
+            open_session(&self.channels, &self.clock, self.time_window, request, Kind::Blocks, ReadAccess::Policy(ORDERER_READERS), None);
         Response::new(Box::pin(stream.map(|item| item.map(to_orderer_response))))
     }
 }
@@ -383,7 +394,11 @@ impl Session {
         };
 
         let mut access = SessionAccess::new(
-            SignedData { data: envelope.payload.clone(), identity: signature_header.creator.clone(), signature: envelope.signature.clone() },
+            SignedData {
+                data: envelope.payload.clone(),
+                identity: signature_header.creator.clone(),
+                signature: envelope.signature.clone(),
+            },
             channel.clone(),
             self.access,
         );
@@ -557,7 +572,8 @@ struct SessionAccess {
 
 impl SessionAccess {
     fn new(signed: SignedData, channel: String, access: ReadAccess) -> SessionAccess {
-        let session_end = Identity::deserialize(&signed.identity).ok().map(|id| id.cert.tbs_certificate().validity().not_after.to_system_time());
+        let session_end =
+            Identity::deserialize(&signed.identity).ok().map(|id| id.cert.tbs_certificate().validity().not_after.to_system_time());
         SessionAccess { signed, channel, access, session_end, last_sequence: 0, used: false }
     }
 
@@ -568,7 +584,8 @@ impl SessionAccess {
         {
             return Err(format!("deliver client identity expired {} before", format_duration(since)));
         }
-        let config = channels.config(&self.channel).ok_or_else(|| format!("Failed to get policy manager for channel [{}]", self.channel))?;
+        let config =
+            channels.config(&self.channel).ok_or_else(|| format!("Failed to get policy manager for channel [{}]", self.channel))?;
         let mut needed = !self.used;
         if config.sequence > self.last_sequence {
             self.last_sequence = config.sequence;
@@ -589,7 +606,10 @@ impl SessionAccess {
             },
         };
         config.evaluate(&policy, std::slice::from_ref(&self.signed)).map_err(|err| {
-            format!("Failed evaluating policy on signed data during check policy on channel [{}] with policy [{policy}]: [{err}]", self.channel)
+            format!(
+                "Failed evaluating policy on signed data during check policy on channel [{}] with policy [{policy}]: [{err}]",
+                self.channel
+            )
         })
     }
 }
@@ -632,11 +652,8 @@ fn seek_info_text(seek_info: &SeekInfo) -> String {
 /// blocks carry none) reports NOT_VALIDATED where Fabric would index out of range.
 fn filtered_block(block: &Block) -> Result<FilteredBlock, String> {
     let number = block.header.as_ref().map_or(0, |h| h.number);
-    let flags: &[u8] = block
-        .metadata
-        .as_ref()
-        .and_then(|m| m.metadata.get(BlockMetadataIndex::TransactionsFilter as usize))
-        .map_or(&[], Vec::as_slice);
+    let flags: &[u8] =
+        block.metadata.as_ref().and_then(|m| m.metadata.get(BlockMetadataIndex::TransactionsFilter as usize)).map_or(&[], Vec::as_slice);
     let mut filtered = FilteredBlock { number, ..FilteredBlock::default() };
     let envelopes = block.data.as_ref().map(|d| d.data.as_slice()).unwrap_or_default();
     for (index, bytes) in envelopes.iter().enumerate() {
@@ -652,7 +669,8 @@ fn filtered_block(block: &Block) -> Result<FilteredBlock, String> {
             debug!(target: DELIVER_EVENTS, func = "toFilteredBlock", "transaction payload header is nil, {index}, block num {number}");
             continue;
         };
-        let channel_header = ChannelHeader::decode(header.channel_header.as_slice()).map_err(|e| format!("error unmarshalling ChannelHeader: {e}"))?;
+        let channel_header =
+            ChannelHeader::decode(header.channel_header.as_slice()).map_err(|e| format!("error unmarshalling ChannelHeader: {e}"))?;
         filtered.channel_id = channel_header.channel_id.clone();
         let code = flags.get(index).map_or(proto::protos::TxValidationCode::NotValidated as i32, |flag| i32::from(*flag));
         let mut transaction =
@@ -669,11 +687,10 @@ fn filtered_block(block: &Block) -> Result<FilteredBlock, String> {
 /// action that has one.
 fn chaincode_events(transaction: &[u8]) -> Result<proto::protos::FilteredTransactionActions, String> {
     use proto::protos::{
-        ChaincodeAction, ChaincodeActionPayload, ChaincodeEvent, FilteredChaincodeAction, FilteredTransactionActions, ProposalResponsePayload,
-        Transaction,
+        ChaincodeAction, ChaincodeActionPayload, ChaincodeEvent, FilteredChaincodeAction, FilteredTransactionActions,
+        ProposalResponsePayload, Transaction,
     };
-    let transaction =
-        Transaction::decode(transaction).map_err(|e| format!("error unmarshal transaction payload for block event: {e}"))?;
+    let transaction = Transaction::decode(transaction).map_err(|e| format!("error unmarshal transaction payload for block event: {e}"))?;
     let mut actions = FilteredTransactionActions::default();
     for action in &transaction.actions {
         let payload = ChaincodeActionPayload::decode(action.payload.as_slice())
@@ -684,13 +701,18 @@ fn chaincode_events(transaction: &[u8]) -> Result<proto::protos::FilteredTransac
         };
         let response = ProposalResponsePayload::decode(endorsed.proposal_response_payload.as_slice())
             .map_err(|e| format!("error unmarshal proposal response payload for block event: {e}"))?;
-        let chaincode_action =
-            ChaincodeAction::decode(response.extension.as_slice()).map_err(|e| format!("error unmarshal chaincode action for block event: {e}"))?;
+        let chaincode_action = ChaincodeAction::decode(response.extension.as_slice())
+            .map_err(|e| format!("error unmarshal chaincode action for block event: {e}"))?;
         let event = ChaincodeEvent::decode(chaincode_action.events.as_slice())
             .map_err(|e| format!("error unmarshal chaincode event for block event: {e}"))?;
         if !event.chaincode_id.is_empty() {
             actions.chaincode_actions.push(FilteredChaincodeAction {
-                chaincode_event: Some(ChaincodeEvent { tx_id: event.tx_id, chaincode_id: event.chaincode_id, event_name: event.event_name, payload: Vec::new() }),
+                chaincode_event: Some(ChaincodeEvent {
+                    tx_id: event.tx_id,
+                    chaincode_id: event.chaincode_id,
+                    event_name: event.event_name,
+                    payload: Vec::new(),
+                }),
             });
         }
     }
@@ -741,7 +763,9 @@ mod tests {
     fn filtered_blocks_of_garbage_fail_or_skip_without_panicking() {
         let block = Block {
             header: None,
-            data: Some(proto::common::BlockData { data: vec![vec![0xff], Envelope { payload: vec![0xff, 0xff], signature: Vec::new() }.encode_to_vec()] }),
+            data: Some(proto::common::BlockData {
+                data: vec![vec![0xff], Envelope { payload: vec![0xff, 0xff], signature: Vec::new() }.encode_to_vec()],
+            }),
             metadata: None,
         };
         assert!(filtered_block(&block).unwrap_err().starts_with("could not extract payload from envelope"));

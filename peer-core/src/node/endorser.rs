@@ -223,7 +223,13 @@ fn expires_at(creator: &[u8]) -> Option<SystemTime> {
 }
 
 impl EndorserService {
-    pub fn new(channels: Arc<Channels>, msp: LocalMsp, clock: Arc<dyn Clock>, auth_filters: Vec<String>, time_window: Duration) -> EndorserService {
+    pub fn new(
+        channels: Arc<Channels>,
+        msp: LocalMsp,
+        clock: Arc<dyn Clock>,
+        auth_filters: Vec<String>,
+        time_window: Duration,
+    ) -> EndorserService {
         EndorserService { channels, msp, clock, auth_filters, time_window, metrics: EndorserMetrics::default() }
     }
 
@@ -314,7 +320,9 @@ impl EndorserService {
             .ok()
             .and_then(|secs| UNIX_EPOCH.checked_add(Duration::new(secs, u32::try_from(stamp.nanos.max(0)).unwrap_or(0))));
         let now = self.clock.wall_clock();
-        let inside = proposed.is_some_and(|t| t.duration_since(now).or_else(|_| now.duration_since(t)).is_ok_and(|gap| gap.as_nanos() <= self.time_window.as_nanos()));
+        let inside = proposed.is_some_and(|t| {
+            t.duration_since(now).or_else(|_| now.duration_since(t)).is_ok_and(|gap| gap.as_nanos() <= self.time_window.as_nanos())
+        });
         if inside {
             return Ok(());
         }
@@ -359,7 +367,11 @@ impl EndorserService {
 
     /// Fabric's `ProcessProposalSuccessfullyOrError`: run the chaincode, then answer unendorsed
     /// (errors, channel-less proposals) or endorsed by this peer.
-    fn process_successfully_or_error(&self, proposal: &UnpackedProposal, config: Option<&ChannelConfig>) -> Result<ProposalResponse, String> {
+    fn process_successfully_or_error(
+        &self,
+        proposal: &UnpackedProposal,
+        config: Option<&ChannelConfig>,
+    ) -> Result<ProposalResponse, String> {
         let name = proposal.chaincode_name.as_str();
         let channel_id = proposal.channel_id();
         if !scc::is_system_chaincode(name) {
@@ -368,7 +380,9 @@ impl EndorserService {
                 None => format!("could not get channel config for channel '{channel_id}'"),
                 Some(_) => format!("chaincode {name} not found"),
             };
-            return Err(format!("make sure the chaincode {name} has been successfully defined on channel {channel_id} and try again: {reason}"));
+            return Err(format!(
+                "make sure the chaincode {name} has been successfully defined on channel {channel_id} and try again: {reason}"
+            ));
         }
         let started = self.clock.now();
         let response = scc::invoke(&self.channels, &self.msp, name, proposal);
@@ -385,7 +399,8 @@ impl EndorserService {
             chaincode_id: Some(ChaincodeId { name: name.to_string(), version: SYSCC_VERSION.to_string(), ..ChaincodeId::default() }),
             ..ChaincodeAction::default()
         };
-        let payload = ProposalResponsePayload { proposal_hash: proposal.proposal_hash.to_vec(), extension: action.encode_to_vec() }.encode_to_vec();
+        let payload =
+            ProposalResponsePayload { proposal_hash: proposal.proposal_hash.to_vec(), extension: action.encode_to_vec() }.encode_to_vec();
         if response.status >= STATUS_ERROR {
             return Ok(ProposalResponse { response: Some(response), payload, ..ProposalResponse::default() });
         }

@@ -113,14 +113,38 @@ impl std::fmt::Debug for GrpcServerMetrics {
 impl GrpcServerMetrics {
     pub fn register(&self, registry: &mut Registry) {
         registry.register("grpc_server_unary_requests_received", "Unary gRPC calls received", self.unary_received.clone());
-        registry.register("grpc_server_unary_requests_completed", "Unary gRPC calls completed, by status code", self.unary_completed.clone());
-        registry.register("grpc_server_unary_request_duration", "Seconds from receiving a unary gRPC call to its status", self.unary_duration.clone());
+        registry.register(
+            "grpc_server_unary_requests_completed",
+            "Unary gRPC calls completed, by status code",
+            self.unary_completed.clone(),
+        );
+        registry.register(
+            "grpc_server_unary_request_duration",
+            "Seconds from receiving a unary gRPC call to its status",
+            self.unary_duration.clone(),
+        );
         registry.register("grpc_server_stream_requests_received", "Streaming gRPC calls received", self.stream_received.clone());
-        registry.register("grpc_server_stream_requests_completed", "Streaming gRPC calls completed, by status code", self.stream_completed.clone());
-        registry.register("grpc_server_stream_request_duration", "Seconds from opening a gRPC stream to its status", self.stream_duration.clone());
-        registry.register("grpc_server_stream_messages_received", "Messages received on gRPC streams", self.stream_messages_received.clone());
+        registry.register(
+            "grpc_server_stream_requests_completed",
+            "Streaming gRPC calls completed, by status code",
+            self.stream_completed.clone(),
+        );
+        registry.register(
+            "grpc_server_stream_request_duration",
+            "Seconds from opening a gRPC stream to its status",
+            self.stream_duration.clone(),
+        );
+        registry.register(
+            "grpc_server_stream_messages_received",
+            "Messages received on gRPC streams",
+            self.stream_messages_received.clone(),
+        );
         registry.register("grpc_server_stream_messages_sent", "Messages sent on gRPC streams", self.stream_messages_sent.clone());
-        registry.register("grpc_comm_conn_opened", "gRPC connections opened on the peer port (opened minus closed are open)", self.connections.opened.clone());
+        registry.register(
+            "grpc_comm_conn_opened",
+            "gRPC connections opened on the peer port (opened minus closed are open)",
+            self.connections.opened.clone(),
+        );
         registry.register("grpc_comm_conn_closed", "gRPC connections closed on the peer port", self.connections.closed.clone());
     }
 }
@@ -201,7 +225,8 @@ where
                     }
                 };
                 let started = self.clock.now();
-                let completion = Completion { metrics: self.metrics.clone(), kind: method.kind, labels, clock: self.clock.clone(), started };
+                let completion =
+                    Completion { metrics: self.metrics.clone(), kind: method.kind, labels, clock: self.clock.clone(), started };
                 (Some(completion), received_messages)
             }
         };
@@ -217,7 +242,8 @@ where
                 completion.complete(code);
                 return Ok(response);
             }
-            let sent = (completion.kind == CallKind::Stream).then(|| completion.metrics.stream_messages_sent.get_or_create_owned(&completion.labels));
+            let sent = (completion.kind == CallKind::Stream)
+                .then(|| completion.metrics.stream_messages_sent.get_or_create_owned(&completion.labels));
             Ok(response.map(|body| Body::new(CompletingBody { inner: body, sent: MessageCount::new(sent), completion: Some(completion) })))
         })
     }

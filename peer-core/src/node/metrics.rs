@@ -117,7 +117,9 @@ impl EndorserMetrics {
     /// A validated proposal was answered after `seconds`; `success` as Fabric counts it.
     pub fn answered(&self, channel: &str, chaincode: &str, success: bool, seconds: f64) {
         let success = if success { "true" } else { "false" };
-        self.proposal_duration.get_or_create(&labels(&[("channel", channel), ("chaincode", chaincode), ("success", success)])).observe(seconds);
+        self.proposal_duration
+            .get_or_create(&labels(&[("channel", channel), ("chaincode", chaincode), ("success", success)]))
+            .observe(seconds);
         if success == "true" {
             self.successful_proposals.inc();
         }
@@ -150,7 +152,11 @@ impl DeliverMetrics {
     pub fn register(&self, registry: &mut Registry) {
         registry.register("deliver_streams_opened", "Deliver streams opened", self.streams_opened.clone());
         registry.register("deliver_streams_closed", "Deliver streams closed", self.streams_closed.clone());
-        registry.register("deliver_requests_received", "Deliver requests (SeekInfo) received for a joined channel", self.requests_received.clone());
+        registry.register(
+            "deliver_requests_received",
+            "Deliver requests (SeekInfo) received for a joined channel",
+            self.requests_received.clone(),
+        );
         registry.register("deliver_requests_completed", "Deliver requests completed, by outcome", self.requests_completed.clone());
         registry.register("deliver_blocks_sent", "Blocks sent by the deliver service", self.blocks_sent.clone());
     }
@@ -229,7 +235,9 @@ mod tests {
         let real = crate::env::real::env().unwrap();
         assert!(real.process_collector().is_some());
         let text = exposition(&real);
-        for family in ["process_cpu_seconds_total counter", "process_open_fds gauge", "process_max_fds gauge", "process_resident_memory_bytes gauge"] {
+        for family in
+            ["process_cpu_seconds_total counter", "process_open_fds gauge", "process_max_fds gauge", "process_resident_memory_bytes gauge"]
+        {
             assert!(text.contains(&format!("# TYPE {family}\n")), "{family} missing from:\n{text}");
         }
         let resident = text.lines().find_map(|l| l.strip_prefix("process_resident_memory_bytes ")).unwrap();

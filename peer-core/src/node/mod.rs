@@ -25,8 +25,8 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tracing::{debug, error, info, warn};
 
-use crate::blocks::deliverclient::{DeliverClient, DeliverClientConfig};
 use crate::blocks::BlockPublisher;
+use crate::blocks::deliverclient::{DeliverClient, DeliverClientConfig};
 use crate::config::{Config, HostPort, MetricsProvider};
 use crate::env::Env;
 use crate::gossip::comm::{Comm, CommConfig};
@@ -36,18 +36,21 @@ use crate::gossip::identity::Identities;
 use crate::gossip::publish::{GossipBlockPublisher, Leadership};
 use crate::gossip::state::{GossipState, StateConfig};
 use crate::ledger::{LedgerError, LedgerMgr};
-use channels::Channels;
 use crate::metadata;
 use crate::msp::LocalMsp;
+use channels::Channels;
 use metrics::PeerMetrics;
 use operations::{LogControl, Operations};
 use serve::ConnectionLimits;
 
 /// The gRPC services of the peer port (generated names), for the gRPC metrics.
-const GOSSIP_SERVICE: &str = <proto::gossip::gossip_server::GossipServer<crate::gossip::comm::GossipService> as tonic::server::NamedService>::NAME;
+const GOSSIP_SERVICE: &str =
+    <proto::gossip::gossip_server::GossipServer<crate::gossip::comm::GossipService> as tonic::server::NamedService>::NAME;
 const DELIVER_SERVICE: &str = <proto::protos::deliver_server::DeliverServer<deliver::DeliverService> as tonic::server::NamedService>::NAME;
-const ENDORSER_SERVICE: &str = <proto::protos::endorser_server::EndorserServer<endorser::EndorserService> as tonic::server::NamedService>::NAME;
-const DISCOVERY_SERVICE: &str = <proto::discovery::discovery_server::DiscoveryServer<services::DiscoveryService> as tonic::server::NamedService>::NAME;
+const ENDORSER_SERVICE: &str =
+    <proto::protos::endorser_server::EndorserServer<endorser::EndorserService> as tonic::server::NamedService>::NAME;
+const DISCOVERY_SERVICE: &str =
+    <proto::discovery::discovery_server::DiscoveryServer<services::DiscoveryService> as tonic::server::NamedService>::NAME;
 
 /// The chaincode port's connection bound. peer-core runs no chaincode: only gRPC health checks
 /// connect there, so a small fixed bound (no key) keeps that port from taking the peer's fds.
@@ -143,11 +146,8 @@ pub async fn start(env: Env, setup: Setup) -> Result<RunningNode, StartError> {
         warn!(target: "peer.operations", func = "NewSystem", "statsd metrics are not supported by peer-core yet; metrics disabled");
     }
     let operations_address = config.operations.listen_address.clone().unwrap_or_else(|| HostPort::new("", 0));
-    let operations_listener = env
-        .network
-        .bind(&operations_address)
-        .await
-        .map_err(|e| StartError::Operations(bind_error(&operations_address, &e)))?;
+    let operations_listener =
+        env.network.bind(&operations_address).await.map_err(|e| StartError::Operations(bind_error(&operations_address, &e)))?;
     let operations_listen_address = operations_listener.local_addr().map_err(|e| StartError::Operations(e.to_string()))?;
     let membership_view = gossip_view.clone();
     let membership: Arc<dyn Fn() -> serde_json::Value + Send + Sync> =
@@ -159,10 +159,16 @@ pub async fn start(env: Env, setup: Setup) -> Result<RunningNode, StartError> {
         handshake_timeout: serve::OPERATIONS_READ_HEADER_TIMEOUT,
     };
     debug!(target: "fabhttp", func = "Start", "the operations server accepts at most {} connections", operations_limits.max_connections);
-    tasks.spawn(serve::serve_http1(operations_listener, env.clock.clone(), move |request| {
-        let ops = ops.clone();
-        async move { ops.handle(request).await }
-    }, operations_limits.clone(), stop_rx.clone()));
+    tasks.spawn(serve::serve_http1(
+        operations_listener,
+        env.clock.clone(),
+        move |request| {
+            let ops = ops.clone();
+            async move { ops.handle(request).await }
+        },
+        operations_limits.clone(),
+        stop_rx.clone(),
+    ));
 
     // Step 13: concurrency limits.
     let limits = [("/protos.Endorser", config.peer.endorser_concurrency), ("/protos.Deliver", config.peer.deliver_concurrency)];
@@ -191,8 +197,11 @@ pub async fn start(env: Env, setup: Setup) -> Result<RunningNode, StartError> {
     let channels = Arc::new(Channels::open_with_metrics(ledger, identities.clone(), peer_metrics.ledger.clone(), env.clock.clone())?);
 
     // Step 24: bind the peer port now; it is served only at the end.
-    let peer_listener =
-        env.network.bind(&config.peer.listen_address).await.map_err(|e| StartError::PeerServer(bind_error(&config.peer.listen_address, &e)))?;
+    let peer_listener = env
+        .network
+        .bind(&config.peer.listen_address)
+        .await
+        .map_err(|e| StartError::PeerServer(bind_error(&config.peer.listen_address, &e)))?;
     let peer_listen_address = peer_listener.local_addr().map_err(|e| StartError::PeerServer(e.to_string()))?;
 
     // Step 25: gossip. Outbound contacts (bootstrap, anchors) start now; inbound streams are
@@ -272,12 +281,10 @@ pub async fn start(env: Env, setup: Setup) -> Result<RunningNode, StartError> {
     info!(target: "gossip.gossip", func = "start", "Gossip instance {internal_endpoint} started");
 
     // Step 30: the chaincode server, with the standard gRPC health service.
-    let chaincode = address::chaincode_endpoints(&config.peer, &peer_address.host, config.chaincode.mode).map_err(StartError::ChaincodeServer)?;
-    let chaincode_listener = env
-        .network
-        .bind(&chaincode.listen)
-        .await
-        .map_err(|e| StartError::ChaincodeServer(bind_error(&chaincode.listen, &e)))?;
+    let chaincode =
+        address::chaincode_endpoints(&config.peer, &peer_address.host, config.chaincode.mode).map_err(StartError::ChaincodeServer)?;
+    let chaincode_listener =
+        env.network.bind(&chaincode.listen).await.map_err(|e| StartError::ChaincodeServer(bind_error(&chaincode.listen, &e)))?;
     let chaincode_listen_address = chaincode_listener.local_addr().map_err(|e| StartError::ChaincodeServer(e.to_string()))?;
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
     health_reporter.set_service_status("", tonic_health::ServingStatus::Serving).await;
@@ -311,7 +318,8 @@ pub async fn start(env: Env, setup: Setup) -> Result<RunningNode, StartError> {
     // Committed blocks go to gossip, which disseminates them to the org (unless
     // peer.deliveryclient.blockGossipEnabled is off; the deliver client checks that).
     let publisher: Arc<dyn BlockPublisher> = Arc::new(gossip_publisher.clone());
-    let mut deliver_client = DeliverClient::new(env.clone(), channels.clone(), Arc::new(msp.clone()), publisher, DeliverClientConfig::from_config(&config));
+    let mut deliver_client =
+        DeliverClient::new(env.clone(), channels.clone(), Arc::new(msp.clone()), publisher, DeliverClientConfig::from_config(&config));
     let election = config.gossip.use_leader_election.then(|| leadership.clone());
     if let Some(leadership) = election.clone() {
         // Fabric's deliver service finalizer: a leader that gives up on the orderers yields.
@@ -327,8 +335,7 @@ pub async fn start(env: Env, setup: Setup) -> Result<RunningNode, StartError> {
         .with_metrics(peer_metrics.deliver.clone());
     // The gRPC services on the peer port, by name, for the gRPC metrics.
     let mut served = vec![GOSSIP_SERVICE, DELIVER_SERVICE, ENDORSER_SERVICE];
-    let mut routes = tonic::service::Routes::new(comm.server())
-    .add_service(
+    let mut routes = tonic::service::Routes::new(comm.server()).add_service(
         proto::protos::deliver_server::DeliverServer::new(deliver_service)
             // Clients send only SeekInfo envelopes on this service: bounded far below the
             // peer-wide limit (which is for blocks and proposals).
@@ -383,7 +390,12 @@ pub async fn start(env: Env, setup: Setup) -> Result<RunningNode, StartError> {
     );
     // Step 47: serve the peer port.
     // Fabric's gRPC metrics interceptors come before its concurrency limiter: refused calls count.
-    let peer_service = grpc_metrics::GrpcMetrics::new(serve::ConcurrencyLimit::new(routes, &limits), peer_metrics.grpc.clone(), env.clock.clone(), &served);
+    let peer_service = grpc_metrics::GrpcMetrics::new(
+        serve::ConcurrencyLimit::new(routes, &limits),
+        peer_metrics.grpc.clone(),
+        env.clock.clone(),
+        &served,
+    );
     let reserved = (operations_limits.max_connections + CHAINCODE_MAX_CONNECTIONS) as u64 + serve::FD_RESERVE;
     let peer_limits = ConnectionLimits::peer_port(config.peer.max_connections, config.peer.connection_timeout, reserved, open_file_limit);
     if peer_limits.max_connections < config.peer.max_connections {
@@ -457,7 +469,13 @@ impl BlockSource {
 /// each channel joined later; rebuilds a channel whose store fails while serving, or could not be
 /// rebuilt at start (`Channels::heal_failed`, again after 1s, 2s, then every 4s while one cannot
 /// be: a disk that recovers is used within seconds); on stop, waits for the deliver clients to end.
-async fn deliver_channels(client: Arc<DeliverClient>, channels: Arc<Channels>, source: BlockSource, clock: Arc<dyn crate::env::Clock>, mut stop: watch::Receiver<bool>) {
+async fn deliver_channels(
+    client: Arc<DeliverClient>,
+    channels: Arc<Channels>,
+    source: BlockSource,
+    clock: Arc<dyn crate::env::Clock>,
+    mut stop: watch::Receiver<bool>,
+) {
     let mut joined = channels.subscribe_joined();
     let mut alarm = channels.ledger_mgr().subscribe_alarm();
     // Channels that could not be rebuilt at start are tried again, backing off from 1s to 4s.

@@ -79,7 +79,9 @@ fn join_chain(channels: &Channels, local: &LocalMsp, proposal: &UnpackedProposal
         Err(reason) => return error(format!("\"JoinChain\" request failed to extract channel id from the block due to [{reason}]")),
     };
     if let Err(err) = ChannelConfig::from_block(&block) {
-        return error(format!("\"JoinChain\" for channelID = {channel_id} failed because of validation of configuration block, because of {err}"));
+        return error(format!(
+            "\"JoinChain\" for channelID = {channel_id} failed because of validation of configuration block, because of {err}"
+        ));
     }
     if let Err(err) = check_local(local, proposal, Some(Role::Admin), "Admins") {
         return error(format!("access denied for [JoinChain][{channel_id}]: [{err}]"));
@@ -104,7 +106,8 @@ fn channel_id_from_block(block: &Block) -> Result<String, String> {
     let envelope = Envelope::decode(first.as_slice()).map_err(|e| format!("error unmarshalling Envelope: {e}"))?;
     let payload = Payload::decode(envelope.payload.as_slice()).map_err(|e| format!("error unmarshalling Payload: {e}"))?;
     let header = payload.header.ok_or_else(|| "failed to retrieve channel id - payload header is empty".to_string())?;
-    let channel_header = ChannelHeader::decode(header.channel_header.as_slice()).map_err(|e| format!("error unmarshalling ChannelHeader: {e}"))?;
+    let channel_header =
+        ChannelHeader::decode(header.channel_header.as_slice()).map_err(|e| format!("error unmarshalling ChannelHeader: {e}"))?;
     if channel_header.channel_id.is_empty() {
         return Err("failed to retrieve channel id - the channel header names no channel".into());
     }
@@ -114,9 +117,8 @@ fn channel_id_from_block(block: &Block) -> Result<String, String> {
 /// Fabric's channel-less policy check (`CheckPolicyNoChannel`): the creator must satisfy the
 /// local MSP principal (`None` is MEMBER) and have signed the proposal.
 fn check_local(local: &LocalMsp, proposal: &UnpackedProposal, role: Option<Role>, policy: &str) -> Result<(), String> {
-    let creator = Identity::deserialize(&proposal.signature_header.creator).map_err(|e| {
-        format!("Failed deserializing proposal creator during channelless check policy with policy [{policy}]: [{e}]")
-    })?;
+    let creator = Identity::deserialize(&proposal.signature_header.creator)
+        .map_err(|e| format!("Failed deserializing proposal creator during channelless check policy with policy [{policy}]: [{e}]"))?;
     let satisfied = local.msp.satisfies_role(&creator, role).map_err(|e| match role {
         Some(Role::Admin) => format!("The identity is not an admin under this MSP [{}]: {e}", local.msp.id),
         _ => e,
@@ -168,7 +170,8 @@ fn qscc(channels: &Channels, _local: &LocalMsp, proposal: &UnpackedProposal) -> 
     };
     debug!(target: "qscc", func = "Invoke", "Invoke function: {function} on chain: {channel_id}");
     let resource = format!("qscc/{function}");
-    let known = matches!(function.as_str(), "GetChainInfo" | "GetBlockByNumber" | "GetBlockByHash" | "GetTransactionByID" | "GetBlockByTxID");
+    let known =
+        matches!(function.as_str(), "GetChainInfo" | "GetBlockByNumber" | "GetBlockByHash" | "GetTransactionByID" | "GetBlockByTxID");
     let access = if known || config.application.acls.contains_key(&resource) {
         check_channel_acl(&config, &resource, CHANNEL_READERS, &proposal.signed_data())
     } else {
@@ -190,7 +193,9 @@ fn qscc(channels: &Channels, _local: &LocalMsp, proposal: &UnpackedProposal) -> 
 
 fn block_by_number(ledger: &ChannelLedger, number: &[u8]) -> Result<Vec<u8>, String> {
     let text = String::from_utf8_lossy(number);
-    let number: u64 = text.parse().map_err(|_| format!("Failed to parse block number with error strconv.ParseUint: parsing \"{text}\": invalid syntax"))?;
+    let number: u64 = text
+        .parse()
+        .map_err(|_| format!("Failed to parse block number with error strconv.ParseUint: parsing \"{text}\": invalid syntax"))?;
     // Fabric reads u64::MAX as "the last block".
     let wanted = if number == u64::MAX { ledger.height().saturating_sub(1) } else { number };
     match ledger.block(wanted) {
@@ -223,8 +228,14 @@ fn block_by_tx_id(ledger: &ChannelLedger, tx_id: &[u8]) -> Result<Vec<u8>, Strin
 fn transaction_by_id(ledger: &ChannelLedger, tx_id: &[u8]) -> Result<Vec<u8>, String> {
     let tx_id = String::from_utf8_lossy(tx_id);
     let failed = |reason: String| format!("Failed to get transaction with id {tx_id}, error {reason}");
-    let (number, index) = ledger.tx_location(&tx_id).map_err(|e| failed(e.to_string()))?.ok_or_else(|| failed(format!("no such transaction ID [{tx_id}] in index")))?;
-    let block = ledger.block(number).map_err(|e| failed(e.to_string()))?.ok_or_else(|| failed(format!("no such block number [{number}] in index")))?;
+    let (number, index) = ledger
+        .tx_location(&tx_id)
+        .map_err(|e| failed(e.to_string()))?
+        .ok_or_else(|| failed(format!("no such transaction ID [{tx_id}] in index")))?;
+    let block = ledger
+        .block(number)
+        .map_err(|e| failed(e.to_string()))?
+        .ok_or_else(|| failed(format!("no such block number [{number}] in index")))?;
     let index = usize::try_from(index).unwrap_or(usize::MAX);
     let envelope = block
         .data

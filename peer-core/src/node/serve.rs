@@ -44,8 +44,8 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tokio::task::JoinSet;
 use tonic::body::Body;
 
-use crate::config::KeepaliveConfig;
 use super::grpc_metrics::ConnectionCounters;
+use crate::config::KeepaliveConfig;
 use crate::env::{BoxFuture, Clock, Connection, Listener};
 
 const GRPC_SERVER: &str = "comm.grpc.server";
@@ -94,7 +94,10 @@ impl ConnectionLimits {
         match fits {
             Some(fits) if fits < configured => ConnectionLimits {
                 max_connections: fits.max(MIN_PEER_CONNECTIONS.min(configured)),
-                bound_by: format!("the open-file limit (ulimit -n {}, less {reserved} kept for the rest of the peer)", open_file_limit.unwrap_or_default()),
+                bound_by: format!(
+                    "the open-file limit (ulimit -n {}, less {reserved} kept for the rest of the peer)",
+                    open_file_limit.unwrap_or_default()
+                ),
                 handshake_timeout,
             },
             _ => ConnectionLimits { max_connections: configured, bound_by: "peer.limits.maxConnections".into(), handshake_timeout },
@@ -269,10 +272,8 @@ async fn serve_grpc_inner<S>(
     let timer = clock.clone();
     accept_loop(listener, clock, limits, Server::Grpc, shutdown, move |connection| {
         // tonic's `Request::remote_addr()` reads this; gossip logs name the remote with it.
-        let info = tonic::transport::server::TcpConnectInfo {
-            local_addr: connection.local_addr().ok(),
-            remote_addr: connection.peer_addr().ok(),
-        };
+        let info =
+            tonic::transport::server::TcpConnectInfo { local_addr: connection.local_addr().ok(), remote_addr: connection.peer_addr().ok() };
         let remote = info.remote_addr;
         let service = tower::ServiceExt::map_request(service.clone(), move |mut request: Request<hyper::body::Incoming>| {
             request.extensions_mut().insert(info.clone());
@@ -586,7 +587,8 @@ mod tests {
 
     #[test]
     fn an_episode_at_the_bound_ends_at_ninety_percent() {
-        let at = |max_connections| ConnectionLimits { max_connections, bound_by: String::new(), handshake_timeout: Duration::ZERO }.resume_at();
+        let at =
+            |max_connections| ConnectionLimits { max_connections, bound_by: String::new(), handshake_timeout: Duration::ZERO }.resume_at();
         assert_eq!([at(1), at(2), at(10), at(11), at(64), at(1000), at(4096)], [0, 1, 9, 9, 57, 900, 3686]);
     }
 

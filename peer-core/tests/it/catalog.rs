@@ -52,7 +52,9 @@ use peer_core::msp::LocalMsp;
 use peer_core::msp::generate::{self, OrgSpec, ValidityWindow};
 use prost::Message;
 use proto::gossip::gossip_message::{Content, Tag};
-use proto::gossip::{AliveMessage, ConnEstablish, Envelope, GossipMessage, Member, MembershipRequest, MembershipResponse, PeerTime, SecretEnvelope};
+use proto::gossip::{
+    AliveMessage, ConnEstablish, Envelope, GossipMessage, Member, MembershipRequest, MembershipResponse, PeerTime, SecretEnvelope,
+};
 use rand_core::SeedableRng;
 use serde::Deserialize;
 
@@ -95,7 +97,10 @@ impl Keys {
         let org3 = generate::generate_org(&spec, &mut generate::org_rng(3, &spec), ValidityWindow::fixed()).unwrap();
         keys.insert("org3p0".into(), LocalMsp::from_files(&org3.peers[0].msp, "Org3MSP", wall_start()).unwrap());
         let spec = OrgSpec { msp_id: "Org1MSP".into(), domain: "org1.example.com".into(), peers: 3 };
-        let expired = ValidityWindow { not_before: UNIX_EPOCH + Duration::from_secs(1_577_836_800), not_after: UNIX_EPOCH + Duration::from_secs(1_609_459_200) };
+        let expired = ValidityWindow {
+            not_before: UNIX_EPOCH + Duration::from_secs(1_577_836_800),
+            not_after: UNIX_EPOCH + Duration::from_secs(1_609_459_200),
+        };
         let org1_2020 = generate::generate_org(&spec, &mut generate::org_rng(3, &spec), expired).unwrap();
         let mid_2020 = UNIX_EPOCH + Duration::from_secs(1_590_969_600);
         keys.insert("org1expired".into(), LocalMsp::from_files(&org1_2020.peers[2].msp, "Org1MSP", mid_2020).unwrap());
@@ -149,14 +154,28 @@ fn base_membership(name: &str, keys: &Keys, sender: &LocalMsp) -> Built {
         "alive" => Built::signed(alive_message(sender, (10, 5), true), sender),
         "mem-req" => {
             let self_information = SignedMessage::sign(alive_message(sender, (10, 5), true), sender).into_envelope();
-            Built::from(SignedMessage::noop_sign(empty_tag(Content::MemReq(MembershipRequest { self_information: Some(self_information), known: Vec::new() }), 7)), false)
+            Built::from(
+                SignedMessage::noop_sign(empty_tag(
+                    Content::MemReq(MembershipRequest { self_information: Some(self_information), known: Vec::new() }),
+                    7,
+                )),
+                false,
+            )
         }
         "mem-res" => {
             let alive = SignedMessage::sign(alive_message(sender, (10, 5), true), sender).into_envelope();
-            Built::from(SignedMessage::noop_sign(empty_tag(Content::MemRes(MembershipResponse { alive: vec![alive], dead: Vec::new() }), 9)), false)
+            Built::from(
+                SignedMessage::noop_sign(empty_tag(Content::MemRes(MembershipResponse { alive: vec![alive], dead: Vec::new() }), 9)),
+                false,
+            )
         }
         "conn" => {
-            let conn = ConnEstablish { pki_id: sender.pki_id().0.to_vec(), identity: sender.serialized_identity(), tls_cert_hash: Vec::new(), probe: false };
+            let conn = ConnEstablish {
+                pki_id: sender.pki_id().0.to_vec(),
+                identity: sender.serialized_identity(),
+                tls_cert_hash: Vec::new(),
+                probe: false,
+            };
             Built::signed(empty_tag(Content::Conn(conn), 0), sender)
         }
         "empty" => Built::signed(empty_tag(Content::Empty(proto::gossip::Empty {}), 0), sender),
@@ -250,7 +269,8 @@ fn mutate(built: &mut Built, mutation: &str, keys: &dyn Fn(&str) -> LocalMsp, se
         }
         ["secret-unsigned"] => {
             let signed = built.signed_message().with_internal_endpoint("evil:1", sender);
-            built.envelope.secret_envelope = Some(SecretEnvelope { signature: Vec::new(), ..signed.into_envelope().secret_envelope.unwrap() });
+            built.envelope.secret_envelope =
+                Some(SecretEnvelope { signature: Vec::new(), ..signed.into_envelope().secret_envelope.unwrap() });
         }
         ["self-info", name] => {
             let other = keys(name);
@@ -312,7 +332,9 @@ impl Outcome {
     fn text(&self) -> String {
         match self {
             Outcome::Rejected(err) => format!("outcome: rejected\nreason: {}\nerror: {err}\n", err.reason()),
-            Outcome::InvalidBlock(seq) => format!("outcome: dropped as an invalid block (block {seq}, counted in peer_core_gossip_state_invalid_blocks_total)\n"),
+            Outcome::InvalidBlock(seq) => {
+                format!("outcome: dropped as an invalid block (block {seq}, counted in peer_core_gossip_state_invalid_blocks_total)\n")
+            }
             Outcome::Discarded => "outcome: discarded without effect (nothing stored, committed, forwarded or signalled)\n".to_string(),
             Outcome::Accepted => "outcome: ACCEPTED (a bad message must be refused)\n".to_string(),
         }
@@ -340,9 +362,22 @@ fn run_decode(case: &Case) -> (Outcome, String) {
 fn receiver(orgs: &discovery_world::Orgs) -> Discovery {
     let msp = Arc::new(orgs.peers["org1p0"].clone());
     let identities = Arc::new(Mutex::new(Identities::new(&msp, orgs.msps.values().cloned())));
-    let me = SelfInfo { pki_id: msp.pki_id(), org: "Org1MSP".into(), external_endpoint: "org1p0.ext:7051".into(), internal_endpoint: "org1p0:7051".into() };
+    let me = SelfInfo {
+        pki_id: msp.pki_id(),
+        org: "Org1MSP".into(),
+        external_endpoint: "org1p0.ext:7051".into(),
+        internal_endpoint: "org1p0:7051".into(),
+    };
     let signer: Arc<dyn Signer> = msp;
-    Discovery::new(discovery_world::config(&[], &[]), me, signer, identities, rand_chacha::ChaCha20Rng::seed_from_u64(1), Instant(0), wall_start())
+    Discovery::new(
+        discovery_world::config(&[], &[]),
+        me,
+        signer,
+        identities,
+        rand_chacha::ChaCha20Rng::seed_from_u64(1),
+        Instant(0),
+        wall_start(),
+    )
 }
 
 fn run_discovery(case: &Case) -> (Outcome, String) {
@@ -389,7 +424,8 @@ fn run_state(case: &Case) -> (Outcome, String) {
         mutate(&mut built, mutation, &|name| peers[name].clone(), &sender);
     }
     let block_limit = block_message_limit(DECODE_MAX_RECV);
-    let result = SignedMessage::from_envelope_with_block_limit(built.envelope, block_limit).and_then(|message| world.receive(from, message));
+    let result =
+        SignedMessage::from_envelope_with_block_limit(built.envelope, block_limit).and_then(|message| world.receive(from, message));
     assert_eq!(world.committed, committed, "{}: the refused message was committed", case.description);
     assert_eq!(world.sent.len(), sent, "{}: the refused message made the peer send something", case.description);
     let invalid = world.events[events..].iter().find_map(|event| match event {
@@ -414,8 +450,10 @@ fn run_comm(case: &Case) -> (Outcome, String) {
         let mut b = world.peer(crate::gossip_comm::local_msp(&orgs.org2, 0), &[&orgs.org1], 8051, config).await;
         let x = crate::gossip_comm::local_msp(&orgs.org1, 0);
         assert_eq!(case.from.as_deref().unwrap_or("org1p0"), "org1p0", "the comm entry's sender is its handshake identity");
-        let keys = Keys(BTreeMap::from([("org1p0".to_string(), x.clone()), ("org1p1".to_string(), crate::gossip_comm::local_msp(&orgs.org1, 1))]));
-        let (mut inbound, sink) = crate::gossip_comm::raw_stream(&world, 8051, Some(crate::gossip_comm::conn_envelope(&x, x.pki_id()).into_envelope())).await;
+        let keys =
+            Keys(BTreeMap::from([("org1p0".to_string(), x.clone()), ("org1p1".to_string(), crate::gossip_comm::local_msp(&orgs.org1, 1))]));
+        let (mut inbound, sink) =
+            crate::gossip_comm::raw_stream(&world, 8051, Some(crate::gossip_comm::conn_envelope(&x, x.pki_id()).into_envelope())).await;
         inbound.message().await.unwrap().unwrap();
         match crate::gossip_comm::next_event(&mut b.events).await {
             CommEvent::ConnectionUp { pki_id, .. } => assert_eq!(pki_id, x.pki_id()),

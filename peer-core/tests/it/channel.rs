@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::{Duration, UNIX_EPOCH};
 
+use crate::node::june_2025;
 use peer_core::channel::{
     AnchorPeer, BlockSignatureError, ChannelConfig, ConfigBlockError, GenesisOrg, GenesisSpec, PolicyError, SignedData, genesis_block,
     sign_block, verify_block_signatures,
@@ -18,7 +19,6 @@ use prost::Message;
 use proto::common::{Block, BlockData, BlockHeader, ChannelHeader, Envelope, Header, HeaderType, Payload};
 use rand_chacha::ChaCha20Rng;
 use rand_core::SeedableRng;
-use crate::node::june_2025;
 
 fn blocks_dir() -> &'static Path {
     Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/blocks"))
@@ -81,7 +81,10 @@ fn summary(config: &ChannelConfig) -> String {
         config.channel_id, config.sequence, config.orderer_addresses, config.capabilities
     );
     let o = &config.orderer;
-    out += &format!("orderer {} {:?} {:?} max_channels {} caps {:?}\n", o.consensus_type, o.batch_size, o.batch_timeout, o.max_channels, o.capabilities);
+    out += &format!(
+        "orderer {} {:?} {:?} max_channels {} caps {:?}\n",
+        o.consensus_type, o.batch_size, o.batch_timeout, o.max_channels, o.capabilities
+    );
     for (name, org) in &o.orgs {
         out += &format!("  orderer org {name} msp {} endpoints {:?}\n", org.msp_id, org.endpoints);
     }
@@ -176,7 +179,10 @@ fn msp_from_folder_and_from_channel_config_agree() {
     }
     assert!(from_config.validate(&identities[0], june_2025()).is_ok());
     assert!(from_config.validate(&identities[3], june_2025()).is_err());
-    assert_eq!((from_files.tls_roots.clone(), from_files.tls_intermediates.clone()), (from_config.tls_roots, from_config.tls_intermediates));
+    assert_eq!(
+        (from_files.tls_roots.clone(), from_files.tls_intermediates.clone()),
+        (from_config.tls_roots, from_config.tls_intermediates)
+    );
 }
 
 /// A channel with three application orgs, and signers for each.
@@ -256,9 +262,13 @@ fn policy_truth_table() {
 
 #[test]
 fn one_signature_counts_once_in_an_n_out_of_gate() {
-    use proto::common::{MspPrincipal, MspRole, SignaturePolicy, SignaturePolicyEnvelope, signature_policy::{NOutOf, Type}};
+    use proto::common::{
+        MspPrincipal, MspRole, SignaturePolicy, SignaturePolicyEnvelope,
+        signature_policy::{NOutOf, Type},
+    };
     // 2-out-of [Org1MSP.member, Org1MSP.member]: one signer cannot fill both slots.
-    let member = MspPrincipal { principal_classification: 0, principal: MspRole { msp_identifier: "Org1MSP".into(), role: 0 }.encode_to_vec() };
+    let member =
+        MspPrincipal { principal_classification: 0, principal: MspRole { msp_identifier: "Org1MSP".into(), role: 0 }.encode_to_vec() };
     let leaf = |i| SignaturePolicy { r#type: Some(Type::SignedBy(i)) };
     let envelope = SignaturePolicyEnvelope {
         version: 0,
@@ -289,7 +299,10 @@ fn next_block(previous: &Block, channel: &str) -> Block {
         tx_id: "tx1".into(),
         ..ChannelHeader::default()
     };
-    let payload = Payload { header: Some(Header { channel_header: channel_header.encode_to_vec(), signature_header: Vec::new() }), data: b"tx".to_vec() };
+    let payload = Payload {
+        header: Some(Header { channel_header: channel_header.encode_to_vec(), signature_header: Vec::new() }),
+        data: b"tx".to_vec(),
+    };
     let data = BlockData { data: vec![Envelope { payload: payload.encode_to_vec(), signature: Vec::new() }.encode_to_vec()] };
     let header = BlockHeader {
         number: previous.header.as_ref().unwrap().number + 1,
@@ -399,17 +412,26 @@ fn malformed_config_blocks_are_named_errors() {
             Box::new(|b| replace_channel_header(b, |h| h.r#type = HeaderType::EndorserTransaction as i32)),
         ),
         ("not a config block: the channel header names no channel", Box::new(|b| replace_channel_header(b, |h| h.channel_id.clear()))),
-        ("channel [mychannel] group Channel: missing group Application", Box::new(|b| replace_config(b, |c| drop(c.groups.remove("Application"))))),
+        (
+            "channel [mychannel] group Channel: missing group Application",
+            Box::new(|b| replace_config(b, |c| drop(c.groups.remove("Application")))),
+        ),
         ("channel [mychannel] group Channel: missing group Orderer", Box::new(|b| replace_config(b, |c| drop(c.groups.remove("Orderer"))))),
         (
             "channel [mychannel] group Channel value HashingAlgorithm: unsupported hashing algorithm \"SHA3_256\"",
             Box::new(|b| {
-                replace_config(b, |c| value(c, &[], "HashingAlgorithm", proto::common::HashingAlgorithm { name: "SHA3_256".into() }.encode_to_vec()))
+                replace_config(b, |c| {
+                    value(c, &[], "HashingAlgorithm", proto::common::HashingAlgorithm { name: "SHA3_256".into() }.encode_to_vec())
+                })
             }),
         ),
         (
             "channel [mychannel] group Channel value BlockDataHashingStructure: unsupported block data hashing width 5",
-            Box::new(|b| replace_config(b, |c| value(c, &[], "BlockDataHashingStructure", proto::common::BlockDataHashingStructure { width: 5 }.encode_to_vec()))),
+            Box::new(|b| {
+                replace_config(b, |c| {
+                    value(c, &[], "BlockDataHashingStructure", proto::common::BlockDataHashingStructure { width: 5 }.encode_to_vec())
+                })
+            }),
         ),
         (
             "channel [mychannel] group Application/Org1MSP value MSP: cannot decode",
@@ -418,7 +440,8 @@ fn malformed_config_blocks_are_named_errors() {
         (
             "channel [mychannel] group Application/Org1MSP value MSP: root_certs[0]",
             Box::new(|b| {
-                let config = proto::msp::FabricMspConfig { name: "Org1MSP".into(), root_certs: vec![b"junk".to_vec()], ..Default::default() };
+                let config =
+                    proto::msp::FabricMspConfig { name: "Org1MSP".into(), root_certs: vec![b"junk".to_vec()], ..Default::default() };
                 let msp = proto::msp::MspConfig { r#type: 0, config: config.encode_to_vec() };
                 replace_config(b, |c| value(c, &["Application", "Org1MSP"], "MSP", msp.encode_to_vec()))
             }),
@@ -436,10 +459,15 @@ fn malformed_config_blocks_are_named_errors() {
             "channel [mychannel] group Application/Org1MSP policy Readers: identity index out of range, requested 7",
             Box::new(|b| {
                 use proto::common::{SignaturePolicy, SignaturePolicyEnvelope, signature_policy::Type};
-                let envelope = SignaturePolicyEnvelope { version: 0, rule: Some(SignaturePolicy { r#type: Some(Type::SignedBy(7)) }), identities: vec![] };
+                let envelope = SignaturePolicyEnvelope {
+                    version: 0,
+                    rule: Some(SignaturePolicy { r#type: Some(Type::SignedBy(7)) }),
+                    identities: vec![],
+                };
                 replace_config(b, |c| {
                     let org = c.groups.get_mut("Application").unwrap().groups.get_mut("Org1MSP").unwrap();
-                    org.policies.get_mut("Readers").unwrap().policy = Some(proto::common::Policy { r#type: 1, value: envelope.encode_to_vec() });
+                    org.policies.get_mut("Readers").unwrap().policy =
+                        Some(proto::common::Policy { r#type: 1, value: envelope.encode_to_vec() });
                 })
             }),
         ),
@@ -510,13 +538,21 @@ fn crl(ca: &generate::Issued, revoked_serials: &[Vec<u8>]) -> Vec<u8> {
         revoked_certificates: Some(
             revoked_serials
                 .iter()
-                .map(|s| RevokedCert { serial_number: x509_cert::serial_number::SerialNumber::new(s).unwrap(), revocation_date: time, crl_entry_extensions: None })
+                .map(|s| RevokedCert {
+                    serial_number: x509_cert::serial_number::SerialNumber::new(s).unwrap(),
+                    revocation_date: time,
+                    crl_entry_extensions: None,
+                })
                 .collect(),
         ),
         crl_extensions: None,
     };
     let signature = peer_core::msp::crypto::sign(&key, &tbs.to_der().unwrap());
-    let list = CertificateList { tbs_cert_list: tbs, signature_algorithm: algorithm, signature: der::asn1::BitString::from_bytes(&signature).unwrap() };
+    let list = CertificateList {
+        tbs_cert_list: tbs,
+        signature_algorithm: algorithm,
+        signature: der::asn1::BitString::from_bytes(&signature).unwrap(),
+    };
     list.to_pem(der::pem::LineEnding::LF).unwrap().into_bytes()
 }
 

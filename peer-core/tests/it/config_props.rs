@@ -100,7 +100,10 @@ fn set(root: &mut Node, dotted: &str, value: NodeKind) {
         let index = match entries.iter().position(|(k, _)| k.name.eq_ignore_ascii_case(part)) {
             Some(index) => index,
             None => {
-                entries.push((tree::Key { name: part.to_string(), line: 0, column: 0 }, Node { kind: NodeKind::Map(Vec::new()), line: 0, column: 0 }));
+                entries.push((
+                    tree::Key { name: part.to_string(), line: 0, column: 0 },
+                    Node { kind: NodeKind::Map(Vec::new()), line: 0, column: 0 },
+                ));
                 entries.len() - 1
             }
         };
@@ -200,10 +203,8 @@ fn assignments() -> impl Strategy<Value = Vec<(&'static str, Value)>> {
         ("operations.listenAddress", scalar(address().boxed())),
     ];
     // Each key is set or left alone.
-    let per_key: Vec<BoxedStrategy<Option<(&'static str, Value)>>> = keys
-        .into_iter()
-        .map(|(key, value)| proptest::option::of(value.prop_map(move |v| (key, v))).boxed())
-        .collect();
+    let per_key: Vec<BoxedStrategy<Option<(&'static str, Value)>>> =
+        keys.into_iter().map(|(key, value)| proptest::option::of(value.prop_map(move |v| (key, v))).boxed()).collect();
     per_key.prop_map(|set| set.into_iter().flatten().collect())
 }
 

@@ -10,6 +10,8 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use crate::exposition::{self, Exposition};
+use crate::node::june_2025;
 use peer_core::channel::{GenesisOrg, GenesisSpec, genesis_block, sign_block};
 use peer_core::config::{Config, EnvVars, HostPort};
 use peer_core::env::{BoxFuture, Clock, Env, Instant, Network};
@@ -29,8 +31,6 @@ use rand_core::{Rng, SeedableRng};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::Streaming;
-use crate::exposition::{self, Exposition};
-use crate::node::june_2025;
 
 const CHANNEL: &str = "mychannel";
 
@@ -107,7 +107,8 @@ impl Fixture {
         let clock = Arc::new(TestClock(Mutex::new(june_2025())));
         let peer_env = Env::new(clock.clone(), network.clone(), Arc::new(MemStorage::default()), [3; 32]);
         let logs = MemorySink::new();
-        let config = LoggingConfig { spec: "common.deliver,common.deliverevents=debug:info".into(), format: "%{module} %{level} %{message}".into() };
+        let config =
+            LoggingConfig { spec: "common.deliver,common.deliverevents=debug:info".into(), format: "%{module} %{level} %{message}".into() };
         let (layer, handle) = logging::layer(&config, Arc::new(june_2025), logs.sink()).unwrap();
         let subscriber = tracing_subscriber::layer::SubscriberExt::with(tracing_subscriber::registry(), layer);
         let log_guard = tracing::subscriber::set_default(subscriber);
@@ -120,7 +121,14 @@ impl Fixture {
         }
         let config: Config = Config::from_yaml(&text, &sample.join("core.yaml"), &vars).unwrap().config;
         let msp = LocalMsp::load(&sample.join("msp"), "SampleOrg", None, june_2025()).unwrap();
-        let setup = node::Setup { config, msp, log_control: Arc::new(handle), trusted_msps: Vec::new(), holder: "deliver test".into(), open_file_limit: None };
+        let setup = node::Setup {
+            config,
+            msp,
+            log_control: Arc::new(handle),
+            trusted_msps: Vec::new(),
+            holder: "deliver test".into(),
+            open_file_limit: None,
+        };
         let running = node::start(peer_env, setup).await.unwrap();
 
         let orgs = orgs();
@@ -254,7 +262,10 @@ fn request_at(signer: &LocalMsp, channel: &str, time: SystemTime, seek_info: &Se
     let channel_header = ChannelHeader {
         r#type: HeaderType::DeliverSeekInfo as i32,
         channel_id: channel.into(),
-        timestamp: Some(prost_types::Timestamp { seconds: i64::try_from(since.as_secs()).unwrap(), nanos: i32::try_from(since.subsec_nanos()).unwrap() }),
+        timestamp: Some(prost_types::Timestamp {
+            seconds: i64::try_from(since.as_secs()).unwrap(),
+            nanos: i32::try_from(since.subsec_nanos()).unwrap(),
+        }),
         ..ChannelHeader::default()
     };
     let signature_header = SignatureHeader { creator: signer.identity.serialize(), nonce: vec![1; 24] };
@@ -371,7 +382,11 @@ async fn rejected_requests_get_fabrics_statuses_and_end_the_stream() {
     let mut channel_header = ChannelHeader::decode(header.channel_header.as_slice()).unwrap();
     channel_header.timestamp = None;
     header.channel_header = channel_header.encode_to_vec();
-    check(Envelope { signature: org1.sign(&no_timestamp.encode_to_vec()), payload: no_timestamp.encode_to_vec() }, FabricStatus::BadRequest).await;
+    check(
+        Envelope { signature: org1.sign(&no_timestamp.encode_to_vec()), payload: no_timestamp.encode_to_vec() },
+        FabricStatus::BadRequest,
+    )
+    .await;
     let mut bad_seek = Payload::decode(request(&org1, &all).payload.as_slice()).unwrap();
     bad_seek.data = vec![0x0a, 0xff, 0x01];
     check(Envelope { signature: org1.sign(&bad_seek.encode_to_vec()), payload: bad_seek.encode_to_vec() }, FabricStatus::BadRequest).await;
@@ -440,7 +455,12 @@ async fn access_is_re_evaluated_on_expiry_and_on_a_new_config() {
     let now = f.clock.wall_clock();
     assert_eq!(stream.ask(request_at(&org1, CHANNEL, now, &follow)).await, answer([], FabricStatus::Forbidden));
     let logs = f.logs();
-    assert!(logs.contains("Client authorization revoked for deliver request from 10.0.0.1:40000: deliver client identity expired 1h0m1s before"), "{logs}");
+    assert!(
+        logs.contains(
+            "Client authorization revoked for deliver request from 10.0.0.1:40000: deliver client identity expired 1h0m1s before"
+        ),
+        "{logs}"
+    );
 }
 
 /// A config block (sequence 1) whose application orgs are `members`, signed by the orderer.
@@ -466,8 +486,14 @@ async fn a_client_that_leaves_ends_its_session_and_frees_its_slot() {
     let idle = Arc::strong_count(&ledger);
     let mut stream = f.open().await;
     stream.requests.send(request(&client, &seek(oldest(), at(u64::MAX), SeekBehavior::BlockUntilReady))).await.unwrap();
-    assert_eq!(stream.responses.message().await.unwrap().unwrap().r#type.map(|t| matches!(t, deliver_response::Type::Block(_))), Some(true));
-    assert_eq!(stream.responses.message().await.unwrap().unwrap().r#type.map(|t| matches!(t, deliver_response::Type::Block(_))), Some(true));
+    assert_eq!(
+        stream.responses.message().await.unwrap().unwrap().r#type.map(|t| matches!(t, deliver_response::Type::Block(_))),
+        Some(true)
+    );
+    assert_eq!(
+        stream.responses.message().await.unwrap().unwrap().r#type.map(|t| matches!(t, deliver_response::Type::Block(_))),
+        Some(true)
+    );
     // The session waits for block 2 and holds the ledger.
     assert_eq!(Arc::strong_count(&ledger), idle + 1);
 
@@ -497,7 +523,8 @@ async fn filtered_blocks_carry_transaction_ids_types_codes_and_events() {
         TransactionAction, TxValidationCode, filtered_transaction,
     };
     let mut f = Fixture::start(1, &[]).await;
-    let event = ChaincodeEvent { chaincode_id: "basic".into(), tx_id: "tx-ev".into(), event_name: "Created".into(), payload: b"secret".to_vec() };
+    let event =
+        ChaincodeEvent { chaincode_id: "basic".into(), tx_id: "tx-ev".into(), event_name: "Created".into(), payload: b"secret".to_vec() };
     let action = ChaincodeAction { events: event.encode_to_vec(), ..ChaincodeAction::default() };
     let response = ProposalResponsePayload { extension: action.encode_to_vec(), ..ProposalResponsePayload::default() };
     let payload = ChaincodeActionPayload {
@@ -556,7 +583,10 @@ async fn deliver_streams_requests_blocks_and_messages_are_counted() {
     let f = Fixture::start(3, &[("CORE_PEER_LIMITS_CONCURRENCY_DELIVERSERVICE", "1")]).await;
     let client = admin(&f.orgs.org1);
     let mut first = f.open().await;
-    assert_eq!(first.ask(request(&client, &seek(oldest(), newest(), SeekBehavior::BlockUntilReady))).await, answer(0..3, FabricStatus::Success));
+    assert_eq!(
+        first.ask(request(&client, &seek(oldest(), newest(), SeekBehavior::BlockUntilReady))).await,
+        answer(0..3, FabricStatus::Success)
+    );
     let beyond = seek(at(5), at(6), SeekBehavior::FailIfNotReady);
     assert_eq!(first.ask(request(&client, &beyond)).await, answer([], FabricStatus::NotFound));
     first.assert_ended().await;
@@ -568,7 +598,10 @@ async fn deliver_streams_requests_blocks_and_messages_are_counted() {
     drop((first, elsewhere));
 
     let mut second = f.open().await;
-    assert_eq!(second.ask(request(&client, &seek(oldest(), oldest(), SeekBehavior::BlockUntilReady))).await, answer([0], FabricStatus::Success));
+    assert_eq!(
+        second.ask(request(&client, &seek(oldest(), oldest(), SeekBehavior::BlockUntilReady))).await,
+        answer([0], FabricStatus::Success)
+    );
     let (_requests, queue) = mpsc::channel::<Envelope>(1);
     let refused = f.client().await.deliver(ReceiverStream::new(queue)).await.unwrap_err();
     assert_eq!(refused.code(), tonic::Code::ResourceExhausted);
@@ -588,7 +621,11 @@ async fn deliver_streams_requests_blocks_and_messages_are_counted() {
         }
         (metrics, text) = f.metrics().await;
     }
-    exposition::assert_fabric(&metrics, &[exposition::ALWAYS, exposition::CHANNEL, exposition::STREAM, exposition::DELIVER].concat(), &text);
+    exposition::assert_fabric(
+        &metrics,
+        &[exposition::ALWAYS, exposition::CHANNEL, exposition::STREAM, exposition::DELIVER].concat(),
+        &text,
+    );
     let value = |name: &str, labels: &[(&str, &str)]| exposition::value(&metrics, name, labels);
     assert_eq!(value("deliver_streams_opened", &[]), 3.0, "{text}");
     assert_eq!(value("deliver_streams_closed", &[]), 3.0, "{text}");

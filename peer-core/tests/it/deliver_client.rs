@@ -11,6 +11,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
+use crate::node::june_2025;
 use peer_core::blocks::BlockPublisher;
 use peer_core::blocks::deliverclient::{DeliverClient, DeliverClientConfig, retry_delay};
 use peer_core::channel::{GenesisOrg, GenesisSpec, genesis_block, sign_block};
@@ -31,7 +32,6 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::{oneshot, watch};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
-use crate::node::june_2025;
 
 const CHANNEL: &str = "mychannel";
 
@@ -155,7 +155,12 @@ impl Chain {
             anchor_peers: Vec::new(),
             orderer_endpoints: endpoints.iter().map(ToString::to_string).collect(),
         });
-        spec.application_orgs.push(GenesisOrg { name: "Org1MSP".into(), org: &org1, anchor_peers: Vec::new(), orderer_endpoints: Vec::new() });
+        spec.application_orgs.push(GenesisOrg {
+            name: "Org1MSP".into(),
+            org: &org1,
+            anchor_peers: Vec::new(),
+            orderer_endpoints: Vec::new(),
+        });
         let genesis = genesis_block(&spec).unwrap();
         Chain { blocks: vec![genesis], orderer: admin(&orderer_org), outsider: admin(&org1), rng: ChaCha20Rng::seed_from_u64(5) }
     }
@@ -208,7 +213,13 @@ impl Orderer {
     }
 
     /// Serves `orderer.AtomicBroadcast` on `port` until the returned sender says stop.
-    async fn listen(&self, network: &Arc<MemNetwork>, clock: Arc<dyn Clock>, keepalive: peer_core::config::KeepaliveConfig, port: u16) -> Listening {
+    async fn listen(
+        &self,
+        network: &Arc<MemNetwork>,
+        clock: Arc<dyn Clock>,
+        keepalive: peer_core::config::KeepaliveConfig,
+        port: u16,
+    ) -> Listening {
         let listener = network.bind(&HostPort::new("orderer", port)).await.unwrap();
         let (stop, stopped) = watch::channel(false);
         let service = AtomicBroadcastServer::new(OrdererService { orderer: self.clone(), port });
@@ -362,12 +373,10 @@ impl Peer {
     /// leaders), with a recording publisher.
     fn client(&self, static_leader: bool, total: Duration) -> (Arc<DeliverClient>, Arc<Recorder>) {
         let recorder = Arc::new(Recorder::default());
-        let config = DeliverClientConfig {
-            static_leader,
-            reconnect_total_time_threshold: total,
-            ..DeliverClientConfig::from_config(&self.config)
-        };
-        let client = DeliverClient::new(self.env.clone(), self.running.channels.clone(), Arc::new(self.msp.clone()), recorder.clone(), config);
+        let config =
+            DeliverClientConfig { static_leader, reconnect_total_time_threshold: total, ..DeliverClientConfig::from_config(&self.config) };
+        let client =
+            DeliverClient::new(self.env.clone(), self.running.channels.clone(), Arc::new(self.msp.clone()), recorder.clone(), config);
         (Arc::new(client), recorder)
     }
 
@@ -468,7 +477,8 @@ async fn both_leader_settings_are_refused_at_start() {
     config.gossip.use_leader_election = true;
     let msp = LocalMsp::load(&sample.join("msp"), "SampleOrg", None, june_2025()).unwrap();
     let (_, handle) = logging::layer(&LoggingConfig::default(), Arc::new(june_2025), MemorySink::new().sink()).unwrap();
-    let setup = node::Setup { config, msp, log_control: Arc::new(handle), trusted_msps: Vec::new(), holder: "test".into(), open_file_limit: None };
+    let setup =
+        node::Setup { config, msp, log_control: Arc::new(handle), trusted_msps: Vec::new(), holder: "test".into(), open_file_limit: None };
     let env = Env::new(Arc::new(ManualClock::default()), Arc::new(MemNetwork::default()), Arc::new(MemStorage::default()), [1; 32]);
     let err = node::start(env, setup).await.unwrap_err().to_string();
     assert!(err.contains("peer.gossip.orgLeader") && err.contains("peer.gossip.useLeaderElection"), "{err}");
@@ -545,7 +555,11 @@ async fn a_block_gossip_committed_first_is_skipped_and_a_different_one_refused()
     assert!(logs.contains("Block [2] was already committed, not adding it again"), "{logs}");
     let refused: Vec<&str> = logs.lines().filter(|l| l.contains("Got error while attempting to receive blocks")).collect();
     assert_eq!(refused.len(), 1, "only the different block 3 ends the stream: {logs}");
-    assert!(refused[0].contains("block from orderer could not be verified: channel [mychannel]: block number should have been 4 but was 3"), "{}", refused[0]);
+    assert!(
+        refused[0].contains("block from orderer could not be verified: channel [mychannel]: block number should have been 4 but was 3"),
+        "{}",
+        refused[0]
+    );
     assert_eq!(orderer.seeks(), [(7050, 1), (7050, 4)], "the skipped block kept the stream; the refused one did not");
     // As Fabric, the skipped block is still gossiped (receivers drop what they have).
     let numbers: Vec<u64> = published.0.lock().unwrap().iter().map(|(_, n)| *n).collect();
@@ -646,7 +660,9 @@ async fn an_elected_leader_gives_up_after_the_total_retry_time_and_a_static_one_
     let (client, _) = peer.client(false, Duration::from_secs(1));
     let yielded = Arc::new(Mutex::new(Vec::new()));
     let record = yielded.clone();
-    let client = Arc::new(Arc::into_inner(client).unwrap().on_give_up(Arc::new(move |channel: &str| record.lock().unwrap().push(channel.to_string()))));
+    let client = Arc::new(
+        Arc::into_inner(client).unwrap().on_give_up(Arc::new(move |channel: &str| record.lock().unwrap().push(channel.to_string()))),
+    );
     let (_leader, leadership) = watch::channel(true);
     let (_stop, stopped) = watch::channel(false);
     let _task = tokio::spawn(client.run(CHANNEL.into(), leadership, stopped));
@@ -654,7 +670,9 @@ async fn an_elected_leader_gives_up_after_the_total_retry_time_and_a_static_one_
     assert_eq!(*yielded.lock().unwrap(), [CHANNEL]);
     let logs = peer.logs();
     assert!(
-        logs.contains("attempted to retry block delivery for more than peer.deliveryclient.reconnectTotalTimeThreshold duration 1s, giving up"),
+        logs.contains(
+            "attempted to retry block delivery for more than peer.deliveryclient.reconnectTotalTimeThreshold duration 1s, giving up"
+        ),
         "{logs}"
     );
     // 100+120+144+172+207+248 = 991ms slept; the next 298ms would pass 1s.

@@ -19,8 +19,8 @@ use prost::Message;
 use proto::common::{Block, BlockchainInfo, ChannelHeader, Header, HeaderType, SignatureHeader};
 use proto::protos::endorser_client::EndorserClient;
 use proto::protos::{
-    ChaincodeAction, ChaincodeHeaderExtension, ChaincodeId, ChaincodeInput, ChaincodeInvocationSpec, ChaincodeProposalPayload, ChaincodeSpec,
-    ChannelQueryResponse, ProcessedTransaction, Proposal, ProposalResponse, ProposalResponsePayload, SignedProposal,
+    ChaincodeAction, ChaincodeHeaderExtension, ChaincodeId, ChaincodeInput, ChaincodeInvocationSpec, ChaincodeProposalPayload,
+    ChaincodeSpec, ChannelQueryResponse, ProcessedTransaction, Proposal, ProposalResponse, ProposalResponsePayload, SignedProposal,
 };
 use tonic::transport::Channel;
 
@@ -160,7 +160,8 @@ async fn join_list_and_query_a_channel_as_fabric_does() {
     let mut peer = start(Arc::new(MemStorage::default()), june_2025(), &orgs).await;
 
     // Only a local MSP admin may join.
-    let (status, message, _) = ok(&mut peer, proposal(&peer_identity, HeaderType::Config, "", "cscc", &[b"JoinChain", &block_bytes], 1)).await;
+    let (status, message, _) =
+        ok(&mut peer, proposal(&peer_identity, HeaderType::Config, "", "cscc", &[b"JoinChain", &block_bytes], 1)).await;
     assert_eq!(status, 500);
     assert!(
         message.starts_with(
@@ -177,19 +178,24 @@ async fn join_list_and_query_a_channel_as_fabric_does() {
 
     // Twice: Fabric's ledger error.
     let (status, message, _) = ok(&mut peer, proposal(&admin, HeaderType::Config, "", "cscc", &[b"JoinChain", &block_bytes], 3)).await;
-    assert_eq!((status, message.as_str()), (500, "cannot create ledger from genesis block: ledger [mychannel] already exists with state [ACTIVE]"));
+    assert_eq!(
+        (status, message.as_str()),
+        (500, "cannot create ledger from genesis block: ledger [mychannel] already exists with state [ACTIVE]")
+    );
     let (status, message, _) = ok(&mut peer, proposal(&admin, HeaderType::Config, "", "cscc", &[b"JoinChain", b"\xff\xff"], 4)).await;
     assert_eq!(status, 500);
     assert!(message.starts_with("Failed to reconstruct the genesis block, "), "{message}");
 
     // GetChannels: any member of the local MSP.
-    let (status, _, payload) = ok(&mut peer, proposal(&peer_identity, HeaderType::EndorserTransaction, "", "cscc", &[b"GetChannels"], 5)).await;
+    let (status, _, payload) =
+        ok(&mut peer, proposal(&peer_identity, HeaderType::EndorserTransaction, "", "cscc", &[b"GetChannels"], 5)).await;
     assert_eq!(status, 200);
     let channels = ChannelQueryResponse::decode(payload.as_slice()).unwrap();
     assert_eq!(channels.channels.iter().map(|c| c.channel_id.as_str()).collect::<Vec<_>>(), ["mychannel"]);
 
     // qscc GetChainInfo, channel-less (as `peer channel getinfo` asks).
-    let (status, _, payload) = ok(&mut peer, proposal(&admin, HeaderType::EndorserTransaction, "", "qscc", &[b"GetChainInfo", b"mychannel"], 6)).await;
+    let (status, _, payload) =
+        ok(&mut peer, proposal(&admin, HeaderType::EndorserTransaction, "", "qscc", &[b"GetChainInfo", b"mychannel"], 6)).await;
     assert_eq!(status, 200);
     let info = BlockchainInfo::decode(payload.as_slice()).unwrap();
     assert_eq!(info.height, 1);
@@ -214,22 +220,32 @@ async fn join_list_and_query_a_channel_as_fabric_does() {
 
     // Other qscc queries and their errors.
     let hash = header_hash(block.header.as_ref().unwrap());
-    let (status, _, payload) = ok(&mut peer, proposal(&admin, HeaderType::EndorserTransaction, "", "qscc", &[b"GetBlockByHash", b"mychannel", &hash], 8)).await;
+    let (status, _, payload) =
+        ok(&mut peer, proposal(&admin, HeaderType::EndorserTransaction, "", "qscc", &[b"GetBlockByHash", b"mychannel", &hash], 8)).await;
     assert_eq!((status, Block::decode(payload.as_slice()).unwrap()), (200, block.clone()));
-    let (status, message, _) = ok(&mut peer, proposal(&admin, HeaderType::EndorserTransaction, "", "qscc", &[b"GetBlockByNumber", b"mychannel", b"5"], 9)).await;
+    let (status, message, _) =
+        ok(&mut peer, proposal(&admin, HeaderType::EndorserTransaction, "", "qscc", &[b"GetBlockByNumber", b"mychannel", b"5"], 9)).await;
     assert_eq!((status, message.as_str()), (500, "Failed to get block number 5, error no such block number [5] in index"));
-    let (_, message, _) = ok(&mut peer, proposal(&admin, HeaderType::EndorserTransaction, "", "qscc", &[b"GetBlockByNumber", b"mychannel"], 10)).await;
+    let (_, message, _) =
+        ok(&mut peer, proposal(&admin, HeaderType::EndorserTransaction, "", "qscc", &[b"GetBlockByNumber", b"mychannel"], 10)).await;
     assert_eq!(message, "missing 3rd argument for GetBlockByNumber");
-    let (_, message, _) = ok(&mut peer, proposal(&admin, HeaderType::EndorserTransaction, "", "qscc", &[b"GetChainInfo", b"nochannel"], 11)).await;
+    let (_, message, _) =
+        ok(&mut peer, proposal(&admin, HeaderType::EndorserTransaction, "", "qscc", &[b"GetChainInfo", b"nochannel"], 11)).await;
     assert_eq!(message, "Invalid chain ID, nochannel");
-    let (_, message, _) = ok(&mut peer, proposal(&admin, HeaderType::EndorserTransaction, "", "qscc", &[b"GetTransactionByID", b"mychannel", b"nosuchtx"], 12)).await;
+    let (_, message, _) = ok(
+        &mut peer,
+        proposal(&admin, HeaderType::EndorserTransaction, "", "qscc", &[b"GetTransactionByID", b"mychannel", b"nosuchtx"], 12),
+    )
+    .await;
     assert_eq!(message, "Failed to get transaction with id nosuchtx, error no such transaction ID [nosuchtx] in index");
 
     // A transaction in a later block: GetTransactionByID finds it.
     let ledger = peer.running.channels.ledger("mychannel").unwrap();
     let tx = envelope(HeaderType::EndorserTransaction, "mychannel", "tx-1", b"tx");
     ledger.append(&new_block(1, &hash, vec![tx.clone()])).unwrap();
-    let (status, _, payload) = ok(&mut peer, proposal(&admin, HeaderType::EndorserTransaction, "", "qscc", &[b"GetTransactionByID", b"mychannel", b"tx-1"], 13)).await;
+    let (status, _, payload) =
+        ok(&mut peer, proposal(&admin, HeaderType::EndorserTransaction, "", "qscc", &[b"GetTransactionByID", b"mychannel", b"tx-1"], 13))
+            .await;
     assert_eq!(status, 200);
     let processed = ProcessedTransaction::decode(payload.as_slice()).unwrap();
     assert_eq!(processed.transaction_envelope.unwrap().encode_to_vec(), tx);
@@ -237,15 +253,23 @@ async fn join_list_and_query_a_channel_as_fabric_does() {
     // Unknown functions and chaincodes.
     let (_, message, _) = ok(&mut peer, proposal(&admin, HeaderType::EndorserTransaction, "", "cscc", &[b"Nope", b"x"], 14)).await;
     assert_eq!(message, "Requested function Nope not found.");
-    let (_, message, _) = ok(&mut peer, proposal(&admin, HeaderType::EndorserTransaction, "", "qscc", &[b"Nope", b"mychannel", b"x"], 15)).await;
+    let (_, message, _) =
+        ok(&mut peer, proposal(&admin, HeaderType::EndorserTransaction, "", "qscc", &[b"Nope", b"mychannel", b"x"], 15)).await;
     assert_eq!(message, "access denied for [Nope][mychannel]: [Unmapped policy for qscc/Nope]");
     let (_, message, _) = ok(&mut peer, proposal(&admin, HeaderType::EndorserTransaction, "", "mycc", &[b"invoke"], 16)).await;
-    assert_eq!(message, "make sure the chaincode mycc has been successfully defined on channel  and try again: could not get channel config for channel ''");
+    assert_eq!(
+        message,
+        "make sure the chaincode mycc has been successfully defined on channel  and try again: could not get channel config for channel ''"
+    );
     let (_, message, _) = ok(&mut peer, proposal(&admin, HeaderType::EndorserTransaction, "mychannel", "mycc", &[b"invoke"], 17)).await;
-    assert_eq!(message, "make sure the chaincode mycc has been successfully defined on channel mychannel and try again: chaincode mycc not found");
+    assert_eq!(
+        message,
+        "make sure the chaincode mycc has been successfully defined on channel mychannel and try again: chaincode mycc not found"
+    );
 
     // Unknown channel in the header: a 500 response, not a gRPC error.
-    let (status, message, _) = ok(&mut peer, proposal(&admin, HeaderType::EndorserTransaction, "nochannel", "qscc", &[b"GetChainInfo", b"nochannel"], 18)).await;
+    let (status, message, _) =
+        ok(&mut peer, proposal(&admin, HeaderType::EndorserTransaction, "nochannel", "qscc", &[b"GetChainInfo", b"nochannel"], 18)).await;
     assert_eq!((status, message.as_str()), (500, "channel 'nochannel' not found"));
 
     // A transaction ID already on the channel: Fabric's duplicate error.
@@ -253,27 +277,46 @@ async fn join_list_and_query_a_channel_as_fabric_does() {
     let creator = admin.identity.serialize();
     let tx_id = compute_tx_id(&[19; 24], &creator);
     let tip = ledger.block(1).unwrap().unwrap();
-    ledger.append(&new_block(2, &header_hash(tip.header.as_ref().unwrap()), vec![envelope(HeaderType::EndorserTransaction, "mychannel", &tx_id, b"")])).unwrap();
+    ledger
+        .append(&new_block(
+            2,
+            &header_hash(tip.header.as_ref().unwrap()),
+            vec![envelope(HeaderType::EndorserTransaction, "mychannel", &tx_id, b"")],
+        ))
+        .unwrap();
     assert_eq!(grpc_error(&mut peer, signed).await, format!("duplicate transaction found [{tx_id}]. Creator [{}]", hex::encode(&creator)));
 
     // An application chaincode on the channel: a peer identity is a member of Org1, but not one of
     // its Writers (admins and clients), so the channel's `peer/Propose` ACL refuses it.
-    let message = grpc_error(&mut peer, proposal(&peer_identity, HeaderType::EndorserTransaction, "mychannel", "mycc", &[b"invoke"], 20)).await;
+    let message =
+        grpc_error(&mut peer, proposal(&peer_identity, HeaderType::EndorserTransaction, "mychannel", "mycc", &[b"invoke"], 20)).await;
     assert!(message.contains("Writers"), "{message}");
 
     // Fabric's endorser metrics for the 20 proposals above: received all; successful the 14
     // channel-less system calls answered and the endorsed one (#7); timed the 17 that passed
     // validation (not #18, whose channel is unknown, nor #19 and #20); one duplicate, one ACL refusal.
     let (metrics, text) = crate::mem_net::scrape(&peer.network, &peer.running).await;
-    exposition::assert_fabric(&metrics, &[exposition::ALWAYS, exposition::CHANNEL, exposition::UNARY, exposition::ENDORSER].concat(), &text);
+    exposition::assert_fabric(
+        &metrics,
+        &[exposition::ALWAYS, exposition::CHANNEL, exposition::UNARY, exposition::ENDORSER].concat(),
+        &text,
+    );
     let value = |name: &str, labels: &[(&str, &str)]| exposition::value(&metrics, name, labels);
     assert_eq!(value("endorser_proposals_received", &[]), 20.0, "{text}");
     assert_eq!(value("endorser_successful_proposals", &[]), 15.0, "{text}");
     assert_eq!(value("endorser_proposal_validation_failures", &[]), 0.0, "{text}");
     assert_eq!(value("endorser_proposal_duration_count", &[("success", "true")]), 15.0, "{text}");
     assert_eq!(value("endorser_proposal_duration_count", &[("channel", ""), ("chaincode", "mycc"), ("success", "false")]), 1.0, "{text}");
-    assert_eq!(value("endorser_proposal_duration_count", &[("channel", "mychannel"), ("chaincode", "mycc"), ("success", "false")]), 1.0, "{text}");
-    assert_eq!(value("endorser_proposal_duration_count", &[("channel", "mychannel"), ("chaincode", "qscc"), ("success", "true")]), 1.0, "{text}");
+    assert_eq!(
+        value("endorser_proposal_duration_count", &[("channel", "mychannel"), ("chaincode", "mycc"), ("success", "false")]),
+        1.0,
+        "{text}"
+    );
+    assert_eq!(
+        value("endorser_proposal_duration_count", &[("channel", "mychannel"), ("chaincode", "qscc"), ("success", "true")]),
+        1.0,
+        "{text}"
+    );
     assert_eq!(value("endorser_duplicate_transaction_failures", &[("channel", "mychannel"), ("chaincode", "qscc")]), 1.0, "{text}");
     assert_eq!(value("endorser_proposal_acl_failures", &[("channel", "mychannel"), ("chaincode", "mycc")]), 1.0, "{text}");
     // The gRPC layer saw the same calls: the two refusals are gRPC errors (Unknown, as a Go error).
@@ -325,17 +368,21 @@ async fn malformed_or_unauthenticated_proposals_are_grpc_errors_with_fabrics_tex
     let block = genesis("org2only", &orgs.orderer, &[&orgs.org2]).encode_to_vec();
     let (status, _, _) = ok(&mut peer, proposal(&admin, HeaderType::Config, "", "cscc", &[b"JoinChain", &block], 2)).await;
     assert_eq!(status, 200);
-    let (status, message, _) = ok(&mut peer, proposal(&admin, HeaderType::EndorserTransaction, "", "qscc", &[b"GetChainInfo", b"org2only"], 3)).await;
+    let (status, message, _) =
+        ok(&mut peer, proposal(&admin, HeaderType::EndorserTransaction, "", "qscc", &[b"GetChainInfo", b"org2only"], 3)).await;
     assert_eq!(status, 500);
     assert!(
         message.starts_with("access denied for [GetChainInfo][org2only]: [Failed evaluating policy on signed data during check policy on channel [org2only] with policy [/Channel/Application/Readers]: [implicit policy evaluation failed - 0 sub-policies were satisfied, but this policy requires 1 of the 'Readers' sub-policies to be satisfied"),
         "{message}"
     );
     // And on that channel, Org1's admin is not a channel member at all.
-    let message = grpc_error(&mut peer, proposal(&admin, HeaderType::EndorserTransaction, "org2only", "qscc", &[b"GetChainInfo", b"org2only"], 4)).await;
+    let message =
+        grpc_error(&mut peer, proposal(&admin, HeaderType::EndorserTransaction, "org2only", "qscc", &[b"GetChainInfo", b"org2only"], 4))
+            .await;
     assert_eq!(message, "error validating proposal: access denied: channel [org2only] creator org unknown, creator is malformed");
     // Org2's admin is.
-    let (status, _, _) = ok(&mut peer, proposal(&org2_admin, HeaderType::EndorserTransaction, "org2only", "qscc", &[b"GetChainInfo", b"org2only"], 5)).await;
+    let (status, _, _) =
+        ok(&mut peer, proposal(&org2_admin, HeaderType::EndorserTransaction, "org2only", "qscc", &[b"GetChainInfo", b"org2only"], 5)).await;
     assert_eq!(status, 200);
 
     // Fabric counts a proposal once the auth filters let it through (not the garbage, which the
@@ -376,7 +423,9 @@ async fn proposals_timestamped_outside_the_time_window_are_refused() {
         let shown = if offset < 0 { "2025-05-31T23:44:00Z" } else { "2025-06-01T00:16:00Z" };
         assert_eq!(
             message,
-            format!("request unauthorized due to incorrect timestamp {shown}, peer time 2025-06-01T00:00:00Z, peer.authentication.timewindow 15m0s")
+            format!(
+                "request unauthorized due to incorrect timestamp {shown}, peer time 2025-06-01T00:00:00Z, peer.authentication.timewindow 15m0s"
+            )
         );
     }
     // Inside the window, either way: answered.
@@ -401,7 +450,13 @@ async fn proposals_are_refused_while_ledgers_are_rebuilt_after_a_rollback() {
         let mgr = LedgerMgr::open(&env, std::path::Path::new("/mem/data"), "setup").unwrap();
         let ledger = mgr.create_from_genesis(&genesis("mychannel", &orgs.orderer, &[&orgs.org1])).unwrap();
         let tip = ledger.block(0).unwrap().unwrap();
-        ledger.append(&new_block(1, &header_hash(tip.header.as_ref().unwrap()), vec![envelope(HeaderType::EndorserTransaction, "mychannel", "t1", b"")])).unwrap();
+        ledger
+            .append(&new_block(
+                1,
+                &header_hash(tip.header.as_ref().unwrap()),
+                vec![envelope(HeaderType::EndorserTransaction, "mychannel", "t1", b"")],
+            ))
+            .unwrap();
     }
     peer_core::ledger::commands::rollback(&env, std::path::Path::new("/mem/data"), "setup", "mychannel", 0).unwrap();
     let mut peer = start(storage, june_2025(), &orgs).await;

@@ -75,7 +75,8 @@ pub const CHANNEL: &[&str] = &["ledger_blockchain_height", "ledger_block_process
 pub const CHANNEL_GOSSIP: &[&str] = &["gossip_membership_total_peers_known", "gossip_payload_buffer_size"];
 
 /// Once a unary gRPC call was served (an endorser proposal, a gossip Ping).
-pub const UNARY: &[&str] = &["grpc_server_unary_requests_received", "grpc_server_unary_requests_completed", "grpc_server_unary_request_duration"];
+pub const UNARY: &[&str] =
+    &["grpc_server_unary_requests_received", "grpc_server_unary_requests_completed", "grpc_server_unary_request_duration"];
 
 /// Once a gRPC stream was served and ended (a Deliver or gossip stream).
 pub const STREAM: &[&str] = &[
@@ -141,7 +142,10 @@ pub fn parse(text: &str) -> Exposition {
     for line in text.lines() {
         if let Some(declaration) = line.strip_prefix("# TYPE ") {
             let (name, kind) = declaration.split_once(' ').unwrap_or_else(|| panic!("bad TYPE line {line:?}"));
-            assert!(families.insert(name.to_string(), Family { kind: kind.to_string(), samples: Vec::new() }).is_none(), "{name} declared twice");
+            assert!(
+                families.insert(name.to_string(), Family { kind: kind.to_string(), samples: Vec::new() }).is_none(),
+                "{name} declared twice"
+            );
             current = Some(name.to_string());
             continue;
         }
@@ -224,18 +228,17 @@ pub fn check(exposition: &Exposition) -> Vec<String> {
             problems.push(format!("{name}: type {} where Fabric's is {}", family.kind, expected.kind));
         }
         for sample in &family.samples {
-            let labels: BTreeSet<String> = sample.labels.keys().filter(|key| !(sample.name.ends_with("_bucket") && *key == "le")).cloned().collect();
+            let labels: BTreeSet<String> =
+                sample.labels.keys().filter(|key| !(sample.name.ends_with("_bucket") && *key == "le")).cloned().collect();
             if labels != expected.labels {
                 problems.push(format!("{name}: labels {labels:?} where Fabric's are {:?}", expected.labels));
             }
         }
         if let Some(buckets) = &expected.buckets {
-            let bounds: BTreeMap<Vec<(String, String)>, Vec<f64>> = family
-                .samples
-                .iter()
-                .filter(|s| s.name.ends_with("_bucket"))
-                .fold(BTreeMap::new(), |mut by_series, sample| {
-                    let series: Vec<(String, String)> = sample.labels.iter().filter(|(k, _)| *k != "le").map(|(k, v)| (k.clone(), v.clone())).collect();
+            let bounds: BTreeMap<Vec<(String, String)>, Vec<f64>> =
+                family.samples.iter().filter(|s| s.name.ends_with("_bucket")).fold(BTreeMap::new(), |mut by_series, sample| {
+                    let series: Vec<(String, String)> =
+                        sample.labels.iter().filter(|(k, _)| *k != "le").map(|(k, v)| (k.clone(), v.clone())).collect();
                     let le = &sample.labels["le"];
                     let bound = if le == "+Inf" { f64::INFINITY } else { le.parse().unwrap_or(f64::NAN) };
                     by_series.entry(series).or_default().push(bound);

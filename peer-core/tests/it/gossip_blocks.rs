@@ -3,8 +3,8 @@
 //! one node and handed to its `gossip_publisher` (as the leader's deliver client does) reaches
 //! the others as a DataMessage; a node started late catches up by state transfer.
 
-use std::sync::Arc;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use peer_core::channel::{GenesisOrg, GenesisSpec, genesis_block, sign_block};
@@ -51,7 +51,12 @@ impl Net {
             anchor_peers: Vec::new(),
             orderer_endpoints: vec!["orderer.example.com:7050".into()],
         });
-        spec.application_orgs.push(GenesisOrg { name: "Org1MSP".into(), org: &org1, anchor_peers: Vec::new(), orderer_endpoints: Vec::new() });
+        spec.application_orgs.push(GenesisOrg {
+            name: "Org1MSP".into(),
+            org: &org1,
+            anchor_peers: Vec::new(),
+            orderer_endpoints: Vec::new(),
+        });
         let genesis = genesis_block(&spec).unwrap();
         let orderer = LocalMsp::from_files(&orderer_org.admin.msp, "OrdererMSP", june_2025()).unwrap();
         Net {
@@ -87,8 +92,16 @@ impl Net {
         let vars = env.iter().fold(vars, |vars, (name, value)| vars.with(name, value));
         let config: Config = Config::from_yaml(&text, &sample.join("core.yaml"), &vars).unwrap().config;
         let msp = LocalMsp::from_files(&self.org1.peers[i].msp, "Org1MSP", june_2025()).unwrap();
-        let (_layer, handle) = peer_core::logging::layer(&Default::default(), Arc::new(june_2025), peer_core::logging::MemorySink::new().sink()).unwrap();
-        let setup = node::Setup { config, msp, log_control: Arc::new(handle), trusted_msps: Vec::new(), holder: format!("peer{i}"), open_file_limit: None };
+        let (_layer, handle) =
+            peer_core::logging::layer(&Default::default(), Arc::new(june_2025), peer_core::logging::MemorySink::new().sink()).unwrap();
+        let setup = node::Setup {
+            config,
+            msp,
+            log_control: Arc::new(handle),
+            trusted_msps: Vec::new(),
+            holder: format!("peer{i}"),
+            open_file_limit: None,
+        };
         let env = Env::new(self.clock.clone(), self.network.clone(), storage, [i as u8 + 1; 32]);
         let running = node::start(env, setup).await.unwrap();
         if running.channels.ledger(CHANNEL).is_none() {

@@ -10,6 +10,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::node::june_2025;
 use peer_core::config::{HostPort, KeepaliveConfig};
 use peer_core::env::{DirLock, Env, LockError, Network, Storage};
 use peer_core::gossip::comm::{Comm, CommConfig, CommError, CommEvent, CommMetrics};
@@ -23,7 +24,6 @@ use proto::gossip::gossip_message::Content;
 use proto::gossip::{AliveMessage, ConnEstablish, Envelope, Member, PeerTime};
 use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
-use crate::node::june_2025;
 
 // ---------------------------------------------------------------------------------------------
 // Test doubles: a manual clock, an in-memory network (as in node.rs), no storage.
@@ -75,7 +75,11 @@ pub(crate) fn orgs() -> &'static Orgs {
             let spec = OrgSpec { msp_id: msp_id.into(), domain: domain.into(), peers };
             generate::generate_org(&spec, &mut generate::org_rng(seed, &spec), ValidityWindow::fixed()).unwrap()
         };
-        Orgs { org1: org("Org1MSP", "org1.example.com", 3, 1), org2: org("Org2MSP", "org2.example.com", 1, 2), org3: org("Org3MSP", "org3.example.com", 1, 3) }
+        Orgs {
+            org1: org("Org1MSP", "org1.example.com", 3, 1),
+            org2: org("Org2MSP", "org2.example.com", 1, 2),
+            org3: org("Org3MSP", "org3.example.com", 1, 3),
+        }
     })
 }
 
@@ -123,7 +127,8 @@ impl World {
     pub(crate) async fn peer(&mut self, msp: LocalMsp, trusted: &[&generate::Org], port: u16, config: CommConfig) -> Peer {
         let identities = Identities::new(&msp, trusted.iter().map(|org| org_msp(org)));
         let metrics = CommMetrics::default();
-        let (comm, events) = Comm::with_metrics(self.env(port as u8), Arc::new(msp.clone()), Arc::new(Mutex::new(identities)), config, metrics.clone());
+        let (comm, events) =
+            Comm::with_metrics(self.env(port as u8), Arc::new(msp.clone()), Arc::new(Mutex::new(identities)), config, metrics.clone());
         let endpoint = HostPort::new("peer", port);
         let listener = self.network.bind(&endpoint).await.unwrap();
         let (stop, stop_rx) = watch::channel(false);
@@ -351,7 +356,10 @@ async fn a_remote_other_than_the_expected_one_is_refused() {
     assert!(drain(&mut a.events).is_empty());
     let log = world.log();
     assert!(
-        log.contains(&format!("WARN [gossip.comm] createConnection Remote endpoint claims to be a different peer, expected {expected} but got {}", b.pki)),
+        log.contains(&format!(
+            "WARN [gossip.comm] createConnection Remote endpoint claims to be a different peer, expected {expected} but got {}",
+            b.pki
+        )),
         "{log}"
     );
 }
@@ -378,7 +386,12 @@ pub(crate) async fn raw_stream(world: &World, port: u16, first: Option<Envelope>
 
 /// A raw handshake: sends `first` (if any), reads the responder's first envelope (its
 /// ConnEstablish), advances the clock by `advance`, and returns what came next.
-async fn raw_handshake(world: &World, port: u16, first: Option<Envelope>, advance: Option<Duration>) -> (Envelope, Result<Option<Envelope>, tonic::Status>) {
+async fn raw_handshake(
+    world: &World,
+    port: u16,
+    first: Option<Envelope>,
+    advance: Option<Duration>,
+) -> (Envelope, Result<Option<Envelope>, tonic::Status>) {
     let (mut inbound, sink) = raw_stream(world, port, first).await;
     let theirs = inbound.message().await.unwrap().unwrap();
     if let Some(by) = advance {
@@ -424,12 +437,30 @@ async fn bad_handshakes_are_rejected_for_the_right_reason() {
     // (case, first envelope, clock advance, rejection reason, log text)
     type Case = (&'static str, Option<Envelope>, Option<Duration>, &'static str, &'static str);
     let cases: [Case; 6] = [
-        ("bad signature", Some(bad_signature), None, "bad_signature", "Failed verifying signature from 10.0.0.1:40000 : Failed verifying signature"),
-        ("high S", Some(high), None, "high_s", "Failed verifying signature from 10.0.0.1:40000 : Invalid S. Must be smaller than half the order"),
+        (
+            "bad signature",
+            Some(bad_signature),
+            None,
+            "bad_signature",
+            "Failed verifying signature from 10.0.0.1:40000 : Failed verifying signature",
+        ),
+        (
+            "high S",
+            Some(high),
+            None,
+            "high_s",
+            "Failed verifying signature from 10.0.0.1:40000 : Invalid S. Must be smaller than half the order",
+        ),
         ("PKI-ID of someone else", Some(mismatch), None, "pki_id_mismatch", "identity doesn't match the computed pkiID"),
         ("untrusted MSP", Some(untrusted), None, "bad_identity", "cannot be validated. No MSP found able to do that."),
         ("not a ConnEstablish", Some(not_conn), None, "unexpected", "Authentication failed: Wrong type"),
-        ("nothing at all", None, Some(config.conn_timeout), "unexpected", "Authentication failed: timed out waiting for connection message from 10.0.0.1:40000"),
+        (
+            "nothing at all",
+            None,
+            Some(config.conn_timeout),
+            "unexpected",
+            "Authentication failed: timed out waiting for connection message from 10.0.0.1:40000",
+        ),
     ];
     for (case, first, advance, reason, log_text) in cases {
         let (theirs, next) = raw_handshake(&world, 8051, first, advance).await;
@@ -499,7 +530,13 @@ async fn a_full_send_queue_drops_instead_of_blocking() {
     let sent: Vec<bool> = (0..6).map(|seq| a.comm.send(&b.pki, alive(&a.msp, seq))).collect();
     assert_eq!(sent, [true, true, true, false, false, false]);
     let log = world.log();
-    assert!(log.contains(&format!("DEBUG [gossip.comm] send Buffer to {} overflowed, dropping message AliveMessage (tag Empty, nonce 0)", b.pki)), "{log}");
+    assert!(
+        log.contains(&format!(
+            "DEBUG [gossip.comm] send Buffer to {} overflowed, dropping message AliveMessage (tag Empty, nonce 0)",
+            b.pki
+        )),
+        "{log}"
+    );
     for seq in 0..3 {
         assert_eq!(next_message(&mut b.events).await, (a.pki, alive(&a.msp, seq)));
     }

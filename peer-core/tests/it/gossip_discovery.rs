@@ -93,7 +93,12 @@ impl World {
         let external_endpoint = if external { format!("{name}.ext:7051") } else { String::new() };
         let others: Vec<Msp> = self.orgs.msps.values().cloned().collect();
         let identities = Arc::new(Mutex::new(Identities::new(&msp, others)));
-        let me = SelfInfo { pki_id: msp.pki_id(), org: msp.msp.id.clone(), external_endpoint: external_endpoint.clone(), internal_endpoint: internal.clone() };
+        let me = SelfInfo {
+            pki_id: msp.pki_id(),
+            org: msp.msp.id.clone(),
+            external_endpoint: external_endpoint.clone(),
+            internal_endpoint: internal.clone(),
+        };
         let seed = self.now.0 ^ msp.pki_id().0[0] as u64;
         let wall = wall_start() + Duration::from_nanos(self.now.0);
         let signer: Arc<dyn Signer> = msp.clone();

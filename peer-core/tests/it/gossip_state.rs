@@ -114,7 +114,16 @@ impl World {
             Instant(0),
             wall_start(),
         );
-        let mut world = World { peers, state, now: Instant(0), forged, committed: Vec::new(), sent: Vec::new(), serves: Vec::new(), events: Vec::new() };
+        let mut world = World {
+            peers,
+            state,
+            now: Instant(0),
+            forged,
+            committed: Vec::new(),
+            sent: Vec::new(),
+            serves: Vec::new(),
+            events: Vec::new(),
+        };
         world.committed = (0..height).collect();
         world.sync();
         world
@@ -134,7 +143,12 @@ impl World {
         self.state.handle_channels(self.now, vec![ChannelInfo { id: CH.into(), height: self.height(), orgs }]);
         let members = ["p1", "p2", "p3", "q0", "r0"]
             .into_iter()
-            .map(|n| Member { pki_id: self.pki(n), org: self.peers[n].identity.msp_id.clone(), endpoint: format!("{n}:7051"), has_external_endpoint: true })
+            .map(|n| Member {
+                pki_id: self.pki(n),
+                org: self.peers[n].identity.msp_id.clone(),
+                endpoint: format!("{n}:7051"),
+                has_external_endpoint: true,
+            })
             .collect();
         self.state.handle_membership(members);
         self.drain();
@@ -253,7 +267,9 @@ pub(crate) fn data(n: u64) -> SignedMessage {
 }
 
 pub(crate) fn response(nonce: u64, range: std::ops::RangeInclusive<u64>) -> SignedMessage {
-    let payloads = range.map(|n| proto::gossip::Payload { seq_num: n, data: prost::Message::encode_to_vec(&block(n)), private_data: Vec::new() }).collect();
+    let payloads = range
+        .map(|n| proto::gossip::Payload { seq_num: n, data: prost::Message::encode_to_vec(&block(n)), private_data: Vec::new() })
+        .collect();
     SignedMessage::noop_sign(GossipMessage {
         nonce,
         channel: CH.as_bytes().to_vec(),

@@ -17,7 +17,6 @@ use crate::mem_storage::MemStorage;
 const FSP: &str = "/mem/data";
 pub(crate) const HOLDER: &str = "test";
 
-
 pub(crate) fn env(storage: &Arc<MemStorage>) -> Env {
     Env::new(Arc::new(StoppedClock), Arc::new(MemNetwork::default()), storage.clone(), [1; 32])
 }
@@ -34,7 +33,8 @@ pub(crate) fn genesis(channel: &str) -> Block {
 fn next(channel: &str, previous: &Block, txs: usize) -> Block {
     let header = previous.header.clone().unwrap();
     let number = header.number + 1;
-    let envelopes = (0..txs).map(|i| envelope(HeaderType::EndorserTransaction, channel, &format!("{channel}-{number}-{i}"), b"tx")).collect();
+    let envelopes =
+        (0..txs).map(|i| envelope(HeaderType::EndorserTransaction, channel, &format!("{channel}-{number}-{i}"), b"tx")).collect();
     new_block(number, &header_hash(&header), envelopes)
 }
 
@@ -86,7 +86,10 @@ fn appends_are_validated_and_survive_a_reopen() {
     let expected = hex::encode(header_hash(blocks[2].header.as_ref().unwrap()));
     assert_eq!(
         err,
-        format!("channel [mychannel]: unexpected Previous block hash. Expected PreviousHash = [{expected}], PreviousHash referred in the latest block= [{}]", "ab".repeat(32))
+        format!(
+            "channel [mychannel]: unexpected Previous block hash. Expected PreviousHash = [{expected}], PreviousHash referred in the latest block= [{}]",
+            "ab".repeat(32)
+        )
     );
 
     let mut wrong_data = good.clone();
@@ -282,7 +285,12 @@ fn rebuild_dbs_drops_the_indexes_and_the_next_open_rebuilds_them() {
     drop(mgr);
 
     let ((), log) = logged(|| commands::rebuild_dbs(&env, fsp(), HOLDER).unwrap());
-    assert!(log.contains("Dropping all contents in BlockStoreIndex of channel [ch] at location [/mem/data/ledgersData/chains/ch.redb] ...if present"), "{log}");
+    assert!(
+        log.contains(
+            "Dropping all contents in BlockStoreIndex of channel [ch] at location [/mem/data/ledgersData/chains/ch.redb] ...if present"
+        ),
+        "{log}"
+    );
     let (mgr, log) = logged(|| LedgerMgr::open(&env, fsp(), HOLDER).unwrap());
     assert!(log.contains("[blkstorage] syncIndex -> INFO 002\u{1b}[0m Start building index from block [0] to last block [11]"), "{log}");
     assert!(log.contains("Finished building index. Last block indexed [11]"), "{log}");
@@ -304,7 +312,10 @@ fn upgrade_dbs_on_the_current_format_only_drops_the_indexes() {
     let storage = Arc::new(MemStorage::default());
     let env = env(&storage);
     let ((), log) = logged(|| commands::upgrade_dbs(&env, fsp(), HOLDER).unwrap());
-    assert!(log.contains("WARN") && log.contains("Ledger database /mem/data/ledgersData/ledgers.redb is empty, nothing to upgrade"), "{log}");
+    assert!(
+        log.contains("WARN") && log.contains("Ledger database /mem/data/ledgersData/ledgers.redb is empty, nothing to upgrade"),
+        "{log}"
+    );
     let mgr = LedgerMgr::open(&env, fsp(), HOLDER).unwrap();
     channel_with(&mgr, "ch", 3);
     drop(mgr);
@@ -315,7 +326,9 @@ fn upgrade_dbs_on_the_current_format_only_drops_the_indexes() {
 
     // An inventory of an unknown format is refused, by upgrade-dbs and by every other entry point.
     let inventory = Path::new("/mem/data/ledgersData/ledgers.redb");
-    let db = redb::Builder::new().create_with_backend(peer_core::env::DynBackend(peer_core::env::Storage::open_db(&*storage, inventory).unwrap())).unwrap();
+    let db = redb::Builder::new()
+        .create_with_backend(peer_core::env::DynBackend(peer_core::env::Storage::open_db(&*storage, inventory).unwrap()))
+        .unwrap();
     let write = db.begin_write().unwrap();
     write.open_table(redb::TableDefinition::<&str, &str>::new("meta")).unwrap().insert("format", "from-the-future/9").unwrap();
     write.commit().unwrap();
@@ -350,7 +363,10 @@ fn a_corrupt_channel_store_is_rebuilt_from_genesis_and_kept_aside_untouched() {
     assert_eq!(heals.len(), 1);
     assert_eq!(heals[0].salvaged.quarantined.as_deref(), Some(Path::new("/mem/data/ledgersData/quarantine/bad.redb")));
     assert_eq!(storage.read(Path::new("/mem/data/ledgersData/quarantine/bad.redb")), garbage);
-    assert!(log.contains("ERRO") && log.contains("Failed to load ledger bad(channel [bad]: database /mem/data/ledgersData/chains/bad.redb: "), "{log}");
+    assert!(
+        log.contains("ERRO") && log.contains("Failed to load ledger bad(channel [bad]: database /mem/data/ledgersData/chains/bad.redb: "),
+        "{log}"
+    );
     assert!(log.contains("Rebuilt ledger [bad] from its genesis block: kept blocks [0..0] proven by the hash chain, the damaged file was moved to /mem/data/ledgersData/quarantine/bad.redb"), "{log}");
     // The rebuilt channel takes blocks again.
     let ledger = mgr.channel("bad").unwrap();
@@ -369,7 +385,9 @@ fn a_store_of_another_format_is_reported_not_rebuilt() {
     channel_with(&mgr, "other", 2);
     drop(mgr);
     let path = Path::new("/mem/data/ledgersData/chains/other.redb");
-    let db = redb::Builder::new().create_with_backend(peer_core::env::DynBackend(peer_core::env::Storage::open_db(&*storage, path).unwrap())).unwrap();
+    let db = redb::Builder::new()
+        .create_with_backend(peer_core::env::DynBackend(peer_core::env::Storage::open_db(&*storage, path).unwrap()))
+        .unwrap();
     let write = db.begin_write().unwrap();
     write.open_table(redb::TableDefinition::<&str, &str>::new("meta")).unwrap().insert("format", "from-the-future/9").unwrap();
     write.commit().unwrap();
@@ -442,7 +460,10 @@ fn a_store_that_fails_while_serving_is_rebuilt_in_place() {
     let (err, log) = logged(|| ledger.block(5).unwrap_err());
     assert!(err.is_damage(), "{err}");
     assert!(err.to_string().contains("block [5] fails its checksum"), "{err}");
-    assert!(log.contains("The block store of channel [ch] at /mem/data/ledgersData/chains/ch.redb is damaged: block [5] fails its checksum"), "{log}");
+    assert!(
+        log.contains("The block store of channel [ch] at /mem/data/ledgersData/chains/ch.redb is damaged: block [5] fails its checksum"),
+        "{log}"
+    );
     assert!(alarm.has_changed().unwrap());
     alarm.mark_unchanged();
     // Failed for good: other reads and appends are refused with the same reason, and nothing

@@ -180,20 +180,30 @@ fn no_damaged_page_panics_loses_the_other_channel_or_changes_the_damaged_file() 
                         }
                         assert!(is_victim_error(err), "{name}, {command}: an error about the healthy channel: {err}");
                         // Refused: the damaged file untouched, wherever it is.
-                        assert!(kept_as_found(&disk, file, quarantined, &damaged), "{name}, {command}: refused but changed the damaged file");
+                        assert!(
+                            kept_as_found(&disk, file, quarantined, &damaged),
+                            "{name}, {command}: refused but changed the damaged file"
+                        );
                     }
                     let inventory_refused = result.as_ref().is_err_and(|e| matches!(e, LedgerError::InventoryDamaged { .. }));
                     // The other channel got the command all the same.
                     let after = LedgerMgr::open(&env(&disk), fsp(), HOLDER);
                     match (&after, command) {
-                        (Ok(mgr), "reset") if !inventory_refused => assert_eq!(mgr.channel("bystander").unwrap().height(), 1, "{name}, {command}"),
+                        (Ok(mgr), "reset") if !inventory_refused => {
+                            assert_eq!(mgr.channel("bystander").unwrap().height(), 1, "{name}, {command}")
+                        }
                         (Ok(mgr), "rollback bystander") if !inventory_refused => {
                             assert_eq!(mgr.channel("bystander").unwrap().height(), 3, "{name}, {command}")
                         }
-                        (Ok(mgr), _) if !inventory_refused => assert_eq!(mgr.channel("bystander").unwrap().height(), 5, "{name}, {command}"),
+                        (Ok(mgr), _) if !inventory_refused => {
+                            assert_eq!(mgr.channel("bystander").unwrap().height(), 5, "{name}, {command}")
+                        }
                         (Ok(_), _) => {}
                         (Err(err), _) => {
-                            assert!(file == INVENTORY && matches!(err, LedgerError::InventoryDamaged { .. }), "{name}, {command}: then start failed: {err}")
+                            assert!(
+                                file == INVENTORY && matches!(err, LedgerError::InventoryDamaged { .. }),
+                                "{name}, {command}: then start failed: {err}"
+                            )
                         }
                     }
                     if let Ok(mgr) = &after {
@@ -219,4 +229,3 @@ fn no_damaged_page_panics_loses_the_other_channel_or_changes_the_damaged_file() 
         println!("caught: {panic}");
     }
 }
-

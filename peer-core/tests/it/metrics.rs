@@ -31,7 +31,11 @@ async fn gossiping_peers_expose_fabrics_metrics_and_they_move() {
     let mut leaders = 0.0;
     for node in [&first, &second] {
         let (metrics, text) = scrape(&net, node).await;
-        exposition::assert_fabric(&metrics, &[exposition::ALWAYS, exposition::CHANNEL, exposition::CHANNEL_GOSSIP, &["gossip_leader_election_leader"]].concat(), &text);
+        exposition::assert_fabric(
+            &metrics,
+            &[exposition::ALWAYS, exposition::CHANNEL, exposition::CHANNEL_GOSSIP, &["gossip_leader_election_leader"]].concat(),
+            &text,
+        );
         assert!(!text.contains("process_"), "a peer in a test env reports no process metrics:\n{text}");
         let value = |name: &str, labels: &[(&str, &str)]| exposition::value(&metrics, name, labels);
         let channel = [("channel", CHANNEL)];

@@ -5,9 +5,9 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use crate::node::june_2025;
 use peer_core::msp::generate::{self, OrgSpec, ValidityWindow};
 use peer_core::msp::{Identity, LocalMsp, MspError, MspFile, MspFiles};
-use crate::node::june_2025;
 
 fn fabric_msp() -> Option<PathBuf> {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().join("../shared/fixtures/fabric-v2.2.15/msp");
@@ -98,7 +98,9 @@ fn generated_org_written_to_disk_loads_from_disk() {
     let generated = org("Org1MSP", "org1.example.com", 2, 5);
     let root = generated.write_to(tmp.path()).unwrap();
     assert_eq!(root, tmp.path().join("peerOrganizations/org1.example.com"));
-    for (node, folder, tls_file) in [("peer1.org1.example.com", "peers", "tls/server.crt"), ("Admin@org1.example.com", "users", "tls/client.crt")] {
+    for (node, folder, tls_file) in
+        [("peer1.org1.example.com", "peers", "tls/server.crt"), ("Admin@org1.example.com", "users", "tls/client.crt")]
+    {
         let msp = LocalMsp::load(&root.join(folder).join(node).join("msp"), "Org1MSP", None, june_2025()).unwrap();
         assert_eq!(msp.identity.common_name().as_deref(), Some(node));
         assert!(root.join(folder).join(node).join(tls_file).is_file());
@@ -121,35 +123,54 @@ fn broken_msp_directories() {
     let file = |name: &str, bytes: &[u8]| MspFile { name: name.into(), bytes: bytes.to_vec() };
     let peer1_key = good.peers[1].msp.keystore[0].bytes.clone();
     // An Ed25519 PKCS#8 key (RFC 8410's example): a key type peer-core does not support.
-    let ed25519 = b"-----BEGIN PRIVATE KEY-----\nMC4CAQAwBQYDK2VwBCIEINTuctv5E1hK1bbY8fdp+K06/nwoy/HU++CXqI9EdVhC\n-----END PRIVATE KEY-----\n";
+    let ed25519 =
+        b"-----BEGIN PRIVATE KEY-----\nMC4CAQAwBQYDK2VwBCIEINTuctv5E1hK1bbY8fdp+K06/nwoy/HU++CXqI9EdVhC\n-----END PRIVATE KEY-----\n";
     type Mutation = Box<dyn Fn(&mut MspFiles, &mut SystemTime, &mut String)>;
     let cases: Vec<(&str, Mutation)> = vec![
         ("empty MSP ID", Box::new(|_, _, id| id.clear())),
-        ("no signcerts folder", Box::new(|m, _, _| {
-            m.signcerts.clear();
-            m.missing.push("signcerts");
-        })),
+        (
+            "no signcerts folder",
+            Box::new(|m, _, _| {
+                m.signcerts.clear();
+                m.missing.push("signcerts");
+            }),
+        ),
         ("empty signcerts folder", Box::new(|m, _, _| m.signcerts.clear())),
-        ("two signing certificates", Box::new(|m, _, _| {
-            let extra = m.signcerts[0].clone();
-            m.signcerts.push(MspFile { name: "signcerts/extra.pem".into(), ..extra });
-        })),
+        (
+            "two signing certificates",
+            Box::new(|m, _, _| {
+                let extra = m.signcerts[0].clone();
+                m.signcerts.push(MspFile { name: "signcerts/extra.pem".into(), ..extra });
+            }),
+        ),
         ("signing certificate is not PEM", Box::new(move |m, _, _| m.signcerts[0] = file("signcerts/cert.pem", b"hello"))),
         ("signing certificate holds a key", Box::new(move |m, _, _| m.signcerts[0].bytes = m.keystore[0].bytes.clone())),
-        ("signing certificate is corrupt DER", Box::new(move |m, _, _| {
-            m.signcerts[0] = file("signcerts/cert.pem", b"-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n")
-        })),
-        ("signing certificate from another org's CA", Box::new({
-            let foreign = other.peers[0].msp.signcerts[0].clone();
-            move |m, _, _| m.signcerts[0] = foreign.clone()
-        })),
+        (
+            "signing certificate is corrupt DER",
+            Box::new(move |m, _, _| {
+                m.signcerts[0] = file("signcerts/cert.pem", b"-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n")
+            }),
+        ),
+        (
+            "signing certificate from another org's CA",
+            Box::new({
+                let foreign = other.peers[0].msp.signcerts[0].clone();
+                move |m, _, _| m.signcerts[0] = foreign.clone()
+            }),
+        ),
         ("signing certificate is the CA certificate", Box::new(|m, _, _| m.signcerts[0].bytes = m.cacerts[0].bytes.clone())),
-        ("no cacerts folder", Box::new(|m, _, _| {
-            m.cacerts.clear();
-            m.missing.push("cacerts");
-        })),
+        (
+            "no cacerts folder",
+            Box::new(|m, _, _| {
+                m.cacerts.clear();
+                m.missing.push("cacerts");
+            }),
+        ),
         ("empty cacerts folder", Box::new(|m, _, _| m.cacerts.clear())),
-        ("a non-CA certificate in cacerts", Box::new(|m, _, _| m.cacerts.push(MspFile { name: "cacerts/peer.pem".into(), bytes: m.signcerts[0].bytes.clone() }))),
+        (
+            "a non-CA certificate in cacerts",
+            Box::new(|m, _, _| m.cacerts.push(MspFile { name: "cacerts/peer.pem".into(), bytes: m.signcerts[0].bytes.clone() })),
+        ),
         ("garbage in intermediatecerts", Box::new(move |m, _, _| m.intermediatecerts.push(file("intermediatecerts/x.pem", b"junk")))),
         ("empty keystore", Box::new(|m, _, _| m.keystore.clear())),
         ("key does not match the certificate", Box::new(move |m, _, _| m.keystore[0].bytes = peer1_key.clone())),
@@ -157,18 +178,33 @@ fn broken_msp_directories() {
         ("keystore file is not PEM", Box::new(move |m, _, _| m.keystore[0].bytes = b"\xff\xfe".to_vec())),
         ("certificate expired", Box::new(|_, now, _| *now = UNIX_EPOCH + Duration::from_secs(2_600_000_000))),
         ("certificate not yet valid", Box::new(|_, now, _| *now = UNIX_EPOCH + Duration::from_secs(1_500_000_000))),
-        ("NodeOUs without the peer's OU", Box::new(|m, _, _| {
-            let text = String::from_utf8(m.config_yaml.as_ref().unwrap().bytes.clone()).unwrap();
-            m.config_yaml.as_mut().unwrap().bytes = text.replace("OrganizationalUnitIdentifier: peer", "OrganizationalUnitIdentifier: peers").into_bytes();
-        })),
+        (
+            "NodeOUs without the peer's OU",
+            Box::new(|m, _, _| {
+                let text = String::from_utf8(m.config_yaml.as_ref().unwrap().bytes.clone()).unwrap();
+                m.config_yaml.as_mut().unwrap().bytes =
+                    text.replace("OrganizationalUnitIdentifier: peer", "OrganizationalUnitIdentifier: peers").into_bytes();
+            }),
+        ),
         ("config.yaml is not YAML", Box::new(move |m, _, _| m.config_yaml = Some(file("config.yaml", b"NodeOUs: [unclosed\n")))),
-        ("config.yaml names a missing certificate", Box::new(move |m, _, _| {
-            m.config_yaml = Some(file("config.yaml", b"NodeOUs:\n  Enable: true\n  PeerOUIdentifier:\n    Certificate: cacerts/nope.pem\n    OrganizationalUnitIdentifier: peer\n"))
-        })),
-        ("OU identifiers the certificate lacks", Box::new(move |m, _, _| {
-            m.config_yaml = Some(file("config.yaml", b"OrganizationalUnitIdentifiers:\n  - OrganizationalUnitIdentifier: COP\n"))
-        })),
-        ("an admin certificate that is not one", Box::new(move |m, _, _| m.admincerts.push(file("admincerts/admin.pem", b"-----BEGIN CERTIFICATE-----\n-----END CERTIFICATE-----\n")))),
+        (
+            "config.yaml names a missing certificate",
+            Box::new(move |m, _, _| {
+                m.config_yaml = Some(file("config.yaml", b"NodeOUs:\n  Enable: true\n  PeerOUIdentifier:\n    Certificate: cacerts/nope.pem\n    OrganizationalUnitIdentifier: peer\n"))
+            }),
+        ),
+        (
+            "OU identifiers the certificate lacks",
+            Box::new(move |m, _, _| {
+                m.config_yaml = Some(file("config.yaml", b"OrganizationalUnitIdentifiers:\n  - OrganizationalUnitIdentifier: COP\n"))
+            }),
+        ),
+        (
+            "an admin certificate that is not one",
+            Box::new(move |m, _, _| {
+                m.admincerts.push(file("admincerts/admin.pem", b"-----BEGIN CERTIFICATE-----\n-----END CERTIFICATE-----\n"))
+            }),
+        ),
     ];
     let mut report = String::new();
     for (name, mutate) in &cases {

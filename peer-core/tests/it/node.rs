@@ -87,13 +87,17 @@ async fn the_same_start_path_runs_on_an_in_memory_env() {
     // A second peer (other ports, same disk) finds the lock taken, and says by whom.
     let second = Env::new(Arc::new(FixedClock(june_2025())), Arc::new(MemNetwork::default()), storage.clone(), [8; 32]);
     let err = node::start(second, setup(handle.clone(), "test peer B")).await.unwrap_err();
-    assert!(err.to_string().contains("lock is already acquired on file /mem/data/ledgersData/fileLock/LOCK (held by test peer A)"), "{err}");
+    assert!(
+        err.to_string().contains("lock is already acquired on file /mem/data/ledgersData/fileLock/LOCK (held by test peer A)"),
+        "{err}"
+    );
 
     running.stop().await;
     // Stopped: the lock is free again.
     assert!(storage.locks.lock().unwrap().is_empty());
 
-    let lines: Vec<String> = sink.lines().into_iter().map(|l| l.split_once(" UTC ").map(|(_, rest)| rest.to_string()).unwrap_or(l)).collect();
+    let lines: Vec<String> =
+        sink.lines().into_iter().map(|l| l.split_once(" UTC ").map(|(_, rest)| rest.to_string()).unwrap_or(l)).collect();
     let text = lines.join("\n");
     for needle in [
         "[nodeCmd] serve -> INFO 001\u{1b}[0m Starting peer:",

@@ -71,7 +71,13 @@ impl World {
         let (layer, _handle) = logging::layer(&config, Arc::new(june_2025), logs.sink()).unwrap();
         let subscriber = tracing_subscriber::layer::SubscriberExt::with(tracing_subscriber::registry(), layer);
         let guard = tracing::subscriber::set_default(subscriber);
-        World { network: Arc::new(MemNetwork::default()), clock: Arc::new(SystemClock::new()), logs, _log_guard: guard, stop: watch::channel(false).0 }
+        World {
+            network: Arc::new(MemNetwork::default()),
+            clock: Arc::new(SystemClock::new()),
+            logs,
+            _log_guard: guard,
+            stop: watch::channel(false).0,
+        }
     }
 
     async fn listener(&self) -> Box<dyn Listener> {
@@ -239,7 +245,9 @@ async fn a_client_that_answers_pings_keeps_its_connection() {
     world.grpc(limits(), keepalive(Duration::from_secs(10), Duration::from_secs(5))).await;
     let connection = world.connect().await;
     let (mut send, driver) =
-        hyper::client::conn::http2::handshake(hyper_util::rt::TokioExecutor::new(), hyper_util::rt::TokioIo::new(connection)).await.unwrap();
+        hyper::client::conn::http2::handshake(hyper_util::rt::TokioExecutor::new(), hyper_util::rt::TokioIo::new(connection))
+            .await
+            .unwrap();
     let driving = tokio::spawn(driver);
     for _ in 0..3 {
         let request = Request::get("http://peer/x").body(http_body_util::Empty::<hyper::body::Bytes>::new()).unwrap();
@@ -254,7 +262,13 @@ async fn a_client_that_answers_pings_keeps_its_connection() {
 #[tokio::test(start_paused = true)]
 async fn http1_connections_must_send_each_request_head_in_time() {
     let world = World::new();
-    world.http1(ConnectionLimits { handshake_timeout: serve::OPERATIONS_READ_HEADER_TIMEOUT, max_connections: 64, bound_by: "operations.limits.maxConnections".into() }).await;
+    world
+        .http1(ConnectionLimits {
+            handshake_timeout: serve::OPERATIONS_READ_HEADER_TIMEOUT,
+            max_connections: 64,
+            bound_by: "operations.limits.maxConnections".into(),
+        })
+        .await;
     let mut silent = world.connect().await;
     let mut half_head = world.connect().await;
     half_head.write_all(b"GET /healthz HTTP/1.1\r\n").await.unwrap();
@@ -274,14 +288,24 @@ async fn http1_connections_must_send_each_request_head_in_time() {
 #[tokio::test(start_paused = true)]
 async fn the_operations_bound_is_its_own() {
     let world = World::new();
-    world.http1(ConnectionLimits { handshake_timeout: serve::OPERATIONS_READ_HEADER_TIMEOUT, max_connections: 2, bound_by: "operations.limits.maxConnections".into() }).await;
+    world
+        .http1(ConnectionLimits {
+            handshake_timeout: serve::OPERATIONS_READ_HEADER_TIMEOUT,
+            max_connections: 2,
+            bound_by: "operations.limits.maxConnections".into(),
+        })
+        .await;
     let _held = [world.connect().await, world.connect().await];
     let mut refused = world.connect().await;
     let before = world.now();
     assert_eq!(world.until_closed(&mut refused).await, (before, Vec::new()));
     let warnings = world.lines("WARN");
     assert_eq!(warnings.len(), 1, "{warnings:#?}");
-    assert!(warnings[0].contains("[fabhttp]") && warnings[0].contains("the bound set by operations.limits.maxConnections"), "{}", warnings[0]);
+    assert!(
+        warnings[0].contains("[fabhttp]") && warnings[0].contains("the bound set by operations.limits.maxConnections"),
+        "{}",
+        warnings[0]
+    );
 }
 
 /// A listener whose first `failures` accepts fail with EMFILE.
@@ -307,7 +331,9 @@ async fn failing_accepts_are_logged_once_per_episode_and_retried_after_a_pause()
     let world = World::new();
     let failures = Arc::new(AtomicUsize::new(100));
     let listener = Box::new(FailingListener { inner: world.listener().await, failures: failures.clone() });
-    let service = tower::service_fn(|_request: Request<hyper::body::Incoming>| async { Ok::<_, Infallible>(Response::new(tonic::body::Body::empty())) });
+    let service = tower::service_fn(|_request: Request<hyper::body::Incoming>| async {
+        Ok::<_, Infallible>(Response::new(tonic::body::Body::empty()))
+    });
     let keepalive = keepalive(Duration::from_secs(7200), Duration::from_secs(20));
     tokio::spawn(serve::serve_grpc(listener, world.clock.clone(), service, keepalive, limits(), world.stop.subscribe()));
     // 100 failures, 50 ms apart: about 5 s.
@@ -318,7 +344,11 @@ async fn failing_accepts_are_logged_once_per_episode_and_retried_after_a_pause()
     let _connection = handshaken(&world).await;
     let warnings = world.lines("WARN");
     assert_eq!(warnings.len(), 1, "{warnings:#?}");
-    assert!(warnings[0].contains("accept failed on 10.9.8.7:7051: Too many open files (os error 24); retrying every 50ms"), "{}", warnings[0]);
+    assert!(
+        warnings[0].contains("accept failed on 10.9.8.7:7051: Too many open files (os error 24); retrying every 50ms"),
+        "{}",
+        warnings[0]
+    );
     let resumed = world.lines("again after");
     assert_eq!(resumed.len(), 1, "{:#?}", world.logs.lines());
     assert!(resumed[0].contains("accepting connections on 10.9.8.7:7051 again after 100 failed accepts"), "{}", resumed[0]);

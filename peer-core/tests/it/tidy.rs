@@ -66,3 +66,55 @@ async fn unimplemented_methods_answer_in_fabric_words() {
     assert_eq!(status.code(), tonic::Code::Unimplemented);
     assert_eq!(status.message(), "method Discover not implemented: service discovery is not supported by this peer");
 }
+
+fn rust_files(dir: &Path, found: &mut Vec<std::path::PathBuf>) {
+    let mut entries: Vec<_> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()).collect();
+    entries.sort();
+    for path in entries {
+        if path.is_dir() {
+            rust_files(&path, found);
+        } else if path.extension().is_some_and(|ext| ext == "rs") {
+            found.push(path);
+        }
+    }
+}
+
+/// Every source file of the workspace's crates says what it is for in a `//!` doc at its top.
+#[test]
+fn every_source_file_opens_with_a_module_doc() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    let mut files = Vec::new();
+    for dir in [
+        "peer-core/src",
+        "peer-core/tests",
+        "peer-core/benches",
+        "proto/src",
+        "sim/src",
+        "sim/tests",
+        "fuzz-entry/src",
+        "bench/src",
+        "tests/e2e",
+    ] {
+        rust_files(&root.join(dir), &mut files);
+    }
+    assert!(files.len() > 100, "found only {} files", files.len());
+    let missing: Vec<String> = files
+        .iter()
+        .filter(|path| !std::fs::read_to_string(path).unwrap().starts_with("//!"))
+        .map(|path| path.strip_prefix(root).unwrap().display().to_string())
+        .collect();
+    assert!(missing.is_empty(), "files without a //! module doc at the top:\n{}", missing.join("\n"));
+}
+
+/// lib.rs's module doc names every public module (the map a reader starts from).
+#[test]
+fn the_library_doc_lists_every_module() {
+    let lib = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("src/lib.rs")).unwrap();
+    let doc: String = lib.lines().filter(|l| l.starts_with("//!")).collect::<Vec<_>>().join("\n");
+    let unlisted: Vec<&str> = lib
+        .lines()
+        .filter_map(|l| l.strip_prefix("pub mod ").and_then(|m| m.strip_suffix(';')))
+        .filter(|module| !doc.contains(&format!("[`{module}`]")))
+        .collect();
+    assert!(unlisted.is_empty(), "modules missing from lib.rs's doc: {unlisted:?}");
+}

@@ -28,11 +28,7 @@ fn gossip_alive_message() {
         channel: vec![],
         tag: gossip::gossip_message::Tag::Empty as i32,
         content: Some(gossip::gossip_message::Content::AliveMsg(gossip::AliveMessage {
-            membership: Some(gossip::Member {
-                endpoint: "p:7051".into(),
-                metadata: vec![],
-                pki_id: vec![1, 2],
-            }),
+            membership: Some(gossip::Member { endpoint: "p:7051".into(), metadata: vec![], pki_id: vec![1, 2] }),
             timestamp: Some(gossip::PeerTime { inc_num: 5, seq_num: 6 }),
             identity: vec![],
         })),
@@ -72,9 +68,7 @@ fn gossip_empty_and_two_byte_key_arms() {
     // Field 16 needs a two-byte key: (16 << 3) | 2 = 130 = varint 82 01.
     let snapshot = gossip::GossipMessage {
         tag: gossip::gossip_message::Tag::ChanOrOrg as i32,
-        content: Some(gossip::gossip_message::Content::StateSnapshot(
-            gossip::StateInfoSnapshot { elements: vec![] },
-        )),
+        content: Some(gossip::gossip_message::Content::StateSnapshot(gossip::StateInfoSnapshot { elements: vec![] })),
         ..Default::default()
     };
     #[rustfmt::skip]
@@ -87,9 +81,7 @@ fn gossip_empty_and_two_byte_key_arms() {
 
 #[test]
 fn gossip_envelope_with_secret_envelope() {
-    let secret = gossip::Secret {
-        content: Some(gossip::secret::Content::InternalEndpoint("a:1".into())),
-    };
+    let secret = gossip::Secret { content: Some(gossip::secret::Content::InternalEndpoint("a:1".into())) };
     #[rustfmt::skip]
     let secret_golden = [
         0x0a, 0x03, b'a', b':', b'1', // 1 internalEndpoint (len) = 3 "a:1"
@@ -99,10 +91,7 @@ fn gossip_envelope_with_secret_envelope() {
     let env = gossip::Envelope {
         payload: vec![0xaa],
         signature: vec![0xbb, 0xcc],
-        secret_envelope: Some(gossip::SecretEnvelope {
-            payload: secret.encode_to_vec(),
-            signature: vec![0x02],
-        }),
+        secret_envelope: Some(gossip::SecretEnvelope { payload: secret.encode_to_vec(), signature: vec![0x02] }),
     };
     #[rustfmt::skip]
     let golden = [
@@ -118,12 +107,7 @@ fn gossip_envelope_with_secret_envelope() {
 
 #[test]
 fn gossip_conn_establish_probe() {
-    let conn = gossip::ConnEstablish {
-        pki_id: vec![1, 2, 3],
-        identity: vec![9],
-        tls_cert_hash: vec![],
-        probe: true,
-    };
+    let conn = gossip::ConnEstablish { pki_id: vec![1, 2, 3], identity: vec![9], tls_cert_hash: vec![], probe: true };
     #[rustfmt::skip]
     let golden = [
         0x0a, 0x03, 0x01, 0x02, 0x03, // 1 pki_id (len) = 3
@@ -147,8 +131,7 @@ fn msp_serialized_identity() {
 
 #[test]
 fn common_block_header() {
-    let header =
-        common::BlockHeader { number: 1000, previous_hash: vec![0x11, 0x11], data_hash: vec![0x22] };
+    let header = common::BlockHeader { number: 1000, previous_hash: vec![0x11, 0x11], data_hash: vec![0x22] };
     #[rustfmt::skip]
     let golden = [
         0x08, 0xe8, 0x07,       // 1 number = 1000 = 0b111_1101000: e8 (0x68 | 0x80), 07
@@ -163,9 +146,7 @@ fn orderer_seek_info_specified_300() {
     use orderer::seek_info::{SeekBehavior, SeekContentType, SeekErrorResponse};
     use orderer::seek_position::Type;
     let seek = orderer::SeekInfo {
-        start: Some(orderer::SeekPosition {
-            r#type: Some(Type::Specified(orderer::SeekSpecified { number: 300 })),
-        }),
+        start: Some(orderer::SeekPosition { r#type: Some(Type::Specified(orderer::SeekSpecified { number: 300 })) }),
         stop: Some(orderer::SeekPosition { r#type: Some(Type::Newest(orderer::SeekNewest {})) }),
         behavior: SeekBehavior::FailIfNotReady as i32,
         error_response: SeekErrorResponse::BestEffort as i32,
@@ -184,9 +165,7 @@ fn orderer_seek_info_specified_300() {
     ];
     check(&seek, &golden);
 
-    let next_commit = orderer::SeekPosition {
-        r#type: Some(Type::NextCommit(orderer::SeekNextCommit {})),
-    };
+    let next_commit = orderer::SeekPosition { r#type: Some(Type::NextCommit(orderer::SeekNextCommit {})) };
     check(&next_commit, &[0x22, 0x00]); // 4 next_commit (len) = 0
 }
 
@@ -222,11 +201,7 @@ fn protos_chaincode_input_decorations_sorted() {
     let mut decorations = BTreeMap::new();
     decorations.insert("zeta".to_string(), vec![0x01]);
     decorations.insert("alpha".to_string(), vec![0x02]);
-    let input = protos::ChaincodeInput {
-        args: vec![b"invoke".to_vec(), b"a".to_vec()],
-        decorations,
-        is_init: true,
-    };
+    let input = protos::ChaincodeInput { args: vec![b"invoke".to_vec(), b"a".to_vec()], decorations, is_init: true };
     #[rustfmt::skip]
     let golden = [
         0x0a, 0x06, b'i', b'n', b'v', b'o', b'k', b'e', // 1 args[0] (len) = 6
@@ -274,13 +249,9 @@ fn map_entries_keep_default_values_like_go() {
 
 #[test]
 fn oneof_scalar_arm_is_written_even_when_zero() {
-    let policy = common::SignaturePolicy {
-        r#type: Some(common::signature_policy::Type::SignedBy(0)),
-    };
+    let policy = common::SignaturePolicy { r#type: Some(common::signature_policy::Type::SignedBy(0)) };
     check(&policy, &[0x08, 0x00]); // 1 signed_by (varint) = 0, present because the arm is set
 
-    let status = protos::DeliverResponse {
-        r#type: Some(protos::deliver_response::Type::Status(common::Status::Success as i32)),
-    };
+    let status = protos::DeliverResponse { r#type: Some(protos::deliver_response::Type::Status(common::Status::Success as i32)) };
     check(&status, &[0x08, 0xc8, 0x01]); // 1 status = 200 = varint c8 01
 }

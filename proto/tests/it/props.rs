@@ -4,22 +4,17 @@
 use std::collections::BTreeMap;
 use std::fmt::Debug;
 
-use prost::Message;
 use proptest::collection::{btree_map, vec};
 use proptest::option;
 use proptest::prelude::*;
 use proptest::test_runner::{RngSeed, TestCaseError};
+use prost::Message;
 
 use proto::gossip::gossip_message::Content;
 use proto::{common, gossip, msp, orderer, protos};
 
 fn config() -> ProptestConfig {
-    ProptestConfig {
-        rng_seed: RngSeed::Fixed(0xFAB),
-        cases: 256,
-        failure_persistence: None,
-        ..ProptestConfig::default()
-    }
+    ProptestConfig { rng_seed: RngSeed::Fixed(0xFAB), cases: 256, failure_persistence: None, ..ProptestConfig::default() }
 }
 
 fn roundtrip<M: Message + Default + PartialEq + Debug>(msg: &M) -> Result<(), TestCaseError> {
@@ -51,72 +46,54 @@ fn peer_time() -> impl Strategy<Value = gossip::PeerTime> {
 }
 
 fn member() -> impl Strategy<Value = gossip::Member> {
-    (text(), bytes(8), bytes(32))
-        .prop_map(|(endpoint, metadata, pki_id)| gossip::Member { endpoint, metadata, pki_id })
+    (text(), bytes(8), bytes(32)).prop_map(|(endpoint, metadata, pki_id)| gossip::Member { endpoint, metadata, pki_id })
 }
 
 fn envelope() -> impl Strategy<Value = gossip::Envelope> {
-    let secret = (bytes(16), bytes(16))
-        .prop_map(|(payload, signature)| gossip::SecretEnvelope { payload, signature });
-    (bytes(64), bytes(72), option::of(secret)).prop_map(|(payload, signature, secret_envelope)| {
-        gossip::Envelope { payload, signature, secret_envelope }
+    let secret = (bytes(16), bytes(16)).prop_map(|(payload, signature)| gossip::SecretEnvelope { payload, signature });
+    (bytes(64), bytes(72), option::of(secret)).prop_map(|(payload, signature, secret_envelope)| gossip::Envelope {
+        payload,
+        signature,
+        secret_envelope,
     })
 }
 
 fn payload() -> impl Strategy<Value = gossip::Payload> {
-    (any::<u64>(), bytes(64), vec(bytes(16), 0..3))
-        .prop_map(|(seq_num, data, private_data)| gossip::Payload { seq_num, data, private_data })
+    (any::<u64>(), bytes(64), vec(bytes(16), 0..3)).prop_map(|(seq_num, data, private_data)| gossip::Payload {
+        seq_num,
+        data,
+        private_data,
+    })
 }
 
 fn properties() -> impl Strategy<Value = gossip::Properties> {
-    let chaincode = (text(), text(), bytes(8))
-        .prop_map(|(name, version, metadata)| gossip::Chaincode { name, version, metadata });
-    (any::<u64>(), any::<bool>(), vec(chaincode, 0..3)).prop_map(
-        |(ledger_height, left_channel, chaincodes)| gossip::Properties {
-            ledger_height,
-            left_channel,
-            chaincodes,
-        },
-    )
+    let chaincode = (text(), text(), bytes(8)).prop_map(|(name, version, metadata)| gossip::Chaincode { name, version, metadata });
+    (any::<u64>(), any::<bool>(), vec(chaincode, 0..3)).prop_map(|(ledger_height, left_channel, chaincodes)| gossip::Properties {
+        ledger_height,
+        left_channel,
+        chaincodes,
+    })
 }
 
 fn pvt_digest() -> impl Strategy<Value = gossip::PvtDataDigest> {
-    (text(), text(), text(), any::<u64>(), any::<u64>()).prop_map(
-        |(tx_id, namespace, collection, block_seq, seq_in_block)| gossip::PvtDataDigest {
-            tx_id,
-            namespace,
-            collection,
-            block_seq,
-            seq_in_block,
-        },
-    )
+    (text(), text(), text(), any::<u64>(), any::<u64>()).prop_map(|(tx_id, namespace, collection, block_seq, seq_in_block)| {
+        gossip::PvtDataDigest { tx_id, namespace, collection, block_seq, seq_in_block }
+    })
 }
 
 fn content() -> impl Strategy<Value = Content> {
     let pull = || (any::<u64>(), vec(bytes(16), 0..3), enum_value(2));
     prop_oneof![
-        (option::of(member()), option::of(peer_time()), bytes(32)).prop_map(
-            |(membership, timestamp, identity)| Content::AliveMsg(gossip::AliveMessage {
-                membership,
-                timestamp,
-                identity,
-            })
-        ),
-        (option::of(envelope()), vec(bytes(32), 0..3)).prop_map(|(self_information, known)| {
-            Content::MemReq(gossip::MembershipRequest { self_information, known })
-        }),
+        (option::of(member()), option::of(peer_time()), bytes(32))
+            .prop_map(|(membership, timestamp, identity)| Content::AliveMsg(gossip::AliveMessage { membership, timestamp, identity })),
+        (option::of(envelope()), vec(bytes(32), 0..3))
+            .prop_map(|(self_information, known)| { Content::MemReq(gossip::MembershipRequest { self_information, known }) }),
         (vec(envelope(), 0..3), vec(envelope(), 0..3))
             .prop_map(|(alive, dead)| Content::MemRes(gossip::MembershipResponse { alive, dead })),
-        (bytes(32), bytes(64), bytes(32), any::<bool>()).prop_map(
-            |(pki_id, identity, tls_cert_hash, probe)| Content::Conn(gossip::ConnEstablish {
-                pki_id,
-                identity,
-                tls_cert_hash,
-                probe,
-            })
-        ),
-        option::of(payload())
-            .prop_map(|payload| Content::DataMsg(gossip::DataMessage { payload })),
+        (bytes(32), bytes(64), bytes(32), any::<bool>()).prop_map(|(pki_id, identity, tls_cert_hash, probe)| Content::Conn(
+            gossip::ConnEstablish { pki_id, identity, tls_cert_hash, probe }
+        )),
+        option::of(payload()).prop_map(|payload| Content::DataMsg(gossip::DataMessage { payload })),
         (option::of(peer_time()), bytes(32), bytes(32), option::of(properties())).prop_map(
             |(timestamp, pki_id, channel_mac, properties)| Content::StateInfo(gossip::StateInfo {
                 timestamp,
@@ -125,44 +102,27 @@ fn content() -> impl Strategy<Value = Content> {
                 properties,
             })
         ),
-        (any::<u64>(), any::<u64>()).prop_map(|(start_seq_num, end_seq_num)| {
-            Content::StateRequest(gossip::RemoteStateRequest { start_seq_num, end_seq_num })
-        }),
-        vec(payload(), 0..3).prop_map(|payloads| {
-            Content::StateResponse(gossip::RemoteStateResponse { payloads })
-        }),
-        (any::<u64>(), bytes(8), enum_value(2)).prop_map(|(nonce, metadata, msg_type)| {
-            Content::Hello(gossip::GossipHello { nonce, metadata, msg_type })
-        }),
-        pull().prop_map(|(nonce, digests, msg_type)| {
-            Content::DataDig(gossip::DataDigest { nonce, digests, msg_type })
-        }),
-        pull().prop_map(|(nonce, digests, msg_type)| {
-            Content::DataReq(gossip::DataRequest { nonce, digests, msg_type })
-        }),
-        (any::<u64>(), vec(envelope(), 0..3), enum_value(2)).prop_map(|(nonce, data, msg_type)| {
-            Content::DataUpdate(gossip::DataUpdate { nonce, data, msg_type })
-        }),
+        (any::<u64>(), any::<u64>())
+            .prop_map(|(start_seq_num, end_seq_num)| { Content::StateRequest(gossip::RemoteStateRequest { start_seq_num, end_seq_num }) }),
+        vec(payload(), 0..3).prop_map(|payloads| { Content::StateResponse(gossip::RemoteStateResponse { payloads }) }),
+        (any::<u64>(), bytes(8), enum_value(2))
+            .prop_map(|(nonce, metadata, msg_type)| { Content::Hello(gossip::GossipHello { nonce, metadata, msg_type }) }),
+        pull().prop_map(|(nonce, digests, msg_type)| { Content::DataDig(gossip::DataDigest { nonce, digests, msg_type }) }),
+        pull().prop_map(|(nonce, digests, msg_type)| { Content::DataReq(gossip::DataRequest { nonce, digests, msg_type }) }),
+        (any::<u64>(), vec(envelope(), 0..3), enum_value(2))
+            .prop_map(|(nonce, data, msg_type)| { Content::DataUpdate(gossip::DataUpdate { nonce, data, msg_type }) }),
         Just(Content::Empty(gossip::Empty {})),
-        vec(envelope(), 0..3)
-            .prop_map(|elements| Content::StateSnapshot(gossip::StateInfoSnapshot { elements })),
-        bytes(32).prop_map(|channel_mac| {
-            Content::StateInfoPullReq(gossip::StateInfoPullRequest { channel_mac })
-        }),
-        (bytes(32), option::of(peer_time()), any::<bool>()).prop_map(
-            |(pki_id, timestamp, is_declaration)| Content::LeadershipMsg(
-                gossip::LeadershipMessage { pki_id, timestamp, is_declaration }
-            )
-        ),
-        (bytes(32), bytes(64), bytes(8)).prop_map(|(pki_id, cert, metadata)| {
-            Content::PeerIdentity(gossip::PeerIdentity { pki_id, cert, metadata })
-        }),
+        vec(envelope(), 0..3).prop_map(|elements| Content::StateSnapshot(gossip::StateInfoSnapshot { elements })),
+        bytes(32).prop_map(|channel_mac| { Content::StateInfoPullReq(gossip::StateInfoPullRequest { channel_mac }) }),
+        (bytes(32), option::of(peer_time()), any::<bool>()).prop_map(|(pki_id, timestamp, is_declaration)| Content::LeadershipMsg(
+            gossip::LeadershipMessage { pki_id, timestamp, is_declaration }
+        )),
+        (bytes(32), bytes(64), bytes(8))
+            .prop_map(|(pki_id, cert, metadata)| { Content::PeerIdentity(gossip::PeerIdentity { pki_id, cert, metadata }) }),
         text().prop_map(|error| Content::Ack(gossip::Acknowledgement { error })),
-        vec(pvt_digest(), 0..3)
-            .prop_map(|digests| Content::PrivateReq(gossip::RemotePvtDataRequest { digests })),
+        vec(pvt_digest(), 0..3).prop_map(|digests| Content::PrivateReq(gossip::RemotePvtDataRequest { digests })),
         vec(
-            (option::of(pvt_digest()), vec(bytes(16), 0..3))
-                .prop_map(|(digest, payload)| gossip::PvtDataElement { digest, payload }),
+            (option::of(pvt_digest()), vec(bytes(16), 0..3)).prop_map(|(digest, payload)| gossip::PvtDataElement { digest, payload }),
             0..3
         )
         .prop_map(|elements| Content::PrivateRes(gossip::RemotePvtDataResponse { elements })),
@@ -170,21 +130,29 @@ fn content() -> impl Strategy<Value = Content> {
 }
 
 fn gossip_message() -> impl Strategy<Value = gossip::GossipMessage> {
-    (any::<u64>(), bytes(16), enum_value(5), option::of(content())).prop_map(
-        |(nonce, channel, tag, content)| gossip::GossipMessage { nonce, channel, tag, content },
-    )
+    (any::<u64>(), bytes(16), enum_value(5), option::of(content())).prop_map(|(nonce, channel, tag, content)| gossip::GossipMessage {
+        nonce,
+        channel,
+        tag,
+        content,
+    })
 }
 
 // ---- common / orderer / msp ----
 
 fn block() -> impl Strategy<Value = common::Block> {
-    let header = (any::<u64>(), bytes(32), bytes(32)).prop_map(
-        |(number, previous_hash, data_hash)| common::BlockHeader { number, previous_hash, data_hash },
-    );
+    let header = (any::<u64>(), bytes(32), bytes(32)).prop_map(|(number, previous_hash, data_hash)| common::BlockHeader {
+        number,
+        previous_hash,
+        data_hash,
+    });
     let data = vec(bytes(128), 0..4).prop_map(|data| common::BlockData { data });
     let metadata = vec(bytes(32), 0..5).prop_map(|metadata| common::BlockMetadata { metadata });
-    (option::of(header), option::of(data), option::of(metadata))
-        .prop_map(|(header, data, metadata)| common::Block { header, data, metadata })
+    (option::of(header), option::of(data), option::of(metadata)).prop_map(|(header, data, metadata)| common::Block {
+        header,
+        data,
+        metadata,
+    })
 }
 
 fn seek_position() -> impl Strategy<Value = orderer::SeekPosition> {
@@ -199,20 +167,9 @@ fn seek_position() -> impl Strategy<Value = orderer::SeekPosition> {
 }
 
 fn seek_info() -> impl Strategy<Value = orderer::SeekInfo> {
-    (
-        option::of(seek_position()),
-        option::of(seek_position()),
-        enum_value(1),
-        enum_value(1),
-        enum_value(1),
+    (option::of(seek_position()), option::of(seek_position()), enum_value(1), enum_value(1), enum_value(1)).prop_map(
+        |(start, stop, behavior, error_response, content_type)| orderer::SeekInfo { start, stop, behavior, error_response, content_type },
     )
-        .prop_map(|(start, stop, behavior, error_response, content_type)| orderer::SeekInfo {
-            start,
-            stop,
-            behavior,
-            error_response,
-            content_type,
-        })
 }
 
 fn serialized_identity() -> impl Strategy<Value = msp::SerializedIdentity> {
@@ -221,34 +178,13 @@ fn serialized_identity() -> impl Strategy<Value = msp::SerializedIdentity> {
 
 /// Small config trees, including empty keys and all-default values in the maps.
 fn config_group() -> impl Strategy<Value = common::ConfigGroup> {
-    let value = (any::<u64>(), bytes(8), text())
-        .prop_map(|(version, value, mod_policy)| common::ConfigValue { version, value, mod_policy });
-    let policy = (
-        any::<u64>(),
-        option::of((enum_value(3), bytes(8)).prop_map(|(r#type, value)| common::Policy {
-            r#type,
-            value,
-        })),
-        text(),
-    )
-        .prop_map(|(version, policy, mod_policy)| common::ConfigPolicy {
-            version,
-            policy,
-            mod_policy,
-        });
-    let leaf = (
-        any::<u64>(),
-        btree_map(text(), value, 0..3),
-        btree_map(text(), policy, 0..3),
-        text(),
-    )
-        .prop_map(|(version, values, policies, mod_policy)| common::ConfigGroup {
-            version,
-            groups: BTreeMap::new(),
-            values,
-            policies,
-            mod_policy,
-        });
+    let value =
+        (any::<u64>(), bytes(8), text()).prop_map(|(version, value, mod_policy)| common::ConfigValue { version, value, mod_policy });
+    let policy = (any::<u64>(), option::of((enum_value(3), bytes(8)).prop_map(|(r#type, value)| common::Policy { r#type, value })), text())
+        .prop_map(|(version, policy, mod_policy)| common::ConfigPolicy { version, policy, mod_policy });
+    let leaf = (any::<u64>(), btree_map(text(), value, 0..3), btree_map(text(), policy, 0..3), text()).prop_map(
+        |(version, values, policies, mod_policy)| common::ConfigGroup { version, groups: BTreeMap::new(), values, policies, mod_policy },
+    );
     leaf.prop_recursive(3, 16, 3, |inner| {
         (inner.clone(), btree_map(text(), inner, 0..3)).prop_map(|(mut group, groups)| {
             group.groups = groups;

@@ -33,20 +33,14 @@ fn deliver_stubs() {
 fn discovery_stubs() {
     exists::<discovery::discovery_client::DiscoveryClient<Channel>>();
     exists::<discovery::discovery_server::DiscoveryServer<()>>();
-    assert_eq!(
-        <discovery::discovery_server::DiscoveryServer<()> as NamedService>::NAME,
-        "discovery.Discovery"
-    );
+    assert_eq!(<discovery::discovery_server::DiscoveryServer<()> as NamedService>::NAME, "discovery.Discovery");
 }
 
 #[test]
 fn atomic_broadcast_stubs() {
     exists::<orderer::atomic_broadcast_client::AtomicBroadcastClient<Channel>>();
     exists::<orderer::atomic_broadcast_server::AtomicBroadcastServer<()>>();
-    assert_eq!(
-        <orderer::atomic_broadcast_server::AtomicBroadcastServer<()> as NamedService>::NAME,
-        "orderer.AtomicBroadcast"
-    );
+    assert_eq!(<orderer::atomic_broadcast_server::AtomicBroadcastServer<()> as NamedService>::NAME, "orderer.AtomicBroadcast");
 }
 
 #[test]
