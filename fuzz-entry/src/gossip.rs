@@ -61,22 +61,6 @@ fn self_info(external: bool) -> SelfInfo {
     }
 }
 
-/// Whether the driver routes a message to the channel layer (else to membership).
-fn is_channel_message(message: &SignedMessage) -> bool {
-    matches!(
-        message.content(),
-        Some(
-            Content::DataMsg(_)
-                | Content::StateInfo(_)
-                | Content::StateInfoPullReq(_)
-                | Content::StateSnapshot(_)
-                | Content::StateRequest(_)
-                | Content::StateResponse(_)
-                | Content::LeadershipMsg(_)
-        )
-    )
-}
-
 // ---- gossip_envelope ----------------------------------------------------------------------
 
 /// `gossip_envelope`: the input is one `gossip.Envelope` as it arrives on a stream from Org1's
@@ -109,7 +93,7 @@ pub fn gossip_envelope(data: &[u8]) -> Outcome {
     }
     let result = match message.content() {
         Some(Content::Conn(_)) => authenticate(&message),
-        _ if is_channel_message(&message) => channel_layer(sender.pki_id(), message),
+        _ if message.is_channel_message() => channel_layer(sender.pki_id(), message),
         _ => membership(sender.pki_id(), message),
     };
     match result {
@@ -406,7 +390,7 @@ impl Harness {
             Step::Raw { via, envelope } => {
                 if let Ok(envelope) = Envelope::decode(envelope.as_slice())
                     && let Ok(message) = SignedMessage::from_envelope(envelope)
-                    && !is_channel_message(&message)
+                    && !message.is_channel_message()
                 {
                     let _ = self.discovery.handle_message(now, self.via(*via), message);
                 }

@@ -23,7 +23,6 @@ use tracing::{debug, info, warn};
 
 use prometheus_client::metrics::histogram::Histogram;
 use proto::common::Block;
-use proto::gossip::gossip_message::Content;
 
 use super::comm::{Comm, CommEvent};
 use super::discovery::{self, Discovery, MemberInfo, Transmit};
@@ -190,22 +189,6 @@ impl BlockVerifier for ChannelsVerifier {
     }
 }
 
-/// Whether a message belongs to the channel layer (else to membership).
-fn is_channel_message(message: &SignedMessage) -> bool {
-    matches!(
-        message.content(),
-        Some(
-            Content::DataMsg(_)
-                | Content::StateInfo(_)
-                | Content::StateInfoPullReq(_)
-                | Content::StateSnapshot(_)
-                | Content::StateRequest(_)
-                | Content::StateResponse(_)
-                | Content::LeadershipMsg(_)
-        )
-    )
-}
-
 /// Runs membership and the channel layer until `stop` turns true.
 #[allow(clippy::too_many_arguments)]
 pub async fn drive(
@@ -235,7 +218,7 @@ pub async fn drive(
                 let Some(event) = event else { break };
                 let now = env.clock.now();
                 match event {
-                    CommEvent::Message { from, message } if is_channel_message(&message) => {
+                    CommEvent::Message { from, message } if message.is_channel_message() => {
                         if let Err(error) = channel.state.handle_message(now, from, message)
                             && error != BadMessage::Stale
                         {

@@ -139,6 +139,7 @@ impl Election {
         if !declaration {
             debug!(target: GOSSIP_ELECTION, func = "handleMessage", "{}: {sender} sent us proposal", self.me);
             self.proposals.insert(sender);
+            self.check_invariants();
             return;
         }
         debug!(target: GOSSIP_ELECTION, func = "handleMessage", "{}: {sender} sent us declaration", self.me);
@@ -153,6 +154,7 @@ impl Election {
             // `leaderExists` there); a follower just notes it.
             Phase::Stabilizing { .. } | Phase::Following { .. } => {}
         }
+        self.check_invariants();
     }
 
     /// The timer [`Self::poll_timeout`] named has fired. `view` is the number of the org's peers
@@ -173,6 +175,7 @@ impl Election {
             Phase::Electing { .. } => self.decide(now),
             Phase::Leading { .. } | Phase::Following { .. } => self.run(now),
         }
+        self.check_invariants();
     }
 
     /// The deliver client gave up on the ordering service: step down and stay out of elections
@@ -189,6 +192,7 @@ impl Election {
         if let Phase::Leading { .. } = self.phase {
             self.run(now);
         }
+        self.check_invariants();
     }
 
     fn is_yielding(&self, now: Instant) -> bool {
@@ -235,6 +239,13 @@ impl Election {
             self.leader_exists = false;
             self.phase = Phase::Following { until: now + self.config.leader_alive_threshold };
         }
+    }
+
+    /// What holds after every `handle_*`: a peer leads exactly while it is in the leading phase,
+    /// and a leader knows a leader exists.
+    pub fn check_invariants(&self) {
+        assert_eq!(self.is_leader, matches!(self.phase, Phase::Leading { .. }), "{}: leadership and the leading phase agree", self.me);
+        assert!(!self.is_leader || self.leader_exists, "{}: a leader knows a leader exists", self.me);
     }
 
     fn stop_being_leader(&mut self) {

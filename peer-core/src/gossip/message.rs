@@ -273,6 +273,23 @@ impl SignedMessage {
     pub fn content(&self) -> Option<&Content> {
         self.0.message.content.as_ref()
     }
+
+    /// Whether the message belongs to the channel layer (blocks, state info, state transfer,
+    /// leadership), else to membership: how a received message is routed.
+    pub fn is_channel_message(&self) -> bool {
+        matches!(
+            self.content(),
+            Some(
+                Content::DataMsg(_)
+                    | Content::StateInfo(_)
+                    | Content::StateInfoPullReq(_)
+                    | Content::StateSnapshot(_)
+                    | Content::StateRequest(_)
+                    | Content::StateResponse(_)
+                    | Content::LeadershipMsg(_)
+            )
+        )
+    }
 }
 
 /// Fabric's tag legality rules (spec §5.1), for the contents the peer core handles.

@@ -377,6 +377,7 @@ impl GossipState {
     /// The alive members (with their organizations).
     pub fn handle_membership(&mut self, members: Vec<Member>) {
         self.members = members;
+        self.check_invariants();
     }
 
     /// A block this peer committed from the ordering service (it is the leader): gossip it to
@@ -395,6 +396,7 @@ impl GossipState {
         }
         let message = data_message(channel, block);
         self.push_data(channel, message, None);
+        self.check_invariants();
     }
 
     /// A message from `from` that is not a membership message.
@@ -832,6 +834,7 @@ impl GossipState {
             election.handle_yield(now);
         }
         self.carry_out_election(channel);
+        self.check_invariants();
     }
 
     /// Whether this peer leads `channel` for its org (false without leader election).
@@ -1149,6 +1152,9 @@ impl GossipState {
             assert!(state.seen.len() as u64 <= self.config.max_block_count_to_store + 1, "channel {id}: the block store is bounded");
             if let Some(seq) = state.committing {
                 assert_eq!(seq, state.height, "channel {id}: only the next block is committed");
+            }
+            if let Some(election) = &state.election {
+                election.check_invariants();
             }
         }
     }
