@@ -585,14 +585,12 @@ pub fn generate_world(
     }
     let mut anchors: Vec<Vec<AnchorPeer>> = vec![Vec::new(); application_orgs.len()];
     for arg in anchor_peers {
-        let (msp_id, address) = arg.split_once('=').with_context(|| format!("--anchor-peer {arg:?}: expected MSPID=HOST:PORT"))?;
+        let (msp_id, anchor) = peer_core::channel::folders::parse_anchor_peer(arg).map_err(anyhow::Error::msg)?;
         let index = application_orgs
             .iter()
             .position(|o| o.spec.msp_id == msp_id)
             .with_context(|| format!("--anchor-peer {arg:?}: {msp_id} is not one of the generated orgs' MSP IDs"))?;
-        let address = HostPort::parse(address).map_err(anyhow::Error::msg).with_context(|| format!("--anchor-peer {arg:?}"))?;
-        anyhow::ensure!(!address.host.is_empty() && address.port != 0, "--anchor-peer {arg:?}: give a host and a port other than 0");
-        anchors[index].push(AnchorPeer { host: address.host, port: address.port });
+        anchors[index].push(anchor);
     }
     let mut spec = GenesisSpec::new(channel_id, now);
     spec.orderer_orgs.push(GenesisOrg {

@@ -61,6 +61,13 @@ fn endpoint(flag: &str, arg: &str, text: &str) -> Result<HostPort, String> {
     Ok(endpoint)
 }
 
+/// An `--anchor-peer MSPID=HOST:PORT` argument: the org's MSP ID and a dialable anchor peer.
+pub fn parse_anchor_peer(arg: &str) -> Result<(String, AnchorPeer), String> {
+    let (msp_id, address) = arg.split_once('=').ok_or_else(|| format!("--anchor-peer {arg:?}: expected MSPID=HOST:PORT"))?;
+    let address = endpoint("--anchor-peer", arg, address)?;
+    Ok((msp_id.to_string(), AnchorPeer { host: address.host, port: address.port }))
+}
+
 impl FolderGenesis {
     /// Reads the folders and builds the block; then parses it back as a peer would at join, so a
     /// block this returns is one a peer accepts.
@@ -87,13 +94,12 @@ impl FolderGenesis {
         }
         let mut anchors: Vec<Vec<AnchorPeer>> = vec![Vec::new(); orgs.len()];
         for arg in &self.anchor_peers {
-            let (msp_id, address) = arg.split_once('=').ok_or_else(|| format!("--anchor-peer {arg:?}: expected MSPID=HOST:PORT"))?;
+            let (msp_id, anchor) = parse_anchor_peer(arg)?;
             let index = orgs.iter().position(|o| o.msp_id == msp_id).ok_or_else(|| {
                 let known: Vec<&str> = orgs.iter().map(|o| o.msp_id.as_str()).collect();
                 format!("--anchor-peer {arg:?}: {msp_id} is not one of the --org MSP IDs ({})", known.join(", "))
             })?;
-            let address = endpoint("--anchor-peer", arg, address)?;
-            anchors[index].push(AnchorPeer { host: address.host, port: address.port });
+            anchors[index].push(anchor);
         }
         let mut spec = GenesisSpec::new(&self.channel_id, self.timestamp.unwrap_or(SystemTime::UNIX_EPOCH));
         spec.orderer_addresses = orderers.clone();
