@@ -261,7 +261,7 @@ struct Completion {
 impl Completion {
     fn complete(self, code: tonic::Code) {
         let mut labels = self.labels;
-        labels.push(("code".to_string(), code_name(code).to_string()));
+        labels.push(("code".to_string(), crate::errors::go_code_name(code).to_string()));
         let seconds = self.clock.now().saturating_duration_since(self.started).as_secs_f64();
         let (completed, duration) = match self.kind {
             CallKind::Unary => (&self.metrics.unary_completed, &self.metrics.unary_duration),
@@ -276,11 +276,6 @@ impl Completion {
 fn grpc_code(headers: &HeaderMap) -> Option<tonic::Code> {
     let value = headers.get("grpc-status")?;
     Some(tonic::Code::from_bytes(value.as_bytes()))
-}
-
-/// grpc-go's `codes.Code.String()`: Fabric's `code` label values.
-pub fn code_name(code: tonic::Code) -> &'static str {
-    crate::errors::go_code_name(code)
 }
 
 /// Counts the complete gRPC messages in a byte stream: each is a 1-byte flag, a 4-byte
@@ -460,8 +455,8 @@ mod tests {
     #[test]
     fn labels_and_codes_read_as_fabrics() {
         assert_eq!(service_method("protos.Endorser", "ProcessProposal"), ("protos_Endorser".to_string(), "ProcessProposal".to_string()));
-        assert_eq!(code_name(tonic::Code::Cancelled), "Canceled");
-        assert_eq!(code_name(tonic::Code::ResourceExhausted), "ResourceExhausted");
-        assert_eq!(code_name(tonic::Code::Ok), "OK");
+        assert_eq!(crate::errors::go_code_name(tonic::Code::Cancelled), "Canceled");
+        assert_eq!(crate::errors::go_code_name(tonic::Code::ResourceExhausted), "ResourceExhausted");
+        assert_eq!(crate::errors::go_code_name(tonic::Code::Ok), "OK");
     }
 }
