@@ -10,7 +10,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use peer_core::node::endorser::{EndorserService, unpack};
+use peer_core::proposal::unpack;
+use peer_core::services::endorser::EndorserService;
 use prost::Message;
 use proto::protos::{ProposalResponsePayload, SignedProposal};
 

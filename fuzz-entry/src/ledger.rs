@@ -9,9 +9,9 @@ use std::sync::LazyLock;
 
 use peer_core::channel::SignedData;
 use peer_core::channel::config::ChannelConfig;
+use peer_core::channels::ChannelError;
 use peer_core::ledger::block::{data_hash, header_hash};
-use peer_core::node::channels::ChannelError;
-use peer_core::node::scc::CHANNEL_READERS;
+use peer_core::services::scc::CHANNEL_READERS;
 use prost::Message;
 use proto::common::{Block, BlockHeader};
 

@@ -17,6 +17,7 @@ use std::sync::{Arc, LazyLock, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use peer_core::channel::{AnchorPeer, GenesisOrg, GenesisSpec, genesis_block, sign_block};
+use peer_core::channels::Channels;
 use peer_core::config::HostPort;
 use peer_core::env::{BoxFuture, Clock, Connection, Env, Instant, Listener, Network};
 use peer_core::gossip::identity::Identities;
@@ -24,7 +25,6 @@ use peer_core::ledger::LedgerMgr;
 use peer_core::ledger::block::{envelope, header_hash, new_block};
 use peer_core::msp::generate::{self, Org, OrgSpec, ValidityWindow};
 use peer_core::msp::{LocalMsp, Msp};
-use peer_core::node::channels::Channels;
 use proto::common::{Block, HeaderType};
 use rand_core::SeedableRng;
 use sim::env::{SimDisk, SimStorage};

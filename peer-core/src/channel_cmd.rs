@@ -16,12 +16,14 @@ use proto::common::{Block, BlockchainInfo, HeaderType};
 use proto::orderer::{SeekNewest, SeekOldest, SeekPosition, SeekSpecified, seek_position};
 use proto::protos::endorser_client::EndorserClient;
 use proto::protos::{ChannelQueryResponse, ProposalResponse, deliver_response};
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 
 use crate::cli::ChannelCommand;
-use peer_core::config::Config;
+use peer_core::config::{Config, HostPort};
+use peer_core::env::Env;
 use peer_core::errors::rpc_error;
 use peer_core::msp::LocalMsp;
+use peer_core::net::dial::{ClientOptions, dial};
 use peer_core::proposal::{Invocation, NONCE_SIZE, seek_envelope, signed_proposal};
 
 const CHANNEL_CMD: &str = "channelCmd";
@@ -53,6 +55,8 @@ pub struct ChannelContext {
     pub config: Config,
     pub signer: LocalMsp,
     pub peer_address: Option<String>,
+    /// The world the commands dial through (the real one: TCP and the system clock).
+    pub env: Env,
 }
 
 /// Checks a command's arguments before anything is loaded (cobra's order: argument errors come
@@ -96,18 +100,24 @@ impl ChannelContext {
         }
         let address = self.address();
         let failed = |reason: String| anyhow!("{client} client failed to connect to {address}: failed to create new connection: {reason}");
-        let endpoint = Endpoint::from_shared(format!("http://{address}")).map_err(|e| failed(e.to_string()))?;
+        let target = HostPort::parse(&address).map_err(failed)?;
         let timeout = self.config.peer.client_conn_timeout;
+        let env = &self.env;
+        let options = ClientOptions { timeout, keepalive: None };
         let attempt = async {
             loop {
-                match endpoint.connect().await {
+                match dial(env, &target, &options).await {
                     Ok(channel) => return channel,
-                    // A pause between dials, as gRPC's backoff; this is the CLI, on the OS clock.
-                    Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+                    // A pause between dials, as gRPC's backoff.
+                    Err(_) => env.clock.sleep(Duration::from_millis(100)).await,
                 }
             }
         };
-        tokio::time::timeout(timeout, attempt).await.map_err(|_| failed("context deadline exceeded".into()))
+        tokio::select! {
+            biased;
+            channel = attempt => Ok(channel),
+            () = env.clock.sleep(timeout) => Err(failed("context deadline exceeded".into())),
+        }
     }
 
     async fn endorser(&self) -> anyhow::Result<EndorserClient<Channel>> {
@@ -356,7 +366,7 @@ async fn fetch(context: &ChannelContext, channel_id: &str, best_effort: bool, ar
         "newest" => deliver.block(seek_position::Type::Newest(SeekNewest {}), "newest").await?,
         "config" => {
             let newest = deliver.block(seek_position::Type::Newest(SeekNewest {}), "newest").await?;
-            let index = peer_core::node::channels::last_config_index(&newest).ok_or_else(|| {
+            let index = peer_core::channels::last_config_index(&newest).ok_or_else(|| {
                 anyhow!("failed to retrieve metadata: no last config index in block [{}]", newest.header.as_ref().map_or(0, |h| h.number))
             })?;
             tracing::info!(target: CHANNEL_CMD, func = "fetch", "Retrieving last config block: {index}");

@@ -19,6 +19,7 @@
 
 pub mod blocks;
 pub mod channel;
+pub mod channels;
 pub mod config;
 pub mod env;
 pub mod errors;
@@ -27,6 +28,9 @@ pub mod gotime;
 pub mod ledger;
 pub mod logging;
 pub mod metadata;
+pub mod metrics;
 pub mod msp;
+pub mod net;
 pub mod node;
 pub mod proposal;
+pub mod services;

@@ -41,16 +41,16 @@ use peer_core::blocks::NoPublisher;
 use peer_core::blocks::deliverclient::{DeliverClient, DeliverClientConfig};
 use peer_core::channel::signatures::sign_block;
 use peer_core::channel::{ChannelConfig, SignedData};
+use peer_core::channels::{Channels, last_config_index};
 use peer_core::config::{HostPort, KeepaliveConfig};
 use peer_core::env::{Env, Instant};
 use peer_core::ledger::LedgerMgr;
 use peer_core::ledger::block::{channel_id_of, header_hash, new_block};
 use peer_core::msp::LocalMsp;
 use peer_core::msp::generate::Org;
-use peer_core::node::channels::{Channels, last_config_index};
-use peer_core::node::deliver::{BoxStream, OrdererDeliver};
-use peer_core::node::serve::{ConnectionLimits, serve_grpc};
+use peer_core::net::serve::{ConnectionLimits, serve_grpc};
 use peer_core::proposal::{NONCE_SIZE, compute_tx_id, timestamp};
+use peer_core::services::deliver::{BoxStream, OrdererDeliver};
 use prost::Message;
 use proto::common::{Block, ChannelHeader, Envelope, Header, HeaderType, Payload, SignatureHeader, Status as FabricStatus};
 use proto::orderer::BroadcastResponse;
@@ -216,16 +216,9 @@ impl Orderer {
         let routes = tonic::service::Routes::new(
             AtomicBroadcastServer::new(service).max_decoding_message_size(MAX_MESSAGE_BYTES).max_encoding_message_size(usize::MAX),
         );
-        // Fabric's orderer keepalive defaults (General.Keepalive: ServerInterval 2h, ServerTimeout 20s).
-        let keepalive = KeepaliveConfig {
-            interval: Duration::from_secs(7200),
-            timeout: Duration::from_secs(20),
-            min_interval: Duration::from_secs(60),
-            client_interval: Duration::from_secs(60),
-            client_timeout: Duration::from_secs(20),
-            delivery_client_interval: Duration::from_secs(60),
-            delivery_client_timeout: Duration::from_secs(20),
-        };
+        // Fabric's orderer keepalive defaults (General.Keepalive: ServerInterval 2h, ServerTimeout 20s),
+        // the peer's server defaults too.
+        let keepalive = KeepaliveConfig::default();
         let mut tasks = JoinSet::new();
         // The peer's defaults: a 5 s handshake (grpc-go's ConnectionTimeout) and a generous bound.
         let limits = ConnectionLimits {

@@ -19,6 +19,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use peer_core::channel::config::AnchorPeer;
 use peer_core::channel::genesis::{GenesisOrg, GenesisSpec, genesis_block};
+use peer_core::channels::Channels;
 use peer_core::config::{Config, EnvVars};
 use peer_core::env::Env;
 use peer_core::gossip::driver::View;
@@ -26,8 +27,8 @@ use peer_core::gossip::publish::Leadership;
 use peer_core::logging::{self, LoggingConfig, MemorySink};
 use peer_core::msp::generate::{self, OrgSpec as GenSpec, ValidityWindow};
 use peer_core::msp::{LocalMsp, Msp};
-use peer_core::node::channels::Channels;
-use peer_core::node::{self, operations::LogControl};
+use peer_core::node;
+use peer_core::services::operations::LogControl;
 use proto::common::Block;
 use sha2::{Digest, Sha256};
 use tracing::Instrument;

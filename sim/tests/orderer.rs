@@ -18,13 +18,13 @@ use std::path::Path;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use peer_core::channels::Channels;
 use peer_core::config::HostPort;
 use peer_core::env::{Env, Network, StoppedClock};
 use peer_core::gossip::identity::Identities;
 use peer_core::ledger::LedgerMgr;
 use peer_core::ledger::block::header_hash;
 use peer_core::msp::LocalMsp;
-use peer_core::node::channels::Channels;
 use peer_core::proposal::seek_info_envelope;
 use prost::Message;
 use proto::common::{Block, ChannelHeader, Envelope, Header, HeaderType, Payload, SignatureHeader, Status as FabricStatus};

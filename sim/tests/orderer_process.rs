@@ -10,12 +10,12 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
+use peer_core::channels::Channels;
 use peer_core::env::{Env, StoppedClock};
 use peer_core::gossip::identity::Identities;
 use peer_core::ledger::LedgerMgr;
 use peer_core::ledger::block::header_hash;
 use peer_core::msp::LocalMsp;
-use peer_core::node::channels::Channels;
 use peer_core::proposal::seek_info_envelope;
 use prost::Message;
 use proto::common::{Block, Status as FabricStatus};

@@ -8,12 +8,12 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use peer_core::channel::{GenesisOrg, GenesisSpec, genesis_block, sign_block};
+use peer_core::channels::Channels;
 use peer_core::gossip::identity::Identities;
 use peer_core::ledger::LedgerMgr;
 use peer_core::ledger::block::{envelope, header_hash, new_block};
 use peer_core::msp::LocalMsp;
 use peer_core::msp::generate::{self, Org, OrgSpec, ValidityWindow};
-use peer_core::node::channels::Channels;
 use prost::Message;
 use proto::common::{Block, ChannelHeader, Envelope, Header, HeaderType, Payload, SignatureHeader, Status as FabricStatus};
 use proto::orderer::seek_info::SeekBehavior;

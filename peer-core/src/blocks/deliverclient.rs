@@ -43,16 +43,16 @@ use rand_core::Rng;
 use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::Streaming;
-use tonic::transport::Endpoint;
 use tracing::{debug, error, info, warn};
 
 use super::BlockPublisher;
+use crate::channels::{ChannelError, Channels};
 use crate::config::{Config, HostPort, format_duration};
 use crate::env::Env;
-use crate::errors::{error_chain, rpc_error};
+use crate::errors::rpc_error;
 use crate::ledger::LedgerError;
 use crate::msp::LocalMsp;
-use crate::node::channels::{ChannelError, Channels};
+use crate::net::dial::{ClientKeepalive, ClientOptions, DialError, dial};
 use crate::proposal::{NONCE_SIZE, seek_info_envelope};
 
 /// Fabric's logger names.
@@ -437,22 +437,13 @@ impl DeliverClient {
         let address = endpoints.get(index).cloned().unwrap_or_default();
         let dial_error = |cause: String| DeliverError::Dial { address: address.clone(), cause };
         let target = HostPort::parse(&address).map_err(dial_error)?;
-        let uri = Endpoint::from_shared(format!("http://{address}"))
-            .map_err(|e| dial_error(e.to_string()))?
-            .http2_keep_alive_interval(self.config.keepalive_interval)
-            .keep_alive_timeout(self.config.keepalive_timeout)
-            .keep_alive_while_idle(true);
-        let network = self.env.network.clone();
+        let keepalive = ClientKeepalive { interval: self.config.keepalive_interval, timeout: self.config.keepalive_timeout };
+        let options = ClientOptions { timeout: self.config.conn_timeout, keepalive: Some(keepalive) };
+        let transport = dial(&self.env, &target, &options).await.map_err(|e| match e {
+            DialError::Failed(cause) => dial_error(cause),
+            DialError::TimedOut(_) => DeliverError::DialTimeout { address: address.clone() },
+        })?;
         let timeout = self.config.conn_timeout;
-        let connector = tower::service_fn(move |_uri: http::Uri| {
-            let connect = network.connect(&target, timeout);
-            async move { connect.await.map(hyper_util::rt::TokioIo::new) }
-        });
-        let transport = tokio::select! {
-            biased;
-            transport = uri.connect_with_connector(connector) => transport.map_err(|e| dial_error(error_chain(&e)))?,
-            () = self.env.clock.sleep(timeout) => return Err(DeliverError::DialTimeout { address }),
-        };
         let mut client = AtomicBroadcastClient::new(transport)
             .max_decoding_message_size(self.config.max_recv_msg_size)
             .max_encoding_message_size(self.config.max_send_msg_size);

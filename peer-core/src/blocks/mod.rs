@@ -2,12 +2,12 @@
 //!
 //! - [`deliverclient`]: Fabric's deliver service and blocks provider: per joined channel, while
 //!   this peer is its org's leader for the channel, pull blocks from the channel's orderers,
-//!   commit them through `node::channels::Channels::append`, and hand them to a
+//!   commit them through `channels::Channels::append`, and hand them to a
 //!   [`BlockPublisher`].
 //!
 //! Not here: leader election and block dissemination among peers (gossip's `state` module
 //! provides a [`BlockPublisher`] and a leadership watch), the peer's own Deliver service
-//! (`node::deliver`).
+//! (`services::deliver`).
 
 pub mod deliverclient;
 

@@ -73,6 +73,8 @@ pub struct PeerConfig {
     pub handlers: HandlersConfig,
 }
 
+/// `peer.keepalive.*`. [`Default`] is Fabric's defaults (also its orderer's `General.Keepalive`
+/// server values), the one place they are written down.
 #[derive(Clone, Debug, PartialEq)]
 pub struct KeepaliveConfig {
     pub interval: Duration,
@@ -82,6 +84,20 @@ pub struct KeepaliveConfig {
     pub client_timeout: Duration,
     pub delivery_client_interval: Duration,
     pub delivery_client_timeout: Duration,
+}
+
+impl Default for KeepaliveConfig {
+    fn default() -> KeepaliveConfig {
+        KeepaliveConfig {
+            interval: Duration::from_secs(7200),
+            timeout: Duration::from_secs(20),
+            min_interval: Duration::from_secs(60),
+            client_interval: Duration::from_secs(60),
+            client_timeout: Duration::from_secs(20),
+            delivery_client_interval: Duration::from_secs(60),
+            delivery_client_timeout: Duration::from_secs(20),
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Default)]
@@ -438,6 +454,7 @@ fn read_peer(r: &mut Reader<'_>) -> PeerConfig {
     r.known("peer.limits.concurrency.gatewayService");
     r.known("peer.gateway");
     let max_msg = |r: &mut Reader<'_>, key: &str| r.nonzero_u64_or(key, 100 * MIB, 2048 * MIB) as usize;
+    let keepalive = KeepaliveConfig::default();
     PeerConfig {
         id: r.identifier("peer.id").unwrap_or_default(),
         network_id: r.identifier("peer.networkId").unwrap_or_default(),
@@ -448,13 +465,13 @@ fn read_peer(r: &mut Reader<'_>) -> PeerConfig {
         chaincode_address: r.host_port("peer.chaincodeAddress"),
         connection_timeout: r.nonzero_duration_or("peer.connectiontimeout", secs(5)),
         keepalive: KeepaliveConfig {
-            interval: r.nonzero_duration_or("peer.keepalive.interval", secs(7200)),
-            timeout: r.nonzero_duration_or("peer.keepalive.timeout", secs(20)),
-            min_interval: r.nonzero_duration_or("peer.keepalive.minInterval", secs(60)),
-            client_interval: r.nonzero_duration_or("peer.keepalive.client.interval", secs(60)),
-            client_timeout: r.nonzero_duration_or("peer.keepalive.client.timeout", secs(20)),
-            delivery_client_interval: r.nonzero_duration_or("peer.keepalive.deliveryClient.interval", secs(60)),
-            delivery_client_timeout: r.nonzero_duration_or("peer.keepalive.deliveryClient.timeout", secs(20)),
+            interval: r.nonzero_duration_or("peer.keepalive.interval", keepalive.interval),
+            timeout: r.nonzero_duration_or("peer.keepalive.timeout", keepalive.timeout),
+            min_interval: r.nonzero_duration_or("peer.keepalive.minInterval", keepalive.min_interval),
+            client_interval: r.nonzero_duration_or("peer.keepalive.client.interval", keepalive.client_interval),
+            client_timeout: r.nonzero_duration_or("peer.keepalive.client.timeout", keepalive.client_timeout),
+            delivery_client_interval: r.nonzero_duration_or("peer.keepalive.deliveryClient.interval", keepalive.delivery_client_interval),
+            delivery_client_timeout: r.nonzero_duration_or("peer.keepalive.deliveryClient.timeout", keepalive.delivery_client_timeout),
         },
         max_recv_msg_size: max_msg(r, "peer.maxRecvMsgSize"),
         max_send_msg_size: max_msg(r, "peer.maxSendMsgSize"),

@@ -79,7 +79,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinSet;
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::{Stream, StreamExt};
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 use tonic::{Request, Response, Status, Streaming};
 use tracing::{debug, error, info, warn};
 
@@ -87,8 +87,8 @@ use super::identity::Identities;
 use super::message::{self, BadMessage, SignedMessage, Signer};
 use crate::config::{Config, HostPort};
 use crate::env::{Env, MessageFault};
-use crate::errors::error_chain;
 use crate::msp::identity::{Identity, PkiId};
+use crate::net::dial::{ClientOptions, DialError, dial};
 
 /// Fabric's hard-coded handshake window (`handshakeTimeout`): stream plus authentication.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -560,20 +560,11 @@ impl Comm {
     /// Opens the network connection and the HTTP/2 channel within `dial_timeout`.
     async fn dial(&self, endpoint: &HostPort) -> Result<GossipClient<Channel>, CommError> {
         let config = &self.shared.config;
-        let dial_error = |cause: String| CommError::Dial { endpoint: endpoint.clone(), cause };
-        let uri = Endpoint::from_shared(format!("http://{endpoint}")).map_err(|e| dial_error(e.to_string()))?;
-        let network = self.shared.env.network.clone();
-        let target = endpoint.clone();
-        let timeout = config.dial_timeout;
-        let connector = tower::service_fn(move |_uri: http::Uri| {
-            let connect = network.connect(&target, timeout);
-            async move { connect.await.map(hyper_util::rt::TokioIo::new) }
-        });
-        let channel = tokio::select! {
-            biased;
-            channel = uri.connect_with_connector(connector) => channel.map_err(|e| dial_error(error_chain(&e)))?,
-            () = self.shared.env.clock.sleep(timeout) => return Err(CommError::DialTimeout { endpoint: endpoint.clone(), timeout }),
-        };
+        let options = ClientOptions { timeout: config.dial_timeout, keepalive: None };
+        let channel = dial(&self.shared.env, endpoint, &options).await.map_err(|e| match e {
+            DialError::Failed(cause) => CommError::Dial { endpoint: endpoint.clone(), cause },
+            DialError::TimedOut(timeout) => CommError::DialTimeout { endpoint: endpoint.clone(), timeout },
+        })?;
         Ok(GossipClient::new(channel)
             .max_decoding_message_size(config.max_recv_msg_size)
             .max_encoding_message_size(config.max_send_msg_size))

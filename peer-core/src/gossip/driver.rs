@@ -30,11 +30,11 @@ use super::message::{BadMessage, SignedMessage};
 use super::publish::Leadership;
 use super::state::{BlockVerifier, ChannelInfo, GossipState, Member, StateEvent, state_response};
 use crate::channel::{AnchorPeer, ChannelConfig};
+use crate::channels::Channels;
 use crate::config::HostPort;
 use crate::env::Env;
+use crate::metrics::default_histogram;
 use crate::msp::identity::PkiId;
-use crate::node::channels::Channels;
-use crate::node::metrics::default_histogram;
 
 /// Dials in flight at once; beyond this a transmit needing a new connection waits for the next
 /// round (the state machine retries on its own timers).
@@ -94,7 +94,7 @@ fn channel_label(channel: &str) -> Labels {
 
 impl GossipMetrics {
     pub fn register(&self, registry: &mut prometheus_client::registry::Registry) {
-        // A counter's exposition name is its family name (see `node::operations`): ours end in `_total`.
+        // A counter's exposition name is its family name (see `services::operations`): ours end in `_total`.
         registry.register("peer_core_gossip_bad_messages_total", "Gossip messages rejected, by reason", self.bad_messages.clone());
         registry.register(
             "peer_core_gossip_membership_members",

@@ -5,7 +5,7 @@
 //! `ledger_blockstorage_commit_time` (a histogram of the store write alone). Plus one of ours,
 //! `peer_core_ledger_heals_total`.
 //!
-//! Updated by `node::channels::Channels` (every join and append goes through it, whoever
+//! Updated by `channels::Channels` (every join and append goes through it, whoever
 //! delivered the block); registered with the operations registry by `node::start`. Time comes from
 //! the env's monotonic clock, so simulated runs observe simulated durations. Recording never logs,
 //! sleeps or draws randomness: it cannot change what a simulated peer does.
@@ -78,7 +78,7 @@ impl LedgerMetrics {
             "Seconds to write a block to the channel's block store",
             self.blockstorage_commit_time.clone(),
         );
-        // A counter's exposition name is its family name (see `node::operations`): ours end in `_total`.
+        // A counter's exposition name is its family name (see `services::operations`): ours end in `_total`.
         registry.register(
             "peer_core_ledger_heals_total",
             "Damaged block stores rebuilt from the genesis block and the blocks the hash chain proved",

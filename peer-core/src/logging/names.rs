@@ -62,7 +62,7 @@ mod tests {
             assert_eq!(logger_name(target), "grpc", "{target}");
         }
         assert_eq!(logger_name("tokio::runtime::task"), "tokio.runtime.task");
-        assert_eq!(logger_name("peer_core::node::serve"), "peer_core.node.serve");
+        assert_eq!(logger_name("peer_core::net::serve"), "peer_core.net.serve");
         // Fabric names stay as they are, dots and all.
         for target in ["gossip.comm", "nodeCmd", "comm.grpc.server", "grpc", "h2c"] {
             assert_eq!(logger_name(target), target);

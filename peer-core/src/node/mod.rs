@@ -7,15 +7,7 @@
 //! (the CLI on SIGINT/SIGTERM, the simulator on its timeline).
 
 pub mod address;
-pub mod channels;
-pub mod deliver;
-pub mod endorser;
-pub mod grpc_metrics;
 pub mod metrics;
-pub mod operations;
-pub mod scc;
-pub mod serve;
-pub mod services;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -27,6 +19,7 @@ use tracing::{debug, error, info, warn};
 
 use crate::blocks::BlockPublisher;
 use crate::blocks::deliverclient::{DeliverClient, DeliverClientConfig};
+use crate::channels::Channels;
 use crate::config::{Config, HostPort, MetricsProvider};
 use crate::env::Env;
 use crate::gossip::comm::{Comm, CommConfig};
@@ -38,10 +31,11 @@ use crate::gossip::state::{GossipState, StateConfig};
 use crate::ledger::{LedgerError, LedgerMgr};
 use crate::metadata;
 use crate::msp::LocalMsp;
-use channels::Channels;
+use crate::net::serve::ConnectionLimits;
+use crate::net::{grpc_metrics, serve};
+use crate::services::operations::{LogControl, Operations};
+use crate::services::{deliver, endorser, scc};
 use metrics::PeerMetrics;
-use operations::{LogControl, Operations};
-use serve::ConnectionLimits;
 
 /// The gRPC services of the peer port (generated names), for the gRPC metrics.
 const GOSSIP_SERVICE: &str =
@@ -50,7 +44,7 @@ const DELIVER_SERVICE: &str = <proto::protos::deliver_server::DeliverServer<deli
 const ENDORSER_SERVICE: &str =
     <proto::protos::endorser_server::EndorserServer<endorser::EndorserService> as tonic::server::NamedService>::NAME;
 const DISCOVERY_SERVICE: &str =
-    <proto::discovery::discovery_server::DiscoveryServer<services::DiscoveryService> as tonic::server::NamedService>::NAME;
+    <proto::discovery::discovery_server::DiscoveryServer<crate::services::discovery::DiscoveryService> as tonic::server::NamedService>::NAME;
 
 /// The chaincode port's connection bound. peer-core runs no chaincode: only gRPC health checks
 /// connect there, so a small fixed bound (no key) keeps that port from taking the peer's fds.
@@ -349,7 +343,7 @@ pub async fn start(env: Env, setup: Setup) -> Result<RunningNode, StartError> {
     );
     if config.peer.discovery.enabled {
         routes = routes.add_service(
-            proto::discovery::discovery_server::DiscoveryServer::new(services::DiscoveryService)
+            proto::discovery::discovery_server::DiscoveryServer::new(crate::services::discovery::DiscoveryService)
                 .max_decoding_message_size(max_recv)
                 .max_encoding_message_size(max_send),
         );

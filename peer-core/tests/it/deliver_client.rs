@@ -224,7 +224,7 @@ impl Orderer {
         let (stop, stopped) = watch::channel(false);
         let service = AtomicBroadcastServer::new(OrdererService { orderer: self.clone(), port });
         let routes = tonic::service::Routes::new(service);
-        let task = tokio::spawn(node::serve::serve_grpc(listener, clock, routes, keepalive, crate::serve::limits(), stopped));
+        let task = tokio::spawn(peer_core::net::serve::serve_grpc(listener, clock, routes, keepalive, crate::serve::limits(), stopped));
         Listening { stop, task }
     }
 }

@@ -132,17 +132,9 @@ impl World {
         let endpoint = HostPort::new("peer", port);
         let listener = self.network.bind(&endpoint).await.unwrap();
         let (stop, stop_rx) = watch::channel(false);
-        let keepalive = KeepaliveConfig {
-            interval: Duration::from_secs(7200),
-            timeout: Duration::from_secs(20),
-            min_interval: Duration::from_secs(60),
-            client_interval: Duration::from_secs(60),
-            client_timeout: Duration::from_secs(20),
-            delivery_client_interval: Duration::from_secs(60),
-            delivery_client_timeout: Duration::from_secs(20),
-        };
+        let keepalive = KeepaliveConfig::default();
         let routes = tonic::service::Routes::new(comm.server());
-        tokio::spawn(peer_core::node::serve::serve_grpc(listener, self.clock.clone(), routes, keepalive, crate::serve::limits(), stop_rx));
+        tokio::spawn(peer_core::net::serve::serve_grpc(listener, self.clock.clone(), routes, keepalive, crate::serve::limits(), stop_rx));
         self.servers.push(stop);
         Peer { pki: msp.pki_id(), comm, events, endpoint, msp, metrics }
     }

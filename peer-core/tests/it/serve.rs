@@ -1,4 +1,4 @@
-//! The accept loops of `node::serve` over the in-memory network, in paused tokio time (which the
+//! The accept loops of `net::serve` over the in-memory network, in paused tokio time (which the
 //! system clock and hyper's timers both follow): the connection bound (one over it is closed at
 //! once; one WARN per episode), the handshake deadline (HTTP/2 preface and first SETTINGS frame;
 //! HTTP/1 request heads), keepalive closing a connection whose client never answers a ping, and
@@ -16,7 +16,7 @@ use peer_core::config::{HostPort, KeepaliveConfig};
 use peer_core::env::real::SystemClock;
 use peer_core::env::{BoxFuture, Clock, Connection, Listener, Network};
 use peer_core::logging::{self, LoggingConfig, MemorySink};
-use peer_core::node::serve::{self, ConnectionLimits};
+use peer_core::net::serve::{self, ConnectionLimits};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::watch;
 
@@ -42,15 +42,7 @@ const SETTINGS_HEADER_6: [u8; 9] = [0, 0, 6, 4, 0, 0, 0, 0, 0];
 const ONE_SETTING: [u8; 6] = [0, 3, 0, 0, 0, 100];
 
 fn keepalive(interval: Duration, timeout: Duration) -> KeepaliveConfig {
-    KeepaliveConfig {
-        interval,
-        timeout,
-        min_interval: Duration::from_secs(60),
-        client_interval: Duration::from_secs(60),
-        client_timeout: Duration::from_secs(20),
-        delivery_client_interval: Duration::from_secs(60),
-        delivery_client_timeout: Duration::from_secs(20),
-    }
+    KeepaliveConfig { interval, timeout, ..KeepaliveConfig::default() }
 }
 
 /// One server on the in-memory network, with its log.

@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use peer_core::node::services::DiscoveryService;
+use peer_core::services::discovery::DiscoveryService;
 use proto::discovery::discovery_server::Discovery;
 
 /// Lines of code (not comments) under `dir` whose string literals mention an issue number.

@@ -23,23 +23,21 @@ use prost::Message;
 use proto::common::{ChannelHeader, Header, HeaderType, SignatureHeader};
 use proto::protos::endorser_server::Endorser;
 use proto::protos::{
-    ChaincodeAction, ChaincodeHeaderExtension, ChaincodeId, ChaincodeInvocationSpec, ChaincodeProposalPayload, Endorsement, Proposal,
-    ProposalResponse, ProposalResponsePayload, Response as ChaincodeResponse, SignedProposal,
+    ChaincodeAction, ChaincodeId, Endorsement, Proposal, ProposalResponse, ProposalResponsePayload, Response as ChaincodeResponse,
+    SignedProposal,
 };
 use tonic::{Request, Response, Status};
 use tracing::{info, warn};
 
-use super::channels::Channels;
 use super::metrics::EndorserMetrics;
 use super::scc;
-use crate::channel::SignedData;
 use crate::channel::config::ChannelConfig;
+use crate::channels::Channels;
 use crate::config::format_duration;
 use crate::env::Clock;
 use crate::gotime;
-use crate::msp::crypto::sha256;
 use crate::msp::{Identity, LocalMsp, Msp};
-use crate::proposal::{SYSCC_VERSION, compute_tx_id};
+use crate::proposal::{SYSCC_VERSION, UnpackedProposal, compute_tx_id, decode, unpack};
 
 const ENDORSER: &str = "endorser";
 /// Go's `time.RFC3339`.
@@ -63,76 +61,6 @@ pub struct EndorserService {
     time_window: Duration,
     /// Fabric's endorser metrics (unregistered unless [`EndorserService::with_metrics`]).
     metrics: EndorserMetrics,
-}
-
-/// A proposal taken apart (Fabric's `UnpackedProposal`): every layer decoded and present.
-#[derive(Clone, Debug)]
-pub struct UnpackedProposal {
-    pub chaincode_name: String,
-    pub channel_header: ChannelHeader,
-    pub signature_header: SignatureHeader,
-    /// `ChaincodeInput.args`.
-    pub args: Vec<Vec<u8>>,
-    pub signed: SignedProposal,
-    /// SHA-256 over the channel header, the signature header and the payload without its
-    /// transient map: what the response binds itself to.
-    pub proposal_hash: [u8; 32],
-}
-
-impl UnpackedProposal {
-    pub fn channel_id(&self) -> &str {
-        &self.channel_header.channel_id
-    }
-
-    pub fn tx_id(&self) -> &str {
-        &self.channel_header.tx_id
-    }
-
-    /// The proposal as policy input: the proposal bytes, the creator and its signature.
-    pub fn signed_data(&self) -> Vec<SignedData> {
-        vec![SignedData {
-            data: self.signed.proposal_bytes.clone(),
-            identity: self.signature_header.creator.clone(),
-            signature: self.signed.signature.clone(),
-        }]
-    }
-}
-
-fn decode<M: Message + Default>(bytes: &[u8], what: &str) -> Result<M, String> {
-    M::decode(bytes).map_err(|e| format!("error unmarshalling {what}: {e}"))
-}
-
-/// Takes a signed proposal apart as Fabric's `UnpackProposal` does, with its errors.
-pub fn unpack(signed: &SignedProposal) -> Result<UnpackedProposal, String> {
-    let proposal: Proposal = decode(&signed.proposal_bytes, "Proposal")?;
-    let header: Header = decode(&proposal.header, "Header")?;
-    let channel_header: ChannelHeader = decode(&header.channel_header, "ChannelHeader")?;
-    let signature_header: SignatureHeader = decode(&header.signature_header, "SignatureHeader")?;
-    let extension: ChaincodeHeaderExtension = decode(&channel_header.extension, "ChaincodeHeaderExtension")?;
-    let Some(chaincode_id) = extension.chaincode_id else {
-        return Err("ChaincodeHeaderExtension.ChaincodeId is nil".into());
-    };
-    if chaincode_id.name.is_empty() {
-        return Err("ChaincodeHeaderExtension.ChaincodeId.Name is empty".into());
-    }
-    let payload: ChaincodeProposalPayload = decode(&proposal.payload, "ChaincodeProposalPayload")?;
-    let invocation: ChaincodeInvocationSpec = decode(&payload.input, "ChaincodeInvocationSpec")?;
-    let Some(spec) = invocation.chaincode_spec else {
-        return Err("chaincode invocation spec did not contain chaincode spec".into());
-    };
-    let Some(input) = spec.input else {
-        return Err("chaincode input did not contain any input".into());
-    };
-    let without_transient = ChaincodeProposalPayload { input: payload.input, ..ChaincodeProposalPayload::default() }.encode_to_vec();
-    let proposal_hash = sha256(&[header.channel_header.as_slice(), &header.signature_header, &without_transient].concat());
-    Ok(UnpackedProposal {
-        chaincode_name: chaincode_id.name,
-        channel_header,
-        signature_header,
-        args: input.args,
-        signed: signed.clone(),
-        proposal_hash,
-    })
 }
 
 /// Who vouches for a proposal's creator: the local MSP (channel-less proposals) or the MSPs of

@@ -40,12 +40,13 @@ use tokio_stream::{Stream, StreamExt};
 use tonic::{Request, Response, Status, Streaming};
 use tracing::{debug, error, warn};
 
-use super::channels::Channels;
-use super::metrics::{DeliverMetrics, Labels};
+use super::metrics::DeliverMetrics;
 use crate::channel::SignedData;
+use crate::channels::Channels;
 use crate::config::value::format_duration;
 use crate::env::Clock;
 use crate::ledger::channel::ChannelLedger;
+use crate::metrics::Labels;
 use crate::msp::{Identity, go_time};
 
 /// A deliver response stream (boxed, so services can name it).

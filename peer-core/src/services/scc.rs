@@ -13,12 +13,12 @@ use proto::common::{Block, BlockMetadataIndex, Envelope};
 use proto::protos::{ChannelInfo, ChannelQueryResponse, ProcessedTransaction, Response};
 use tracing::{debug, info};
 
-use super::channels::{ChannelError, Channels};
-use super::endorser::UnpackedProposal;
 use crate::channel::config::ChannelConfig;
 use crate::channel::{PolicyError, SignedData};
+use crate::channels::{ChannelError, Channels};
 use crate::ledger::channel::ChannelLedger;
 use crate::msp::{Identity, LocalMsp, Role};
+use crate::proposal::UnpackedProposal;
 
 /// Fabric's default policy for channel reads (`aclmgmt.CHANNELREADERS`).
 pub const CHANNEL_READERS: &str = "/Channel/Application/Readers";

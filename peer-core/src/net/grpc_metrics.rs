@@ -45,8 +45,8 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 use tonic::body::Body;
 
-use super::metrics::{Labels, default_histogram};
 use crate::env::{Clock, Instant};
+use crate::metrics::{Labels, default_histogram};
 
 /// Unary or streaming, as the service's proto declares the method.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
