@@ -13,14 +13,13 @@
 use std::io;
 use std::net::IpAddr;
 use std::path::Path;
-use std::sync::{Arc, LazyLock, Mutex};
+use std::sync::{Arc, LazyLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use peer_core::channel::{AnchorPeer, GenesisOrg, GenesisSpec, genesis_block, sign_block};
 use peer_core::channels::Channels;
 use peer_core::config::HostPort;
 use peer_core::env::{BoxFuture, Clock, Connection, Env, Instant, Listener, Network};
-use peer_core::gossip::identity::Identities;
 use peer_core::ledger::LedgerMgr;
 use peer_core::ledger::block::{envelope, header_hash, new_block};
 use peer_core::msp::generate::{self, Org, OrgSpec, ValidityWindow};
@@ -198,11 +197,11 @@ impl World {
         let mut world = world_without_disks(SimDisk::default(), SimDisk::default());
         // The disk images: open a ledger directory once (and join the channel on one), close it.
         {
-            let peer = Peer::open(&world, world.empty_disk.clone());
+            let peer = Peer::open(world.empty_disk.clone());
             drop(peer);
         }
         {
-            let peer = Peer::open(&world, world.joined_disk.clone());
+            let peer = Peer::open(world.joined_disk.clone());
             peer.channels.join(&world.genesis).expect("joining the fixture channel");
         }
         world.empty_disk = world.empty_disk.snapshot();
@@ -226,7 +225,6 @@ pub fn world() -> &'static World {
 pub struct Peer {
     pub disk: SimDisk,
     pub env: Env,
-    pub identities: Arc<Mutex<Identities>>,
     pub channels: Arc<Channels>,
 }
 
@@ -238,30 +236,29 @@ impl std::fmt::Debug for Peer {
 
 impl Peer {
     /// Opens the ledger directory on `disk` (creating it if empty) as `node start` does.
-    pub fn open(world: &World, disk: SimDisk) -> Peer {
+    pub fn open(disk: SimDisk) -> Peer {
         let env = Env::new(Arc::new(FixedClock), Arc::new(NoNetwork), Arc::new(SimStorage(disk.clone())), [7; 32]);
         let ledger = LedgerMgr::open(&env, Path::new(FILE_SYSTEM_PATH), "fuzz target").expect("opening the in-memory ledger directory");
-        let identities = Arc::new(Mutex::new(Identities::new(&world.peer, world.trusted_msps())));
-        let channels = Arc::new(Channels::open(ledger, identities.clone()).expect("opening the channels"));
-        Peer { disk, env, identities, channels }
+        let channels = Arc::new(Channels::open(ledger).expect("opening the channels"));
+        Peer { disk, env, channels }
     }
 
     /// A fresh peer that has joined [`CHANNEL`] (height 1).
     pub fn joined() -> Peer {
         let world = world();
-        Peer::open(world, world.joined_disk.snapshot())
+        Peer::open(world.joined_disk.snapshot())
     }
 
     /// A fresh peer with no channel.
     pub fn empty() -> Peer {
         let world = world();
-        Peer::open(world, world.empty_disk.snapshot())
+        Peer::open(world.empty_disk.snapshot())
     }
 
     /// Closes this peer and opens its disk again (a restart).
     pub fn reopen(self) -> Peer {
         let disk = self.disk.clone();
         drop(self);
-        Peer::open(world(), disk)
+        Peer::open(disk)
     }
 }

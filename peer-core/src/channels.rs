@@ -1,10 +1,10 @@
 //! The channels this peer has joined, as the services see them: each channel's ledger and its
 //! current configuration, joining new channels, verified appends, and the pre-reset gate.
 //!
-//! Joining (or opening at start) a channel hands its organizations' MSPs to gossip, so members
-//! of those organizations become verifiable (Fabric learns other orgs from channel configs).
-//! Whoever needs to act on new channels (the deliver client, issue #8) follows
-//! [`Channels::subscribe_joined`]. Heights and commit times go to the ledger metrics.
+//! Whoever needs to act on new channels (the deliver client) follows [`Channels::subscribe_joined`];
+//! whoever needs every configuration change (gossip learns organizations and anchor peers from
+//! them) follows [`Channels::subscribe_configs`]. Heights and commit times go to the ledger
+//! metrics. This module knows nothing above it (gossip, blocks, the services).
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -17,7 +17,6 @@ use tracing::{error, info};
 use crate::channel::config::{ChannelConfig, ConfigBlockError};
 use crate::channel::signatures::{BlockSignatureError, verify_block_signatures};
 use crate::env::{Clock, StoppedClock};
-use crate::gossip::identity::Identities;
 use crate::ledger::block::channel_header;
 use crate::ledger::channel::ChannelLedger;
 use crate::ledger::metrics::LedgerMetrics;
@@ -44,12 +43,13 @@ pub enum ChannelError {
 pub struct Channels {
     ledger: LedgerMgr,
     configs: Mutex<BTreeMap<String, Arc<ChannelConfig>>>,
-    identities: Arc<Mutex<Identities>>,
     /// Channels below the height recorded by `node reset`/`rollback`: endorsement is blocked
     /// until every one of them is back there.
     pre_reset: Mutex<BTreeMap<String, u64>>,
     /// The joined channel IDs, sorted; a new value each time a channel is added.
     joined: watch::Sender<Vec<String>>,
+    /// Counts configurations installed (a channel joined or opened, or a config block appended).
+    configs_installed: watch::Sender<u64>,
     metrics: LedgerMetrics,
     /// Times commits for `metrics`.
     clock: Arc<dyn Clock>,
@@ -70,25 +70,29 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 impl Channels {
     /// Reads the configuration of every active channel (a channel whose configuration cannot be
     /// read is logged and left out, as one that does not open) and loads the pre-reset heights.
-    pub fn open(ledger: LedgerMgr, identities: Arc<Mutex<Identities>>) -> Result<Channels, LedgerError> {
-        Channels::open_with_metrics(ledger, identities, LedgerMetrics::default(), Arc::new(StoppedClock))
+    pub fn open(ledger: LedgerMgr) -> Result<Channels, LedgerError> {
+        Channels::open_with_metrics(ledger, LedgerMetrics::default(), Arc::new(StoppedClock))
     }
 
     /// [`Channels::open`], reporting heights and commit times to `metrics` (timed by `clock`).
-    pub fn open_with_metrics(
-        ledger: LedgerMgr,
-        identities: Arc<Mutex<Identities>>,
-        metrics: LedgerMetrics,
-        clock: Arc<dyn Clock>,
-    ) -> Result<Channels, LedgerError> {
+    pub fn open_with_metrics(ledger: LedgerMgr, metrics: LedgerMetrics, clock: Arc<dyn Clock>) -> Result<Channels, LedgerError> {
         let pre_reset: BTreeMap<String, u64> = ledger.pre_reset_heights()?.into_iter().collect();
         let (joined, _) = watch::channel(Vec::new());
         for heal in ledger.healed() {
             metrics.healed(&heal.channel);
         }
         let heals = std::sync::atomic::AtomicU64::new(ledger.healed().len() as u64);
-        let channels =
-            Channels { ledger, configs: Mutex::default(), identities, pre_reset: Mutex::new(pre_reset), joined, metrics, clock, heals };
+        let configs_installed = watch::Sender::new(0);
+        let channels = Channels {
+            ledger,
+            configs: Mutex::default(),
+            pre_reset: Mutex::new(pre_reset),
+            joined,
+            configs_installed,
+            metrics,
+            clock,
+            heals,
+        };
         for id in channels.ledger.active_channels() {
             let Some(ledger) = channels.ledger.channel(&id) else { continue };
             match latest_config(&ledger) {
@@ -116,6 +120,12 @@ impl Channels {
     /// already lists the channels opened at start.
     pub fn subscribe_joined(&self) -> watch::Receiver<Vec<String>> {
         self.joined.subscribe()
+    }
+
+    /// Changes whenever a configuration is installed: a channel opened or joined, or a config
+    /// block appended. Read the new configurations with [`Channels::config`].
+    pub fn subscribe_configs(&self) -> watch::Receiver<u64> {
+        self.configs_installed.subscribe()
     }
 
     /// Rebuilds the channels whose store failed while serving (see [`LedgerMgr::heal_failed`]),
@@ -225,9 +235,9 @@ impl Channels {
     }
 
     fn install(&self, config: Arc<ChannelConfig>) {
-        lock(&self.identities).add_msps(config.msps().values().cloned());
         let id = config.channel_id.clone();
         let added = lock(&self.configs).insert(id.clone(), config).is_none();
+        self.configs_installed.send_modify(|count| *count += 1);
         if added {
             if let Some(ledger) = self.ledger.channel(&id) {
                 self.metrics.set_height(&id, ledger.height());

@@ -317,6 +317,7 @@ fn node_start(config: config::Config, msp: LocalMsp, trusted_msps: Vec<Msp>, log
     runtime.block_on(async move {
         let env = peer_core::env::real::env().context("setting up the environment")?;
         let setup = node::Setup {
+            identity_verifier: Arc::new(peer_core::gossip::identity::MspVerifier),
             config,
             msp,
             log_control: Arc::new(log_handle),

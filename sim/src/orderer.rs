@@ -185,8 +185,7 @@ impl Orderer {
             }
         }
         let ledger = LedgerMgr::open(&env, &spec.data_dir, "orderer").context("opening the orderer's ledger")?;
-        let identities = Arc::new(std::sync::Mutex::new(peer_core::gossip::identity::Identities::new(&spec.signer, [])));
-        let channels = Arc::new(Channels::open(ledger, identities).context("opening the orderer's channels")?);
+        let channels = Arc::new(Channels::open(ledger).context("opening the orderer's channels")?);
         if channels.ledger(&channel_id).is_none() {
             channels.create_channel(&spec.genesis).with_context(|| format!("creating channel {channel_id} from its genesis block"))?;
             info!(target: MULTICHANNEL, func = "CreateChain", "Created and started new channel {channel_id}");

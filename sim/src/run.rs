@@ -358,6 +358,7 @@ fn simulate(scenario: &Scenario, seed: u64, broken: Option<Breakage>) -> Outcome
                 trusted_msps: crypto.orgs.iter().filter(|(id, _)| **id != msp_id).map(|(_, m)| m.clone()).collect(),
                 holder: name.clone(),
                 open_file_limit: None,
+                identity_verifier: signatures.clone(),
             };
             let (disk, views, name) = (disk.clone(), views.clone(), name.clone());
             let (ledgers, joined, leaders, genesis) = (ledgers.clone(), joined.clone(), leaders.clone(), crypto.genesis.clone());
@@ -382,7 +383,6 @@ fn simulate(scenario: &Scenario, seed: u64, broken: Option<Breakage>) -> Outcome
                 duplicated: duplicated.clone(),
             });
             let mut gate = gate.clone();
-            let signatures = signatures.clone();
             let span = tracing::info_span!("peer", name = %name);
             async move {
                 if let Some(gate) = gate.as_mut() {
@@ -394,8 +394,7 @@ fn simulate(scenario: &Scenario, seed: u64, broken: Option<Breakage>) -> Outcome
                     Arc::new(SimNetwork { host: name.clone(), faults, messages }),
                     Arc::new(SimStorage(disk)),
                     env_seed,
-                )
-                .with_identity_verifier(signatures);
+                );
                 let running = node::start(env, setup).await.map_err(|e| Box::new(e) as Box<dyn std::error::Error>)?;
                 views.lock().unwrap_or_else(|p| p.into_inner()).insert(name.clone(), running.gossip_view.clone());
                 // Join the channel once; after an acknowledged join, the disk must keep it (the

@@ -21,7 +21,6 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use peer_core::channels::Channels;
 use peer_core::config::HostPort;
 use peer_core::env::{Env, Network, StoppedClock};
-use peer_core::gossip::identity::Identities;
 use peer_core::ledger::LedgerMgr;
 use peer_core::ledger::block::header_hash;
 use peer_core::msp::LocalMsp;
@@ -92,7 +91,7 @@ fn verify(blocks: &[Block]) {
     let disk = SimDisk::default();
     let env = Env::new(Arc::new(StoppedClock), Arc::new(network("verify")), Arc::new(SimStorage(disk)), [9; 32]);
     let ledger = LedgerMgr::open(&env, Path::new("/verify"), "verify").unwrap();
-    let channels = Channels::open(ledger, Arc::new(Mutex::new(Identities::new(&world().client, [])))).unwrap();
+    let channels = Channels::open(ledger).unwrap();
     channels.join(&blocks[0]).unwrap();
     for block in &blocks[1..] {
         channels

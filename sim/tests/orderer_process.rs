@@ -7,12 +7,11 @@
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use peer_core::channels::Channels;
 use peer_core::env::{Env, StoppedClock};
-use peer_core::gossip::identity::Identities;
 use peer_core::ledger::LedgerMgr;
 use peer_core::ledger::block::header_hash;
 use peer_core::msp::LocalMsp;
@@ -93,12 +92,12 @@ async fn fetch(address: &str, signer: &LocalMsp, last: u64) -> Vec<Block> {
     panic!("the stream ended without a status")
 }
 
-fn verify(blocks: &[Block], genesis: &Block, reader: &LocalMsp) {
+fn verify(blocks: &[Block], genesis: &Block) {
     assert_eq!(&blocks[0], genesis, "block 0 is the written genesis block");
     let network = SimNetwork { host: "verify".into(), faults: None, messages: None };
     let env = Env::new(Arc::new(StoppedClock), Arc::new(network), Arc::new(SimStorage(SimDisk::default())), [1; 32]);
     let ledger = LedgerMgr::open(&env, Path::new("/verify"), "verify").unwrap();
-    let channels = Channels::open(ledger, Arc::new(Mutex::new(Identities::new(reader, [])))).unwrap();
+    let channels = Channels::open(ledger).unwrap();
     channels.join(genesis).unwrap();
     for block in &blocks[1..] {
         channels.append(CHANNEL, block).unwrap();
@@ -122,12 +121,12 @@ async fn the_orderer_process_serves_blocks_that_verify_and_continues_after_a_res
 
     let first = fetch(&orderer.address, &admin, 4).await;
     assert_eq!(first.len(), 5);
-    verify(&first, &genesis, &admin);
+    verify(&first, &genesis);
     assert_eq!(orderer.terminate(), 0, "SIGTERM ends the orderer with exit code 0");
 
     let orderer = Orderer::start(dir.path());
     let again = fetch(&orderer.address, &admin, 7).await;
-    verify(&again, &genesis, &admin);
+    verify(&again, &genesis);
     assert_eq!(hashes(&again[..5]), hashes(&first), "the chain continues after a restart");
     assert_eq!(orderer.terminate(), 0);
 }

@@ -4,12 +4,10 @@
 //! offline (signed by the channel's orderer org) and seen after a restart.
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use peer_core::channel::sign_block;
 use peer_core::channels::Channels;
-use peer_core::gossip::identity::Identities;
 use peer_core::ledger::LedgerMgr;
 use peer_core::ledger::block::{envelope, header_hash, new_block};
 use peer_core::msp::LocalMsp;
@@ -96,12 +94,10 @@ fn assert_error(run: &Run, message: &str) {
 fn append_blocks(tmp: &Path, count: u64) {
     let env = peer_core::env::real::env().unwrap();
     let orderer = org("OrdererMSP", "example.com");
-    let org1 = org("Org1MSP", "org1.example.com");
     let june_2025 = std::time::UNIX_EPOCH + Duration::from_secs(1_748_736_000);
     let orderer_signer = LocalMsp::from_files(&orderer.peers[0].msp, "OrdererMSP", june_2025).unwrap();
-    let local = LocalMsp::from_files(&org1.peers[0].msp, "Org1MSP", june_2025).unwrap();
     let ledger = LedgerMgr::open(&env, &data_dir(tmp), "e2e append").unwrap();
-    let channels = Channels::open(ledger, Arc::new(Mutex::new(Identities::new(&local, [])))).unwrap();
+    let channels = Channels::open(ledger).unwrap();
     let chain = channels.ledger("mychannel").unwrap();
     let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(3);
     for _ in 0..count {

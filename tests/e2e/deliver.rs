@@ -4,12 +4,10 @@
 //! concurrency limit under load: twice `peer.limits.concurrency.deliverService` streams held open.
 
 use std::path::Path;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use peer_core::channel::{GenesisOrg, GenesisSpec, genesis_block, sign_block};
 use peer_core::channels::Channels;
-use peer_core::gossip::identity::Identities;
 use peer_core::ledger::LedgerMgr;
 use peer_core::ledger::block::{envelope, header_hash, new_block};
 use peer_core::msp::LocalMsp;
@@ -24,7 +22,6 @@ use rand_chacha::ChaCha20Rng;
 use rand_core::SeedableRng;
 
 use crate::peer::{Peer, Ports, data_dir, http, sample_env};
-use crate::support::repo_root;
 
 const CHANNEL: &str = "mychannel";
 const LIMIT: Duration = Duration::from_secs(30);
@@ -41,10 +38,8 @@ fn admin(org: &Org, now: SystemTime) -> LocalMsp {
 /// Joins `mychannel` (Org1) in `data` and appends `height - 1` signed blocks; returns them all.
 fn make_channel(data: &Path, orderer: &Org, org1: &Org, height: u64, now: SystemTime) -> Vec<Block> {
     let env = peer_core::env::real::env().unwrap();
-    let sample = repo_root().join("sampleconfig");
-    let local = LocalMsp::load(&sample.join("msp"), "SampleOrg", None, now).unwrap();
     let mgr = LedgerMgr::open(&env, data, "e2e setup").unwrap();
-    let channels = Channels::open(mgr, Arc::new(Mutex::new(Identities::new(&local, Vec::new())))).unwrap();
+    let channels = Channels::open(mgr).unwrap();
     let mut spec = GenesisSpec::new(CHANNEL, UNIX_EPOCH + Duration::from_secs(1_748_736_000));
     let org_entry = |org| GenesisOrg { name: String::new(), org, anchor_peers: Vec::new(), orderer_endpoints: Vec::new() };
     spec.orderer_orgs.push(GenesisOrg {

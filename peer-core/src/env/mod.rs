@@ -25,7 +25,6 @@ use rand_core::{Rng, SeedableRng};
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use crate::config::HostPort;
-use crate::gossip::identity::{IdentityVerifier, MspVerifier};
 
 /// A boxed, sendable future.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -214,9 +213,6 @@ pub struct Env {
     pub network: Arc<dyn Network>,
     pub storage: Arc<dyn Storage>,
     rng: Arc<Mutex<ChaCha20Rng>>,
-    /// How gossip checks identities and signatures: [`MspVerifier`] unless the host says
-    /// otherwise (the simulator shares one memo of checked signatures between its peers).
-    identity_verifier: Arc<dyn IdentityVerifier>,
     /// The process metrics `/metrics` reports: only the real env has them ([`real::env`]).
     process_collector: Option<real::ProcessCollector>,
 }
@@ -230,14 +226,7 @@ impl fmt::Debug for Env {
 impl Env {
     /// An environment from its parts; `seed` seeds every random choice the peer makes.
     pub fn new(clock: Arc<dyn Clock>, network: Arc<dyn Network>, storage: Arc<dyn Storage>, seed: [u8; 32]) -> Env {
-        Env {
-            clock,
-            network,
-            storage,
-            rng: Arc::new(Mutex::new(ChaCha20Rng::from_seed(seed))),
-            identity_verifier: Arc::new(MspVerifier),
-            process_collector: None,
-        }
+        Env { clock, network, storage, rng: Arc::new(Mutex::new(ChaCha20Rng::from_seed(seed))), process_collector: None }
     }
 
     /// The same environment reporting the process's metrics on `/metrics` (the real env: they
@@ -250,19 +239,6 @@ impl Env {
     /// The process metrics to register, if this env has them.
     pub fn process_collector(&self) -> Option<real::ProcessCollector> {
         self.process_collector
-    }
-
-    /// The same environment checking gossip identities and signatures with `verifier`. It must
-    /// give the answers [`MspVerifier`] gives: the simulator uses it to share one memo of
-    /// signatures already checked between all its peers, not to skip checks.
-    pub fn with_identity_verifier(mut self, verifier: Arc<dyn IdentityVerifier>) -> Env {
-        self.identity_verifier = verifier;
-        self
-    }
-
-    /// The verifier gossip's identity store is built with.
-    pub fn identity_verifier(&self) -> Arc<dyn IdentityVerifier> {
-        self.identity_verifier.clone()
     }
 
     /// A fresh random stream for one component, drawn from the env's seeded stream. Components

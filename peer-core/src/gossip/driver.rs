@@ -11,7 +11,6 @@
 //! probe, connect) whose results come back to it. It also keeps the operations view of the
 //! membership and the gossip metrics up to date.
 
-use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
 use prometheus_client::metrics::counter::Counter;
@@ -19,22 +18,24 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
-use tracing::{debug, info, warn};
+use tracing::{debug, warn};
 
 use prometheus_client::metrics::histogram::Histogram;
 use proto::common::Block;
 
-use super::comm::{Comm, CommEvent};
-use super::discovery::{self, Discovery, MemberInfo, Transmit};
+use super::comm::{Comm, CommConfig, CommEvent, CommMetrics};
+use super::discovery::{self, Discovery, DiscoveryConfig, MemberInfo, SelfInfo, Transmit};
+use super::identity::{Identities, IdentityVerifier};
+use super::instance::{ChannelSnapshot, Gossip, Output};
 use super::message::{BadMessage, SignedMessage};
-use super::publish::Leadership;
-use super::state::{BlockVerifier, ChannelInfo, GossipState, Member, StateEvent, state_response};
-use crate::channel::{AnchorPeer, ChannelConfig};
+use super::publish::{GossipBlockPublisher, Leadership};
+use super::state::{BlockVerifier, GossipState, StateConfig, StateEvent, state_response};
 use crate::channels::Channels;
-use crate::config::HostPort;
+use crate::config::{Config, HostPort};
 use crate::env::Env;
 use crate::metrics::default_histogram;
 use crate::msp::identity::PkiId;
+use crate::msp::{LocalMsp, Msp};
 
 /// Dials in flight at once; beyond this a transmit needing a new connection waits for the next
 /// round (the state machine retries on its own timers).
@@ -160,9 +161,8 @@ enum DialOutcome {
     Unreachable(PkiId),
 }
 
-/// The channel layer the driver runs next to membership.
-pub struct ChannelGossip {
-    pub state: GossipState,
+/// What the driver reads and writes for the channel layer.
+pub struct ChannelIo {
     pub channels: Arc<Channels>,
     /// Blocks the leader committed from the ordering service (see `publish.rs`).
     pub published: mpsc::Receiver<(String, Block)>,
@@ -172,6 +172,23 @@ pub struct ChannelGossip {
     pub leadership: Leadership,
     /// ...and the channels whose deliver client gave up (the election yields).
     pub yields: mpsc::UnboundedReceiver<String>,
+    /// Changes when a channel configuration is installed.
+    pub configs: watch::Receiver<u64>,
+}
+
+impl ChannelIo {
+    /// The joined channels with their heights and current configs.
+    fn snapshot(&self) -> Vec<ChannelSnapshot> {
+        self.channels
+            .ids()
+            .into_iter()
+            .filter_map(|id| {
+                let height = self.channels.ledger(&id)?.height();
+                let config = self.channels.config(&id)?;
+                Some(ChannelSnapshot { id, height, config })
+            })
+            .collect()
+    }
 }
 
 /// Verifies blocks from peers as Fabric's MCS does: the claimed number, then the channel's
@@ -189,229 +206,139 @@ impl BlockVerifier for ChannelsVerifier {
     }
 }
 
-/// Runs membership and the channel layer until `stop` turns true.
+/// Runs gossip until `stop` turns true.
 #[allow(clippy::too_many_arguments)]
 pub async fn drive(
     env: Env,
-    mut discovery: Discovery,
+    mut gossip: Gossip,
     comm: Comm,
     mut comm_events: mpsc::Receiver<CommEvent>,
     view: Arc<Mutex<View>>,
     metrics: GossipMetrics,
-    mut channel: ChannelGossip,
+    mut io: ChannelIo,
     mut stop: watch::Receiver<bool>,
 ) {
     let (dial_tx, mut dial_rx) = mpsc::channel::<DialOutcome>(MAX_DIALS);
     let mut dials: JoinSet<()> = JoinSet::new();
-    let mut anchors = AnchorTracker::default();
-    loop {
-        anchors.learn(&env, &channel.channels, &mut discovery);
-        let members = carry_out(&mut discovery, &comm, &dial_tx, &mut dials, &view, &metrics);
-        sync_state(&env, &mut channel, members);
-        carry_out_state(&env, &mut channel, &comm, &dial_tx, &mut dials, &metrics);
-        let deadline = discovery.poll_timeout().min(channel.state.poll_timeout());
-        let sleep = env.clock.sleep_until(deadline);
-        tokio::select! {
-            biased;
-            _ = stop.wait_for(|stop| *stop) => break,
-            event = comm_events.recv() => {
-                let Some(event) = event else { break };
-                let now = env.clock.now();
-                match event {
-                    CommEvent::Message { from, message } if message.is_channel_message() => {
-                        if let Err(error) = channel.state.handle_message(now, from, message)
-                            && error != BadMessage::Stale
-                        {
-                            metrics.bad(&error);
-                            debug!(target: "gossip.channel", func = "HandleMessage", "rejected a message from {from}: {error}");
+    'run: loop {
+        let snapshot = io.snapshot();
+        gossip.handle_channels(env.clock.now(), &snapshot);
+        carry_out(&env, &mut gossip, &mut io, &comm, &dial_tx, &mut dials, &metrics);
+        record(&mut gossip, &snapshot, &view, &metrics);
+        let mut sleep = env.clock.sleep_until(gossip.poll_timeout());
+        // Waits for the next input; a configuration change only adds organizations to the
+        // identity store (before any later handshake or message is checked) and waits on.
+        loop {
+            tokio::select! {
+                biased;
+                _ = stop.wait_for(|stop| *stop) => break 'run,
+                Ok(()) = io.configs.changed() => {
+                    gossip.handle_channel_orgs(&io.snapshot());
+                    continue;
+                }
+                event = comm_events.recv() => {
+                    let Some(event) = event else { break 'run };
+                    let now = env.clock.now();
+                    match event {
+                        CommEvent::Message { from, message } => {
+                            // Duplicates are normal in epidemic gossip; only real rejections count.
+                            if let Err(error) = gossip.handle_message(now, from, message)
+                                && error != BadMessage::Stale
+                            {
+                                metrics.bad(&error);
+                            }
                         }
+                        CommEvent::PresumedDead { pki_id } => gossip.handle_presumed_dead(now, pki_id),
+                        CommEvent::Rejected { error, .. } => metrics.bad(&error),
+                        CommEvent::ConnectionUp { .. } | CommEvent::ConnectionDown { .. } => {}
                     }
-                    CommEvent::Message { from, message } => {
-                        // Duplicates are normal in epidemic gossip; only real rejections count.
-                        if let Err(error) = discovery.handle_message(now, from, message)
-                            && error != BadMessage::Stale
-                        {
-                            metrics.bad(&error);
-                            debug!(target: "gossip.discovery", func = "handleMsgFromComm", "rejected a message from {from}: {error}");
-                        }
+                }
+                Some((id, block)) = io.published.recv() => {
+                    gossip.handle_local_block(env.clock.now(), &id, &block);
+                }
+                Some(id) = io.yields.recv() => {
+                    gossip.handle_yield(env.clock.now(), &id);
+                }
+                Some(outcome) = dial_rx.recv() => {
+                    let now = env.clock.now();
+                    match outcome {
+                        DialOutcome::Contact(endpoint, result) => gossip.handle_dial_result(now, &endpoint, result),
+                        DialOutcome::Unreachable(pki_id) => gossip.handle_presumed_dead(now, pki_id),
                     }
-                    CommEvent::PresumedDead { pki_id } => discovery.handle_presumed_dead(now, pki_id),
-                    CommEvent::Rejected { error, .. } => metrics.bad(&error),
-                    CommEvent::ConnectionUp { .. } | CommEvent::ConnectionDown { .. } => {}
                 }
+                Some(_) = dials.join_next(), if !dials.is_empty() => {}
+                _ = &mut sleep => gossip.handle_timeout(env.clock.now()),
             }
-            Some((id, block)) = channel.published.recv() => {
-                channel.state.handle_local_block(env.clock.now(), &id, &block);
-            }
-            Some(id) = channel.yields.recv() => {
-                channel.state.handle_yield(env.clock.now(), &id);
-            }
-            Some(outcome) = dial_rx.recv() => {
-                let now = env.clock.now();
-                match outcome {
-                    DialOutcome::Contact(endpoint, result) => discovery.handle_dial_result(now, &endpoint, result),
-                    DialOutcome::Unreachable(pki_id) => discovery.handle_presumed_dead(now, pki_id),
-                }
-            }
-            Some(_) = dials.join_next(), if !dials.is_empty() => {}
-            _ = sleep => {
-                let now = env.clock.now();
-                if now >= discovery.poll_timeout() {
-                    discovery.handle_timeout(now);
-                }
-                if now >= channel.state.poll_timeout() {
-                    channel.state.handle_timeout(now);
-                }
-            }
+            break;
         }
     }
     dials.shutdown().await;
     comm.stop();
 }
 
-/// The anchor peers each joined channel's config names, as last learned: a channel's first
-/// config, and every later one whose orgs or anchor peers differ, is learned from (Fabric's
-/// `updateAnchors`, then `learnAnchorPeers` per org).
-#[derive(Default)]
-struct AnchorTracker {
-    /// Per channel: the config last looked at, and the anchors learned from it.
-    seen: BTreeMap<String, (Arc<ChannelConfig>, AnchorsByOrg)>,
-}
-
-/// A channel's application orgs (MSP IDs) and their anchor peers.
-type AnchorsByOrg = BTreeMap<String, Vec<AnchorPeer>>;
-
-impl AnchorTracker {
-    fn learn(&mut self, env: &Env, channels: &Channels, discovery: &mut Discovery) {
-        for id in channels.ids() {
-            let Some(config) = channels.config(&id) else { continue };
-            if self.seen.get(&id).is_some_and(|(seen, _)| Arc::ptr_eq(seen, &config)) {
-                continue;
-            }
-            let orgs: AnchorsByOrg = config.application.orgs.values().map(|org| (org.msp_id.clone(), org.anchor_peers.clone())).collect();
-            let changed = self.seen.get(&id).is_none_or(|(_, learned)| *learned != orgs);
-            if changed {
-                let mut contacts = Vec::new();
-                for (org, anchors) in &orgs {
-                    if anchors.is_empty() {
-                        info!(target: "gossip.gossip", func = "learnAnchorPeers", "No configured anchor peers of {org} for channel {id} to learn about");
-                        continue;
-                    }
-                    let shown: Vec<String> = anchors.iter().map(|a| format!("{{{} {}}}", a.host, a.port)).collect();
-                    info!(target: "gossip.gossip", func = "learnAnchorPeers", "Learning about the configured anchor peers of {org} for channel {id}: [{}]", shown.join(" "));
-                    for anchor in anchors {
-                        match discovery::anchor_skip(discovery.me(), &id, org, &anchor.host, anchor.port) {
-                            Some((tracing::Level::WARN, line)) => warn!(target: "gossip.gossip", func = "learnAnchorPeers", "{line}"),
-                            Some((_, line)) => info!(target: "gossip.gossip", func = "learnAnchorPeers", "{line}"),
-                            None => contacts.push((HostPort::new(anchor.host.clone(), anchor.port).to_string(), org.clone())),
-                        }
-                    }
-                }
-                discovery.learn_anchors(env.clock.now(), &contacts);
-            }
-            self.seen.insert(id, (config, orgs));
-        }
-    }
-}
-
-/// Tells the channel layer the joined channels (with heights and orgs) and the alive members.
-fn sync_state(env: &Env, channel: &mut ChannelGossip, members: Vec<MemberInfo>) {
-    let infos: Vec<ChannelInfo> = channel
-        .channels
-        .ids()
-        .into_iter()
-        .filter_map(|id| {
-            let height = channel.channels.ledger(&id)?.height();
-            let orgs = channel.channels.config(&id)?.msps().keys().cloned().collect();
-            Some(ChannelInfo { id, height, orgs })
-        })
-        .collect();
-    channel.state.handle_channels(env.clock.now(), infos);
-    let my_org = channel.state_org();
-    let alive: Vec<Member> = members
-        .into_iter()
-        .filter(|m| m.alive)
-        .map(|m| {
-            let endpoint =
-                if m.org == my_org && !m.internal_endpoint.is_empty() { m.internal_endpoint.clone() } else { m.endpoint.clone() };
-            Member { pki_id: m.pki_id, has_external_endpoint: !m.endpoint.is_empty(), org: m.org, endpoint }
-        })
-        .collect();
-    channel.state.handle_membership(alive);
-}
-
-impl ChannelGossip {
-    fn state_org(&self) -> String {
-        self.state.org().to_string()
-    }
-}
-
-/// Carries out the channel layer's outputs: transmits, commits, state responses, events.
-fn carry_out_state(
+/// Carries out every output of the state machine, in its order.
+fn carry_out(
     env: &Env,
-    channel: &mut ChannelGossip,
+    gossip: &mut Gossip,
+    io: &mut ChannelIo,
     comm: &Comm,
     dial_tx: &mpsc::Sender<DialOutcome>,
     dials: &mut JoinSet<()>,
     metrics: &GossipMetrics,
 ) {
-    loop {
-        let mut progressed = false;
-        while let Some((id, block)) = channel.state.poll_commit() {
-            progressed = true;
-            let started = env.clock.now();
-            let result = channel.channels.append(&id, &block).map_err(|e| e.to_string());
-            let now = env.clock.now();
-            match &result {
-                Ok(()) => {
-                    let seconds = now.saturating_duration_since(started).as_secs_f64();
-                    metrics.commit_duration.get_or_create(&channel_label(&id)).observe(seconds);
+    while let Some(output) = gossip.poll_output() {
+        match output {
+            Output::Transmit(transmit) => transmit_one(comm, dial_tx, dials, transmit),
+            Output::Commit { channel: id, block } => {
+                let started = env.clock.now();
+                let result = io.channels.append(&id, &block).map_err(|e| e.to_string());
+                let now = env.clock.now();
+                match &result {
+                    Ok(()) => {
+                        let seconds = now.saturating_duration_since(started).as_secs_f64();
+                        metrics.commit_duration.get_or_create(&channel_label(&id)).observe(seconds);
+                    }
+                    Err(err) => {
+                        tracing::error!(target: "gossip.state", func = "commitBlock", "Got error while committing({err})");
+                    }
                 }
-                Err(err) => {
-                    tracing::error!(target: "gossip.state", func = "commitBlock", "Got error while committing({err})");
-                }
+                let height = io.channels.ledger(&id).map_or(0, |l| l.height());
+                metrics.state_height.get_or_create(&channel_label(&id)).set(i64::try_from(height).unwrap_or(i64::MAX));
+                gossip.handle_committed(now, &id, result.map(|()| height));
             }
-            let height = channel.channels.ledger(&id).map_or(0, |l| l.height());
-            metrics.state_height.get_or_create(&channel_label(&id)).set(i64::try_from(height).unwrap_or(i64::MAX));
-            channel.state.handle_committed(now, &id, result.map(|()| height));
-            metrics.payload_buffer_size.get_or_create(&channel_label(&id)).set(channel.state.buffer_size(&id) as i64);
-        }
-        while let Some(serve) = channel.state.poll_serve() {
-            progressed = true;
-            let Some(ledger) = channel.channels.ledger(&serve.channel) else { continue };
-            let limit = channel.max_send_msg_size.saturating_sub(1024);
-            let response = state_response(&serve, ledger.height(), limit, |seq| ledger.block(seq).ok().flatten());
-            send(comm, dial_tx, dials, serve.to, serve.endpoint, response);
-        }
-        while let Some(transmit) = channel.state.poll_transmit() {
-            progressed = true;
-            if let Transmit::Send { to, endpoint, message } = transmit {
-                send(comm, dial_tx, dials, to, endpoint, message);
+            Output::Serve(serve) => {
+                let Some(ledger) = io.channels.ledger(&serve.channel) else { continue };
+                let limit = io.max_send_msg_size.saturating_sub(1024);
+                let response = state_response(&serve, ledger.height(), limit, |seq| ledger.block(seq).ok().flatten());
+                send(comm, dial_tx, dials, serve.to, serve.endpoint, response);
             }
-        }
-        while let Some(event) = channel.state.poll_event() {
-            match event {
-                StateEvent::InvalidBlock { channel: id, .. } => {
-                    metrics.invalid_blocks.get_or_create(&channel_label(&id)).inc();
-                }
-                StateEvent::Leadership { channel: id, leader } => {
-                    metrics.leader.get_or_create(&channel_label(&id)).set(i64::from(leader));
-                    channel.leadership.set(&id, leader);
-                }
-            };
-        }
-        for id in channel.channels.ids() {
-            metrics.payload_buffer_size.get_or_create(&channel_label(&id)).set(channel.state.buffer_size(&id) as i64);
-        }
-        if !progressed {
-            break;
+            Output::Channel(StateEvent::InvalidBlock { channel: id, .. }) => {
+                metrics.invalid_blocks.get_or_create(&channel_label(&id)).inc();
+            }
+            Output::Channel(StateEvent::Leadership { channel: id, leader }) => {
+                metrics.leader.get_or_create(&channel_label(&id)).set(i64::from(leader));
+                io.leadership.set(&id, leader);
+            }
         }
     }
-    // Fabric samples this every few seconds; here it is kept current (a read of the state machine).
-    for id in channel.channels.ids() {
-        let known = channel.state.peers_of_channel(&id).len();
-        metrics.total_peers_known.get_or_create(&channel_label(&id)).set(i64::try_from(known).unwrap_or(i64::MAX));
+}
+
+/// Keeps the operations view and the gauges current (reads of the state machine).
+fn record(gossip: &mut Gossip, channels: &[ChannelSnapshot], view: &Arc<Mutex<View>>, metrics: &GossipMetrics) {
+    let members = gossip.members();
+    if gossip.take_membership_changed() {
+        let alive = members.iter().filter(|m| m.alive).count() as i64;
+        metrics.members.get_or_create(&vec![("state".to_string(), "alive".to_string())]).set(alive);
+        metrics.members.get_or_create(&vec![("state".to_string(), "dead".to_string())]).set(members.len() as i64 - alive);
     }
+    for channel in channels {
+        let id = &channel.id;
+        metrics.payload_buffer_size.get_or_create(&channel_label(id)).set(gossip.buffer_size(id) as i64);
+        // Fabric samples this every few seconds; here it is kept current.
+        let known = gossip.peers_of_channel(id).len();
+        metrics.total_peers_known.get_or_create(&channel_label(id)).set(i64::try_from(known).unwrap_or(i64::MAX));
+    }
+    view.lock().unwrap_or_else(|p| p.into_inner()).members = members;
 }
 
 /// Sends on an existing connection, or dials first (bounded), as membership transmits.
@@ -438,58 +365,37 @@ fn send(comm: &Comm, dial_tx: &mpsc::Sender<DialOutcome>, dials: &mut JoinSet<()
     });
 }
 
-/// Drains the state machine's outputs: transmits go to comm, events to the view and metrics.
-fn carry_out(
-    discovery: &mut Discovery,
-    comm: &Comm,
-    dial_tx: &mpsc::Sender<DialOutcome>,
-    dials: &mut JoinSet<()>,
-    view: &Arc<Mutex<View>>,
-    metrics: &GossipMetrics,
-) -> Vec<MemberInfo> {
-    while let Some(transmit) = discovery.poll_transmit() {
-        match transmit {
-            Transmit::Send { to, endpoint, message } => send(comm, dial_tx, dials, to, endpoint, message),
-            Transmit::Contact { endpoint, org, message } => {
-                let Some(address) = parse_endpoint(&endpoint) else {
-                    let _ = dial_tx.try_send(DialOutcome::Contact(endpoint.clone(), Err(format!("{endpoint} is not host:port"))));
-                    continue;
-                };
-                let (comm, tx) = (comm.clone(), dial_tx.clone());
-                dials.spawn(async move {
-                    let result = contact(&comm, &address, &org, message).await;
-                    let _ = tx.send(DialOutcome::Contact(endpoint, result)).await;
-                });
-            }
-            Transmit::ProbeDead { to, endpoint, message } => {
-                let Some(address) = parse_endpoint(&endpoint) else { continue };
-                if dials.len() >= MAX_DIALS {
-                    continue;
-                }
-                let comm = comm.clone();
-                dials.spawn(async move {
-                    if comm.probe(&address).await.is_ok()
-                        && let Ok(pki_id) = comm.connect(&address, Some(to)).await
-                    {
-                        comm.send(&pki_id, message);
-                    }
-                });
-            }
-            Transmit::Close { to } => comm.close(&to),
+/// Carries out one transmit: a send (dialing first if needed), a contact, a probe or a close.
+fn transmit_one(comm: &Comm, dial_tx: &mpsc::Sender<DialOutcome>, dials: &mut JoinSet<()>, transmit: Transmit) {
+    match transmit {
+        Transmit::Send { to, endpoint, message } => send(comm, dial_tx, dials, to, endpoint, message),
+        Transmit::Contact { endpoint, org, message } => {
+            let Some(address) = parse_endpoint(&endpoint) else {
+                let _ = dial_tx.try_send(DialOutcome::Contact(endpoint.clone(), Err(format!("{endpoint} is not host:port"))));
+                return;
+            };
+            let (comm, tx) = (comm.clone(), dial_tx.clone());
+            dials.spawn(async move {
+                let result = contact(&comm, &address, &org, message).await;
+                let _ = tx.send(DialOutcome::Contact(endpoint, result)).await;
+            });
         }
+        Transmit::ProbeDead { to, endpoint, message } => {
+            let Some(address) = parse_endpoint(&endpoint) else { return };
+            if dials.len() >= MAX_DIALS {
+                return;
+            }
+            let comm = comm.clone();
+            dials.spawn(async move {
+                if comm.probe(&address).await.is_ok()
+                    && let Ok(pki_id) = comm.connect(&address, Some(to)).await
+                {
+                    comm.send(&pki_id, message);
+                }
+            });
+        }
+        Transmit::Close { to } => comm.close(&to),
     }
-    let mut changed = false;
-    while discovery.poll_event().is_some() {
-        changed = true;
-    }
-    let members = discovery.members();
-    if changed {
-        let alive = members.iter().filter(|m| m.alive).count() as i64;
-        metrics.members.get_or_create(&vec![("state".to_string(), "alive".to_string())]).set(alive);
-        metrics.members.get_or_create(&vec![("state".to_string(), "dead".to_string())]).set(members.len() as i64 - alive);
-    }
-    view.lock().unwrap_or_else(|p| p.into_inner()).members = members.clone();
-    members
 }
 
 /// Handshake, org check, connect, send the membership request.
@@ -516,4 +422,118 @@ fn parse_endpoint(endpoint: &str) -> Option<HostPort> {
             None
         }
     }
+}
+
+/// What gossip starts from.
+pub struct GossipSetup {
+    pub config: Arc<Config>,
+    pub msp: LocalMsp,
+    /// The MSPs of `peer.gossip.trustedMSPs`; the joined channels' orgs are learned from `channels`.
+    pub trusted_msps: Vec<Msp>,
+    /// How identities and signatures are checked ([`super::identity::MspVerifier`] on a real
+    /// peer; the simulator shares one memo of checked signatures between its peers).
+    pub verifier: Arc<dyn IdentityVerifier>,
+    /// The endpoint the peer is reached at inside its org (`peer.gossip.endpoint`, else the peer
+    /// address) and outside it (`peer.gossip.externalEndpoint`, empty if none).
+    pub internal_endpoint: HostPort,
+    pub external_endpoint: String,
+    pub channels: Arc<Channels>,
+    /// Where `/membership` reads the view from (created before the operations server starts).
+    pub view: Arc<Mutex<View>>,
+    pub metrics: GossipMetrics,
+    pub comm_metrics: CommMetrics,
+    pub stop: watch::Receiver<bool>,
+}
+
+/// A started gossip: what the rest of the peer uses it through.
+pub struct GossipHandle {
+    /// Serves `gossip.Gossip` on the peer port.
+    pub comm: Comm,
+    /// Gossips blocks this peer committed from the ordering service.
+    pub publisher: GossipBlockPublisher,
+    /// The elections' outcomes per channel, for the deliver client.
+    pub leadership: Leadership,
+    view: Arc<Mutex<View>>,
+}
+
+impl GossipHandle {
+    /// The membership as this peer sees it.
+    pub fn view(&self) -> View {
+        self.view.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+}
+
+/// Starts gossip: comm, membership (bootstrap peers, anchors of trusted orgs and of joined
+/// channels), the channel layer, and the driver task (in `tasks`, until `setup.stop`). Outbound
+/// contacts start at once; inbound streams arrive once the caller serves [`GossipHandle::comm`].
+pub fn start(env: &Env, setup: GossipSetup, tasks: &mut JoinSet<()>) -> GossipHandle {
+    let GossipSetup {
+        config,
+        msp,
+        trusted_msps,
+        verifier,
+        internal_endpoint,
+        external_endpoint,
+        channels,
+        view,
+        metrics,
+        comm_metrics,
+        stop,
+    } = setup;
+    let identities = Arc::new(Mutex::new(Identities::with_verifier(&msp, trusted_msps, verifier)));
+    let signer = Arc::new(msp.clone());
+    let (comm, comm_events) =
+        Comm::with_metrics(env.clone(), signer.clone(), identities.clone(), CommConfig::from_config(&config), comm_metrics);
+    let me = SelfInfo {
+        pki_id: msp.pki_id(),
+        org: msp.msp.id.clone(),
+        external_endpoint: external_endpoint.clone(),
+        internal_endpoint: internal_endpoint.to_string(),
+    };
+    let bootstrap: Vec<String> = config.gossip.bootstrap.iter().map(ToString::to_string).collect();
+    let bootstrap = discovery::bootstrap_without_self(&bootstrap, &me.internal_endpoint, &me.external_endpoint);
+    let anchors: Vec<(String, String)> =
+        config.gossip.trusted_msps.iter().flat_map(|org| org.anchor_peers.iter().map(|a| (a.to_string(), org.id.clone()))).collect();
+    let discovery = Discovery::new(
+        DiscoveryConfig::from_config(&config.gossip, bootstrap, anchors),
+        me.clone(),
+        signer.clone(),
+        identities.clone(),
+        env.fork_rng(),
+        env.clock.now(),
+        env.clock.wall_clock(),
+    );
+    *view.lock().unwrap_or_else(|p| p.into_inner()) = View {
+        pki_id: me.pki_id.to_string(),
+        org: me.org.clone(),
+        endpoint: me.external_endpoint.clone(),
+        internal_endpoint: me.internal_endpoint.clone(),
+        inc_num: discovery.inc_num(),
+        members: Vec::new(),
+    };
+    let (publisher, published) = GossipBlockPublisher::new();
+    let (leadership, yields) = Leadership::new();
+    let state = GossipState::new(
+        StateConfig::from_config(&config),
+        signer,
+        identities.clone(),
+        Box::new(ChannelsVerifier(channels.clone())),
+        env.fork_rng(),
+        env.clock.now(),
+        env.clock.wall_clock(),
+    );
+    let mut gossip = Gossip::new(discovery, state, identities);
+    let configs = channels.subscribe_configs();
+    let io = ChannelIo {
+        channels,
+        published,
+        max_send_msg_size: config.peer.max_send_msg_size,
+        leadership: leadership.clone(),
+        yields,
+        configs,
+    };
+    // The joined channels' orgs are known before any identity is checked.
+    gossip.handle_channel_orgs(&io.snapshot());
+    tasks.spawn(drive(env.clone(), gossip, comm.clone(), comm_events, view.clone(), metrics, io, stop));
+    GossipHandle { comm, publisher, leadership, view }
 }

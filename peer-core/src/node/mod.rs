@@ -22,12 +22,10 @@ use crate::blocks::deliverclient::{DeliverClient, DeliverClientConfig};
 use crate::channels::Channels;
 use crate::config::{Config, HostPort, MetricsProvider};
 use crate::env::Env;
-use crate::gossip::comm::{Comm, CommConfig};
-use crate::gossip::discovery::{self, Discovery, DiscoveryConfig, SelfInfo};
-use crate::gossip::driver::{self, View};
-use crate::gossip::identity::Identities;
+use crate::gossip::driver::View;
+use crate::gossip::identity::IdentityVerifier;
 use crate::gossip::publish::{GossipBlockPublisher, Leadership};
-use crate::gossip::state::{GossipState, StateConfig};
+use crate::gossip::{self, GossipHandle, GossipSetup};
 use crate::ledger::{LedgerError, LedgerMgr};
 use crate::metadata;
 use crate::msp::LocalMsp;
@@ -57,6 +55,9 @@ pub struct Setup {
     pub log_control: Arc<dyn LogControl>,
     /// The MSPs of `peer.gossip.trustedMSPs`, loaded (other organizations this peer gossips with).
     pub trusted_msps: Vec<crate::msp::Msp>,
+    /// How gossip checks identities and signatures: `gossip::identity::MspVerifier` unless the host says
+    /// otherwise (the simulator shares one memo of checked signatures between its peers).
+    pub identity_verifier: Arc<dyn IdentityVerifier>,
     /// Who holds the data-directory lock, shown to anyone who finds it taken (e.g. `pid 4242`).
     pub holder: String,
     /// The process's open-file limit (soft `RLIMIT_NOFILE`), read by the CLI; the peer port's
@@ -117,7 +118,7 @@ fn bind_error(address: &HostPort, err: &std::io::Error) -> String {
 
 /// Starts a peer. Every listener is bound and every service registered before this returns.
 pub async fn start(env: Env, setup: Setup) -> Result<RunningNode, StartError> {
-    let Setup { config, msp, log_control, trusted_msps, holder, open_file_limit } = setup;
+    let Setup { config, msp, log_control, trusted_msps, identity_verifier, holder, open_file_limit } = setup;
     info!(target: "nodeCmd", func = "serve", "Starting {}", metadata::version_block("peer").trim_end());
     refuse_unsupported(&config)?;
 
@@ -186,9 +187,7 @@ pub async fn start(env: Env, setup: Setup) -> Result<RunningNode, StartError> {
     for (channel, err) in ledger.channel_errors() {
         error!(target: "peer", func = "Initialize", "Failed to load ledger {channel}({err})");
     }
-    // The joined channels' organizations become known to gossip's identity store.
-    let identities = Arc::new(Mutex::new(Identities::with_verifier(&msp, trusted_msps, env.identity_verifier())));
-    let channels = Arc::new(Channels::open_with_metrics(ledger, identities.clone(), peer_metrics.ledger.clone(), env.clock.clone())?);
+    let channels = Arc::new(Channels::open_with_metrics(ledger, peer_metrics.ledger.clone(), env.clock.clone())?);
 
     // Step 24: bind the peer port now; it is served only at the end.
     let peer_listener = env
@@ -212,66 +211,24 @@ pub async fn start(env: Env, setup: Setup) -> Result<RunningNode, StartError> {
     if config.gossip.external_endpoint.is_none() {
         warn!(target: "gossip.gossip", func = "New", "External endpoint is empty, peer will not be accessible outside of its organization");
     }
-    let signer = Arc::new(msp.clone());
-    let (comm, comm_events) =
-        Comm::with_metrics(env.clone(), signer.clone(), identities.clone(), CommConfig::from_config(&config), peer_metrics.comm.clone());
-    let me = SelfInfo {
-        pki_id: msp.pki_id(),
-        org: msp.msp.id.clone(),
-        external_endpoint: external.clone(),
-        internal_endpoint: internal_endpoint.to_string(),
-    };
-    let bootstrap: Vec<String> = config.gossip.bootstrap.iter().map(ToString::to_string).collect();
-    let bootstrap = discovery::bootstrap_without_self(&bootstrap, &me.internal_endpoint, &me.external_endpoint);
-    let anchors: Vec<(String, String)> =
-        config.gossip.trusted_msps.iter().flat_map(|org| org.anchor_peers.iter().map(|a| (a.to_string(), org.id.clone()))).collect();
-    let identities_for_state = identities.clone();
-    let discovery = Discovery::new(
-        DiscoveryConfig::from_config(&config.gossip, bootstrap, anchors),
-        me.clone(),
-        signer,
-        identities,
-        env.fork_rng(),
-        env.clock.now(),
-        env.clock.wall_clock(),
+    let gossip = gossip::start(
+        &env,
+        GossipSetup {
+            config: Arc::new(config.clone()),
+            msp: msp.clone(),
+            trusted_msps,
+            verifier: identity_verifier,
+            internal_endpoint: internal_endpoint.clone(),
+            external_endpoint: external,
+            channels: channels.clone(),
+            view: gossip_view.clone(),
+            metrics: peer_metrics.gossip.clone(),
+            comm_metrics: peer_metrics.comm.clone(),
+            stop: stop_rx.clone(),
+        },
+        &mut tasks,
     );
-    *gossip_view.lock().unwrap_or_else(|p| p.into_inner()) = View {
-        pki_id: me.pki_id.to_string(),
-        org: me.org.clone(),
-        endpoint: me.external_endpoint.clone(),
-        internal_endpoint: me.internal_endpoint.clone(),
-        inc_num: discovery.inc_num(),
-        members: Vec::new(),
-    };
-    // Issue #8: the channel layer (blocks, StateInfo, state transfer) runs in the same driver.
-    let (gossip_publisher, published) = GossipBlockPublisher::new();
-    let (leadership, yields) = Leadership::new();
-    let channel_gossip = driver::ChannelGossip {
-        state: GossipState::new(
-            StateConfig::from_config(&config),
-            Arc::new(msp.clone()),
-            identities_for_state,
-            Box::new(driver::ChannelsVerifier(channels.clone())),
-            env.fork_rng(),
-            env.clock.now(),
-            env.clock.wall_clock(),
-        ),
-        channels: channels.clone(),
-        published,
-        max_send_msg_size: config.peer.max_send_msg_size,
-        leadership: leadership.clone(),
-        yields,
-    };
-    tasks.spawn(driver::drive(
-        env.clone(),
-        discovery,
-        comm.clone(),
-        comm_events,
-        gossip_view.clone(),
-        peer_metrics.gossip.clone(),
-        channel_gossip,
-        stop_rx.clone(),
-    ));
+    let GossipHandle { comm, publisher: gossip_publisher, leadership, .. } = gossip;
     info!(target: "gossip.gossip", func = "start", "Gossip instance {internal_endpoint} started");
 
     // Step 30: the chaincode server, with the standard gRPC health service.

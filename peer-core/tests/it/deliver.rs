@@ -122,6 +122,7 @@ impl Fixture {
         let config: Config = Config::from_yaml(&text, &sample.join("core.yaml"), &vars).unwrap().config;
         let msp = LocalMsp::load(&sample.join("msp"), "SampleOrg", None, june_2025()).unwrap();
         let setup = node::Setup {
+            identity_verifier: Arc::new(peer_core::gossip::identity::MspVerifier),
             config,
             msp,
             log_control: Arc::new(handle),

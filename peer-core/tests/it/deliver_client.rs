@@ -346,6 +346,7 @@ impl Peer {
         let config: Config = Config::from_yaml(&text, &sample.join("core.yaml"), &vars).unwrap().config;
         let msp = LocalMsp::load(&sample.join("msp"), "SampleOrg", None, june_2025()).unwrap();
         let setup = node::Setup {
+            identity_verifier: Arc::new(peer_core::gossip::identity::MspVerifier),
             config: config.clone(),
             msp: msp.clone(),
             log_control: Arc::new(handle),
@@ -477,8 +478,15 @@ async fn both_leader_settings_are_refused_at_start() {
     config.gossip.use_leader_election = true;
     let msp = LocalMsp::load(&sample.join("msp"), "SampleOrg", None, june_2025()).unwrap();
     let (_, handle) = logging::layer(&LoggingConfig::default(), Arc::new(june_2025), MemorySink::new().sink()).unwrap();
-    let setup =
-        node::Setup { config, msp, log_control: Arc::new(handle), trusted_msps: Vec::new(), holder: "test".into(), open_file_limit: None };
+    let setup = node::Setup {
+        identity_verifier: Arc::new(peer_core::gossip::identity::MspVerifier),
+        config,
+        msp,
+        log_control: Arc::new(handle),
+        trusted_msps: Vec::new(),
+        holder: "test".into(),
+        open_file_limit: None,
+    };
     let env = Env::new(Arc::new(ManualClock::default()), Arc::new(MemNetwork::default()), Arc::new(MemStorage::default()), [1; 32]);
     let err = node::start(env, setup).await.unwrap_err().to_string();
     assert!(err.contains("peer.gossip.orgLeader") && err.contains("peer.gossip.useLeaderElection"), "{err}");

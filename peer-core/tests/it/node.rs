@@ -43,7 +43,15 @@ pub fn setup(log_handle: logging::LoggingHandle, holder: &str) -> node::Setup {
         .with("CORE_PEER_GOSSIP_EXTERNALENDPOINT", "peer0.org1.example.com:7051");
     let config: Config = Config::from_yaml(&text, &sample.join("core.yaml"), &env).unwrap().config;
     let msp = LocalMsp::load(&sample.join("msp"), "SampleOrg", None, june_2025()).unwrap();
-    node::Setup { config, msp, log_control: Arc::new(log_handle), trusted_msps: Vec::new(), holder: holder.into(), open_file_limit: None }
+    node::Setup {
+        identity_verifier: Arc::new(peer_core::gossip::identity::MspVerifier),
+        config,
+        msp,
+        log_control: Arc::new(log_handle),
+        trusted_msps: Vec::new(),
+        holder: holder.into(),
+        open_file_limit: None,
+    }
 }
 
 async fn http_get(network: &MemNetwork, port: u16, path: &str) -> String {

@@ -1,0 +1,311 @@
+//! [`Gossip`]: every gossip decision of one peer in one sans-IO state machine.
+//!
+//! It owns membership ([`Discovery`]), the channel layer ([`GossipState`], with the leader
+//! elections), the anchor peers learned from channel configs, and the routing of inbound
+//! messages by content (membership messages to discovery; data, StateInfo, leadership and state
+//! transfer messages to the channel layer). Inputs arrive through `handle_*` with the caller's
+//! `now`; outputs leave through [`Gossip::poll_output`] in the order they must be carried out;
+//! [`Gossip::poll_timeout`] says when to call [`Gossip::handle_timeout`] next. Nothing here
+//! reads a clock, draws OS randomness or does I/O: the driver (`driver.rs`) does the I/O, the
+//! fuzz targets and the membership simulator drive the same type.
+//!
+//! # Output order
+//! Membership transmits come first; then the channel layer's outputs in rounds (every commit,
+//! every state response to serve, every transmit, every event) until a round produces nothing.
+//! A commit's result must be reported ([`Gossip::handle_committed`]) before the next poll, since
+//! it can produce more outputs in the same round.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+use proto::common::Block;
+use tracing::{debug, info, warn};
+
+use super::discovery::{self, Discovery, MemberInfo, Transmit};
+use super::identity::Identities;
+use super::message::{BadMessage, SignedMessage};
+use super::state::{ChannelInfo, GossipState, Member, Serve, StateEvent};
+use crate::channel::{AnchorPeer, ChannelConfig};
+use crate::config::HostPort;
+use crate::env::Instant;
+use crate::msp::identity::PkiId;
+
+/// One joined channel as the driver reads it from the ledger before each round of outputs.
+#[derive(Clone, Debug)]
+pub struct ChannelSnapshot {
+    pub id: String,
+    pub height: u64,
+    pub config: Arc<ChannelConfig>,
+}
+
+/// What the driver must carry out, in order.
+#[derive(Debug)]
+pub enum Output {
+    /// Send, contact, probe or close (see [`Transmit`]).
+    Transmit(Transmit),
+    /// Commit this block to the channel's ledger, then report with [`Gossip::handle_committed`].
+    Commit { channel: String, block: Block },
+    /// Answer a state request with blocks read from the ledger.
+    Serve(Serve),
+    /// A channel-layer event (leadership, an invalid block).
+    Channel(StateEvent),
+}
+
+/// Which of the channel layer's queues [`Gossip::poll_output`] drains next.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+enum Phase {
+    #[default]
+    Commits,
+    Serves,
+    Transmits,
+    Events,
+}
+
+/// One peer's gossip: membership, channels, anchors and routing.
+pub struct Gossip {
+    discovery: Discovery,
+    state: GossipState,
+    anchors: AnchorTracker,
+    /// The channel layer's queue being drained, and whether this round produced anything.
+    phase: Phase,
+    progressed: bool,
+    /// A membership change was seen since [`Gossip::take_membership_changed`].
+    membership_changed: bool,
+    /// The identity store (shared with comm, which authenticates handshakes against it), and the
+    /// channel config whose organizations were last added to it, per channel.
+    identities: Arc<Mutex<Identities>>,
+    orgs_seen: BTreeMap<String, Arc<ChannelConfig>>,
+}
+
+impl std::fmt::Debug for Gossip {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Gossip").field("me", self.discovery.me()).finish_non_exhaustive()
+    }
+}
+
+impl Gossip {
+    pub fn new(discovery: Discovery, state: GossipState, identities: Arc<Mutex<Identities>>) -> Gossip {
+        Gossip {
+            identities,
+            orgs_seen: BTreeMap::new(),
+            discovery,
+            state,
+            anchors: AnchorTracker::default(),
+            phase: Phase::Commits,
+            progressed: false,
+            membership_changed: false,
+        }
+    }
+
+    /// A message from an authenticated peer, routed by its content. Duplicates and stale
+    /// messages come back as [`BadMessage::Stale`] (normal in epidemic gossip).
+    pub fn handle_message(&mut self, now: Instant, from: PkiId, message: SignedMessage) -> Result<(), BadMessage> {
+        if message.is_channel_message() {
+            let result = self.state.handle_message(now, from, message);
+            if let Err(error) = &result
+                && *error != BadMessage::Stale
+            {
+                debug!(target: "gossip.channel", func = "HandleMessage", "rejected a message from {from}: {error}");
+            }
+            result
+        } else {
+            let result = self.discovery.handle_message(now, from, message);
+            if let Err(error) = &result
+                && *error != BadMessage::Stale
+            {
+                debug!(target: "gossip.discovery", func = "handleMsgFromComm", "rejected a message from {from}: {error}");
+            }
+            result
+        }
+    }
+
+    /// A member could not be reached (comm gave up on it, or a dial to it failed).
+    pub fn handle_presumed_dead(&mut self, now: Instant, pki_id: PkiId) {
+        self.discovery.handle_presumed_dead(now, pki_id);
+    }
+
+    /// How a [`Transmit::Contact`] ended.
+    pub fn handle_dial_result(&mut self, now: Instant, endpoint: &str, result: Result<PkiId, String>) {
+        self.discovery.handle_dial_result(now, endpoint, result);
+    }
+
+    /// A block this peer committed from the ordering service (it leads the channel).
+    pub fn handle_local_block(&mut self, now: Instant, channel: &str, block: &Block) {
+        self.state.handle_local_block(now, channel, block);
+    }
+
+    /// The deliver client of `channel` gave up on the orderers: the election yields.
+    pub fn handle_yield(&mut self, now: Instant, channel: &str) {
+        self.state.handle_yield(now, channel);
+    }
+
+    /// The joined channels, read before each round of outputs: anchor peers are learned from a
+    /// channel's first config and from every later one whose orgs or anchors differ; the channel
+    /// layer gets the heights and orgs, and the alive members.
+    pub fn handle_channels(&mut self, now: Instant, channels: &[ChannelSnapshot]) {
+        self.handle_channel_orgs(channels);
+        self.anchors.learn(now, channels, &mut self.discovery);
+        while self.discovery.poll_event().is_some() {
+            self.membership_changed = true;
+        }
+        let infos = channels
+            .iter()
+            .map(|c| ChannelInfo { id: c.id.clone(), height: c.height, orgs: c.config.msps().keys().cloned().collect() })
+            .collect();
+        self.state.handle_channels(now, infos);
+        let alive = self.alive_members();
+        self.state.handle_membership(alive);
+    }
+
+    /// Members of the joined channels' organizations become verifiable: each new config's MSPs
+    /// join the identity store (Fabric learns other orgs from channel configs). An MSP ID already
+    /// known keeps its first definition.
+    pub fn handle_channel_orgs(&mut self, channels: &[ChannelSnapshot]) {
+        for ChannelSnapshot { id, config, .. } in channels {
+            if self.orgs_seen.get(id).is_some_and(|seen| Arc::ptr_eq(seen, config)) {
+                continue;
+            }
+            self.identities.lock().unwrap_or_else(|p| p.into_inner()).add_msps(config.msps().values().cloned());
+            self.orgs_seen.insert(id.clone(), config.clone());
+        }
+    }
+
+    /// The result of an [`Output::Commit`]: the new height, or why the block was not committed.
+    pub fn handle_committed(&mut self, now: Instant, channel: &str, result: Result<u64, String>) {
+        self.state.handle_committed(now, channel, result);
+    }
+
+    /// Runs the timers due at `now`.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        if now >= self.discovery.poll_timeout() {
+            self.discovery.handle_timeout(now);
+        }
+        if now >= self.state.poll_timeout() {
+            self.state.handle_timeout(now);
+        }
+    }
+
+    /// The next thing to carry out (see the module doc for the order).
+    pub fn poll_output(&mut self) -> Option<Output> {
+        if let Some(transmit) = self.discovery.poll_transmit() {
+            return Some(Output::Transmit(transmit));
+        }
+        loop {
+            let output = match self.phase {
+                Phase::Commits => self.state.poll_commit().map(|(channel, block)| Output::Commit { channel, block }),
+                Phase::Serves => self.state.poll_serve().map(Output::Serve),
+                Phase::Transmits => self.state.poll_transmit().map(Output::Transmit),
+                Phase::Events => self.state.poll_event().map(Output::Channel),
+            };
+            if let Some(output) = output {
+                // Events alone do not start another round.
+                self.progressed |= self.phase != Phase::Events;
+                return Some(output);
+            }
+            self.phase = match self.phase {
+                Phase::Commits => Phase::Serves,
+                Phase::Serves => Phase::Transmits,
+                Phase::Transmits => Phase::Events,
+                Phase::Events => {
+                    self.phase = Phase::Commits;
+                    if !std::mem::take(&mut self.progressed) {
+                        return None;
+                    }
+                    Phase::Commits
+                }
+            };
+        }
+    }
+
+    /// When [`Gossip::handle_timeout`] is due next.
+    pub fn poll_timeout(&self) -> Instant {
+        self.discovery.poll_timeout().min(self.state.poll_timeout())
+    }
+
+    /// Whether membership changed (a member learned, dead, alive again or purged) since the last
+    /// call.
+    pub fn take_membership_changed(&mut self) -> bool {
+        std::mem::take(&mut self.membership_changed)
+    }
+
+    /// Every known member, alive or dead, by PKI-ID.
+    pub fn members(&self) -> Vec<MemberInfo> {
+        self.discovery.members()
+    }
+
+    /// This peer's incarnation number.
+    pub fn inc_num(&self) -> u64 {
+        self.discovery.inc_num()
+    }
+
+    /// Blocks waiting in `channel`'s payload buffer.
+    pub fn buffer_size(&self, channel: &str) -> usize {
+        self.state.buffer_size(channel)
+    }
+
+    /// The channel's peers this peer knows (alive, of the channel's orgs, with a StateInfo), with
+    /// their heights.
+    pub fn peers_of_channel(&self, channel: &str) -> Vec<(PkiId, u64)> {
+        self.state.peers_of_channel(channel)
+    }
+
+    /// Membership as the channel layer sees it: alive members, each with the endpoint to reach it
+    /// by (a member of our org by its internal endpoint when it has one, others by the external).
+    fn alive_members(&self) -> Vec<Member> {
+        let my_org = self.state.org();
+        self.discovery
+            .members()
+            .into_iter()
+            .filter(|m| m.alive)
+            .map(|m| {
+                let endpoint =
+                    if m.org == my_org && !m.internal_endpoint.is_empty() { m.internal_endpoint.clone() } else { m.endpoint.clone() };
+                Member { pki_id: m.pki_id, has_external_endpoint: !m.endpoint.is_empty(), org: m.org, endpoint }
+            })
+            .collect()
+    }
+}
+
+/// The anchor peers each joined channel's config names, as last learned: a channel's first
+/// config, and every later one whose orgs or anchor peers differ, is learned from (Fabric's
+/// `updateAnchors`, then `learnAnchorPeers` per org).
+#[derive(Default)]
+struct AnchorTracker {
+    /// Per channel: the config last looked at, and the anchors learned from it.
+    seen: BTreeMap<String, (Arc<ChannelConfig>, AnchorsByOrg)>,
+}
+
+/// A channel's application orgs (MSP IDs) and their anchor peers.
+type AnchorsByOrg = BTreeMap<String, Vec<AnchorPeer>>;
+
+impl AnchorTracker {
+    fn learn(&mut self, now: Instant, channels: &[ChannelSnapshot], discovery: &mut Discovery) {
+        for ChannelSnapshot { id, config, .. } in channels {
+            if self.seen.get(id).is_some_and(|(seen, _)| Arc::ptr_eq(seen, config)) {
+                continue;
+            }
+            let orgs: AnchorsByOrg = config.application.orgs.values().map(|org| (org.msp_id.clone(), org.anchor_peers.clone())).collect();
+            let changed = self.seen.get(id).is_none_or(|(_, learned)| *learned != orgs);
+            if changed {
+                let mut contacts = Vec::new();
+                for (org, anchors) in &orgs {
+                    if anchors.is_empty() {
+                        info!(target: "gossip.gossip", func = "learnAnchorPeers", "No configured anchor peers of {org} for channel {id} to learn about");
+                        continue;
+                    }
+                    let shown: Vec<String> = anchors.iter().map(|a| format!("{{{} {}}}", a.host, a.port)).collect();
+                    info!(target: "gossip.gossip", func = "learnAnchorPeers", "Learning about the configured anchor peers of {org} for channel {id}: [{}]", shown.join(" "));
+                    for anchor in anchors {
+                        match discovery::anchor_skip(discovery.me(), id, org, &anchor.host, anchor.port) {
+                            Some((tracing::Level::WARN, line)) => warn!(target: "gossip.gossip", func = "learnAnchorPeers", "{line}"),
+                            Some((_, line)) => info!(target: "gossip.gossip", func = "learnAnchorPeers", "{line}"),
+                            None => contacts.push((HostPort::new(anchor.host.clone(), anchor.port).to_string(), org.clone())),
+                        }
+                    }
+                }
+                discovery.learn_anchors(now, &contacts);
+            }
+            self.seen.insert(id.clone(), (config.clone(), orgs));
+        }
+    }
+}
