@@ -476,6 +476,9 @@ impl Harness {
                 Event::Purged { pki_id } => {
                     assert!(self.shadow.remove(&pki_id).is_some(), "purged a member that was not known: {pki_id}");
                 }
+                Event::Moved { pki_id } => {
+                    assert_eq!(self.shadow.get(&pki_id), Some(&true), "a member moved that was not alive: {pki_id}");
+                }
             }
         }
     }

@@ -780,7 +780,7 @@ impl Sim {
                         self.peers[peer as usize].shook_hands[member as usize / 64] &= !(1u64 << (member % 64));
                     }
                 }
-                Event::Learned { alive: false, .. } => {}
+                Event::Learned { alive: false, .. } | Event::Moved { .. } => {}
             }
         }
         self.reschedule(peer);

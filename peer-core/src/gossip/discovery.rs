@@ -123,6 +123,10 @@ pub enum Event {
     Dead {
         pki_id: PkiId,
     },
+    /// A member's endpoint or internal endpoint changed (a newer alive message says so).
+    Moved {
+        pki_id: PkiId,
+    },
     Purged {
         pki_id: PkiId,
     },
@@ -169,6 +173,18 @@ impl Record {
     /// The internal endpoint (empty if never learned).
     fn internal_endpoint(&self) -> String {
         self.internal_from.as_ref().and_then(SignedMessage::internal_endpoint).unwrap_or_default()
+    }
+
+    fn info(&self, pki_id: PkiId) -> MemberInfo {
+        MemberInfo {
+            pki_id,
+            org: self.org.to_string(),
+            endpoint: self.endpoint().to_string(),
+            internal_endpoint: self.internal_endpoint(),
+            inc_num: self.ts.0,
+            seq_num: self.ts.1,
+            alive: self.alive,
+        }
     }
 }
 
@@ -343,18 +359,12 @@ impl Discovery {
 
     /// Every member we know, alive or dead, in PKI-ID order.
     pub fn members(&self) -> Vec<MemberInfo> {
-        self.members
-            .iter()
-            .map(|(pki_id, r)| MemberInfo {
-                pki_id: *pki_id,
-                org: r.org.to_string(),
-                endpoint: r.endpoint().to_string(),
-                internal_endpoint: r.internal_endpoint(),
-                inc_num: r.ts.0,
-                seq_num: r.ts.1,
-                alive: r.alive,
-            })
-            .collect()
+        self.members.iter().map(|(pki_id, r)| r.info(*pki_id)).collect()
+    }
+
+    /// One member's last known state.
+    pub fn member(&self, pki_id: &PkiId) -> Option<MemberInfo> {
+        self.members.get(pki_id).map(|r| r.info(*pki_id))
     }
 
     /// Builds our alive message (the sequence number advances every time).
@@ -644,6 +654,7 @@ impl Discovery {
             }
             Some(record) if newer(ts, record.ts) => {
                 assert!(newer(ts, record.ts), "membership timestamps only move forward");
+                let endpoints_before = (record.endpoint().to_string(), record.internal_endpoint());
                 if message.internal_endpoint().is_some() {
                     record.internal_from = Some(message.clone());
                 }
@@ -655,10 +666,13 @@ impl Discovery {
                 record.ts = ts;
                 record.last_seen = now;
                 record.envelope = message.clone();
+                let moved = endpoints_before != (record.endpoint().to_string(), record.internal_endpoint());
                 if !record.alive {
                     record.alive = true;
                     info!(target: TARGET, func = "resurrectMember", "Member {pki_id} is alive again (incarnation {})", ts.0);
                     self.events.push_back(Event::Resurrected { pki_id });
+                } else if moved {
+                    self.events.push_back(Event::Moved { pki_id });
                 }
             }
             Some(_) => {}

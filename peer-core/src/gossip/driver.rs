@@ -223,8 +223,8 @@ pub async fn drive(
     'run: loop {
         let snapshot = io.snapshot();
         gossip.handle_channels(env.clock.now(), &snapshot);
-        carry_out(&env, &mut gossip, &mut io, &comm, &dial_tx, &mut dials, &metrics);
-        record(&mut gossip, &snapshot, &view, &metrics);
+        let membership_changed = carry_out(&env, &mut gossip, &mut io, &comm, &dial_tx, &mut dials, &metrics);
+        record(&gossip, &snapshot, membership_changed, &view, &metrics);
         let mut sleep = env.clock.sleep_until(gossip.poll_timeout());
         // Waits for the next input; a configuration change only adds organizations to the
         // identity store (before any later handshake or message is checked) and waits on.
@@ -276,7 +276,7 @@ pub async fn drive(
     comm.stop();
 }
 
-/// Carries out every output of the state machine, in its order.
+/// Carries out every output of the state machine, in its order. True if membership changed.
 fn carry_out(
     env: &Env,
     gossip: &mut Gossip,
@@ -285,9 +285,11 @@ fn carry_out(
     dial_tx: &mpsc::Sender<DialOutcome>,
     dials: &mut JoinSet<()>,
     metrics: &GossipMetrics,
-) {
+) -> bool {
+    let mut membership_changed = false;
     while let Some(output) = gossip.poll_output() {
         match output {
+            Output::Membership(_) => membership_changed = true,
             Output::Transmit(transmit) => transmit_one(comm, dial_tx, dials, transmit),
             Output::Commit { channel: id, block } => {
                 let started = env.clock.now();
@@ -321,12 +323,13 @@ fn carry_out(
             }
         }
     }
+    membership_changed
 }
 
 /// Keeps the operations view and the gauges current (reads of the state machine).
-fn record(gossip: &mut Gossip, channels: &[ChannelSnapshot], view: &Arc<Mutex<View>>, metrics: &GossipMetrics) {
+fn record(gossip: &Gossip, channels: &[ChannelSnapshot], membership_changed: bool, view: &Arc<Mutex<View>>, metrics: &GossipMetrics) {
     let members = gossip.members();
-    if gossip.take_membership_changed() {
+    if membership_changed {
         let alive = members.iter().filter(|m| m.alive).count() as i64;
         metrics.members.get_or_create(&vec![("state".to_string(), "alive".to_string())]).set(alive);
         metrics.members.get_or_create(&vec![("state".to_string(), "dead".to_string())]).set(members.len() as i64 - alive);

@@ -10,8 +10,10 @@
 //! fuzz targets and the membership simulator drive the same type.
 //!
 //! # Output order
-//! Membership transmits come first; then the channel layer's outputs in rounds (every commit,
-//! every state response to serve, every transmit, every event) until a round produces nothing.
+//! Membership changes come first (each is passed on to the channel layer as it leaves, so the
+//! channel layer's membership follows discovery's by deltas, never by recomputing it), then
+//! membership transmits, then the channel layer's outputs in rounds (every commit, every state
+//! response to serve, every transmit, every event) until a round produces nothing.
 //! A commit's result must be reported ([`Gossip::handle_committed`]) before the next poll, since
 //! it can produce more outputs in the same round.
 
@@ -21,7 +23,7 @@ use std::sync::{Arc, Mutex};
 use proto::common::Block;
 use tracing::{debug, info, warn};
 
-use super::discovery::{self, Discovery, MemberInfo, Transmit};
+use super::discovery::{self, Discovery, Event, MemberInfo, Transmit};
 use super::identity::Identities;
 use super::message::{BadMessage, SignedMessage};
 use super::state::{ChannelInfo, GossipState, Member, Serve, StateEvent};
@@ -49,6 +51,8 @@ pub enum Output {
     Serve(Serve),
     /// A channel-layer event (leadership, an invalid block).
     Channel(StateEvent),
+    /// A membership change (already passed on to the channel layer), for logs, metrics and views.
+    Membership(Event),
 }
 
 /// Which of the channel layer's queues [`Gossip::poll_output`] drains next.
@@ -69,8 +73,6 @@ pub struct Gossip {
     /// The channel layer's queue being drained, and whether this round produced anything.
     phase: Phase,
     progressed: bool,
-    /// A membership change was seen since [`Gossip::take_membership_changed`].
-    membership_changed: bool,
     /// The identity store (shared with comm, which authenticates handshakes against it), and the
     /// channel config whose organizations were last added to it, per channel.
     identities: Arc<Mutex<Identities>>,
@@ -93,7 +95,6 @@ impl Gossip {
             anchors: AnchorTracker::default(),
             phase: Phase::Commits,
             progressed: false,
-            membership_changed: false,
         }
     }
 
@@ -145,16 +146,33 @@ impl Gossip {
     pub fn handle_channels(&mut self, now: Instant, channels: &[ChannelSnapshot]) {
         self.handle_channel_orgs(channels);
         self.anchors.learn(now, channels, &mut self.discovery);
-        while self.discovery.poll_event().is_some() {
-            self.membership_changed = true;
-        }
         let infos = channels
             .iter()
             .map(|c| ChannelInfo { id: c.id.clone(), height: c.height, orgs: c.config.msps().keys().cloned().collect() })
             .collect();
         self.state.handle_channels(now, infos);
+    }
+
+    /// Tells the channel layer about one membership change.
+    fn pass_on(&mut self, event: &Event) {
+        match event {
+            Event::Learned { pki_id, alive: true, .. } | Event::Resurrected { pki_id } | Event::Moved { pki_id } => {
+                if let Some(info) = self.discovery.member(pki_id).filter(|m| m.alive) {
+                    let member = channel_member(info, self.state.org());
+                    self.state.handle_member_up(member);
+                }
+            }
+            Event::Learned { alive: false, .. } => {}
+            Event::Dead { pki_id } | Event::Purged { pki_id } => self.state.handle_member_down(pki_id),
+        }
+    }
+
+    /// The channel layer's membership is discovery's alive members (kept by the membership
+    /// changes passed on, never recomputed on the way).
+    pub fn check_invariants(&self) {
         let alive = self.alive_members();
-        self.state.handle_membership(alive);
+        let told: Vec<&Member> = self.state.members().collect();
+        assert!(told.iter().copied().eq(alive.iter()), "the channel layer's membership drifted from discovery's: {told:?} != {alive:?}");
     }
 
     /// Members of the joined channels' organizations become verifiable: each new config's MSPs
@@ -187,6 +205,10 @@ impl Gossip {
 
     /// The next thing to carry out (see the module doc for the order).
     pub fn poll_output(&mut self) -> Option<Output> {
+        if let Some(event) = self.discovery.poll_event() {
+            self.pass_on(&event);
+            return Some(Output::Membership(event));
+        }
         if let Some(transmit) = self.discovery.poll_transmit() {
             return Some(Output::Transmit(transmit));
         }
@@ -209,6 +231,9 @@ impl Gossip {
                 Phase::Events => {
                     self.phase = Phase::Commits;
                     if !std::mem::take(&mut self.progressed) {
+                        if cfg!(debug_assertions) {
+                            self.check_invariants();
+                        }
                         return None;
                     }
                     Phase::Commits
@@ -220,12 +245,6 @@ impl Gossip {
     /// When [`Gossip::handle_timeout`] is due next.
     pub fn poll_timeout(&self) -> Instant {
         self.discovery.poll_timeout().min(self.state.poll_timeout())
-    }
-
-    /// Whether membership changed (a member learned, dead, alive again or purged) since the last
-    /// call.
-    pub fn take_membership_changed(&mut self) -> bool {
-        std::mem::take(&mut self.membership_changed)
     }
 
     /// Every known member, alive or dead, by PKI-ID.
@@ -253,17 +272,15 @@ impl Gossip {
     /// by (a member of our org by its internal endpoint when it has one, others by the external).
     fn alive_members(&self) -> Vec<Member> {
         let my_org = self.state.org();
-        self.discovery
-            .members()
-            .into_iter()
-            .filter(|m| m.alive)
-            .map(|m| {
-                let endpoint =
-                    if m.org == my_org && !m.internal_endpoint.is_empty() { m.internal_endpoint.clone() } else { m.endpoint.clone() };
-                Member { pki_id: m.pki_id, has_external_endpoint: !m.endpoint.is_empty(), org: m.org, endpoint }
-            })
-            .collect()
+        self.discovery.members().into_iter().filter(|m| m.alive).map(|m| channel_member(m, my_org)).collect()
     }
+}
+
+/// A member as the channel layer sees it: a member of our org is reached by its internal
+/// endpoint when it has one, others by the external one.
+fn channel_member(info: MemberInfo, my_org: &str) -> Member {
+    let endpoint = if info.org == my_org && !info.internal_endpoint.is_empty() { info.internal_endpoint } else { info.endpoint.clone() };
+    Member { pki_id: info.pki_id, has_external_endpoint: !info.endpoint.is_empty(), org: info.org, endpoint }
 }
 
 /// The anchor peers each joined channel's config names, as last learned: a channel's first

@@ -212,7 +212,8 @@ pub struct GossipState {
     inc_num: u64,
     /// Sequence number of the last LeadershipMessage sent (Fabric's adapter counts from 1).
     leadership_seq: u64,
-    members: Vec<Member>,
+    /// The alive members, by PKI-ID.
+    members: BTreeMap<PkiId, Member>,
     channels: BTreeMap<String, ChannelState>,
     transmits: VecDeque<Transmit>,
     serves: VecDeque<Serve>,
@@ -309,7 +310,7 @@ impl GossipState {
             start: now,
             inc_num: nanos,
             leadership_seq: 0,
-            members: Vec::new(),
+            members: BTreeMap::new(),
             channels: BTreeMap::new(),
             transmits: VecDeque::new(),
             serves: VecDeque::new(),
@@ -376,7 +377,24 @@ impl GossipState {
 
     /// The alive members (with their organizations).
     pub fn handle_membership(&mut self, members: Vec<Member>) {
-        self.members = members;
+        self.members = members.into_iter().map(|m| (m.pki_id, m)).collect();
+        self.check_invariants();
+    }
+
+    /// The alive members as last told, by PKI-ID.
+    pub fn members(&self) -> impl Iterator<Item = &Member> {
+        self.members.values()
+    }
+
+    /// A member is alive (newly, again, or at a new endpoint).
+    pub fn handle_member_up(&mut self, member: Member) {
+        self.members.insert(member.pki_id, member);
+        self.check_invariants();
+    }
+
+    /// A member is dead or forgotten.
+    pub fn handle_member_down(&mut self, pki_id: &PkiId) {
+        self.members.remove(pki_id);
         self.check_invariants();
     }
 
@@ -520,7 +538,7 @@ impl GossipState {
     pub fn peers_of_channel(&self, channel: &str) -> Vec<(PkiId, u64)> {
         let Some(state) = self.channels.get(channel) else { return Vec::new() };
         self.members
-            .iter()
+            .values()
             .filter(|m| state.orgs.contains(&m.org))
             .filter_map(|m| state.peers.get(&m.pki_id).filter(|p| !p.left_channel).map(|p| (m.pki_id, p.height)))
             .collect()
@@ -634,7 +652,7 @@ impl GossipState {
     /// A pushed StateInfo: stored if newest, then forwarded once (not back to the sender).
     fn on_state_info(&mut self, now: Instant, from: PkiId, message: SignedMessage) -> Result<(), BadMessage> {
         let Some((channel, origin)) = self.accept_state_info(from, &message)? else { return Ok(()) };
-        let selector_all_orgs = self.members.iter().any(|m| m.pki_id == origin && m.has_external_endpoint);
+        let selector_all_orgs = self.members.get(&origin).is_some_and(|m| m.has_external_endpoint);
         self.push_state_info(&channel, message, selector_all_orgs, Some(from));
         let _ = now;
         Ok(())
@@ -691,7 +709,7 @@ impl GossipState {
         }
         state.next_pull = now + self.config.request_state_info_interval;
         let orgs = state.orgs.clone();
-        let candidates: Vec<Member> = self.members.iter().filter(|m| orgs.contains(&m.org)).cloned().collect();
+        let candidates: Vec<Member> = self.members.values().filter(|m| orgs.contains(&m.org)).cloned().collect();
         let request = GossipMessage {
             nonce: 0,
             channel: Vec::new(),
@@ -715,7 +733,7 @@ impl GossipState {
         if !self.sender_in_channel(&from, &channel) {
             return Ok(());
         }
-        let Some(requester) = self.members.iter().find(|m| m.pki_id == from).cloned() else {
+        let Some(requester) = self.members.get(&from).cloned() else {
             debug!(target: GOSSIP_CHANNEL, func = "handleMessage", "StateInfo pull request from {from}, which is not an alive member");
             return Ok(());
         };
@@ -728,7 +746,7 @@ impl GossipState {
             elements.push(own.envelope().clone());
         }
         for (origin, peer) in &state.peers {
-            let member = self.members.iter().find(|m| m.pki_id == *origin);
+            let member = self.members.get(origin);
             let discloseable = same_org || member.is_some_and(|m| m.org != self.my_org || m.has_external_endpoint);
             if discloseable {
                 elements.push(if same_org { peer.message.envelope().clone() } else { peer.message.without_secret().envelope().clone() });
@@ -763,7 +781,7 @@ impl GossipState {
                 warn!(target: GOSSIP_CHANNEL, func = "handleStateInfSnapshot", "Channel {channel} : StateInfo message has an invalid MAC, sent from {from}");
                 return Err(BadMessage::Unexpected("a StateInfoSnapshot element with a wrong channel MAC".into()));
             }
-            if !self.members.iter().any(|m| m.pki_id.0.as_slice() == info.pki_id.as_slice()) {
+            if !PkiId::from_slice(&info.pki_id).is_some_and(|pki_id| self.members.contains_key(&pki_id)) {
                 continue;
             }
             match self.accept_state_info(from, &element) {
@@ -814,7 +832,7 @@ impl GossipState {
         let Some(state) = self.channels.get(channel) else { return };
         let candidates: Vec<Member> = self
             .members
-            .iter()
+            .values()
             .filter(|m| if all_channel_orgs { state.orgs.contains(&m.org) } else { m.org == self.my_org })
             .filter(|m| Some(m.pki_id) != except)
             .cloned()
@@ -998,7 +1016,7 @@ impl GossipState {
             .peers_of_channel(channel)
             .into_iter()
             .filter(|(_, height)| *height >= transfer.next)
-            .filter_map(|(pki_id, _)| self.members.iter().find(|m| m.pki_id == pki_id).cloned())
+            .filter_map(|(pki_id, _)| self.members.get(&pki_id).cloned())
             .collect();
         if candidates.is_empty() {
             warn!(target: GOSSIP_STATE, func = "requestBlocksInRange", "Cannot send state request for blocks in range [{}...{}), due to there are no peers to ask for missing blocks from", transfer.prev, transfer.next);
@@ -1039,7 +1057,7 @@ impl GossipState {
         if self.serves.len() >= 100 {
             return Ok(());
         }
-        let endpoint = self.members.iter().find(|m| m.pki_id == from).map(|m| m.endpoint.clone()).unwrap_or_default();
+        let endpoint = self.members.get(&from).map(|m| m.endpoint.clone()).unwrap_or_default();
         self.serves.push_back(Serve {
             channel,
             to: from,
@@ -1127,7 +1145,7 @@ impl GossipState {
     fn channel_members(&self, channel: &str) -> Vec<Member> {
         let Some(state) = self.channels.get(channel) else { return Vec::new() };
         self.members
-            .iter()
+            .values()
             .filter(|m| state.orgs.contains(&m.org) && state.peers.get(&m.pki_id).is_some_and(|p| !p.left_channel))
             .cloned()
             .collect()
