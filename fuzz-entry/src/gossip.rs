@@ -13,13 +13,15 @@ use std::sync::{Arc, LazyLock, Mutex};
 use std::time::Duration;
 
 use arbitrary::{Arbitrary, Unstructured};
+use peer_core::channel::ChannelConfig;
 use peer_core::config::{Config, EnvVars};
 use peer_core::env::Instant;
 use peer_core::gossip::discovery::{Discovery, DiscoveryConfig, Event, SelfInfo, Transmit};
 use peer_core::gossip::driver::ChannelsVerifier;
 use peer_core::gossip::identity::Identities;
+use peer_core::gossip::instance::{ChannelSnapshot, Gossip, Output};
 use peer_core::gossip::message::{MAX_PAYLOAD_BYTES, SignedMessage, Signer, block_message_limit, empty_tag};
-use peer_core::gossip::state::{self, ChannelInfo, GossipState, Member as StateMember, StateConfig};
+use peer_core::gossip::state::{self, BlockVerifier, ChannelInfo, GossipState, Member as StateMember, StateConfig};
 use peer_core::msp::LocalMsp;
 use peer_core::msp::identity::PkiId;
 use prost::Message;
@@ -126,11 +128,14 @@ fn membership(from: PkiId, message: SignedMessage) -> Result<(), String> {
     let config = discovery_config(bootstrap, vec![("org2p0.ext:7051".into(), "Org2MSP".into())]);
     let rng = rand_chacha::ChaCha20Rng::seed_from_u64(3);
     let signer: Arc<dyn Signer> = Arc::new(world.peer.clone());
-    let mut discovery = Discovery::new(config, self_info(true), signer, identities, rng, Instant(0), june_2025());
-    let result = discovery.handle_message(Instant(1), from, message).map_err(|e| e.to_string());
-    while discovery.poll_transmit().is_some() {}
-    while discovery.poll_event().is_some() {}
-    discovery.check_invariants();
+    let discovery = Discovery::new(config, self_info(true), signer.clone(), identities.clone(), rng, Instant(0), june_2025());
+    let rng = rand_chacha::ChaCha20Rng::seed_from_u64(6);
+    let state =
+        GossipState::new(StateConfig::from_config(&SAMPLE), signer, identities.clone(), Box::new(NoBlocks), rng, Instant(0), june_2025());
+    let mut gossip = Gossip::new(discovery, state, identities);
+    let result = gossip.handle_message(Instant(1), from, message).map_err(|e| e.to_string());
+    while gossip.poll_output().is_some() {}
+    gossip.check_invariants();
     result
 }
 
@@ -279,7 +284,8 @@ const MAX_LIST: usize = 6;
 const MAX_TIMER_ROUNDS: usize = 64;
 
 struct Harness {
-    discovery: Discovery,
+    /// The peer's whole gossip state machine, joined to [`CHANNEL`] (height 1).
+    gossip: Gossip,
     me: PkiId,
     now: Instant,
     /// Nonces of membership requests we sent (bounded), for responses to answer.
@@ -348,10 +354,22 @@ impl Harness {
         let identities = identities_knowing(&[&world.org1_peer1, &world.org2_peer0]);
         let signer: Arc<dyn Signer> = Arc::new(world.peer.clone());
         let rng = rand_chacha::ChaCha20Rng::seed_from_u64(5);
-        let discovery = Discovery::new(config, self_info(external), signer, identities, rng, Instant(0), june_2025());
+        let discovery = Discovery::new(config, self_info(external), signer.clone(), identities.clone(), rng, Instant(0), june_2025());
+        let rng = rand_chacha::ChaCha20Rng::seed_from_u64(6);
+        let state = GossipState::new(
+            StateConfig::from_config(&SAMPLE),
+            signer,
+            identities.clone(),
+            Box::new(NoBlocks),
+            rng,
+            Instant(0),
+            june_2025(),
+        );
+        let mut gossip = Gossip::new(discovery, state, identities);
+        gossip.handle_channels(Instant(0), &[channel_snapshot()]);
         let orgs = signers.iter().map(|s| (s.pki_id(), s.msp.id.clone())).collect();
         Harness {
-            discovery,
+            gossip,
             me: world.peer.pki_id(),
             now: Instant(0),
             nonces: Vec::new(),
@@ -373,44 +391,43 @@ impl Harness {
         let now = self.now;
         match step {
             Step::Alive { via, alive: spec } => {
-                let _ = self.discovery.handle_message(now, self.via(*via), alive(spec));
+                let _ = self.gossip.handle_message(now, self.via(*via), alive(spec));
             }
             Step::Request { via, nonce, self_info } => {
                 let request = MembershipRequest { self_information: Some(alive(self_info).into_envelope()), known: Vec::new() };
                 let message = SignedMessage::noop_sign(empty_tag(Content::MemReq(request), u64::from(*nonce)));
-                let _ = self.discovery.handle_message(now, self.via(*via), message);
+                let _ = self.gossip.handle_message(now, self.via(*via), message);
             }
             Step::Response { via, nonce, alive: alive_list, dead } => {
                 let nonce = self.nonces.get(usize::from(*nonce)).copied().unwrap_or(u64::from(*nonce));
                 let envelopes = |list: &[AliveSpec]| list.iter().take(MAX_LIST).map(|spec| alive(spec).into_envelope()).collect();
                 let response = MembershipResponse { alive: envelopes(alive_list), dead: envelopes(dead) };
                 let message = SignedMessage::noop_sign(empty_tag(Content::MemRes(response), nonce));
-                let _ = self.discovery.handle_message(now, self.via(*via), message);
+                let _ = self.gossip.handle_message(now, self.via(*via), message);
             }
             Step::Raw { via, envelope } => {
                 if let Ok(envelope) = Envelope::decode(envelope.as_slice())
                     && let Ok(message) = SignedMessage::from_envelope(envelope)
-                    && !message.is_channel_message()
                 {
-                    let _ = self.discovery.handle_message(now, self.via(*via), message);
+                    let _ = self.gossip.handle_message(now, self.via(*via), message);
                 }
             }
             Step::Advance { millis } => {
                 let target = now + Duration::from_millis(u64::from(*millis));
                 for _ in 0..MAX_TIMER_ROUNDS {
-                    let deadline = self.discovery.poll_timeout();
+                    let deadline = self.gossip.poll_timeout();
                     if deadline > target {
                         break;
                     }
                     self.now = self.now.max(deadline);
-                    self.discovery.handle_timeout(self.now);
+                    self.gossip.handle_timeout(self.now);
                     self.drain();
                 }
                 self.now = target;
             }
             Step::Jump { minutes } => {
                 self.now = now + Duration::from_secs(60 * u64::from(*minutes));
-                self.discovery.handle_timeout(self.now);
+                self.gossip.handle_timeout(self.now);
             }
             Step::Dial { contact, ok } => {
                 let index = usize::from(*contact) % self.contacts.len();
@@ -418,15 +435,15 @@ impl Harness {
                 // The contacts are org1 peer1, org1 peer2 and org2 peer0.
                 let answered = signers()[[1, 2, 4][index]].pki_id();
                 let result = if *ok { Ok(answered) } else { Err("connection refused".to_string()) };
-                self.discovery.handle_dial_result(now, &endpoint, result);
+                self.gossip.handle_dial_result(now, &endpoint, result);
             }
             Step::PresumedDead { member } => {
-                let members = self.discovery.members();
+                let members = self.gossip.members();
                 let pki_id = match members.len() {
                     0 => self.via(*member),
                     n => members[usize::from(*member) % n].pki_id,
                 };
-                self.discovery.handle_presumed_dead(now, pki_id);
+                self.gossip.handle_presumed_dead(now, pki_id);
             }
         }
         self.drain();
@@ -435,7 +452,18 @@ impl Harness {
 
     /// Drains the outputs, checking each transmit and replaying events on the shadow view.
     fn drain(&mut self) {
-        while let Some(transmit) = self.discovery.poll_transmit() {
+        while let Some(output) = self.gossip.poll_output() {
+            let transmit = match output {
+                Output::Transmit(transmit) => transmit,
+                Output::Membership(event) => {
+                    self.follow(event);
+                    continue;
+                }
+                // No block passes `NoBlocks`, so nothing is committed; state requests are answered
+                // by the driver from the ledger (the channel-layer target covers that).
+                Output::Commit { .. } => panic!("a block was committed though no block verifies"),
+                Output::Serve(_) | Output::Channel(_) => continue,
+            };
             let (to, message) = match &transmit {
                 Transmit::Send { to, message, .. } | Transmit::ProbeDead { to, message, .. } => (Some(*to), Some(message)),
                 Transmit::Contact { message, org, .. } => {
@@ -462,31 +490,33 @@ impl Harness {
                 }
             }
         }
-        while let Some(event) = self.discovery.poll_event() {
-            match event {
-                Event::Learned { pki_id, alive, .. } => {
-                    assert!(self.shadow.insert(pki_id, alive).is_none(), "learned a member already known: {pki_id}");
-                }
-                Event::Dead { pki_id } => {
-                    assert_eq!(self.shadow.insert(pki_id, false), Some(true), "a member died that was not alive: {pki_id}");
-                }
-                Event::Resurrected { pki_id } => {
-                    assert_eq!(self.shadow.insert(pki_id, true), Some(false), "a member came back that was not dead: {pki_id}");
-                }
-                Event::Purged { pki_id } => {
-                    assert!(self.shadow.remove(&pki_id).is_some(), "purged a member that was not known: {pki_id}");
-                }
-                Event::Moved { pki_id } => {
-                    assert_eq!(self.shadow.get(&pki_id), Some(&true), "a member moved that was not alive: {pki_id}");
-                }
+    }
+
+    /// Replays a membership event on the shadow view.
+    fn follow(&mut self, event: Event) {
+        match event {
+            Event::Learned { pki_id, alive, .. } => {
+                assert!(self.shadow.insert(pki_id, alive).is_none(), "learned a member already known: {pki_id}");
+            }
+            Event::Dead { pki_id } => {
+                assert_eq!(self.shadow.insert(pki_id, false), Some(true), "a member died that was not alive: {pki_id}");
+            }
+            Event::Resurrected { pki_id } => {
+                assert_eq!(self.shadow.insert(pki_id, true), Some(false), "a member came back that was not dead: {pki_id}");
+            }
+            Event::Purged { pki_id } => {
+                assert!(self.shadow.remove(&pki_id).is_some(), "purged a member that was not known: {pki_id}");
+            }
+            Event::Moved { pki_id } => {
+                assert_eq!(self.shadow.get(&pki_id), Some(&true), "a member moved that was not alive: {pki_id}");
             }
         }
     }
 
     /// The invariants after each step.
     fn check(&mut self) {
-        self.discovery.check_invariants();
-        let members = self.discovery.members();
+        self.gossip.check_invariants();
+        let members = self.gossip.members();
         let view: BTreeMap<PkiId, bool> = members.iter().map(|m| (m.pki_id, m.alive)).collect();
         assert_eq!(view.len(), members.len(), "a member listed twice");
         assert!(!view.contains_key(&self.me), "we are a member of our own view");
@@ -507,6 +537,22 @@ impl Harness {
         // A member that was purged may come back with any timestamp later; forget it.
         self.timestamps = timestamps;
     }
+}
+
+/// Rejects every block: the stream target carries no blocks that could verify.
+struct NoBlocks;
+
+impl BlockVerifier for NoBlocks {
+    fn verify(&self, channel: &str, _seq: u64, _block: &proto::common::Block) -> Result<(), String> {
+        Err(format!("no block of channel [{channel}] verifies in this target"))
+    }
+}
+
+/// [`CHANNEL`] as the driver reads it: the world's genesis configuration at height 1.
+fn channel_snapshot() -> ChannelSnapshot {
+    static CONFIG: LazyLock<Arc<ChannelConfig>> =
+        LazyLock::new(|| Arc::new(ChannelConfig::from_block(&world().genesis).expect("the fixture genesis block has a config")));
+    ChannelSnapshot { id: CHANNEL.into(), height: 1, config: CONFIG.clone() }
 }
 
 /// No envelope in `message` (itself, or alive messages inside membership messages) carries a

@@ -2,8 +2,8 @@
 //! current configuration, joining new channels, verified appends, and the pre-reset gate.
 //!
 //! Whoever needs to act on new channels (the deliver client) follows [`Channels::subscribe_joined`];
-//! whoever needs every configuration change (gossip learns organizations and anchor peers from
-//! them) follows [`Channels::subscribe_configs`]. Heights and commit times go to the ledger
+//! gossip reads every channel's current configuration and height at each of its rounds (it
+//! learns organizations and anchor peers from them). Heights and commit times go to the ledger
 //! metrics. This module knows nothing above it (gossip, blocks, the services).
 
 use std::collections::BTreeMap;
@@ -48,8 +48,6 @@ pub struct Channels {
     pre_reset: Mutex<BTreeMap<String, u64>>,
     /// The joined channel IDs, sorted; a new value each time a channel is added.
     joined: watch::Sender<Vec<String>>,
-    /// Counts configurations installed (a channel joined or opened, or a config block appended).
-    configs_installed: watch::Sender<u64>,
     metrics: LedgerMetrics,
     /// Times commits for `metrics`.
     clock: Arc<dyn Clock>,
@@ -82,17 +80,7 @@ impl Channels {
             metrics.healed(&heal.channel);
         }
         let heals = std::sync::atomic::AtomicU64::new(ledger.healed().len() as u64);
-        let configs_installed = watch::Sender::new(0);
-        let channels = Channels {
-            ledger,
-            configs: Mutex::default(),
-            pre_reset: Mutex::new(pre_reset),
-            joined,
-            configs_installed,
-            metrics,
-            clock,
-            heals,
-        };
+        let channels = Channels { ledger, configs: Mutex::default(), pre_reset: Mutex::new(pre_reset), joined, metrics, clock, heals };
         for id in channels.ledger.active_channels() {
             let Some(ledger) = channels.ledger.channel(&id) else { continue };
             match latest_config(&ledger) {
@@ -120,12 +108,6 @@ impl Channels {
     /// already lists the channels opened at start.
     pub fn subscribe_joined(&self) -> watch::Receiver<Vec<String>> {
         self.joined.subscribe()
-    }
-
-    /// Changes whenever a configuration is installed: a channel opened or joined, or a config
-    /// block appended. Read the new configurations with [`Channels::config`].
-    pub fn subscribe_configs(&self) -> watch::Receiver<u64> {
-        self.configs_installed.subscribe()
     }
 
     /// Rebuilds the channels whose store failed while serving (see [`LedgerMgr::heal_failed`]),
@@ -237,7 +219,6 @@ impl Channels {
     fn install(&self, config: Arc<ChannelConfig>) {
         let id = config.channel_id.clone();
         let added = lock(&self.configs).insert(id.clone(), config).is_none();
-        self.configs_installed.send_modify(|count| *count += 1);
         if added {
             if let Some(ledger) = self.ledger.channel(&id) {
                 self.metrics.set_height(&id, ledger.height());

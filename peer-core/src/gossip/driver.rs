@@ -172,8 +172,6 @@ pub struct ChannelIo {
     pub leadership: Leadership,
     /// ...and the channels whose deliver client gave up (the election yields).
     pub yields: mpsc::UnboundedReceiver<String>,
-    /// Changes when a channel configuration is installed.
-    pub configs: watch::Receiver<u64>,
 }
 
 impl ChannelIo {
@@ -220,24 +218,18 @@ pub async fn drive(
 ) {
     let (dial_tx, mut dial_rx) = mpsc::channel::<DialOutcome>(MAX_DIALS);
     let mut dials: JoinSet<()> = JoinSet::new();
-    'run: loop {
+    loop {
         let snapshot = io.snapshot();
         gossip.handle_channels(env.clock.now(), &snapshot);
         let membership_changed = carry_out(&env, &mut gossip, &mut io, &comm, &dial_tx, &mut dials, &metrics);
         record(&gossip, &snapshot, membership_changed, &view, &metrics);
-        let mut sleep = env.clock.sleep_until(gossip.poll_timeout());
-        // Waits for the next input; a configuration change only adds organizations to the
-        // identity store (before any later handshake or message is checked) and waits on.
-        loop {
-            tokio::select! {
+        let sleep = env.clock.sleep_until(gossip.poll_timeout());
+        // Every input starts a new round, which reads the channels (new configurations included).
+        tokio::select! {
                 biased;
-                _ = stop.wait_for(|stop| *stop) => break 'run,
-                Ok(()) = io.configs.changed() => {
-                    gossip.handle_channel_orgs(&io.snapshot());
-                    continue;
-                }
+                _ = stop.wait_for(|stop| *stop) => break,
                 event = comm_events.recv() => {
-                    let Some(event) = event else { break 'run };
+                    let Some(event) = event else { break };
                     let now = env.clock.now();
                     match event {
                         CommEvent::Message { from, message } => {
@@ -267,9 +259,7 @@ pub async fn drive(
                     }
                 }
                 Some(_) = dials.join_next(), if !dials.is_empty() => {}
-                _ = &mut sleep => gossip.handle_timeout(env.clock.now()),
-            }
-            break;
+                _ = sleep => gossip.handle_timeout(env.clock.now()),
         }
     }
     dials.shutdown().await;
@@ -526,15 +516,7 @@ pub fn start(env: &Env, setup: GossipSetup, tasks: &mut JoinSet<()>) -> GossipHa
         env.clock.wall_clock(),
     );
     let mut gossip = Gossip::new(discovery, state, identities);
-    let configs = channels.subscribe_configs();
-    let io = ChannelIo {
-        channels,
-        published,
-        max_send_msg_size: config.peer.max_send_msg_size,
-        leadership: leadership.clone(),
-        yields,
-        configs,
-    };
+    let io = ChannelIo { channels, published, max_send_msg_size: config.peer.max_send_msg_size, leadership: leadership.clone(), yields };
     // The joined channels' orgs are known before any identity is checked.
     gossip.handle_channel_orgs(&io.snapshot());
     tasks.spawn(drive(env.clone(), gossip, comm.clone(), comm_events, view.clone(), metrics, io, stop));

@@ -150,11 +150,21 @@ impl Gossip {
             .iter()
             .map(|c| ChannelInfo { id: c.id.clone(), height: c.height, orgs: c.config.msps().keys().cloned().collect() })
             .collect();
+        let had_channels = self.state.has_channels();
         self.state.handle_channels(now, infos);
+        if !had_channels && self.state.has_channels() {
+            // The channel layer keeps a membership only while it has channels (a peer of no
+            // channel, like the membership simulator's, holds one copy of it, not two).
+            let alive = self.alive_members();
+            self.state.handle_membership(alive);
+        }
     }
 
     /// Tells the channel layer about one membership change.
     fn pass_on(&mut self, event: &Event) {
+        if !self.state.has_channels() {
+            return;
+        }
         match event {
             Event::Learned { pki_id, alive: true, .. } | Event::Resurrected { pki_id } | Event::Moved { pki_id } => {
                 if let Some(info) = self.discovery.member(pki_id).filter(|m| m.alive) {
@@ -167,9 +177,15 @@ impl Gossip {
         }
     }
 
-    /// The channel layer's membership is discovery's alive members (kept by the membership
-    /// changes passed on, never recomputed on the way).
+    /// Discovery's invariants, and: the channel layer's membership is discovery's alive members
+    /// (kept by the membership changes passed on, never recomputed on the way), or nothing while
+    /// it has no channel.
     pub fn check_invariants(&self) {
+        self.discovery.check_invariants();
+        if !self.state.has_channels() {
+            assert!(self.state.members().next().is_none(), "the channel layer keeps a membership without channels");
+            return;
+        }
         let alive = self.alive_members();
         let told: Vec<&Member> = self.state.members().collect();
         assert!(told.iter().copied().eq(alive.iter()), "the channel layer's membership drifted from discovery's: {told:?} != {alive:?}");

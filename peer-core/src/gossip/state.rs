@@ -381,6 +381,11 @@ impl GossipState {
         self.check_invariants();
     }
 
+    /// Whether any channel is joined.
+    pub fn has_channels(&self) -> bool {
+        !self.channels.is_empty()
+    }
+
     /// The alive members as last told, by PKI-ID.
     pub fn members(&self) -> impl Iterator<Item = &Member> {
         self.members.values()
