@@ -118,3 +118,73 @@ fn the_library_doc_lists_every_module() {
         .collect();
     assert!(unlisted.is_empty(), "modules missing from lib.rs's doc: {unlisted:?}");
 }
+
+/// peer-core's modules in layers, bottom first: a module may import (`crate::x`) only from
+/// modules of lower layers. Keeps the domain (ledger, channels, gossip, blocks) from reaching up
+/// into the services or the start path, and the env (the world) from knowing any protocol.
+const LAYERS: &[&[&str]] = &[
+    &["config", "errors", "gotime", "metadata", "metrics"],
+    &["env"],
+    &["logging", "msp"],
+    &["ledger"],
+    &["channel"],
+    &["channels", "proposal"],
+    &["net"],
+    &["blocks"],
+    &["gossip"],
+    &["services"],
+    &["node"],
+];
+
+/// The `crate::x` modules a source file imports or names (comment lines left out).
+fn crate_references(text: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    for line in text.lines().filter(|l| !l.trim_start().starts_with("//")) {
+        for (at, _) in line.match_indices("crate::") {
+            if at > 0 && line[..at].ends_with(|c: char| c.is_alphanumeric() || c == '_') {
+                continue; // `peer_core::...` or another crate's path
+            }
+            let name: String = line[at + "crate::".len()..].chars().take_while(|c| c.is_ascii_lowercase() || *c == '_').collect();
+            if !name.is_empty() {
+                found.push(name);
+            }
+        }
+    }
+    found
+}
+
+#[test]
+fn imports_point_down_the_layers() {
+    assert_eq!(crate_references("use crate::node::start;\n// crate::gossip in a comment\nlet a = my_crate::x;"), ["node"]);
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let layer_of = |module: &str| LAYERS.iter().position(|layer| layer.contains(&module));
+    let lib = std::fs::read_to_string(src.join("lib.rs")).unwrap();
+    let modules: Vec<&str> = lib.lines().filter_map(|l| l.strip_prefix("pub mod ").and_then(|m| m.strip_suffix(';'))).collect();
+    let unplaced: Vec<&&str> = modules.iter().filter(|m| layer_of(m).is_none()).collect();
+    assert!(unplaced.is_empty(), "modules in no layer of the table: {unplaced:?}");
+    let mut violations = Vec::new();
+    for module in &modules {
+        let mut files = Vec::new();
+        let dir = src.join(module);
+        if dir.is_dir() {
+            rust_files(&dir, &mut files);
+        } else {
+            files.push(src.join(format!("{module}.rs")));
+        }
+        let own = layer_of(module).unwrap();
+        for file in files {
+            for used in crate_references(&std::fs::read_to_string(&file).unwrap()) {
+                if used == *module {
+                    continue;
+                }
+                match layer_of(&used) {
+                    Some(layer) if layer < own => {}
+                    _ => violations.push(format!("{} uses crate::{used}", file.strip_prefix(&src).unwrap().display())),
+                }
+            }
+        }
+    }
+    violations.sort();
+    violations.dedup();
+    assert!(violations.is_empty(), "imports that do not point down the layers:\n{}", violations.join("\n"));
+}
