@@ -7,8 +7,8 @@
 //! - [`swarm`]: scenarios chosen by the seed.
 //! - [`svg`]: a run drawn as a timeline picture.
 //! - [`failures`]: the replay command and the kept trace of a failing run.
-//! - [`protosim`]: the membership protocol alone (peer-core's `Discovery` state machines on an
-//!   event queue), for thousands of peers.
+//! - [`protosim`]: the membership protocol alone (peer-core's `Gossip` state machines, no channel
+//!   joined, on an event queue), for thousands of peers.
 //!
 //! The workspace must be built with `--cfg tokio_unstable` (see .cargo/config.toml), or turmoil
 //! cannot seed tokio's scheduler and same-seed runs diverge. An env `RUSTFLAGS` silently replaces

@@ -5,8 +5,8 @@
 //!   commit them through `channels::Channels::append`, and hand them to a
 //!   [`BlockPublisher`].
 //!
-//! Not here: leader election and block dissemination among peers (gossip's `state` module
-//! provides a [`BlockPublisher`] and a leadership watch), the peer's own Deliver service
+//! Not here: leader election and block dissemination among peers (`gossip::publish` provides a
+//! [`BlockPublisher`] and the leadership watch), the peer's own Deliver service
 //! (`services::deliver`).
 
 pub mod deliverclient;

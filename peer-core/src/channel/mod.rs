@@ -7,6 +7,7 @@
 //!   and produced for test and simulated orderers.
 //! - [`genesis`]: a deterministic builder of application-channel genesis blocks shaped as
 //!   configtxgen makes them.
+//! - [`folders`]: the same from organizations' MSP folders on disk (`channel create-genesis`).
 //!
 //! Nothing here does I/O or reads a clock: blocks come in as values. Not covered yet: config
 //! updates (`CONFIG_UPDATE` validation, mod_policy checks) and idemix MSPs.

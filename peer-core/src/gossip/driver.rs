@@ -1,15 +1,16 @@
-//! The gossip driver: the async middle ring between the gossip state machines and comm.
+//! The gossip driver: the async middle ring between the [`Gossip`] state machine and comm, and
+//! [`start`], which builds both and spawns the driver.
 //!
-//! One task owns the [`Discovery`] state machine and the channel-level [`GossipState`]; inbound
-//! messages go to one or the other by content (membership messages to discovery; data,
-//! StateInfo and state transfer messages to the channel layer). For the channel layer it also
-//! does the I/O: committing ready blocks through [`Channels::append`], reading blocks to answer
-//! state requests, and taking blocks the leader published. The task It waits on a closed set of things (a comm
-//! event, the result of a dial it started, the state machine's next deadline, shutdown), feeds
-//! each to the state machine with the env clock's `now`, then carries out every transmit:
-//! sending on an existing connection, or starting a bounded number of dial tasks (handshake,
-//! probe, connect) whose results come back to it. It also keeps the operations view of the
-//! membership and the gossip metrics up to date.
+//! One task owns the [`Gossip`] aggregate (which routes inbound messages, keeps membership and
+//! runs the channel layer) and does all of its I/O. Each round it reads the joined channels
+//! (heights and configurations) from [`Channels`], hands them in, and carries out every output
+//! in order: sending on an existing connection or starting a bounded number of dial tasks
+//! (handshake, probe, connect) whose results come back to it, committing blocks through
+//! [`Channels::append`], reading blocks to answer state requests, and passing leadership on to
+//! the deliver client. Then it waits on a closed set of things (a comm event, a dial result, a
+//! block the leader published, a yield, the next deadline, shutdown) and feeds the one that
+//! happened to the state machine with the env clock's `now`. It also keeps the operations view
+//! of the membership and the gossip metrics up to date.
 
 use std::sync::{Arc, Mutex};
 

@@ -1,13 +1,13 @@
 //! The gossip identity store (Fabric's identity mapper): PKI-ID → identity, each validated
 //! against the MSPs this peer knows before it is stored.
 //!
-//! Fabric learns other organizations' MSPs from joined channels. Until channels exist (issue
-//! #7), peer-core also takes them from `peer.gossip.trustedMSPs` (a peer-core key; Fabric
-//! ignores it), so two organizations can form membership.
+//! Fabric learns other organizations' MSPs from joined channels (the gossip aggregate adds each
+//! new channel configuration's MSPs); peer-core also takes them from `peer.gossip.trustedMSPs` (a
+//! peer-core key; Fabric ignores it), so two organizations can form membership before any channel.
 //!
 //! How identities are decoded and validated, and how gossip signatures are checked, is an
-//! [`IdentityVerifier`] chosen at construction. The peer uses the one its `Env` holds:
-//! [`MspVerifier`] (X.509 against the MSPs, ECDSA P-256) in the real env; the full-stack
+//! [`IdentityVerifier`] chosen at construction, from `node::Setup` through `gossip::GossipSetup`:
+//! [`MspVerifier`] (X.509 against the MSPs, ECDSA P-256) for the real peer; the full-stack
 //! simulator wraps it in a memo shared by all its peers (the same answers, each distinct signature
 //! checked once per run). The protocol-level simulator (`sim protosim`) injects a cheap stand-in
 //! through [`Identities::with_verifier`] so that thousands of peers fit in one process; crypto cost

@@ -6,7 +6,7 @@
 //! off here). Every connection task is owned by the loop's JoinSet and aborted on shutdown.
 //!
 //! Connections are bounded ([`ConnectionLimits`]), so idle clients cannot use up the process's
-//! file descriptors (issue 17):
+//! file descriptors:
 //! - At most `max_connections` are open per server. One more is accepted and closed at once (left
 //!   in the kernel's backlog, its client would hang), and the bound is logged once per episode:
 //!   one WARN when it is reached, one INFO when the open count is back at 90% of it.

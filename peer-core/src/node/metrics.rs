@@ -3,7 +3,8 @@
 //! and histogram buckets; `peer-core/tests/data/fabric-2.2-peer-metrics.txt` lists them) and with a
 //! `peer_core_` prefix where it is ours.
 //!
-//! Who counts what: the endorser and the deliver service (their metrics are defined here), the
+//! Who counts what: the endorser and the deliver service (their families are in
+//! `services::metrics`), the
 //! gRPC layer around the peer port (`grpc_metrics.rs`), gossip (`gossip::driver`,
 //! `gossip::comm`), the ledger (`ledger::metrics`, through `Channels`), the logging layer
 //! (`logging`, registered through [`LogControl`]) and, on the real env only, the process

@@ -97,8 +97,8 @@ pub struct RunningNode {
     pub gossip_view: Arc<Mutex<View>>,
     /// The joined channels (their ledgers and configurations).
     pub channels: Arc<Channels>,
-    /// Gossips blocks this peer committed from the ordering service (issue #8; the deliver
-    /// client calls it when this peer is the leader).
+    /// Gossips blocks this peer committed from the ordering service (the deliver client calls it
+    /// when this peer is the leader).
     pub gossip_publisher: GossipBlockPublisher,
     /// With `peer.gossip.useLeaderElection`: whether this peer leads each channel for its org.
     pub leadership: Leadership,
@@ -312,7 +312,7 @@ pub async fn start(env: Env, setup: Setup) -> Result<RunningNode, StartError> {
     info!(target: "nodeCmd", func = "serve", "Starting peer with {announce}");
     info!(target: "nodeCmd", func = "serve", "Started peer with {announce}");
 
-    // Step 44: pre-reset heights (recorded by `node reset`/`rollback`, issue #7).
+    // Step 44: pre-reset heights (recorded by `node reset`/`rollback`).
     // Endorsement stays blocked while a channel is below its height (the endorser asks
     // `Channels::endorsement_blocked`); `Channels::open` loaded them, here they are logged as
     // Fabric does.
@@ -328,7 +328,7 @@ pub async fn start(env: Env, setup: Setup) -> Result<RunningNode, StartError> {
         let entries: Vec<String> = pre_reset_heights.iter().map(|(channel, height)| format!("{channel}:{height}")).collect();
         info!(target: "blkstorage", func = "LoadPreResetHeight", "Pre-reset heights loaded: map[{}]", entries.join(" "));
         // Step 45: endorsement stays blocked until every channel is back at its height; checked
-        // every 10s (blocks arrive by the ordering service or state transfer, issue #8).
+        // every 10s (blocks arrive by the ordering service or state transfer).
         tasks.spawn(pre_reset_loop(channels.clone(), env.clock.clone(), stop_rx.clone()));
     }
 

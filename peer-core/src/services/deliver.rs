@@ -17,7 +17,7 @@
 //! into `orderer.DeliverResponse` (the same oneof shape in another package).
 //!
 //! The peer's sessions count Fabric's deliver metrics (streams opened and closed, requests received
-//! and completed, blocks sent; see `node::metrics::DeliverMetrics`); the orderer's do not.
+//! and completed, blocks sent; see `services::metrics::DeliverMetrics`); the orderer's do not.
 //!
 //! Deliberately not done: TLS binding of `tls_cert_hash` (peer-core serves no TLS yet), private
 //! data (`DeliverWithPrivateData` answers UNIMPLEMENTED), and Fabric's check for a consenter error

@@ -1,7 +1,6 @@
-//! The gRPC services on the peer port that are not built yet (Endorser and Deliver have their
-//! own modules).
+//! `discovery.Discovery` on the peer port, which peer-core does not serve yet.
 //!
-//! `gossip.Gossip` is served by the comm layer (`gossip::comm`). A call to a method here gets a
+//! A call to it gets a
 //! prompt UNIMPLEMENTED status, never a hang. Its text is for the client: grpc-go's words for a
 //! method a server does not implement, then what this peer does not support. Notes for us
 //! (plans, issue numbers) stay in comments; they never go on the wire.
