@@ -318,6 +318,7 @@ fn node_start(config: config::Config, msp: LocalMsp, trusted_msps: Vec<Msp>, log
         let env = peer_core::env::real::env().context("setting up the environment")?;
         let setup = node::Setup {
             identity_verifier: Arc::new(peer_core::gossip::identity::MspVerifier),
+            message_faults: None,
             config,
             msp,
             log_control: Arc::new(log_handle),

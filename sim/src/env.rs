@@ -22,9 +22,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use peer_core::config::HostPort;
-use peer_core::env::{
-    BoxFuture, Clock, Connection, DirLock, Instant, Listener, LockError, MessageFault, Network, Storage, StreamConnection,
-};
+use peer_core::env::{BoxFuture, Clock, Connection, DirLock, Instant, Listener, LockError, Network, Storage, StreamConnection};
+use peer_core::gossip::comm::MessageFault;
 use peer_core::gossip::identity::{IdentityVerifier, MspVerifier};
 use peer_core::gossip::message::{BadMessage, SignedMessage};
 use peer_core::msp::Msp;
@@ -171,11 +170,10 @@ pub struct SimNetwork {
     pub host: String,
     /// Faults injected above turmoil (None: a clean network).
     pub faults: Option<NetFaults>,
-    /// Whole gossip messages lost or repeated on arrival (None: never).
-    pub messages: Option<MessageFaults>,
 }
 
-/// Message-level faults (see [`Network::message_fault`]): the loss rate is shared by every host
+/// Whole gossip messages lost or repeated on arrival (given to each peer's gossip through
+/// `node::Setup::message_faults`): the loss rate is shared by every host
 /// and changed by the timeline; duplication has a fixed rate. Each host draws from its own
 /// seeded stream, so runs repeat.
 #[derive(Clone)]
@@ -193,7 +191,9 @@ impl MessageFaults {
     pub fn set_loss(loss: &AtomicU64, probability: f64) {
         loss.store(probability.to_bits(), Ordering::Relaxed);
     }
+}
 
+impl peer_core::gossip::comm::MessageFaults for MessageFaults {
     fn next(&self) -> MessageFault {
         use rand_core::Rng;
         let loss = f64::from_bits(self.loss.load(Ordering::Relaxed));
@@ -358,10 +358,6 @@ impl Network for SimNetwork {
 
     fn interface_addresses(&self) -> Vec<IpAddr> {
         vec![IpAddr::from([127, 0, 0, 1]), turmoil::lookup(self.host.as_str())]
-    }
-
-    fn message_fault(&self) -> MessageFault {
-        self.messages.as_ref().map_or(MessageFault::Deliver, MessageFaults::next)
     }
 }
 

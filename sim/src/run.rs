@@ -359,6 +359,7 @@ fn simulate(scenario: &Scenario, seed: u64, broken: Option<Breakage>) -> Outcome
                 holder: name.clone(),
                 open_file_limit: None,
                 identity_verifier: signatures.clone(),
+                message_faults: None,
             };
             let (disk, views, name) = (disk.clone(), views.clone(), name.clone());
             let (ledgers, joined, leaders, genesis) = (ledgers.clone(), joined.clone(), leaders.clone(), crypto.genesis.clone());
@@ -382,6 +383,8 @@ fn simulate(scenario: &Scenario, seed: u64, broken: Option<Breakage>) -> Outcome
                 lost: lost.clone(),
                 duplicated: duplicated.clone(),
             });
+            let setup =
+                node::Setup { message_faults: messages.map(|m| Arc::new(m) as Arc<dyn peer_core::gossip::comm::MessageFaults>), ..setup };
             let mut gate = gate.clone();
             let span = tracing::info_span!("peer", name = %name);
             async move {
@@ -391,7 +394,7 @@ fn simulate(scenario: &Scenario, seed: u64, broken: Option<Breakage>) -> Outcome
                 }
                 let env = Env::new(
                     Arc::new(SimClock::new(epoch())),
-                    Arc::new(SimNetwork { host: name.clone(), faults, messages }),
+                    Arc::new(SimNetwork { host: name.clone(), faults }),
                     Arc::new(SimStorage(disk)),
                     env_seed,
                 );
@@ -1524,7 +1527,7 @@ fn add_orderer(
         async move {
             let env = Env::new(
                 Arc::new(SimClock::new(epoch())),
-                Arc::new(SimNetwork { host: name.clone(), faults: None, messages: None }),
+                Arc::new(SimNetwork { host: name.clone(), faults: None }),
                 Arc::new(SimStorage(disk)),
                 env_seed,
             );

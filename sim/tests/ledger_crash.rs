@@ -31,7 +31,7 @@ const CI_SEEDS: u64 = 40;
 
 fn env(disk: &SimDisk) -> Env {
     // The network is never used by the ledger; it is only built, not dialed.
-    let network = SimNetwork { host: "crash".into(), faults: None, messages: None };
+    let network = SimNetwork { host: "crash".into(), faults: None };
     Env::new(Arc::new(StoppedClock), Arc::new(network), Arc::new(SimStorage(disk.clone())), [3; 32])
 }
 

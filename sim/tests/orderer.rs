@@ -45,7 +45,7 @@ fn world() -> &'static World {
 }
 
 fn network(host: &str) -> SimNetwork {
-    SimNetwork { host: host.into(), faults: None, messages: None }
+    SimNetwork { host: host.into(), faults: None }
 }
 
 /// A client of the orderer node on `host` (port 7050).

@@ -94,7 +94,7 @@ async fn fetch(address: &str, signer: &LocalMsp, last: u64) -> Vec<Block> {
 
 fn verify(blocks: &[Block], genesis: &Block) {
     assert_eq!(&blocks[0], genesis, "block 0 is the written genesis block");
-    let network = SimNetwork { host: "verify".into(), faults: None, messages: None };
+    let network = SimNetwork { host: "verify".into(), faults: None };
     let env = Env::new(Arc::new(StoppedClock), Arc::new(network), Arc::new(SimStorage(SimDisk::default())), [1; 32]);
     let ledger = LedgerMgr::open(&env, Path::new("/verify"), "verify").unwrap();
     let channels = Channels::open(ledger).unwrap();

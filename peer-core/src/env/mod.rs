@@ -150,20 +150,6 @@ pub trait Network: Send + Sync + 'static {
     fn connect(&self, address: &HostPort, timeout: Duration) -> BoxFuture<'static, io::Result<Box<dyn Connection>>>;
     /// This host's interface addresses, in a stable order (for peer address auto-detection).
     fn interface_addresses(&self) -> Vec<IpAddr>;
-    /// What happens to the next gossip message that arrives, once decoded. A real network
-    /// always delivers; a simulated one may lose or repeat whole messages, as a peer sees when
-    /// a sender's bounded queue overflows or a message reaches it along two paths.
-    fn message_fault(&self) -> MessageFault {
-        MessageFault::Deliver
-    }
-}
-
-/// See [`Network::message_fault`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum MessageFault {
-    Deliver,
-    Drop,
-    Duplicate,
 }
 
 /// Why the data-directory lock could not be taken.

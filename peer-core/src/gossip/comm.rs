@@ -86,12 +86,28 @@ use tracing::{debug, error, info, warn};
 use super::identity::Identities;
 use super::message::{self, BadMessage, SignedMessage, Signer};
 use crate::config::{Config, HostPort};
-use crate::env::{Env, MessageFault};
+use crate::env::Env;
 use crate::msp::identity::{Identity, PkiId};
 use crate::net::dial::{ClientOptions, DialError, dial};
 
 /// Fabric's hard-coded handshake window (`handshakeTimeout`): stream plus authentication.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What happens to a gossip message comm has decoded, before it is handed on: a real peer
+/// delivers every one. The simulator's fault injection loses or repeats whole messages (what a
+/// peer sees when a sender's bounded queue overflows, or a message reaches it along two paths),
+/// given in [`super::GossipSetup`].
+pub trait MessageFaults: Send + Sync + 'static {
+    fn next(&self) -> MessageFault;
+}
+
+/// See [`MessageFaults`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MessageFault {
+    Deliver,
+    Drop,
+    Duplicate,
+}
 
 /// Comm settings (`peer.gossip.dialTimeout`, `connTimeout`, `sendBuffSize`, `recvBuffSize`,
 /// `peer.maxRecvMsgSize`, `peer.maxSendMsgSize`).
@@ -242,6 +258,8 @@ struct Shared {
     self_pki: PkiId,
     identities: Arc<Mutex<Identities>>,
     config: CommConfig,
+    /// Faults applied to decoded messages (the simulator's); `None`: every message is delivered.
+    faults: Option<Arc<dyn MessageFaults>>,
     events: mpsc::Sender<CommEvent>,
     metrics: CommMetrics,
     /// Never held across an `.await`.
@@ -362,9 +380,22 @@ impl Comm {
         config: CommConfig,
         metrics: CommMetrics,
     ) -> (Comm, mpsc::Receiver<CommEvent>) {
+        Comm::with_faults(env, signer, identities, config, metrics, None)
+    }
+
+    /// [`Comm::with_metrics`], with `faults` applied to every decoded message.
+    pub fn with_faults(
+        env: Env,
+        signer: Arc<dyn Signer>,
+        identities: Arc<Mutex<Identities>>,
+        config: CommConfig,
+        metrics: CommMetrics,
+        faults: Option<Arc<dyn MessageFaults>>,
+    ) -> (Comm, mpsc::Receiver<CommEvent>) {
         let (events, receiver) = mpsc::channel(config.recv_buff_size.max(1));
         let self_pki = signer.pki_id();
-        let shared = Shared { env, signer, self_pki, identities, config, events, metrics, state: Mutex::new(State::default()) };
+        let state = Mutex::new(State::default());
+        let shared = Shared { env, signer, self_pki, identities, config, faults, events, metrics, state };
         (Comm { shared: Arc::new(shared) }, receiver)
     }
 
@@ -774,7 +805,7 @@ impl Comm {
                     };
                     let block_limit = super::message::block_message_limit(self.shared.config.max_recv_msg_size);
                     match SignedMessage::from_envelope_with_block_limit(envelope, block_limit) {
-                        Ok(message) => match self.shared.env.network.message_fault() {
+                        Ok(message) => match self.shared.faults.as_ref().map_or(MessageFault::Deliver, |faults| faults.next()) {
                             MessageFault::Deliver => self.emit(CommEvent::Message { from: pki_id, message }).await,
                             MessageFault::Drop => {}
                             MessageFault::Duplicate => {

@@ -24,7 +24,7 @@ use tracing::{debug, warn};
 use prometheus_client::metrics::histogram::Histogram;
 use proto::common::Block;
 
-use super::comm::{Comm, CommConfig, CommEvent, CommMetrics};
+use super::comm::{Comm, CommConfig, CommEvent, CommMetrics, MessageFaults};
 use super::discovery::{self, Discovery, DiscoveryConfig, MemberInfo, SelfInfo, Transmit};
 use super::identity::{Identities, IdentityVerifier};
 use super::instance::{ChannelSnapshot, Gossip, Output};
@@ -436,6 +436,8 @@ pub struct GossipSetup {
     pub view: Arc<Mutex<View>>,
     pub metrics: GossipMetrics,
     pub comm_metrics: CommMetrics,
+    /// Faults applied to every message comm decodes (the simulator's); `None` on a real peer.
+    pub message_faults: Option<Arc<dyn MessageFaults>>,
     pub stop: watch::Receiver<bool>,
 }
 
@@ -472,12 +474,13 @@ pub fn start(env: &Env, setup: GossipSetup, tasks: &mut JoinSet<()>) -> GossipHa
         view,
         metrics,
         comm_metrics,
+        message_faults,
         stop,
     } = setup;
     let identities = Arc::new(Mutex::new(Identities::with_verifier(&msp, trusted_msps, verifier)));
     let signer = Arc::new(msp.clone());
-    let (comm, comm_events) =
-        Comm::with_metrics(env.clone(), signer.clone(), identities.clone(), CommConfig::from_config(&config), comm_metrics);
+    let comm_config = CommConfig::from_config(&config);
+    let (comm, comm_events) = Comm::with_faults(env.clone(), signer.clone(), identities.clone(), comm_config, comm_metrics, message_faults);
     let me = SelfInfo {
         pki_id: msp.pki_id(),
         org: msp.msp.id.clone(),

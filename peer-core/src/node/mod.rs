@@ -22,6 +22,7 @@ use crate::blocks::deliverclient::{DeliverClient, DeliverClientConfig};
 use crate::channels::Channels;
 use crate::config::{Config, HostPort, MetricsProvider};
 use crate::env::Env;
+use crate::gossip::comm::MessageFaults;
 use crate::gossip::driver::View;
 use crate::gossip::identity::IdentityVerifier;
 use crate::gossip::publish::{GossipBlockPublisher, Leadership};
@@ -58,6 +59,8 @@ pub struct Setup {
     /// How gossip checks identities and signatures: `gossip::identity::MspVerifier` unless the host says
     /// otherwise (the simulator shares one memo of checked signatures between its peers).
     pub identity_verifier: Arc<dyn IdentityVerifier>,
+    /// Faults applied to every gossip message received (the simulator's); `None` on a real peer.
+    pub message_faults: Option<Arc<dyn MessageFaults>>,
     /// Who holds the data-directory lock, shown to anyone who finds it taken (e.g. `pid 4242`).
     pub holder: String,
     /// The process's open-file limit (soft `RLIMIT_NOFILE`), read by the CLI; the peer port's
@@ -118,7 +121,7 @@ fn bind_error(address: &HostPort, err: &std::io::Error) -> String {
 
 /// Starts a peer. Every listener is bound and every service registered before this returns.
 pub async fn start(env: Env, setup: Setup) -> Result<RunningNode, StartError> {
-    let Setup { config, msp, log_control, trusted_msps, identity_verifier, holder, open_file_limit } = setup;
+    let Setup { config, msp, log_control, trusted_msps, identity_verifier, message_faults, holder, open_file_limit } = setup;
     info!(target: "nodeCmd", func = "serve", "Starting {}", metadata::version_block("peer").trim_end());
     refuse_unsupported(&config)?;
 
@@ -224,6 +227,7 @@ pub async fn start(env: Env, setup: Setup) -> Result<RunningNode, StartError> {
             view: gossip_view.clone(),
             metrics: peer_metrics.gossip.clone(),
             comm_metrics: peer_metrics.comm.clone(),
+            message_faults,
             stop: stop_rx.clone(),
         },
         &mut tasks,

@@ -123,6 +123,7 @@ impl Fixture {
         let msp = LocalMsp::load(&sample.join("msp"), "SampleOrg", None, june_2025()).unwrap();
         let setup = node::Setup {
             identity_verifier: Arc::new(peer_core::gossip::identity::MspVerifier),
+            message_faults: None,
             config,
             msp,
             log_control: Arc::new(handle),

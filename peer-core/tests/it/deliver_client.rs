@@ -347,6 +347,7 @@ impl Peer {
         let msp = LocalMsp::load(&sample.join("msp"), "SampleOrg", None, june_2025()).unwrap();
         let setup = node::Setup {
             identity_verifier: Arc::new(peer_core::gossip::identity::MspVerifier),
+            message_faults: None,
             config: config.clone(),
             msp: msp.clone(),
             log_control: Arc::new(handle),
@@ -480,6 +481,7 @@ async fn both_leader_settings_are_refused_at_start() {
     let (_, handle) = logging::layer(&LoggingConfig::default(), Arc::new(june_2025), MemorySink::new().sink()).unwrap();
     let setup = node::Setup {
         identity_verifier: Arc::new(peer_core::gossip::identity::MspVerifier),
+        message_faults: None,
         config,
         msp,
         log_control: Arc::new(handle),

@@ -96,6 +96,7 @@ impl Net {
             peer_core::logging::layer(&Default::default(), Arc::new(june_2025), peer_core::logging::MemorySink::new().sink()).unwrap();
         let setup = node::Setup {
             identity_verifier: Arc::new(peer_core::gossip::identity::MspVerifier),
+            message_faults: None,
             config,
             msp,
             log_control: Arc::new(handle),

@@ -45,6 +45,7 @@ pub fn setup(log_handle: logging::LoggingHandle, holder: &str) -> node::Setup {
     let msp = LocalMsp::load(&sample.join("msp"), "SampleOrg", None, june_2025()).unwrap();
     node::Setup {
         identity_verifier: Arc::new(peer_core::gossip::identity::MspVerifier),
+        message_faults: None,
         config,
         msp,
         log_control: Arc::new(log_handle),
