@@ -12,6 +12,7 @@
 //! happened to the state machine with the env clock's `now`. It also keeps the operations view
 //! of the membership and the gossip metrics up to date.
 
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
 use prometheus_client::metrics::counter::Counter;
@@ -133,6 +134,9 @@ pub struct View {
     pub internal_endpoint: String,
     pub inc_num: u64,
     pub members: Vec<MemberInfo>,
+    /// Per joined channel: the channel's peers this peer knows (alive, of the channel's orgs,
+    /// with a StateInfo) and the ledger height each last published, by PKI-ID.
+    pub channels: BTreeMap<String, Vec<(PkiId, u64)>>,
 }
 
 impl View {
@@ -325,14 +329,18 @@ fn record(gossip: &Gossip, channels: &[ChannelSnapshot], membership_changed: boo
         metrics.members.get_or_create(&vec![("state".to_string(), "alive".to_string())]).set(alive);
         metrics.members.get_or_create(&vec![("state".to_string(), "dead".to_string())]).set(members.len() as i64 - alive);
     }
+    let mut peers = BTreeMap::new();
     for channel in channels {
         let id = &channel.id;
         metrics.payload_buffer_size.get_or_create(&channel_label(id)).set(gossip.buffer_size(id) as i64);
         // Fabric samples this every few seconds; here it is kept current.
-        let known = gossip.peers_of_channel(id).len();
-        metrics.total_peers_known.get_or_create(&channel_label(id)).set(i64::try_from(known).unwrap_or(i64::MAX));
+        let known = gossip.peers_of_channel(id);
+        metrics.total_peers_known.get_or_create(&channel_label(id)).set(i64::try_from(known.len()).unwrap_or(i64::MAX));
+        peers.insert(id.clone(), known);
     }
-    view.lock().unwrap_or_else(|p| p.into_inner()).members = members;
+    let mut view = view.lock().unwrap_or_else(|p| p.into_inner());
+    view.members = members;
+    view.channels = peers;
 }
 
 /// Sends on an existing connection, or dials first (bounded), as membership transmits.
@@ -453,7 +461,8 @@ pub struct GossipHandle {
 }
 
 impl GossipHandle {
-    /// The membership as this peer sees it.
+    /// The membership as this peer sees it, with each joined channel's peers and their heights
+    /// (as of the driver's last round).
     pub fn view(&self) -> View {
         self.view.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
@@ -507,6 +516,7 @@ pub fn start(env: &Env, setup: GossipSetup, tasks: &mut JoinSet<()>) -> GossipHa
         internal_endpoint: me.internal_endpoint.clone(),
         inc_num: discovery.inc_num(),
         members: Vec::new(),
+        channels: BTreeMap::new(),
     };
     let (publisher, published) = GossipBlockPublisher::new();
     let (leadership, yields) = Leadership::new();
