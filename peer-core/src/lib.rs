@@ -12,7 +12,13 @@
 //! - [`ledger`]: the data-directory lock, the channel inventory and the block stores (redb), healing.
 //! - [`gossip`]: gossip messages, identities, membership, the channel layer and state transfer.
 //! - [`blocks`]: the deliver client, pulling blocks from the ordering service.
-//! - [`node`]: `node start` (the one start path), the gRPC services, the operations server, metrics.
+//! - [`channels`]: the joined channels as the services see them (ledgers, configurations, joins,
+//!   verified appends).
+//! - [`services`]: the gRPC services of the peer port (Endorser and the system chaincodes,
+//!   Deliver, the Discovery stub) and the operations HTTP server.
+//! - [`net`]: serving gRPC and HTTP on the env's listeners, dialing, the gRPC metrics.
+//! - [`metrics`]: metric helpers every layer shares (Fabric's label sets, default buckets).
+//! - [`node`]: `node start` (the one start path) and the metrics registry.
 //! - [`proposal`]: proposals and signed envelopes as Fabric's clients build them.
 //! - [`errors`]: error texts shared by the gRPC clients; [`gotime`]: Go's time layouts;
 //!   [`metadata`]: version information.
