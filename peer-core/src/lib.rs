@@ -22,6 +22,8 @@
 //! - [`proposal`]: proposals and signed envelopes as Fabric's clients build them.
 //! - [`errors`]: error texts shared by the gRPC clients; [`gotime`]: Go's time layouts;
 //!   [`metadata`]: version information.
+//! - [`testkit`] (feature `testkit`, and peer-core's own unit tests): the helpers tests share (a
+//!   manual clock, in-memory network and storage, the fixed epoch, free ports, generated orgs).
 
 pub mod blocks;
 pub mod channel;
@@ -40,3 +42,5 @@ pub mod net;
 pub mod node;
 pub mod proposal;
 pub mod services;
+#[cfg(any(test, feature = "testkit"))]
+pub mod testkit;
