@@ -6,7 +6,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
-use crate::proc::{Ports, Proc, clean_command, fresh_dir, http_get, metric};
+use crate::proc::{Proc, clean_command, fresh_dir, http_get, metric};
+use peer_core::testkit::{Ports, free_port};
 
 /// What is being measured.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -283,7 +284,7 @@ impl LedgerSetup {
         let orderer_data = work.join("orderer");
         let started = Instant::now();
         let max = height.to_string();
-        let orderer_address = format!("127.0.0.1:{}", crate::proc::free_port());
+        let orderer_address = format!("127.0.0.1:{}", free_port());
         let (mut orderer, stdout) = spawn_orderer(
             &work,
             sim,

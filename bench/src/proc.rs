@@ -182,35 +182,6 @@ fn clock_ticks() -> u64 {
     })
 }
 
-/// A port that was free a moment ago (the OS picks it; it is released for the child to bind).
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).unwrap_or(0)
-}
-
-/// The ports a peer binds.
-#[derive(Clone, Copy, Debug)]
-pub struct Ports {
-    pub peer: u16,
-    pub chaincode: u16,
-    pub operations: u16,
-}
-
-impl Ports {
-    /// Three distinct ports: all three listeners are held until each has its port (released one
-    /// at a time, the OS may hand the same port out twice; a run then failed with "Address
-    /// already in use").
-    pub fn free() -> Ports {
-        Ports::free_many(1)[0]
-    }
-
-    /// Ports for `n` peers, all distinct.
-    pub fn free_many(n: usize) -> Vec<Ports> {
-        let listeners: Vec<std::net::TcpListener> = (0..3 * n).filter_map(|_| std::net::TcpListener::bind("127.0.0.1:0").ok()).collect();
-        let port = |i: usize| listeners.get(i).and_then(|l| l.local_addr().ok()).map_or(0, |a| a.port());
-        (0..n).map(|i| Ports { peer: port(3 * i), chaincode: port(3 * i + 1), operations: port(3 * i + 2) }).collect()
-    }
-}
-
 /// Runs `run` again (up to three times in all) when it failed because a port it was given was
 /// taken in the moment between choosing it and the child binding it.
 pub fn retry_taken_port<T>(mut run: impl FnMut() -> anyhow::Result<T>) -> anyhow::Result<T> {

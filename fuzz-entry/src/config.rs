@@ -27,7 +27,8 @@ use peer_core::node::address;
 use rand_core::SeedableRng;
 
 use crate::Outcome;
-use crate::world::{june_2025, world};
+use crate::world::world;
+use peer_core::testkit::epoch;
 
 /// The shipped sample config, the base of `env_overrides`.
 pub const SAMPLE_CORE_YAML: &str = include_str!("../../sampleconfig/core.yaml");
@@ -171,7 +172,7 @@ fn derive(config: &Config) {
     let me =
         SelfInfo { pki_id: world.peer.pki_id(), org: world.peer.msp.id.clone(), external_endpoint: external, internal_endpoint: internal };
     let rng = rand_chacha::ChaCha20Rng::seed_from_u64(1);
-    let mut discovery = Discovery::new(settings, me, signer, identities, rng, Instant(0), june_2025());
+    let mut discovery = Discovery::new(settings, me, signer, identities, rng, Instant(0), epoch());
     let mut now = Instant(0);
     for _ in 0..3 {
         now = now.max(discovery.poll_timeout());

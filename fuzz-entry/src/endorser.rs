@@ -7,7 +7,6 @@
 //! payload and identity and binds the proposal; joining a channel through cscc joins exactly
 //! that channel.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use peer_core::proposal::unpack;
@@ -16,7 +15,8 @@ use prost::Message;
 use proto::protos::{ProposalResponsePayload, SignedProposal};
 
 use crate::Outcome;
-use crate::world::{CHAIN_BLOCKS, CHANNEL, FixedClock, Peer, world};
+use crate::world::{CHAIN_BLOCKS, CHANNEL, Peer, world};
+use peer_core::testkit::ManualClock;
 
 /// `signed_proposal`: the input is a `protos.SignedProposal`.
 pub fn signed_proposal(data: &[u8]) -> Outcome {
@@ -29,7 +29,7 @@ pub fn signed_proposal(data: &[u8]) -> Outcome {
     let endorser = EndorserService::new(
         peer.channels.clone(),
         world.peer.clone(),
-        Arc::new(FixedClock),
+        ManualClock::new(),
         vec!["DefaultAuth".into(), "ExpirationCheck".into(), "TimeWindowCheck".into()],
         Duration::from_secs(15 * 60),
     );

@@ -31,7 +31,8 @@ use rand_core::SeedableRng;
 
 use crate::Outcome;
 use crate::config::SAMPLE_CORE_YAML;
-use crate::world::{CHANNEL, Peer, june_2025, world};
+use crate::world::{CHANNEL, Peer, world};
+use peer_core::testkit::epoch;
 
 /// The sample config, loaded once (the state machines' settings come from it).
 static SAMPLE: LazyLock<Config> = LazyLock::new(|| {
@@ -48,7 +49,7 @@ fn identities_knowing(known: &[&LocalMsp]) -> Arc<Mutex<Identities>> {
     let world = world();
     let mut identities = Identities::new(&world.peer, world.trusted_msps());
     for msp in known {
-        identities.put(&msp.pki_id().0, &msp.identity.serialize(), june_2025()).expect("a fixture identity validates");
+        identities.put(&msp.pki_id().0, &msp.identity.serialize(), epoch()).expect("a fixture identity validates");
     }
     Arc::new(Mutex::new(identities))
 }
@@ -112,7 +113,7 @@ fn authenticate(message: &SignedMessage) -> Result<(), String> {
         return Err("No PKI-ID".into());
     }
     let identities = identities_knowing(&[]);
-    let stored = identities.lock().unwrap_or_else(|p| p.into_inner()).put(&conn.pki_id, &conn.identity, june_2025()).cloned();
+    let stored = identities.lock().unwrap_or_else(|p| p.into_inner()).put(&conn.pki_id, &conn.identity, epoch()).cloned();
     let identity = stored.map_err(|e| e.to_string())?;
     assert_eq!(PkiId::from_slice(&conn.pki_id), Some(identity.pki_id()), "the identity store accepted a PKI-ID that is not its identity's");
     let msp_id = identity.msp_id.clone();
@@ -128,10 +129,10 @@ fn membership(from: PkiId, message: SignedMessage) -> Result<(), String> {
     let config = discovery_config(bootstrap, vec![("org2p0.ext:7051".into(), "Org2MSP".into())]);
     let rng = rand_chacha::ChaCha20Rng::seed_from_u64(3);
     let signer: Arc<dyn Signer> = Arc::new(world.peer.clone());
-    let discovery = Discovery::new(config, self_info(true), signer.clone(), identities.clone(), rng, Instant(0), june_2025());
+    let discovery = Discovery::new(config, self_info(true), signer.clone(), identities.clone(), rng, Instant(0), epoch());
     let rng = rand_chacha::ChaCha20Rng::seed_from_u64(6);
     let state =
-        GossipState::new(StateConfig::from_config(&SAMPLE), signer, identities.clone(), Box::new(NoBlocks), rng, Instant(0), june_2025());
+        GossipState::new(StateConfig::from_config(&SAMPLE), signer, identities.clone(), Box::new(NoBlocks), rng, Instant(0), epoch());
     let mut gossip = Gossip::new(discovery, state, identities);
     let result = gossip.handle_message(Instant(1), from, message).map_err(|e| e.to_string());
     while gossip.poll_output().is_some() {}
@@ -149,7 +150,7 @@ fn channel_layer(from: PkiId, message: SignedMessage) -> Result<(), String> {
     let verifier = Box::new(ChannelsVerifier(peer.channels.clone()));
     let rng = rand_chacha::ChaCha20Rng::seed_from_u64(4);
     let signer: Arc<dyn Signer> = Arc::new(world.peer.clone());
-    let mut state = GossipState::new(StateConfig::from_config(&SAMPLE), signer, identities, verifier, rng, Instant(0), june_2025());
+    let mut state = GossipState::new(StateConfig::from_config(&SAMPLE), signer, identities, verifier, rng, Instant(0), epoch());
     let orgs: BTreeSet<String> = ["Org1MSP", "Org2MSP"].into_iter().map(String::from).collect();
     state.handle_channels(Instant(0), vec![ChannelInfo { id: CHANNEL.into(), height: 1, orgs }]);
     state.handle_membership(vec![
@@ -354,17 +355,10 @@ impl Harness {
         let identities = identities_knowing(&[&world.org1_peer1, &world.org2_peer0]);
         let signer: Arc<dyn Signer> = Arc::new(world.peer.clone());
         let rng = rand_chacha::ChaCha20Rng::seed_from_u64(5);
-        let discovery = Discovery::new(config, self_info(external), signer.clone(), identities.clone(), rng, Instant(0), june_2025());
+        let discovery = Discovery::new(config, self_info(external), signer.clone(), identities.clone(), rng, Instant(0), epoch());
         let rng = rand_chacha::ChaCha20Rng::seed_from_u64(6);
-        let state = GossipState::new(
-            StateConfig::from_config(&SAMPLE),
-            signer,
-            identities.clone(),
-            Box::new(NoBlocks),
-            rng,
-            Instant(0),
-            june_2025(),
-        );
+        let state =
+            GossipState::new(StateConfig::from_config(&SAMPLE), signer, identities.clone(), Box::new(NoBlocks), rng, Instant(0), epoch());
         let mut gossip = Gossip::new(discovery, state, identities);
         gossip.handle_channels(Instant(0), &[channel_snapshot()]);
         let orgs = signers.iter().map(|s| (s.pki_id(), s.msp.id.clone())).collect();

@@ -24,7 +24,8 @@ use proto::gossip::{
 };
 use rand_core::{Rng, SeedableRng};
 
-use crate::world::{CHANNEL, june_2025, next_block, transaction, world};
+use crate::world::{CHANNEL, next_block, transaction, world};
+use peer_core::testkit::epoch;
 
 /// One seed input of one target.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -226,7 +227,7 @@ fn genesis_seeds() -> Vec<Seed> {
     let t = "genesis_block";
     let w = world();
     let org1_only = {
-        let mut spec = GenesisSpec::new("otherchannel", june_2025());
+        let mut spec = GenesisSpec::new("otherchannel", epoch());
         spec.orderer_orgs.push(GenesisOrg {
             name: "OrdererOrg".into(),
             org: &w.orderer_org,
@@ -271,7 +272,7 @@ fn proposal_seeds() -> Vec<Seed> {
     let t = "signed_proposal";
     let w = world();
     let other_genesis = {
-        let mut spec = GenesisSpec::new("otherchannel", june_2025());
+        let mut spec = GenesisSpec::new("otherchannel", epoch());
         spec.orderer_orgs.push(GenesisOrg {
             name: "OrdererOrg".into(),
             org: &w.orderer_org,
@@ -291,7 +292,7 @@ fn proposal_seeds() -> Vec<Seed> {
     let mut proposal = |signer: &LocalMsp, header_type: HeaderType, channel: &str, chaincode: &str, args: &[&[u8]]| {
         n += 1;
         let invocation = Invocation { header_type, channel_id: channel, chaincode, args: args.iter().map(|a| a.to_vec()).collect() };
-        signed_proposal(signer, &invocation, [n; 24], june_2025()).0.encode_to_vec()
+        signed_proposal(signer, &invocation, [n; 24], epoch()).0.encode_to_vec()
     };
     let admin = &w.org1_admin;
     let peer = &w.peer;
@@ -364,7 +365,7 @@ fn proposal_seeds() -> Vec<Seed> {
         chaincode: "qscc",
         args: vec![b"GetChainInfo".to_vec(), CHANNEL.as_bytes().to_vec()],
     };
-    let old = signed_proposal(peer, &invocation, [99; 24], june_2025() - Duration::from_secs(3600)).0;
+    let old = signed_proposal(peer, &invocation, [99; 24], epoch() - Duration::from_secs(3600)).0;
     seeds.push(seed(t, "bad-old-timestamp", old.encode_to_vec()));
     seeds
 }

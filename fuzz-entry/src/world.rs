@@ -7,23 +7,25 @@
 //! once ([`Peer::joined`], [`Peer::empty`]), so an input's outcome never depends on the inputs
 //! before it (libFuzzer replays single inputs).
 //!
-//! Nothing here touches the OS: time is a fixed instant, storage is the simulator's in-memory
-//! disk, and the network refuses every connection.
+//! Nothing here touches the OS: time is the test kit's manual clock, never advanced (monotonic
+//! time 0, the wall clock at [`epoch`]), storage is the simulator's in-memory disk, and the
+//! network refuses every connection.
 
 use std::io;
 use std::net::IpAddr;
 use std::path::Path;
 use std::sync::{Arc, LazyLock};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use peer_core::channel::{AnchorPeer, GenesisOrg, GenesisSpec, genesis_block, sign_block};
 use peer_core::channels::Channels;
 use peer_core::config::HostPort;
-use peer_core::env::{BoxFuture, Clock, Connection, Env, Instant, Listener, Network};
+use peer_core::env::{BoxFuture, Connection, Env, Listener, Network};
 use peer_core::ledger::LedgerMgr;
 use peer_core::ledger::block::{envelope, header_hash, new_block};
 use peer_core::msp::generate::{self, Org, OrgSpec, ValidityWindow};
 use peer_core::msp::{LocalMsp, Msp};
+use peer_core::testkit::{ManualClock, epoch, local_msp};
 use proto::common::{Block, HeaderType};
 use rand_core::SeedableRng;
 use sim::env::{SimDisk, SimStorage};
@@ -36,27 +38,6 @@ pub const MSP_SEED: u64 = 9;
 pub const CHAIN_BLOCKS: u64 = 3;
 /// Where peers keep their data on the in-memory disk.
 const FILE_SYSTEM_PATH: &str = "/fuzz/data";
-
-/// 2025-06-01T00:00:00Z: inside the generated certificates' validity (2020–2049).
-pub fn june_2025() -> SystemTime {
-    UNIX_EPOCH + Duration::from_secs(1_748_736_000)
-}
-
-/// A clock stopped at [`june_2025`] (monotonic time 0); sleeps never end.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct FixedClock;
-
-impl Clock for FixedClock {
-    fn now(&self) -> Instant {
-        Instant(0)
-    }
-    fn wall_clock(&self) -> SystemTime {
-        june_2025()
-    }
-    fn sleep_until(&self, _deadline: Instant) -> BoxFuture<'static, ()> {
-        Box::pin(std::future::pending())
-    }
-}
 
 /// A network with nobody on it: binding and dialing fail. The targets call the peer's entry
 /// points directly; nothing here should reach for a socket.
@@ -118,13 +99,9 @@ fn org(msp_id: &str, domain: &str, peers: usize) -> Org {
     generate::generate_org(&spec, &mut generate::org_rng(MSP_SEED, &spec), ValidityWindow::fixed()).expect("generating a fixture org")
 }
 
-fn local(node: &generate::Node, msp_id: &str) -> LocalMsp {
-    LocalMsp::from_files(&node.msp, msp_id, june_2025()).expect("loading a fixture identity")
-}
-
 /// The genesis block of [`CHANNEL`] as `channel create-genesis` builds it.
 fn channel_genesis(orderer: &Org, apps: &[&Org]) -> Block {
-    let mut spec = GenesisSpec::new(CHANNEL, june_2025());
+    let mut spec = GenesisSpec::new(CHANNEL, epoch());
     let address = format!("orderer.{}:7050", orderer.spec.domain);
     spec.orderer_addresses = vec![address.clone()];
     spec.orderer_orgs.push(GenesisOrg {
@@ -167,7 +144,7 @@ impl World {
         let org2 = org("Org2MSP", "org2.example.com", 2);
         let org3 = org("Org3MSP", "org3.example.com", 1);
         let genesis = channel_genesis(&orderer_org, &[&org1, &org2]);
-        let orderer = local(&orderer_org.admin, "OrdererMSP");
+        let orderer = local_msp(&orderer_org.admin, "OrdererMSP");
         let mut chain: Vec<Block> = Vec::new();
         for number in 1..=CHAIN_BLOCKS {
             let previous = chain.last().unwrap_or(&genesis);
@@ -175,13 +152,13 @@ impl World {
             chain.push(next_block(previous, txs, &orderer));
         }
         let world_without_disks = |joined_disk, empty_disk| World {
-            peer: local(&org1.peers[0], "Org1MSP"),
-            org1_peer1: local(&org1.peers[1], "Org1MSP"),
-            org1_peer2: local(&org1.peers[2], "Org1MSP"),
-            org1_admin: local(&org1.admin, "Org1MSP"),
-            org2_peer0: local(&org2.peers[0], "Org2MSP"),
-            org2_peer1: local(&org2.peers[1], "Org2MSP"),
-            org3_peer0: local(&org3.peers[0], "Org3MSP"),
+            peer: local_msp(&org1.peers[0], "Org1MSP"),
+            org1_peer1: local_msp(&org1.peers[1], "Org1MSP"),
+            org1_peer2: local_msp(&org1.peers[2], "Org1MSP"),
+            org1_admin: local_msp(&org1.admin, "Org1MSP"),
+            org2_peer0: local_msp(&org2.peers[0], "Org2MSP"),
+            org2_peer1: local_msp(&org2.peers[1], "Org2MSP"),
+            org3_peer0: local_msp(&org3.peers[0], "Org3MSP"),
             org1_msp: Msp::from_files(&org1.msp, "Org1MSP").expect("org1's MSP"),
             org2_msp: Msp::from_files(&org2.msp, "Org2MSP").expect("org2's MSP"),
             orderer,
@@ -237,7 +214,7 @@ impl std::fmt::Debug for Peer {
 impl Peer {
     /// Opens the ledger directory on `disk` (creating it if empty) as `node start` does.
     pub fn open(disk: SimDisk) -> Peer {
-        let env = Env::new(Arc::new(FixedClock), Arc::new(NoNetwork), Arc::new(SimStorage(disk.clone())), [7; 32]);
+        let env = Env::new(ManualClock::new(), Arc::new(NoNetwork), Arc::new(SimStorage(disk.clone())), [7; 32]);
         let ledger = LedgerMgr::open(&env, Path::new(FILE_SYSTEM_PATH), "fuzz target").expect("opening the in-memory ledger directory");
         let channels = Arc::new(Channels::open(ledger).expect("opening the channels"));
         Peer { disk, env, channels }

@@ -18,7 +18,7 @@
 use std::hint::black_box;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
 use peer_core::config::{self, Config, EnvVars};
@@ -28,17 +28,12 @@ use peer_core::gossip::identity::Identities;
 use peer_core::gossip::message::{SignedMessage, Signer, empty_tag};
 use peer_core::ledger::LedgerMgr;
 use peer_core::ledger::block::{data_hash, envelope, header_hash, new_block};
-use peer_core::msp::generate::{self, OrgSpec, ValidityWindow};
 use peer_core::msp::{LocalMsp, Msp};
+use peer_core::testkit::{self, epoch};
 use proto::common::{Block, HeaderType};
 use proto::gossip::gossip_message::Content;
 use proto::gossip::{AliveMessage, Member, PeerTime};
 use rand_core::SeedableRng;
-
-/// 2025-06-01: inside the generated certificates' validity (2020–2049).
-fn wall() -> SystemTime {
-    UNIX_EPOCH + Duration::from_secs(1_748_736_000)
-}
 
 fn sampleconfig() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("the workspace root").join("sampleconfig")
@@ -55,10 +50,10 @@ fn world() -> World {
     let mut msps = Vec::new();
     let mut peers = Vec::new();
     for org in 1..=2 {
-        let spec = OrgSpec { msp_id: format!("Org{org}MSP"), domain: format!("org{org}.example.com"), peers: 4 };
-        let generated = generate::generate_org(&spec, &mut generate::org_rng(7, &spec), ValidityWindow::fixed()).expect("an org generates");
-        msps.push(Msp::from_files(&generated.msp, &spec.msp_id).expect("the org MSP loads"));
-        peers.push(generated.peers.iter().map(|p| LocalMsp::from_files(&p.msp, &spec.msp_id, wall()).expect("a peer MSP loads")).collect());
+        let msp_id = format!("Org{org}MSP");
+        let generated = testkit::org_with_peers(&msp_id, &format!("org{org}.example.com"), 4);
+        msps.push(Msp::from_files(&generated.msp, &msp_id).expect("the org MSP loads"));
+        peers.push(generated.peers.iter().map(|p| testkit::local_msp(p, &msp_id)).collect());
     }
     World { msps, peers }
 }
@@ -93,7 +88,7 @@ fn receiver(world: &World, settings: &DiscoveryConfig) -> Discovery {
     let self_info =
         SelfInfo { pki_id: me.pki_id(), org: me.msp.id.clone(), external_endpoint: endpoint(me), internal_endpoint: endpoint(me) };
     let signer: Arc<dyn Signer> = Arc::new(me.clone());
-    Discovery::new(settings, self_info, signer, identities, rand_chacha::ChaCha20Rng::seed_from_u64(1), Instant(0), wall())
+    Discovery::new(settings, self_info, signer, identities, rand_chacha::ChaCha20Rng::seed_from_u64(1), Instant(0), epoch())
 }
 
 fn drain(discovery: &mut Discovery) {

@@ -100,6 +100,8 @@ impl ChannelContext {
         }
         let address = self.address();
         let failed = |reason: String| anyhow!("{client} client failed to connect to {address}: failed to create new connection: {reason}");
+        // gRPC's own check of the target comes first (its text for an address that is no URI).
+        tonic::transport::Endpoint::from_shared(format!("http://{address}")).map_err(|e| failed(e.to_string()))?;
         let target = HostPort::parse(&address).map_err(failed)?;
         let timeout = self.config.peer.client_conn_timeout;
         let env = &self.env;

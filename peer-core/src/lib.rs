@@ -22,6 +22,8 @@
 //! - [`services`]: the gRPC services of the peer port (endorser and system chaincodes, deliver, the
 //!   Discovery stub) and the operations HTTP server.
 //! - [`node`]: `node start` (the one start path) and the metrics registry.
+//! - [`testkit`] (feature `testkit`, and peer-core's own unit tests): the helpers tests share (a
+//!   manual clock, in-memory network and storage, the fixed epoch, free ports, generated orgs).
 
 pub mod blocks;
 pub mod channel;
@@ -40,3 +42,5 @@ pub mod net;
 pub mod node;
 pub mod proposal;
 pub mod services;
+#[cfg(any(test, feature = "testkit"))]
+pub mod testkit;

@@ -614,7 +614,7 @@ fn orderer(args: OrdererArgs) -> anyhow::Result<()> {
                     None => bound.to_string(),
                 };
                 // A fixed genesis timestamp: the same arguments give the same block on every start.
-                let genesis_time = std::time::UNIX_EPOCH + std::time::Duration::from_secs(sim::run::EPOCH_SECS);
+                let genesis_time = peer_core::testkit::epoch();
                 let world = generate_world(&args.channel, &args.orgs, args.peers, &endpoint, &args.anchor_peers, genesis_time)?;
                 let genesis_out = args.genesis_out.as_deref().context("--genesis-out is required")?;
                 let crypto_out =

@@ -67,9 +67,6 @@ use rand_core::{Rng, SeedableRng};
 /// The sample core.yaml: the membership settings come from it, as a peer started on it reads them.
 const SAMPLE_CORE_YAML: &str = include_str!("../../sampleconfig/core.yaml");
 
-/// The wall clock at simulated time 0 (certificates are valid 2020–2049).
-const WALL_START_SECS: u64 = 1_748_736_000;
-
 /// Identities do not depend on the run seed: generating thousands takes a while, and the seed
 /// already drives every random choice of the run.
 const IDENTITY_SEED: u64 = 1;
@@ -521,7 +518,8 @@ impl BlockVerifier for NoBlocks {
 impl Sim {
     fn build(options: &Options) -> Result<Sim, String> {
         options.check()?;
-        let wall_start = SystemTime::UNIX_EPOCH + Duration::from_secs(WALL_START_SECS);
+        // The wall clock at simulated time 0 (certificates are valid 2020–2049).
+        let wall_start = peer_core::testkit::epoch();
         // Org k holds peers ceil(k*n/orgs) .. ceil((k+1)*n/orgs).
         let mut locals: Vec<(LocalMsp, usize, usize)> = Vec::with_capacity(options.peers);
         let mut msps: Vec<Msp> = Vec::new();

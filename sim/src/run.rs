@@ -15,7 +15,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use peer_core::channel::config::AnchorPeer;
 use peer_core::channel::genesis::{GenesisOrg, GenesisSpec, genesis_block};
@@ -29,6 +29,7 @@ use peer_core::msp::generate::{self, OrgSpec as GenSpec, ValidityWindow};
 use peer_core::msp::{LocalMsp, Msp};
 use peer_core::node;
 use peer_core::services::operations::LogControl;
+use peer_core::testkit::epoch;
 use proto::common::Block;
 use sha2::{Digest, Sha256};
 use tracing::Instrument;
@@ -38,15 +39,12 @@ use crate::env::{MessageFaults, NetFaults, SignatureMemo, SimClock, SimDisk, Sim
 use crate::orderer::{Orderer, OrdererSpec};
 use crate::scenario::{Bootstrap, Event, NewBlocks, ORDERER, PeerSpec, Scenario, Step};
 
-/// The simulated wall clock starts here (inside the generated certificates' validity).
-pub const EPOCH_SECS: u64 = 1_748_736_000; // 2025-06-01T00:00:00Z
+/// The simulated wall clock starts here (inside the generated certificates' validity): the test
+/// kit's epoch, 2025-06-01T00:00:00Z.
+pub use peer_core::testkit::EPOCH_SECS;
 const SAMPLE_EVERY: Duration = Duration::from_millis(250);
 /// Log lines without colours, stamped with simulated time.
 const TRACE_FORMAT: &str = "%{time:15:04:05.000} [%{module}] %{shortfunc} -> %{level:.4s} %{message}";
-
-fn epoch() -> SystemTime {
-    UNIX_EPOCH + Duration::from_secs(EPOCH_SECS)
-}
 
 /// What one run produced.
 #[derive(Debug)]

@@ -18,12 +18,13 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdout, Command, Stdio};
 use std::time::Duration;
 
 use peer_core::ledger::LedgerMgr;
+use peer_core::testkit::{Ports, free_port};
 use prost::Message;
 use proto::common::Block;
 
@@ -41,11 +42,6 @@ const LOG_TAIL: usize = 40;
 #[allow(clippy::disallowed_methods, clippy::disallowed_types)]
 fn now() -> std::time::Instant {
     std::time::Instant::now()
-}
-
-/// A port that was free a moment ago (the OS picks it; it is released for the process to bind).
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 fn repo_root() -> PathBuf {
@@ -184,13 +180,14 @@ impl Peer {
         let dir = root.join(&name);
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::copy(repo_root().join("sampleconfig/core.yaml"), dir.join("core.yaml")).unwrap();
+        let ports = Ports::free();
         Peer {
             msp_id: format!("Org{}MSP", spec.org),
             org_root: root.join("crypto/peerOrganizations").join(&domain),
             dir,
-            address: format!("127.0.0.1:{}", free_port()),
-            chaincode_port: free_port(),
-            operations_port: free_port(),
+            address: format!("127.0.0.1:{}", ports.peer),
+            chaincode_port: ports.chaincode,
+            operations_port: ports.operations,
             child: None,
             name,
             domain,

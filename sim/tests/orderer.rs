@@ -16,7 +16,7 @@
 
 use std::path::Path;
 use std::sync::{Arc, Mutex, OnceLock};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use peer_core::channels::Channels;
 use peer_core::config::HostPort;
@@ -25,6 +25,7 @@ use peer_core::ledger::LedgerMgr;
 use peer_core::ledger::block::header_hash;
 use peer_core::msp::LocalMsp;
 use peer_core::proposal::seek_info_envelope;
+use peer_core::testkit::epoch;
 use prost::Message;
 use proto::common::{Block, ChannelHeader, Envelope, Header, HeaderType, Payload, SignatureHeader, Status as FabricStatus};
 use proto::orderer::atomic_broadcast_client::AtomicBroadcastClient;
@@ -34,10 +35,6 @@ use sim::env::{SimClock, SimDisk, SimNetwork, SimStorage};
 use sim::orderer::{Orderer, OrdererSpec, World, generate_world};
 
 const CHANNEL: &str = "simchannel";
-
-fn epoch() -> SystemTime {
-    UNIX_EPOCH + Duration::from_secs(sim::run::EPOCH_SECS)
-}
 
 fn world() -> &'static World {
     static WORLD: OnceLock<World> = OnceLock::new();

@@ -28,6 +28,7 @@ use peer_core::channel::{GenesisOrg, GenesisSpec, genesis_block};
 use peer_core::ledger::LedgerMgr;
 use peer_core::ledger::block::{envelope, header_hash, new_block};
 use peer_core::msp::generate::{self, Org, OrgSpec, ValidityWindow};
+use peer_core::testkit::epoch;
 use prost::Message;
 use proto::common::{Block, ChannelHeader, Envelope, HeaderType, Payload};
 use rand_core::{Rng, SeedableRng};
@@ -289,7 +290,7 @@ fn genesis(channel: &str, mutation: &str) -> Block {
     // Built with a valid channel ID, renamed below if the case asks for a bad one (the builder
     // refuses bad IDs, as configtxgen does).
     let valid_id = if peer_core::ledger::validate_channel_id(channel).is_ok() { channel } else { "mychannel" };
-    let mut spec = GenesisSpec::new(valid_id, secs(1_748_736_000));
+    let mut spec = GenesisSpec::new(valid_id, epoch());
     spec.orderer_addresses = vec!["orderer.example.com:7050".into()];
     let entry = |name: &str, org| GenesisOrg { name: name.into(), org, anchor_peers: Vec::new(), orderer_endpoints: Vec::new() };
     spec.orderer_orgs.push(GenesisOrg { orderer_endpoints: vec!["orderer.example.com:7050".into()], ..entry("OrdererOrg", &orderer) });

@@ -10,8 +10,7 @@ use peer_core::channel::sign_block;
 use peer_core::channels::Channels;
 use peer_core::ledger::LedgerMgr;
 use peer_core::ledger::block::{envelope, header_hash, new_block};
-use peer_core::msp::LocalMsp;
-use peer_core::msp::generate::{self, Org, OrgSpec, ValidityWindow};
+use peer_core::testkit::{local_msp, org};
 use prost::Message;
 use proto::common::HeaderType;
 use rand_core::SeedableRng;
@@ -20,11 +19,6 @@ use crate::peer::{Peer, Ports, data_dir, sample_env, strip_colors};
 use crate::support::{Run, peer_core};
 
 pub(crate) const STARTUP: Duration = Duration::from_secs(30);
-
-fn org(msp_id: &str, domain: &str) -> Org {
-    let spec = OrgSpec { msp_id: msp_id.into(), domain: domain.into(), peers: 1 };
-    generate::generate_org(&spec, &mut generate::org_rng(7, &spec), ValidityWindow::fixed()).unwrap()
-}
 
 /// Org1's crypto on disk (what `msp generate --seed 7` writes) and the genesis block of
 /// `mychannel` (what `channel create-genesis` writes from the orgs' folders).
@@ -94,8 +88,7 @@ fn assert_error(run: &Run, message: &str) {
 fn append_blocks(tmp: &Path, count: u64) {
     let env = peer_core::env::real::env().unwrap();
     let orderer = org("OrdererMSP", "example.com");
-    let june_2025 = std::time::UNIX_EPOCH + Duration::from_secs(1_748_736_000);
-    let orderer_signer = LocalMsp::from_files(&orderer.peers[0].msp, "OrdererMSP", june_2025).unwrap();
+    let orderer_signer = local_msp(&orderer.peers[0], "OrdererMSP");
     let ledger = LedgerMgr::open(&env, &data_dir(tmp), "e2e append").unwrap();
     let channels = Channels::open(ledger).unwrap();
     let chain = channels.ledger("mychannel").unwrap();

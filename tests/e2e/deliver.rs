@@ -11,7 +11,8 @@ use peer_core::channels::Channels;
 use peer_core::ledger::LedgerMgr;
 use peer_core::ledger::block::{envelope, header_hash, new_block};
 use peer_core::msp::LocalMsp;
-use peer_core::msp::generate::{self, Org, OrgSpec, ValidityWindow};
+use peer_core::msp::generate::Org;
+use peer_core::testkit::{epoch, org};
 use prost::Message;
 use proto::common::{Block, ChannelHeader, Envelope, Header, HeaderType, Payload, SignatureHeader, Status as FabricStatus};
 use proto::orderer::seek_info::SeekBehavior;
@@ -26,11 +27,6 @@ use crate::peer::{Peer, Ports, data_dir, http, sample_env};
 const CHANNEL: &str = "mychannel";
 const LIMIT: Duration = Duration::from_secs(30);
 
-fn org(msp_id: &str, domain: &str) -> Org {
-    let spec = OrgSpec { msp_id: msp_id.into(), domain: domain.into(), peers: 1 };
-    generate::generate_org(&spec, &mut generate::org_rng(7, &spec), ValidityWindow::fixed()).unwrap()
-}
-
 fn admin(org: &Org, now: SystemTime) -> LocalMsp {
     LocalMsp::from_files(&org.admin.msp, &org.spec.msp_id, now).unwrap()
 }
@@ -40,7 +36,7 @@ fn make_channel(data: &Path, orderer: &Org, org1: &Org, height: u64, now: System
     let env = peer_core::env::real::env().unwrap();
     let mgr = LedgerMgr::open(&env, data, "e2e setup").unwrap();
     let channels = Channels::open(mgr).unwrap();
-    let mut spec = GenesisSpec::new(CHANNEL, UNIX_EPOCH + Duration::from_secs(1_748_736_000));
+    let mut spec = GenesisSpec::new(CHANNEL, epoch());
     let org_entry = |org| GenesisOrg { name: String::new(), org, anchor_peers: Vec::new(), orderer_endpoints: Vec::new() };
     spec.orderer_orgs.push(GenesisOrg {
         name: "OrdererOrg".into(),

@@ -8,8 +8,8 @@
 use std::path::Path;
 use std::time::Duration;
 
-use peer_core::msp::LocalMsp;
 use peer_core::msp::generate::{self, OrgSpec, ValidityWindow};
+use peer_core::testkit::local_msp;
 use serde_json::Value;
 
 use crate::peer::{Peer, Ports, http, sample_env};
@@ -116,12 +116,7 @@ fn two_orgs_three_peers_learn_whom_they_should_detect_a_death_and_a_return() {
         let generated = generate::generate_org(&spec, &mut generate::org_rng(11, &spec), ValidityWindow::fixed()).unwrap();
         generated.write_to(&tmp.path().join("crypto")).unwrap();
         for peer in &generated.peers {
-            pki.push(
-                LocalMsp::from_files(&peer.msp, &spec.msp_id, std::time::SystemTime::UNIX_EPOCH + Duration::from_secs(1_748_736_000))
-                    .unwrap()
-                    .pki_id()
-                    .to_string(),
-            );
+            pki.push(local_msp(peer, &spec.msp_id).pki_id().to_string());
         }
     }
     let (p10, p11, p20) = (&pki[0], &pki[1], &pki[2]);

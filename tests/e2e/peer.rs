@@ -1,29 +1,14 @@
-//! A running peer process: `peer-core node start` on 127.0.0.1 with free ports.
+//! A running peer process: `peer-core node start` on 127.0.0.1 with free ports (the test kit's
+//! [`Ports`]).
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
-/// The ports one peer listens on.
-#[derive(Clone, Copy, Debug)]
-pub struct Ports {
-    pub peer: u16,
-    pub chaincode: u16,
-    pub operations: u16,
-}
-
-impl Ports {
-    /// Three distinct ports: the listeners are held until all three are chosen (released one at
-    /// a time, the OS may hand the same port out twice).
-    pub fn free() -> Ports {
-        let listeners: Vec<TcpListener> = (0..3).map(|_| TcpListener::bind("127.0.0.1:0").unwrap()).collect();
-        let port = |i: usize| listeners[i].local_addr().unwrap().port();
-        Ports { peer: port(0), chaincode: port(1), operations: port(2) }
-    }
-}
+pub use peer_core::testkit::Ports;
 
 /// A peer process and the stderr lines it has printed so far.
 pub struct Peer {

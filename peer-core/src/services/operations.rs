@@ -221,7 +221,7 @@ impl LogControl for crate::logging::LoggingHandle {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::{Duration, UNIX_EPOCH};
+    use std::time::Duration;
 
     #[test]
     fn metrics_are_written_in_the_text_format_fabric_serves() {
@@ -269,7 +269,7 @@ mod tests {
 
     #[test]
     fn times_print_like_go_rfc3339nano() {
-        assert_eq!(rfc3339(UNIX_EPOCH + Duration::from_secs(1_748_736_000)), "2025-06-01T00:00:00Z");
-        assert_eq!(rfc3339(UNIX_EPOCH + Duration::new(1_748_736_000, 120_000_000)), "2025-06-01T00:00:00.12Z");
+        assert_eq!(rfc3339(crate::testkit::epoch()), "2025-06-01T00:00:00Z");
+        assert_eq!(rfc3339(crate::testkit::epoch() + Duration::from_millis(120)), "2025-06-01T00:00:00.12Z");
     }
 }

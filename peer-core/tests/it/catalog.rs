@@ -58,8 +58,9 @@ use proto::gossip::{
 use rand_core::SeedableRng;
 use serde::Deserialize;
 
-use crate::gossip_discovery::{self as discovery_world, wall_start};
+use crate::gossip_discovery::{self as discovery_world};
 use crate::gossip_state;
+use peer_core::testkit::epoch;
 
 /// `peer.maxRecvMsgSize` for the `decode` entry (the block limit it implies).
 const DECODE_MAX_RECV: usize = 2 << 20;
@@ -95,7 +96,7 @@ impl Keys {
         let mut keys: BTreeMap<String, LocalMsp> = orgs.peers.clone();
         let spec = OrgSpec { msp_id: "Org3MSP".into(), domain: "org3.example.com".into(), peers: 1 };
         let org3 = generate::generate_org(&spec, &mut generate::org_rng(3, &spec), ValidityWindow::fixed()).unwrap();
-        keys.insert("org3p0".into(), LocalMsp::from_files(&org3.peers[0].msp, "Org3MSP", wall_start()).unwrap());
+        keys.insert("org3p0".into(), LocalMsp::from_files(&org3.peers[0].msp, "Org3MSP", epoch()).unwrap());
         let spec = OrgSpec { msp_id: "Org1MSP".into(), domain: "org1.example.com".into(), peers: 3 };
         let expired = ValidityWindow {
             not_before: UNIX_EPOCH + Duration::from_secs(1_577_836_800),
@@ -376,7 +377,7 @@ fn receiver(orgs: &discovery_world::Orgs) -> Discovery {
         identities,
         rand_chacha::ChaCha20Rng::seed_from_u64(1),
         Instant(0),
-        wall_start(),
+        epoch(),
     )
 }
 

@@ -7,14 +7,14 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::{Duration, UNIX_EPOCH};
 
-use crate::node::june_2025;
 use peer_core::channel::{
     AnchorPeer, BlockSignatureError, ChannelConfig, ConfigBlockError, GenesisOrg, GenesisSpec, PolicyError, SignedData, genesis_block,
     sign_block, verify_block_signatures,
 };
 use peer_core::ledger::block::{data_hash, header_hash};
-use peer_core::msp::generate::{self, Org, OrgSpec, ValidityWindow};
+use peer_core::msp::generate::{self, Org};
 use peer_core::msp::{Identity, LocalMsp, Msp};
+use peer_core::testkit::{epoch, local_msp, org};
 use prost::Message;
 use proto::common::{Block, BlockData, BlockHeader, ChannelHeader, Envelope, Header, HeaderType, Payload};
 use rand_chacha::ChaCha20Rng;
@@ -22,12 +22,6 @@ use rand_core::SeedableRng;
 
 fn blocks_dir() -> &'static Path {
     Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/blocks"))
-}
-
-/// The orgs behind tests/data/blocks: what `peer-core msp generate --seed 7 --peers 1` writes.
-fn org(msp_id: &str, domain: &str) -> Org {
-    let spec = OrgSpec { msp_id: msp_id.into(), domain: domain.into(), peers: 1 };
-    generate::generate_org(&spec, &mut generate::org_rng(7, &spec), ValidityWindow::fixed()).unwrap()
 }
 
 struct Orgs {
@@ -42,7 +36,7 @@ fn orgs(app_count: usize) -> Orgs {
 
 /// The same channel as tests/data/blocks/configtx.yaml describes.
 fn spec(orgs: &Orgs) -> GenesisSpec<'_> {
-    let mut spec = GenesisSpec::new("mychannel", june_2025());
+    let mut spec = GenesisSpec::new("mychannel", epoch());
     spec.orderer_addresses = vec!["orderer.example.com:7050".into()];
     spec.max_message_count = 10;
     spec.absolute_max_bytes = 99 << 20;
@@ -68,10 +62,6 @@ fn spec(orgs: &Orgs) -> GenesisSpec<'_> {
 fn read_block(name: &str) -> Block {
     let bytes = std::fs::read(blocks_dir().join(name)).unwrap();
     Block::decode(bytes.as_slice()).unwrap()
-}
-
-fn local(node: &generate::Node, msp_id: &str) -> LocalMsp {
-    LocalMsp::from_files(&node.msp, msp_id, june_2025()).unwrap()
 }
 
 /// What a peer needs from a channel config, as comparable text.
@@ -128,13 +118,13 @@ fn configtxgen_genesis_block_is_read_with_its_orgs_endpoints_and_anchor_peers() 
         let msp_id = &org.spec.msp_id;
         let msp = config.msp(msp_id).unwrap();
         for node in org.peers.iter().chain([&org.admin]) {
-            let identity = local(node, msp_id).identity;
-            msp.validate(&identity, june_2025()).unwrap_or_else(|e| panic!("{msp_id} {}: {e}", node.name));
+            let identity = local_msp(node, msp_id).identity;
+            msp.validate(&identity, epoch()).unwrap_or_else(|e| panic!("{msp_id} {}: {e}", node.name));
             assert_eq!(msp.is_admin(&identity), node.name.starts_with("Admin@"), "{}", node.name);
         }
-        let stranger = local(&orgs.apps[0].peers[0], "Org1MSP").identity;
+        let stranger = local_msp(&orgs.apps[0].peers[0], "Org1MSP").identity;
         if msp_id != "Org1MSP" {
-            assert!(msp.validate(&stranger, june_2025()).is_err(), "{msp_id} must not accept an Org1MSP identity");
+            assert!(msp.validate(&stranger, epoch()).is_err(), "{msp_id} must not accept an Org1MSP identity");
         }
     }
 }
@@ -163,22 +153,22 @@ fn msp_from_folder_and_from_channel_config_agree() {
     let org1 = &orgs.apps[0];
     let from_files = Msp::from_files(&org1.msp, "Org1MSP").unwrap();
     let from_config = Msp::from_fabric_config(&org1.msp.verifying_config("Org1MSP").unwrap()).unwrap();
-    let mut identities: Vec<Identity> = org1.peers.iter().chain([&org1.admin]).map(|n| local(n, "Org1MSP").identity).collect();
-    identities.push(local(&orgs.apps[1].peers[0], "Org2MSP").identity);
+    let mut identities: Vec<Identity> = org1.peers.iter().chain([&org1.admin]).map(|n| local_msp(n, "Org1MSP").identity).collect();
+    identities.push(local_msp(&orgs.apps[1].peers[0], "Org2MSP").identity);
     // Org2's peer relabelled as Org1MSP: right MSP ID, wrong CA.
     let mut impostor = identities.last().unwrap().clone();
     impostor.msp_id = "Org1MSP".into();
     identities.push(impostor);
     let far_future = UNIX_EPOCH + Duration::from_secs(4_000_000_000);
     for identity in &identities {
-        for now in [june_2025(), far_future] {
+        for now in [epoch(), far_future] {
             assert_eq!(from_files.validate(identity, now), from_config.validate(identity, now), "{identity:?}");
         }
         assert_eq!(from_files.role(identity), from_config.role(identity), "{identity:?}");
         assert_eq!(from_files.is_admin(identity), from_config.is_admin(identity), "{identity:?}");
     }
-    assert!(from_config.validate(&identities[0], june_2025()).is_ok());
-    assert!(from_config.validate(&identities[3], june_2025()).is_err());
+    assert!(from_config.validate(&identities[0], epoch()).is_ok());
+    assert!(from_config.validate(&identities[3], epoch()).is_err());
     assert_eq!(
         (from_files.tls_roots.clone(), from_files.tls_intermediates.clone()),
         (from_config.tls_roots, from_config.tls_intermediates)
@@ -198,9 +188,9 @@ fn channel_of_three() -> Channel {
     let config = ChannelConfig::from_block(&genesis_block(&spec(&orgs)).unwrap()).unwrap();
     let msp_id = |org: &Org| org.spec.msp_id.clone();
     Channel {
-        orderer_peer: local(&orgs.orderer.peers[0], "OrdererMSP"),
-        peers: orgs.apps.iter().map(|o| local(&o.peers[0], &msp_id(o))).collect(),
-        admins: orgs.apps.iter().map(|o| local(&o.admin, &msp_id(o))).collect(),
+        orderer_peer: local_msp(&orgs.orderer.peers[0], "OrdererMSP"),
+        peers: orgs.apps.iter().map(|o| local_msp(&o.peers[0], &msp_id(o))).collect(),
+        admins: orgs.apps.iter().map(|o| local_msp(&o.admin, &msp_id(o))).collect(),
         config,
     }
 }
@@ -283,8 +273,8 @@ fn one_signature_counts_once_in_an_n_out_of_gate() {
         org1.policies.get_mut("Readers").unwrap().policy = Some(policy);
     });
     let config = ChannelConfig::from_block(&block).unwrap();
-    let peer = local(&orgs.apps[0].peers[0], "Org1MSP");
-    let admin = local(&orgs.apps[0].admin, "Org1MSP");
+    let peer = local_msp(&orgs.apps[0].peers[0], "Org1MSP");
+    let admin = local_msp(&orgs.apps[0].admin, "Org1MSP");
     let path = "/Channel/Application/Org1MSP/Readers";
     assert!(config.evaluate(path, &[signed(&peer, b"x")]).is_err());
     assert!(config.evaluate(path, &[signed(&peer, b"x"), signed(&peer, b"x")]).is_err());
@@ -317,7 +307,7 @@ fn orderer_block_signatures_are_verified() {
     let orgs = orgs(2);
     let genesis = genesis_block(&spec(&orgs)).unwrap();
     let config = ChannelConfig::from_block(&genesis).unwrap();
-    let orderer = local(&orgs.orderer.peers[0], "OrdererMSP");
+    let orderer = local_msp(&orgs.orderer.peers[0], "OrdererMSP");
     let mut rng = ChaCha20Rng::seed_from_u64(1);
     let mut block = next_block(&genesis, "mychannel");
     sign_block(&mut block, &orderer, 0, &mut rng);
@@ -361,7 +351,7 @@ fn orderer_block_signatures_are_verified() {
 
     // Signed by an application peer, or by nobody: not the orderer's BlockValidation.
     let mut by_peer = next_block(&genesis, "mychannel");
-    sign_block(&mut by_peer, &local(&orgs.apps[0].peers[0], "Org1MSP"), 0, &mut rng);
+    sign_block(&mut by_peer, &local_msp(&orgs.apps[0].peers[0], "Org1MSP"), 0, &mut rng);
     let err = verify_block_signatures(&by_peer, &config).unwrap_err();
     assert!(matches!(err, BlockSignatureError::Policy { .. }), "{err}");
     assert!(verify_block_signatures(&genesis, &config).is_err(), "the genesis block carries no signature");
@@ -527,7 +517,7 @@ fn crl(ca: &generate::Issued, revoked_serials: &[Vec<u8>]) -> Vec<u8> {
     let key = p256::ecdsa::SigningKey::from_pkcs8_der(&key_der).unwrap();
     let (_, ca_der) = der::pem::decode_vec(&ca.cert_pem).unwrap();
     let ca_cert = x509_cert::Certificate::from_der(&ca_der).unwrap();
-    let time = x509_cert::time::Time::try_from(june_2025()).unwrap();
+    let time = x509_cert::time::Time::try_from(epoch()).unwrap();
     let algorithm = spki::AlgorithmIdentifierOwned { oid: peer_core::msp::crypto::ECDSA_WITH_SHA256, parameters: None };
     let tbs: TbsCertList = TbsCertList {
         version: x509_cert::Version::V2,
@@ -560,19 +550,19 @@ fn crl(ca: &generate::Issued, revoked_serials: &[Vec<u8>]) -> Vec<u8> {
 fn revocation_lists_in_the_channel_msp_revoke_identities() {
     let orgs = orgs(2);
     let org1 = &orgs.apps[0];
-    let peer = local(&org1.peers[0], "Org1MSP").identity;
-    let admin = local(&org1.admin, "Org1MSP").identity;
+    let peer = local_msp(&org1.peers[0], "Org1MSP").identity;
+    let admin = local_msp(&org1.admin, "Org1MSP").identity;
     let serial = peer.cert.tbs_certificate().serial_number().as_bytes().to_vec();
     let mut config = org1.msp.verifying_config("Org1MSP").unwrap();
     // A CRL by another org's CA cannot revoke Org1's certificates.
     config.revocation_list = vec![crl(&orgs.apps[1].ca, std::slice::from_ref(&serial))];
     let msp = Msp::from_fabric_config(&config).unwrap();
-    msp.validate(&peer, june_2025()).unwrap();
+    msp.validate(&peer, epoch()).unwrap();
     // Org1's CA revokes its peer: the peer is no longer valid, the admin still is.
     config.revocation_list = vec![crl(&org1.ca, &[serial])];
     let msp = Msp::from_fabric_config(&config).unwrap();
-    assert_eq!(msp.validate(&peer, june_2025()), Err("The certificate has been revoked".into()));
-    msp.validate(&admin, june_2025()).unwrap();
+    assert_eq!(msp.validate(&peer, epoch()), Err("The certificate has been revoked".into()));
+    msp.validate(&admin, epoch()).unwrap();
     config.revocation_list = vec![b"-----BEGIN X509 CRL-----\nAAAA\n-----END X509 CRL-----\n".to_vec()];
     let err = Msp::from_fabric_config(&config).unwrap_err();
     assert!(err.starts_with("revocation_list[0]: not an X.509 CRL"), "{err}");

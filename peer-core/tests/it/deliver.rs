@@ -1,24 +1,23 @@
 //! `protos.Deliver` on a node started on the in-memory Env, driven through tonic's client: seek
 //! positions, waiting for blocks, statuses, access checks, several seeks on one stream, client
-//! disconnects, filtered blocks and the concurrency limit. Nothing sleeps: the wall clock is one
-//! the test sets, "nothing arrives yet" polls the stream once, and waiting for a session to end
-//! yields to the runtime a bounded number of times.
+//! disconnects, filtered blocks and the concurrency limit. Nothing sleeps: the clock is a manual
+//! one whose monotonic time stands still and whose wall clock the test sets, "nothing arrives
+//! yet" polls the stream once, and waiting for a session to end yields to the runtime a bounded
+//! number of times.
 
-use crate::mem_net::MemNetwork;
-use crate::mem_storage::MemStorage;
+use peer_core::testkit::{ManualClock, MemNetwork, MemStorage, admin, epoch, org};
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::exposition::{self, Exposition};
-use crate::node::june_2025;
 use peer_core::channel::{GenesisOrg, GenesisSpec, genesis_block, sign_block};
 use peer_core::config::{Config, EnvVars, HostPort};
-use peer_core::env::{BoxFuture, Clock, Env, Instant, Network};
+use peer_core::env::{Clock, Env, Network};
 use peer_core::ledger::block::{envelope, header_hash, new_block};
 use peer_core::logging::{self, LoggingConfig, MemorySink};
 use peer_core::msp::LocalMsp;
-use peer_core::msp::generate::{self, Org, OrgSpec, ValidityWindow};
+use peer_core::msp::generate::Org;
 use peer_core::node::{self, RunningNode};
 use prost::Message;
 use proto::common::{Block, ChannelHeader, Envelope, Header, HeaderType, Payload, SignatureHeader, Status as FabricStatus};
@@ -33,30 +32,6 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::Streaming;
 
 const CHANNEL: &str = "mychannel";
-
-/// A wall clock the test moves; the monotonic clock stands still and nothing sleeps on it.
-struct TestClock(Mutex<SystemTime>);
-
-impl Clock for TestClock {
-    fn now(&self) -> Instant {
-        Instant(0)
-    }
-    fn wall_clock(&self) -> SystemTime {
-        *self.0.lock().unwrap()
-    }
-    fn sleep_until(&self, _deadline: Instant) -> BoxFuture<'static, ()> {
-        Box::pin(std::future::pending())
-    }
-}
-
-fn org(msp_id: &str, domain: &str) -> Org {
-    let spec = OrgSpec { msp_id: msp_id.into(), domain: domain.into(), peers: 1 };
-    generate::generate_org(&spec, &mut generate::org_rng(7, &spec), ValidityWindow::fixed()).unwrap()
-}
-
-fn admin(org: &Org) -> LocalMsp {
-    LocalMsp::from_files(&org.admin.msp, &org.spec.msp_id, june_2025()).unwrap()
-}
 
 struct Orgs {
     orderer: Org,
@@ -81,7 +56,7 @@ fn genesis_org(org: &Org) -> GenesisOrg<'_> {
 
 /// The channel's genesis block with the given application orgs.
 fn genesis(orgs: &Orgs, members: &[&Org]) -> Block {
-    let mut spec = GenesisSpec::new(CHANNEL, june_2025());
+    let mut spec = GenesisSpec::new(CHANNEL, epoch());
     spec.orderer_orgs.push(GenesisOrg { orderer_endpoints: vec!["orderer.example.com:7050".into()], ..genesis_org(&orgs.orderer) });
     spec.application_orgs = members.iter().map(|o| genesis_org(o)).collect();
     genesis_block(&spec).unwrap()
@@ -90,7 +65,7 @@ fn genesis(orgs: &Orgs, members: &[&Org]) -> Block {
 /// A started node plus what the tests drive it with.
 struct Fixture {
     network: Arc<MemNetwork>,
-    clock: Arc<TestClock>,
+    clock: Arc<ManualClock>,
     running: RunningNode,
     orgs: Orgs,
     orderer: LocalMsp,
@@ -104,12 +79,12 @@ impl Fixture {
     /// A node with `mychannel` (Org1 and Org2) at `height` blocks; `env` adds CORE_* variables.
     async fn start(height: u64, env: &[(&str, &str)]) -> Fixture {
         let network = Arc::new(MemNetwork::default());
-        let clock = Arc::new(TestClock(Mutex::new(june_2025())));
+        let clock = ManualClock::new();
         let peer_env = Env::new(clock.clone(), network.clone(), Arc::new(MemStorage::default()), [3; 32]);
         let logs = MemorySink::new();
         let config =
             LoggingConfig { spec: "common.deliver,common.deliverevents=debug:info".into(), format: "%{module} %{level} %{message}".into() };
-        let (layer, handle) = logging::layer(&config, Arc::new(june_2025), logs.sink()).unwrap();
+        let (layer, handle) = logging::layer(&config, Arc::new(epoch), logs.sink()).unwrap();
         let subscriber = tracing_subscriber::layer::SubscriberExt::with(tracing_subscriber::registry(), layer);
         let log_guard = tracing::subscriber::set_default(subscriber);
 
@@ -120,7 +95,7 @@ impl Fixture {
             vars = vars.with(name, value);
         }
         let config: Config = Config::from_yaml(&text, &sample.join("core.yaml"), &vars).unwrap().config;
-        let msp = LocalMsp::load(&sample.join("msp"), "SampleOrg", None, june_2025()).unwrap();
+        let msp = LocalMsp::load(&sample.join("msp"), "SampleOrg", None, epoch()).unwrap();
         let setup = node::Setup {
             identity_verifier: Arc::new(peer_core::gossip::identity::MspVerifier),
             message_faults: None,
@@ -195,7 +170,7 @@ impl Fixture {
 
     /// `GET /metrics` on the node's operations server, parsed.
     async fn metrics(&self) -> (Exposition, String) {
-        crate::mem_net::scrape(&self.network, &self.running).await
+        crate::metrics::scrape_node(&self.network, &self.running).await
     }
 }
 
@@ -280,7 +255,7 @@ fn request_at(signer: &LocalMsp, channel: &str, time: SystemTime, seek_info: &Se
 }
 
 fn request(signer: &LocalMsp, seek_info: &SeekInfo) -> Envelope {
-    request_at(signer, CHANNEL, june_2025(), seek_info)
+    request_at(signer, CHANNEL, epoch(), seek_info)
 }
 
 #[tokio::test]
@@ -362,7 +337,7 @@ async fn rejected_requests_get_fabrics_statuses_and_end_the_stream() {
         }
     };
     // Unknown channel.
-    check(request_at(&org1, "otherchannel", june_2025(), &all), FabricStatus::NotFound).await;
+    check(request_at(&org1, "otherchannel", epoch(), &all), FabricStatus::NotFound).await;
     // An org that is not a member of the channel.
     check(request(&admin(&f.orgs.org3), &all), FabricStatus::Forbidden).await;
     // A signature that is not the creator's.
@@ -370,11 +345,11 @@ async fn rejected_requests_get_fabrics_statuses_and_end_the_stream() {
     forged.signature = admin(&f.orgs.org2).sign(&forged.payload);
     check(forged, FabricStatus::Forbidden).await;
     // Timestamps outside peer.authentication.timewindow (15m) either way.
-    check(request_at(&org1, CHANNEL, june_2025() - Duration::from_secs(16 * 60), &all), FabricStatus::BadRequest).await;
-    check(request_at(&org1, CHANNEL, june_2025() + Duration::from_secs(16 * 60), &all), FabricStatus::BadRequest).await;
+    check(request_at(&org1, CHANNEL, epoch() - Duration::from_secs(16 * 60), &all), FabricStatus::BadRequest).await;
+    check(request_at(&org1, CHANNEL, epoch() + Duration::from_secs(16 * 60), &all), FabricStatus::BadRequest).await;
     // ... and just inside it.
     let mut stream = f.open().await;
-    let inside = request_at(&org1, CHANNEL, june_2025() - Duration::from_secs(14 * 60), &all);
+    let inside = request_at(&org1, CHANNEL, epoch() - Duration::from_secs(14 * 60), &all);
     assert_eq!(stream.ask(inside).await, answer(0..2, FabricStatus::Success));
     // Garbage of every layer.
     check(Envelope { payload: vec![0xff; 7], signature: Vec::new() }, FabricStatus::BadRequest).await;
@@ -449,7 +424,7 @@ async fn access_is_re_evaluated_on_expiry_and_on_a_new_config() {
     assert!(matches!(block.r#type, Some(deliver_response::Type::Block(ref b)) if b.header.as_ref().unwrap().number == 3));
 
     // The client certificate expires (the generated ones end 2049-12-31) while Org1 waits.
-    *f.clock.0.lock().unwrap() = UNIX_EPOCH + Duration::from_secs(2_524_608_000 + 3600);
+    f.clock.set_wall_clock(UNIX_EPOCH + Duration::from_secs(2_524_608_000 + 3600));
     f.append();
     assert_eq!(org1_stream.read().await, answer([], FabricStatus::Forbidden));
     // A new request with the expired certificate is refused before any block.
@@ -594,7 +569,7 @@ async fn deliver_streams_requests_blocks_and_messages_are_counted() {
     first.assert_ended().await;
     // A request for a channel this peer has not joined is not a deliver request (Fabric's either).
     let mut elsewhere = f.open().await;
-    let unknown = request_at(&client, "otherchannel", june_2025(), &seek(oldest(), oldest(), SeekBehavior::BlockUntilReady));
+    let unknown = request_at(&client, "otherchannel", epoch(), &seek(oldest(), oldest(), SeekBehavior::BlockUntilReady));
     assert_eq!(elsewhere.ask(unknown).await, answer([], FabricStatus::NotFound));
     elsewhere.assert_ended().await;
     drop((first, elsewhere));

@@ -3,24 +3,21 @@
 //! clock: the test lets every task run until nothing moves, then jumps to the next sleeper's
 //! deadline, so backoffs are exact and nothing waits on the wall clock.
 
-use crate::mem_net::MemNetwork;
-use crate::mem_storage::MemStorage;
+use peer_core::testkit::{ManualClock, MemNetwork, MemStorage, admin, epoch, org};
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
-use crate::node::june_2025;
 use peer_core::blocks::BlockPublisher;
 use peer_core::blocks::deliverclient::{DeliverClient, DeliverClientConfig, retry_delay};
 use peer_core::channel::{GenesisOrg, GenesisSpec, genesis_block, sign_block};
 use peer_core::config::{Config, EnvVars, HostPort};
-use peer_core::env::{BoxFuture, Clock, Env, Instant, Network};
+use peer_core::env::{Clock, Env, Instant, Network};
 use peer_core::ledger::block::{envelope, header_hash, new_block};
 use peer_core::logging::{self, LoggingConfig, MemorySink};
 use peer_core::msp::LocalMsp;
-use peer_core::msp::generate::{self, Org, OrgSpec, ValidityWindow};
 use peer_core::node::{self, RunningNode};
 use prost::Message;
 use proto::common::{Block, HeaderType, Payload};
@@ -34,60 +31,6 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
 const CHANNEL: &str = "mychannel";
-
-/// Monotonic time that moves only when the test says so; the wall clock follows it.
-#[derive(Default)]
-struct ManualClock {
-    state: Mutex<ClockState>,
-}
-
-#[derive(Default)]
-struct ClockState {
-    now: u64,
-    sleepers: Vec<(u64, oneshot::Sender<()>)>,
-}
-
-impl Clock for ManualClock {
-    fn now(&self) -> Instant {
-        Instant(self.state.lock().unwrap().now)
-    }
-    fn wall_clock(&self) -> SystemTime {
-        june_2025() + Duration::from_nanos(self.state.lock().unwrap().now)
-    }
-    fn sleep_until(&self, deadline: Instant) -> BoxFuture<'static, ()> {
-        let mut state = self.state.lock().unwrap();
-        if deadline.0 <= state.now {
-            return Box::pin(std::future::ready(()));
-        }
-        let (wake, woken) = oneshot::channel();
-        state.sleepers.push((deadline.0, wake));
-        Box::pin(async move {
-            let _ = woken.await;
-        })
-    }
-}
-
-impl ManualClock {
-    /// Jumps to the earliest pending deadline and wakes everyone due. False if nobody sleeps.
-    fn advance(&self) -> bool {
-        let mut state = self.state.lock().unwrap();
-        state.sleepers.retain(|(_, wake)| !wake.is_closed());
-        let Some(next) = state.sleepers.iter().map(|(deadline, _)| *deadline).min() else { return false };
-        state.now = state.now.max(next);
-        let now = state.now;
-        let (due, pending): (Vec<_>, Vec<_>) = std::mem::take(&mut state.sleepers).into_iter().partition(|(d, _)| *d <= now);
-        state.sleepers = pending;
-        drop(state);
-        for (_, wake) in due {
-            let _ = wake.send(());
-        }
-        true
-    }
-
-    fn elapsed(&self) -> Duration {
-        Duration::from_nanos(self.state.lock().unwrap().now)
-    }
-}
 
 /// Lets every task run until none is ready (bounded).
 async fn settle() {
@@ -103,7 +46,7 @@ async fn run_until(clock: &ManualClock, what: &str, mut done: impl FnMut() -> bo
         if done() {
             return;
         }
-        if !clock.advance() {
+        if !clock.advance_to_next_deadline() {
             settle().await;
             assert!(done(), "{what}: nothing left to wake and still not done");
             return;
@@ -125,15 +68,6 @@ async fn run_for(clock: &ManualClock, duration: Duration) {
     wait.await.unwrap();
 }
 
-fn org(msp_id: &str, domain: &str) -> Org {
-    let spec = OrgSpec { msp_id: msp_id.into(), domain: domain.into(), peers: 1 };
-    generate::generate_org(&spec, &mut generate::org_rng(7, &spec), ValidityWindow::fixed()).unwrap()
-}
-
-fn admin(org: &Org) -> LocalMsp {
-    LocalMsp::from_files(&org.admin.msp, &org.spec.msp_id, june_2025()).unwrap()
-}
-
 /// The channel's blocks as the ordering service has them: genesis naming `endpoints`, then
 /// signed blocks on demand.
 struct Chain {
@@ -148,7 +82,7 @@ impl Chain {
     fn new(endpoints: &[&str]) -> Chain {
         let orderer_org = org("OrdererMSP", "example.com");
         let org1 = org("Org1MSP", "org1.example.com");
-        let mut spec = GenesisSpec::new(CHANNEL, june_2025());
+        let mut spec = GenesisSpec::new(CHANNEL, epoch());
         spec.orderer_orgs.push(GenesisOrg {
             name: "OrdererMSP".into(),
             org: &orderer_org,
@@ -334,7 +268,7 @@ impl Peer {
         let env = Env::new(clock.clone(), network.clone(), Arc::new(MemStorage::default()), [4; 32]);
         let logs = MemorySink::new();
         let log_config = LoggingConfig { spec: "peer.blocksprovider=debug:info".into(), format: "%{module} %{level} %{message}".into() };
-        let (layer, handle) = logging::layer(&log_config, Arc::new(june_2025), logs.sink()).unwrap();
+        let (layer, handle) = logging::layer(&log_config, Arc::new(epoch), logs.sink()).unwrap();
         let subscriber = tracing_subscriber::layer::SubscriberExt::with(tracing_subscriber::registry(), layer);
         let log_guard = tracing::subscriber::set_default(subscriber);
         let sample = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().join("sampleconfig");
@@ -344,7 +278,7 @@ impl Peer {
             vars = vars.with(name, value);
         }
         let config: Config = Config::from_yaml(&text, &sample.join("core.yaml"), &vars).unwrap().config;
-        let msp = LocalMsp::load(&sample.join("msp"), "SampleOrg", None, june_2025()).unwrap();
+        let msp = LocalMsp::load(&sample.join("msp"), "SampleOrg", None, epoch()).unwrap();
         let setup = node::Setup {
             identity_verifier: Arc::new(peer_core::gossip::identity::MspVerifier),
             message_faults: None,
@@ -477,8 +411,8 @@ async fn both_leader_settings_are_refused_at_start() {
     // The config reader refuses this too; a hand-made Config reaches start.
     config.gossip.org_leader = true;
     config.gossip.use_leader_election = true;
-    let msp = LocalMsp::load(&sample.join("msp"), "SampleOrg", None, june_2025()).unwrap();
-    let (_, handle) = logging::layer(&LoggingConfig::default(), Arc::new(june_2025), MemorySink::new().sink()).unwrap();
+    let msp = LocalMsp::load(&sample.join("msp"), "SampleOrg", None, epoch()).unwrap();
+    let (_, handle) = logging::layer(&LoggingConfig::default(), Arc::new(epoch), MemorySink::new().sink()).unwrap();
     let setup = node::Setup {
         identity_verifier: Arc::new(peer_core::gossip::identity::MspVerifier),
         message_faults: None,

@@ -11,7 +11,7 @@ use peer_core::env::{Env, Network};
 use peer_core::ledger::LedgerMgr;
 use peer_core::ledger::block::{envelope, header_hash, new_block};
 use peer_core::logging::{self, LoggingConfig, MemorySink};
-use peer_core::msp::generate::{self, Org, OrgSpec, ValidityWindow};
+use peer_core::msp::generate::Org;
 use peer_core::msp::{Identity, LocalMsp};
 use peer_core::node::{self, RunningNode};
 use peer_core::proposal::{Invocation, compute_tx_id, signed_proposal};
@@ -25,14 +25,8 @@ use proto::protos::{
 use tonic::transport::Channel;
 
 use crate::exposition;
-use crate::mem_net::MemNetwork;
-use crate::mem_storage::MemStorage;
-use crate::node::{FixedClock, june_2025, setup};
-
-fn org(msp_id: &str, domain: &str) -> Org {
-    let spec = OrgSpec { msp_id: msp_id.into(), domain: domain.into(), peers: 1 };
-    generate::generate_org(&spec, &mut generate::org_rng(7, &spec), ValidityWindow::fixed()).unwrap()
-}
+use crate::node::setup;
+use peer_core::testkit::{EPOCH_SECS, ManualClock, MemNetwork, MemStorage, epoch, local_msp, org};
 
 struct Orgs {
     orderer: Org,
@@ -45,7 +39,7 @@ fn orgs() -> Orgs {
 }
 
 fn genesis(channel: &str, orderer: &Org, apps: &[&Org]) -> Block {
-    let mut spec = GenesisSpec::new(channel, june_2025());
+    let mut spec = GenesisSpec::new(channel, epoch());
     spec.orderer_orgs.push(GenesisOrg {
         name: "OrdererOrg".into(),
         org: orderer,
@@ -63,8 +57,9 @@ fn genesis(channel: &str, orderer: &Org, apps: &[&Org]) -> Block {
     genesis_block(&spec).unwrap()
 }
 
-fn local(node: &generate::Node, msp_id: &str) -> LocalMsp {
-    LocalMsp::from_files(&node.msp, msp_id, june_2025()).unwrap()
+/// The test kit's epoch in protobuf timestamp seconds.
+fn epoch_secs() -> i64 {
+    i64::try_from(EPOCH_SECS).unwrap()
 }
 
 /// A node whose local MSP is Org1's peer0, and a client of its Endorser.
@@ -76,11 +71,11 @@ struct Peer {
 
 async fn start(storage: Arc<MemStorage>, clock: SystemTime, orgs: &Orgs) -> Peer {
     let network = Arc::new(MemNetwork::default());
-    let env = Env::new(Arc::new(FixedClock(clock)), network.clone(), storage, [7; 32]);
+    let env = Env::new(ManualClock::at(clock), network.clone(), storage, [7; 32]);
     let sink = MemorySink::new();
-    let (_layer, handle) = logging::layer(&LoggingConfig::default(), Arc::new(june_2025), sink.sink()).unwrap();
+    let (_layer, handle) = logging::layer(&LoggingConfig::default(), Arc::new(epoch), sink.sink()).unwrap();
     let mut setup = setup(handle, "endorser test");
-    setup.msp = local(&orgs.org1.peers[0], "Org1MSP");
+    setup.msp = local_msp(&orgs.org1.peers[0], "Org1MSP");
     let running = node::start(env, setup).await.unwrap();
     let dialer = network.clone();
     let connector = tower::service_fn(move |_uri: http::Uri| {
@@ -97,7 +92,7 @@ fn args(items: &[&[u8]]) -> Vec<Vec<u8>> {
 
 fn proposal(signer: &LocalMsp, header_type: HeaderType, channel: &str, chaincode: &str, items: &[&[u8]], nonce: u8) -> SignedProposal {
     let invocation = Invocation { header_type, channel_id: channel, chaincode, args: args(items) };
-    signed_proposal(signer, &invocation, [nonce; 24], june_2025()).0
+    signed_proposal(signer, &invocation, [nonce; 24], epoch()).0
 }
 
 /// A proposal with hand-made headers (to break one field at a time), signed by `signer`.
@@ -124,7 +119,7 @@ fn good_headers(signer: &LocalMsp) -> (ChannelHeader, SignatureHeader) {
         r#type: HeaderType::EndorserTransaction as i32,
         tx_id: compute_tx_id(&nonce, &creator),
         extension: extension.encode_to_vec(),
-        timestamp: Some(prost_types::Timestamp { seconds: 1_748_736_000, nanos: 0 }),
+        timestamp: Some(prost_types::Timestamp { seconds: epoch_secs(), nanos: 0 }),
         ..ChannelHeader::default()
     };
     (channel_header, SignatureHeader { creator, nonce })
@@ -153,11 +148,11 @@ async fn grpc_error(peer: &mut Peer, signed: SignedProposal) -> String {
 #[tokio::test]
 async fn join_list_and_query_a_channel_as_fabric_does() {
     let orgs = orgs();
-    let admin = local(&orgs.org1.admin, "Org1MSP");
-    let peer_identity = local(&orgs.org1.peers[0], "Org1MSP");
+    let admin = local_msp(&orgs.org1.admin, "Org1MSP");
+    let peer_identity = local_msp(&orgs.org1.peers[0], "Org1MSP");
     let block = genesis("mychannel", &orgs.orderer, &[&orgs.org1]);
     let block_bytes = block.encode_to_vec();
-    let mut peer = start(Arc::new(MemStorage::default()), june_2025(), &orgs).await;
+    let mut peer = start(Arc::new(MemStorage::default()), epoch(), &orgs).await;
 
     // Only a local MSP admin may join.
     let (status, message, _) =
@@ -295,7 +290,7 @@ async fn join_list_and_query_a_channel_as_fabric_does() {
     // Fabric's endorser metrics for the 20 proposals above: received all; successful the 14
     // channel-less system calls answered and the endorsed one (#7); timed the 17 that passed
     // validation (not #18, whose channel is unknown, nor #19 and #20); one duplicate, one ACL refusal.
-    let (metrics, text) = crate::mem_net::scrape(&peer.network, &peer.running).await;
+    let (metrics, text) = crate::metrics::scrape_node(&peer.network, &peer.running).await;
     exposition::assert_fabric(
         &metrics,
         &[exposition::ALWAYS, exposition::CHANNEL, exposition::UNARY, exposition::ENDORSER].concat(),
@@ -332,9 +327,9 @@ async fn join_list_and_query_a_channel_as_fabric_does() {
 #[tokio::test]
 async fn malformed_or_unauthenticated_proposals_are_grpc_errors_with_fabrics_texts() {
     let orgs = orgs();
-    let admin = local(&orgs.org1.admin, "Org1MSP");
-    let org2_admin = local(&orgs.org2.admin, "Org2MSP");
-    let mut peer = start(Arc::new(MemStorage::default()), june_2025(), &orgs).await;
+    let admin = local_msp(&orgs.org1.admin, "Org1MSP");
+    let org2_admin = local_msp(&orgs.org2.admin, "Org2MSP");
+    let mut peer = start(Arc::new(MemStorage::default()), epoch(), &orgs).await;
 
     let garbage = SignedProposal { proposal_bytes: vec![0xff, 0xff], signature: vec![1] };
     assert!(grpc_error(&mut peer, garbage).await.starts_with("failed parsing proposal: error unmarshalling Proposal: "));
@@ -356,7 +351,7 @@ async fn malformed_or_unauthenticated_proposals_are_grpc_errors_with_fabrics_tex
 
     // Signed by someone else than the creator.
     let (channel_header, signature_header) = good_headers(&admin);
-    let wrong_signer = local(&orgs.org1.peers[0], "Org1MSP");
+    let wrong_signer = local_msp(&orgs.org1.peers[0], "Org1MSP");
     let message = grpc_error(&mut peer, raw_proposal(&wrong_signer, &channel_header, &signature_header)).await;
     assert_eq!(message, "error validating proposal: access denied: channel [] creator org [Org1MSP]");
 
@@ -387,7 +382,7 @@ async fn malformed_or_unauthenticated_proposals_are_grpc_errors_with_fabrics_tex
 
     // Fabric counts a proposal once the auth filters let it through (not the garbage, which the
     // expiration filter refuses), and a validation failure for each of the 9 that do not validate.
-    let (metrics, text) = crate::mem_net::scrape(&peer.network, &peer.running).await;
+    let (metrics, text) = crate::metrics::scrape_node(&peer.network, &peer.running).await;
     exposition::assert_fabric(&metrics, &[exposition::ALWAYS, exposition::UNARY].concat(), &text);
     assert_eq!(exposition::value(&metrics, "endorser_proposals_received", &[]), 12.0, "{text}");
     assert_eq!(exposition::value(&metrics, "endorser_proposal_validation_failures", &[]), 9.0, "{text}");
@@ -398,7 +393,7 @@ async fn malformed_or_unauthenticated_proposals_are_grpc_errors_with_fabrics_tex
 #[tokio::test]
 async fn an_expired_client_certificate_is_refused_first() {
     let orgs = orgs();
-    let admin = local(&orgs.org1.admin, "Org1MSP");
+    let admin = local_msp(&orgs.org1.admin, "Org1MSP");
     // The generated certificates expire at the end of 2049.
     let year_2050 = UNIX_EPOCH + Duration::from_secs(2_556_144_000);
     let mut peer = start(Arc::new(MemStorage::default()), year_2050, &orgs).await;
@@ -411,11 +406,11 @@ async fn an_expired_client_certificate_is_refused_first() {
 async fn proposals_timestamped_outside_the_time_window_are_refused() {
     // The sample config chains TimeWindowCheck (peer.authentication.timewindow: 15m).
     let orgs = orgs();
-    let admin = local(&orgs.org1.admin, "Org1MSP");
-    let mut peer = start(Arc::new(MemStorage::default()), june_2025(), &orgs).await;
+    let admin = local_msp(&orgs.org1.admin, "Org1MSP");
+    let mut peer = start(Arc::new(MemStorage::default()), epoch(), &orgs).await;
     let at = |offset_secs: i64| {
         let (mut channel_header, signature_header) = good_headers(&admin);
-        channel_header.timestamp = Some(prost_types::Timestamp { seconds: 1_748_736_000 + offset_secs, nanos: 0 });
+        channel_header.timestamp = Some(prost_types::Timestamp { seconds: epoch_secs() + offset_secs, nanos: 0 });
         raw_proposal(&admin, &channel_header, &signature_header)
     };
     for offset in [-16 * 60, 16 * 60] {
@@ -443,9 +438,9 @@ async fn proposals_timestamped_outside_the_time_window_are_refused() {
 #[tokio::test]
 async fn proposals_are_refused_while_ledgers_are_rebuilt_after_a_rollback() {
     let orgs = orgs();
-    let admin = local(&orgs.org1.admin, "Org1MSP");
+    let admin = local_msp(&orgs.org1.admin, "Org1MSP");
     let storage = Arc::new(MemStorage::default());
-    let env = Env::new(Arc::new(FixedClock(june_2025())), Arc::new(MemNetwork::default()), storage.clone(), [1; 32]);
+    let env = Env::new(ManualClock::new(), Arc::new(MemNetwork::default()), storage.clone(), [1; 32]);
     {
         let mgr = LedgerMgr::open(&env, std::path::Path::new("/mem/data"), "setup").unwrap();
         let ledger = mgr.create_from_genesis(&genesis("mychannel", &orgs.orderer, &[&orgs.org1])).unwrap();
@@ -459,7 +454,7 @@ async fn proposals_are_refused_while_ledgers_are_rebuilt_after_a_rollback() {
             .unwrap();
     }
     peer_core::ledger::commands::rollback(&env, std::path::Path::new("/mem/data"), "setup", "mychannel", 0).unwrap();
-    let mut peer = start(storage, june_2025(), &orgs).await;
+    let mut peer = start(storage, epoch(), &orgs).await;
     assert!(peer.running.channels.endorsement_blocked());
     let message = grpc_error(&mut peer, proposal(&admin, HeaderType::EndorserTransaction, "", "cscc", &[b"GetChannels"], 1)).await;
     assert_eq!(message, "endorse requests are blocked while ledgers are being rebuilt");

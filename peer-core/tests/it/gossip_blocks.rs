@@ -13,23 +13,15 @@ use peer_core::env::Env;
 use peer_core::gossip::publish::BlockPublisher;
 use peer_core::ledger::block::{envelope, header_hash, new_block};
 use peer_core::msp::LocalMsp;
-use peer_core::msp::generate::{self, Org, OrgSpec, ValidityWindow};
+use peer_core::msp::generate::Org;
 use peer_core::node::{self, RunningNode};
 use proto::common::{Block, HeaderType};
 use rand_chacha::ChaCha20Rng;
 use rand_core::SeedableRng;
 
-use crate::manual_clock::ManualClock;
-use crate::mem_net::MemNetwork;
-use crate::mem_storage::MemStorage;
-use crate::node::june_2025;
+use peer_core::testkit::{ManualClock, MemNetwork, MemStorage, admin, epoch, local_msp, org_with_peers};
 
 const CHANNEL: &str = "mychannel";
-
-fn org(msp_id: &str, domain: &str, peers: usize) -> Org {
-    let spec = OrgSpec { msp_id: msp_id.into(), domain: domain.into(), peers };
-    generate::generate_org(&spec, &mut generate::org_rng(7, &spec), ValidityWindow::fixed()).unwrap()
-}
 
 pub(crate) struct Net {
     network: Arc<MemNetwork>,
@@ -42,9 +34,9 @@ pub(crate) struct Net {
 
 impl Net {
     pub(crate) fn new() -> Net {
-        let orderer_org = org("OrdererMSP", "example.com", 0);
-        let org1 = org("Org1MSP", "org1.example.com", 3);
-        let mut spec = GenesisSpec::new(CHANNEL, june_2025());
+        let orderer_org = org_with_peers("OrdererMSP", "example.com", 0);
+        let org1 = org_with_peers("Org1MSP", "org1.example.com", 3);
+        let mut spec = GenesisSpec::new(CHANNEL, epoch());
         spec.orderer_orgs.push(GenesisOrg {
             name: "OrdererMSP".into(),
             org: &orderer_org,
@@ -58,7 +50,7 @@ impl Net {
             orderer_endpoints: Vec::new(),
         });
         let genesis = genesis_block(&spec).unwrap();
-        let orderer = LocalMsp::from_files(&orderer_org.admin.msp, "OrdererMSP", june_2025()).unwrap();
+        let orderer = admin(&orderer_org);
         Net {
             network: Arc::new(MemNetwork::default()),
             clock: ManualClock::new(),
@@ -91,9 +83,9 @@ impl Net {
             .with("CORE_PEER_GOSSIP_ORGLEADER", "false");
         let vars = env.iter().fold(vars, |vars, (name, value)| vars.with(name, value));
         let config: Config = Config::from_yaml(&text, &sample.join("core.yaml"), &vars).unwrap().config;
-        let msp = LocalMsp::from_files(&self.org1.peers[i].msp, "Org1MSP", june_2025()).unwrap();
+        let msp = local_msp(&self.org1.peers[i], "Org1MSP");
         let (_layer, handle) =
-            peer_core::logging::layer(&Default::default(), Arc::new(june_2025), peer_core::logging::MemorySink::new().sink()).unwrap();
+            peer_core::logging::layer(&Default::default(), Arc::new(epoch), peer_core::logging::MemorySink::new().sink()).unwrap();
         let setup = node::Setup {
             identity_verifier: Arc::new(peer_core::gossip::identity::MspVerifier),
             message_faults: None,
@@ -137,7 +129,7 @@ impl Net {
 
 /// `GET /metrics` of one of the net's nodes, parsed.
 pub(crate) async fn scrape(net: &Net, node: &RunningNode) -> (crate::exposition::Exposition, String) {
-    crate::mem_net::scrape(&net.network, node).await
+    crate::metrics::scrape_node(&net.network, node).await
 }
 
 pub(crate) fn height(node: &RunningNode) -> u64 {

@@ -3,14 +3,12 @@
 //! way a handshake is refused. Deterministic: one thread, no sockets, time moves only when a
 //! test advances it.
 
-use crate::manual_clock::ManualClock;
-use crate::mem_net::MemNetwork;
+use peer_core::testkit::{ManualClock, MemNetwork, epoch};
 use std::io;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crate::node::june_2025;
 use peer_core::config::{HostPort, KeepaliveConfig};
 use peer_core::env::{DirLock, Env, LockError, Network, Storage};
 use peer_core::gossip::comm::{Comm, CommConfig, CommError, CommEvent, CommMetrics};
@@ -26,7 +24,7 @@ use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
 
 // ---------------------------------------------------------------------------------------------
-// Test doubles: a manual clock, an in-memory network (as in node.rs), no storage.
+// Test doubles: the kit's manual clock and in-memory network; no storage.
 
 /// The comm touches no storage.
 struct NoStorage;
@@ -84,7 +82,7 @@ pub(crate) fn orgs() -> &'static Orgs {
 }
 
 pub(crate) fn local_msp(org: &generate::Org, peer: usize) -> LocalMsp {
-    LocalMsp::from_files(&org.peers[peer].msp, &org.spec.msp_id, june_2025()).unwrap()
+    LocalMsp::from_files(&org.peers[peer].msp, &org.spec.msp_id, epoch()).unwrap()
 }
 
 fn org_msp(org: &generate::Org) -> Msp {
@@ -113,7 +111,7 @@ impl World {
     pub(crate) fn new() -> World {
         let logs = MemorySink::new();
         let config = LoggingConfig { spec: "gossip.comm=debug:info".into(), format: "%{level} [%{module}] %{shortfunc} %{message}".into() };
-        let (layer, _handle) = logging::layer(&config, Arc::new(june_2025), logs.sink()).unwrap();
+        let (layer, _handle) = logging::layer(&config, Arc::new(epoch), logs.sink()).unwrap();
         let subscriber = tracing_subscriber::layer::SubscriberExt::with(tracing_subscriber::registry(), layer);
         let guard = tracing::subscriber::set_default(subscriber);
         World { clock: ManualClock::new(), network: Arc::new(MemNetwork::default()), logs, _log_guard: guard, servers: Vec::new() }

@@ -6,7 +6,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use peer_core::env::Instant;
 use peer_core::gossip::discovery::{Discovery, DiscoveryConfig, Event, MemberInfo, SelfInfo, Transmit};
@@ -15,11 +15,8 @@ use peer_core::gossip::message::Signer;
 use peer_core::msp::generate::{self, OrgSpec, ValidityWindow};
 use peer_core::msp::identity::PkiId;
 use peer_core::msp::{LocalMsp, Msp};
+use peer_core::testkit::epoch;
 use rand_core::SeedableRng;
-
-pub(crate) fn wall_start() -> SystemTime {
-    UNIX_EPOCH + Duration::from_secs(1_748_736_000)
-}
 
 pub(crate) fn config(bootstrap: &[&str], anchors: &[(&str, &str)]) -> DiscoveryConfig {
     DiscoveryConfig {
@@ -65,7 +62,7 @@ pub(crate) fn orgs() -> Orgs {
         let org = generate::generate_org(&spec, &mut generate::org_rng(3, &spec), ValidityWindow::fixed()).unwrap();
         msps.insert(msp_id.to_string(), Msp::from_files(&org.msp, msp_id).unwrap());
         for (i, peer) in org.peers.iter().enumerate() {
-            peers.insert(format!("{domain}p{i}"), LocalMsp::from_files(&peer.msp, msp_id, wall_start()).unwrap());
+            peers.insert(format!("{domain}p{i}"), LocalMsp::from_files(&peer.msp, msp_id, epoch()).unwrap());
         }
     }
     Orgs { msps, peers }
@@ -100,7 +97,7 @@ impl World {
             internal_endpoint: internal.clone(),
         };
         let seed = self.now.0 ^ msp.pki_id().0[0] as u64;
-        let wall = wall_start() + Duration::from_nanos(self.now.0);
+        let wall = epoch() + Duration::from_nanos(self.now.0);
         let signer: Arc<dyn Signer> = msp.clone();
         let discovery = Discovery::new(config, me, signer, identities, rand_chacha::ChaCha20Rng::seed_from_u64(seed), self.now, wall);
         self.endpoints.insert(internal, name.to_string());

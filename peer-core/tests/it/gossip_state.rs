@@ -5,7 +5,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use peer_core::env::Instant;
 use peer_core::gossip::discovery::Transmit;
@@ -17,6 +17,7 @@ use peer_core::ledger::block::new_block;
 use peer_core::msp::generate::{self, OrgSpec, ValidityWindow};
 use peer_core::msp::identity::PkiId;
 use peer_core::msp::{LocalMsp, Msp};
+use peer_core::testkit::epoch;
 use proto::common::Block;
 use proto::gossip::gossip_message::{Content, Tag};
 use proto::gossip::{
@@ -26,10 +27,6 @@ use proto::gossip::{
 use rand_core::SeedableRng;
 
 pub(crate) const CH: &str = "mychannel";
-
-fn wall_start() -> SystemTime {
-    UNIX_EPOCH + Duration::from_secs(1_748_736_000)
-}
 
 pub(crate) fn config() -> StateConfig {
     StateConfig {
@@ -96,13 +93,13 @@ impl World {
             let org = generate::generate_org(&spec, &mut generate::org_rng(5, &spec), ValidityWindow::fixed()).unwrap();
             msps.push(Msp::from_files(&org.msp, msp_id).unwrap());
             for (i, peer) in org.peers.iter().enumerate() {
-                peers.insert(format!("{prefix}{i}"), LocalMsp::from_files(&peer.msp, msp_id, wall_start()).unwrap());
+                peers.insert(format!("{prefix}{i}"), LocalMsp::from_files(&peer.msp, msp_id, epoch()).unwrap());
             }
         }
         let me = peers["p0"].clone();
         let mut identities = Identities::new(&me, msps);
         for msp in peers.values() {
-            identities.put(&msp.pki_id().0, &msp.identity.serialize(), wall_start()).unwrap();
+            identities.put(&msp.pki_id().0, &msp.identity.serialize(), epoch()).unwrap();
         }
         let forged = Arc::new(Mutex::new(BTreeSet::new()));
         let state = GossipState::new(
@@ -112,7 +109,7 @@ impl World {
             Box::new(FakeVerifier(forged.clone())),
             rand_chacha::ChaCha20Rng::seed_from_u64(9),
             Instant(0),
-            wall_start(),
+            epoch(),
         );
         let mut world = World {
             peers,

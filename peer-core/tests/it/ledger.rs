@@ -11,8 +11,7 @@ use peer_core::ledger::{LedgerMgr, commands};
 use peer_core::logging::{self, LoggingConfig, MemorySink};
 use proto::common::{Block, HeaderType};
 
-use crate::mem_net::MemNetwork;
-use crate::mem_storage::MemStorage;
+use peer_core::testkit::{MemNetwork, MemStorage};
 
 const FSP: &str = "/mem/data";
 pub(crate) const HOLDER: &str = "test";

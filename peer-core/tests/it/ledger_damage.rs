@@ -13,7 +13,7 @@ use peer_core::ledger::{LedgerError, LedgerMgr, commands};
 use proto::common::Block;
 
 use crate::ledger::{HOLDER, channel_with, env, fsp};
-use crate::mem_storage::MemStorage;
+use peer_core::testkit::MemStorage;
 
 const PAGE: usize = 4096;
 const VICTIM: &str = "/mem/data/ledgersData/chains/victim.redb";

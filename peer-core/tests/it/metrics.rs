@@ -9,9 +9,19 @@ use peer_core::gossip::publish::BlockPublisher;
 
 use crate::exposition;
 use crate::gossip_blocks::{Net, height, scrape};
-use crate::mem_storage::MemStorage;
+use peer_core::node::RunningNode;
+use peer_core::testkit::{MemNetwork, MemStorage, http_get};
 
 const CHANNEL: &str = "mychannel";
+
+/// `GET /metrics` of a node's operations server on the in-memory network, parsed.
+pub(crate) async fn scrape_node(network: &MemNetwork, node: &RunningNode) -> (exposition::Exposition, String) {
+    let response = http_get(network, node.operations_listen_address.port(), "/metrics").await;
+    let head = response.split("\r\n\r\n").next().unwrap_or_default().to_ascii_lowercase();
+    assert!(head.contains("content-type: text/plain; version=0.0.4; charset=utf-8"), "{head}");
+    let text = exposition::body(&response).to_string();
+    (exposition::parse(&text), text)
+}
 
 #[tokio::test]
 async fn gossiping_peers_expose_fabrics_metrics_and_they_move() {

@@ -5,9 +5,9 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use crate::node::june_2025;
 use peer_core::msp::generate::{self, OrgSpec, ValidityWindow};
 use peer_core::msp::{Identity, LocalMsp, MspError, MspFile, MspFiles};
+use peer_core::testkit::epoch;
 
 fn fabric_msp() -> Option<PathBuf> {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().join("../shared/fixtures/fabric-v2.2.15/msp");
@@ -27,7 +27,7 @@ fn org(msp_id: &str, domain: &str, peers: usize, seed: u64) -> generate::Org {
 #[test]
 fn fabric_sample_msp_loads_with_its_known_pki_id() {
     let Some(dir) = fabric_msp() else { return };
-    let msp = LocalMsp::load(&dir, "SampleOrg", None, june_2025()).unwrap_or_else(|e| panic!("{e}"));
+    let msp = LocalMsp::load(&dir, "SampleOrg", None, epoch()).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(msp.pki_id().to_string(), "0d46737a45894d123895671221dbaddf8480fb0364f404be3aed491df442945f");
     assert_eq!(msp.identity.common_name().as_deref(), Some("peer0.org1.example.com"));
     assert_eq!(msp.expiry_message(), "The enrollment certificate will expire on 2027-11-10 13:41:11 +0000 UTC");
@@ -36,15 +36,15 @@ fn fabric_sample_msp_loads_with_its_known_pki_id() {
     // SerializedIdentity round-trips and keeps the PKI-ID.
     let back = Identity::deserialize(&msp.identity.serialize()).unwrap();
     assert_eq!(back.pki_id(), msp.pki_id());
-    msp.msp.validate(&back, june_2025()).unwrap();
+    msp.msp.validate(&back, epoch()).unwrap();
 }
 
 #[test]
 fn signatures_verify_under_an_independent_implementation() {
     let generated = org("Org1MSP", "org1.example.com", 1, 7);
-    let mut msps = vec![LocalMsp::from_files(&generated.peers[0].msp, "Org1MSP", june_2025()).unwrap()];
+    let mut msps = vec![LocalMsp::from_files(&generated.peers[0].msp, "Org1MSP", epoch()).unwrap()];
     if let Some(dir) = fabric_msp() {
-        msps.push(LocalMsp::load(&dir, "SampleOrg", None, june_2025()).unwrap());
+        msps.push(LocalMsp::load(&dir, "SampleOrg", None, epoch()).unwrap());
     }
     for msp in msps {
         let point = msp.identity.public_key.to_sec1_point(false);
@@ -62,7 +62,7 @@ fn signatures_verify_under_an_independent_implementation() {
 #[test]
 fn generated_org_loads_and_classifies_roles() {
     let generated = org("Org1MSP", "org1.example.com", 2, 1);
-    let now = june_2025();
+    let now = epoch();
     let peer0 = LocalMsp::from_files(&generated.peers[0].msp, "Org1MSP", now).unwrap();
     let peer1 = LocalMsp::from_files(&generated.peers[1].msp, "Org1MSP", now).unwrap();
     let admin = LocalMsp::from_files(&generated.admin.msp, "Org1MSP", now).unwrap();
@@ -101,7 +101,7 @@ fn generated_org_written_to_disk_loads_from_disk() {
     for (node, folder, tls_file) in
         [("peer1.org1.example.com", "peers", "tls/server.crt"), ("Admin@org1.example.com", "users", "tls/client.crt")]
     {
-        let msp = LocalMsp::load(&root.join(folder).join(node).join("msp"), "Org1MSP", None, june_2025()).unwrap();
+        let msp = LocalMsp::load(&root.join(folder).join(node).join("msp"), "Org1MSP", None, epoch()).unwrap();
         assert_eq!(msp.identity.common_name().as_deref(), Some(node));
         assert!(root.join(folder).join(node).join(tls_file).is_file());
     }
@@ -119,7 +119,7 @@ fn broken_msp_directories() {
     let good = org("Org1MSP", "org1.example.com", 2, 9);
     let other = org("Org2MSP", "org2.example.com", 1, 9);
     let base = good.peers[0].msp.clone();
-    let now = june_2025();
+    let now = epoch();
     let file = |name: &str, bytes: &[u8]| MspFile { name: name.into(), bytes: bytes.to_vec() };
     let peer1_key = good.peers[1].msp.keystore[0].bytes.clone();
     // An Ed25519 PKCS#8 key (RFC 8410's example): a key type peer-core does not support.
@@ -251,6 +251,6 @@ fn sampleconfig_msp_is_the_seeded_generator_output() {
     }
     assert_eq!(on_disk.config_yaml, peer.msp.config_yaml);
     assert_eq!(std::fs::read(sample.join("tls/server.crt")).unwrap(), peer.tls.cert);
-    let msp = LocalMsp::load(&sample.join("msp"), "SampleOrg", None, june_2025()).unwrap();
+    let msp = LocalMsp::load(&sample.join("msp"), "SampleOrg", None, epoch()).unwrap();
     assert_eq!(msp.identity.common_name().as_deref(), Some("peer0.org1.example.com"));
 }

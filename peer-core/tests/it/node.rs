@@ -1,39 +1,17 @@
 //! `node::start` on a second, in-memory Env: the same start path as the CLI's, with no sockets,
-//! no files and a fixed clock. This is the seam the simulator uses.
+//! no files and a clock nobody advances. This is the seam the simulator uses.
 
-use crate::mem_net::{HOST, MemNetwork};
-use crate::mem_storage::MemStorage;
+use peer_core::testkit::{HOST, ManualClock, MemNetwork, MemStorage, epoch, http_get};
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use peer_core::config::{Config, EnvVars, HostPort};
-use peer_core::env::{BoxFuture, Clock, Env, Instant, Network};
+use peer_core::env::{Env, Network};
 use peer_core::logging::{self, LoggingConfig, MemorySink};
 use peer_core::msp::LocalMsp;
 use peer_core::node;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-/// A clock stuck at one instant (nothing in the start path sleeps).
-pub struct FixedClock(pub SystemTime);
-
-impl Clock for FixedClock {
-    fn now(&self) -> Instant {
-        Instant(0)
-    }
-    fn wall_clock(&self) -> SystemTime {
-        self.0
-    }
-    fn sleep_until(&self, _deadline: Instant) -> BoxFuture<'static, ()> {
-        Box::pin(std::future::pending())
-    }
-}
-
-/// 2025-06-01T00:00:00Z, inside the generated and sample certificates' validity.
-pub fn june_2025() -> SystemTime {
-    UNIX_EPOCH + Duration::from_secs(1_748_736_000)
-}
 
 pub fn setup(log_handle: logging::LoggingHandle, holder: &str) -> node::Setup {
     let sample = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().join("sampleconfig");
@@ -42,7 +20,7 @@ pub fn setup(log_handle: logging::LoggingHandle, holder: &str) -> node::Setup {
         .with("CORE_PEER_FILESYSTEMPATH", "/mem/data")
         .with("CORE_PEER_GOSSIP_EXTERNALENDPOINT", "peer0.org1.example.com:7051");
     let config: Config = Config::from_yaml(&text, &sample.join("core.yaml"), &env).unwrap().config;
-    let msp = LocalMsp::load(&sample.join("msp"), "SampleOrg", None, june_2025()).unwrap();
+    let msp = LocalMsp::load(&sample.join("msp"), "SampleOrg", None, epoch()).unwrap();
     node::Setup {
         identity_verifier: Arc::new(peer_core::gossip::identity::MspVerifier),
         message_faults: None,
@@ -55,22 +33,13 @@ pub fn setup(log_handle: logging::LoggingHandle, holder: &str) -> node::Setup {
     }
 }
 
-async fn http_get(network: &MemNetwork, port: u16, path: &str) -> String {
-    let mut connection = network.connect(&HostPort::new("peer", port), Duration::from_secs(1)).await.unwrap();
-    let request = format!("GET {path} HTTP/1.1\r\nHost: peer\r\nConnection: close\r\n\r\n");
-    connection.write_all(request.as_bytes()).await.unwrap();
-    let mut response = String::new();
-    connection.read_to_string(&mut response).await.unwrap();
-    response
-}
-
 #[tokio::test]
 async fn the_same_start_path_runs_on_an_in_memory_env() {
     let network = Arc::new(MemNetwork::default());
     let storage = Arc::new(MemStorage::default());
-    let env = Env::new(Arc::new(FixedClock(june_2025())), network.clone(), storage.clone(), [7; 32]);
+    let env = Env::new(ManualClock::new(), network.clone(), storage.clone(), [7; 32]);
     let sink = MemorySink::new();
-    let (layer, handle) = logging::layer(&LoggingConfig::default(), Arc::new(june_2025), sink.sink()).unwrap();
+    let (layer, handle) = logging::layer(&LoggingConfig::default(), Arc::new(epoch), sink.sink()).unwrap();
     let subscriber = tracing_subscriber::layer::SubscriberExt::with(tracing_subscriber::registry(), layer);
     let _guard = tracing::subscriber::set_default(subscriber);
 
@@ -94,7 +63,7 @@ async fn the_same_start_path_runs_on_an_in_memory_env() {
     gossip.ping(proto::gossip::Empty {}).await.unwrap();
 
     // A second peer (other ports, same disk) finds the lock taken, and says by whom.
-    let second = Env::new(Arc::new(FixedClock(june_2025())), Arc::new(MemNetwork::default()), storage.clone(), [8; 32]);
+    let second = Env::new(ManualClock::new(), Arc::new(MemNetwork::default()), storage.clone(), [8; 32]);
     let err = node::start(second, setup(handle.clone(), "test peer B")).await.unwrap_err();
     assert!(
         err.to_string().contains("lock is already acquired on file /mem/data/ledgersData/fileLock/LOCK (held by test peer A)"),
@@ -119,8 +88,8 @@ async fn the_same_start_path_runs_on_an_in_memory_env() {
     }
     assert!(!text.contains("External endpoint is empty"), "a peer with an external endpoint does not warn");
     // Same seed, same streams: each component's fork is reproducible.
-    let a = Env::new(Arc::new(FixedClock(june_2025())), network.clone(), storage.clone(), [7; 32]);
-    let b = Env::new(Arc::new(FixedClock(june_2025())), network, storage, [7; 32]);
+    let a = Env::new(ManualClock::new(), network.clone(), storage.clone(), [7; 32]);
+    let b = Env::new(ManualClock::new(), network, storage, [7; 32]);
     for _ in 0..3 {
         assert_eq!(rand_core::Rng::next_u64(&mut a.fork_rng()), rand_core::Rng::next_u64(&mut b.fork_rng()));
     }

@@ -20,8 +20,7 @@ use peer_core::net::serve::{self, ConnectionLimits};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::watch;
 
-use crate::mem_net::MemNetwork;
-use crate::node::june_2025;
+use peer_core::testkit::{MemNetwork, epoch};
 
 /// The limits the other test worlds serve with: the peer's defaults.
 pub fn limits() -> ConnectionLimits {
@@ -60,7 +59,7 @@ impl World {
     fn new() -> World {
         let logs = MemorySink::new();
         let config = LoggingConfig { spec: "debug".into(), format: "%{level} [%{module}] %{message}".into() };
-        let (layer, _handle) = logging::layer(&config, Arc::new(june_2025), logs.sink()).unwrap();
+        let (layer, _handle) = logging::layer(&config, Arc::new(epoch), logs.sink()).unwrap();
         let subscriber = tracing_subscriber::layer::SubscriberExt::with(tracing_subscriber::registry(), layer);
         let guard = tracing::subscriber::set_default(subscriber);
         World {

@@ -134,6 +134,7 @@ const LAYERS: &[&[&str]] = &[
     &["gossip"],
     &["services"],
     &["node"],
+    &["testkit"],
 ];
 
 /// The `crate::x` modules a source file imports or names (comment lines left out).

@@ -7,8 +7,8 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Mutex;
 use std::time::Duration;
 
-use peer_core::config::HostPort;
-use peer_core::env::{BoxFuture, Connection, Listener, Network, StreamConnection};
+use crate::config::HostPort;
+use crate::env::{BoxFuture, Connection, Listener, Network, StreamConnection};
 use tokio::io::DuplexStream;
 use tokio::sync::mpsc;
 
@@ -79,13 +79,4 @@ pub async fn http_get(network: &MemNetwork, port: u16, path: &str) -> String {
     let mut response = String::new();
     connection.read_to_string(&mut response).await.unwrap();
     response
-}
-
-/// `GET /metrics` of a node's operations server, parsed (see `exposition`).
-pub async fn scrape(network: &MemNetwork, node: &peer_core::node::RunningNode) -> (crate::exposition::Exposition, String) {
-    let response = http_get(network, node.operations_listen_address.port(), "/metrics").await;
-    let head = response.split("\r\n\r\n").next().unwrap_or_default().to_ascii_lowercase();
-    assert!(head.contains("content-type: text/plain; version=0.0.4; charset=utf-8"), "{head}");
-    let text = crate::exposition::body(&response).to_string();
-    (crate::exposition::parse(&text), text)
 }

@@ -6,7 +6,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use peer_core::env::{DirLock, LockError, Storage};
+use crate::env::{DirLock, LockError, Storage};
 
 type Bytes = Arc<Mutex<Vec<u8>>>;
 
