@@ -68,6 +68,24 @@ pub struct Setup {
     pub open_file_limit: Option<u64>,
 }
 
+impl Setup {
+    /// A peer that trusts no MSP beyond its own and its channels', checks identities with
+    /// Fabric's verifier, injects no faults and knows no open-file limit (the CLI and the
+    /// simulator set what they need on top).
+    pub fn new(config: Config, msp: LocalMsp, log_control: Arc<dyn LogControl>, holder: impl Into<String>) -> Setup {
+        Setup {
+            config,
+            msp,
+            log_control,
+            trusted_msps: Vec::new(),
+            identity_verifier: Arc::new(crate::gossip::identity::MspVerifier),
+            message_faults: None,
+            holder: holder.into(),
+            open_file_limit: None,
+        }
+    }
+}
+
 /// Why the peer did not start. Texts follow Fabric's where Fabric has one.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {

@@ -96,16 +96,7 @@ impl Fixture {
         }
         let config: Config = Config::from_yaml(&text, &sample.join("core.yaml"), &vars).unwrap().config;
         let msp = LocalMsp::load(&sample.join("msp"), "SampleOrg", None, epoch()).unwrap();
-        let setup = node::Setup {
-            identity_verifier: Arc::new(peer_core::gossip::identity::MspVerifier),
-            message_faults: None,
-            config,
-            msp,
-            log_control: Arc::new(handle),
-            trusted_msps: Vec::new(),
-            holder: "deliver test".into(),
-            open_file_limit: None,
-        };
+        let setup = node::Setup::new(config, msp, Arc::new(handle), "deliver test");
         let running = node::start(peer_env, setup).await.unwrap();
 
         let orgs = orgs();

@@ -279,16 +279,7 @@ impl Peer {
         }
         let config: Config = Config::from_yaml(&text, &sample.join("core.yaml"), &vars).unwrap().config;
         let msp = LocalMsp::load(&sample.join("msp"), "SampleOrg", None, epoch()).unwrap();
-        let setup = node::Setup {
-            identity_verifier: Arc::new(peer_core::gossip::identity::MspVerifier),
-            message_faults: None,
-            config: config.clone(),
-            msp: msp.clone(),
-            log_control: Arc::new(handle),
-            trusted_msps: Vec::new(),
-            holder: "deliver client test".into(),
-            open_file_limit: None,
-        };
+        let setup = node::Setup::new(config.clone(), msp.clone(), Arc::new(handle), "deliver client test");
         let running = node::start(env.clone(), setup).await.unwrap();
         Peer { network, clock, env, running, config, msp, logs, _log_guard: log_guard }
     }
@@ -413,16 +404,7 @@ async fn both_leader_settings_are_refused_at_start() {
     config.gossip.use_leader_election = true;
     let msp = LocalMsp::load(&sample.join("msp"), "SampleOrg", None, epoch()).unwrap();
     let (_, handle) = logging::layer(&LoggingConfig::default(), Arc::new(epoch), MemorySink::new().sink()).unwrap();
-    let setup = node::Setup {
-        identity_verifier: Arc::new(peer_core::gossip::identity::MspVerifier),
-        message_faults: None,
-        config,
-        msp,
-        log_control: Arc::new(handle),
-        trusted_msps: Vec::new(),
-        holder: "test".into(),
-        open_file_limit: None,
-    };
+    let setup = node::Setup::new(config, msp, Arc::new(handle), "test");
     let env = Env::new(Arc::new(ManualClock::default()), Arc::new(MemNetwork::default()), Arc::new(MemStorage::default()), [1; 32]);
     let err = node::start(env, setup).await.unwrap_err().to_string();
     assert!(err.contains("peer.gossip.orgLeader") && err.contains("peer.gossip.useLeaderElection"), "{err}");

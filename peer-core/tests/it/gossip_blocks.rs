@@ -86,16 +86,7 @@ impl Net {
         let msp = local_msp(&self.org1.peers[i], "Org1MSP");
         let (_layer, handle) =
             peer_core::logging::layer(&Default::default(), Arc::new(epoch), peer_core::logging::MemorySink::new().sink()).unwrap();
-        let setup = node::Setup {
-            identity_verifier: Arc::new(peer_core::gossip::identity::MspVerifier),
-            message_faults: None,
-            config,
-            msp,
-            log_control: Arc::new(handle),
-            trusted_msps: Vec::new(),
-            holder: format!("peer{i}"),
-            open_file_limit: None,
-        };
+        let setup = node::Setup::new(config, msp, Arc::new(handle), format!("peer{i}"));
         let env = Env::new(self.clock.clone(), self.network.clone(), storage, [i as u8 + 1; 32]);
         let running = node::start(env, setup).await.unwrap();
         if running.channels.ledger(CHANNEL).is_none() {

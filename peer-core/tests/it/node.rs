@@ -21,16 +21,7 @@ pub fn setup(log_handle: logging::LoggingHandle, holder: &str) -> node::Setup {
         .with("CORE_PEER_GOSSIP_EXTERNALENDPOINT", "peer0.org1.example.com:7051");
     let config: Config = Config::from_yaml(&text, &sample.join("core.yaml"), &env).unwrap().config;
     let msp = LocalMsp::load(&sample.join("msp"), "SampleOrg", None, epoch()).unwrap();
-    node::Setup {
-        identity_verifier: Arc::new(peer_core::gossip::identity::MspVerifier),
-        message_faults: None,
-        config,
-        msp,
-        log_control: Arc::new(log_handle),
-        trusted_msps: Vec::new(),
-        holder: holder.into(),
-        open_file_limit: None,
-    }
+    node::Setup::new(config, msp, Arc::new(log_handle), holder)
 }
 
 #[tokio::test]
