@@ -1,12 +1,13 @@
 //! Gossip: `gossip_envelope` (one envelope off the wire, through the peer's receive path) and
-//! `gossip_stream` (a sequence of messages, dial results and timeouts for the membership state
-//! machine, checked after every step).
+//! `gossip_stream` (a sequence of messages, dial results and timeouts for the peer's [`Gossip`]
+//! state machine, joined to one channel, checked after every step).
 //!
 //! The receive path is the one `gossip::comm` and `gossip::driver` run: bounded decoding
 //! ([`SignedMessage::from_envelope_with_block_limit`]), then by content: a ConnEstablish is
-//! authenticated (identity store, signature), channel messages go to [`GossipState`] (blocks are
-//! verified against the channel's orderer signatures and committed through `Channels::append`),
-//! everything else to [`Discovery`]. The sender is an authenticated peer of the fixed world.
+//! authenticated (identity store, signature); membership messages go through [`Gossip`] itself;
+//! channel messages go to a [`GossipState`] set up with two alive members (blocks are verified
+//! against the channel's orderer signatures and committed through `Channels::append`, as the
+//! driver does). The sender is an authenticated peer of the fixed world.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, LazyLock, Mutex};
