@@ -15,6 +15,11 @@ pub fn default_histogram() -> Histogram {
     Histogram::new(DEFAULT_BUCKETS)
 }
 
+/// The label set of a per-channel family: `{channel}`.
+pub fn channel_label(channel: &str) -> Labels {
+    vec![("channel".to_string(), channel.to_string())]
+}
+
 pub fn labels(pairs: &[(&str, &str)]) -> Labels {
     pairs.iter().map(|(name, value)| ((*name).to_string(), (*value).to_string())).collect()
 }

@@ -20,11 +20,11 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
+use crate::metrics::{Labels, channel_label};
+
 /// Fabric's buckets for its ledger commit histograms (`blockProcessingTimeOpts`,
 /// `blockstorageCommitTimeOpts`), in seconds.
 pub const COMMIT_BUCKETS: [f64; 7] = [0.005, 0.01, 0.015, 0.05, 0.1, 1.0, 10.0];
-
-type Labels = Vec<(String, String)>;
 
 fn commit_histogram() -> Histogram {
     Histogram::new(COMMIT_BUCKETS)
@@ -59,10 +59,6 @@ impl std::fmt::Debug for LedgerMetrics {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("LedgerMetrics").finish_non_exhaustive()
     }
-}
-
-fn channel_label(channel: &str) -> Labels {
-    vec![("channel".to_string(), channel.to_string())]
 }
 
 impl LedgerMetrics {
