@@ -12,7 +12,6 @@
 //! happened to the state machine with the env clock's `now`. It also keeps the operations view
 //! of the membership and the gossip metrics up to date.
 
-use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
 use prometheus_client::metrics::counter::Counter;
@@ -35,15 +34,13 @@ use super::state::{BlockVerifier, GossipState, StateConfig, StateEvent, state_re
 use crate::channels::Channels;
 use crate::config::{Config, HostPort};
 use crate::env::Env;
-use crate::metrics::default_histogram;
+use crate::metrics::{Labels, channel_label, default_histogram};
 use crate::msp::identity::PkiId;
 use crate::msp::{LocalMsp, Msp};
 
 /// Dials in flight at once; beyond this a transmit needing a new connection waits for the next
 /// round (the state machine retries on its own timers).
 const MAX_DIALS: usize = 64;
-
-type Labels = Vec<(String, String)>;
 
 /// Gossip metrics, registered with the operations registry. Fabric's names, types, labels and
 /// buckets where Fabric has the metric; ours start with `peer_core_`. Recording never logs, sleeps
@@ -91,10 +88,6 @@ impl std::fmt::Debug for GossipMetrics {
     }
 }
 
-fn channel_label(channel: &str) -> Labels {
-    vec![("channel".to_string(), channel.to_string())]
-}
-
 impl GossipMetrics {
     pub fn register(&self, registry: &mut prometheus_client::registry::Registry) {
         // A counter's exposition name is its family name (see `services::operations`): ours end in `_total`.
@@ -134,9 +127,6 @@ pub struct View {
     pub internal_endpoint: String,
     pub inc_num: u64,
     pub members: Vec<MemberInfo>,
-    /// Per joined channel: the channel's peers this peer knows (alive, of the channel's orgs,
-    /// with a StateInfo) and the ledger height each last published, by PKI-ID.
-    pub channels: BTreeMap<String, Vec<(PkiId, u64)>>,
 }
 
 impl View {
@@ -231,40 +221,40 @@ pub async fn drive(
         let sleep = env.clock.sleep_until(gossip.poll_timeout());
         // Every input starts a new round, which reads the channels (new configurations included).
         tokio::select! {
-                biased;
-                _ = stop.wait_for(|stop| *stop) => break,
-                event = comm_events.recv() => {
-                    let Some(event) = event else { break };
-                    let now = env.clock.now();
-                    match event {
-                        CommEvent::Message { from, message } => {
-                            // Duplicates are normal in epidemic gossip; only real rejections count.
-                            if let Err(error) = gossip.handle_message(now, from, message)
-                                && error != BadMessage::Stale
-                            {
-                                metrics.bad(&error);
-                            }
+            biased;
+            _ = stop.wait_for(|stop| *stop) => break,
+            event = comm_events.recv() => {
+                let Some(event) = event else { break };
+                let now = env.clock.now();
+                match event {
+                    CommEvent::Message { from, message } => {
+                        // Duplicates are normal in epidemic gossip; only real rejections count.
+                        if let Err(error) = gossip.handle_message(now, from, message)
+                            && error != BadMessage::Stale
+                        {
+                            metrics.bad(&error);
                         }
-                        CommEvent::PresumedDead { pki_id } => gossip.handle_presumed_dead(now, pki_id),
-                        CommEvent::Rejected { error, .. } => metrics.bad(&error),
-                        CommEvent::ConnectionUp { .. } | CommEvent::ConnectionDown { .. } => {}
                     }
+                    CommEvent::PresumedDead { pki_id } => gossip.handle_presumed_dead(now, pki_id),
+                    CommEvent::Rejected { error, .. } => metrics.bad(&error),
+                    CommEvent::ConnectionUp { .. } | CommEvent::ConnectionDown { .. } => {}
                 }
-                Some((id, block)) = io.published.recv() => {
-                    gossip.handle_local_block(env.clock.now(), &id, &block);
+            }
+            Some((id, block)) = io.published.recv() => {
+                gossip.handle_local_block(env.clock.now(), &id, &block);
+            }
+            Some(id) = io.yields.recv() => {
+                gossip.handle_yield(env.clock.now(), &id);
+            }
+            Some(outcome) = dial_rx.recv() => {
+                let now = env.clock.now();
+                match outcome {
+                    DialOutcome::Contact(endpoint, result) => gossip.handle_dial_result(now, &endpoint, result),
+                    DialOutcome::Unreachable(pki_id) => gossip.handle_presumed_dead(now, pki_id),
                 }
-                Some(id) = io.yields.recv() => {
-                    gossip.handle_yield(env.clock.now(), &id);
-                }
-                Some(outcome) = dial_rx.recv() => {
-                    let now = env.clock.now();
-                    match outcome {
-                        DialOutcome::Contact(endpoint, result) => gossip.handle_dial_result(now, &endpoint, result),
-                        DialOutcome::Unreachable(pki_id) => gossip.handle_presumed_dead(now, pki_id),
-                    }
-                }
-                Some(_) = dials.join_next(), if !dials.is_empty() => {}
-                _ = sleep => gossip.handle_timeout(env.clock.now()),
+            }
+            Some(_) = dials.join_next(), if !dials.is_empty() => {}
+            _ = sleep => gossip.handle_timeout(env.clock.now()),
         }
     }
     dials.shutdown().await;
@@ -329,18 +319,14 @@ fn record(gossip: &Gossip, channels: &[ChannelSnapshot], membership_changed: boo
         metrics.members.get_or_create(&vec![("state".to_string(), "alive".to_string())]).set(alive);
         metrics.members.get_or_create(&vec![("state".to_string(), "dead".to_string())]).set(members.len() as i64 - alive);
     }
-    let mut peers = BTreeMap::new();
     for channel in channels {
         let id = &channel.id;
         metrics.payload_buffer_size.get_or_create(&channel_label(id)).set(gossip.buffer_size(id) as i64);
         // Fabric samples this every few seconds; here it is kept current.
-        let known = gossip.peers_of_channel(id);
-        metrics.total_peers_known.get_or_create(&channel_label(id)).set(i64::try_from(known.len()).unwrap_or(i64::MAX));
-        peers.insert(id.clone(), known);
+        let known = gossip.peers_of_channel(id).len();
+        metrics.total_peers_known.get_or_create(&channel_label(id)).set(i64::try_from(known).unwrap_or(i64::MAX));
     }
-    let mut view = view.lock().unwrap_or_else(|p| p.into_inner());
-    view.members = members;
-    view.channels = peers;
+    view.lock().unwrap_or_else(|p| p.into_inner()).members = members;
 }
 
 /// Sends on an existing connection, or dials first (bounded), as membership transmits.
@@ -457,15 +443,6 @@ pub struct GossipHandle {
     pub publisher: GossipBlockPublisher,
     /// The elections' outcomes per channel, for the deliver client.
     pub leadership: Leadership,
-    view: Arc<Mutex<View>>,
-}
-
-impl GossipHandle {
-    /// The membership as this peer sees it, with each joined channel's peers and their heights
-    /// (as of the driver's last round).
-    pub fn view(&self) -> View {
-        self.view.lock().unwrap_or_else(|p| p.into_inner()).clone()
-    }
 }
 
 /// Starts gossip: comm, membership (bootstrap peers, anchors of trusted orgs and of joined
@@ -516,7 +493,6 @@ pub fn start(env: &Env, setup: GossipSetup, tasks: &mut JoinSet<()>) -> GossipHa
         internal_endpoint: me.internal_endpoint.clone(),
         inc_num: discovery.inc_num(),
         members: Vec::new(),
-        channels: BTreeMap::new(),
     };
     let (publisher, published) = GossipBlockPublisher::new();
     let (leadership, yields) = Leadership::new();
@@ -534,5 +510,5 @@ pub fn start(env: &Env, setup: GossipSetup, tasks: &mut JoinSet<()>) -> GossipHa
     // The joined channels' orgs are known before any identity is checked.
     gossip.handle_channel_orgs(&io.snapshot());
     tasks.spawn(drive(env.clone(), gossip, comm.clone(), comm_events, view.clone(), metrics, io, stop));
-    GossipHandle { comm, publisher, leadership, view }
+    GossipHandle { comm, publisher, leadership }
 }

@@ -250,7 +250,7 @@ pub async fn start(env: Env, setup: Setup) -> Result<RunningNode, StartError> {
         },
         &mut tasks,
     );
-    let GossipHandle { comm, publisher: gossip_publisher, leadership, .. } = gossip;
+    let GossipHandle { comm, publisher: gossip_publisher, leadership } = gossip;
     info!(target: "gossip.gossip", func = "start", "Gossip instance {internal_endpoint} started");
 
     // Step 30: the chaincode server, with the standard gRPC health service.
