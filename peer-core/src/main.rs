@@ -316,15 +316,11 @@ fn node_start(config: config::Config, msp: LocalMsp, trusted_msps: Vec<Msp>, log
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().context("starting the async runtime")?;
     runtime.block_on(async move {
         let env = peer_core::env::real::env().context("setting up the environment")?;
+        let holder = format!("peer-core node start, pid {}", std::process::id());
         let setup = node::Setup {
-            identity_verifier: Arc::new(peer_core::gossip::identity::MspVerifier),
-            message_faults: None,
-            config,
-            msp,
-            log_control: Arc::new(log_handle),
             trusted_msps,
-            holder: format!("peer-core node start, pid {}", std::process::id()),
             open_file_limit: peer_core::env::real::open_file_limit(),
+            ..node::Setup::new(config, msp, Arc::new(log_handle), holder)
         };
         let mut terminate =
             tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).context("installing a SIGTERM handler")?;

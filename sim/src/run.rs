@@ -349,16 +349,6 @@ fn simulate(scenario: &Scenario, seed: u64, broken: Option<Breakage>) -> Outcome
             env_seed[..8].copy_from_slice(&seed.to_le_bytes());
             env_seed[8..16].copy_from_slice(&(index as u64).to_le_bytes());
             env_seed[16..24].copy_from_slice(&start.to_le_bytes());
-            let setup = node::Setup {
-                config: config.clone(),
-                msp: crypto.peers[&name].clone(),
-                log_control: Arc::new(NoLogControl),
-                trusted_msps: crypto.orgs.iter().filter(|(id, _)| **id != msp_id).map(|(_, m)| m.clone()).collect(),
-                holder: name.clone(),
-                open_file_limit: None,
-                identity_verifier: signatures.clone(),
-                message_faults: None,
-            };
             let (disk, views, name) = (disk.clone(), views.clone(), name.clone());
             let (ledgers, joined, leaders, genesis) = (ledgers.clone(), joined.clone(), leaders.clone(), crypto.genesis.clone());
             // Fault streams of their own, apart from the peer's Env.
@@ -381,8 +371,12 @@ fn simulate(scenario: &Scenario, seed: u64, broken: Option<Breakage>) -> Outcome
                 lost: lost.clone(),
                 duplicated: duplicated.clone(),
             });
-            let setup =
-                node::Setup { message_faults: messages.map(|m| Arc::new(m) as Arc<dyn peer_core::gossip::comm::MessageFaults>), ..setup };
+            let setup = node::Setup {
+                trusted_msps: crypto.orgs.iter().filter(|(id, _)| **id != msp_id).map(|(_, m)| m.clone()).collect(),
+                identity_verifier: signatures.clone(),
+                message_faults: messages.map(|m| Arc::new(m) as Arc<dyn peer_core::gossip::comm::MessageFaults>),
+                ..node::Setup::new(config.clone(), crypto.peers[&name].clone(), Arc::new(NoLogControl), name.clone())
+            };
             let mut gate = gate.clone();
             let span = tracing::info_span!("peer", name = %name);
             async move {
