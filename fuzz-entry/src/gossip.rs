@@ -22,7 +22,7 @@ use peer_core::gossip::driver::ChannelsVerifier;
 use peer_core::gossip::identity::Identities;
 use peer_core::gossip::instance::{ChannelSnapshot, Gossip, Output};
 use peer_core::gossip::message::{MAX_PAYLOAD_BYTES, SignedMessage, Signer, block_message_limit, empty_tag};
-use peer_core::gossip::state::{self, BlockVerifier, ChannelInfo, GossipState, Member as StateMember, StateConfig};
+use peer_core::gossip::state::{self, ChannelInfo, GossipState, Member as StateMember, StateConfig};
 use peer_core::msp::LocalMsp;
 use peer_core::msp::identity::PkiId;
 use prost::Message;
@@ -33,7 +33,7 @@ use rand_core::SeedableRng;
 use crate::Outcome;
 use crate::config::SAMPLE_CORE_YAML;
 use crate::world::{CHANNEL, Peer, world};
-use peer_core::testkit::epoch;
+use peer_core::testkit::{NoBlocks, epoch};
 
 /// The sample config, loaded once (the state machines' settings come from it).
 static SAMPLE: LazyLock<Config> = LazyLock::new(|| {
@@ -122,19 +122,25 @@ fn authenticate(message: &SignedMessage) -> Result<(), String> {
     message.verify(&identity).map_err(|e| e.to_string())
 }
 
+/// Our peer's gossip state machine, its membership seeded with `seed`, its channel layer taking no
+/// block.
+fn peer_gossip(config: DiscoveryConfig, external: bool, identities: Arc<Mutex<Identities>>, seed: u64) -> Gossip {
+    let signer: Arc<dyn Signer> = Arc::new(world().peer.clone());
+    let rng = rand_chacha::ChaCha20Rng::seed_from_u64(seed);
+    let discovery = Discovery::new(config, self_info(external), signer.clone(), identities.clone(), rng, Instant(0), epoch());
+    let rng = rand_chacha::ChaCha20Rng::seed_from_u64(6);
+    let state =
+        GossipState::new(StateConfig::from_config(&SAMPLE), signer, identities.clone(), Box::new(NoBlocks), rng, Instant(0), epoch());
+    Gossip::new(discovery, state, identities)
+}
+
 /// A membership message to a fresh membership state machine.
 fn membership(from: PkiId, message: SignedMessage) -> Result<(), String> {
     let world = world();
     let identities = identities_knowing(&[&world.org1_peer1]);
     let bootstrap = vec!["org1p1:7051".to_string()];
     let config = discovery_config(bootstrap, vec![("org2p0.ext:7051".into(), "Org2MSP".into())]);
-    let rng = rand_chacha::ChaCha20Rng::seed_from_u64(3);
-    let signer: Arc<dyn Signer> = Arc::new(world.peer.clone());
-    let discovery = Discovery::new(config, self_info(true), signer.clone(), identities.clone(), rng, Instant(0), epoch());
-    let rng = rand_chacha::ChaCha20Rng::seed_from_u64(6);
-    let state =
-        GossipState::new(StateConfig::from_config(&SAMPLE), signer, identities.clone(), Box::new(NoBlocks), rng, Instant(0), epoch());
-    let mut gossip = Gossip::new(discovery, state, identities);
+    let mut gossip = peer_gossip(config, true, identities, 3);
     let result = gossip.handle_message(Instant(1), from, message).map_err(|e| e.to_string());
     while gossip.poll_output().is_some() {}
     gossip.check_invariants();
@@ -354,13 +360,7 @@ impl Harness {
         let config = discovery_config(contacts[..2].to_vec(), vec![(contacts[2].clone(), "Org2MSP".into())]);
         // The connections' identities are known (comm stored them at the handshake).
         let identities = identities_knowing(&[&world.org1_peer1, &world.org2_peer0]);
-        let signer: Arc<dyn Signer> = Arc::new(world.peer.clone());
-        let rng = rand_chacha::ChaCha20Rng::seed_from_u64(5);
-        let discovery = Discovery::new(config, self_info(external), signer.clone(), identities.clone(), rng, Instant(0), epoch());
-        let rng = rand_chacha::ChaCha20Rng::seed_from_u64(6);
-        let state =
-            GossipState::new(StateConfig::from_config(&SAMPLE), signer, identities.clone(), Box::new(NoBlocks), rng, Instant(0), epoch());
-        let mut gossip = Gossip::new(discovery, state, identities);
+        let mut gossip = peer_gossip(config, external, identities, 5);
         gossip.handle_channels(Instant(0), &[channel_snapshot()]);
         let orgs = signers.iter().map(|s| (s.pki_id(), s.msp.id.clone())).collect();
         Harness {
@@ -531,15 +531,6 @@ impl Harness {
         }
         // A member that was purged may come back with any timestamp later; forget it.
         self.timestamps = timestamps;
-    }
-}
-
-/// Rejects every block: the stream target carries no blocks that could verify.
-struct NoBlocks;
-
-impl BlockVerifier for NoBlocks {
-    fn verify(&self, channel: &str, _seq: u64, _block: &proto::common::Block) -> Result<(), String> {
-        Err(format!("no block of channel [{channel}] verifies in this target"))
     }
 }
 

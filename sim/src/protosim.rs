@@ -55,11 +55,11 @@ use peer_core::gossip::discovery::{Discovery, DiscoveryConfig, Event, SelfInfo, 
 use peer_core::gossip::identity::{Identities, IdentityVerifier};
 use peer_core::gossip::instance::{Gossip, Output};
 use peer_core::gossip::message::{BadMessage, SignedMessage, Signer};
-use peer_core::gossip::state::{BlockVerifier, GossipState, StateConfig};
+use peer_core::gossip::state::{GossipState, StateConfig};
 use peer_core::msp::generate::{self, OrgSpec, ValidityWindow};
 use peer_core::msp::identity::{Identity, PkiId};
 use peer_core::msp::{LocalMsp, Msp};
-use proto::common::Block;
+use peer_core::testkit::NoBlocks;
 use proto::gossip::gossip_message::Content;
 use rand_chacha::ChaCha20Rng;
 use rand_core::{Rng, SeedableRng};
@@ -504,15 +504,6 @@ fn sample_config() -> Result<Config, String> {
     let path = std::path::Path::new("sampleconfig/core.yaml");
     let loaded = Config::from_yaml(SAMPLE_CORE_YAML, path, &EnvVars::new()).map_err(|e| format!("the sample core.yaml: {e}"))?;
     Ok(loaded.config)
-}
-
-/// The simulated peers join no channel, so no block ever reaches their channel layer.
-struct NoBlocks;
-
-impl BlockVerifier for NoBlocks {
-    fn verify(&self, channel: &str, _seq: u64, _block: &Block) -> Result<(), String> {
-        Err(format!("channel [{channel}] not found"))
-    }
 }
 
 impl Sim {

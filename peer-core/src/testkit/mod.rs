@@ -26,6 +26,17 @@ pub use mem_storage::MemStorage;
 pub use orgs::{ORG_SEED, admin, local_msp, org, org_with_peers};
 pub use ports::{Ports, free_port};
 
+/// A block verifier that verifies nothing: for a gossip channel layer that must never take a
+/// block (the membership simulator's peers, fuzz harnesses without a ledger).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct NoBlocks;
+
+impl crate::gossip::state::BlockVerifier for NoBlocks {
+    fn verify(&self, channel: &str, _seq: u64, _block: &proto::common::Block) -> Result<(), String> {
+        Err(format!("no block of channel [{channel}] is expected here"))
+    }
+}
+
 /// 2025-06-01T00:00:00Z in seconds since the Unix epoch: inside the validity of the generated
 /// certificates (2020–2049) and of the sample MSP's.
 pub const EPOCH_SECS: u64 = 1_748_736_000;
