@@ -24,7 +24,7 @@ use proto::gossip::{
 };
 use rand_core::{Rng, SeedableRng};
 
-use crate::world::{CHANNEL, next_block, transaction, world};
+use crate::world::{CHANNEL, World, next_block, transaction, world};
 use peer_core::testkit::epoch;
 
 /// One seed input of one target.
@@ -223,23 +223,29 @@ fn block_seeds() -> Vec<Seed> {
     ]
 }
 
+/// `otherchannel`: the orderer org and Org1 only.
+fn otherchannel(w: &'static World) -> GenesisSpec<'static> {
+    let mut spec = GenesisSpec::new("otherchannel", epoch());
+    spec.orderer_orgs.push(GenesisOrg {
+        name: "OrdererOrg".into(),
+        org: &w.orderer_org,
+        anchor_peers: Vec::new(),
+        orderer_endpoints: vec!["orderer.example.com:7050".into()],
+    });
+    spec.application_orgs.push(GenesisOrg {
+        name: "Org1MSP".into(),
+        org: &w.org1,
+        anchor_peers: Vec::new(),
+        orderer_endpoints: Vec::new(),
+    });
+    spec
+}
+
 fn genesis_seeds() -> Vec<Seed> {
     let t = "genesis_block";
     let w = world();
     let org1_only = {
-        let mut spec = GenesisSpec::new("otherchannel", epoch());
-        spec.orderer_orgs.push(GenesisOrg {
-            name: "OrdererOrg".into(),
-            org: &w.orderer_org,
-            anchor_peers: Vec::new(),
-            orderer_endpoints: vec!["orderer.example.com:7050".into()],
-        });
-        spec.application_orgs.push(GenesisOrg {
-            name: "Org1MSP".into(),
-            org: &w.org1,
-            anchor_peers: Vec::new(),
-            orderer_endpoints: Vec::new(),
-        });
+        let mut spec = otherchannel(w);
         spec.acls.insert("qscc/GetChainInfo".into(), "/Channel/Application/Writers".into());
         spec.batch_timeout = Duration::from_millis(250);
         genesis_block(&spec).expect("building a genesis block")
@@ -272,19 +278,7 @@ fn proposal_seeds() -> Vec<Seed> {
     let t = "signed_proposal";
     let w = world();
     let other_genesis = {
-        let mut spec = GenesisSpec::new("otherchannel", epoch());
-        spec.orderer_orgs.push(GenesisOrg {
-            name: "OrdererOrg".into(),
-            org: &w.orderer_org,
-            anchor_peers: Vec::new(),
-            orderer_endpoints: vec!["orderer.example.com:7050".into()],
-        });
-        spec.application_orgs.push(GenesisOrg {
-            name: "Org1MSP".into(),
-            org: &w.org1,
-            anchor_peers: Vec::new(),
-            orderer_endpoints: Vec::new(),
-        });
+        let spec = otherchannel(w);
         genesis_block(&spec).expect("building a genesis block")
     };
     let block2_hash = header_hash(w.chain[1].header.as_ref().expect("fixture blocks have headers")).to_vec();

@@ -44,6 +44,17 @@ fn x(at: Duration, total: Duration) -> f64 {
     LEFT + WIDTH * at.as_secs_f64().min(total.as_secs_f64()) / total.as_secs_f64().max(0.001)
 }
 
+/// One row's band from `x0` to `x1` (at least half a pixel wide).
+fn band(body: &mut String, x0: f64, x1: f64, y: f64, fill: &str) {
+    let _ = writeln!(
+        body,
+        r#"<rect x="{x0:.1}" y="{:.1}" width="{:.1}" height="{:.1}" fill="{fill}"/>"#,
+        y + 3.0,
+        (x1 - x0).max(0.5),
+        ROW - 6.0
+    );
+}
+
 fn escape(text: &str) -> String {
     text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
 }
@@ -150,13 +161,7 @@ pub fn render(scenario: &Scenario, outcome: &Outcome) -> String {
                 "#ffb74d"
             };
             let (x0, x1) = (x(previous, total), x(*at, total));
-            let _ = writeln!(
-                body,
-                r#"<rect x="{x0:.1}" y="{:.1}" width="{:.1}" height="{:.1}" fill="{fill}"/>"#,
-                y + 3.0,
-                (x1 - x0).max(0.5),
-                ROW - 6.0
-            );
+            band(&mut body, x0, x1, y, fill);
             previous = *at;
         }
     }
@@ -168,13 +173,7 @@ pub fn render(scenario: &Scenario, outcome: &Outcome) -> String {
         for (at, heights) in &outcome.heights {
             let fill = if heights.contains_key(node) { ORDERER_UP } else { DOWN };
             let (x0, x1) = (x(previous, total), x(*at, total));
-            let _ = writeln!(
-                body,
-                r#"<rect x="{x0:.1}" y="{:.1}" width="{:.1}" height="{:.1}" fill="{fill}"/>"#,
-                y + 3.0,
-                (x1 - x0).max(0.5),
-                ROW - 6.0
-            );
+            band(&mut body, x0, x1, y, fill);
             previous = *at;
         }
     }
