@@ -9,7 +9,7 @@
 
 use std::net::IpAddr;
 use std::path::Path;
-use std::sync::{Arc, LazyLock, Mutex};
+use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use arbitrary::{Arbitrary, Unstructured};
@@ -168,7 +168,7 @@ fn derive(config: &Config) {
     // The membership state machine starts on these settings and runs its first timers.
     let world = world();
     let signer: Arc<dyn Signer> = Arc::new(world.peer.clone());
-    let identities = Arc::new(Mutex::new(Identities::new(&world.peer, world.trusted_msps())));
+    let identities = Identities::new(&world.peer, world.trusted_msps());
     let me =
         SelfInfo { pki_id: world.peer.pki_id(), org: world.peer.msp.id.clone(), external_endpoint: external, internal_endpoint: internal };
     let rng = rand_chacha::ChaCha20Rng::seed_from_u64(1);

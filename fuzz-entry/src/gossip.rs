@@ -10,7 +10,7 @@
 //! driver does). The sender is an authenticated peer of the fixed world.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::{Arc, LazyLock, Mutex};
+use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use arbitrary::{Arbitrary, Unstructured};
@@ -46,13 +46,13 @@ fn discovery_config(bootstrap: Vec<String>, anchors: Vec<(String, String)>) -> D
     DiscoveryConfig::from_config(&SAMPLE.gossip, bootstrap, anchors)
 }
 
-fn identities_knowing(known: &[&LocalMsp]) -> Arc<Mutex<Identities>> {
+fn identities_knowing(known: &[&LocalMsp]) -> Identities {
     let world = world();
     let mut identities = Identities::new(&world.peer, world.trusted_msps());
     for msp in known {
         identities.put(&msp.pki_id().0, &msp.identity.serialize(), epoch()).expect("a fixture identity validates");
     }
-    Arc::new(Mutex::new(identities))
+    identities
 }
 
 fn self_info(external: bool) -> SelfInfo {
@@ -106,32 +106,32 @@ pub fn gossip_envelope(data: &[u8]) -> Outcome {
     }
 }
 
-/// The responder's half of comm's handshake (`authenticateRemotePeer`): store the identity the
-/// ConnEstablish carries, then verify the message with it.
+/// The responder's half of comm's handshake (`authenticateRemotePeer`): validate the identity the
+/// ConnEstablish carries against the trusted MSPs, then verify the message with it.
 fn authenticate(message: &SignedMessage) -> Result<(), String> {
     let Some(Content::Conn(conn)) = message.content() else { return Err("not a ConnEstablish".into()) };
     if conn.pki_id.is_empty() {
         return Err("No PKI-ID".into());
     }
     let identities = identities_knowing(&[]);
-    let stored = identities.lock().unwrap_or_else(|p| p.into_inner()).put(&conn.pki_id, &conn.identity, epoch()).cloned();
-    let identity = stored.map_err(|e| e.to_string())?;
-    assert_eq!(PkiId::from_slice(&conn.pki_id), Some(identity.pki_id()), "the identity store accepted a PKI-ID that is not its identity's");
+    let validated = identities.trusted().validate(&conn.pki_id, &conn.identity, epoch());
+    let (pki_id, identity) = validated.map_err(|e| e.to_string())?;
+    assert_eq!(PkiId::from_slice(&conn.pki_id), Some(identity.pki_id()), "a PKI-ID that is not its identity's was accepted");
+    assert_eq!(pki_id, identity.pki_id(), "the validated PKI-ID is not the identity's");
     let msp_id = identity.msp_id.clone();
-    assert!(msp_id == "Org1MSP" || msp_id == "Org2MSP", "an identity of an untrusted MSP ({msp_id}) was stored");
-    message.verify(&identity).map_err(|e| e.to_string())
+    assert!(msp_id == "Org1MSP" || msp_id == "Org2MSP", "an identity of an untrusted MSP ({msp_id}) was accepted");
+    identities.trusted().verify(&identity, message).map_err(|e| e.to_string())
 }
 
 /// Our peer's gossip state machine, its membership seeded with `seed`, its channel layer taking no
 /// block.
-fn peer_gossip(config: DiscoveryConfig, external: bool, identities: Arc<Mutex<Identities>>, seed: u64) -> Gossip {
+fn peer_gossip(config: DiscoveryConfig, external: bool, identities: Identities, seed: u64) -> Gossip {
     let signer: Arc<dyn Signer> = Arc::new(world().peer.clone());
     let rng = rand_chacha::ChaCha20Rng::seed_from_u64(seed);
-    let discovery = Discovery::new(config, self_info(external), signer.clone(), identities.clone(), rng, Instant(0), epoch());
+    let discovery = Discovery::new(config, self_info(external), signer.clone(), identities, rng, Instant(0), epoch());
     let rng = rand_chacha::ChaCha20Rng::seed_from_u64(6);
-    let state =
-        GossipState::new(StateConfig::from_config(&SAMPLE), signer, identities.clone(), Box::new(NoBlocks), rng, Instant(0), epoch());
-    Gossip::new(discovery, state, identities)
+    let state = GossipState::new(StateConfig::from_config(&SAMPLE), signer, Box::new(NoBlocks), rng, Instant(0), epoch());
+    Gossip::new(discovery, state)
 }
 
 /// A membership message to a fresh membership state machine.
@@ -157,7 +157,7 @@ fn channel_layer(from: PkiId, message: SignedMessage) -> Result<(), String> {
     let verifier = Box::new(ChannelsVerifier(peer.channels.clone()));
     let rng = rand_chacha::ChaCha20Rng::seed_from_u64(4);
     let signer: Arc<dyn Signer> = Arc::new(world.peer.clone());
-    let mut state = GossipState::new(StateConfig::from_config(&SAMPLE), signer, identities, verifier, rng, Instant(0), epoch());
+    let mut state = GossipState::new(StateConfig::from_config(&SAMPLE), signer, verifier, rng, Instant(0), epoch());
     let orgs: BTreeSet<String> = ["Org1MSP", "Org2MSP"].into_iter().map(String::from).collect();
     state.handle_channels(Instant(0), vec![ChannelInfo { id: CHANNEL.into(), height: 1, orgs }]);
     state.handle_membership(vec![
@@ -175,7 +175,7 @@ fn channel_layer(from: PkiId, message: SignedMessage) -> Result<(), String> {
         },
     ]);
     let now = Instant(1);
-    let result = state.handle_message(now, from, message).map_err(|e| e.to_string());
+    let result = state.handle_message(now, from, message, &identities).map_err(|e| e.to_string());
     let ledger = peer.channels.ledger(CHANNEL).expect("the joined channel has a ledger");
     loop {
         let mut progressed = false;
@@ -457,7 +457,7 @@ impl Harness {
                 // No block passes `NoBlocks`, so nothing is committed; state requests are answered
                 // by the driver from the ledger (the channel-layer target covers that).
                 Output::Commit { .. } => panic!("a block was committed though no block verifies"),
-                Output::Serve(_) | Output::Channel(_) => continue,
+                Output::Serve(_) | Output::Channel(_) | Output::Trust(_) => continue,
             };
             let (to, message) = match &transmit {
                 Transmit::Send { to, message, .. } | Transmit::ProbeDead { to, message, .. } => (Some(*to), Some(message)),

@@ -17,7 +17,7 @@
 
 use std::hint::black_box;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
@@ -84,7 +84,7 @@ fn settings() -> DiscoveryConfig {
 fn receiver(world: &World, settings: &DiscoveryConfig) -> Discovery {
     let me = &world.peers[0][0];
     let settings = settings.clone();
-    let identities = Arc::new(Mutex::new(Identities::new(me, world.msps[1..].iter().cloned())));
+    let identities = Identities::new(me, world.msps[1..].iter().cloned());
     let self_info =
         SelfInfo { pki_id: me.pki_id(), org: me.msp.id.clone(), external_endpoint: endpoint(me), internal_endpoint: endpoint(me) };
     let signer: Arc<dyn Signer> = Arc::new(me.clone());

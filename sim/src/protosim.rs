@@ -46,7 +46,7 @@
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use peer_core::config::{Config, EnvVars};
@@ -464,7 +464,6 @@ impl Ord for Scheduled {
 struct Peer {
     /// The peer's whole gossip state machine, as the driver runs it (with no channel joined).
     gossip: Gossip,
-    identities: Arc<Mutex<Identities>>,
     pki_id: PkiId,
     org: usize,
     /// When this peer's pending timer event fires (`Instant(u64::MAX)`: none pending).
@@ -552,7 +551,7 @@ impl Sim {
                 internal_endpoint: endpoint.clone(),
             };
             let others: Vec<Msp> = msps.iter().filter(|m| m.id != local.msp.id).cloned().collect();
-            let identities = Arc::new(Mutex::new(Identities::with_verifier(&local, others, verifier.clone())));
+            let identities = Identities::with_verifier(&local, others, verifier.clone());
             let signer = Arc::new(ProtoSigner {
                 pki_id: local.pki_id(),
                 msp_id: local.msp.id.clone(),
@@ -561,16 +560,15 @@ impl Sim {
             });
             let start = Instant(0) + starts[index];
             let wall = wall_start + starts[index];
-            let discovery = Discovery::new(config, me, signer.clone(), identities.clone(), peer_rng(options.seed, index), start, wall);
+            let discovery = Discovery::new(config, me, signer.clone(), identities, peer_rng(options.seed, index), start, wall);
             let state_rng = peer_rng(options.seed ^ STATE_RNG_TWEAK, index);
-            let state = GossipState::new(state_config.clone(), signer, identities.clone(), Box::new(NoBlocks), state_rng, start, wall);
-            let gossip = Gossip::new(discovery, state, identities.clone());
+            let state = GossipState::new(state_config.clone(), signer, Box::new(NoBlocks), state_rng, start, wall);
+            let gossip = Gossip::new(discovery, state);
             let index = PeerIndex::try_from(index).map_err(|_| "too many peers".to_string())?;
             by_pki.insert(local.pki_id(), index);
             by_endpoint.insert(endpoint, index);
             peers.push(Peer {
                 gossip,
-                identities,
                 pki_id: local.pki_id(),
                 org,
                 timer_at: Instant(u64::MAX),
@@ -581,11 +579,12 @@ impl Sim {
         }
         if options.preload_identities {
             for peer in &mut peers {
-                let mut identities = peer.identities.lock().unwrap_or_else(|p| p.into_inner());
                 for (other, bytes) in serialized.iter().enumerate() {
-                    identities
-                        .put(&by_pki_of(&verifier, bytes).0, bytes, wall_start)
+                    let trusted = peer.gossip.identities().trusted();
+                    let (pki_id, identity) = trusted
+                        .validate(&by_pki_of(&verifier, bytes).0, bytes, wall_start)
                         .map_err(|e| format!("preloading identity {other}: {e}"))?;
+                    peer.gossip.handle_authenticated(pki_id, identity);
                 }
                 peer.shook_hands.fill(u64::MAX);
             }
@@ -740,9 +739,12 @@ impl Sim {
         self.peers[peer as usize].shook_hands[word] |= bit;
         let wall = self.wall_start + self.now.saturating_duration_since(Instant(0));
         let other_pki = self.peers[other as usize].pki_id;
-        let mut identities = self.peers[peer as usize].identities.lock().unwrap_or_else(|p| p.into_inner());
-        if identities.get(&other_pki).is_none() {
-            identities.put(&other_pki.0, &self.serialized[other as usize], wall).expect("the harness's identities validate");
+        // What comm does at a handshake: validate, then report the identity to the aggregate.
+        let gossip = &mut self.peers[peer as usize].gossip;
+        if gossip.identities().get(&other_pki).is_none() {
+            let validated = gossip.identities().trusted().validate(&other_pki.0, &self.serialized[other as usize], wall);
+            let (pki_id, identity) = validated.expect("the harness's identities validate");
+            gossip.handle_authenticated(pki_id, identity);
         }
     }
 
@@ -756,7 +758,7 @@ impl Sim {
                     self.follow(peer, event);
                     continue;
                 }
-                Output::Commit { .. } | Output::Serve(_) | Output::Channel(_) => continue,
+                Output::Commit { .. } | Output::Serve(_) | Output::Channel(_) | Output::Trust(_) => continue,
             };
             match transmit {
                 Transmit::Send { to, message, .. } => {

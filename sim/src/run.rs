@@ -22,7 +22,7 @@ use peer_core::channel::genesis::{GenesisOrg, GenesisSpec, genesis_block};
 use peer_core::channels::Channels;
 use peer_core::config::{Config, EnvVars};
 use peer_core::env::Env;
-use peer_core::gossip::driver::View;
+use peer_core::gossip::driver::{GossipView, View};
 use peer_core::gossip::publish::Leadership;
 use peer_core::logging::{self, LoggingConfig, MemorySink};
 use peer_core::msp::generate::{self, OrgSpec as GenSpec, ValidityWindow};
@@ -274,7 +274,7 @@ pub fn run_broken(scenario: &Scenario, seed: u64, broken: Option<Breakage>) -> O
     outcome
 }
 
-type Views = Arc<Mutex<BTreeMap<String, Arc<Mutex<View>>>>>;
+type Views = Arc<Mutex<BTreeMap<String, GossipView>>>;
 /// Each running peer's channels, and which peers' joins were acknowledged (and so must survive
 /// any crash).
 type Ledgers = Arc<Mutex<BTreeMap<String, Arc<Channels>>>>;
@@ -810,12 +810,8 @@ fn disk_rates(section: &crate::scenario::DiskSection) -> crate::env::DiskFaultRa
 
 /// Each peer's current view, by peer name.
 fn snapshot(views: &Views, broken: Option<Breakage>) -> BTreeMap<String, View> {
-    let mut views: BTreeMap<String, View> = views
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .iter()
-        .map(|(name, view)| (name.clone(), view.lock().unwrap_or_else(|p| p.into_inner()).clone()))
-        .collect();
+    let mut views: BTreeMap<String, View> =
+        views.lock().unwrap_or_else(|p| p.into_inner()).iter().map(|(name, view)| (name.clone(), view.snapshot())).collect();
     if broken == Some(Breakage::Disclosure) {
         // Test-only: pretend every member's internal endpoint leaked, as a disclosure bug would.
         for view in views.values_mut() {

@@ -9,8 +9,9 @@
 //!   peer port. An inbound stream is authenticated the same way and then kept.
 //! - **Authentication** (spec §5.3, both sides send first, then read): each side sends a
 //!   ConnEstablish signed by its [`Signer`] and reads one envelope within `conn_timeout`; the
-//!   claimed identity goes through [`Identities::put`] (validation, PKI-ID match) and the
-//!   envelope signature must verify with it. TLS is not supported yet: `tls_cert_hash` is sent
+//!   claimed identity is validated against the [`TrustedMsps`] (MSP validation, PKI-ID match)
+//!   and the envelope signature must verify with it. Comm keeps no identity store: a new
+//!   connection's identity goes to the gossip aggregate in its [`CommEvent::ConnectionUp`]. TLS is not supported yet: `tls_cert_hash` is sent
 //!   empty and not checked (see `TLS binding` below for where it goes).
 //! - **After authentication** every envelope goes through [`SignedMessage::from_envelope`] and
 //!   comes out as a [`CommEvent`]. Signatures of those messages are *not* verified here: the
@@ -42,7 +43,7 @@
 //! # Events
 //!
 //! For each PKI-ID, `ConnectionUp` and `ConnectionDown` strictly alternate, and a connection's
-//! `Message`s come after its `ConnectionUp`. Replacing a connection emits nothing (the peer stays
+//! `Message`s come after its `ConnectionUp`, which carries the identity it authenticated with. Replacing a connection emits nothing (the peer stays
 //! up) and the replacement takes over the old one's send queue. The event channel holds
 //! `recv_buff_size` events; when it is full, connection readers wait (back-pressure reaches the
 //! remote through HTTP/2 flow control) rather than drop. Events are only emitted from tasks
@@ -83,7 +84,7 @@ use tonic::transport::Channel;
 use tonic::{Request, Response, Status, Streaming};
 use tracing::{debug, error, info, warn};
 
-use super::identity::Identities;
+use super::identity::TrustedMsps;
 use super::message::{self, BadMessage, SignedMessage, Signer};
 use crate::config::{Config, HostPort};
 use crate::env::Env;
@@ -188,7 +189,9 @@ pub enum CommEvent {
     /// itself are NOT verified here; the membership layer does that per message type).
     Message { from: PkiId, message: SignedMessage },
     /// A peer became connected. `endpoint` is where we dialed it; `None` when it dialed us.
-    ConnectionUp { pki_id: PkiId, endpoint: Option<HostPort> },
+    /// `identity` is the one it authenticated with (validated against the trusted MSPs, its
+    /// signature checked): comm keeps no identity store, the gossip aggregate stores it.
+    ConnectionUp { pki_id: PkiId, endpoint: Option<HostPort>, identity: Arc<Identity> },
     /// The connection to a peer ended (stream closed or failed, or [`Comm::close`]).
     ConnectionDown { pki_id: PkiId },
     /// Sending to this peer failed: Fabric reports it "presumed dead". Followed by
@@ -240,6 +243,26 @@ impl CommError {
     }
 }
 
+/// What a comm is built from.
+pub struct CommSetup {
+    /// Signs our ConnEstablish messages.
+    pub signer: Arc<dyn Signer>,
+    /// The MSPs remote identities are validated against.
+    pub trusted: TrustedMsps,
+    pub config: CommConfig,
+    pub metrics: CommMetrics,
+    /// Faults applied to every decoded message (the simulator's); `None`: every message is
+    /// delivered.
+    pub faults: Option<Arc<dyn MessageFaults>>,
+}
+
+impl CommSetup {
+    /// No metrics registered, no faults.
+    pub fn new(signer: Arc<dyn Signer>, trusted: TrustedMsps, config: CommConfig) -> CommSetup {
+        CommSetup { signer, trusted, config, metrics: CommMetrics::default(), faults: None }
+    }
+}
+
 /// The comm. Cheap to clone; clones share one state.
 #[derive(Clone)]
 pub struct Comm {
@@ -256,7 +279,8 @@ struct Shared {
     env: Env,
     signer: Arc<dyn Signer>,
     self_pki: PkiId,
-    identities: Arc<Mutex<Identities>>,
+    /// The MSPs handshakes are validated against (a snapshot, replaced by [`Comm::trust`]).
+    trusted: Mutex<TrustedMsps>,
     config: CommConfig,
     /// Faults applied to decoded messages (the simulator's); `None`: every message is delivered.
     faults: Option<Arc<dyn MessageFaults>>,
@@ -324,7 +348,7 @@ struct Link {
 /// The remote's ConnEstablish, authenticated.
 struct Remote {
     pki_id: PkiId,
-    identity: Identity,
+    identity: Arc<Identity>,
     probe: bool,
 }
 
@@ -361,42 +385,25 @@ fn new_connection_wins(us: PkiId, remote: PkiId, old_dialed_by_us: bool, new_dia
 }
 
 impl Comm {
-    /// A comm signing as `signer`, storing remote identities in `identities`. Returns the
-    /// receiver of its events (capacity `recv_buff_size`).
-    pub fn new(
-        env: Env,
-        signer: Arc<dyn Signer>,
-        identities: Arc<Mutex<Identities>>,
-        config: CommConfig,
-    ) -> (Comm, mpsc::Receiver<CommEvent>) {
-        Comm::with_metrics(env, signer, identities, config, CommMetrics::default())
-    }
-
-    /// [`Comm::new`], counting messages in `metrics`.
-    pub fn with_metrics(
-        env: Env,
-        signer: Arc<dyn Signer>,
-        identities: Arc<Mutex<Identities>>,
-        config: CommConfig,
-        metrics: CommMetrics,
-    ) -> (Comm, mpsc::Receiver<CommEvent>) {
-        Comm::with_faults(env, signer, identities, config, metrics, None)
-    }
-
-    /// [`Comm::with_metrics`], with `faults` applied to every decoded message.
-    pub fn with_faults(
-        env: Env,
-        signer: Arc<dyn Signer>,
-        identities: Arc<Mutex<Identities>>,
-        config: CommConfig,
-        metrics: CommMetrics,
-        faults: Option<Arc<dyn MessageFaults>>,
-    ) -> (Comm, mpsc::Receiver<CommEvent>) {
+    /// A comm as `setup` says. Returns the receiver of its events (capacity `recv_buff_size`).
+    pub fn new(env: Env, setup: CommSetup) -> (Comm, mpsc::Receiver<CommEvent>) {
+        let CommSetup { signer, trusted, config, metrics, faults } = setup;
         let (events, receiver) = mpsc::channel(config.recv_buff_size.max(1));
         let self_pki = signer.pki_id();
         let state = Mutex::new(State::default());
-        let shared = Shared { env, signer, self_pki, identities, config, faults, events, metrics, state };
+        let trusted = Mutex::new(trusted);
+        let shared = Shared { env, signer, self_pki, trusted, config, faults, events, metrics, state };
         (Comm { shared: Arc::new(shared) }, receiver)
+    }
+
+    /// From now on, remote identities are validated against `trusted` (the gossip aggregate
+    /// hands over each new set, [`super::instance::Output::Trust`]).
+    pub fn trust(&self, trusted: TrustedMsps) {
+        *self.shared.trusted.lock().unwrap_or_else(PoisonError::into_inner) = trusted;
+    }
+
+    fn trusted(&self) -> TrustedMsps {
+        self.shared.trusted.lock().unwrap_or_else(PoisonError::into_inner).clone()
     }
 
     /// Our own PKI-ID.
@@ -454,7 +461,7 @@ impl Comm {
                 reap(&mut state.tasks);
                 let comm = self.clone();
                 let endpoint = Some(endpoint.clone());
-                state.tasks.spawn(async move { comm.run_connection(pki_id, link, slot, endpoint).await });
+                state.tasks.spawn(async move { comm.run_connection(remote, link, slot, endpoint).await });
             }
         }
         Ok(pki_id)
@@ -464,7 +471,7 @@ impl Comm {
     /// within [`HANDSHAKE_TIMEOUT`]. Returns the remote's validated identity and PKI-ID and
     /// keeps no connection (the stream ends when the remote closes it after "probed us", or
     /// after `conn_timeout`). Handshaking with this peer itself is refused.
-    pub async fn handshake(&self, endpoint: &HostPort) -> Result<(PkiId, Identity), CommError> {
+    pub async fn handshake(&self, endpoint: &HostPort) -> Result<(PkiId, Arc<Identity>), CommError> {
         self.check_running()?;
         let mut client = self.dial(endpoint).await?;
         self.ping(&mut client, endpoint).await?;
@@ -655,12 +662,9 @@ impl Comm {
             return Err(HandshakeError::Bad(BadMessage::Unexpected("No PKI-ID".into())));
         }
         let now = self.shared.env.clock.wall_clock();
-        let (stored, verifier) = {
-            let mut identities = self.shared.identities.lock().unwrap_or_else(PoisonError::into_inner);
-            (identities.put(&conn.pki_id, &conn.identity, now).cloned(), identities.verifier())
-        };
-        let identity = match stored {
-            Ok(identity) => identity,
+        let trusted = self.trusted();
+        let (pki_id, identity) = match trusted.validate(&conn.pki_id, &conn.identity, now) {
+            Ok(validated) => validated,
             Err(err) => {
                 warn!(target: "gossip.comm", func = "authenticateRemotePeer", "Identity store rejected {} : {err}", hex::encode(&conn.pki_id));
                 return Err(HandshakeError::Bad(err));
@@ -669,12 +673,12 @@ impl Comm {
         // TLS binding: with TLS on, `conn.tls_cert_hash` must equal SHA-256 of the certificate
         // the remote presented on this connection (`Expected %v in remote hash of TLS cert, but
         // got %v`), and a remote without a certificate is refused (`No TLS certificate`).
-        if let Err(err) = verifier.verify(&identity, &message) {
+        if let Err(err) = trusted.verify(&identity, &message) {
             error!(target: "gossip.comm", func = "authenticateRemotePeer", "Failed verifying signature from {addr} : {err}");
             return Err(HandshakeError::Bad(err));
         }
         debug!(target: "gossip.comm", func = "authenticateRemotePeer", "Authenticated {addr}");
-        Ok(Remote { pki_id: identity.pki_id(), identity: Identity::clone(&identity), probe: conn.probe })
+        Ok(Remote { pki_id, identity, probe: conn.probe })
     }
 
     /// Registers a new connection to `pki_id` under the one-connection rule (module docs).
@@ -719,8 +723,9 @@ impl Comm {
     }
 
     /// One registered connection, from `ConnectionUp` to `ConnectionDown` (or replacement).
-    async fn run_connection(self, pki_id: PkiId, link: Link, slot: Slot, endpoint: Option<HostPort>) {
+    async fn run_connection(self, remote: Remote, link: Link, slot: Slot, endpoint: Option<HostPort>) {
         let Slot { conn_id, queue, close, handback, announce } = slot;
+        let pki_id = remote.pki_id;
         let queue = match queue {
             QueueSource::Fresh(queue) => queue,
             QueueSource::Inherited(previous) => match previous.await {
@@ -730,7 +735,7 @@ impl Comm {
             },
         };
         if announce {
-            self.emit(CommEvent::ConnectionUp { pki_id, endpoint }).await;
+            self.emit(CommEvent::ConnectionUp { pki_id, endpoint, identity: remote.identity }).await;
         }
         let (end, queue) = self.serve(pki_id, link, queue, close).await;
         let (down, presumed_dead) = match &end {
@@ -898,7 +903,7 @@ impl Comm {
             Ok(Some(slot)) => {
                 debug!(target: "gossip.comm", func = "GossipStream", "Accepted a connection from {pki_id} ({addr})");
                 let link = Link { sink, inbound, _client: None };
-                self.run_connection(pki_id, link, slot, None).await;
+                self.run_connection(remote, link, slot, None).await;
             }
             Ok(None) => {
                 debug!(target: "gossip.comm", func = "GossipStream", "Already connected to {pki_id}; closing the new connection from {addr}");

@@ -12,7 +12,7 @@
 //! incarnation number) is derived from the monotonic clock and the wall time at creation.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use proto::gossip::gossip_message::Content;
@@ -237,7 +237,8 @@ pub struct Discovery {
     config: DiscoveryConfig,
     me: SelfInfo,
     signer: Arc<dyn Signer>,
-    identities: Arc<Mutex<Identities>>,
+    /// The identity store: every identity a member or a handshake showed, validated.
+    identities: Identities,
     rng: ChaCha20Rng,
     start: Instant,
     start_wall: SystemTime,
@@ -279,7 +280,7 @@ impl Discovery {
         config: DiscoveryConfig,
         me: SelfInfo,
         signer: Arc<dyn Signer>,
-        identities: Arc<Mutex<Identities>>,
+        identities: Identities,
         rng: ChaCha20Rng,
         now: Instant,
         wall: SystemTime,
@@ -351,6 +352,16 @@ impl Discovery {
 
     fn wall(&self, now: Instant) -> SystemTime {
         self.start_wall + now.saturating_duration_since(self.start)
+    }
+
+    /// The identity store.
+    pub fn identities(&self) -> &Identities {
+        &self.identities
+    }
+
+    /// The identity store, to add what comm authenticated and the MSPs of joined channels.
+    pub fn identities_mut(&mut self) -> &mut Identities {
+        &mut self.identities
     }
 
     pub fn inc_num(&self) -> u64 {
@@ -560,15 +571,12 @@ impl Discovery {
         }
         let pki_id = PkiId::from_slice(&member.pki_id).ok_or_else(|| BadMessage::Unexpected("Invalid alive message: no PKI-ID".into()))?;
         let wall = self.wall(now);
-        let mut identities = self.identities.lock().unwrap_or_else(|p| p.into_inner());
         let identity = if alive.identity.is_empty() {
-            identities.get(&pki_id).cloned().ok_or_else(|| BadMessage::BadIdentity(format!("Don't have certificate for {pki_id}")))?
+            self.identities.get(&pki_id).cloned().ok_or_else(|| BadMessage::BadIdentity(format!("Don't have certificate for {pki_id}")))?
         } else {
-            identities.put(&member.pki_id, &alive.identity, wall)?.clone()
+            self.identities.put(&member.pki_id, &alive.identity, wall)?.clone()
         };
-        let verifier = identities.verifier();
-        drop(identities);
-        verifier.verify(&identity, message)?;
+        self.identities.verify(&identity, message)?;
         Ok((pki_id, (timestamp.inc_num, timestamp.seq_num)))
     }
 
@@ -629,10 +637,7 @@ impl Discovery {
         let endpoint = alive_endpoint(message);
         match self.members.get_mut(&pki_id) {
             None => {
-                let org = {
-                    let identities = self.identities.lock().unwrap_or_else(|p| p.into_inner());
-                    intern(&mut self.orgs, identities.org_of(&pki_id).unwrap_or_default())
-                };
+                let org = { intern(&mut self.orgs, self.identities.org_of(&pki_id).unwrap_or_default()) };
                 reindex(
                     &mut self.audiences,
                     &self.me.org,
@@ -715,7 +720,7 @@ impl Discovery {
         if !self.is_stale(&pki_id, ts) {
             self.apply_alive(now, pki_id, ts, &self_info);
         }
-        let requester_org = self.identities.lock().unwrap_or_else(|p| p.into_inner()).org_of(&from).map(str::to_string);
+        let requester_org = self.identities.org_of(&from).map(str::to_string);
         let requester_endpoint = alive_endpoint(&self_info);
         let Some(requester_org) = requester_org else {
             warn!(target: TARGET, func = "createMembershipResponse", "Cannot determine organization of {from}");
@@ -798,10 +803,7 @@ impl Discovery {
                     let endpoint = alive_endpoint(&message);
                     let internal_endpoint = message.internal_endpoint();
                     let internal_from = internal_endpoint.is_some().then(|| message.clone());
-                    let org = {
-                        let identities = self.identities.lock().unwrap_or_else(|p| p.into_inner());
-                        intern(&mut self.orgs, identities.org_of(&pki_id).unwrap_or_default())
-                    };
+                    let org = { intern(&mut self.orgs, self.identities.org_of(&pki_id).unwrap_or_default()) };
                     self.events.push_back(Event::Learned {
                         pki_id,
                         endpoint,
@@ -891,7 +893,7 @@ impl Discovery {
                     record.internal_endpoint()
                 );
                 self.events.push_back(Event::Purged { pki_id });
-                self.identities.lock().unwrap_or_else(|p| p.into_inner()).forget(&pki_id);
+                self.identities.forget(&pki_id);
             }
             // Keep the entry as a tombstone until twice the TTL so stale copies stay rejected.
             if let Some(stored) = self.store.get_mut(&pki_id) {
@@ -937,11 +939,8 @@ impl Discovery {
         let Some(Content::AliveMsg(alive)) = message.content() else { return };
         let Some(origin) = alive.membership.as_ref().and_then(|m| PkiId::from_slice(&m.pki_id)) else { return };
         let origin_endpoint_empty = alive.membership.as_ref().is_none_or(|m| m.endpoint.is_empty());
-        let origin_org = if origin == self.me.pki_id {
-            Some(self.me.org.clone())
-        } else {
-            self.identities.lock().unwrap_or_else(|p| p.into_inner()).org_of(&origin).map(str::to_string)
-        };
+        let origin_org =
+            if origin == self.me.pki_id { Some(self.me.org.clone()) } else { self.identities.org_of(&origin).map(str::to_string) };
         let Some(origin_org) = origin_org else { return };
         let our_org = self.me.org.clone();
         let audience = match (origin_org == our_org, origin_endpoint_empty) {

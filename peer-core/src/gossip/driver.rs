@@ -12,6 +12,7 @@
 //! happened to the state machine with the env clock's `now`. It also keeps the operations view
 //! of the membership and the gossip metrics up to date.
 
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
 use prometheus_client::metrics::counter::Counter;
@@ -24,7 +25,7 @@ use tracing::{debug, warn};
 use prometheus_client::metrics::histogram::Histogram;
 use proto::common::Block;
 
-use super::comm::{Comm, CommConfig, CommEvent, CommMetrics, MessageFaults};
+use super::comm::{Comm, CommConfig, CommEvent, CommMetrics, CommSetup, MessageFaults};
 use super::discovery::{self, Discovery, DiscoveryConfig, MemberInfo, SelfInfo, Transmit};
 use super::identity::{Identities, IdentityVerifier};
 use super::instance::{ChannelSnapshot, Gossip, Output};
@@ -35,7 +36,7 @@ use crate::channels::Channels;
 use crate::config::{Config, HostPort};
 use crate::env::Env;
 use crate::metrics::{Labels, channel_label, default_histogram};
-use crate::msp::identity::PkiId;
+use crate::msp::identity::{Identity, PkiId};
 use crate::msp::{LocalMsp, Msp};
 
 /// Dials in flight at once; beyond this a transmit needing a new connection waits for the next
@@ -118,7 +119,8 @@ impl GossipMetrics {
     }
 }
 
-/// What `/membership` shows.
+/// Gossip as the rest of the peer reads it, kept current by the driver after every round:
+/// what `/membership` shows, and what [`GossipHandle`] answers.
 #[derive(Clone, Debug, Default)]
 pub struct View {
     pub pki_id: String,
@@ -127,6 +129,53 @@ pub struct View {
     pub internal_endpoint: String,
     pub inc_num: u64,
     pub members: Vec<MemberInfo>,
+    /// Per joined channel: the channel's peers this peer knows (alive, of the channel's orgs,
+    /// having published their StateInfo) with their ledger heights, by PKI-ID.
+    pub channel_peers: BTreeMap<String, Vec<(PkiId, u64)>>,
+}
+
+/// A shared [`View`]: the driver writes it after each round; readers copy what they need.
+#[derive(Clone, Debug, Default)]
+pub struct GossipView(Arc<Mutex<View>>);
+
+impl GossipView {
+    fn lock(&self) -> std::sync::MutexGuard<'_, View> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A copy of the whole view.
+    pub fn snapshot(&self) -> View {
+        self.lock().clone()
+    }
+
+    /// What `/membership` shows.
+    pub fn to_json(&self) -> serde_json::Value {
+        self.lock().to_json()
+    }
+
+    /// Every member this peer knows, alive or dead, by PKI-ID.
+    pub fn members(&self) -> Vec<MemberInfo> {
+        self.lock().members.clone()
+    }
+
+    /// The peers of `channel` this peer knows (alive, of the channel's orgs, having published
+    /// their StateInfo), with their heights, by PKI-ID; empty for a channel not joined.
+    pub fn channel_peers(&self, channel: &str) -> Vec<ChannelPeer> {
+        let view = self.lock();
+        let Some(peers) = view.channel_peers.get(channel) else { return Vec::new() };
+        let members: BTreeMap<PkiId, &MemberInfo> = view.members.iter().map(|m| (m.pki_id, m)).collect();
+        peers
+            .iter()
+            .filter_map(|(pki_id, height)| members.get(pki_id).map(|m| ChannelPeer { member: MemberInfo::clone(m), height: *height }))
+            .collect()
+    }
+}
+
+/// One peer of a channel as this peer knows it: its membership record and its ledger height.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ChannelPeer {
+    pub member: MemberInfo,
+    pub height: u64,
 }
 
 impl View {
@@ -154,6 +203,9 @@ enum DialOutcome {
     Contact(String, Result<PkiId, String>),
     /// A member could not be reached: Fabric calls it "presumed dead".
     Unreachable(PkiId),
+    /// A contact's handshake authenticated this identity (stored at once, as Fabric's
+    /// handshake does, before the connection that follows is up).
+    Authenticated(PkiId, Arc<Identity>),
 }
 
 /// What the driver reads and writes for the channel layer.
@@ -206,7 +258,7 @@ pub async fn drive(
     mut gossip: Gossip,
     comm: Comm,
     mut comm_events: mpsc::Receiver<CommEvent>,
-    view: Arc<Mutex<View>>,
+    view: GossipView,
     metrics: GossipMetrics,
     mut io: ChannelIo,
     mut stop: watch::Receiver<bool>,
@@ -235,9 +287,10 @@ pub async fn drive(
                             metrics.bad(&error);
                         }
                     }
+                    CommEvent::ConnectionUp { pki_id, identity, .. } => gossip.handle_authenticated(pki_id, identity),
                     CommEvent::PresumedDead { pki_id } => gossip.handle_presumed_dead(now, pki_id),
                     CommEvent::Rejected { error, .. } => metrics.bad(&error),
-                    CommEvent::ConnectionUp { .. } | CommEvent::ConnectionDown { .. } => {}
+                    CommEvent::ConnectionDown { .. } => {}
                 }
             }
             Some((id, block)) = io.published.recv() => {
@@ -251,6 +304,7 @@ pub async fn drive(
                 match outcome {
                     DialOutcome::Contact(endpoint, result) => gossip.handle_dial_result(now, &endpoint, result),
                     DialOutcome::Unreachable(pki_id) => gossip.handle_presumed_dead(now, pki_id),
+                    DialOutcome::Authenticated(pki_id, identity) => gossip.handle_authenticated(pki_id, identity),
                 }
             }
             Some(_) = dials.join_next(), if !dials.is_empty() => {}
@@ -275,6 +329,7 @@ fn carry_out(
     while let Some(output) = gossip.poll_output() {
         match output {
             Output::Membership(_) => membership_changed = true,
+            Output::Trust(trusted) => comm.trust(trusted),
             Output::Transmit(transmit) => transmit_one(comm, dial_tx, dials, transmit),
             Output::Commit { channel: id, block } => {
                 let started = env.clock.now();
@@ -311,22 +366,26 @@ fn carry_out(
     membership_changed
 }
 
-/// Keeps the operations view and the gauges current (reads of the state machine).
-fn record(gossip: &Gossip, channels: &[ChannelSnapshot], membership_changed: bool, view: &Arc<Mutex<View>>, metrics: &GossipMetrics) {
+/// Keeps the view and the gauges current (reads of the state machine).
+fn record(gossip: &Gossip, channels: &[ChannelSnapshot], membership_changed: bool, view: &GossipView, metrics: &GossipMetrics) {
     let members = gossip.members();
     if membership_changed {
         let alive = members.iter().filter(|m| m.alive).count() as i64;
         metrics.members.get_or_create(&vec![("state".to_string(), "alive".to_string())]).set(alive);
         metrics.members.get_or_create(&vec![("state".to_string(), "dead".to_string())]).set(members.len() as i64 - alive);
     }
+    let mut channel_peers = BTreeMap::new();
     for channel in channels {
         let id = &channel.id;
         metrics.payload_buffer_size.get_or_create(&channel_label(id)).set(gossip.buffer_size(id) as i64);
         // Fabric samples this every few seconds; here it is kept current.
-        let known = gossip.peers_of_channel(id).len();
-        metrics.total_peers_known.get_or_create(&channel_label(id)).set(i64::try_from(known).unwrap_or(i64::MAX));
+        let known = gossip.peers_of_channel(id);
+        metrics.total_peers_known.get_or_create(&channel_label(id)).set(i64::try_from(known.len()).unwrap_or(i64::MAX));
+        channel_peers.insert(id.clone(), known);
     }
-    view.lock().unwrap_or_else(|p| p.into_inner()).members = members;
+    let mut view = view.lock();
+    view.members = members;
+    view.channel_peers = channel_peers;
 }
 
 /// Sends on an existing connection, or dials first (bounded), as membership transmits.
@@ -364,7 +423,7 @@ fn transmit_one(comm: &Comm, dial_tx: &mpsc::Sender<DialOutcome>, dials: &mut Jo
             };
             let (comm, tx) = (comm.clone(), dial_tx.clone());
             dials.spawn(async move {
-                let result = contact(&comm, &address, &org, message).await;
+                let result = contact(&comm, &address, &org, message, &tx).await;
                 let _ = tx.send(DialOutcome::Contact(endpoint, result)).await;
             });
         }
@@ -387,8 +446,15 @@ fn transmit_one(comm: &Comm, dial_tx: &mpsc::Sender<DialOutcome>, dials: &mut Jo
 }
 
 /// Handshake, org check, connect, send the membership request.
-async fn contact(comm: &Comm, address: &HostPort, org: &str, message: super::message::SignedMessage) -> Result<PkiId, String> {
+async fn contact(
+    comm: &Comm,
+    address: &HostPort,
+    org: &str,
+    message: SignedMessage,
+    outcomes: &mpsc::Sender<DialOutcome>,
+) -> Result<PkiId, String> {
     let (pki_id, identity) = comm.handshake(address).await.map_err(|e| e.to_string())?;
+    let _ = outcomes.send(DialOutcome::Authenticated(pki_id, identity.clone())).await;
     if identity.msp_id != org {
         return Err(format!("{address} isn't in our organization, cannot be a bootstrap peer (it is in {})", identity.msp_id));
     }
@@ -427,7 +493,7 @@ pub struct GossipSetup {
     pub external_endpoint: String,
     pub channels: Arc<Channels>,
     /// Where `/membership` reads the view from (created before the operations server starts).
-    pub view: Arc<Mutex<View>>,
+    pub view: GossipView,
     pub metrics: GossipMetrics,
     pub comm_metrics: CommMetrics,
     /// Faults applied to every message comm decodes (the simulator's); `None` on a real peer.
@@ -443,6 +509,8 @@ pub struct GossipHandle {
     pub publisher: GossipBlockPublisher,
     /// The elections' outcomes per channel, for the deliver client.
     pub leadership: Leadership,
+    /// Membership and the channels' peers as of the driver's last round (read without waking it).
+    pub view: GossipView,
 }
 
 /// Starts gossip: comm, membership (bootstrap peers, anchors of trusted orgs and of joined
@@ -463,10 +531,8 @@ pub fn start(env: &Env, setup: GossipSetup, tasks: &mut JoinSet<()>) -> GossipHa
         message_faults,
         stop,
     } = setup;
-    let identities = Arc::new(Mutex::new(Identities::with_verifier(&msp, trusted_msps, verifier)));
+    let identities = Identities::with_verifier(&msp, trusted_msps, verifier);
     let signer = Arc::new(msp.clone());
-    let comm_config = CommConfig::from_config(&config);
-    let (comm, comm_events) = Comm::with_faults(env.clone(), signer.clone(), identities.clone(), comm_config, comm_metrics, message_faults);
     let me = SelfInfo {
         pki_id: msp.pki_id(),
         org: msp.msp.id.clone(),
@@ -481,34 +547,38 @@ pub fn start(env: &Env, setup: GossipSetup, tasks: &mut JoinSet<()>) -> GossipHa
         DiscoveryConfig::from_config(&config.gossip, bootstrap, anchors),
         me.clone(),
         signer.clone(),
-        identities.clone(),
+        identities,
         env.fork_rng(),
         env.clock.now(),
         env.clock.wall_clock(),
     );
-    *view.lock().unwrap_or_else(|p| p.into_inner()) = View {
+    *view.lock() = View {
         pki_id: me.pki_id.to_string(),
         org: me.org.clone(),
         endpoint: me.external_endpoint.clone(),
         internal_endpoint: me.internal_endpoint.clone(),
         inc_num: discovery.inc_num(),
         members: Vec::new(),
+        channel_peers: BTreeMap::new(),
     };
     let (publisher, published) = GossipBlockPublisher::new();
     let (leadership, yields) = Leadership::new();
     let state = GossipState::new(
         StateConfig::from_config(&config),
-        signer,
-        identities.clone(),
+        signer.clone(),
         Box::new(ChannelsVerifier(channels.clone())),
         env.fork_rng(),
         env.clock.now(),
         env.clock.wall_clock(),
     );
-    let mut gossip = Gossip::new(discovery, state, identities);
+    let mut gossip = Gossip::new(discovery, state);
     let io = ChannelIo { channels, published, max_send_msg_size: config.peer.max_send_msg_size, leadership: leadership.clone(), yields };
     // The joined channels' orgs are known before any identity is checked.
     gossip.handle_channel_orgs(&io.snapshot());
+    let trusted = gossip.identities().trusted().clone();
+    let comm_setup =
+        CommSetup { metrics: comm_metrics, faults: message_faults, ..CommSetup::new(signer, trusted, CommConfig::from_config(&config)) };
+    let (comm, comm_events) = Comm::new(env.clone(), comm_setup);
     tasks.spawn(drive(env.clone(), gossip, comm.clone(), comm_events, view.clone(), metrics, io, stop));
-    GossipHandle { comm, publisher, leadership }
+    GossipHandle { comm, publisher, leadership, view }
 }

@@ -52,24 +52,93 @@ impl IdentityVerifier for MspVerifier {
     }
 }
 
-/// Identities known to this peer, all validated. Identities are shared (`Arc`): handing one to a
-/// caller does not copy its certificate.
+/// The MSPs identities are validated against (our own, `peer.gossip.trustedMSPs` and the
+/// joined channels' orgs), with the verifier. An immutable, cheaply cloned snapshot: comm
+/// authenticates handshakes against the one the gossip aggregate last handed it
+/// ([`super::instance::Output::Trust`]), the aggregate's identity store against its own.
 #[derive(Clone)]
-pub struct Identities {
-    msps: BTreeMap<String, Msp>,
-    known: BTreeMap<PkiId, Arc<Identity>>,
-    self_pki_id: PkiId,
+pub struct TrustedMsps {
+    msps: Arc<BTreeMap<String, Msp>>,
     verifier: Arc<dyn IdentityVerifier>,
 }
 
-impl std::fmt::Debug for Identities {
+impl std::fmt::Debug for TrustedMsps {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Identities")
-            .field("msps", &self.msps.keys().collect::<Vec<_>>())
-            .field("known", &self.known.len())
-            .field("self_pki_id", &self.self_pki_id)
-            .finish_non_exhaustive()
+        f.debug_struct("TrustedMsps").field("msps", &self.msps.keys().collect::<Vec<_>>()).finish_non_exhaustive()
     }
+}
+
+impl TrustedMsps {
+    /// Our own MSP and the other organizations' MSPs we trust, checked with `verifier`.
+    pub fn new(local: &LocalMsp, others: impl IntoIterator<Item = Msp>, verifier: Arc<dyn IdentityVerifier>) -> TrustedMsps {
+        let mut msps = BTreeMap::new();
+        msps.insert(local.msp.id.clone(), local.msp.clone());
+        for msp in others {
+            msps.entry(msp.id.clone()).or_insert(msp);
+        }
+        TrustedMsps { msps: Arc::new(msps), verifier }
+    }
+
+    /// Decodes `serialized`, checks that it is `pki_id` and validates it against its MSP at `now`.
+    pub fn validate(&self, pki_id: &[u8], serialized: &[u8], now: SystemTime) -> Result<(PkiId, Arc<Identity>), BadMessage> {
+        let pki_id = Self::claimed(pki_id, serialized)?;
+        let (computed, identity) = self.verifier.decode(serialized)?;
+        if computed != pki_id {
+            return Err(BadMessage::PkiIdMismatch);
+        }
+        self.check(pki_id, &identity, now)?;
+        Ok((pki_id, identity))
+    }
+
+    fn claimed(pki_id: &[u8], serialized: &[u8]) -> Result<PkiId, BadMessage> {
+        let pki_id = PkiId::from_slice(pki_id).ok_or_else(|| BadMessage::BadIdentity("PKIID is nil or not 32 bytes".into()))?;
+        if serialized.is_empty() {
+            return Err(BadMessage::BadIdentity("identity is nil".into()));
+        }
+        Ok(pki_id)
+    }
+
+    fn check(&self, pki_id: PkiId, identity: &Identity, now: SystemTime) -> Result<(), BadMessage> {
+        let msp = self
+            .msps
+            .get(&identity.msp_id)
+            .ok_or_else(|| BadMessage::BadIdentity(format!("Peer Identity {pki_id} cannot be validated. No MSP found able to do that.")))?;
+        self.verifier.validate(msp, identity, now).map_err(|reason| {
+            if reason.contains("expired") {
+                BadMessage::BadIdentity(format!("gossipping peer identity expired: {reason}"))
+            } else {
+                BadMessage::BadIdentity(format!("Peer Identity {pki_id} cannot be validated: {reason}"))
+            }
+        })
+    }
+
+    /// Checks `message`'s signatures as made by `identity`.
+    pub fn verify(&self, identity: &Identity, message: &SignedMessage) -> Result<(), BadMessage> {
+        self.verifier.verify(identity, message)
+    }
+
+    /// Adds MSPs learned later (from joined channels); an MSP ID already known keeps its MSP.
+    /// True if any was new.
+    fn add(&mut self, msps: impl IntoIterator<Item = Msp>) -> bool {
+        let mut added = false;
+        for msp in msps {
+            if !self.msps.contains_key(&msp.id) {
+                Arc::make_mut(&mut self.msps).insert(msp.id.clone(), msp);
+                added = true;
+            }
+        }
+        added
+    }
+}
+
+/// Identities known to this peer, all validated. Owned by the gossip aggregate (its membership
+/// layer), the only writer; comm hands it the identities it authenticated as events. Identities
+/// are shared (`Arc`): handing one to a caller does not copy its certificate.
+#[derive(Clone, Debug)]
+pub struct Identities {
+    trusted: TrustedMsps,
+    known: BTreeMap<PkiId, Arc<Identity>>,
+    self_pki_id: PkiId,
 }
 
 impl Identities {
@@ -81,58 +150,48 @@ impl Identities {
     /// As [`Self::new`], checking identities and signatures with `verifier` (the protocol-level
     /// simulator's seam; the peer uses [`MspVerifier`]).
     pub fn with_verifier(local: &LocalMsp, others: impl IntoIterator<Item = Msp>, verifier: Arc<dyn IdentityVerifier>) -> Identities {
-        let mut msps = BTreeMap::new();
-        msps.insert(local.msp.id.clone(), local.msp.clone());
-        for msp in others {
-            msps.entry(msp.id.clone()).or_insert(msp);
-        }
+        Identities::trusting(local, TrustedMsps::new(local, others, verifier))
+    }
+
+    /// Our own identity, validating others against `trusted`.
+    pub fn trusting(local: &LocalMsp, trusted: TrustedMsps) -> Identities {
         let mut known = BTreeMap::new();
         known.insert(local.pki_id(), Arc::new(local.identity.clone()));
-        Identities { msps, known, self_pki_id: local.pki_id(), verifier }
+        Identities { trusted, known, self_pki_id: local.pki_id() }
     }
 
     /// Validates and stores an identity that claims to be `pki_id`. Idempotent for known IDs.
     pub fn put(&mut self, pki_id: &[u8], serialized: &[u8], now: SystemTime) -> Result<&Arc<Identity>, BadMessage> {
-        let pki_id = PkiId::from_slice(pki_id).ok_or_else(|| BadMessage::BadIdentity("PKIID is nil or not 32 bytes".into()))?;
-        if serialized.is_empty() {
-            return Err(BadMessage::BadIdentity("identity is nil".into()));
-        }
-        let (computed, identity) = self.verifier.decode(serialized)?;
-        if computed != pki_id {
+        let claimed = TrustedMsps::claimed(pki_id, serialized)?;
+        let (computed, identity) = self.trusted.verifier.decode(serialized)?;
+        if computed != claimed {
             return Err(BadMessage::PkiIdMismatch);
         }
-        if self.known.contains_key(&pki_id) {
-            return Ok(&self.known[&pki_id]);
+        if !self.known.contains_key(&claimed) {
+            self.trusted.check(claimed, &identity, now)?;
         }
-        let msp = self
-            .msps
-            .get(&identity.msp_id)
-            .ok_or_else(|| BadMessage::BadIdentity(format!("Peer Identity {pki_id} cannot be validated. No MSP found able to do that.")))?;
-        self.verifier.validate(msp, &identity, now).map_err(|reason| {
-            if reason.contains("expired") {
-                BadMessage::BadIdentity(format!("gossipping peer identity expired: {reason}"))
-            } else {
-                BadMessage::BadIdentity(format!("Peer Identity {pki_id} cannot be validated: {reason}"))
-            }
-        })?;
-        Ok(self.known.entry(pki_id).or_insert(identity))
+        Ok(self.known.entry(claimed).or_insert(identity))
+    }
+
+    /// Stores an identity comm already validated against [`Self::trusted`] (a handshake).
+    pub fn insert_validated(&mut self, pki_id: PkiId, identity: Arc<Identity>) {
+        self.known.entry(pki_id).or_insert(identity);
     }
 
     /// Checks `message`'s signatures as made by `identity`, with this store's verifier.
     pub fn verify(&self, identity: &Identity, message: &SignedMessage) -> Result<(), BadMessage> {
-        self.verifier.verify(identity, message)
+        self.trusted.verify(identity, message)
     }
 
-    /// The verifier, for checking a signature without holding the store's lock.
-    pub fn verifier(&self) -> Arc<dyn IdentityVerifier> {
-        self.verifier.clone()
+    /// The MSPs identities are validated against.
+    pub fn trusted(&self) -> &TrustedMsps {
+        &self.trusted
     }
 
     /// Adds MSPs learned later (from joined channels). An MSP ID already known keeps its MSP.
-    pub fn add_msps(&mut self, msps: impl IntoIterator<Item = Msp>) {
-        for msp in msps {
-            self.msps.entry(msp.id.clone()).or_insert(msp);
-        }
+    /// True if any was new.
+    pub fn add_msps(&mut self, msps: impl IntoIterator<Item = Msp>) -> bool {
+        self.trusted.add(msps)
     }
 
     pub fn get(&self, pki_id: &PkiId) -> Option<&Arc<Identity>> {

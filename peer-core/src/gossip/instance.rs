@@ -1,6 +1,8 @@
 //! [`Gossip`]: every gossip decision of one peer in one sans-IO state machine.
 //!
-//! It owns membership ([`Discovery`]), the channel layer ([`GossipState`], with the leader
+//! It owns membership ([`Discovery`], which holds the identity store: comm reports the
+//! identity of each new connection, and the MSPs of joined channels are added as their configs
+//! arrive, then handed to comm as [`Output::Trust`]), the channel layer ([`GossipState`], with the leader
 //! elections), the anchor peers learned from channel configs, and the routing of inbound
 //! messages by content (membership messages to discovery; data, StateInfo, leadership and state
 //! transfer messages to the channel layer). Inputs arrive through `handle_*` with the caller's
@@ -18,18 +20,19 @@
 //! it can produce more outputs in the same round.
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use proto::common::Block;
 use tracing::{debug, info, warn};
 
 use super::discovery::{self, Discovery, Event, MemberInfo, Transmit};
-use super::identity::Identities;
+use super::identity::{Identities, TrustedMsps};
 use super::message::{BadMessage, SignedMessage};
 use super::state::{ChannelInfo, GossipState, Member, Serve, StateEvent};
 use crate::channel::{AnchorPeer, ChannelConfig};
 use crate::config::HostPort;
 use crate::env::Instant;
+use crate::msp::identity::Identity;
 use crate::msp::identity::PkiId;
 
 /// One joined channel as the driver reads it from the ledger before each round of outputs.
@@ -53,6 +56,8 @@ pub enum Output {
     Channel(StateEvent),
     /// A membership change (already passed on to the channel layer), for logs, metrics and views.
     Membership(Event),
+    /// Validate handshakes against these MSPs from now on (a joined channel brought new orgs).
+    Trust(TrustedMsps),
 }
 
 /// Which of the channel layer's queues [`Gossip::poll_output`] drains next.
@@ -73,10 +78,10 @@ pub struct Gossip {
     /// The channel layer's queue being drained, and whether this round produced anything.
     phase: Phase,
     progressed: bool,
-    /// The identity store (shared with comm, which authenticates handshakes against it), and the
-    /// channel config whose organizations were last added to it, per channel.
-    identities: Arc<Mutex<Identities>>,
+    /// The channel config whose organizations were last added to the identity store, per
+    /// channel, and whether comm has yet to hear of new MSPs.
     orgs_seen: BTreeMap<String, Arc<ChannelConfig>>,
+    trust_changed: bool,
 }
 
 impl std::fmt::Debug for Gossip {
@@ -86,10 +91,11 @@ impl std::fmt::Debug for Gossip {
 }
 
 impl Gossip {
-    pub fn new(discovery: Discovery, state: GossipState, identities: Arc<Mutex<Identities>>) -> Gossip {
+    /// The aggregate of `discovery` (which holds the identity store) and `state`.
+    pub fn new(discovery: Discovery, state: GossipState) -> Gossip {
         Gossip {
-            identities,
             orgs_seen: BTreeMap::new(),
+            trust_changed: false,
             discovery,
             state,
             anchors: AnchorTracker::default(),
@@ -102,7 +108,7 @@ impl Gossip {
     /// messages come back as [`BadMessage::Stale`] (normal in epidemic gossip).
     pub fn handle_message(&mut self, now: Instant, from: PkiId, message: SignedMessage) -> Result<(), BadMessage> {
         if message.is_channel_message() {
-            let result = self.state.handle_message(now, from, message);
+            let result = self.state.handle_message(now, from, message, self.discovery.identities());
             if let Err(error) = &result
                 && *error != BadMessage::Stale
             {
@@ -118,6 +124,12 @@ impl Gossip {
             }
             result
         }
+    }
+
+    /// Comm connected to `pki_id`, which authenticated with `identity` (validated against the
+    /// MSPs of the last [`Output::Trust`]).
+    pub fn handle_authenticated(&mut self, pki_id: PkiId, identity: Arc<Identity>) {
+        self.discovery.identities_mut().insert_validated(pki_id, identity);
     }
 
     /// A member could not be reached (comm gave up on it, or a dial to it failed).
@@ -199,7 +211,7 @@ impl Gossip {
             if self.orgs_seen.get(id).is_some_and(|seen| Arc::ptr_eq(seen, config)) {
                 continue;
             }
-            self.identities.lock().unwrap_or_else(|p| p.into_inner()).add_msps(config.msps().values().cloned());
+            self.trust_changed |= self.discovery.identities_mut().add_msps(config.msps().values().cloned());
             self.orgs_seen.insert(id.clone(), config.clone());
         }
     }
@@ -221,6 +233,9 @@ impl Gossip {
 
     /// The next thing to carry out (see the module doc for the order).
     pub fn poll_output(&mut self) -> Option<Output> {
+        if std::mem::take(&mut self.trust_changed) {
+            return Some(Output::Trust(self.discovery.identities().trusted().clone()));
+        }
         if let Some(event) = self.discovery.poll_event() {
             self.pass_on(&event);
             return Some(Output::Membership(event));
@@ -266,6 +281,11 @@ impl Gossip {
     /// Every known member, alive or dead, by PKI-ID.
     pub fn members(&self) -> Vec<MemberInfo> {
         self.discovery.members()
+    }
+
+    /// The identity store.
+    pub fn identities(&self) -> &Identities {
+        self.discovery.identities()
     }
 
     /// This peer's incarnation number.

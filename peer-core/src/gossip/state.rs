@@ -28,7 +28,7 @@
 //! [`StateEvent::Leadership`], which the driver turns into the deliver client's leadership watch.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use prost::Message;
@@ -203,7 +203,6 @@ pub struct GossipState {
     me: PkiId,
     my_org: String,
     signer: Arc<dyn Signer>,
-    identities: Arc<Mutex<Identities>>,
     verifier: Box<dyn BlockVerifier>,
     rng: ChaCha20Rng,
     start: Instant,
@@ -292,7 +291,6 @@ impl GossipState {
     pub fn new(
         config: StateConfig,
         signer: Arc<dyn Signer>,
-        identities: Arc<Mutex<Identities>>,
         verifier: Box<dyn BlockVerifier>,
         rng: ChaCha20Rng,
         now: Instant,
@@ -304,7 +302,6 @@ impl GossipState {
             my_org: signer.msp_id(),
             config,
             signer,
-            identities,
             verifier,
             rng,
             start: now,
@@ -422,19 +419,20 @@ impl GossipState {
         self.check_invariants();
     }
 
-    /// A message from `from` that is not a membership message.
-    pub fn handle_message(&mut self, now: Instant, from: PkiId, message: SignedMessage) -> Result<(), BadMessage> {
+    /// A message from `from` that is not a membership message. `ids` (the gossip aggregate's
+    /// identity store) gives senders' organizations and checks signatures.
+    pub fn handle_message(&mut self, now: Instant, from: PkiId, message: SignedMessage, ids: &Identities) -> Result<(), BadMessage> {
         let result = match message.content() {
-            Some(Content::DataMsg(_)) => self.on_data(from, message),
-            Some(Content::StateInfo(_)) => self.on_state_info(now, from, message),
+            Some(Content::DataMsg(_)) => self.on_data(from, message, ids),
+            Some(Content::StateInfo(_)) => self.on_state_info(now, from, message, ids),
             Some(Content::StateInfoPullReq(request)) => {
                 let mac = request.channel_mac.clone();
-                self.on_state_info_pull(from, &mac)
+                self.on_state_info_pull(from, &mac, ids)
             }
-            Some(Content::StateSnapshot(_)) => self.on_state_info_snapshot(now, from, &message),
-            Some(Content::StateRequest(_)) => self.on_state_request(from, &message),
-            Some(Content::StateResponse(_)) => self.on_state_response(now, from, &message),
-            Some(Content::LeadershipMsg(_)) => self.on_leadership(now, from, &message),
+            Some(Content::StateSnapshot(_)) => self.on_state_info_snapshot(now, from, &message, ids),
+            Some(Content::StateRequest(_)) => self.on_state_request(from, &message, ids),
+            Some(Content::StateResponse(_)) => self.on_state_response(now, from, &message, ids),
+            Some(Content::LeadershipMsg(_)) => self.on_leadership(now, from, &message, ids),
             _ => {
                 debug!(target: GOSSIP_CHANNEL, func = "HandleMessage", "Ignoring a message from {from} peer-core does not handle yet");
                 Ok(())
@@ -552,13 +550,13 @@ impl GossipState {
     // -----------------------------------------------------------------------------------------
     // Data messages.
 
-    fn on_data(&mut self, from: PkiId, message: SignedMessage) -> Result<(), BadMessage> {
+    fn on_data(&mut self, from: PkiId, message: SignedMessage, ids: &Identities) -> Result<(), BadMessage> {
         let channel = String::from_utf8_lossy(&message.message().channel).into_owned();
         let Some(state) = self.channels.get(&channel) else {
             debug!(target: GOSSIP_CHANNEL, func = "handleMessage", "No such channel {channel} discarding message");
             return Ok(());
         };
-        let Some(from_org) = self.org_of(&from) else {
+        let Some(from_org) = org_of(ids, &from) else {
             debug!(target: GOSSIP_CHANNEL, func = "HandleMessage", "Couldn't find org identity of peer {from}");
             return Ok(());
         };
@@ -655,8 +653,8 @@ impl GossipState {
     // StateInfo.
 
     /// A pushed StateInfo: stored if newest, then forwarded once (not back to the sender).
-    fn on_state_info(&mut self, now: Instant, from: PkiId, message: SignedMessage) -> Result<(), BadMessage> {
-        let Some((channel, origin)) = self.accept_state_info(from, &message)? else { return Ok(()) };
+    fn on_state_info(&mut self, now: Instant, from: PkiId, message: SignedMessage, ids: &Identities) -> Result<(), BadMessage> {
+        let Some((channel, origin)) = self.accept_state_info(from, &message, ids)? else { return Ok(()) };
         let selector_all_orgs = self.members.get(&origin).is_some_and(|m| m.has_external_endpoint);
         self.push_state_info(&channel, message, selector_all_orgs, Some(from));
         let _ = now;
@@ -666,7 +664,7 @@ impl GossipState {
     /// Validates a StateInfo (Fabric's validateStateInfoMsg: a joined channel by its MAC, an
     /// origin in the channel's orgs, newer than what we hold, signed by the origin's identity)
     /// and stores it. Returns the channel and origin when it was new.
-    fn accept_state_info(&mut self, from: PkiId, message: &SignedMessage) -> Result<Option<(String, PkiId)>, BadMessage> {
+    fn accept_state_info(&mut self, from: PkiId, message: &SignedMessage, ids: &Identities) -> Result<Option<(String, PkiId)>, BadMessage> {
         let Some(Content::StateInfo(info)) = message.content() else { return Ok(None) };
         let Some(origin) = PkiId::from_slice(&info.pki_id) else {
             return Err(BadMessage::Unexpected("StateInfo with a malformed PKI-ID".into()));
@@ -684,11 +682,10 @@ impl GossipState {
             return Err(BadMessage::Stale);
         }
         let origin_org = {
-            let identities = self.identities.lock().unwrap_or_else(|p| p.into_inner());
-            let Some(identity) = identities.get(&origin) else {
+            let Some(identity) = ids.get(&origin) else {
                 return Err(BadMessage::BadIdentity(format!("PKI-ID {origin} not found in identity mapper")));
             };
-            identities.verify(identity, message)?;
+            ids.verify(identity, message)?;
             identity.msp_id.clone()
         };
         let state = self.channels.get_mut(&channel).expect("found above");
@@ -730,12 +727,12 @@ impl GossipState {
     /// A StateInfo pull request: answer a member of the channel's orgs with the snapshot
     /// (Fabric's `createStateInfoSnapshot`). To another org we disclose our org's StateInfo
     /// only for peers with an external endpoint.
-    fn on_state_info_pull(&mut self, from: PkiId, mac: &[u8]) -> Result<(), BadMessage> {
+    fn on_state_info_pull(&mut self, from: PkiId, mac: &[u8], ids: &Identities) -> Result<(), BadMessage> {
         let Some(channel) = self.channels.keys().find(|id| channel_mac(&from.0, id) == mac).cloned() else {
             debug!(target: GOSSIP_CHANNEL, func = "handleMessage", "StateInfo pull request from {from} for no channel we joined, discarding it");
             return Ok(());
         };
-        if !self.sender_in_channel(&from, &channel) {
+        if !self.sender_in_channel(&from, &channel, ids) {
             return Ok(());
         }
         let Some(requester) = self.members.get(&from).cloned() else {
@@ -770,10 +767,10 @@ impl GossipState {
     /// A StateInfo snapshot (Fabric's `handleStateInfSnapshot`): each element is a StateInfo,
     /// validated and stored as a pushed one but not forwarded; the first bad element ends it.
     /// Elements of peers that are not alive members are skipped.
-    fn on_state_info_snapshot(&mut self, now: Instant, from: PkiId, message: &SignedMessage) -> Result<(), BadMessage> {
+    fn on_state_info_snapshot(&mut self, now: Instant, from: PkiId, message: &SignedMessage, ids: &Identities) -> Result<(), BadMessage> {
         let Some(Content::StateSnapshot(snapshot)) = message.content() else { return Ok(()) };
         let channel = String::from_utf8_lossy(&message.message().channel).into_owned();
-        if !self.channels.contains_key(&channel) || !self.sender_in_channel(&from, &channel) {
+        if !self.channels.contains_key(&channel) || !self.sender_in_channel(&from, &channel, ids) {
             return Ok(());
         }
         for envelope in &snapshot.elements {
@@ -789,7 +786,7 @@ impl GossipState {
             if !PkiId::from_slice(&info.pki_id).is_some_and(|pki_id| self.members.contains_key(&pki_id)) {
                 continue;
             }
-            match self.accept_state_info(from, &element) {
+            match self.accept_state_info(from, &element, ids) {
                 Ok(_) | Err(BadMessage::Stale) => {}
                 Err(err) => {
                     warn!(target: GOSSIP_CHANNEL, func = "handleStateInfSnapshot", "Channel {channel}: Failed validating state info message sent from {from} : {err}");
@@ -883,7 +880,7 @@ impl GossipState {
     /// from a peer of our org, created by a peer of our org, newer than the last from its
     /// creator, signed by it; it counts only if the creator is in the view. Not forwarded
     /// (as in Fabric: leaders reach the org by their own pushes).
-    fn on_leadership(&mut self, now: Instant, from: PkiId, message: &SignedMessage) -> Result<(), BadMessage> {
+    fn on_leadership(&mut self, now: Instant, from: PkiId, message: &SignedMessage, ids: &Identities) -> Result<(), BadMessage> {
         let Some(Content::LeadershipMsg(leadership)) = message.content() else { return Ok(()) };
         let channel = String::from_utf8_lossy(&message.message().channel).into_owned();
         let Some(state) = self.channels.get(&channel) else {
@@ -893,7 +890,7 @@ impl GossipState {
         if state.election.is_none() {
             return Ok(());
         }
-        let sender_org = self.org_of(&from).unwrap_or_default();
+        let sender_org = org_of(ids, &from).unwrap_or_default();
         if sender_org != self.my_org {
             warn!(target: GOSSIP_CHANNEL, func = "HandleMessage", "Received leadership message from {from} that belongs to a foreign organization {sender_org}");
             return Ok(());
@@ -910,15 +907,14 @@ impl GossipState {
         }
         // Checked after staleness: verifying costs a signature check, and repeats are common.
         {
-            let identities = self.identities.lock().unwrap_or_else(|p| p.into_inner());
-            let Some(identity) = identities.get(&creator) else {
+            let Some(identity) = ids.get(&creator) else {
                 return Err(BadMessage::BadIdentity(format!("PKI-ID {creator} not found in identity mapper")));
             };
             if identity.msp_id != self.my_org {
                 warn!(target: GOSSIP_CHANNEL, func = "HandleMessage", "Received leadership message created by a foreign organization {}", identity.msp_id);
                 return Ok(());
             }
-            identities.verify(identity, message)?;
+            ids.verify(identity, message)?;
         }
         let in_view = self.org_view(&channel).iter().any(|m| m.pki_id == creator);
         let state = self.channels.get_mut(&channel).expect("found above");
@@ -1043,10 +1039,10 @@ impl GossipState {
         state.transfer = Some(Transfer { nonce, tries: transfer.tries + 1, deadline: now + config.state.response_timeout, ..transfer });
     }
 
-    fn on_state_request(&mut self, from: PkiId, message: &SignedMessage) -> Result<(), BadMessage> {
+    fn on_state_request(&mut self, from: PkiId, message: &SignedMessage, ids: &Identities) -> Result<(), BadMessage> {
         let Some(Content::StateRequest(request)) = message.content() else { return Ok(()) };
         let channel = String::from_utf8_lossy(&message.message().channel).into_owned();
-        if !self.sender_in_channel(&from, &channel) {
+        if !self.sender_in_channel(&from, &channel, ids) {
             return Ok(());
         }
         if request.start_seq_num > request.end_seq_num {
@@ -1074,10 +1070,10 @@ impl GossipState {
         Ok(())
     }
 
-    fn on_state_response(&mut self, now: Instant, from: PkiId, message: &SignedMessage) -> Result<(), BadMessage> {
+    fn on_state_response(&mut self, now: Instant, from: PkiId, message: &SignedMessage, ids: &Identities) -> Result<(), BadMessage> {
         let Some(Content::StateResponse(response)) = message.content() else { return Ok(()) };
         let channel = String::from_utf8_lossy(&message.message().channel).into_owned();
-        if !self.sender_in_channel(&from, &channel) {
+        if !self.sender_in_channel(&from, &channel, ids) {
             return Ok(());
         }
         // Only the response to the request in flight counts (Fabric matches the nonce).
@@ -1127,16 +1123,12 @@ impl GossipState {
     // -----------------------------------------------------------------------------------------
     // Helpers.
 
-    fn org_of(&self, pki_id: &PkiId) -> Option<String> {
-        self.identities.lock().unwrap_or_else(|p| p.into_inner()).org_of(pki_id).map(str::to_string)
-    }
-
-    fn sender_in_channel(&self, from: &PkiId, channel: &str) -> bool {
+    fn sender_in_channel(&self, from: &PkiId, channel: &str, ids: &Identities) -> bool {
         let Some(state) = self.channels.get(channel) else {
             warn!(target: GOSSIP_STATE, func = "directMessage", "Received state transfer request for channel {channel} while expecting a joined channel, skipping request...");
             return false;
         };
-        match self.org_of(from) {
+        match org_of(ids, from) {
             Some(org) if state.orgs.contains(&org) => true,
             Some(org) => {
                 warn!(target: GOSSIP_CHANNEL, func = "HandleMessage", "Point to point message came from {from}, org({org}) but it's not eligible for the channel {channel}");
@@ -1203,4 +1195,9 @@ fn remember(seen: &mut BTreeSet<u64>, seq: u64, window: u64) {
     while seen.len() as u64 > window + 1 {
         seen.pop_first();
     }
+}
+
+/// The organization of a known identity.
+fn org_of(ids: &Identities, pki_id: &PkiId) -> Option<String> {
+    ids.org_of(pki_id).map(str::to_string)
 }

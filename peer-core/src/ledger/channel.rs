@@ -659,9 +659,20 @@ impl ChannelLedger {
         let record = encode_record(block);
         self.write(|db| {
             let write = begin_write(db)?;
-            write.open_table(BLOCKS)?.insert(number, record.as_slice())?;
+            // The other end of the checks above, on what is stored: the slot was empty and the
+            // indexes were caught up with the tip. Anything else means the database and the tip
+            // disagree; the transaction is dropped (nothing written) and the ledger fails.
+            if write.open_table(BLOCKS)?.insert(number, record.as_slice())?.is_some() {
+                return Err(StoreError::Corrupt(format!("block [{number}] was already stored at height {number}")));
+            }
             index_block(&write, number, block)?;
-            write.open_table(INDEX_CHECKPOINT)?.insert(INDEXED_HEIGHT, number + 1)?;
+            let indexed = write.open_table(INDEX_CHECKPOINT)?.insert(INDEXED_HEIGHT, number + 1)?.map(|v| v.value());
+            if indexed.unwrap_or(0) != number {
+                return Err(StoreError::Corrupt(format!(
+                    "the indexes reach height {} but the tip is at height {number}",
+                    indexed.unwrap_or(0)
+                )));
+            }
             write.commit()?;
             Ok(())
         })?;

@@ -10,7 +10,7 @@ pub mod address;
 pub mod metrics;
 
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::watch;
@@ -23,7 +23,7 @@ use crate::channels::Channels;
 use crate::config::{Config, HostPort, MetricsProvider};
 use crate::env::Env;
 use crate::gossip::comm::MessageFaults;
-use crate::gossip::driver::View;
+use crate::gossip::driver::GossipView;
 use crate::gossip::identity::IdentityVerifier;
 use crate::gossip::publish::{GossipBlockPublisher, Leadership};
 use crate::gossip::{self, GossipHandle, GossipSetup};
@@ -114,8 +114,9 @@ pub struct RunningNode {
     pub operations_listen_address: SocketAddr,
     /// The address the peer announces (spec §4.1).
     pub peer_address: HostPort,
-    /// The gossip membership as this peer sees it (what `/membership` shows).
-    pub gossip_view: Arc<Mutex<View>>,
+    /// The gossip membership and the channels' peers as this peer sees them (what `/membership`
+    /// shows, and what the Discovery service will answer from).
+    pub gossip_view: GossipView,
     /// The joined channels (their ledgers and configurations).
     pub channels: Arc<Channels>,
     /// Gossips blocks this peer committed from the ordering service (the deliver client calls it
@@ -157,7 +158,7 @@ pub async fn start(env: Env, setup: Setup) -> Result<RunningNode, StartError> {
     let peer_metrics = PeerMetrics::default();
     let metrics = (config.metrics.provider == MetricsProvider::Prometheus)
         .then(|| Arc::new(metrics::registry(&env, &peer_metrics, log_control.as_ref())));
-    let gossip_view = Arc::new(Mutex::new(View::default()));
+    let gossip_view = GossipView::default();
     if config.metrics.provider == MetricsProvider::Statsd {
         warn!(target: "peer.operations", func = "NewSystem", "statsd metrics are not supported by peer-core yet; metrics disabled");
     }
@@ -166,8 +167,7 @@ pub async fn start(env: Env, setup: Setup) -> Result<RunningNode, StartError> {
         env.network.bind(&operations_address).await.map_err(|e| StartError::Operations(bind_error(&operations_address, &e)))?;
     let operations_listen_address = operations_listener.local_addr().map_err(|e| StartError::Operations(e.to_string()))?;
     let membership_view = gossip_view.clone();
-    let membership: Arc<dyn Fn() -> serde_json::Value + Send + Sync> =
-        Arc::new(move || membership_view.lock().unwrap_or_else(|p| p.into_inner()).to_json());
+    let membership: Arc<dyn Fn() -> serde_json::Value + Send + Sync> = Arc::new(move || membership_view.to_json());
     let ops = Operations { clock: env.clock.clone(), log_control, metrics, checks: Arc::new(Vec::new()), membership: Some(membership) };
     let operations_limits = ConnectionLimits {
         max_connections: config.operations.max_connections,
@@ -250,7 +250,7 @@ pub async fn start(env: Env, setup: Setup) -> Result<RunningNode, StartError> {
         },
         &mut tasks,
     );
-    let GossipHandle { comm, publisher: gossip_publisher, leadership } = gossip;
+    let GossipHandle { comm, publisher: gossip_publisher, leadership, view: _ } = gossip;
     info!(target: "gossip.gossip", func = "start", "Gossip instance {internal_endpoint} started");
 
     // Step 30: the chaincode server, with the standard gRPC health service.

@@ -40,7 +40,7 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};
 
 use peer_core::env::Instant;
@@ -362,7 +362,7 @@ fn run_decode(case: &Case) -> (Outcome, String) {
 /// org1p0's membership state machine, trusting Org1MSP and Org2MSP.
 fn receiver(orgs: &discovery_world::Orgs) -> Discovery {
     let msp = Arc::new(orgs.peers["org1p0"].clone());
-    let identities = Arc::new(Mutex::new(Identities::new(&msp, orgs.msps.values().cloned())));
+    let identities = Identities::new(&msp, orgs.msps.values().cloned());
     let me = SelfInfo {
         pki_id: msp.pki_id(),
         org: "Org1MSP".into(),

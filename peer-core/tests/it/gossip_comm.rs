@@ -6,13 +6,13 @@
 use peer_core::testkit::{ManualClock, MemNetwork, epoch};
 use std::io;
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use peer_core::config::{HostPort, KeepaliveConfig};
 use peer_core::env::{DirLock, Env, LockError, Network, Storage};
-use peer_core::gossip::comm::{Comm, CommConfig, CommError, CommEvent, CommMetrics};
-use peer_core::gossip::identity::Identities;
+use peer_core::gossip::comm::{Comm, CommConfig, CommError, CommEvent, CommMetrics, CommSetup};
+use peer_core::gossip::identity::{MspVerifier, TrustedMsps};
 use peer_core::gossip::message::{self, SignedMessage, Signer};
 use peer_core::logging::{self, LoggingConfig, MemorySink};
 use peer_core::msp::generate::{self, OrgSpec, ValidityWindow};
@@ -123,10 +123,10 @@ impl World {
 
     /// A peer serving its comm on `port`, trusting its own org and `trusted`.
     pub(crate) async fn peer(&mut self, msp: LocalMsp, trusted: &[&generate::Org], port: u16, config: CommConfig) -> Peer {
-        let identities = Identities::new(&msp, trusted.iter().map(|org| org_msp(org)));
+        let trusted = TrustedMsps::new(&msp, trusted.iter().map(|org| org_msp(org)), Arc::new(MspVerifier));
         let metrics = CommMetrics::default();
-        let (comm, events) =
-            Comm::with_metrics(self.env(port as u8), Arc::new(msp.clone()), Arc::new(Mutex::new(identities)), config, metrics.clone());
+        let setup = CommSetup { metrics: metrics.clone(), ..CommSetup::new(Arc::new(msp.clone()), trusted, config) };
+        let (comm, events) = Comm::new(self.env(port as u8), setup);
         let endpoint = HostPort::new("peer", port);
         let listener = self.network.bind(&endpoint).await.unwrap();
         let (stop, stop_rx) = watch::channel(false);
@@ -166,6 +166,12 @@ async fn settle() {
 /// The next event; a wall-clock guard turns a hang into a failure (it never fires when green).
 pub(crate) async fn next_event(events: &mut mpsc::Receiver<CommEvent>) -> CommEvent {
     tokio::time::timeout(Duration::from_secs(20), events.recv()).await.expect("no event within 20 s").expect("event channel closed")
+}
+
+/// The `ConnectionUp` of `pki_id`, dialed at `endpoint` (`None`: it dialed us), checking the
+/// identity it carries.
+fn is_up(event: &CommEvent, pki_id: PkiId, endpoint: Option<&HostPort>) -> bool {
+    matches!(event, CommEvent::ConnectionUp { pki_id: p, endpoint: e, identity } if *p == pki_id && e.as_ref() == endpoint && identity.pki_id() == pki_id)
 }
 
 /// The next `Message` event, skipping connection events.
@@ -213,6 +219,26 @@ fn alive(signer: &LocalMsp, seq: u64) -> SignedMessage {
 // ---------------------------------------------------------------------------------------------
 // Connections and messages.
 
+/// Comm keeps no identity store: each side reports the other's validated identity with the
+/// connection, for the gossip aggregate to store.
+#[tokio::test]
+async fn connection_up_carries_the_remotes_identity() {
+    let mut world = World::new();
+    let orgs = orgs();
+    let mut a = world.peer(local_msp(&orgs.org1, 0), &[&orgs.org2], 7051, CommConfig::default()).await;
+    let mut b = world.peer(local_msp(&orgs.org2, 0), &[&orgs.org1], 8051, CommConfig::default()).await;
+
+    assert_eq!(a.comm.connect(&b.endpoint, None).await.unwrap(), b.pki);
+    for (events, remote, msp_id) in [(&mut a.events, b.pki, "Org2MSP"), (&mut b.events, a.pki, "Org1MSP")] {
+        match next_event(events).await {
+            CommEvent::ConnectionUp { pki_id, identity, .. } => {
+                assert_eq!((pki_id, identity.pki_id(), identity.msp_id.as_str()), (remote, remote, msp_id));
+            }
+            other => panic!("expected the connection first, got {other:?}"),
+        }
+    }
+}
+
 #[tokio::test]
 async fn a_connects_to_b_and_messages_flow_both_ways() {
     let mut world = World::new();
@@ -221,8 +247,8 @@ async fn a_connects_to_b_and_messages_flow_both_ways() {
     let mut b = world.peer(local_msp(&orgs.org2, 0), &[&orgs.org1], 8051, CommConfig::default()).await;
 
     assert_eq!(a.comm.connect(&b.endpoint, None).await.unwrap(), b.pki);
-    assert_eq!(next_event(&mut a.events).await, CommEvent::ConnectionUp { pki_id: b.pki, endpoint: Some(b.endpoint.clone()) });
-    assert_eq!(next_event(&mut b.events).await, CommEvent::ConnectionUp { pki_id: a.pki, endpoint: None });
+    assert!(is_up(&next_event(&mut a.events).await, b.pki, Some(&b.endpoint)));
+    assert!(is_up(&next_event(&mut b.events).await, a.pki, None));
     assert!(a.comm.is_connected(&b.pki) && b.comm.is_connected(&a.pki));
 
     let to_b = alive(&a.msp, 1);
@@ -318,7 +344,7 @@ async fn handshake_returns_the_remote_identity_and_keeps_no_connection() {
 
     let (pki, identity) = a.comm.handshake(&b.endpoint).await.unwrap();
     assert_eq!(pki, b.pki);
-    assert_eq!(identity, b.msp.identity);
+    assert_eq!(*identity, b.msp.identity);
     settle().await;
     assert!(a.comm.connected_peers().is_empty() && b.comm.connected_peers().is_empty());
     assert!(drain(&mut a.events).is_empty() && drain(&mut b.events).is_empty());
@@ -476,7 +502,7 @@ async fn bad_handshakes_are_rejected_for_the_right_reason() {
     // The same raw client with a proper ConnEstablish is accepted, and B talks to it.
     let (mut inbound, _sink) = raw_stream(&world, 8051, Some(good.into_envelope())).await;
     inbound.message().await.unwrap().unwrap();
-    assert_eq!(next_event(&mut b.events).await, CommEvent::ConnectionUp { pki_id: x.pki_id(), endpoint: None });
+    assert!(is_up(&next_event(&mut b.events).await, x.pki_id(), None));
     let hello = alive(&b.msp, 1);
     assert!(b.comm.send(&x.pki_id(), hello.clone()));
     assert_eq!(inbound.message().await.unwrap(), Some(hello.into_envelope()));

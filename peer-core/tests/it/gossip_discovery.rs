@@ -5,7 +5,7 @@
 //! a peer is down), and steps time to the next timer.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use peer_core::env::Instant;
@@ -89,7 +89,7 @@ impl World {
         let internal = format!("{name}:7051");
         let external_endpoint = if external { format!("{name}.ext:7051") } else { String::new() };
         let others: Vec<Msp> = self.orgs.msps.values().cloned().collect();
-        let identities = Arc::new(Mutex::new(Identities::new(&msp, others)));
+        let identities = Identities::new(&msp, others);
         let me = SelfInfo {
             pki_id: msp.pki_id(),
             org: msp.msp.id.clone(),

@@ -75,6 +75,8 @@ impl BlockVerifier for FakeVerifier {
 pub(crate) struct World {
     pub(crate) peers: BTreeMap<String, LocalMsp>,
     pub(crate) state: GossipState,
+    /// The identity store the aggregate would lend the channel layer: every peer is known.
+    identities: Identities,
     now: Instant,
     forged: Arc<Mutex<BTreeSet<u64>>>,
     /// The "ledger": committed block numbers in commit order.
@@ -105,7 +107,6 @@ impl World {
         let state = GossipState::new(
             config,
             Arc::new(me),
-            Arc::new(Mutex::new(identities)),
             Box::new(FakeVerifier(forged.clone())),
             rand_chacha::ChaCha20Rng::seed_from_u64(9),
             Instant(0),
@@ -114,6 +115,7 @@ impl World {
         let mut world = World {
             peers,
             state,
+            identities,
             now: Instant(0),
             forged,
             committed: Vec::new(),
@@ -171,7 +173,7 @@ impl World {
     }
 
     pub(crate) fn receive(&mut self, from: &str, message: SignedMessage) -> Result<(), BadMessage> {
-        let result = self.state.handle_message(self.now, self.pki(from), message);
+        let result = self.state.handle_message(self.now, self.pki(from), message, &self.identities);
         self.drain();
         result
     }

@@ -88,6 +88,17 @@ async fn gossiping_peers_expose_fabrics_metrics_and_they_move() {
     assert_eq!(both("grpc_server_unary_requests_completed", &ping), both("grpc_server_unary_request_duration_count", &ping));
     assert!(both("grpc_comm_conn_opened", &[]) >= 1.0, "{text}\n{first_text}");
 
+    // Each peer knows the other as a peer of the channel, at the height its next StateInfo
+    // (every 4 s) publishes.
+    net.advance(Duration::from_secs(5)).await;
+    for (node, other) in [(&first, &second), (&second, &first)] {
+        let peers = node.gossip_view.channel_peers(CHANNEL);
+        let shown: Vec<(String, u64)> = peers.iter().map(|p| (p.member.pki_id.to_string(), p.height)).collect();
+        assert_eq!(shown, vec![(other.gossip_view.snapshot().pki_id, 4)]);
+        assert!(peers[0].member.alive);
+    }
+    assert!(first.gossip_view.channel_peers("nochannel").is_empty());
+
     second.stop().await;
     first.stop().await;
 }
