@@ -105,7 +105,7 @@ impl ChannelContext {
         let target = HostPort::parse(&address).map_err(failed)?;
         let timeout = self.config.peer.client_conn_timeout;
         let env = &self.env;
-        let options = ClientOptions { timeout, keepalive: None };
+        let options = ClientOptions { timeout, keepalive: None, tls: None };
         let attempt = async {
             loop {
                 match dial(env, &target, &options).await {
@@ -117,7 +117,7 @@ impl ChannelContext {
         };
         tokio::select! {
             biased;
-            channel = attempt => Ok(channel),
+            dialed = attempt => Ok(dialed.channel),
             () = env.clock.sleep(timeout) => Err(failed("context deadline exceeded".into())),
         }
     }

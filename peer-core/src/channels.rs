@@ -48,6 +48,8 @@ pub struct Channels {
     pre_reset: Mutex<BTreeMap<String, u64>>,
     /// The joined channel IDs, sorted; a new value each time a channel is added.
     joined: watch::Sender<Vec<String>>,
+    /// Counts configurations installed (joins and config blocks), for whoever follows them.
+    configs_installed: watch::Sender<u64>,
     metrics: LedgerMetrics,
     /// Times commits for `metrics`.
     clock: Arc<dyn Clock>,
@@ -80,7 +82,17 @@ impl Channels {
             metrics.healed(&heal.channel);
         }
         let heals = std::sync::atomic::AtomicU64::new(ledger.healed().len() as u64);
-        let channels = Channels { ledger, configs: Mutex::default(), pre_reset: Mutex::new(pre_reset), joined, metrics, clock, heals };
+        let (configs_installed, _) = watch::channel(0);
+        let channels = Channels {
+            ledger,
+            configs: Mutex::default(),
+            pre_reset: Mutex::new(pre_reset),
+            joined,
+            configs_installed,
+            metrics,
+            clock,
+            heals,
+        };
         for id in channels.ledger.active_channels() {
             let Some(ledger) = channels.ledger.channel(&id) else { continue };
             match latest_config(&ledger) {
@@ -108,6 +120,17 @@ impl Channels {
     /// already lists the channels opened at start.
     pub fn subscribe_joined(&self) -> watch::Receiver<Vec<String>> {
         self.joined.subscribe()
+    }
+
+    /// Changes whenever a channel's configuration is installed: a channel joined, or a config
+    /// block appended (the peer's TLS trust follows the channels' orgs this way).
+    pub fn subscribe_configs(&self) -> watch::Receiver<u64> {
+        self.configs_installed.subscribe()
+    }
+
+    /// Every joined channel's current configuration, by channel ID.
+    pub fn configs(&self) -> Vec<Arc<ChannelConfig>> {
+        lock(&self.configs).values().cloned().collect()
     }
 
     /// Rebuilds the channels whose store failed while serving (see [`LedgerMgr::heal_failed`]),
@@ -219,6 +242,7 @@ impl Channels {
     fn install(&self, config: Arc<ChannelConfig>) {
         let id = config.channel_id.clone();
         let added = lock(&self.configs).insert(id.clone(), config).is_none();
+        self.configs_installed.send_modify(|count| *count += 1);
         if added {
             if let Some(ledger) = self.ledger.channel(&id) {
                 self.metrics.set_height(&id, ledger.height());

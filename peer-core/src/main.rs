@@ -317,8 +317,14 @@ fn node_start(config: config::Config, msp: LocalMsp, trusted_msps: Vec<Msp>, log
     runtime.block_on(async move {
         let env = peer_core::env::real::env().context("setting up the environment")?;
         let holder = format!("peer-core node start, pid {}", std::process::id());
+        let tls_files =
+            node::tls::TlsFiles::read(&config.peer.tls).map_err(|e| anyhow::anyhow!("Error loading secure config for peer ({e})"))?;
+        let operations_tls_files = node::tls::OperationsTlsFiles::read(&config.operations.tls)
+            .map_err(|e| anyhow::anyhow!("failed to initialize operations subsystem: {e}"))?;
         let setup = node::Setup {
             trusted_msps,
+            tls_files,
+            operations_tls_files,
             open_file_limit: peer_core::env::real::open_file_limit(),
             ..node::Setup::new(config, msp, Arc::new(log_handle), holder)
         };

@@ -111,12 +111,27 @@ pub fn seek_envelope(
 /// builds it for the CLI and for the peer's deliver client: version 0, epoch 0, no transaction
 /// ID, the timestamp in whole seconds, no TLS certificate hash.
 pub fn seek_info_envelope(signer: &LocalMsp, channel_id: &str, seek: &SeekInfo, nonce: [u8; NONCE_SIZE], time: SystemTime) -> Envelope {
+    seek_info_envelope_bound(signer, channel_id, seek, nonce, time, None)
+}
+
+/// [`seek_info_envelope`] with the channel header's `tls_cert_hash` (field 8) set to
+/// `tls_cert_hash` when given: SHA-256 of the client certificate the connection presents, which an
+/// orderer requiring client certificates checks (Fabric's binding).
+pub fn seek_info_envelope_bound(
+    signer: &LocalMsp,
+    channel_id: &str,
+    seek: &SeekInfo,
+    nonce: [u8; NONCE_SIZE],
+    time: SystemTime,
+    tls_cert_hash: Option<[u8; 32]>,
+) -> Envelope {
     let mut stamp = timestamp(time);
     stamp.nanos = 0;
     let channel_header = ChannelHeader {
         r#type: HeaderType::DeliverSeekInfo as i32,
         timestamp: Some(stamp),
         channel_id: channel_id.to_string(),
+        tls_cert_hash: tls_cert_hash.map(|hash| hash.to_vec()).unwrap_or_default(),
         ..ChannelHeader::default()
     };
     let signature_header = SignatureHeader { creator: signer.identity.serialize(), nonce: nonce.to_vec() };

@@ -79,7 +79,7 @@ struct RunArgs {
     /// --seed N` on it replays the run).
     #[arg(long, value_name = "FILE")]
     dump: Option<PathBuf>,
-    /// Test-only: deliberately break an invariant (`disclosure`, `lost-disk`, `split-brain`, `corrupt-block`) to see it caught.
+    /// Test-only: deliberately break an invariant (`disclosure`, `lost-disk`, `split-brain`, `corrupt-block`, `foreign-tls`) to see it caught.
     #[arg(long, value_name = "INVARIANT", hide = true)]
     break_invariant: Option<String>,
 }
@@ -217,7 +217,7 @@ fn run(args: &RunArgs) -> ExitCode {
         None => None,
         Some(Some(breakage)) => Some(breakage),
         Some(None) => {
-            eprintln!("Error: unknown invariant to break (known: disclosure, lost-disk, split-brain, corrupt-block)");
+            eprintln!("Error: unknown invariant to break (known: disclosure, lost-disk, split-brain, corrupt-block, foreign-tls)");
             return ExitCode::FAILURE;
         }
     };

@@ -38,6 +38,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use peer_core::blocks::NoPublisher;
+use peer_core::blocks::deliverclient::DeliverTls;
 use peer_core::blocks::deliverclient::{DeliverClient, DeliverClientConfig};
 use peer_core::channel::signatures::sign_block;
 use peer_core::channel::{ChannelConfig, SignedData};
@@ -48,7 +49,8 @@ use peer_core::ledger::LedgerMgr;
 use peer_core::ledger::block::{channel_id_of, header_hash, new_block};
 use peer_core::msp::LocalMsp;
 use peer_core::msp::generate::Org;
-use peer_core::net::serve::{ConnectionLimits, serve_grpc};
+use peer_core::net::serve::{ConnectionLimits, GrpcServer, serve_grpc_with};
+use peer_core::net::tls::{ClientAuth, ClientRoots, KeyPair, PemFile, TlsContext, certificates};
 use peer_core::proposal::{NONCE_SIZE, compute_tx_id, timestamp};
 use peer_core::services::deliver::{BoxStream, OrdererDeliver};
 use prost::Message;
@@ -120,6 +122,19 @@ pub struct OrdererSpec {
     /// it is a replica of the leader at that endpoint (`orderer:7050`): it pulls and serves the
     /// leader's chain and cuts nothing (the transaction fields above are unused).
     pub replicate_from: Option<String>,
+    /// TLS on `orderer.AtomicBroadcast` (and on a replica's pulls from its leader).
+    pub tls: Option<OrdererTls>,
+}
+
+/// An orderer's TLS, as Fabric's `General.TLS`: its server pair, and with `client_auth_required`
+/// (`General.TLS.ClientAuthRequired`) client certificates verified against `client_roots` and
+/// Deliver requests bound to them.
+#[derive(Clone, Debug)]
+pub struct OrdererTls {
+    pub cert: PemFile,
+    pub key: PemFile,
+    pub client_auth_required: bool,
+    pub client_roots: Vec<PemFile>,
 }
 
 impl OrdererSpec {
@@ -140,8 +155,29 @@ impl OrdererSpec {
             max_height: None,
             time_window: Duration::from_secs(15 * 60),
             replicate_from: None,
+            tls: None,
         }
     }
+}
+
+/// The orderer's server configuration, and how its replica pulls (the same pair as client).
+fn server_tls(env: &Env, tls: &OrdererTls) -> anyhow::Result<(Arc<rustls::ServerConfig>, DeliverTls)> {
+    let context = TlsContext::new(&peer_core::net::tls::provider(env), env.clock.clone());
+    let pair = KeyPair::from_files(&tls.cert, &tls.key).context("the orderer's TLS pair")?;
+    let auth = if tls.client_auth_required {
+        let mut roots = Vec::new();
+        for file in &tls.client_roots {
+            roots.extend(certificates(file).context("the orderer's client root CAs")?);
+        }
+        let client_roots = ClientRoots::new(&context);
+        client_roots.set(&roots).context("the orderer's client root CAs")?;
+        ClientAuth::Require(client_roots)
+    } else {
+        ClientAuth::Request
+    };
+    let server = context.server(&pair, auth).context("the orderer's TLS server")?;
+    let client_pair = tls.client_auth_required.then(|| pair.clone());
+    Ok((server, DeliverTls { context, client_pair }))
 }
 
 /// A running orderer. Dropping it aborts its tasks; [`RunningOrderer::stop`] ends them in order.
@@ -206,10 +242,12 @@ impl Orderer {
             None => Role::Cutter(queue_tx),
             Some(leader) => Role::Replica { leader: leader.clone() },
         };
+        let tls = spec.tls.as_ref().map(|tls| server_tls(&env, tls)).transpose()?;
+        let binding = spec.tls.as_ref().is_some_and(|tls| tls.client_auth_required);
         let service = BroadcastService {
             channels: channels.clone(),
             channel_id: channel_id.clone(),
-            deliver: OrdererDeliver::new(channels.clone(), env.clock.clone(), spec.time_window),
+            deliver: OrdererDeliver::new(channels.clone(), env.clock.clone(), spec.time_window).with_binding(binding),
             role: Arc::new(role),
         };
         let routes = tonic::service::Routes::new(
@@ -225,7 +263,8 @@ impl Orderer {
             bound_by: "the simulated orderer's bound".into(),
             handshake_timeout: Duration::from_secs(5),
         };
-        tasks.spawn(serve_grpc(listener, env.clock.clone(), routes, keepalive, limits, stop_rx.clone()));
+        let server = GrpcServer { keepalive, limits, counters: None, tls: tls.as_ref().map(|(server, _)| server.clone()) };
+        tasks.spawn(serve_grpc_with(listener, env.clock.clone(), routes, server, stop_rx.clone()));
         match &spec.replicate_from {
             None => {
                 let cutter = Cutter {
@@ -241,7 +280,8 @@ impl Orderer {
             }
             Some(leader) => {
                 info!(target: REPLICATION, func = "ReplicateChains", "Replicating channel {channel_id} from the leader {leader}, starting at block [{}]", ledger.height());
-                tasks.spawn(replicate(env, channels.clone(), &channel_id, &spec.signer, leader, stop_rx));
+                let client_tls = tls.map(|(_, deliver)| deliver);
+                tasks.spawn(replicate(env, channels.clone(), &channel_id, &spec.signer, leader, client_tls, stop_rx));
             }
         }
         info!(target: SERVER, func = "Main", "Beginning to serve requests on {listen_address} (channel {channel_id} at height {})", ledger.height());
@@ -407,6 +447,7 @@ fn replicate(
     channel_id: &str,
     signer: &LocalMsp,
     leader: &str,
+    tls: Option<DeliverTls>,
     stop: watch::Receiver<bool>,
 ) -> impl std::future::Future<Output = ()> + Send + 'static {
     let endpoints = channels.config(channel_id).map(|config| config.orderer_endpoints()).unwrap_or_default();
@@ -422,7 +463,7 @@ fn replicate(
         max_recv_msg_size: MAX_MESSAGE_BYTES,
         max_send_msg_size: MAX_MESSAGE_BYTES,
     };
-    let client = Arc::new(DeliverClient::new(env, channels, Arc::new(signer.clone()), Arc::new(NoPublisher), config));
+    let client = Arc::new(DeliverClient::new(env, channels, Arc::new(signer.clone()), Arc::new(NoPublisher), config).with_tls(tls));
     let channel_id = channel_id.to_string();
     // A leadership watch whose sender is gone keeps `true`: always pulling. (`run`'s future
     // borrows the client, so the client moves in with it.)

@@ -36,8 +36,10 @@ use tracing::Instrument;
 use tracing_subscriber::layer::SubscriberExt;
 
 use crate::env::{MessageFaults, NetFaults, SignatureMemo, SimClock, SimDisk, SimNetwork, SimStorage};
-use crate::orderer::{Orderer, OrdererSpec};
-use crate::scenario::{Bootstrap, Event, NewBlocks, ORDERER, PeerSpec, Scenario, Step};
+use crate::orderer::{Orderer, OrdererSpec, OrdererTls};
+use crate::scenario::{Bootstrap, Event, NewBlocks, ORDERER, PeerSpec, Scenario, Step, TlsMode};
+use peer_core::net::tls::PemFile;
+use peer_core::node::tls::TlsFiles;
 
 /// The simulated wall clock starts here (inside the generated certificates' validity): the test
 /// kit's epoch, 2025-06-01T00:00:00Z.
@@ -131,14 +133,21 @@ struct Crypto {
     /// transactions (the first org's admin).
     orderer_signer: LocalMsp,
     client: LocalMsp,
+    /// With TLS: each peer's files (by peer name) and each orderer node's TLS (by node name).
+    peer_tls: BTreeMap<String, TlsFiles>,
+    orderer_tls: BTreeMap<String, OrdererTls>,
 }
+
+/// Where a simulated peer's TLS files "are" (the sample config's relative paths, from the
+/// config's directory): only errors ever show them.
+const TLS_DIR: &str = "/etc/peer/tls";
 
 /// The channel every simulated peer joins at its first start.
 pub const CHANNEL: &str = "simchannel";
 /// Where every ordering-service node serves `orderer.AtomicBroadcast`.
 const ORDERER_PORT: u16 = 7050;
 
-fn crypto(scenario: &Scenario) -> Crypto {
+fn crypto(scenario: &Scenario, foreign_tls: bool) -> Crypto {
     let mut peers = BTreeMap::new();
     let mut orgs = BTreeMap::new();
     let mut generated_orgs = Vec::new();
@@ -159,6 +168,17 @@ fn crypto(scenario: &Scenario) -> Crypto {
         generated_orgs.push((org.name.clone(), generated));
     }
     let orderer = generate(&GenSpec { msp_id: "OrdererMSP".into(), domain: "example.com".into(), peers: 0 });
+    let (mut peer_tls, orderer_tls) = tls_material(scenario, &generated_orgs, &orderer);
+    if foreign_tls && let Some(last) = scenario.peers().last() {
+        // An impostor CA of the same name issues the last peer's TLS pair.
+        let impostor = generate(&GenSpec { msp_id: last.msp_id.clone(), domain: format!("{}.impostor.example.com", last.org), peers: 0 });
+        let mut rng = generate::org_rng(3, &impostor.spec);
+        let pair = impostor.issue_tls(&[last.name.as_str()], &mut rng, ValidityWindow::fixed()).expect("issuing the impostor's TLS pair");
+        if let Some(files) = peer_tls.get_mut(&last.name) {
+            files.cert.bytes = pair.cert;
+            files.key.bytes = pair.key;
+        }
+    }
     let mut spec = GenesisSpec::new(CHANNEL, epoch());
     // Every ordering-service node's endpoint, so peers' deliver clients can fail over between
     // them (`orderer:7050` alone without a section: the genesis block is the same either way).
@@ -182,7 +202,65 @@ fn crypto(scenario: &Scenario) -> Crypto {
         Some((_, org)) => LocalMsp::from_files(&org.admin.msp, &org.spec.msp_id, epoch()).expect("a generated admin identity loads"),
         None => orderer_signer.clone(),
     };
-    Crypto { peers, orgs, genesis, orderer_signer, client }
+    Crypto { peers, orgs, genesis, orderer_signer, client, peer_tls, orderer_tls }
+}
+
+/// TLS pairs for every peer and orderer node under its simulated host name (the certificates'
+/// only DNS name), issued by its org's TLS CA, from a stream of their own (the scenario's, not
+/// the run's). Nothing without `tls`.
+fn tls_material(
+    scenario: &Scenario,
+    orgs: &[(String, generate::Org)],
+    orderer: &generate::Org,
+) -> (BTreeMap<String, TlsFiles>, BTreeMap<String, OrdererTls>) {
+    let (mut peers, mut orderers) = (BTreeMap::new(), BTreeMap::new());
+    if scenario.tls.is_off() {
+        return (peers, orderers);
+    }
+    let mutual = scenario.tls == TlsMode::Mutual;
+    let file = |dir: &str, name: &str, bytes: &[u8]| PemFile { path: format!("{dir}/{name}").into(), bytes: bytes.to_vec() };
+    let issue = |org: &generate::Org, host: &str| {
+        let mut rng = generate::org_rng(2, &GenSpec { msp_id: org.spec.msp_id.clone(), domain: host.into(), peers: 0 });
+        org.issue_tls(&[host], &mut rng, ValidityWindow::fixed()).expect("issuing a scenario TLS pair")
+    };
+    for (name, org) in orgs {
+        for index in 0..org.spec.peers {
+            let host = format!("{name}-peer{index}");
+            let pair = issue(org, &host);
+            let ca = file(TLS_DIR, "ca.crt", &pair.ca_crt);
+            let files = TlsFiles {
+                cert: file(TLS_DIR, "server.crt", &pair.cert),
+                key: file(TLS_DIR, "server.key", &pair.key),
+                root_cert: Some(ca.clone()),
+                client_root_cas: if mutual { vec![ca] } else { Vec::new() },
+                client: None,
+            };
+            peers.insert(host, files);
+        }
+    }
+    // An orderer verifies clients of every org (and its fellow nodes).
+    let client_roots: Vec<PemFile> = orgs
+        .iter()
+        .map(|(_, org)| &org.tls_ca.cert_pem)
+        .chain([&orderer.tls_ca.cert_pem])
+        .enumerate()
+        .map(|(i, pem)| file("/etc/orderer/tls", &format!("client-ca-{i}.crt"), pem))
+        .collect();
+    let mut nodes = scenario.orderer_nodes();
+    if nodes.is_empty() {
+        nodes.push(ORDERER.to_string());
+    }
+    for node in nodes {
+        let pair = issue(orderer, &node);
+        let tls = OrdererTls {
+            cert: file("/etc/orderer/tls", "server.crt", &pair.cert),
+            key: file("/etc/orderer/tls", "server.key", &pair.key),
+            client_auth_required: mutual,
+            client_roots: if mutual { client_roots.clone() } else { Vec::new() },
+        };
+        orderers.insert(node, tls);
+    }
+    (peers, orderers)
 }
 
 /// The CORE_* settings that make a peer out of the sample config.
@@ -209,6 +287,12 @@ fn peer_env(scenario: &Scenario, peer: &PeerSpec) -> EnvVars {
         (Bootstrap::Chain, i) => format!("{}-peer{}:7051", peer.org, i - 1),
     };
     env = env.with("CORE_PEER_GOSSIP_BOOTSTRAP", &bootstrap);
+    if !scenario.tls.is_off() {
+        // The sample config's file paths stand (the files come from `Crypto::peer_tls`).
+        env = env
+            .with("CORE_PEER_TLS_ENABLED", "true")
+            .with("CORE_PEER_TLS_CLIENTAUTHREQUIRED", &(scenario.tls == TlsMode::Mutual).to_string());
+    }
     if peer.external {
         env = env.with("CORE_PEER_GOSSIP_EXTERNALENDPOINT", &format!("{}:7051", peer.name));
     }
@@ -290,7 +374,7 @@ fn locked<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 fn simulate(scenario: &Scenario, seed: u64, broken: Option<Breakage>) -> Outcome {
     let peers = scenario.peers();
-    let crypto = Arc::new(crypto(scenario));
+    let crypto = Arc::new(crypto(scenario, broken == Some(Breakage::ForeignTls)));
     // Power cuts tear unsynced writes (each kept, lost or cut at a sector boundary), seeded per
     // peer: only what was synced is safe, as on a real disk.
     let mut disks: BTreeMap<String, SimDisk> = peers
@@ -372,6 +456,7 @@ fn simulate(scenario: &Scenario, seed: u64, broken: Option<Breakage>) -> Outcome
                 duplicated: duplicated.clone(),
             });
             let setup = node::Setup {
+                tls_files: crypto.peer_tls.get(&name).cloned(),
                 trusted_msps: crypto.orgs.iter().filter(|(id, _)| **id != msp_id).map(|(_, m)| m.clone()).collect(),
                 identity_verifier: signatures.clone(),
                 message_faults: messages.map(|m| Arc::new(m) as Arc<dyn peer_core::gossip::comm::MessageFaults>),
@@ -838,6 +923,9 @@ pub enum Breakage {
     /// A crashed peer's disk comes back with block 1 altered, consistently (checksums match): a
     /// bug that stored the wrong block. The peer serves a block that is not the orderer's.
     CorruptBlock,
+    /// With TLS, the last peer presents a TLS certificate from a CA nobody trusts (its signing
+    /// identity is its own): every handshake with it must fail, so it never becomes a member.
+    ForeignTls,
 }
 
 impl Breakage {
@@ -847,6 +935,7 @@ impl Breakage {
             "lost-disk" => Some(Breakage::LostDisk),
             "split-brain" => Some(Breakage::SplitBrain),
             "corrupt-block" => Some(Breakage::CorruptBlock),
+            "foreign-tls" => Some(Breakage::ForeignTls),
             _ => None,
         }
     }
@@ -1534,6 +1623,7 @@ fn add_orderer(
             spec.start = section.start.saturating_sub(elapsed);
             spec.stop = section.stop.map(|stop| stop.saturating_sub(elapsed));
             spec.replicate_from = replicate_from;
+            spec.tls = crypto.orderer_tls.get(&name).cloned();
             let running = Orderer::start(env, spec).await.map_err(|e| format!("{e:#}"))?;
             locked(&ledgers).insert(name, running.channels.clone());
             std::future::pending::<()>().await;

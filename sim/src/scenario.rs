@@ -6,6 +6,7 @@
 //! orgs: [{name: org1, peers: 3}, {name: org2, peers: 2}]
 //! no_external_endpoint: [org1-peer2]     # these peers are invisible outside their org
 //! bootstrap: chain                       # chain: peer i bootstraps from peer i-1; first: from peer0
+//! tls: mutual                            # true: TLS everywhere; mutual: client certificates required too
 //! env: {CORE_PEER_GOSSIP_ALIVETIMEINTERVAL: 500ms}   # CORE_* overrides for every peer
 //! peer_env: {org2-peer1: {CORE_PEER_GOSSIP_PULLINTERVAL: 2s}}   # ... and for one peer
 //! timeline:
@@ -31,6 +32,10 @@
 //! block lists every node's endpoint, so peers fail over between them. The timeline may crash,
 //! kill, restart, partition, heal, hold and release any of them (`{at: 5s, partition:
 //! [orderer, org1-peer0]}`); they cannot start late.
+//! With `tls`, every peer serves and dials over TLS (each with a pair issued by its org's TLS CA
+//! for its host name), and so does the ordering service; handshakes draw from each host's
+//! seeded stream, so a seed still fixes every byte. Peers trust their own org's TLS CA at first
+//! and learn the others from the channel they join, as Fabric peers do.
 //! The same types write a scenario back out ([`Scenario::to_yaml`]: `sim run --dump`, a swarm
 //! seed's scenario), so that what is written loads as exactly the same scenario.
 //! Org names are lowercase letters and digits, each with a distinct MSP ID (1 to 32 peers per org,
@@ -60,6 +65,10 @@ pub struct Scenario {
     pub no_external_endpoint: Vec<String>,
     #[serde(default)]
     pub bootstrap: Bootstrap,
+    /// TLS on every peer and orderer node: `true` (client certificates requested, not required)
+    /// or `mutual` (`clientAuthRequired` on peers and orderers).
+    #[serde(default, skip_serializing_if = "TlsMode::is_off")]
+    pub tls: TlsMode,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub env: BTreeMap<String, String>,
     /// `CORE_*` overrides for single peers, applied after `env`: `{org1-peer1: {CORE_X: y}}`.
@@ -211,6 +220,51 @@ impl DiskSection {
 pub struct OrgSpec {
     pub name: String,
     pub peers: usize,
+}
+
+/// A scenario's TLS: off, on, or mutual (`tls: true | false | mutual`).
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(try_from = "RawTls", into = "RawTls")]
+pub enum TlsMode {
+    #[default]
+    Off,
+    On,
+    Mutual,
+}
+
+impl TlsMode {
+    pub fn is_off(&self) -> bool {
+        *self == TlsMode::Off
+    }
+}
+
+#[derive(Deserialize, Serialize)]
+#[serde(untagged)]
+enum RawTls {
+    Flag(bool),
+    Word(String),
+}
+
+impl TryFrom<RawTls> for TlsMode {
+    type Error = String;
+    fn try_from(raw: RawTls) -> Result<TlsMode, String> {
+        match raw {
+            RawTls::Flag(false) => Ok(TlsMode::Off),
+            RawTls::Flag(true) => Ok(TlsMode::On),
+            RawTls::Word(word) if word == "mutual" => Ok(TlsMode::Mutual),
+            RawTls::Word(word) => Err(format!("tls: {word:?} is not true, false or mutual")),
+        }
+    }
+}
+
+impl From<TlsMode> for RawTls {
+    fn from(mode: TlsMode) -> RawTls {
+        match mode {
+            TlsMode::Off => RawTls::Flag(false),
+            TlsMode::On => RawTls::Flag(true),
+            TlsMode::Mutual => RawTls::Word("mutual".into()),
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]

@@ -13,7 +13,7 @@ use std::time::Duration;
 use rand_chacha::ChaCha8Rng;
 use rand_core::{Rng, SeedableRng};
 
-use crate::scenario::{Bootstrap, Checks, Event, NetworkFaults, OrgSpec, Scenario, Step};
+use crate::scenario::{Bootstrap, Checks, Event, NetworkFaults, OrgSpec, Scenario, Step, TlsMode};
 
 fn below(rng: &mut ChaCha8Rng, n: u64) -> u64 {
     rng.next_u64() % n
@@ -102,6 +102,7 @@ pub fn generate(seed: u64) -> Scenario {
         orgs,
         no_external_endpoint: no_external,
         bootstrap,
+        tls: tls_of(seed),
         env,
         peer_env: BTreeMap::new(),
         timeline,
@@ -117,6 +118,16 @@ pub fn generate(seed: u64) -> Scenario {
         // Swarm runs are membership runs; the orderer has scenarios of its own.
         orderer: None,
         tick: None,
+    }
+}
+
+/// Every fourth seed runs with TLS, every eighth mutual. Taken from the seed itself, not the
+/// swarm's stream, so the other choices (and the runs without TLS) are what they were.
+fn tls_of(seed: u64) -> TlsMode {
+    match seed % 8 {
+        3 => TlsMode::On,
+        7 => TlsMode::Mutual,
+        _ => TlsMode::Off,
     }
 }
 

@@ -21,6 +21,7 @@ fn mistakes_in_scenario_files_are_named() {
         ("not yaml", "name: [unclosed\n".into()),
         ("missing checks", GOOD_HEAD.into()),
         ("unknown field", format!("{GOOD_HEAD}{CHECKS}colour: blue\n")),
+        ("bad tls", format!("{GOOD_HEAD}{CHECKS}tls: sometimes\n")),
         ("bad duration", "name: t\nduration: ten seconds\norgs: []\nchecks: {converge_within: 5s}\n".into()),
         ("unknown event", format!("{GOOD_HEAD}{CHECKS}timeline: [{{at: 1s, explode: org1-peer0}}]\n")),
         ("unknown peer", format!("{GOOD_HEAD}{CHECKS}timeline: [{{at: 1s, crash: org3-peer0}}]\n")),

@@ -269,6 +269,17 @@ fn a_peer_serving_a_block_that_is_not_the_orderers_is_caught() {
     assert!(fork, "{report}");
 }
 
+/// A peer whose TLS certificate comes from a CA nobody trusts is refused by every handshake: it
+/// never becomes a member nor gets a block, and the checks say so.
+#[test]
+fn a_peer_presenting_a_foreign_tls_certificate_is_refused() {
+    let (report, _) = broken_run("tls-mutual", "foreign-tls");
+    let violations: Vec<String> =
+        report["violations"].as_array().cloned().unwrap_or_default().iter().filter_map(|v| v.as_str().map(String::from)).collect();
+    assert!(violations.iter().any(|v| v.contains("never converged") && v.contains("org2-peer1 sees {}")), "{report}");
+    assert!(violations.iter().any(|v| v.contains("org2-peer1 is at height 1")), "{report}");
+}
+
 #[test]
 fn a_second_block_cutter_is_caught_as_a_fork() {
     let (report, _) = broken_run("orderer-failover", "split-brain");

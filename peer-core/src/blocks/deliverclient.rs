@@ -53,7 +53,9 @@ use crate::errors::rpc_error;
 use crate::ledger::LedgerError;
 use crate::msp::LocalMsp;
 use crate::net::dial::{ClientKeepalive, ClientOptions, DialError, dial};
-use crate::proposal::{NONCE_SIZE, seek_info_envelope};
+use crate::net::tls::{KeyPair, TlsContext};
+use crate::proposal::{NONCE_SIZE, seek_info_envelope_bound};
+use rustls::pki_types::CertificateDer;
 
 /// Fabric's logger names.
 pub const DELIVERY_CLIENT: &str = "deliveryClient";
@@ -194,6 +196,18 @@ pub struct DeliverClient {
     /// Called with the channel ID when a non-static leader gives up (Fabric's finalizer, which
     /// yields leadership in the election).
     on_give_up: Option<GiveUp>,
+    /// TLS to the orderers (`peer.tls.enabled`); `None`: plaintext.
+    tls: Option<DeliverTls>,
+}
+
+/// TLS to the ordering service (spec §3): each endpoint is verified against the TLS CAs of the
+/// channel config's orderer orgs (only its own org's when orgs list their endpoints), and a
+/// client certificate is shown only when `peer.tls.clientAuthRequired` (its hash then goes into
+/// the seek's channel header).
+#[derive(Clone, Debug)]
+pub struct DeliverTls {
+    pub context: TlsContext,
+    pub client_pair: Option<KeyPair>,
 }
 
 impl std::fmt::Debug for DeliverClient {
@@ -210,7 +224,13 @@ impl DeliverClient {
         publisher: Arc<dyn BlockPublisher>,
         config: DeliverClientConfig,
     ) -> DeliverClient {
-        DeliverClient { env, channels, signer, publisher, config, on_give_up: None }
+        DeliverClient { env, channels, signer, publisher, config, on_give_up: None, tls: None }
+    }
+
+    /// Dials the orderers over TLS.
+    pub fn with_tls(mut self, tls: Option<DeliverTls>) -> DeliverClient {
+        self.tls = tls;
+        self
     }
 
     /// What to do when a non-static leader gives up on the ordering service (the election yields).
@@ -413,7 +433,8 @@ impl DeliverClient {
         };
         let mut nonce = [0u8; NONCE_SIZE];
         rng.fill_bytes(&mut nonce);
-        seek_info_envelope(&self.signer, channel, &seek, nonce, self.env.clock.wall_clock())
+        let bound = self.tls.as_ref().and_then(|tls| tls.client_pair.as_ref()).map(KeyPair::leaf_hash);
+        seek_info_envelope_bound(&self.signer, channel, &seek, nonce, self.env.clock.wall_clock(), bound)
     }
 
     /// The channel's orderer endpoints, after the address overrides.
@@ -424,6 +445,25 @@ impl DeliverClient {
             .into_iter()
             .map(|address| self.config.address_overrides.iter().find(|(from, _)| *from == address).map_or(address, |(_, to)| to.clone()))
             .collect()
+    }
+
+    /// The TLS CAs an orderer endpoint is verified against: with per-org endpoints, those of the
+    /// orgs listing it; with the channel-level addresses, every orderer org's. An overridden
+    /// address trusts the same (its `caCertsFile` is not read yet).
+    fn orderer_tls_roots(&self, channel: &str, address: &str) -> Vec<CertificateDer<'static>> {
+        let Some(config) = self.channels.config(channel) else { return Vec::new() };
+        let per_org = config.orderer.orgs.values().any(|org| !org.endpoints.is_empty());
+        let original = self.config.address_overrides.iter().find(|(_, to)| to == address).map_or(address, |(from, _)| from.as_str());
+        let mut roots = Vec::new();
+        for org in config.orderer.orgs.values() {
+            if per_org && !org.endpoints.iter().any(|e| e == original) {
+                continue;
+            }
+            if let Some(msp) = config.msp(&org.msp_id) {
+                roots.extend(msp.tls_roots.iter().chain(&msp.tls_intermediates).map(|der| CertificateDer::from(der.clone())));
+            }
+        }
+        roots
     }
 
     /// Fabric's `connect`: a random endpoint, dialed, `Deliver` opened and the seek sent.
@@ -438,13 +478,21 @@ impl DeliverClient {
         let dial_error = |cause: String| DeliverError::Dial { address: address.clone(), cause };
         let target = HostPort::parse(&address).map_err(dial_error)?;
         let keepalive = ClientKeepalive { interval: self.config.keepalive_interval, timeout: self.config.keepalive_timeout };
-        let options = ClientOptions { timeout: self.config.conn_timeout, keepalive: Some(keepalive) };
+        let tls = match &self.tls {
+            None => None,
+            Some(tls) => {
+                let roots = self.orderer_tls_roots(channel, &address);
+                let (config, _) = tls.context.client(&roots, tls.client_pair.as_ref()).map_err(|e| dial_error(e.to_string()))?;
+                Some(config)
+            }
+        };
+        let options = ClientOptions { timeout: self.config.conn_timeout, keepalive: Some(keepalive), tls };
         let transport = dial(&self.env, &target, &options).await.map_err(|e| match e {
             DialError::Failed(cause) => dial_error(cause),
             DialError::TimedOut(_) => DeliverError::DialTimeout { address: address.clone() },
         })?;
         let timeout = self.config.conn_timeout;
-        let mut client = AtomicBroadcastClient::new(transport)
+        let mut client = AtomicBroadcastClient::new(transport.channel)
             .max_decoding_message_size(self.config.max_recv_msg_size)
             .max_encoding_message_size(self.config.max_send_msg_size);
         let (requests, queue) = mpsc::channel(1);

@@ -199,6 +199,9 @@ pub struct Env {
     pub network: Arc<dyn Network>,
     pub storage: Arc<dyn Storage>,
     rng: Arc<Mutex<ChaCha20Rng>>,
+    /// TLS randomness, key exchange and signing: the OS's on a real peer; otherwise a stream
+    /// seeded from the env's seed (without drawing from `rng`), built the first time TLS is used.
+    tls: TlsRandomness,
     /// The process metrics `/metrics` reports: only the real env has them ([`real::env`]).
     process_collector: Option<real::ProcessCollector>,
 }
@@ -212,7 +215,19 @@ impl fmt::Debug for Env {
 impl Env {
     /// An environment from its parts; `seed` seeds every random choice the peer makes.
     pub fn new(clock: Arc<dyn Clock>, network: Arc<dyn Network>, storage: Arc<dyn Storage>, seed: [u8; 32]) -> Env {
-        Env { clock, network, storage, rng: Arc::new(Mutex::new(ChaCha20Rng::from_seed(seed))), process_collector: None }
+        let tls = TlsRandomness::Seeded { seed: tls_seed(&seed), provider: Arc::new(std::sync::OnceLock::new()) };
+        Env { clock, network, storage, rng: Arc::new(Mutex::new(ChaCha20Rng::from_seed(seed))), tls, process_collector: None }
+    }
+
+    /// The same environment with TLS on the OS's randomness (the real env).
+    pub fn with_os_tls(mut self) -> Env {
+        self.tls = TlsRandomness::Os;
+        self
+    }
+
+    /// Where TLS gets its randomness (see `net::tls::provider`).
+    pub fn tls_randomness(&self) -> &TlsRandomness {
+        &self.tls
     }
 
     /// The same environment reporting the process's metrics on `/metrics` (the real env: they
@@ -234,6 +249,24 @@ impl Env {
         self.rng.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).fill_bytes(&mut seed);
         ChaCha20Rng::from_seed(seed)
     }
+}
+
+/// Where TLS gets its randomness: the OS (a real peer), or a seed (the simulator and tests: the
+/// provider is built from it the first time TLS is used, and kept for the env's life).
+#[derive(Clone)]
+pub enum TlsRandomness {
+    Os,
+    Seeded { seed: [u8; 32], provider: Arc<std::sync::OnceLock<Arc<rustls::crypto::CryptoProvider>>> },
+}
+
+/// The TLS stream's seed: derived from the env's seed by hashing, so taking it draws nothing from
+/// the env's stream (runs without TLS are unchanged).
+fn tls_seed(seed: &[u8; 32]) -> [u8; 32] {
+    use sha2::Digest;
+    let mut hasher = sha2::Sha256::new();
+    hasher.update(b"peer-core env tls seed\0");
+    hasher.update(seed);
+    hasher.finalize().into()
 }
 
 /// A boxed redb backend that is itself a backend (redb takes `impl StorageBackend` by value).

@@ -22,7 +22,9 @@ pub fn env() -> io::Result<Env> {
     // The real peer's randomness comes from the OS; the simulator seeds its Env instead.
     #[allow(clippy::disallowed_methods)]
     getrandom::fill(&mut seed).map_err(|e| io::Error::other(format!("reading OS entropy: {e}")))?;
-    Ok(Env::new(Arc::new(SystemClock::new()), Arc::new(TcpNetwork), Arc::new(DiskStorage), seed).with_process_collector(ProcessCollector))
+    Ok(Env::new(Arc::new(SystemClock::new()), Arc::new(TcpNetwork), Arc::new(DiskStorage), seed)
+        .with_process_collector(ProcessCollector)
+        .with_os_tls())
 }
 
 /// The process's open-file limit (the soft `RLIMIT_NOFILE`); `None` when it is unlimited. The

@@ -11,8 +11,13 @@
 //!   ConnEstablish signed by its [`Signer`] and reads one envelope within `conn_timeout`; the
 //!   claimed identity is validated against the [`TrustedMsps`] (MSP validation, PKI-ID match)
 //!   and the envelope signature must verify with it. Comm keeps no identity store: a new
-//!   connection's identity goes to the gossip aggregate in its [`CommEvent::ConnectionUp`]. TLS is not supported yet: `tls_cert_hash` is sent
-//!   empty and not checked (see `TLS binding` below for where it goes).
+//!   connection's identity goes to the gossip aggregate in its [`CommEvent::ConnectionUp`].
+//! - **TLS** ([`CommTls`], spec §2.2): dials use the peer's client pair and trust pool; each
+//!   ConnEstablish carries SHA-256 of our certificate on that connection (the client one when we
+//!   dialed, the server one when we answer), and the remote's must equal the hash of the
+//!   certificate it presented, checked after its identity and before its signature; an answering
+//!   peer refuses a remote that presented no certificate before sending anything. Without TLS
+//!   `tls_cert_hash` is sent empty and not checked (as Fabric).
 //! - **After authentication** every envelope goes through [`SignedMessage::from_envelope`] and
 //!   comes out as a [`CommEvent`]. Signatures of those messages are *not* verified here: the
 //!   membership layer does that per message type.
@@ -90,6 +95,7 @@ use crate::config::{Config, HostPort};
 use crate::env::Env;
 use crate::msp::identity::{Identity, PkiId};
 use crate::net::dial::{ClientOptions, DialError, dial};
+use crate::net::tls::{RemoteTls, go_bytes};
 
 /// Fabric's hard-coded handshake window (`handshakeTimeout`): stream plus authentication.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -254,13 +260,26 @@ pub struct CommSetup {
     /// Faults applied to every decoded message (the simulator's); `None`: every message is
     /// delivered.
     pub faults: Option<Arc<dyn MessageFaults>>,
+    /// TLS (`peer.tls.enabled`); `None`: plaintext, and `tls_cert_hash` is sent empty.
+    pub tls: Option<CommTls>,
 }
 
 impl CommSetup {
-    /// No metrics registered, no faults.
+    /// No metrics registered, no faults, no TLS.
     pub fn new(signer: Arc<dyn Signer>, trusted: TrustedMsps, config: CommConfig) -> CommSetup {
-        CommSetup { signer, trusted, config, metrics: CommMetrics::default(), faults: None }
+        CommSetup { signer, trusted, config, metrics: CommMetrics::default(), faults: None, tls: None }
     }
+}
+
+/// Gossip over TLS: how dials are made, and the certificate hashes our ConnEstablish messages
+/// carry (spec §2.2: the client certificate's when we dial, the server certificate's when we
+/// answer).
+#[derive(Clone)]
+pub struct CommTls {
+    /// The configuration dials use now (its trust pool follows the joined channels).
+    pub client: Arc<std::sync::RwLock<Arc<rustls::ClientConfig>>>,
+    pub client_cert_hash: [u8; 32],
+    pub server_cert_hash: [u8; 32],
 }
 
 /// The comm. Cheap to clone; clones share one state.
@@ -284,6 +303,7 @@ struct Shared {
     config: CommConfig,
     /// Faults applied to decoded messages (the simulator's); `None`: every message is delivered.
     faults: Option<Arc<dyn MessageFaults>>,
+    tls: Option<CommTls>,
     events: mpsc::Sender<CommEvent>,
     metrics: CommMetrics,
     /// Never held across an `.await`.
@@ -387,12 +407,12 @@ fn new_connection_wins(us: PkiId, remote: PkiId, old_dialed_by_us: bool, new_dia
 impl Comm {
     /// A comm as `setup` says. Returns the receiver of its events (capacity `recv_buff_size`).
     pub fn new(env: Env, setup: CommSetup) -> (Comm, mpsc::Receiver<CommEvent>) {
-        let CommSetup { signer, trusted, config, metrics, faults } = setup;
+        let CommSetup { signer, trusted, config, metrics, faults, tls } = setup;
         let (events, receiver) = mpsc::channel(config.recv_buff_size.max(1));
         let self_pki = signer.pki_id();
         let state = Mutex::new(State::default());
         let trusted = Mutex::new(trusted);
-        let shared = Shared { env, signer, self_pki, trusted, config, faults, events, metrics, state };
+        let shared = Shared { env, signer, self_pki, trusted, config, faults, tls, events, metrics, state };
         (Comm { shared: Arc::new(shared) }, receiver)
     }
 
@@ -435,10 +455,10 @@ impl Comm {
         {
             return Ok(pki_id);
         }
-        let mut client = self.dial(endpoint).await?;
+        let (mut client, server_cert) = self.dial(endpoint).await?;
         self.ping(&mut client, endpoint).await?;
         let (sink, mut inbound) = self.open_stream(&mut client, endpoint, false).await?;
-        let remote = self.authenticate(&mut inbound, &endpoint.to_string()).await.map_err(|e| initiator_error(endpoint, e))?;
+        let remote = self.authenticate(&mut inbound, &endpoint.to_string(), server_cert).await.map_err(|e| initiator_error(endpoint, e))?;
         let pki_id = remote.pki_id;
         if pki_id == self.shared.self_pki {
             debug!(target: "gossip.comm", func = "createConnection", "{endpoint} is ourselves (PKI-ID {pki_id}), not connecting");
@@ -473,12 +493,13 @@ impl Comm {
     /// after `conn_timeout`). Handshaking with this peer itself is refused.
     pub async fn handshake(&self, endpoint: &HostPort) -> Result<(PkiId, Arc<Identity>), CommError> {
         self.check_running()?;
-        let mut client = self.dial(endpoint).await?;
+        let (mut client, server_cert) = self.dial(endpoint).await?;
         self.ping(&mut client, endpoint).await?;
         let clock = self.shared.env.clock.clone();
         let work = async {
             let (sink, mut inbound) = self.open_stream(&mut client, endpoint, true).await?;
-            let remote = self.authenticate(&mut inbound, &endpoint.to_string()).await.map_err(|e| initiator_error(endpoint, e))?;
+            let remote =
+                self.authenticate(&mut inbound, &endpoint.to_string(), server_cert).await.map_err(|e| initiator_error(endpoint, e))?;
             // End our side and let the responder close (so it sees the whole probe).
             drop(sink);
             let drain = async { while let Ok(Some(_)) = inbound.message().await {} };
@@ -504,7 +525,7 @@ impl Comm {
     /// Fabric's `Probe`: dial and ping only.
     pub async fn probe(&self, endpoint: &HostPort) -> Result<(), CommError> {
         self.check_running()?;
-        let mut client = self.dial(endpoint).await?;
+        let (mut client, _) = self.dial(endpoint).await?;
         self.ping(&mut client, endpoint).await
     }
 
@@ -584,28 +605,36 @@ impl Comm {
     /// Our ConnEstablish, signed (spec §5.3). TLS binding: with TLS, `tls_cert_hash` becomes
     /// SHA-256 of our leaf TLS certificate (client cert when dialing, server cert when
     /// responding).
-    fn conn_message(&self, probe: bool) -> SignedMessage {
+    fn conn_message(&self, probe: bool, dialing: bool) -> SignedMessage {
         let signer = &*self.shared.signer;
         let conn = ConnEstablish {
             pki_id: self.shared.self_pki.0.to_vec(),
             identity: signer.serialized_identity(),
-            tls_cert_hash: Vec::new(),
+            tls_cert_hash: self
+                .shared
+                .tls
+                .as_ref()
+                .map(|tls| if dialing { tls.client_cert_hash } else { tls.server_cert_hash }.to_vec())
+                .unwrap_or_default(),
             probe,
         };
         SignedMessage::sign(message::empty_tag(Content::Conn(conn), 0), signer)
     }
 
-    /// Opens the network connection and the HTTP/2 channel within `dial_timeout`.
-    async fn dial(&self, endpoint: &HostPort) -> Result<GossipClient<Channel>, CommError> {
+    /// Opens the network connection (with TLS, the handshake) and the HTTP/2 channel within
+    /// `dial_timeout`. With TLS, also returns the hash of the server's certificate.
+    async fn dial(&self, endpoint: &HostPort) -> Result<(GossipClient<Channel>, Option<[u8; 32]>), CommError> {
         let config = &self.shared.config;
-        let options = ClientOptions { timeout: config.dial_timeout, keepalive: None };
-        let channel = dial(&self.shared.env, endpoint, &options).await.map_err(|e| match e {
+        let tls = self.shared.tls.as_ref().map(|tls| tls.client.read().unwrap_or_else(PoisonError::into_inner).clone());
+        let options = ClientOptions { timeout: config.dial_timeout, keepalive: None, tls };
+        let dialed = dial(&self.shared.env, endpoint, &options).await.map_err(|e| match e {
             DialError::Failed(cause) => CommError::Dial { endpoint: endpoint.clone(), cause },
             DialError::TimedOut(timeout) => CommError::DialTimeout { endpoint: endpoint.clone(), timeout },
         })?;
-        Ok(GossipClient::new(channel)
+        let client = GossipClient::new(dialed.channel)
             .max_decoding_message_size(config.max_recv_msg_size)
-            .max_encoding_message_size(config.max_send_msg_size))
+            .max_encoding_message_size(config.max_send_msg_size);
+        Ok((client, dialed.server_cert_hash))
     }
 
     async fn ping(&self, client: &mut GossipClient<Channel>, endpoint: &HostPort) -> Result<(), CommError> {
@@ -629,7 +658,7 @@ impl Comm {
     ) -> Result<(mpsc::Sender<Result<Envelope, Status>>, Streaming<Envelope>), CommError> {
         let (sink, outbound) = mpsc::channel(1);
         // A fresh channel of capacity 1 always has room.
-        let _ = sink.try_send(Ok(self.conn_message(probe).into_envelope()));
+        let _ = sink.try_send(Ok(self.conn_message(probe, true).into_envelope()));
         let outbound = ReceiverStream::new(outbound).map_while(Result::ok);
         let stream_error = |cause: String| CommError::Stream { endpoint: endpoint.clone(), cause };
         let response = tokio::select! {
@@ -643,8 +672,15 @@ impl Comm {
     }
 
     /// Fabric's `authenticateRemotePeer`, after our own ConnEstablish was sent: reads the
-    /// remote's within `conn_timeout`, stores its identity, verifies its signature.
-    async fn authenticate(&self, inbound: &mut Streaming<Envelope>, addr: &str) -> Result<Remote, HandshakeError> {
+    /// remote's within `conn_timeout`, validates its identity, checks (with TLS) that its
+    /// `tls_cert_hash` is `remote_cert`, the certificate seen on the connection, and verifies its
+    /// signature.
+    async fn authenticate(
+        &self,
+        inbound: &mut Streaming<Envelope>,
+        addr: &str,
+        remote_cert: Option<[u8; 32]>,
+    ) -> Result<Remote, HandshakeError> {
         let envelope = tokio::select! {
             biased;
             received = inbound.message() => match received {
@@ -670,9 +706,18 @@ impl Comm {
                 return Err(HandshakeError::Bad(err));
             }
         };
-        // TLS binding: with TLS on, `conn.tls_cert_hash` must equal SHA-256 of the certificate
-        // the remote presented on this connection (`Expected %v in remote hash of TLS cert, but
-        // got %v`), and a remote without a certificate is refused (`No TLS certificate`).
+        if self.shared.tls.is_some() {
+            let actual = remote_cert.map(|hash| hash.to_vec()).unwrap_or_default();
+            if actual != conn.tls_cert_hash {
+                let err = BadMessage::TlsBinding(format!(
+                    "Expected {} in remote hash of TLS cert, but got {}",
+                    go_bytes(&actual),
+                    go_bytes(&conn.tls_cert_hash)
+                ));
+                warn!(target: "gossip.comm", func = "authenticateRemotePeer", "{addr}: {err}");
+                return Err(HandshakeError::Bad(err));
+            }
+        }
         if let Err(err) = trusted.verify(&identity, &message) {
             error!(target: "gossip.comm", func = "authenticateRemotePeer", "Failed verifying signature from {addr} : {err}");
             return Err(HandshakeError::Bad(err));
@@ -853,24 +898,45 @@ impl Comm {
     }
 
     /// Starts serving an inbound `GossipStream` (the responder side).
-    fn accept(&self, inbound: Streaming<Envelope>, sink: mpsc::Sender<Result<Envelope, Status>>, addr: String) -> Result<(), Status> {
+    fn accept(
+        &self,
+        inbound: Streaming<Envelope>,
+        sink: mpsc::Sender<Result<Envelope, Status>>,
+        addr: String,
+        client_cert: Option<[u8; 32]>,
+    ) -> Result<(), Status> {
         let mut state = lock(&self.shared.state);
         if state.stopped {
             return Err(Status::unavailable("Shutting down"));
         }
         reap(&mut state.tasks);
         let comm = self.clone();
-        state.tasks.spawn(async move { comm.respond(inbound, sink, addr).await });
+        state.tasks.spawn(async move { comm.respond(inbound, sink, addr, client_cert).await });
         Ok(())
     }
 
     /// The responder: send our ConnEstablish, authenticate the remote, then keep the
     /// connection (unless it probed us, is ourselves, or loses to an existing connection).
-    async fn respond(self, mut inbound: Streaming<Envelope>, sink: mpsc::Sender<Result<Envelope, Status>>, addr: String) {
-        if sink.send(Ok(self.conn_message(false).into_envelope())).await.is_err() {
+    async fn respond(
+        self,
+        mut inbound: Streaming<Envelope>,
+        sink: mpsc::Sender<Result<Envelope, Status>>,
+        addr: String,
+        client_cert: Option<[u8; 32]>,
+    ) {
+        if self.shared.tls.is_some() && client_cert.is_none() {
+            // Fabric checks this before sending anything.
+            warn!(target: "gossip.comm", func = "authenticateRemotePeer", "{addr} didn't send TLS certificate");
+            let err = BadMessage::TlsBinding("No TLS certificate".into());
+            error!(target: "gossip.comm", func = "GossipStream", "Authentication failed: {err}");
+            let _ = sink.try_send(Err(Status::unauthenticated(format!("authentication failed: {err}"))));
+            self.emit(CommEvent::Rejected { from: None, error: err }).await;
             return;
         }
-        let remote = match self.authenticate(&mut inbound, &addr).await {
+        if sink.send(Ok(self.conn_message(false, false).into_envelope())).await.is_err() {
+            return;
+        }
+        let remote = match self.authenticate(&mut inbound, &addr, client_cert).await {
             Ok(remote) => remote,
             Err(HandshakeError::Closed(cause)) => {
                 debug!(target: "gossip.comm", func = "GossipStream", "{addr} closed the stream before authenticating: {cause}");
@@ -988,9 +1054,10 @@ impl Gossip for GossipService {
     /// puts tonic's `TcpConnectInfo` into the request.
     async fn gossip_stream(&self, request: Request<Streaming<Envelope>>) -> Result<Response<Self::GossipStreamStream>, Status> {
         let addr = request.remote_addr().map_or_else(|| "unknown address".to_string(), |addr| addr.to_string());
+        let client_cert = request.extensions().get::<RemoteTls>().and_then(|tls| tls.cert_hash);
         // Room for our ConnEstablish and, if authentication fails, the error status after it.
         let (sink, outbound) = mpsc::channel(2);
-        self.comm.accept(request.into_inner(), sink, addr)?;
+        self.comm.accept(request.into_inner(), sink, addr, client_cert)?;
         Ok(Response::new(Box::pin(ReceiverStream::new(outbound))))
     }
 

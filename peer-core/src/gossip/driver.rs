@@ -25,7 +25,7 @@ use tracing::{debug, warn};
 use prometheus_client::metrics::histogram::Histogram;
 use proto::common::Block;
 
-use super::comm::{Comm, CommConfig, CommEvent, CommMetrics, CommSetup, MessageFaults};
+use super::comm::{Comm, CommConfig, CommEvent, CommMetrics, CommSetup, CommTls, MessageFaults};
 use super::discovery::{self, Discovery, DiscoveryConfig, MemberInfo, SelfInfo, Transmit};
 use super::identity::{Identities, IdentityVerifier};
 use super::instance::{ChannelSnapshot, Gossip, Output};
@@ -498,6 +498,8 @@ pub struct GossipSetup {
     pub comm_metrics: CommMetrics,
     /// Faults applied to every message comm decodes (the simulator's); `None` on a real peer.
     pub message_faults: Option<Arc<dyn MessageFaults>>,
+    /// TLS for gossip's connections (`peer.tls.enabled`).
+    pub tls: Option<CommTls>,
     pub stop: watch::Receiver<bool>,
 }
 
@@ -529,6 +531,7 @@ pub fn start(env: &Env, setup: GossipSetup, tasks: &mut JoinSet<()>) -> GossipHa
         metrics,
         comm_metrics,
         message_faults,
+        tls,
         stop,
     } = setup;
     let identities = Identities::with_verifier(&msp, trusted_msps, verifier);
@@ -576,8 +579,12 @@ pub fn start(env: &Env, setup: GossipSetup, tasks: &mut JoinSet<()>) -> GossipHa
     // The joined channels' orgs are known before any identity is checked.
     gossip.handle_channel_orgs(&io.snapshot());
     let trusted = gossip.identities().trusted().clone();
-    let comm_setup =
-        CommSetup { metrics: comm_metrics, faults: message_faults, ..CommSetup::new(signer, trusted, CommConfig::from_config(&config)) };
+    let comm_setup = CommSetup {
+        metrics: comm_metrics,
+        faults: message_faults,
+        tls,
+        ..CommSetup::new(signer, trusted, CommConfig::from_config(&config))
+    };
     let (comm, comm_events) = Comm::new(env.clone(), comm_setup);
     tasks.spawn(drive(env.clone(), gossip, comm.clone(), comm_events, view.clone(), metrics, io, stop));
     GossipHandle { comm, publisher, leadership, view }

@@ -94,6 +94,10 @@ pub enum BadMessage {
     /// A message shape that is not valid where it arrived (e.g. not ConnEstablish first).
     #[error("{0}")]
     Unexpected(String),
+    /// With TLS, a ConnEstablish whose `tls_cert_hash` is not the certificate seen on the
+    /// connection, or a remote that presented none (Fabric's texts).
+    #[error("{0}")]
+    TlsBinding(String),
 }
 
 impl BadMessage {
@@ -111,6 +115,7 @@ impl BadMessage {
             BadMessage::PkiIdMismatch => "pki_id_mismatch",
             BadMessage::Stale => "stale",
             BadMessage::Unexpected(_) => "unexpected",
+            BadMessage::TlsBinding(_) => "tls_binding",
         }
     }
 }

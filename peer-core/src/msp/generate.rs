@@ -229,6 +229,24 @@ pub fn generate(spec: &OrgSpec, kind: OrgKind, rng: &mut ChaCha20Rng, validity: 
 }
 
 impl Org {
+    /// A TLS server/client pair for a node known by `hosts` (its certificate's DNS names; the
+    /// first is its common name), issued by this org's TLS CA with keys and serial from `rng`:
+    /// for hosts whose names are not cryptogen's (the simulator's `org1-peer0`, `orderer2`).
+    pub fn issue_tls(&self, hosts: &[&str], rng: &mut ChaCha20Rng, validity: ValidityWindow) -> Result<TlsFiles, String> {
+        use p256::pkcs8::DecodePrivateKey;
+        let common_name = hosts.first().ok_or("a TLS certificate needs a host name")?;
+        let ca_key = SigningKey::from_pkcs8_pem(std::str::from_utf8(&self.tls_ca.key_pem).map_err(|e| e.to_string())?)
+            .map_err(|e| format!("the TLS CA key does not load: {e}"))?;
+        let base = "L=San Francisco,ST=California,C=US";
+        let domain = &self.spec.domain;
+        let tls_ca_name = name(&format!("CN=tlsca.{domain},O={domain},{base}"))?;
+        let key = SigningKey::generate_from_rng(rng);
+        let subject = name(&format!("CN={common_name},{base}"))?;
+        let sans = hosts.iter().map(ToString::to_string).collect();
+        let cert = issue(rng, &key, &ca_key, &subject, &tls_ca_name, Kind::Tls(sans), validity)?;
+        Ok(TlsFiles { ca_crt: self.tls_ca.cert_pem.clone(), cert, key: key_pem(&key)? })
+    }
+
     /// Writes cryptogen's layout under `out`: `peerOrganizations/<domain>/{ca,tlsca,msp,peers,users}`
     /// (`ordererOrganizations/<domain>/{…,orderers,users}` for an orderer org).
     pub fn write_to(&self, out: &Path) -> std::io::Result<PathBuf> {

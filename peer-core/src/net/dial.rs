@@ -3,25 +3,43 @@
 //! client). The connection comes from the env's [`crate::env::Network`], so a dial is a TCP
 //! connect on the real env and a simulated one under the simulator, with the same timeouts.
 //!
-//! The whole dial (network connection and HTTP/2 handshake) is bounded by
+//! With [`ClientOptions::tls`] the connection is wrapped in TLS (rustls, the server name being
+//! the dialed host) before HTTP/2, and the server's certificate hash is returned.
+//!
+//! The whole dial (network connection, TLS and HTTP/2 handshakes) is bounded by
 //! [`ClientOptions::timeout`] on the env's clock. Client keepalive pings are HTTP/2 PINGs sent
 //! while idle too, as grpc-go's `keepalive.ClientParameters{PermitWithoutStream: true}`.
 
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use hyper_util::rt::TokioIo;
+use rustls::pki_types::ServerName;
 use tonic::transport::{Channel, Endpoint};
 
+use super::tls::cert_hash;
 use crate::config::HostPort;
-use crate::env::Env;
+use crate::env::{Connection, Env, StreamConnection};
 use crate::errors::error_chain;
 
 /// How a client connection is opened and kept.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug)]
 pub struct ClientOptions {
-    /// Opening the network connection and the HTTP/2 handshake, together.
+    /// Opening the network connection, the TLS handshake and the HTTP/2 handshake, together.
     pub timeout: Duration,
     /// HTTP/2 keepalive pings; `None` sends none.
     pub keepalive: Option<ClientKeepalive>,
+    /// TLS, verifying the server's certificate for the dialed host; `None`: plaintext.
+    pub tls: Option<Arc<rustls::ClientConfig>>,
+}
+
+/// A dialed connection.
+#[derive(Clone, Debug)]
+pub struct Dialed {
+    pub channel: Channel,
+    /// With TLS: SHA-256 of the certificate the server presented (gossip binds its handshake to
+    /// it). `None` without TLS.
+    pub server_cert_hash: Option<[u8; 32]>,
 }
 
 /// Client-side keepalive (Fabric's `peer.keepalive.client.*` and `deliveryClient.*`).
@@ -44,23 +62,51 @@ pub enum DialError {
     TimedOut(Duration),
 }
 
-/// Dials `address` over the env's network and performs the HTTP/2 handshake, within
-/// `options.timeout`.
-pub async fn dial(env: &Env, address: &HostPort, options: &ClientOptions) -> Result<Channel, DialError> {
+/// Dials `address` over the env's network and performs the TLS (when `options.tls`) and HTTP/2
+/// handshakes, within `options.timeout`.
+pub async fn dial(env: &Env, address: &HostPort, options: &ClientOptions) -> Result<Dialed, DialError> {
     let mut endpoint = Endpoint::from_shared(format!("http://{address}")).map_err(|e| DialError::Failed(e.to_string()))?;
     if let Some(keepalive) = options.keepalive {
         endpoint = endpoint.http2_keep_alive_interval(keepalive.interval).keep_alive_timeout(keepalive.timeout).keep_alive_while_idle(true);
     }
     let network = env.network.clone();
+    let clock = env.clock.clone();
     let target = address.clone();
     let timeout = options.timeout;
+    let tls = options.tls.clone().map(tokio_rustls::TlsConnector::from);
+    let seen: Arc<Mutex<Option<[u8; 32]>>> = Arc::default();
+    let server_cert = seen.clone();
     let connector = tower::service_fn(move |_uri: http::Uri| {
         let connect = network.connect(&target, timeout);
-        async move { connect.await.map(hyper_util::rt::TokioIo::new) }
+        let (tls, target, clock, server_cert) = (tls.clone(), target.clone(), clock.clone(), server_cert.clone());
+        async move {
+            let connection = connect.await?;
+            let Some(tls) = tls else { return Ok(TokioIo::new(connection)) };
+            let started = clock.now();
+            let name = ServerName::try_from(target.host.clone()).map_err(|e| {
+                std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("{} is not a TLS server name: {e}", target.host))
+            })?;
+            let (local, peer) = (connection.local_addr()?, connection.peer_addr()?);
+            match tls.connect(name, connection).await {
+                Ok(stream) => {
+                    let leaf = stream.get_ref().1.peer_certificates().and_then(|chain| chain.first()).map(|leaf| cert_hash(leaf.as_ref()));
+                    *server_cert.lock().unwrap_or_else(|p| p.into_inner()) = leaf;
+                    let stream: Box<dyn Connection> = Box::new(StreamConnection { stream, local, peer });
+                    Ok(TokioIo::new(stream))
+                }
+                Err(err) => {
+                    let elapsed = crate::config::format_duration(clock.now().saturating_duration_since(started));
+                    tracing::error!(target: "comm.tls", func = "ClientHandshake", remote_address = %target, "Client TLS handshake failed after {elapsed} with error: {err}");
+                    Err(err)
+                }
+            }
+        }
     });
-    tokio::select! {
+    let channel = tokio::select! {
         biased;
-        channel = endpoint.connect_with_connector(connector) => channel.map_err(|e| DialError::Failed(error_chain(&e))),
-        () = env.clock.sleep(timeout) => Err(DialError::TimedOut(timeout)),
-    }
+        channel = endpoint.connect_with_connector(connector) => channel.map_err(|e| DialError::Failed(error_chain(&e)))?,
+        () = env.clock.sleep(timeout) => return Err(DialError::TimedOut(timeout)),
+    };
+    let server_cert_hash = *seen.lock().unwrap_or_else(|p| p.into_inner());
+    Ok(Dialed { channel, server_cert_hash })
 }

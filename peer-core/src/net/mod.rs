@@ -5,3 +5,4 @@
 pub mod dial;
 pub mod grpc_metrics;
 pub mod serve;
+pub mod tls;

@@ -45,10 +45,13 @@ use tokio::task::JoinSet;
 use tonic::body::Body;
 
 use super::grpc_metrics::ConnectionCounters;
+use super::tls::{RemoteTls, cert_hash};
 use crate::config::KeepaliveConfig;
-use crate::env::{BoxFuture, Clock, Connection, Listener};
+use crate::env::{BoxFuture, Clock, Connection, Listener, StreamConnection};
 
 const GRPC_SERVER: &str = "comm.grpc.server";
+/// Fabric logs the server side of TLS handshakes under `core.comm`.
+const TLS_SERVER: &str = "core.comm";
 /// Fabric's operations server logger (`common/fabhttp`).
 const OPERATIONS_SERVER: &str = "fabhttp";
 
@@ -223,7 +226,8 @@ async fn accept_loop<F, Fut>(
     connections.shutdown().await;
 }
 
-/// Serves tonic routes over HTTP/2 on `listener` until `shutdown` turns true.
+/// Serves tonic routes over HTTP/2 on `listener` until `shutdown` turns true (plaintext, no
+/// connection counts: see [`serve_grpc_with`]).
 pub async fn serve_grpc<S>(
     listener: Box<dyn Listener>,
     clock: Arc<dyn Clock>,
@@ -235,60 +239,76 @@ pub async fn serve_grpc<S>(
     S: tower::Service<Request<hyper::body::Incoming>, Response = Response<Body>, Error = Infallible> + Clone + Send + 'static,
     S::Future: Send + 'static,
 {
-    serve_grpc_inner(listener, clock, service, keepalive, limits, None, shutdown).await;
+    let server = GrpcServer { keepalive, limits, counters: None, tls: None };
+    serve_grpc_with(listener, clock, service, server, shutdown).await;
 }
 
-/// [`serve_grpc`], counting connections in `connections` as Fabric's peer server does
-/// (`grpc_comm_conn_opened` once a connection's HTTP/2 handshake is done, `grpc_comm_conn_closed`
-/// when such a connection ends, however it ends).
-pub async fn serve_grpc_counted<S>(
+/// How a gRPC server serves its connections.
+#[derive(Clone)]
+pub struct GrpcServer {
+    pub keepalive: KeepaliveConfig,
+    pub limits: ConnectionLimits,
+    /// Counts connections as Fabric's peer server does (`grpc_comm_conn_opened` once a
+    /// connection's HTTP/2 handshake is done, `grpc_comm_conn_closed` when such a connection
+    /// ends, however it ends).
+    pub counters: Option<ConnectionCounters>,
+    /// TLS: every connection completes a TLS handshake (within `limits.handshake_timeout`,
+    /// together with the HTTP/2 handshake) before HTTP/2; each request then carries the
+    /// remote's certificate hash as a [`RemoteTls`] extension.
+    pub tls: Option<Arc<rustls::ServerConfig>>,
+}
+
+/// Serves tonic routes over HTTP/2 (over TLS when `server.tls` says so) on `listener` until
+/// `shutdown` turns true.
+pub async fn serve_grpc_with<S>(
     listener: Box<dyn Listener>,
     clock: Arc<dyn Clock>,
     service: S,
-    keepalive: KeepaliveConfig,
-    limits: ConnectionLimits,
-    connections: ConnectionCounters,
+    server: GrpcServer,
     shutdown: watch::Receiver<bool>,
 ) where
     S: tower::Service<Request<hyper::body::Incoming>, Response = Response<Body>, Error = Infallible> + Clone + Send + 'static,
     S::Future: Send + 'static,
 {
-    serve_grpc_inner(listener, clock, service, keepalive, limits, Some(connections), shutdown).await;
-}
-
-async fn serve_grpc_inner<S>(
-    listener: Box<dyn Listener>,
-    clock: Arc<dyn Clock>,
-    service: S,
-    keepalive: KeepaliveConfig,
-    limits: ConnectionLimits,
-    counters: Option<ConnectionCounters>,
-    shutdown: watch::Receiver<bool>,
-) where
-    S: tower::Service<Request<hyper::body::Incoming>, Response = Response<Body>, Error = Infallible> + Clone + Send + 'static,
-    S::Future: Send + 'static,
-{
+    let GrpcServer { keepalive, limits, counters, tls } = server;
     let handshake_timeout = limits.handshake_timeout;
     let timer = clock.clone();
+    let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
     accept_loop(listener, clock, limits, Server::Grpc, shutdown, move |connection| {
         // tonic's `Request::remote_addr()` reads this; gossip logs name the remote with it.
         let info =
             tonic::transport::server::TcpConnectInfo { local_addr: connection.local_addr().ok(), remote_addr: connection.peer_addr().ok() };
         let remote = info.remote_addr;
-        let service = tower::ServiceExt::map_request(service.clone(), move |mut request: Request<hyper::body::Incoming>| {
-            request.extensions_mut().insert(info.clone());
-            request
-        });
-        let service = TowerToHyperService::new(service);
+        let service = service.clone();
         let mut builder = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
         builder
             .timer(TokioTimer::new())
             .auto_date_header(false)
             .keep_alive_interval(Some(keepalive.interval))
             .keep_alive_timeout(keepalive.timeout);
-        let deadline = timer.sleep(handshake_timeout);
+        let mut deadline = timer.sleep(handshake_timeout);
         let counters = counters.clone();
+        let acceptor = acceptor.clone();
+        let clock = timer.clone();
         async move {
+            let (connection, peer_tls) = match acceptor {
+                None => (connection, None),
+                Some(acceptor) => match accept_tls(&acceptor, connection, &mut deadline, clock.as_ref()).await {
+                    Ok(accepted) => accepted,
+                    Err(error) => {
+                        tracing::error!(target: TLS_SERVER, func = "handshake", remote = ?remote, "Server TLS handshake failed in {error}");
+                        return;
+                    }
+                },
+            };
+            let service = tower::ServiceExt::map_request(service, move |mut request: Request<hyper::body::Incoming>| {
+                request.extensions_mut().insert(info.clone());
+                if let Some(peer_tls) = &peer_tls {
+                    request.extensions_mut().insert(peer_tls.clone());
+                }
+                request
+            });
+            let service = TowerToHyperService::new(service);
             let (connection, finished) = WatchHandshake::new(connection, counters);
             let serving = builder.serve_connection(TokioIo::new(connection), service);
             if !serve_with_deadline(serving, deadline, &finished).await {
@@ -304,27 +324,77 @@ async fn serve_grpc_inner<S>(
     .await;
 }
 
-/// Serves plain HTTP/1.1 (the operations server) on `listener` until `shutdown` turns true. Each
-/// request head must arrive within `limits.handshake_timeout` (also on an idle keep-alive
+/// The server side of a TLS handshake on `connection`, before `deadline`. On success: the TLS
+/// stream as a connection, and what the remote presented. On failure: Fabric's `%s with error %s`
+/// (how long it took, why).
+async fn accept_tls(
+    acceptor: &tokio_rustls::TlsAcceptor,
+    connection: Box<dyn Connection>,
+    deadline: &mut BoxFuture<'static, ()>,
+    clock: &dyn Clock,
+) -> Result<(Box<dyn Connection>, Option<RemoteTls>), String> {
+    let started = clock.now();
+    let (local, peer) = (connection.local_addr(), connection.peer_addr());
+    let elapsed = || crate::config::format_duration(clock.now().saturating_duration_since(started));
+    let stream = tokio::select! {
+        biased;
+        accepted = acceptor.accept(connection) => accepted.map_err(|e| format!("{} with error {e}", elapsed()))?,
+        () = deadline => return Err(format!("{} with error context deadline exceeded", elapsed())),
+    };
+    tracing::debug!(target: TLS_SERVER, func = "handshake", "Server TLS handshake completed in {}", elapsed());
+    let cert_hash = stream.get_ref().1.peer_certificates().and_then(|chain| chain.first()).map(|leaf| cert_hash(leaf.as_ref()));
+    let (Ok(local), Ok(peer)) = (local, peer) else {
+        return Err(format!("{} with error the connection has no address", elapsed()));
+    };
+    Ok((Box::new(StreamConnection { stream, local, peer }), Some(RemoteTls { cert_hash })))
+}
+
+/// Serves HTTP/1.1 (the operations server) on `listener` until `shutdown` turns true, over TLS
+/// when `tls` is given (each request then carries the client's certificate hash as a
+/// [`RemoteTls`], present only when the client showed one that verified). Each request head (and
+/// a TLS handshake) must arrive within `limits.handshake_timeout` (also on an idle keep-alive
 /// connection), or the connection is closed.
 pub async fn serve_http1<F, Fut>(
     listener: Box<dyn Listener>,
     clock: Arc<dyn Clock>,
     handler: F,
     limits: ConnectionLimits,
+    tls: Option<Arc<rustls::ServerConfig>>,
     shutdown: watch::Receiver<bool>,
 ) where
     F: Fn(Request<hyper::body::Incoming>) -> Fut + Clone + Send + Sync + 'static,
     Fut: Future<Output = Response<http_body_util::Full<hyper::body::Bytes>>> + Send + 'static,
 {
     let header_read_timeout = limits.handshake_timeout;
+    let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
+    let timer = clock.clone();
     accept_loop(listener, clock, limits, Server::Operations, shutdown, move |connection| {
         let handler = handler.clone();
-        let service = hyper::service::service_fn(move |request| {
-            let handler = handler.clone();
-            async move { Ok::<_, Infallible>(handler(request).await) }
-        });
+        let acceptor = acceptor.clone();
+        let clock = timer.clone();
         async move {
+            // With TLS, the handshake must finish within the header read timeout too.
+            let (connection, remote_tls) = match acceptor {
+                None => (connection, None),
+                Some(acceptor) => {
+                    let remote = connection.peer_addr().ok();
+                    let mut deadline = clock.sleep(header_read_timeout);
+                    match accept_tls(&acceptor, connection, &mut deadline, clock.as_ref()).await {
+                        Ok(accepted) => accepted,
+                        Err(error) => {
+                            tracing::debug!(target: OPERATIONS_SERVER, func = "handshake", remote = ?remote, "TLS handshake failed in {error}");
+                            return;
+                        }
+                    }
+                }
+            };
+            let service = hyper::service::service_fn(move |mut request: Request<hyper::body::Incoming>| {
+                if let Some(remote_tls) = &remote_tls {
+                    request.extensions_mut().insert(remote_tls.clone());
+                }
+                let handler = handler.clone();
+                async move { Ok::<_, Infallible>(handler(request).await) }
+            });
             let mut builder = hyper::server::conn::http1::Builder::new();
             builder.timer(TokioTimer::new()).auto_date_header(false).header_read_timeout(header_read_timeout);
             let _ = builder.serve_connection(TokioIo::new(connection), service).await;

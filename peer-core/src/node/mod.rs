@@ -8,6 +8,7 @@
 
 pub mod address;
 pub mod metrics;
+pub mod tls;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -18,10 +19,12 @@ use tokio::task::JoinSet;
 use tracing::{debug, error, info, warn};
 
 use crate::blocks::BlockPublisher;
+use crate::blocks::deliverclient::DeliverTls;
 use crate::blocks::deliverclient::{DeliverClient, DeliverClientConfig};
 use crate::channels::Channels;
 use crate::config::{Config, HostPort, MetricsProvider};
 use crate::env::Env;
+use crate::gossip::comm::CommTls;
 use crate::gossip::comm::MessageFaults;
 use crate::gossip::driver::GossipView;
 use crate::gossip::identity::IdentityVerifier;
@@ -35,6 +38,7 @@ use crate::net::{grpc_metrics, serve};
 use crate::services::operations::{LogControl, Operations};
 use crate::services::{deliver, endorser, scc};
 use metrics::PeerMetrics;
+use tls::{OperationsTlsFiles, PeerTls, PeerTlsError, TlsFiles};
 
 /// The gRPC services of the peer port (generated names), for the gRPC metrics.
 const GOSSIP_SERVICE: &str =
@@ -66,6 +70,11 @@ pub struct Setup {
     /// The process's open-file limit (soft `RLIMIT_NOFILE`), read by the CLI; the peer port's
     /// connection bound is lowered to fit it. `None`: no limit known (the simulator, tests).
     pub open_file_limit: Option<u64>,
+    /// The files of `peer.tls.*` when `peer.tls.enabled` (read by the host: the CLI from disk, the
+    /// simulator from its generated orgs).
+    pub tls_files: Option<TlsFiles>,
+    /// The files of `operations.tls.*` when `operations.tls.enabled` (read by the host).
+    pub operations_tls_files: Option<OperationsTlsFiles>,
 }
 
 impl Setup {
@@ -82,6 +91,8 @@ impl Setup {
             message_faults: None,
             holder: holder.into(),
             open_file_limit: None,
+            tls_files: None,
+            operations_tls_files: None,
         }
     }
 }
@@ -89,6 +100,9 @@ impl Setup {
 /// Why the peer did not start. Texts follow Fabric's where Fabric has one.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
+    /// The peer's TLS material is unusable.
+    #[error("{0}")]
+    Tls(#[from] PeerTlsError),
     /// A setting peer-core refuses at start (e.g. TLS, which is not supported yet).
     #[error("{0}")]
     Unsupported(String),
@@ -140,7 +154,18 @@ fn bind_error(address: &HostPort, err: &std::io::Error) -> String {
 
 /// Starts a peer. Every listener is bound and every service registered before this returns.
 pub async fn start(env: Env, setup: Setup) -> Result<RunningNode, StartError> {
-    let Setup { config, msp, log_control, trusted_msps, identity_verifier, message_faults, holder, open_file_limit } = setup;
+    let Setup {
+        config,
+        msp,
+        log_control,
+        trusted_msps,
+        identity_verifier,
+        message_faults,
+        holder,
+        open_file_limit,
+        tls_files,
+        operations_tls_files,
+    } = setup;
     info!(target: "nodeCmd", func = "serve", "Starting {}", metadata::version_block("peer").trim_end());
     refuse_unsupported(&config)?;
 
@@ -168,7 +193,23 @@ pub async fn start(env: Env, setup: Setup) -> Result<RunningNode, StartError> {
     let operations_listen_address = operations_listener.local_addr().map_err(|e| StartError::Operations(e.to_string()))?;
     let membership_view = gossip_view.clone();
     let membership: Arc<dyn Fn() -> serde_json::Value + Send + Sync> = Arc::new(move || membership_view.to_json());
-    let ops = Operations { clock: env.clock.clone(), log_control, metrics, checks: Arc::new(Vec::new()), membership: Some(membership) };
+    let operations_tls = match (config.operations.tls.enabled, &operations_tls_files) {
+        (false, _) => None,
+        (true, None) => return Err(StartError::Operations("operations.tls.enabled is true but no TLS files were given".into())),
+        (true, Some(files)) => Some(
+            files
+                .server(&env, config.operations.tls.client_auth_required)
+                .map_err(|e| StartError::Operations(format!("failed to initialize operations subsystem: {e}")))?,
+        ),
+    };
+    let ops = Operations {
+        clock: env.clock.clone(),
+        log_control,
+        metrics,
+        checks: Arc::new(Vec::new()),
+        membership: Some(membership),
+        tls: operations_tls.is_some(),
+    };
     let operations_limits = ConnectionLimits {
         max_connections: config.operations.max_connections,
         bound_by: "operations.limits.maxConnections".into(),
@@ -183,8 +224,16 @@ pub async fn start(env: Env, setup: Setup) -> Result<RunningNode, StartError> {
             async move { ops.handle(request).await }
         },
         operations_limits.clone(),
+        operations_tls,
         stop_rx.clone(),
     ));
+
+    // Step 12: the peer's TLS, from the files the host read.
+    let tls = match (config.peer.tls.enabled, tls_files) {
+        (false, _) => None,
+        (true, None) => return Err(StartError::Tls(PeerTlsError::NoFiles)),
+        (true, Some(files)) => Some(Arc::new(PeerTls::new(&env, &config.peer.tls, &files)?)),
+    };
 
     // Step 13: concurrency limits.
     let limits = [("/protos.Endorser", config.peer.endorser_concurrency), ("/protos.Deliver", config.peer.deliver_concurrency)];
@@ -194,11 +243,19 @@ pub async fn start(env: Env, setup: Setup) -> Result<RunningNode, StartError> {
         }
     }
 
+    // Step 14.
+    if tls.is_some() {
+        info!(target: "nodeCmd", func = "serve", "Starting peer with TLS enabled");
+    }
+
     // Step 18: certificate expiry.
     info!(target: "certmonitor", func = "trackCertExpiration", "{}", msp.expiry_message());
     let remaining = msp.enrollment_cert_expiry().duration_since(env.clock.wall_clock()).unwrap_or(Duration::ZERO);
     if remaining < Duration::from_secs(7 * 24 * 3600) {
         warn!(target: "certmonitor", func = "trackCertExpiration", "The enrollment certificate will expire within one week");
+    }
+    if let Some(tls) = &tls {
+        tls.log_start(env.clock.wall_clock());
     }
 
     // Step 23: the ledger manager takes the data-directory lock.
@@ -209,6 +266,10 @@ pub async fn start(env: Env, setup: Setup) -> Result<RunningNode, StartError> {
         error!(target: "peer", func = "Initialize", "Failed to load ledger {channel}({err})");
     }
     let channels = Arc::new(Channels::open_with_metrics(ledger, peer_metrics.ledger.clone(), env.clock.clone())?);
+    if let Some(tls) = &tls {
+        tls.trust_channels(&channels.configs())?;
+        tasks.spawn(follow_channel_cas(tls.clone(), channels.clone(), channels.subscribe_configs(), stop_rx.clone()));
+    }
 
     // Step 24: bind the peer port now; it is served only at the end.
     let peer_listener = env
@@ -246,6 +307,11 @@ pub async fn start(env: Env, setup: Setup) -> Result<RunningNode, StartError> {
             metrics: peer_metrics.gossip.clone(),
             comm_metrics: peer_metrics.comm.clone(),
             message_faults,
+            tls: tls.as_ref().map(|tls| CommTls {
+                client: tls.gossip_client(),
+                client_cert_hash: tls.client_pair.leaf_hash(),
+                server_cert_hash: tls.server_pair.leaf_hash(),
+            }),
             stop: stop_rx.clone(),
         },
         &mut tasks,
@@ -297,7 +363,11 @@ pub async fn start(env: Env, setup: Setup) -> Result<RunningNode, StartError> {
     // peer.deliveryclient.blockGossipEnabled is off; the deliver client checks that).
     let publisher: Arc<dyn BlockPublisher> = Arc::new(gossip_publisher.clone());
     let mut deliver_client =
-        DeliverClient::new(env.clone(), channels.clone(), Arc::new(msp.clone()), publisher, DeliverClientConfig::from_config(&config));
+        DeliverClient::new(env.clone(), channels.clone(), Arc::new(msp.clone()), publisher, DeliverClientConfig::from_config(&config))
+            .with_tls(tls.as_ref().map(|tls| DeliverTls {
+                context: tls.context.clone(),
+                client_pair: tls.client_auth_required.then(|| tls.client_pair.clone()),
+            }));
     let election = config.gossip.use_leader_election.then(|| leadership.clone());
     if let Some(leadership) = election.clone() {
         // Fabric's deliver service finalizer: a leader that gives up on the orderers yields.
@@ -310,7 +380,8 @@ pub async fn start(env: Env, setup: Setup) -> Result<RunningNode, StartError> {
     let max_recv = config.peer.max_recv_msg_size;
     let max_send = config.peer.max_send_msg_size;
     let deliver_service = deliver::DeliverService::new(channels.clone(), env.clock.clone(), config.peer.authentication_timewindow)
-        .with_metrics(peer_metrics.deliver.clone());
+        .with_metrics(peer_metrics.deliver.clone())
+        .with_binding(tls.as_ref().is_some_and(|tls| tls.client_auth_required));
     // The gRPC services on the peer port, by name, for the gRPC metrics.
     let mut served = vec![GOSSIP_SERVICE, DELIVER_SERVICE, ENDORSER_SERVICE];
     let mut routes = tonic::service::Routes::new(comm.server()).add_service(
@@ -394,15 +465,13 @@ pub async fn start(env: Env, setup: Setup) -> Result<RunningNode, StartError> {
     } else {
         info!(target: "comm.grpc.server", func = "NewGRPCServer", "the peer port accepts at most {} connections (peer.limits.maxConnections)", peer_limits.max_connections);
     }
-    tasks.spawn(serve::serve_grpc_counted(
-        peer_listener,
-        env.clock.clone(),
-        peer_service,
-        config.peer.keepalive.clone(),
-        peer_limits,
-        peer_metrics.grpc.connections.clone(),
-        stop_rx,
-    ));
+    let peer_server = serve::GrpcServer {
+        keepalive: config.peer.keepalive.clone(),
+        limits: peer_limits,
+        counters: Some(peer_metrics.grpc.connections.clone()),
+        tls: tls.as_ref().map(|tls| tls.server.clone()),
+    };
+    tasks.spawn(serve::serve_grpc_with(peer_listener, env.clock.clone(), peer_service, peer_server, stop_rx));
 
     Ok(RunningNode {
         peer_listen_address,
@@ -508,9 +577,6 @@ async fn pre_reset_loop(channels: Arc<Channels>, clock: Arc<dyn crate::env::Cloc
 /// Settings Fabric supports that peer-core does not yet: refused with a clear error rather than
 /// silently running without them.
 fn refuse_unsupported(config: &Config) -> Result<(), StartError> {
-    if config.peer.tls.enabled {
-        return Err(StartError::Unsupported("peer.tls.enabled is true, but peer-core does not serve TLS yet".into()));
-    }
     if config.gossip.org_leader && config.gossip.use_leader_election {
         // Fabric panics at channel initialization: `Setting both orgLeader and useLeaderElection
         // to true isn't supported, aborting execution`.
@@ -518,10 +584,29 @@ fn refuse_unsupported(config: &Config) -> Result<(), StartError> {
             "peer.gossip.orgLeader and peer.gossip.useLeaderElection are both true: Setting both orgLeader and useLeaderElection to true isn't supported, aborting execution".into(),
         ));
     }
-    if config.operations.tls.enabled {
-        return Err(StartError::Unsupported("operations.tls.enabled is true, but peer-core does not serve TLS yet".into()));
-    }
     Ok(())
+}
+
+/// Keeps the peer's TLS trust pools on the joined channels' orgs: rebuilt after every join and
+/// config block, until `stop`.
+async fn follow_channel_cas(
+    tls: Arc<PeerTls>,
+    channels: Arc<Channels>,
+    mut installed: watch::Receiver<u64>,
+    mut stop: watch::Receiver<bool>,
+) {
+    loop {
+        tokio::select! {
+            biased;
+            _ = stop.wait_for(|stop| *stop) => return,
+            changed = installed.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+                tls.update_trust(&channels.configs());
+            }
+        }
+    }
 }
 
 impl RunningNode {

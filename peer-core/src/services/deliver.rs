@@ -48,6 +48,7 @@ use crate::env::Clock;
 use crate::ledger::channel::ChannelLedger;
 use crate::metrics::Labels;
 use crate::msp::{Identity, go_time};
+use crate::net::tls::{RemoteTls, check_binding};
 
 /// A deliver response stream (boxed, so services can name it).
 pub type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
@@ -91,11 +92,21 @@ pub struct DeliverService {
     time_window: Duration,
     /// Fabric's deliver metrics, when registered ([`DeliverService::with_metrics`]).
     metrics: Option<DeliverMetrics>,
+    /// The server requires client certificates (TLS and `clientAuthRequired`): each request's
+    /// channel header must carry the hash of the client's certificate.
+    binding: bool,
 }
 
 impl DeliverService {
     pub fn new(channels: Arc<Channels>, clock: Arc<dyn Clock>, time_window: Duration) -> DeliverService {
-        DeliverService { channels, clock, time_window, metrics: None }
+        DeliverService { channels, clock, time_window, metrics: None, binding: false }
+    }
+
+    /// Checks every request's TLS binding (Fabric's binding inspector, spec §4): for a server
+    /// with TLS that requires client certificates.
+    pub fn with_binding(mut self, binding: bool) -> DeliverService {
+        self.binding = binding;
+        self
     }
 
     /// Counts streams, requests and blocks in `metrics` (the node's registered ones).
@@ -106,22 +117,32 @@ impl DeliverService {
 
     fn open(&self, request: Request<Streaming<Envelope>>, kind: Kind) -> Response<BoxStream<DeliverResponse>> {
         let access = ReadAccess::Acl(kind.resource());
-        let stream = open_session(&self.channels, &self.clock, self.time_window, request, kind, access, self.metrics.clone());
+        let checks = Checks { channels: &self.channels, clock: &self.clock, time_window: self.time_window, binding: self.binding };
+        let stream = open_session(checks, request, kind, access, self.metrics.clone());
         Response::new(Box::pin(stream))
     }
 }
 
 /// A session over `request`'s envelopes, owned by the returned response stream.
-fn open_session(
-    channels: &Arc<Channels>,
-    clock: &Arc<dyn Clock>,
+/// What every session of a server shares: the channels, the clock and the request checks.
+struct Checks<'a> {
+    channels: &'a Arc<Channels>,
+    clock: &'a Arc<dyn Clock>,
     time_window: Duration,
+    /// Check the TLS binding of each request.
+    binding: bool,
+}
+
+fn open_session(
+    checks: Checks<'_>,
     request: Request<Streaming<Envelope>>,
     kind: Kind,
     access: ReadAccess,
     metrics: Option<DeliverMetrics>,
 ) -> ResponseStream {
+    let Checks { channels, clock, time_window, binding } = checks;
     let address = request.remote_addr().map(|a| a.to_string()).unwrap_or_default();
+    let binding = binding.then(|| request.extensions().get::<RemoteTls>().and_then(|tls| tls.cert_hash));
     let (responses, queue) = mpsc::channel(RESPONSE_QUEUE);
     let session = Session {
         channels: channels.clone(),
@@ -134,6 +155,7 @@ fn open_session(
         seeks: 0,
         metrics,
         request: None,
+        binding,
     };
     let session = Box::pin(session.run(request.into_inner()));
     ResponseStream { queue, session: Some(session) }
@@ -146,17 +168,25 @@ pub struct OrdererDeliver {
     channels: Arc<Channels>,
     clock: Arc<dyn Clock>,
     time_window: Duration,
+    /// Mutual TLS: the orderer checks the binding as the peer does.
+    binding: bool,
 }
 
 impl OrdererDeliver {
     pub fn new(channels: Arc<Channels>, clock: Arc<dyn Clock>, time_window: Duration) -> OrdererDeliver {
-        OrdererDeliver { channels, clock, time_window }
+        OrdererDeliver { channels, clock, time_window, binding: false }
+    }
+
+    /// Checks every request's TLS binding (an orderer with mutual TLS).
+    pub fn with_binding(mut self, binding: bool) -> OrdererDeliver {
+        self.binding = binding;
+        self
     }
 
     /// Answers one `Deliver` stream; the session lives as long as the returned stream.
     pub fn deliver(&self, request: Request<Streaming<Envelope>>) -> Response<BoxStream<proto::orderer::DeliverResponse>> {
-        let stream =
-            open_session(&self.channels, &self.clock, self.time_window, request, Kind::Blocks, ReadAccess::Policy(ORDERER_READERS), None);
+        let checks = Checks { channels: &self.channels, clock: &self.clock, time_window: self.time_window, binding: self.binding };
+        let stream = open_session(checks, request, Kind::Blocks, ReadAccess::Policy(ORDERER_READERS), None);
         Response::new(Box::pin(stream.map(|item| item.map(to_orderer_response))))
     }
 }
@@ -266,6 +296,9 @@ struct Session {
     /// The request being answered, once counted as received (completed when it ends, as failed
     /// if the session is dropped first).
     request: Option<CountedRequest>,
+    /// With the TLS binding check on: the hash of the client certificate seen on the
+    /// connection (`None` inside: the client sent none).
+    binding: Option<Option<[u8; 32]>>,
 }
 
 /// A stream counted as opened; counted as closed when dropped (with its session).
@@ -375,6 +408,12 @@ impl Session {
                 return Ok(FabricStatus::BadRequest);
             }
         };
+        if let Some(client_cert) = self.binding
+            && let Err(err) = check_binding(&channel_header.tls_cert_hash, client_cert)
+        {
+            warn!(target: DELIVER, func = "deliverBlocks", "error parsing envelope from {address}: {err}");
+            return Ok(FabricStatus::BadRequest);
+        }
         let channel = channel_header.channel_id.clone();
         let Some(ledger) = self.channels.ledger(&channel) else {
             // Fabric logs this at DEBUG: SDKs poll while waiting for a channel to be created.

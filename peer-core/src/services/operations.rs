@@ -23,6 +23,7 @@ use prometheus_client::registry::Registry;
 
 use crate::env::Clock;
 use crate::metadata;
+use crate::net::tls::RemoteTls;
 
 /// Reading and changing the log level spec at run time (implemented by the logging module).
 pub trait LogControl: Send + Sync + 'static {
@@ -49,6 +50,8 @@ pub struct Operations {
     pub checks: Arc<Vec<Box<dyn HealthCheck>>>,
     /// The current gossip membership as JSON, for `GET /membership` (a peer-core addition).
     pub membership: Option<Arc<dyn Fn() -> serde_json::Value + Send + Sync>>,
+    /// Served over TLS: `/logspec` and `/metrics` then need a verified client certificate.
+    pub tls: bool,
 }
 
 /// Largest request body read (a `/logspec` PUT is a few bytes).
@@ -71,6 +74,14 @@ fn empty(status: StatusCode) -> Response<Full<Bytes>> {
 impl Operations {
     pub async fn handle(&self, request: Request<Incoming>) -> Response<Full<Bytes>> {
         let method = request.method().clone();
+        let path = request.uri().path();
+        // Fabric's RequireCert middleware (spec §5): with TLS on, only a client whose certificate
+        // verified may read metrics or change the log spec; 401 with an empty body, before any
+        // other handling.
+        let verified = request.extensions().get::<RemoteTls>().is_some_and(|tls| tls.cert_hash.is_some());
+        if self.tls && !verified && (path == "/logspec" || path == "/metrics") {
+            return empty(StatusCode::UNAUTHORIZED);
+        }
         match request.uri().path() {
             "/healthz" => self.healthz(&method),
             "/version" => match method {

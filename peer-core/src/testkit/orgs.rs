@@ -28,3 +28,34 @@ pub fn local_msp(node: &Node, msp_id: &str) -> LocalMsp {
 pub fn admin(org: &Org) -> LocalMsp {
     local_msp(&org.admin, &org.spec.msp_id)
 }
+
+/// A generated node's TLS files as a host hands them to `node::start`: its server pair, its org's
+/// TLS CA as `peer.tls.rootcert.file` and (with `mutual`) as the client root CAs. The paths are
+/// where [`tls_vars`] points the config, under `/tls/<node name>/` (nothing is on a disk).
+pub fn tls_files(node: &Node, mutual: bool) -> crate::node::tls::TlsFiles {
+    use crate::net::tls::PemFile;
+    let file = |name: &str, bytes: &[u8]| PemFile { path: format!("/tls/{}/{name}", node.name).into(), bytes: bytes.to_vec() };
+    crate::node::tls::TlsFiles {
+        cert: file("server.crt", &node.tls.cert),
+        key: file("server.key", &node.tls.key),
+        root_cert: Some(file("ca.crt", &node.tls.ca_crt)),
+        client_root_cas: if mutual { vec![file("ca.crt", &node.tls.ca_crt)] } else { Vec::new() },
+        client: None,
+    }
+}
+
+/// The `CORE_PEER_TLS_*` variables that turn TLS on with [`tls_files`]' paths.
+pub fn tls_vars(node: &Node, mutual: bool) -> Vec<(String, String)> {
+    let dir = format!("/tls/{}", node.name);
+    let mut vars = vec![
+        ("CORE_PEER_TLS_ENABLED".into(), "true".into()),
+        ("CORE_PEER_TLS_CLIENTAUTHREQUIRED".into(), mutual.to_string()),
+        ("CORE_PEER_TLS_CERT_FILE".into(), format!("{dir}/server.crt")),
+        ("CORE_PEER_TLS_KEY_FILE".into(), format!("{dir}/server.key")),
+        ("CORE_PEER_TLS_ROOTCERT_FILE".into(), format!("{dir}/ca.crt")),
+    ];
+    if mutual {
+        vars.push(("CORE_PEER_TLS_CLIENTROOTCAS_FILES".into(), format!("{dir}/ca.crt")));
+    }
+    vars
+}

@@ -69,6 +69,33 @@ impl Net {
 
     /// [`Net::start`] with more `CORE_*` variables.
     pub(crate) async fn start_with(&self, i: usize, storage: Arc<MemStorage>, env: &[(&str, &str)]) -> RunningNode {
+        self.try_start(i, storage, env, |setup| setup).await.unwrap()
+    }
+
+    /// The in-memory network.
+    pub(crate) fn network(&self) -> &MemNetwork {
+        &self.network
+    }
+
+    /// An env on the net's network and clock, with no disk.
+    pub(crate) fn env(&self, seed: u8) -> Env {
+        Env::new(self.clock.clone(), self.network.clone(), Arc::new(MemStorage::default()), [seed; 32])
+    }
+
+    /// The generated Org1 (its peers' TLS files).
+    pub(crate) fn org1(&self) -> &Org {
+        &self.org1
+    }
+
+    /// [`Net::start_with`] with the setup adjusted by `adjust` (TLS files), returning the start
+    /// error if any.
+    pub(crate) async fn try_start(
+        &self,
+        i: usize,
+        storage: Arc<MemStorage>,
+        env: &[(&str, &str)],
+        adjust: impl FnOnce(node::Setup) -> node::Setup,
+    ) -> Result<RunningNode, node::StartError> {
         let sample = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().join("sampleconfig");
         let text = std::fs::read_to_string(sample.join("core.yaml")).unwrap();
         let port = 7051 + 1000 * i as u16;
@@ -86,13 +113,13 @@ impl Net {
         let msp = local_msp(&self.org1.peers[i], "Org1MSP");
         let (_layer, handle) =
             peer_core::logging::layer(&Default::default(), Arc::new(epoch), peer_core::logging::MemorySink::new().sink()).unwrap();
-        let setup = node::Setup::new(config, msp, Arc::new(handle), format!("peer{i}"));
+        let setup = adjust(node::Setup::new(config, msp, Arc::new(handle), format!("peer{i}")));
         let env = Env::new(self.clock.clone(), self.network.clone(), storage, [i as u8 + 1; 32]);
-        let running = node::start(env, setup).await.unwrap();
+        let running = node::start(env, setup).await?;
         if running.channels.ledger(CHANNEL).is_none() {
             running.channels.join(&self.genesis).unwrap();
         }
-        running
+        Ok(running)
     }
 
     /// The next orderer-signed block on top of `node`'s tip.

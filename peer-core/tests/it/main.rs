@@ -18,3 +18,4 @@ mod msp;
 mod node;
 mod serve;
 mod tidy;
+mod tls;

@@ -88,7 +88,7 @@ impl World {
     async fn http1(&self, limits: ConnectionLimits) {
         let listener = self.listener().await;
         let handler = |_request| async { Response::new(http_body_util::Full::new(hyper::body::Bytes::from_static(b"ok"))) };
-        tokio::spawn(serve::serve_http1(listener, self.clock.clone(), handler, limits, self.stop.subscribe()));
+        tokio::spawn(serve::serve_http1(listener, self.clock.clone(), handler, limits, None, self.stop.subscribe()));
     }
 
     async fn connect(&self) -> Box<dyn Connection> {
