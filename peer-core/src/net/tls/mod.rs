@@ -63,3 +63,20 @@ pub fn provider(env: &Env) -> Arc<CryptoProvider> {
         TlsRandomness::Seeded { seed, provider } => provider.get_or_init(|| seeded::provider(*seed)).clone(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Fabric's binding inspector texts, in its order of checks.
+    #[test]
+    fn the_binding_check_names_what_is_wrong() {
+        let hash = cert_hash(b"a certificate");
+        assert_eq!(check_binding(&hash, Some(hash)), Ok(()));
+        assert_eq!(check_binding(&[], Some(hash)), Err("client didn't include its TLS cert hash".into()));
+        assert_eq!(check_binding(&hash, None), Err("client didn't send a TLS certificate".into()));
+        let error = check_binding(&[1, 2, 250], Some([0; 32])).unwrap_err();
+        assert!(error.starts_with("claimed TLS cert hash is [1 2 250] but actual TLS cert hash is [0 0 0"), "{error}");
+        assert_eq!(go_bytes(&[]), "[]");
+    }
+}
