@@ -177,3 +177,44 @@ async fn operations_over_tls_serve_metrics_only_to_a_verified_client() {
     assert!(refused.is_empty(), "{refused}");
     running.stop().await;
 }
+
+/// With mutual TLS the peer's Deliver service checks Fabric's binding before anything else: a
+/// seek whose channel header claims another certificate than the client's is a BAD_REQUEST; the
+/// same seek bound to the client's certificate gets the block.
+#[tokio::test]
+async fn deliver_with_mutual_tls_checks_the_binding_of_each_seek() {
+    use peer_core::net::dial::{ClientOptions, dial};
+    use proto::orderer::{SeekInfo, SeekPosition, SeekSpecified, seek_info::SeekBehavior, seek_position};
+    use proto::protos::deliver_client::DeliverClient;
+    use proto::protos::deliver_response::Type;
+    use tokio_stream::wrappers::ReceiverStream;
+
+    let net = Net::new();
+    let running = start_tls(&net, 0, true).await;
+    let admin_node = &net.org1().admin;
+    let files = tls_files(admin_node, false);
+    let pair = KeyPair::from_files(&files.cert, &files.key).unwrap();
+    let env = net.env(12);
+    let context = TlsContext::new(&peer_core::net::tls::provider(&env), env.clock.clone());
+    let roots = peer_core::net::tls::certificates(files.root_cert.as_ref().unwrap()).unwrap();
+    let (config, _) = context.client(&roots, Some(&pair)).unwrap();
+    let options = ClientOptions { timeout: Duration::from_secs(1), keepalive: None, tls: Some(config) };
+    let signer = peer_core::testkit::admin(net.org1());
+    let block_zero = SeekPosition { r#type: Some(seek_position::Type::Specified(SeekSpecified { number: 0 })) };
+    let seek =
+        SeekInfo { start: Some(block_zero), stop: Some(block_zero), behavior: SeekBehavior::BlockUntilReady as i32, ..SeekInfo::default() };
+    for (claimed, first_answer) in [(Some([9u8; 32]), "status 400"), (Some(pair.leaf_hash()), "block"), (None, "status 400")] {
+        let dialed = dial(&env, &peer_core::config::HostPort::new("127.0.0.1", 7051), &options).await.unwrap();
+        let envelope = peer_core::proposal::seek_info_envelope_bound(&signer, CHANNEL, &seek, [3; 24], env.clock.wall_clock(), claimed);
+        let (requests, queue) = tokio::sync::mpsc::channel(1);
+        requests.send(envelope).await.unwrap();
+        let mut responses = DeliverClient::new(dialed.channel).deliver(ReceiverStream::new(queue)).await.unwrap().into_inner();
+        let answer = match responses.message().await.unwrap().and_then(|r| r.r#type) {
+            Some(Type::Block(_)) => "block".to_string(),
+            Some(Type::Status(status)) => format!("status {status}"),
+            other => format!("{other:?}"),
+        };
+        assert_eq!(answer, first_answer, "claimed {claimed:?}");
+    }
+    running.stop().await;
+}
