@@ -9,7 +9,7 @@
 //!   sign with RFC 6979 (deterministic) ECDSA.
 //!
 //! Cipher suites and signature verification stay ring's: they are deterministic given the keys.
-//! [`ClockTime`] gives rustls the simulator's clock for certificate validity and ticket ages.
+//! Time is not here: `config::EnvTime` gives rustls the env's clock (the simulator's).
 //!
 //! Deliberately not here: other key exchange groups (no X25519, no P-384, no post-quantum
 //! hybrids), other key types (RSA, Ed25519 and P-384 keys are refused), and a session ticket
@@ -21,7 +21,6 @@
 
 use std::fmt;
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::SystemTime;
 
 use der::Decode;
 use der::asn1::{AnyRef, ObjectIdentifier};
@@ -34,9 +33,8 @@ use p256::pkcs8::{DecodePrivateKey, PrivateKeyInfoRef};
 use rand_chacha::ChaCha20Rng;
 use rand_core::{Rng, SeedableRng};
 use rustls::crypto::{ActiveKeyExchange, CryptoProvider, GetRandomFailed, KeyProvider, SecureRandom, SharedSecret, SupportedKxGroup};
-use rustls::pki_types::{PrivateKeyDer, SubjectPublicKeyInfoDer, UnixTime};
+use rustls::pki_types::{PrivateKeyDer, SubjectPublicKeyInfoDer};
 use rustls::sign::{Signer, SigningKey};
-use rustls::time_provider::TimeProvider;
 use rustls::{Error, NamedGroup, PeerMisbehaved, SignatureAlgorithm, SignatureScheme};
 use sha2::{Digest, Sha256};
 
@@ -293,35 +291,13 @@ impl Signer for P256Signer {
     }
 }
 
-/// rustls' clock from a closure, e.g. the simulator's clock: certificate validity and session
-/// ticket ages are judged at the time it returns. A time before 1970 reads as "no time", which
-/// rustls reports as an error rather than guessing.
-#[derive(Clone)]
-pub struct ClockTime(pub Arc<dyn Fn() -> SystemTime + Send + Sync>);
-
-impl ClockTime {
-    /// A clock stopped at `at` (tests, and tools that check validity at a given instant).
-    pub fn fixed(at: SystemTime) -> ClockTime {
-        ClockTime(Arc::new(move || at))
-    }
-}
-
-impl fmt::Debug for ClockTime {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("ClockTime")
-    }
-}
-
-impl TimeProvider for ClockTime {
-    fn current_time(&self) -> Option<UnixTime> {
-        let since_epoch = (self.0)().duration_since(SystemTime::UNIX_EPOCH).ok()?;
-        Some(UnixTime::since_unix_epoch(since_epoch))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use std::io::{Read, Write};
+    use std::time::SystemTime;
+
+    use rustls::pki_types::UnixTime;
+    use rustls::time_provider::TimeProvider;
     use std::sync::LazyLock;
     use std::time::Duration;
 
@@ -369,13 +345,33 @@ mod tests {
         certs(&ORG.admin.tls.cert).remove(0)
     }
 
+    /// A clock whose wall time stays at `at`.
+    struct Stopped(SystemTime);
+
+    impl crate::env::Clock for Stopped {
+        fn now(&self) -> crate::env::Instant {
+            crate::env::Instant(0)
+        }
+        fn wall_clock(&self) -> SystemTime {
+            self.0
+        }
+        fn sleep_until(&self, _: crate::env::Instant) -> crate::env::BoxFuture<'static, ()> {
+            Box::pin(std::future::pending())
+        }
+    }
+
+    /// rustls' time as the peer gives it (`EnvTime`), stopped at `at`.
+    fn fixed(at: SystemTime) -> super::super::EnvTime {
+        super::super::EnvTime(Arc::new(Stopped(at)))
+    }
+
     fn configs(
         client_seed: [u8; 32],
         server_seed: [u8; 32],
         version: &'static SupportedProtocolVersion,
         now: u64,
     ) -> (Arc<ClientConfig>, Arc<ServerConfig>) {
-        let clock: Arc<dyn TimeProvider> = Arc::new(ClockTime::fixed(SystemTime::UNIX_EPOCH + Duration::from_secs(now)));
+        let clock: Arc<dyn TimeProvider> = Arc::new(fixed(SystemTime::UNIX_EPOCH + Duration::from_secs(now)));
         let mut roots = RootCertStore::empty();
         for ca in certs(&ORG.tls_ca.cert_pem) {
             roots.add(ca).unwrap();
@@ -520,9 +516,9 @@ mod tests {
                 "{error:?}"
             );
         }
-        let before_1970 = ClockTime::fixed(SystemTime::UNIX_EPOCH - Duration::from_secs(1));
+        let before_1970 = fixed(SystemTime::UNIX_EPOCH - Duration::from_secs(1));
         assert_eq!(before_1970.current_time(), None);
-        let at = ClockTime::fixed(SystemTime::UNIX_EPOCH + Duration::from_secs(JUNE_2025));
+        let at = fixed(SystemTime::UNIX_EPOCH + Duration::from_secs(JUNE_2025));
         assert_eq!(at.current_time(), Some(UnixTime::since_unix_epoch(Duration::from_secs(JUNE_2025))));
     }
 
