@@ -50,7 +50,7 @@ use peer_core::ledger::block::{channel_id_of, header_hash, new_block};
 use peer_core::msp::LocalMsp;
 use peer_core::msp::generate::Org;
 use peer_core::net::serve::{ConnectionLimits, GrpcServer, serve_grpc_with};
-use peer_core::net::tls::{ClientAuth, ClientRoots, KeyPair, PemFile, TlsContext, certificates};
+use peer_core::net::tls::{ClientAuth, ClientRoots, KeyPair, PemFile, TlsContext, certificates_of};
 use peer_core::proposal::{NONCE_SIZE, compute_tx_id, timestamp};
 use peer_core::services::deliver::{BoxStream, OrdererDeliver};
 use prost::Message;
@@ -165,13 +165,8 @@ fn server_tls(env: &Env, tls: &OrdererTls) -> anyhow::Result<(Arc<rustls::Server
     let context = TlsContext::new(&peer_core::net::tls::provider(env), env.clock.clone());
     let pair = KeyPair::from_files(&tls.cert, &tls.key).context("the orderer's TLS pair")?;
     let auth = if tls.client_auth_required {
-        let mut roots = Vec::new();
-        for file in &tls.client_roots {
-            roots.extend(certificates(file).context("the orderer's client root CAs")?);
-        }
-        let client_roots = ClientRoots::new(&context);
-        client_roots.set(&roots).context("the orderer's client root CAs")?;
-        ClientAuth::Require(client_roots)
+        let roots = certificates_of(&tls.client_roots).context("the orderer's client root CAs")?;
+        ClientAuth::Require(ClientRoots::trusting(&context, &roots).context("the orderer's client root CAs")?)
     } else {
         ClientAuth::Request
     };

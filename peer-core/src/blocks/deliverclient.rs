@@ -53,7 +53,7 @@ use crate::errors::rpc_error;
 use crate::ledger::LedgerError;
 use crate::msp::LocalMsp;
 use crate::net::dial::{ClientKeepalive, ClientOptions, DialError, dial};
-use crate::net::tls::{KeyPair, TlsContext};
+use crate::net::tls::{KeyPair, TlsContext, msp_tls_cas};
 use crate::proposal::{NONCE_SIZE, seek_info_envelope_bound};
 use rustls::pki_types::CertificateDer;
 
@@ -460,7 +460,7 @@ impl DeliverClient {
                 continue;
             }
             if let Some(msp) = config.msp(&org.msp_id) {
-                roots.extend(msp.tls_roots.iter().chain(&msp.tls_intermediates).map(|der| CertificateDer::from(der.clone())));
+                roots.extend(msp_tls_cas(msp));
             }
         }
         roots

@@ -17,7 +17,7 @@ use hyper_util::rt::TokioIo;
 use rustls::pki_types::ServerName;
 use tonic::transport::{Channel, Endpoint};
 
-use super::tls::cert_hash;
+use super::tls::remote_cert_hash;
 use crate::config::HostPort;
 use crate::env::{Connection, Env, StreamConnection};
 use crate::errors::error_chain;
@@ -89,8 +89,7 @@ pub async fn dial(env: &Env, address: &HostPort, options: &ClientOptions) -> Res
             let (local, peer) = (connection.local_addr()?, connection.peer_addr()?);
             match tls.connect(name, connection).await {
                 Ok(stream) => {
-                    let leaf = stream.get_ref().1.peer_certificates().and_then(|chain| chain.first()).map(|leaf| cert_hash(leaf.as_ref()));
-                    *server_cert.lock().unwrap_or_else(|p| p.into_inner()) = leaf;
+                    *server_cert.lock().unwrap_or_else(|p| p.into_inner()) = remote_cert_hash(stream.get_ref().1);
                     let stream: Box<dyn Connection> = Box::new(StreamConnection { stream, local, peer });
                     Ok(TokioIo::new(stream))
                 }

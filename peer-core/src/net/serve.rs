@@ -45,7 +45,7 @@ use tokio::task::JoinSet;
 use tonic::body::Body;
 
 use super::grpc_metrics::ConnectionCounters;
-use super::tls::{RemoteTls, cert_hash};
+use super::tls::{RemoteTls, remote_cert_hash};
 use crate::config::KeepaliveConfig;
 use crate::env::{BoxFuture, Clock, Connection, Listener, StreamConnection};
 
@@ -342,7 +342,7 @@ async fn accept_tls(
         () = deadline => return Err(format!("{} with error context deadline exceeded", elapsed())),
     };
     tracing::debug!(target: TLS_SERVER, func = "handshake", "Server TLS handshake completed in {}", elapsed());
-    let cert_hash = stream.get_ref().1.peer_certificates().and_then(|chain| chain.first()).map(|leaf| cert_hash(leaf.as_ref()));
+    let cert_hash = remote_cert_hash(stream.get_ref().1);
     let (Ok(local), Ok(peer)) = (local, peer) else {
         return Err(format!("{} with error the connection has no address", elapsed()));
     };

@@ -19,7 +19,7 @@ use crate::channel::config::ChannelConfig;
 use crate::config::{OperationsTlsConfig, TlsConfig};
 use crate::env::Env;
 use crate::msp::go_time;
-use crate::net::tls::{ClientAuth, ClientRoots, KeyPair, PemFile, TlsContext, TlsError, certificates};
+use crate::net::tls::{ClientAuth, ClientRoots, KeyPair, PemFile, TlsContext, TlsError, certificates, certificates_of, msp_tls_cas};
 
 /// The files of `peer.tls.*`, read by the host (the CLI from disk; the simulator from its
 /// generated orgs). Each keeps its path for errors.
@@ -87,14 +87,9 @@ impl OperationsTlsFiles {
     pub fn server(&self, env: &Env, client_auth_required: bool) -> Result<Arc<rustls::ServerConfig>, String> {
         let context = TlsContext::new(&crate::net::tls::provider(env), env.clock.clone());
         let pair = KeyPair::from_files(&self.cert, &self.key).map_err(|e| e.to_string())?;
-        let mut roots = Vec::new();
-        for file in &self.client_root_cas {
-            roots.extend(certificates(file).map_err(|e| e.to_string())?);
-        }
+        let roots = certificates_of(&self.client_root_cas).map_err(|e| e.to_string())?;
         let auth = if client_auth_required {
-            let client_roots = ClientRoots::new(&context);
-            client_roots.set(&roots).map_err(|e| e.to_string())?;
-            ClientAuth::Require(client_roots)
+            ClientAuth::Require(ClientRoots::trusting(&context, &roots).map_err(|e| e.to_string())?)
         } else {
             ClientAuth::VerifyIfGiven(roots)
         };
@@ -160,10 +155,8 @@ impl PeerTls {
             Some(file) => certificates(file).map_err(|e| PeerTlsError::Roots(format!("error loading TLS root certificate ({e})")))?,
             None => Vec::new(),
         };
-        let mut client_root_cas = Vec::new();
-        for file in &files.client_root_cas {
-            client_root_cas.extend(certificates(file).map_err(|e| PeerTlsError::Roots(format!("error loading client root CAs ({e})")))?);
-        }
+        let client_root_cas =
+            certificates_of(&files.client_root_cas).map_err(|e| PeerTlsError::Roots(format!("error loading client root CAs ({e})")))?;
         let client_roots = tls.client_auth_required.then(|| ClientRoots::new(&context));
         let auth = match &client_roots {
             Some(roots) => ClientAuth::Require(roots.clone()),
@@ -250,13 +243,7 @@ impl PeerTls {
 
 /// The TLS root and intermediate CAs of a channel's application orgs, in MSP ID order.
 fn application_tls_cas(config: &ChannelConfig) -> Vec<CertificateDer<'static>> {
-    let mut out = Vec::new();
-    for org in config.application.orgs.values() {
-        if let Some(msp) = config.msp(&org.msp_id) {
-            out.extend(msp.tls_roots.iter().chain(&msp.tls_intermediates).map(|der| CertificateDer::from(der.clone())));
-        }
-    }
-    out
+    config.application.orgs.values().filter_map(|org| config.msp(&org.msp_id)).flat_map(msp_tls_cas).collect()
 }
 
 /// Fabric's certmonitor lines for one certificate.

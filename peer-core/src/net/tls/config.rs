@@ -187,6 +187,13 @@ impl ClientRoots {
         Ok(skipped)
     }
 
+    /// Client roots set to `roots` at once (see [`ClientRoots::set`]).
+    pub fn trusting(context: &TlsContext, roots: &[CertificateDer<'static>]) -> Result<Arc<ClientRoots>, rustls::Error> {
+        let client_roots = ClientRoots::new(context);
+        client_roots.set(roots)?;
+        Ok(client_roots)
+    }
+
     /// Whether no roots were ever set (every client is refused).
     pub fn is_empty(&self) -> bool {
         self.current().is_none()

@@ -91,6 +91,16 @@ pub fn certificates(file: &PemFile) -> Result<Vec<CertificateDer<'static>>, TlsE
     Ok(out)
 }
 
+/// Every certificate of `files`, file by file ([`certificates`] of each; the first bad file is
+/// the error).
+pub fn certificates_of(files: &[PemFile]) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+    let mut out = Vec::new();
+    for file in files {
+        out.extend(certificates(file)?);
+    }
+    Ok(out)
+}
+
 /// SHA-256 of a certificate's DER: Fabric's TLS certificate hash (gossip's ConnEstablish, the
 /// channel header's `tls_cert_hash`).
 pub fn cert_hash(der: &[u8]) -> [u8; 32] {

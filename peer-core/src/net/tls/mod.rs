@@ -19,11 +19,13 @@ pub mod seeded;
 use std::sync::Arc;
 
 use rustls::crypto::CryptoProvider;
+use rustls::pki_types::CertificateDer;
 
 use crate::env::{Env, TlsRandomness};
+use crate::msp::Msp;
 
 pub use config::{ClientAuth, ClientRoots, EnvTime, TlsContext};
-pub use material::{KeyPair, PemFile, TlsError, cert_hash, certificates};
+pub use material::{KeyPair, PemFile, TlsError, cert_hash, certificates, certificates_of};
 
 /// What a TLS connection showed of its remote, put in each request's extensions by the server
 /// (gossip checks a ConnEstablish against it; Deliver checks the channel header's hash).
@@ -31,6 +33,18 @@ pub use material::{KeyPair, PemFile, TlsError, cert_hash, certificates};
 pub struct RemoteTls {
     /// SHA-256 of the first certificate the remote presented; `None`: it presented none.
     pub cert_hash: Option<[u8; 32]>,
+}
+
+/// An MSP's TLS root then intermediate CAs (from a channel config), as trust anchors: Fabric's
+/// pools make intermediates anchors too.
+pub fn msp_tls_cas(msp: &Msp) -> impl Iterator<Item = CertificateDer<'static>> + '_ {
+    msp.tls_roots.iter().chain(&msp.tls_intermediates).map(|der| CertificateDer::from(der.clone()))
+}
+
+/// SHA-256 of the first certificate the remote presented on a TLS connection (client or
+/// server side); `None` if it presented none.
+pub fn remote_cert_hash(connection: &rustls::CommonState) -> Option<[u8; 32]> {
+    connection.peer_certificates().and_then(|chain| chain.first()).map(|leaf| cert_hash(leaf.as_ref()))
 }
 
 /// Go's `%v` of a byte slice, as Fabric's TLS binding errors print hashes: `[1 2 250]`.
