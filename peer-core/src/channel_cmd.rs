@@ -4,10 +4,16 @@
 //! lines (logger `channelCmd`) and errors. Plus `create-genesis`, a peer-core helper.
 //!
 //! Part of the binary: it reads files, the OS clock and entropy, and opens real sockets. The
-//! messages themselves are built by the library (`peer_core::proposal`). No TLS yet, and no
-//! orderer (`-o`): fetch always asks the peer, as Fabric's does without `-o`.
+//! messages themselves are built by the library (`peer_core::proposal`).
+//!
+//! TLS as Fabric's CLI: to the peer when `peer.tls.enabled`, trusting `peer.tls.rootcert.file`
+//! (or `--tlsRootCertFiles` with `--peerAddresses`) and presenting `peer.tls.clientCert/clientKey`
+//! when `peer.tls.clientAuthRequired`; `fetch -o` asks the orderer instead, with `--tls`,
+//! `--cafile`, `--clientauth`, `--certfile`, `--keyfile`. A Deliver seek sent with a client
+//! certificate carries its hash (`tls_cert_hash`), which a server requiring client certificates
+//! checks.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, anyhow, bail};
@@ -18,12 +24,13 @@ use proto::protos::endorser_client::EndorserClient;
 use proto::protos::{ChannelQueryResponse, ProposalResponse, deliver_response};
 use tonic::transport::Channel;
 
-use crate::cli::ChannelCommand;
+use crate::cli::{ChannelCommand, ClientFlags};
 use peer_core::config::{Config, HostPort};
 use peer_core::env::Env;
 use peer_core::errors::rpc_error;
 use peer_core::msp::LocalMsp;
-use peer_core::net::dial::{ClientOptions, dial};
+use peer_core::net::dial::{ClientOptions, ClientTls, dial};
+use peer_core::net::tls::{KeyPair, PemFile, TlsContext, certificates};
 use peer_core::proposal::{Invocation, NONCE_SIZE, seek_envelope, signed_proposal};
 
 const CHANNEL_CMD: &str = "channelCmd";
@@ -50,11 +57,11 @@ fn usage_error(command: &'static str, message: &str) -> anyhow::Error {
     UsageError { message: message.to_string(), group: "channel", command }.into()
 }
 
-/// What every channel command needs: the admin signer and where the peer is.
+/// What every channel command needs: the admin signer and where the peer (or orderer) is.
 pub struct ChannelContext {
     pub config: Config,
     pub signer: LocalMsp,
-    pub peer_address: Option<String>,
+    pub client: ClientFlags,
     /// The world the commands dial through (the real one: TCP and the system clock).
     pub env: Env,
 }
@@ -88,42 +95,131 @@ fn nonce() -> anyhow::Result<[u8; NONCE_SIZE]> {
     Ok(nonce)
 }
 
+/// A server a command dials, resolved from core.yaml and the flags before dialing.
+struct Server {
+    /// `endorser`, `deliver` (the peer) or `orderer`, for Fabric's error texts.
+    client: &'static str,
+    address: String,
+    tls: Option<ServerTls>,
+}
+
+struct ServerTls {
+    client: ClientTls,
+    /// SHA-256 of the client certificate presented, if any: a Deliver seek's `tls_cert_hash`.
+    client_cert_hash: Option<[u8; 32]>,
+}
+
+/// Reads a TLS file a setting names; `setting` is how the user named it (a core.yaml key or a
+/// flag), which every error names along with the file.
+fn tls_file(setting: &str, path: Option<&PathBuf>, what: &'static str) -> anyhow::Result<PemFile> {
+    let path = path.ok_or_else(|| anyhow!("unable to load {setting}: it is not set"))?;
+    PemFile::read(path, what).map_err(|e| anyhow!("unable to load {setting}: {e}"))
+}
+
 impl ChannelContext {
-    fn address(&self) -> String {
-        self.peer_address.clone().unwrap_or_else(|| self.config.peer.address.to_string())
+    /// The peer: `--peerAddresses` (with `--tlsRootCertFiles`) or `peer.address`, with
+    /// `peer.tls.*`.
+    fn peer(&self, client: &'static str) -> anyhow::Result<Server> {
+        let tls = &self.config.peer.tls;
+        let address = self.client.peer_address.clone().unwrap_or_else(|| self.config.peer.address.to_string());
+        if !tls.enabled {
+            return Ok(Server { client, address, tls: None });
+        }
+        let root = match &self.client.peer_address {
+            Some(address) if self.client.tls_root_cert_file.is_none() => {
+                bail!("tls root cert file must be set: with peer.tls.enabled, --peerAddresses {address} needs --tlsRootCertFiles")
+            }
+            Some(_) => tls_file("--tlsRootCertFiles", self.client.tls_root_cert_file.as_ref(), "TLS root certificate")?,
+            None => tls_file("peer.tls.rootcert.file", tls.root_cert_file.as_ref(), "TLS root certificate")?,
+        };
+        let pair = match tls.client_auth_required {
+            false => None,
+            true => Some((
+                tls_file("peer.tls.clientCert.file", tls.client_cert_file.as_ref(), "TLS client certificate")?,
+                tls_file("peer.tls.clientKey.file", tls.client_key_file.as_ref(), "TLS client key")?,
+            )),
+        };
+        let settings = "peer.tls.clientCert.file, peer.tls.clientKey.file";
+        let tls = self.server_tls(&root, pair, settings, tls.server_host_override.clone())?;
+        Ok(Server { client, address, tls: Some(tls) })
     }
 
-    /// Dials the peer, retrying until `peer.client.connTimeout` as gRPC's blocking dial does.
-    async fn connect(&self, client: &str) -> anyhow::Result<Channel> {
-        if self.config.peer.tls.enabled {
-            bail!("peer.tls.enabled is true, but peer-core's channel commands do not support TLS yet");
+    /// The orderer of `fetch -o`, with the orderer flags; `None` without `-o`.
+    fn orderer(&self) -> anyhow::Result<Option<Server>> {
+        let flags = &self.client;
+        let Some(address) = flags.orderer.clone() else { return Ok(None) };
+        if !flags.tls {
+            return Ok(Some(Server { client: "orderer", address, tls: None }));
         }
-        let address = self.address();
+        let root = tls_file("--cafile", flags.cafile.as_ref(), "TLS root certificate")?;
+        let pair = match flags.clientauth {
+            false => None,
+            true => Some((
+                tls_file("--certfile", flags.certfile.as_ref(), "TLS client certificate")?,
+                tls_file("--keyfile", flags.keyfile.as_ref(), "TLS client key")?,
+            )),
+        };
+        let tls = self.server_tls(&root, pair, "--certfile, --keyfile", flags.orderer_tls_hostname_override.clone())?;
+        Ok(Some(Server { client: "orderer", address, tls: Some(tls) }))
+    }
+
+    /// The TLS side of a server: trusting `root`, presenting `pair` (named by `pair_settings` in
+    /// errors), expecting `server_name` (else the dialed host) in the server's certificate.
+    fn server_tls(
+        &self,
+        root: &PemFile,
+        pair: Option<(PemFile, PemFile)>,
+        pair_settings: &str,
+        server_name: Option<String>,
+    ) -> anyhow::Result<ServerTls> {
+        let roots = certificates(root)?;
+        let pair = pair
+            .map(|(cert, key)| KeyPair::from_files(&cert, &key))
+            .transpose()
+            .map_err(|e| anyhow!("error parsing client TLS key pair ({pair_settings}): {e}"))?;
+        let context = TlsContext::new(&peer_core::net::tls::provider(&self.env), self.env.clock.clone());
+        let (config, _) = context.client(&roots, pair.as_ref()).map_err(|e| anyhow!("error creating the TLS client configuration: {e}"))?;
+        let client = ClientTls { config, server_name, log_failures: true };
+        Ok(ServerTls { client, client_cert_hash: pair.as_ref().map(KeyPair::leaf_hash) })
+    }
+
+    /// Dials `server`, retrying until `peer.client.connTimeout` as gRPC's blocking dial does.
+    async fn connect(&self, server: &Server) -> anyhow::Result<Channel> {
+        let Server { client, address, .. } = server;
         let failed = |reason: String| anyhow!("{client} client failed to connect to {address}: failed to create new connection: {reason}");
         // gRPC's own check of the target comes first (its text for an address that is no URI).
         tonic::transport::Endpoint::from_shared(format!("http://{address}")).map_err(|e| failed(e.to_string()))?;
-        let target = HostPort::parse(&address).map_err(failed)?;
+        let target = HostPort::parse(address).map_err(failed)?;
         let timeout = self.config.peer.client_conn_timeout;
         let env = &self.env;
-        let options = ClientOptions { timeout, keepalive: None, tls: None };
+        let options = ClientOptions { timeout, keepalive: None, tls: server.tls.as_ref().map(|tls| tls.client.clone()) };
+        let last_error = std::cell::RefCell::new(None);
         let attempt = async {
             loop {
                 match dial(env, &target, &options).await {
                     Ok(channel) => return channel,
                     // A pause between dials, as gRPC's backoff.
-                    Err(_) => env.clock.sleep(Duration::from_millis(100)).await,
+                    Err(error) => {
+                        *last_error.borrow_mut() = Some(error.to_string());
+                        env.clock.sleep(Duration::from_millis(100)).await;
+                    }
                 }
             }
         };
         tokio::select! {
             biased;
             dialed = attempt => Ok(dialed.channel),
-            () = env.clock.sleep(timeout) => Err(failed("context deadline exceeded".into())),
+            () = env.clock.sleep(timeout) => {
+                // gRPC says only that the deadline passed; the last failure says why.
+                let why = last_error.take().map(|e| format!(" (last attempt: {e})")).unwrap_or_default();
+                Err(failed(format!("context deadline exceeded{why}")))
+            }
         }
     }
 
     async fn endorser(&self) -> anyhow::Result<EndorserClient<Channel>> {
-        let channel = self.connect("endorser").await.context("error getting endorser client for channel")?;
+        let peer = self.peer("endorser").context("error getting endorser client for channel")?;
+        let channel = self.connect(&peer).await.context("error getting endorser client for channel")?;
         tracing::info!(target: CHANNEL_CMD, func = "InitCmdFactory", "Endorser and orderer connections initialized");
         Ok(EndorserClient::new(channel).max_decoding_message_size(self.config.peer.max_recv_msg_size))
     }
@@ -280,12 +376,24 @@ fn base64(bytes: &[u8]) -> String {
 /// envelope before answering with headers does not wait on us.
 struct DeliverClient<'a> {
     context: &'a ChannelContext,
+    server: Server,
     channel_id: &'a str,
     best_effort: bool,
-    client: proto::protos::deliver_client::DeliverClient<Channel>,
+    service: DeliverService,
     send: tokio::sync::mpsc::Sender<proto::common::Envelope>,
     receive: Option<tokio::sync::mpsc::Receiver<proto::common::Envelope>>,
-    responses: Option<tonic::Streaming<proto::protos::DeliverResponse>>,
+    responses: Option<Responses>,
+}
+
+/// The peer's Deliver service, or the orderer's (`fetch -o`).
+enum DeliverService {
+    Peer(proto::protos::deliver_client::DeliverClient<Channel>),
+    Orderer(proto::orderer::atomic_broadcast_client::AtomicBroadcastClient<Channel>),
+}
+
+enum Responses {
+    Peer(tonic::Streaming<proto::protos::DeliverResponse>),
+    Orderer(tonic::Streaming<proto::orderer::DeliverResponse>),
 }
 
 fn status_name(status: i32) -> String {
@@ -294,46 +402,77 @@ fn status_name(status: i32) -> String {
 
 impl<'a> DeliverClient<'a> {
     async fn open(context: &'a ChannelContext, channel_id: &'a str, best_effort: bool) -> anyhow::Result<DeliverClient<'a>> {
-        let channel = context.connect("deliver").await.context("error getting deliver client for channel")?;
+        let size = context.config.peer.max_recv_msg_size;
+        let (server, service) = match context.orderer().context("failed to create deliver client for orderer")? {
+            Some(orderer) => {
+                let channel = context.connect(&orderer).await.context("failed to create deliver client for orderer")?;
+                let client = proto::orderer::atomic_broadcast_client::AtomicBroadcastClient::new(channel).max_decoding_message_size(size);
+                (orderer, DeliverService::Orderer(client))
+            }
+            None => {
+                let peer = context.peer("deliver").context("error getting deliver client for channel")?;
+                let channel = context.connect(&peer).await.context("error getting deliver client for channel")?;
+                (peer, DeliverService::Peer(proto::protos::deliver_client::DeliverClient::new(channel).max_decoding_message_size(size)))
+            }
+        };
         tracing::info!(target: CHANNEL_CMD, func = "InitCmdFactory", "Endorser and orderer connections initialized");
-        let client =
-            proto::protos::deliver_client::DeliverClient::new(channel).max_decoding_message_size(context.config.peer.max_recv_msg_size);
         let (send, receive) = tokio::sync::mpsc::channel(4);
-        Ok(DeliverClient { context, channel_id, best_effort, client, send, receive: Some(receive), responses: None })
+        Ok(DeliverClient { context, server, channel_id, best_effort, service, send, receive: Some(receive), responses: None })
     }
 
+    /// The next response; the orderer's (status or block, the same field numbers) as the peer's.
     async fn next(&mut self) -> Result<Option<proto::protos::DeliverResponse>, tonic::Status> {
+        use proto::orderer::deliver_response as orderer;
         if self.responses.is_none() {
             let Some(receive) = self.receive.take() else { return Ok(None) };
-            let responses = self.client.deliver(tokio_stream::wrappers::ReceiverStream::new(receive)).await?.into_inner();
-            self.responses = Some(responses);
+            let requests = tokio_stream::wrappers::ReceiverStream::new(receive);
+            self.responses = Some(match &mut self.service {
+                DeliverService::Peer(client) => Responses::Peer(client.deliver(requests).await?.into_inner()),
+                DeliverService::Orderer(client) => Responses::Orderer(client.deliver(requests).await?.into_inner()),
+            });
         }
         match self.responses.as_mut() {
-            Some(responses) => responses.message().await,
+            Some(Responses::Peer(responses)) => responses.message().await,
+            Some(Responses::Orderer(responses)) => Ok(responses.message().await?.map(|response| proto::protos::DeliverResponse {
+                r#type: response.r#type.map(|answer| match answer {
+                    orderer::Type::Status(status) => deliver_response::Type::Status(status),
+                    orderer::Type::Block(block) => deliver_response::Type::Block(block),
+                }),
+            })),
             None => Ok(None),
         }
     }
 
     async fn block(&mut self, position: seek_position::Type, what: &str) -> anyhow::Result<Block> {
         let seek = SeekPosition { r#type: Some(position) };
-        let envelope = seek_envelope(&self.context.signer, self.channel_id, seek, self.best_effort, nonce()?, crate::wall_clock_now());
+        let client_cert_hash = self.server.tls.as_ref().and_then(|tls| tls.client_cert_hash);
+        let now = crate::wall_clock_now();
+        let envelope = seek_envelope(&self.context.signer, self.channel_id, seek, self.best_effort, nonce()?, now, client_cert_hash);
         self.send.send(envelope).await.map_err(|_| anyhow!("error getting {what} block: the stream is closed"))?;
+        let service = match self.service {
+            DeliverService::Peer(_) => "peer",
+            DeliverService::Orderer(_) => "orderer",
+        };
         let response =
-            self.next().await.map_err(|s| anyhow!("error receiving: error receiving from peer deliver service: {}", rpc_error(&s)))?;
-        let response = response.ok_or_else(|| anyhow!("error receiving: error receiving from peer deliver service: EOF"))?;
+            self.next().await.map_err(|s| anyhow!("error receiving: error receiving from {service} deliver service: {}", rpc_error(&s)))?;
+        let response = response.ok_or_else(|| anyhow!("error receiving: error receiving from {service} deliver service: EOF"))?;
         match response.r#type {
             Some(deliver_response::Type::Status(status)) => {
                 let name = status_name(status);
                 tracing::info!(target: DELIVER_CLIENT, func = "readBlock", "Expect block, but got status: &{{{name}}}");
-                // Fabric's text, then which channel and peer: Fabric's names neither.
+                // Fabric's text, then which channel and server: Fabric's names neither.
                 let channel = self.channel_id;
-                let address = self.context.address();
+                let address = &self.server.address;
+                let (server, joined) = match self.service {
+                    DeliverService::Peer(_) => ("peer", "has not joined"),
+                    DeliverService::Orderer(_) => ("orderer", "does not serve"),
+                };
                 let why = match (proto::common::Status::try_from(status), position) {
                     (Ok(proto::common::Status::NotFound), seek_position::Type::Specified(SeekSpecified { number })) => {
-                        format!("peer {address} has not joined channel '{channel}', or has no block {number} in it")
+                        format!("{server} {address} {joined} channel '{channel}', or has no block {number} in it")
                     }
-                    (Ok(proto::common::Status::NotFound), _) => format!("peer {address} has not joined channel '{channel}'"),
-                    _ => format!("channel '{channel}' on peer {address}"),
+                    (Ok(proto::common::Status::NotFound), _) => format!("{server} {address} {joined} channel '{channel}'"),
+                    _ => format!("channel '{channel}' on {server} {address}"),
                 };
                 bail!("can't read the block: &{{{name}}}: {why}")
             }

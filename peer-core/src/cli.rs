@@ -83,12 +83,39 @@ pub enum MspCommand {
     },
 }
 
-/// Where a channel command finds its peer.
-#[derive(Debug, Args)]
-pub struct PeerTarget {
+/// Where a channel command connects and how: the peer (`--peerAddresses`, else `peer.address`;
+/// TLS from `peer.tls.*`) or, for `fetch -o`, the orderer with Fabric's orderer TLS flags.
+#[derive(Clone, Debug, Default, Args)]
+pub struct ClientFlags {
     /// The peer to talk to (default: peer.address, i.e. CORE_PEER_ADDRESS).
     #[arg(long = "peerAddresses", value_name = "HOST:PORT")]
     pub peer_address: Option<String>,
+    /// PEM file of the TLS root certificate(s) of --peerAddresses (needed when peer.tls.enabled).
+    #[arg(long = "tlsRootCertFiles", value_name = "FILE")]
+    pub tls_root_cert_file: Option<std::path::PathBuf>,
+    /// Ordering service endpoint: `fetch` asks the orderer's Deliver service instead of the peer.
+    #[arg(short = 'o', long = "orderer", value_name = "HOST:PORT")]
+    pub orderer: Option<String>,
+    /// Use TLS when communicating with the orderer endpoint.
+    #[arg(long = "tls")]
+    pub tls: bool,
+    /// Path to file containing PEM-encoded trusted certificate(s) for the ordering endpoint.
+    #[arg(long = "cafile", value_name = "FILE")]
+    pub cafile: Option<std::path::PathBuf>,
+    /// Use mutual TLS when communicating with the orderer endpoint.
+    #[arg(long = "clientauth")]
+    pub clientauth: bool,
+    /// Path to file containing PEM-encoded X509 public key to use for mutual TLS communication
+    /// with the orderer endpoint.
+    #[arg(long = "certfile", value_name = "FILE")]
+    pub certfile: Option<std::path::PathBuf>,
+    /// Path to file containing PEM-encoded private key to use for mutual TLS communication with
+    /// the orderer endpoint.
+    #[arg(long = "keyfile", value_name = "FILE")]
+    pub keyfile: Option<std::path::PathBuf>,
+    /// The hostname override to use when validating the TLS connection to the orderer.
+    #[arg(long = "ordererTLSHostnameOverride", value_name = "NAME")]
+    pub orderer_tls_hostname_override: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -99,14 +126,14 @@ pub enum ChannelCommand {
         #[arg(short = 'b', long = "blockpath", value_name = "FILE")]
         block_path: Option<std::path::PathBuf>,
         #[command(flatten)]
-        target: PeerTarget,
+        client: ClientFlags,
     },
     /// List of channels peer has joined.
     List {
         #[command(flatten)]
         trailing: Trailing,
         #[command(flatten)]
-        target: PeerTarget,
+        client: ClientFlags,
     },
     /// get blockchain information of a specified channel. Requires '-c'.
     Getinfo {
@@ -114,7 +141,7 @@ pub enum ChannelCommand {
         #[arg(short = 'c', long = "channelID", value_name = "CHANNEL")]
         channel_id: Option<String>,
         #[command(flatten)]
-        target: PeerTarget,
+        client: ClientFlags,
     },
     /// Fetch a specified block, writing it to a file: fetch <newest|oldest|config|(number)> [outputfile].
     Fetch {
@@ -128,7 +155,7 @@ pub enum ChannelCommand {
         #[arg(value_name = "ARGS")]
         args: Vec<String>,
         #[command(flatten)]
-        target: PeerTarget,
+        client: ClientFlags,
     },
     /// Write an application channel's genesis block from the orgs' MSP folders, as configtxgen's
     /// `-outputBlock` does for a TwoOrgsApplicationGenesis-style profile (solo orderer, Fabric
@@ -163,14 +190,14 @@ pub enum ChannelCommand {
 }
 
 impl ChannelCommand {
-    /// The `--peerAddresses` of a command that talks to a peer.
-    pub fn peer_address(&self) -> Option<String> {
+    /// The connection flags of a command that talks to a peer or an orderer.
+    pub fn client_flags(&self) -> ClientFlags {
         match self {
-            ChannelCommand::Join { target, .. }
-            | ChannelCommand::List { target, .. }
-            | ChannelCommand::Getinfo { target, .. }
-            | ChannelCommand::Fetch { target, .. } => target.peer_address.clone(),
-            ChannelCommand::CreateGenesis { .. } => None,
+            ChannelCommand::Join { client, .. }
+            | ChannelCommand::List { client, .. }
+            | ChannelCommand::Getinfo { client, .. }
+            | ChannelCommand::Fetch { client, .. } => client.clone(),
+            ChannelCommand::CreateGenesis { .. } => ClientFlags::default(),
         }
     }
 }

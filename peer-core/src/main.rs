@@ -289,10 +289,10 @@ fn run_channel(command: ChannelCommand, env: &EnvVars) -> anyhow::Result<()> {
         return create_genesis(genesis, timestamp, &output);
     }
     let (loaded, signer, _trusted) = init_cmd(env)?;
-    let peer_address = command.peer_address();
+    let client = command.client_flags();
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().context("starting the async runtime")?;
     let world = peer_core::env::real::env().context("setting up the environment")?;
-    let context = channel_cmd::ChannelContext { config: loaded.config, signer, peer_address, env: world };
+    let context = channel_cmd::ChannelContext { config: loaded.config, signer, client, env: world };
     runtime.block_on(channel_cmd::run(command, &context))
 }
 

@@ -88,7 +88,8 @@ pub fn signed_proposal(
 
 /// A signed DELIVER_SEEK_INFO envelope asking for the one block at `position` (start = stop), as
 /// the `peer channel fetch` client builds it: BLOCK_UNTIL_READY, STRICT unless `best_effort`
-/// (the envelope itself as [`seek_info_envelope`] builds it).
+/// (the envelope itself as [`seek_info_envelope_bound`] builds it, bound to the client
+/// certificate `tls_cert_hash` when the connection presents one).
 pub fn seek_envelope(
     signer: &LocalMsp,
     channel_id: &str,
@@ -96,6 +97,7 @@ pub fn seek_envelope(
     best_effort: bool,
     nonce: [u8; NONCE_SIZE],
     time: SystemTime,
+    tls_cert_hash: Option<[u8; 32]>,
 ) -> Envelope {
     let seek = SeekInfo {
         start: Some(position),
@@ -104,7 +106,7 @@ pub fn seek_envelope(
         error_response: i32::from(best_effort),
         ..SeekInfo::default()
     };
-    seek_info_envelope(signer, channel_id, &seek, nonce, time)
+    seek_info_envelope_bound(signer, channel_id, &seek, nonce, time, tls_cert_hash)
 }
 
 /// A signed DELIVER_SEEK_INFO envelope carrying `seek`, as `protoutil.CreateSignedEnvelope`

@@ -184,6 +184,20 @@ struct OrdererArgs {
     /// Stop the synthetic transactions once the chain is this high, and print `reached height N`.
     #[arg(long)]
     max_height: Option<u64>,
+    /// Serve TLS with this certificate (PEM; e.g. orderers/orderer.example.com/tls/server.crt),
+    /// as an orderer with General.TLS.Enabled.
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The TLS certificate's private key (PEM, P-256).
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Require and verify client certificates (General.TLS.ClientAuthRequired), against
+    /// --tls-client-root and the TLS CAs of the channel's orgs.
+    #[arg(long, requires = "tls_cert")]
+    tls_client_auth: bool,
+    /// A PEM file of client root CAs besides the channel orgs' (General.TLS.ClientRootCAs; repeatable).
+    #[arg(long = "tls-client-root", value_name = "FILE", requires = "tls_client_auth")]
+    tls_client_roots: Vec<PathBuf>,
 }
 
 fn load(scenario: &str, seed: u64) -> Result<Scenario, String> {
@@ -574,8 +588,9 @@ fn orderer(args: OrdererArgs) -> anyhow::Result<()> {
     use anyhow::Context as _;
     use peer_core::config::{HostPort, parse_duration};
     use peer_core::msp::LocalMsp;
+    use peer_core::net::tls::PemFile;
     use prost::Message as _;
-    use sim::orderer::{Orderer, OrdererSpec, generate_world};
+    use sim::orderer::{Orderer, OrdererSpec, OrdererTls, generate_world};
 
     tracing_subscriber::fmt().with_writer(std::io::stderr).with_ansi(false).init();
     let listen = HostPort::parse(&args.listen).map_err(anyhow::Error::msg).context("--listen")?;
@@ -630,6 +645,20 @@ fn orderer(args: OrdererArgs) -> anyhow::Result<()> {
         spec.batch_timeout = batch_timeout;
         spec.max_message_count = args.max_message_count;
         spec.max_height = args.max_height;
+        if let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) {
+            let read = |path: &PathBuf, what| PemFile::read(path, what).map_err(anyhow::Error::new);
+            spec.tls = Some(OrdererTls {
+                cert: read(cert, "TLS certificate").context("--tls-cert")?,
+                key: read(key, "TLS key").context("--tls-key")?,
+                client_auth_required: args.tls_client_auth,
+                client_roots: args
+                    .tls_client_roots
+                    .iter()
+                    .map(|root| read(root, "TLS client root CA"))
+                    .collect::<Result<_, _>>()
+                    .context("--tls-client-root")?,
+            });
+        }
         let running = Orderer::start_on(env, spec, Some(listener)).await?;
         if let Some(out) = &args.genesis_out {
             let genesis = running

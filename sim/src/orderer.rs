@@ -161,11 +161,15 @@ impl OrdererSpec {
 }
 
 /// The orderer's server configuration, and how its replica pulls (the same pair as client).
-fn server_tls(env: &Env, tls: &OrdererTls) -> anyhow::Result<(Arc<rustls::ServerConfig>, DeliverTls)> {
+/// Client certificates are verified, as Fabric's orderer does, against the given client roots
+/// and the TLS CAs of every org of the channel (`genesis`'s config).
+fn server_tls(env: &Env, tls: &OrdererTls, genesis: &Block) -> anyhow::Result<(Arc<rustls::ServerConfig>, DeliverTls)> {
     let context = TlsContext::new(&peer_core::net::tls::provider(env), env.clock.clone());
     let pair = KeyPair::from_files(&tls.cert, &tls.key).context("the orderer's TLS pair")?;
     let auth = if tls.client_auth_required {
-        let roots = certificates_of(&tls.client_roots).context("the orderer's client root CAs")?;
+        let mut roots = certificates_of(&tls.client_roots).context("the orderer's client root CAs")?;
+        let config = ChannelConfig::from_block(genesis).context("the channel's config")?;
+        roots.extend(config.msps().values().flat_map(peer_core::net::tls::msp_tls_cas));
         ClientAuth::Require(ClientRoots::trusting(&context, &roots).context("the orderer's client root CAs")?)
     } else {
         ClientAuth::Request
@@ -237,7 +241,7 @@ impl Orderer {
             None => Role::Cutter(queue_tx),
             Some(leader) => Role::Replica { leader: leader.clone() },
         };
-        let tls = spec.tls.as_ref().map(|tls| server_tls(&env, tls)).transpose()?;
+        let tls = spec.tls.as_ref().map(|tls| server_tls(&env, tls, &spec.genesis)).transpose()?;
         let binding = spec.tls.as_ref().is_some_and(|tls| tls.client_auth_required);
         let service = BroadcastService {
             channels: channels.clone(),

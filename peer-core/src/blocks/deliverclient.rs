@@ -52,7 +52,7 @@ use crate::env::Env;
 use crate::errors::rpc_error;
 use crate::ledger::LedgerError;
 use crate::msp::LocalMsp;
-use crate::net::dial::{ClientKeepalive, ClientOptions, DialError, dial};
+use crate::net::dial::{ClientKeepalive, ClientOptions, ClientTls, DialError, dial};
 use crate::net::tls::{KeyPair, TlsContext, msp_tls_cas};
 use crate::proposal::{NONCE_SIZE, seek_info_envelope_bound};
 use rustls::pki_types::CertificateDer;
@@ -483,7 +483,7 @@ impl DeliverClient {
             Some(tls) => {
                 let roots = self.orderer_tls_roots(channel, &address);
                 let (config, _) = tls.context.client(&roots, tls.client_pair.as_ref()).map_err(|e| dial_error(e.to_string()))?;
-                Some(config)
+                Some(ClientTls::new(config))
             }
         };
         let options = ClientOptions { timeout: self.config.conn_timeout, keepalive: Some(keepalive), tls };

@@ -110,6 +110,9 @@ pub struct TlsConfig {
     pub client_root_cas: Vec<PathBuf>,
     pub client_cert_file: Option<PathBuf>,
     pub client_key_file: Option<PathBuf>,
+    /// `peer.tls.serverhostoverride`: the name the `channel` commands expect in the peer's TLS
+    /// certificate instead of the dialed host (not in Fabric's core.yaml; its CLI reads it).
+    pub server_host_override: Option<String>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -510,6 +513,7 @@ fn read_peer_tls(r: &mut Reader<'_>) -> TlsConfig {
         client_root_cas: r.path_list("peer.tls.clientRootCAs.files"),
         client_cert_file: r.path("peer.tls.clientCert.file"),
         client_key_file: r.path("peer.tls.clientKey.file"),
+        server_host_override: r.string("peer.tls.serverhostoverride").filter(|name| !name.is_empty()),
     };
     if tls.client_cert_file.is_some() != tls.client_key_file.is_some() {
         let key = if tls.client_key_file.is_some() { "peer.tls.clientKey.file" } else { "peer.tls.clientCert.file" };

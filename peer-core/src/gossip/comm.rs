@@ -94,7 +94,7 @@ use super::message::{self, BadMessage, SignedMessage, Signer};
 use crate::config::{Config, HostPort};
 use crate::env::Env;
 use crate::msp::identity::{Identity, PkiId};
-use crate::net::dial::{ClientOptions, DialError, dial};
+use crate::net::dial::{ClientOptions, ClientTls, DialError, dial};
 use crate::net::tls::{RemoteTls, go_bytes};
 
 /// Fabric's hard-coded handshake window (`handshakeTimeout`): stream plus authentication.
@@ -625,7 +625,11 @@ impl Comm {
     /// `dial_timeout`. With TLS, also returns the hash of the server's certificate.
     async fn dial(&self, endpoint: &HostPort) -> Result<(GossipClient<Channel>, Option<[u8; 32]>), CommError> {
         let config = &self.shared.config;
-        let tls = self.shared.tls.as_ref().map(|tls| tls.client.read().unwrap_or_else(PoisonError::into_inner).clone());
+        let tls = self.shared.tls.as_ref().map(|tls| ClientTls {
+            config: tls.client.read().unwrap_or_else(PoisonError::into_inner).clone(),
+            server_name: None,
+            log_failures: false,
+        });
         let options = ClientOptions { timeout: config.dial_timeout, keepalive: None, tls };
         let dialed = dial(&self.shared.env, endpoint, &options).await.map_err(|e| match e {
             DialError::Failed(cause) => CommError::Dial { endpoint: endpoint.clone(), cause },

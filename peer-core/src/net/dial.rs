@@ -3,8 +3,8 @@
 //! client). The connection comes from the env's [`crate::env::Network`], so a dial is a TCP
 //! connect on the real env and a simulated one under the simulator, with the same timeouts.
 //!
-//! With [`ClientOptions::tls`] the connection is wrapped in TLS (rustls, the server name being
-//! the dialed host) before HTTP/2, and the server's certificate hash is returned.
+//! With [`ClientOptions::tls`] the connection is wrapped in TLS (rustls; the server name is the
+//! dialed host unless overridden) before HTTP/2, and the server's certificate hash is returned.
 //!
 //! The whole dial (network connection, TLS and HTTP/2 handshakes) is bounded by
 //! [`ClientOptions::timeout`] on the env's clock. Client keepalive pings are HTTP/2 PINGs sent
@@ -29,8 +29,28 @@ pub struct ClientOptions {
     pub timeout: Duration,
     /// HTTP/2 keepalive pings; `None` sends none.
     pub keepalive: Option<ClientKeepalive>,
-    /// TLS, verifying the server's certificate for the dialed host; `None`: plaintext.
-    pub tls: Option<Arc<rustls::ClientConfig>>,
+    /// TLS; `None`: plaintext.
+    pub tls: Option<ClientTls>,
+}
+
+/// How a client speaks TLS.
+#[derive(Clone, Debug)]
+pub struct ClientTls {
+    pub config: Arc<rustls::ClientConfig>,
+    /// The name the server's certificate must hold; `None`: the dialed host (Fabric's
+    /// `serverhostoverride` sets another).
+    pub server_name: Option<String>,
+    /// Log a failed handshake at ERROR (`comm.tls`), as the clients built on Fabric's `comm`
+    /// package do (the deliver client, the CLI). Gossip's dials do not: Fabric reports their
+    /// failures only as a failed connection.
+    pub log_failures: bool,
+}
+
+impl ClientTls {
+    /// `config` for the dialed host, failures logged.
+    pub fn new(config: Arc<rustls::ClientConfig>) -> ClientTls {
+        ClientTls { config, server_name: None, log_failures: true }
+    }
 }
 
 /// A dialed connection.
@@ -73,7 +93,7 @@ pub async fn dial(env: &Env, address: &HostPort, options: &ClientOptions) -> Res
     let clock = env.clock.clone();
     let target = address.clone();
     let timeout = options.timeout;
-    let tls = options.tls.clone().map(tokio_rustls::TlsConnector::from);
+    let tls = options.tls.clone().map(|tls| (tokio_rustls::TlsConnector::from(tls.config), tls.server_name, tls.log_failures));
     let seen: Arc<Mutex<Option<[u8; 32]>>> = Arc::default();
     let server_cert = seen.clone();
     let connector = tower::service_fn(move |_uri: http::Uri| {
@@ -81,11 +101,11 @@ pub async fn dial(env: &Env, address: &HostPort, options: &ClientOptions) -> Res
         let (tls, target, clock, server_cert) = (tls.clone(), target.clone(), clock.clone(), server_cert.clone());
         async move {
             let connection = connect.await?;
-            let Some(tls) = tls else { return Ok(TokioIo::new(connection)) };
+            let Some((tls, server_name, log_failures)) = tls else { return Ok(TokioIo::new(connection)) };
             let started = clock.now();
-            let name = ServerName::try_from(target.host.clone()).map_err(|e| {
-                std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("{} is not a TLS server name: {e}", target.host))
-            })?;
+            let host = server_name.unwrap_or_else(|| target.host.clone());
+            let name = ServerName::try_from(host.clone())
+                .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("{host} is not a TLS server name: {e}")))?;
             let (local, peer) = (connection.local_addr()?, connection.peer_addr()?);
             match tls.connect(name, connection).await {
                 Ok(stream) => {
@@ -93,11 +113,12 @@ pub async fn dial(env: &Env, address: &HostPort, options: &ClientOptions) -> Res
                     let stream: Box<dyn Connection> = Box::new(StreamConnection { stream, local, peer });
                     Ok(TokioIo::new(stream))
                 }
-                Err(err) => {
+                Err(err) if log_failures => {
                     let elapsed = crate::config::format_duration(clock.now().saturating_duration_since(started));
                     tracing::error!(target: "comm.tls", func = "ClientHandshake", remote_address = %target, "Client TLS handshake failed after {elapsed} with error: {err}");
                     Err(err)
                 }
+                Err(err) => Err(err),
             }
         }
     });

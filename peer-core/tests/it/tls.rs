@@ -183,7 +183,7 @@ async fn operations_over_tls_serve_metrics_only_to_a_verified_client() {
 /// same seek bound to the client's certificate gets the block.
 #[tokio::test]
 async fn deliver_with_mutual_tls_checks_the_binding_of_each_seek() {
-    use peer_core::net::dial::{ClientOptions, dial};
+    use peer_core::net::dial::{ClientOptions, ClientTls, dial};
     use proto::orderer::{SeekInfo, SeekPosition, SeekSpecified, seek_info::SeekBehavior, seek_position};
     use proto::protos::deliver_client::DeliverClient;
     use proto::protos::deliver_response::Type;
@@ -198,7 +198,7 @@ async fn deliver_with_mutual_tls_checks_the_binding_of_each_seek() {
     let context = TlsContext::new(&peer_core::net::tls::provider(&env), env.clock.clone());
     let roots = peer_core::net::tls::certificates(files.root_cert.as_ref().unwrap()).unwrap();
     let (config, _) = context.client(&roots, Some(&pair)).unwrap();
-    let options = ClientOptions { timeout: Duration::from_secs(1), keepalive: None, tls: Some(config) };
+    let options = ClientOptions { timeout: Duration::from_secs(1), keepalive: None, tls: Some(ClientTls::new(config)) };
     let signer = peer_core::testkit::admin(net.org1());
     let block_zero = SeekPosition { r#type: Some(seek_position::Type::Specified(SeekSpecified { number: 0 })) };
     let seek =
