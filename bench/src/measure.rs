@@ -14,6 +14,8 @@ use peer_core::testkit::{Ports, free_port};
 pub enum Kind {
     /// `peer-core`, this repository's peer.
     Ours,
+    /// `peer-core` with mutual TLS on the peer port and the operations server ([`Subject::tls`]).
+    OursTls,
     /// Fabric's `peer`, when given.
     Fabric,
     /// `bench-floor`: binds the same ports and prints the line, nothing else.
@@ -24,6 +26,7 @@ impl Kind {
     pub fn label(self) -> &'static str {
         match self {
             Kind::Ours => "peer-core",
+            Kind::OursTls => "peer-core (TLS)",
             Kind::Fabric => "fabric peer",
             Kind::Floor => "floor",
         }
@@ -37,6 +40,35 @@ pub struct Subject {
     pub bin: PathBuf,
     /// FABRIC_CFG_PATH: a directory holding core.yaml and msp/.
     pub cfg: PathBuf,
+    /// Settings on top of the measured defaults.
+    pub env: Vec<(String, String)>,
+}
+
+impl Subject {
+    pub fn new(kind: Kind, bin: &Path, cfg: &Path) -> Subject {
+        Subject { kind, bin: bin.to_path_buf(), cfg: cfg.to_path_buf(), env: Vec::new() }
+    }
+
+    /// peer-core on `sample` (our sampleconfig, whose `tls/` holds a server pair and its CA) with
+    /// TLS as a production peer runs it: the peer port and the operations server serve TLS and
+    /// require client certificates.
+    pub fn tls(bin: &Path, sample: &Path) -> Subject {
+        let file = |name: &str| sample.join("tls").join(name).display().to_string();
+        let env = [
+            ("CORE_PEER_TLS_ENABLED", "true".to_string()),
+            ("CORE_PEER_TLS_CLIENTAUTHREQUIRED", "true".into()),
+            ("CORE_PEER_TLS_CERT_FILE", file("server.crt")),
+            ("CORE_PEER_TLS_KEY_FILE", file("server.key")),
+            ("CORE_PEER_TLS_ROOTCERT_FILE", file("ca.crt")),
+            ("CORE_PEER_TLS_CLIENTROOTCAS_FILES", file("ca.crt")),
+            ("CORE_OPERATIONS_TLS_ENABLED", "true".into()),
+            ("CORE_OPERATIONS_TLS_CLIENTAUTHREQUIRED", "true".into()),
+            ("CORE_OPERATIONS_TLS_CERT_FILE", file("server.crt")),
+            ("CORE_OPERATIONS_TLS_KEY_FILE", file("server.key")),
+            ("CORE_OPERATIONS_TLS_CLIENTROOTCAS_FILES", file("ca.crt")),
+        ];
+        Subject { env: env.into_iter().map(|(k, v)| (k.to_string(), v)).collect(), ..Subject::new(Kind::OursTls, bin, sample) }
+    }
 }
 
 /// Samples of one quantity; min/median/max.
@@ -74,7 +106,7 @@ impl Samples {
 
 /// The env that points a config directory at free ports and a data directory.
 fn peer_env(subject: &Subject, ports: Ports, data: &Path) -> Vec<(String, String)> {
-    vec![
+    let mut env: Vec<(String, String)> = vec![
         ("FABRIC_CFG_PATH".into(), subject.cfg.display().to_string()),
         ("CORE_PEER_LISTENADDRESS".into(), format!("127.0.0.1:{}", ports.peer)),
         ("CORE_PEER_ADDRESS".into(), format!("127.0.0.1:{}", ports.peer)),
@@ -85,7 +117,9 @@ fn peer_env(subject: &Subject, ports: Ports, data: &Path) -> Vec<(String, String
         // The sample's bootstrap peer is 127.0.0.1:7051: point it at ourselves (skipped), so no
         // run dials a port another run may hold.
         ("CORE_PEER_GOSSIP_BOOTSTRAP".into(), format!("127.0.0.1:{}", ports.peer)),
-    ]
+    ];
+    env.extend(subject.env.iter().cloned());
+    env
 }
 
 const STARTED: &str = "Started peer with ID=";
