@@ -317,8 +317,8 @@ fn node_start(config: config::Config, msp: LocalMsp, trusted_msps: Vec<Msp>, log
     runtime.block_on(async move {
         let env = peer_core::env::real::env().context("setting up the environment")?;
         let holder = format!("peer-core node start, pid {}", std::process::id());
-        let tls_files =
-            node::tls::TlsFiles::read(&config.peer.tls).map_err(|e| anyhow::anyhow!("Error loading secure config for peer ({e})"))?;
+        let tls_files = node::tls::TlsFiles::read(&config.peer.tls, &config.delivery_client.address_overrides)
+            .map_err(|e| anyhow::anyhow!("Error loading secure config for peer ({e})"))?;
         let operations_tls_files = node::tls::OperationsTlsFiles::read(&config.operations.tls)
             .map_err(|e| anyhow::anyhow!("failed to initialize operations subsystem: {e}"))?;
         let setup = node::Setup {

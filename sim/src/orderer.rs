@@ -176,7 +176,7 @@ fn server_tls(env: &Env, tls: &OrdererTls, genesis: &Block) -> anyhow::Result<(A
     };
     let server = context.server(&pair, auth).context("the orderer's TLS server")?;
     let client_pair = tls.client_auth_required.then(|| pair.clone());
-    Ok((server, DeliverTls { context, client_pair }))
+    Ok((server, DeliverTls::new(context, client_pair)))
 }
 
 /// A running orderer. Dropping it aborts its tasks; [`RunningOrderer::stop`] ends them in order.

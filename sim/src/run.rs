@@ -234,6 +234,7 @@ fn tls_material(
                 root_cert: Some(ca.clone()),
                 client_root_cas: if mutual { vec![ca] } else { Vec::new() },
                 client: None,
+                orderer_override_cas: Vec::new(),
             };
             peers.insert(host, files);
         }

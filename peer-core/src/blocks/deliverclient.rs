@@ -201,13 +201,22 @@ pub struct DeliverClient {
 }
 
 /// TLS to the ordering service (spec §3): each endpoint is verified against the TLS CAs of the
-/// channel config's orderer orgs (only its own org's when orgs list their endpoints), and a
-/// client certificate is shown only when `peer.tls.clientAuthRequired` (its hash then goes into
-/// the seek's channel header).
+/// channel config's orderer orgs (only its own org's when orgs list their endpoints), or those of
+/// its address override's `caCertsFile`, and a client certificate is shown only when
+/// `peer.tls.clientAuthRequired` (its hash then goes into the seek's channel header).
 #[derive(Clone, Debug)]
 pub struct DeliverTls {
     pub context: TlsContext,
     pub client_pair: Option<KeyPair>,
+    /// By overridden address (`from`): the certificates of the override's `caCertsFile`, which
+    /// the endpoint it leads to is verified against instead of the channel config's CAs.
+    pub override_roots: Vec<(String, Vec<CertificateDer<'static>>)>,
+}
+
+impl DeliverTls {
+    pub fn new(context: TlsContext, client_pair: Option<KeyPair>) -> DeliverTls {
+        DeliverTls { context, client_pair, override_roots: Vec::new() }
+    }
 }
 
 impl std::fmt::Debug for DeliverClient {
@@ -447,13 +456,16 @@ impl DeliverClient {
             .collect()
     }
 
-    /// The TLS CAs an orderer endpoint is verified against: with per-org endpoints, those of the
-    /// orgs listing it; with the channel-level addresses, every orderer org's. An overridden
-    /// address trusts the same (its `caCertsFile` is not read yet).
-    fn orderer_tls_roots(&self, channel: &str, address: &str) -> Vec<CertificateDer<'static>> {
+    /// The TLS CAs an orderer endpoint is verified against: those of its address override's
+    /// `caCertsFile` if it has one (as Fabric), else with per-org endpoints those of the orgs
+    /// listing it, and with the channel-level addresses every orderer org's.
+    fn orderer_tls_roots(&self, tls: &DeliverTls, channel: &str, address: &str) -> Vec<CertificateDer<'static>> {
+        let original = self.config.address_overrides.iter().find(|(_, to)| to == address).map_or(address, |(from, _)| from.as_str());
+        if let Some((_, roots)) = tls.override_roots.iter().find(|(from, _)| from == original) {
+            return roots.clone();
+        }
         let Some(config) = self.channels.config(channel) else { return Vec::new() };
         let per_org = config.orderer.orgs.values().any(|org| !org.endpoints.is_empty());
-        let original = self.config.address_overrides.iter().find(|(_, to)| to == address).map_or(address, |(from, _)| from.as_str());
         let mut roots = Vec::new();
         for org in config.orderer.orgs.values() {
             if per_org && !org.endpoints.iter().any(|e| e == original) {
@@ -481,7 +493,7 @@ impl DeliverClient {
         let tls = match &self.tls {
             None => None,
             Some(tls) => {
-                let roots = self.orderer_tls_roots(channel, &address);
+                let roots = self.orderer_tls_roots(tls, channel, &address);
                 let (config, _) = tls.context.client(&roots, tls.client_pair.as_ref()).map_err(|e| dial_error(e.to_string()))?;
                 Some(ClientTls::new(config))
             }

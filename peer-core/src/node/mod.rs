@@ -19,7 +19,6 @@ use tokio::task::JoinSet;
 use tracing::{debug, error, info, warn};
 
 use crate::blocks::BlockPublisher;
-use crate::blocks::deliverclient::DeliverTls;
 use crate::blocks::deliverclient::{DeliverClient, DeliverClientConfig};
 use crate::channels::Channels;
 use crate::config::{Config, HostPort, MetricsProvider};
@@ -364,10 +363,7 @@ pub async fn start(env: Env, setup: Setup) -> Result<RunningNode, StartError> {
     let publisher: Arc<dyn BlockPublisher> = Arc::new(gossip_publisher.clone());
     let mut deliver_client =
         DeliverClient::new(env.clone(), channels.clone(), Arc::new(msp.clone()), publisher, DeliverClientConfig::from_config(&config))
-            .with_tls(tls.as_ref().map(|tls| DeliverTls {
-                context: tls.context.clone(),
-                client_pair: tls.client_auth_required.then(|| tls.client_pair.clone()),
-            }));
+            .with_tls(tls.as_ref().map(|tls| tls.deliver()));
     let election = config.gossip.use_leader_election.then(|| leadership.clone());
     if let Some(leadership) = election.clone() {
         // Fabric's deliver service finalizer: a leader that gives up on the orderers yields.

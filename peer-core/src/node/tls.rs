@@ -15,8 +15,9 @@ use std::time::{Duration, SystemTime};
 use rustls::pki_types::CertificateDer;
 use tracing::{debug, info, warn};
 
+use crate::blocks::deliverclient::DeliverTls;
 use crate::channel::config::ChannelConfig;
-use crate::config::{OperationsTlsConfig, TlsConfig};
+use crate::config::{AddressOverride, OperationsTlsConfig, TlsConfig};
 use crate::env::Env;
 use crate::msp::go_time;
 use crate::net::tls::{ClientAuth, ClientRoots, KeyPair, PemFile, TlsContext, TlsError, certificates, certificates_of, msp_tls_cas};
@@ -32,12 +33,17 @@ pub struct TlsFiles {
     pub client_root_cas: Vec<PemFile>,
     /// `peer.tls.clientCert.file` and `clientKey.file`, both or neither (the config checks it).
     pub client: Option<(PemFile, PemFile)>,
+    /// The `caCertsFile` of each `peer.deliveryclient.addressOverrides` entry that has one, by
+    /// the overridden address (`from`).
+    pub orderer_override_cas: Vec<(String, PemFile)>,
 }
 
 impl TlsFiles {
-    /// Reads the files `tls` names; `None` when TLS is off. The first unreadable file is the
-    /// error, with Fabric's `error loading …` wording.
-    pub fn read(tls: &TlsConfig) -> Result<Option<TlsFiles>, TlsError> {
+    /// Reads the files `tls` and the orderer address `overrides` name; `None` when TLS is off.
+    /// The first unreadable file is the error, with Fabric's `error loading …` wording (Fabric
+    /// only warns about an unreadable `caCertsFile` and drops the override: peer-core refuses
+    /// to start, as the operator asked for that CA).
+    pub fn read(tls: &TlsConfig, overrides: &[AddressOverride]) -> Result<Option<TlsFiles>, TlsError> {
         if !tls.enabled {
             return Ok(None);
         }
@@ -57,7 +63,12 @@ impl TlsFiles {
             (Some(cert), Some(key)) => Some((PemFile::read(cert, "client TLS certificate")?, PemFile::read(key, "client TLS key")?)),
             _ => None,
         };
-        Ok(Some(TlsFiles { cert, key, root_cert, client_root_cas, client }))
+        let orderer_override_cas = overrides
+            .iter()
+            .filter_map(|o| o.ca_certs_file.as_deref().map(|path| (o, path)))
+            .map(|(o, path)| Ok((o.from.clone(), PemFile::read(path, "peer.deliveryclient.addressOverrides caCertsFile")?)))
+            .collect::<Result<_, TlsError>>()?;
+        Ok(Some(TlsFiles { cert, key, root_cert, client_root_cas, client, orderer_override_cas }))
     }
 }
 
@@ -131,6 +142,8 @@ pub struct PeerTls {
     client_root_cas: Vec<CertificateDer<'static>>,
     /// Gossip's dial configuration, rebuilt when the channel CAs change.
     gossip_client: Arc<RwLock<Arc<rustls::ClientConfig>>>,
+    /// The orderer address overrides' CAs, parsed (see [`DeliverTls::override_roots`]).
+    override_roots: Vec<(String, Vec<CertificateDer<'static>>)>,
 }
 
 impl std::fmt::Debug for PeerTls {
@@ -157,6 +170,12 @@ impl PeerTls {
         };
         let client_root_cas =
             certificates_of(&files.client_root_cas).map_err(|e| PeerTlsError::Roots(format!("error loading client root CAs ({e})")))?;
+        let override_roots = files
+            .orderer_override_cas
+            .iter()
+            .map(|(from, file)| Ok((from.clone(), certificates(file)?)))
+            .collect::<Result<_, TlsError>>()
+            .map_err(|e| PeerTlsError::Roots(format!("error loading the caCertsFile of an orderer address override ({e})")))?;
         let client_roots = tls.client_auth_required.then(|| ClientRoots::new(&context));
         let auth = match &client_roots {
             Some(roots) => ClientAuth::Require(roots.clone()),
@@ -174,7 +193,18 @@ impl PeerTls {
             root_cert,
             client_root_cas,
             gossip_client: Arc::new(RwLock::new(gossip)),
+            override_roots,
         })
+    }
+
+    /// How the deliver client speaks TLS to the orderers: the client pair only with
+    /// `clientAuthRequired` (as Fabric), the address overrides' CAs.
+    pub fn deliver(&self) -> DeliverTls {
+        DeliverTls {
+            context: self.context.clone(),
+            client_pair: self.client_auth_required.then(|| self.client_pair.clone()),
+            override_roots: self.override_roots.clone(),
+        }
     }
 
     /// Trusts the channels joined at start. With `clientAuthRequired`, a peer that then has no

@@ -41,6 +41,7 @@ pub fn tls_files(node: &Node, mutual: bool) -> crate::node::tls::TlsFiles {
         root_cert: Some(file("ca.crt", &node.tls.ca_crt)),
         client_root_cas: if mutual { vec![file("ca.crt", &node.tls.ca_crt)] } else { Vec::new() },
         client: None,
+        orderer_override_cas: Vec::new(),
     }
 }
 

@@ -11,13 +11,16 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use peer_core::blocks::BlockPublisher;
-use peer_core::blocks::deliverclient::{DeliverClient, DeliverClientConfig, retry_delay};
+use peer_core::blocks::deliverclient::{DeliverClient, DeliverClientConfig, DeliverTls, retry_delay};
 use peer_core::channel::{GenesisOrg, GenesisSpec, genesis_block, sign_block};
 use peer_core::config::{Config, EnvVars, HostPort};
 use peer_core::env::{Clock, Env, Instant, Network};
 use peer_core::ledger::block::{envelope, header_hash, new_block};
 use peer_core::logging::{self, LoggingConfig, MemorySink};
 use peer_core::msp::LocalMsp;
+use peer_core::msp::generate::ValidityWindow;
+use peer_core::net::serve::GrpcServer;
+use peer_core::net::tls::{ClientAuth, KeyPair, PemFile, TlsContext, certificates};
 use peer_core::node::{self, RunningNode};
 use prost::Message;
 use proto::common::{Block, HeaderType, Payload};
@@ -146,19 +149,22 @@ impl Orderer {
         self.seeks.lock().unwrap().clone()
     }
 
-    /// Serves `orderer.AtomicBroadcast` on `port` until the returned sender says stop.
+    /// Serves `orderer.AtomicBroadcast` on `port` (over TLS with `tls`) until the returned
+    /// sender says stop.
     async fn listen(
         &self,
         network: &Arc<MemNetwork>,
         clock: Arc<dyn Clock>,
         keepalive: peer_core::config::KeepaliveConfig,
         port: u16,
+        tls: Option<Arc<rustls::ServerConfig>>,
     ) -> Listening {
         let listener = network.bind(&HostPort::new("orderer", port)).await.unwrap();
         let (stop, stopped) = watch::channel(false);
         let service = AtomicBroadcastServer::new(OrdererService { orderer: self.clone(), port });
         let routes = tonic::service::Routes::new(service);
-        let task = tokio::spawn(peer_core::net::serve::serve_grpc(listener, clock, routes, keepalive, crate::serve::limits(), stopped));
+        let server = GrpcServer { keepalive, limits: crate::serve::limits(), counters: None, tls };
+        let task = tokio::spawn(peer_core::net::serve::serve_grpc_with(listener, clock, routes, server, stopped));
         Listening { stop, task }
     }
 }
@@ -293,7 +299,11 @@ impl Peer {
     }
 
     async fn orderer_at(&self, orderer: &Orderer, port: u16) -> Listening {
-        orderer.listen(&self.network, self.clock.clone(), self.config.peer.keepalive.clone(), port).await
+        orderer.listen(&self.network, self.clock.clone(), self.config.peer.keepalive.clone(), port, None).await
+    }
+
+    async fn tls_orderer_at(&self, orderer: &Orderer, port: u16, tls: Arc<rustls::ServerConfig>) -> Listening {
+        orderer.listen(&self.network, self.clock.clone(), self.config.peer.keepalive.clone(), port, Some(tls)).await
     }
 
     /// A deliver client of our own on the node's channels (the node's runs only for static
@@ -615,4 +625,53 @@ async fn an_elected_leader_gives_up_after_the_total_retry_time_and_a_static_one_
     .await;
     run_for(&peer.clock, Duration::from_secs(5)).await;
     assert_eq!(peer.logs().matches("giving up").count(), 1);
+}
+
+/// `peer.deliveryclient.addressOverrides` with a `caCertsFile`: the overridden orderer presents a
+/// certificate from a CA the channel config does not name; the client trusts it through the
+/// override's CAs alone (as Fabric), and without them the handshake fails and no block comes.
+#[tokio::test]
+async fn an_address_override_with_ca_certs_reaches_an_orderer_the_channel_config_does_not_vouch_for() {
+    let peer = Peer::start(&[("CORE_PEER_GOSSIP_ORGLEADER", "false")]).await;
+    let mut chain = Chain::new(&["orderer.example.com:7050"]);
+    chain.grow();
+    chain.grow();
+    let orderer = Orderer::new(&chain);
+    let elsewhere = org("ElsewhereMSP", "elsewhere.example.com");
+    let mut rng = ChaCha20Rng::seed_from_u64(8);
+    let served = elsewhere.issue_tls(&["orderer.elsewhere.example.com"], &mut rng, ValidityWindow::fixed()).unwrap();
+    let pem = |name: &str, bytes: &[u8]| PemFile { path: format!("/tls/{name}").into(), bytes: bytes.to_vec() };
+    let pair = KeyPair::from_files(&pem("server.crt", &served.cert), &pem("server.key", &served.key)).unwrap();
+    let context = TlsContext::new(&peer_core::net::tls::provider(&peer.env), peer.env.clock.clone());
+    let _listening = peer.tls_orderer_at(&orderer, 7060, context.server(&pair, ClientAuth::Request).unwrap()).await;
+    peer.running.channels.join(&chain.blocks[0]).unwrap();
+
+    let overrides = vec![("orderer.example.com:7050".to_string(), "orderer.elsewhere.example.com:7060".to_string())];
+    let start = |override_roots| {
+        let config = DeliverClientConfig {
+            static_leader: true,
+            address_overrides: overrides.clone(),
+            ..DeliverClientConfig::from_config(&peer.config)
+        };
+        let publisher = Arc::new(Recorder::default());
+        let client = DeliverClient::new(peer.env.clone(), peer.running.channels.clone(), Arc::new(peer.msp.clone()), publisher, config)
+            .with_tls(Some(DeliverTls { context: context.clone(), client_pair: None, override_roots }));
+        let (leader, leadership) = watch::channel(true);
+        let (stop, stopped) = watch::channel(false);
+        (tokio::spawn(Arc::new(client).run(CHANNEL.into(), leadership, stopped)), leader, stop)
+    };
+
+    // Without the override's CAs: the orderer org's TLS CA does not vouch for it.
+    let (task, _leader, stop) = start(Vec::new());
+    run_for(&peer.clock, Duration::from_secs(10)).await;
+    assert_eq!((peer.height(), orderer.seeks()), (1, vec![]), "no block without the override's CAs");
+    assert!(peer.logs().contains("Client TLS handshake failed"), "{}", peer.logs());
+    stop.send(true).unwrap();
+    run_until(&peer.clock, "the first client stopped", || task.is_finished()).await;
+
+    // With them (the caCertsFile's certificates, keyed by the overridden address).
+    let ca = certificates(&pem("ca.crt", &served.ca_crt)).unwrap();
+    let (_task, _leader, _stop) = start(vec![("orderer.example.com:7050".to_string(), ca)]);
+    run_until(&peer.clock, "blocks committed through the override", || peer.height() == 3).await;
+    assert_eq!(orderer.seeks(), [(7060, 1)]);
 }
