@@ -27,14 +27,30 @@ use tonic::transport::Channel;
 use crate::cli::{ChannelCommand, ClientFlags};
 use peer_core::config::{Config, HostPort};
 use peer_core::env::Env;
-use peer_core::errors::rpc_error;
 use peer_core::msp::LocalMsp;
-use peer_core::net::dial::{ClientOptions, ClientTls, dial};
+use peer_core::net::dial::{ClientOptions, ClientTls, DialError, dial};
 use peer_core::net::tls::{KeyPair, PemFile, TlsContext, certificates};
 use peer_core::proposal::{Invocation, NONCE_SIZE, seek_envelope, signed_proposal};
 
 const CHANNEL_CMD: &str = "channelCmd";
 const DELIVER_CLIENT: &str = "cli.common";
+
+/// Go's gRPC error text (`rpc error: code = … desc = …`), with the local cause of a transport
+/// failure added to the description, as grpc-go's carries it: tonic's status says only
+/// `transport error` and keeps the cause (e.g. the TLS alert of a peer that refused our client
+/// certificate) as its source. Each part of the cause is added once.
+fn rpc_error(status: &tonic::Status) -> String {
+    let mut text = peer_core::errors::rpc_error(status);
+    let mut source = std::error::Error::source(status);
+    while let Some(cause) = source {
+        let part = cause.to_string();
+        if !text.contains(&part) {
+            text = format!("{text}: {part}");
+        }
+        source = cause.source();
+    }
+    text
+}
 
 /// A usage error (a missing or extra argument): printed with the command's usage line.
 #[derive(Debug)]
@@ -174,7 +190,7 @@ impl ChannelContext {
     ) -> anyhow::Result<ServerTls> {
         let roots = certificates(root)?;
         let pair = pair
-            .map(|(cert, key)| KeyPair::from_files(&cert, &key))
+            .map(|(cert, key)| KeyPair::from_files_valid_at(&cert, &key, self.env.clock.wall_clock()))
             .transpose()
             .map_err(|e| anyhow!("error parsing client TLS key pair ({pair_settings}): {e}"))?;
         let context = TlsContext::new(&peer_core::net::tls::provider(&self.env), self.env.clock.clone());
@@ -197,7 +213,9 @@ impl ChannelContext {
         let attempt = async {
             loop {
                 match dial(env, &target, &options).await {
-                    Ok(channel) => return channel,
+                    Ok(dialed) => return Ok(dialed.channel),
+                    // A refused TLS handshake stays refused: no point in trying until the deadline.
+                    Err(error @ DialError::Handshake(_)) => return Err(failed(error.to_string())),
                     // A pause between dials, as gRPC's backoff.
                     Err(error) => {
                         *last_error.borrow_mut() = Some(error.to_string());
@@ -208,7 +226,7 @@ impl ChannelContext {
         };
         tokio::select! {
             biased;
-            dialed = attempt => Ok(dialed.channel),
+            dialed = attempt => dialed,
             () = env.clock.sleep(timeout) => {
                 // gRPC says only that the deadline passed; the last failure says why.
                 let why = last_error.take().map(|e| format!(" (last attempt: {e})")).unwrap_or_default();

@@ -43,17 +43,7 @@ pub fn go_code_name(code: tonic::Code) -> &'static str {
 /// Go's gRPC error text, `rpc error: code = Unavailable desc = …`, with Go's code names.
 pub fn rpc_error(status: &tonic::Status) -> String {
     let code = go_code_name(status.code());
-    let mut desc = status.message().to_string();
-    // A status made from a local failure (tonic's `transport error`) has the cause as its source;
-    // Go's text carries it in the description, so ours does too (e.g. the TLS alert of a server
-    // that refused our client certificate).
-    if let Some(cause) = std::error::Error::source(status) {
-        let cause = error_chain(cause);
-        if !desc.contains(&cause) {
-            desc = format!("{desc}: {cause}");
-        }
-    }
-    format!("rpc error: code = {code} desc = {desc}")
+    format!("rpc error: code = {code} desc = {}", status.message())
 }
 
 #[cfg(test)]

@@ -226,3 +226,36 @@ fn fetch_writes_the_block_fabric_names() {
     assert_error(&channel(tmp, &setup, ports, &["fetch", "nope", "-c", "mychannel"]), "fetch target illegal: nope");
     assert_eq!(peer.signal_and_wait("TERM", STARTUP).0, 0);
 }
+
+/// A TLS client at a plaintext peer port: the client fails at once with the handshake's error
+/// (no retrying until the deadline), and the peer says which remote spoke TLS to it and why it
+/// was closed; the peer keeps serving plaintext clients.
+#[test]
+fn a_tls_client_at_a_plaintext_port_is_told_why_and_the_peer_names_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let tmp = tmp.path();
+    let setup = setup(tmp);
+    let ports = Ports::free();
+    let mut peer = start(tmp, &setup, ports);
+    let ca = setup.org1_root.join("tlsca/tlsca.org1.example.com-cert.pem");
+    let mut admin = peer_env(&setup, ports, &data_dir(tmp));
+    admin.retain(|(name, _)| name != "CORE_PEER_MSPCONFIGPATH");
+    admin.push(("CORE_PEER_MSPCONFIGPATH".into(), setup.org1_root.join("users/Admin@org1.example.com/msp").display().to_string()));
+    admin.push(("CORE_PEER_TLS_ENABLED".into(), "true".into()));
+    admin.push(("CORE_PEER_TLS_ROOTCERT_FILE".into(), ca.display().to_string()));
+    let env: Vec<(&str, &str)> = admin.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let run = peer_core(tmp, &env, &["channel", "list"]);
+    let stderr = run.stderr.lines().map(strip_colors).collect::<Vec<_>>().join("\n");
+    assert_eq!(run.code, 1, "{stderr}");
+    let expected = format!(
+        "Error: error getting endorser client for channel: endorser client failed to connect to 127.0.0.1:{}: failed to create new \
+         connection: TLS handshake failed: received corrupt message of type InvalidContentType",
+        ports.peer
+    );
+    assert!(stderr.contains(&expected), "{stderr}");
+    assert_eq!(stderr.matches("Client TLS handshake failed").count(), 1, "one attempt, not retries until the deadline:\n{stderr}");
+    let line = peer.wait_for("began a TLS handshake", STARTUP);
+    assert!(line.contains("[comm.grpc.server] handleRawConn -> WARN") && line.contains("127.0.0.1:"), "{line}");
+    assert!(line.contains("this port serves plaintext gRPC (peer.tls.enabled is false)"), "{line}");
+    assert_ok(&channel(tmp, &setup, ports, &["list"]));
+}

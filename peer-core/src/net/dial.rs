@@ -77,6 +77,10 @@ pub enum DialError {
     /// The connection or the handshake failed; the text is the whole cause chain.
     #[error("{0}")]
     Failed(String),
+    /// The TLS handshake failed (the server is no TLS server, or one of the two refused the
+    /// other's certificate): trying again will not help.
+    #[error("TLS handshake failed: {0}")]
+    Handshake(String),
     /// Nothing failed, but the dial did not finish within the timeout.
     #[error("timed out after {0:?}")]
     TimedOut(Duration),
@@ -96,9 +100,11 @@ pub async fn dial(env: &Env, address: &HostPort, options: &ClientOptions) -> Res
     let tls = options.tls.clone().map(|tls| (tokio_rustls::TlsConnector::from(tls.config), tls.server_name, tls.log_failures));
     let seen: Arc<Mutex<Option<[u8; 32]>>> = Arc::default();
     let server_cert = seen.clone();
+    let handshake_failure: Arc<Mutex<Option<String>>> = Arc::default();
+    let failure = handshake_failure.clone();
     let connector = tower::service_fn(move |_uri: http::Uri| {
         let connect = network.connect(&target, timeout);
-        let (tls, target, clock, server_cert) = (tls.clone(), target.clone(), clock.clone(), server_cert.clone());
+        let (tls, target, clock, server_cert, failure) = (tls.clone(), target.clone(), clock.clone(), server_cert.clone(), failure.clone());
         async move {
             let connection = connect.await?;
             let Some((tls, server_name, log_failures)) = tls else { return Ok(TokioIo::new(connection)) };
@@ -113,18 +119,25 @@ pub async fn dial(env: &Env, address: &HostPort, options: &ClientOptions) -> Res
                     let stream: Box<dyn Connection> = Box::new(StreamConnection { stream, local, peer });
                     Ok(TokioIo::new(stream))
                 }
-                Err(err) if log_failures => {
-                    let elapsed = crate::config::format_duration(clock.now().saturating_duration_since(started));
-                    tracing::error!(target: "comm.tls", func = "ClientHandshake", remote_address = %target, "Client TLS handshake failed after {elapsed} with error: {err}");
+                Err(err) => {
+                    if log_failures {
+                        let elapsed = crate::config::format_duration(clock.now().saturating_duration_since(started));
+                        tracing::error!(target: "comm.tls", func = "ClientHandshake", remote_address = %target, "Client TLS handshake failed after {elapsed} with error: {err}");
+                    }
+                    *failure.lock().unwrap_or_else(|p| p.into_inner()) = Some(err.to_string());
                     Err(err)
                 }
-                Err(err) => Err(err),
             }
         }
     });
     let channel = tokio::select! {
         biased;
-        channel = endpoint.connect_with_connector(connector) => channel.map_err(|e| DialError::Failed(error_chain(&e)))?,
+        channel = endpoint.connect_with_connector(connector) => channel.map_err(|e| {
+            match handshake_failure.lock().unwrap_or_else(|p| p.into_inner()).take() {
+                Some(failure) => DialError::Handshake(failure),
+                None => DialError::Failed(error_chain(&e)),
+            }
+        })?,
         () = env.clock.sleep(timeout) => return Err(DialError::TimedOut(timeout)),
     };
     let server_cert_hash = *seen.lock().unwrap_or_else(|p| p.into_inner());

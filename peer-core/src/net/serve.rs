@@ -436,8 +436,16 @@ pub struct Http2Handshake {
     frame_header: [u8; Self::FRAME_HEADER],
 }
 
+/// The first byte of a TLS handshake record (content type 22).
+const TLS_HANDSHAKE_RECORD: u8 = 0x16;
+
 impl Http2Handshake {
     const PREFACE: u64 = 24;
+
+    /// Nothing received yet.
+    fn at_start(&self) -> bool {
+        self.seen == 0
+    }
     const FRAME_HEADER: usize = 9;
 
     /// Takes the next bytes the client sent; true once the handshake is complete.
@@ -500,6 +508,16 @@ impl AsyncRead for WatchHandshake {
     fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
         let before = buf.filled().len();
         let result = Pin::new(&mut self.inner).poll_read(cx, buf);
+        // A TLS record (a ClientHello) where the HTTP/2 preface (`PRI * …`) should begin: a TLS
+        // client at this plaintext port. h2 refuses the bytes; this says why, naming the remote.
+        if self.progress.as_ref().is_some_and(Http2Handshake::at_start) && buf.filled().get(before) == Some(&TLS_HANDSHAKE_RECORD) {
+            let remote = self.inner.peer_addr().map_or_else(|_| "an unknown address".to_string(), |a| a.to_string());
+            tracing::warn!(
+                target: GRPC_SERVER,
+                func = "handleRawConn",
+                "{remote} began a TLS handshake, but this port serves plaintext gRPC (peer.tls.enabled is false): closing the connection"
+            );
+        }
         if let Some(progress) = self.progress.as_mut()
             && progress.received(&buf.filled()[before..])
         {

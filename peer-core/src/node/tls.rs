@@ -97,7 +97,7 @@ impl OperationsTlsFiles {
     /// against `clientRootCAs.files`, required with `clientAuthRequired`, else verified if given.
     pub fn server(&self, env: &Env, client_auth_required: bool) -> Result<Arc<rustls::ServerConfig>, String> {
         let context = TlsContext::new(&crate::net::tls::provider(env), env.clock.clone());
-        let pair = KeyPair::from_files(&self.cert, &self.key).map_err(|e| e.to_string())?;
+        let pair = KeyPair::from_files_valid_at(&self.cert, &self.key, env.clock.wall_clock()).map_err(|e| e.to_string())?;
         let roots = certificates_of(&self.client_root_cas).map_err(|e| e.to_string())?;
         let auth = if client_auth_required {
             ClientAuth::Require(ClientRoots::trusting(&context, &roots).map_err(|e| e.to_string())?)
@@ -157,11 +157,11 @@ impl PeerTls {
     /// [`PeerTls::trust_channels`]).
     pub fn new(env: &Env, tls: &TlsConfig, files: &TlsFiles) -> Result<PeerTls, PeerTlsError> {
         let context = TlsContext::new(&crate::net::tls::provider(env), env.clock.clone());
-        let server_pair = KeyPair::from_files(&files.cert, &files.key).map_err(|e| PeerTlsError::Server(e.to_string()))?;
+        let now = env.clock.wall_clock();
+        let server_pair = KeyPair::from_files_valid_at(&files.cert, &files.key, now).map_err(|e| PeerTlsError::Server(e.to_string()))?;
         let client_pair = match &files.client {
-            Some((cert, key)) => {
-                KeyPair::from_files(cert, key).map_err(|e| PeerTlsError::Client(format!("error parsing client TLS key pair: {e}")))?
-            }
+            Some((cert, key)) => KeyPair::from_files_valid_at(cert, key, now)
+                .map_err(|e| PeerTlsError::Client(format!("error parsing client TLS key pair: {e}")))?,
             None => server_pair.clone(),
         };
         let root_cert = match &files.root_cert {

@@ -73,6 +73,9 @@ pub enum TlsError {
     /// Key and certificate do not belong together.
     #[error("tls: private key does not match public key (certificate {}, key {})", cert.display(), key.display())]
     Mismatch { cert: PathBuf, key: PathBuf },
+    /// The certificate is not valid now (expired, or not yet valid): every peer would refuse it.
+    #[error("tls: the certificate in {} {when}", path.display())]
+    NotValidNow { path: PathBuf, when: String },
 }
 
 /// Every certificate (DER) of the PEM `CERTIFICATE` blocks in `file`, in order. No block at all is
@@ -114,13 +117,21 @@ pub struct KeyPair {
     pub key: PrivateKeyDer<'static>,
     /// When the leaf expires (for the start-up expiry lines).
     pub not_after: std::time::SystemTime,
+    /// When the leaf becomes valid.
+    pub not_before: std::time::SystemTime,
     /// Where the pair came from (for log lines).
     pub cert_path: PathBuf,
 }
 
 impl Clone for KeyPair {
     fn clone(&self) -> KeyPair {
-        KeyPair { chain: self.chain.clone(), key: self.key.clone_key(), not_after: self.not_after, cert_path: self.cert_path.clone() }
+        KeyPair {
+            chain: self.chain.clone(),
+            key: self.key.clone_key(),
+            not_after: self.not_after,
+            not_before: self.not_before,
+            cert_path: self.cert_path.clone(),
+        }
     }
 }
 
@@ -137,8 +148,30 @@ impl KeyPair {
         if secret.public_key() != leaf_point {
             return Err(TlsError::Mismatch { cert: cert.path.clone(), key: key.path.clone() });
         }
-        let not_after = leaf.tbs_certificate().validity().not_after.to_system_time();
-        Ok(KeyPair { chain, key: der, not_after, cert_path: cert.path.clone() })
+        let validity = leaf.tbs_certificate().validity();
+        let (not_before, not_after) = (validity.not_before.to_system_time(), validity.not_after.to_system_time());
+        Ok(KeyPair { chain, key: der, not_after, not_before, cert_path: cert.path.clone() })
+    }
+
+    /// [`KeyPair::from_files`], and the leaf valid at `now` ([`KeyPair::check_valid_at`]).
+    pub fn from_files_valid_at(cert: &PemFile, key: &PemFile, now: std::time::SystemTime) -> Result<KeyPair, TlsError> {
+        let pair = KeyPair::from_files(cert, key)?;
+        pair.check_valid_at(now)?;
+        Ok(pair)
+    }
+
+    /// Whether the leaf is valid at `now` (the caller's clock: the env's, so the simulator's
+    /// certificates expire on simulated time). A pair that is not is refused where it is loaded:
+    /// Fabric starts with it and only warns, then every handshake fails.
+    pub fn check_valid_at(&self, now: std::time::SystemTime) -> Result<(), TlsError> {
+        let when = if now > self.not_after {
+            format!("expired on {}", crate::gotime::format(crate::gotime::GO_STRING, self.not_after))
+        } else if now < self.not_before {
+            format!("is not valid before {}", crate::gotime::format(crate::gotime::GO_STRING, self.not_before))
+        } else {
+            return Ok(());
+        };
+        Err(TlsError::NotValidNow { path: self.cert_path.clone(), when })
     }
 
     /// SHA-256 of the leaf certificate.
