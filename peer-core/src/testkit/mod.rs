@@ -7,10 +7,11 @@
 //! - [`MemNetwork`]: an in-memory [`Network`](crate::env::Network) (listeners by port, pipes).
 //! - [`MemStorage`]: an in-memory [`Storage`](crate::env::Storage) whose files tests can read and damage.
 //! - [`Ports`], [`free_port`]: free TCP ports on 127.0.0.1 for real peer processes.
-//! - [`org`], [`org_with_peers`], [`local_msp`], [`admin`]: generated organizations and their identities.
+//! - [`org`], [`org_with_peers`], [`local_msp`], [`admin`]: generated organizations and their identities;
+//!   [`read_org`]: one read back from cryptogen's layout on disk.
 //!
 //! The kit never reads the OS clock; only [`Ports`] and [`free_port`] touch the OS (they bind sockets to
-//! find free ports, for tests that start real processes).
+//! find free ports, for tests that start real processes), and [`read_org`] reads the folder it is given.
 
 mod clock;
 mod mem_net;
@@ -23,7 +24,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 pub use clock::ManualClock;
 pub use mem_net::{HOST, MemNetwork, http_get};
 pub use mem_storage::MemStorage;
-pub use orgs::{ORG_SEED, admin, local_msp, org, org_with_peers, tls_files, tls_vars};
+pub use orgs::{ORG_SEED, admin, local_msp, org, org_with_peers, read_org, tls_files, tls_vars};
 pub use ports::{Ports, free_port};
 
 /// A block verifier that verifies nothing: for a gossip channel layer that must never take a

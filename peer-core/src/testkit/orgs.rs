@@ -1,9 +1,12 @@
 //! Generated organizations and their identities, as the tests build them: `msp generate --seed 7`
 //! (the orgs behind peer-core/tests/data/blocks), certificates valid 2020–2049, identities
-//! loaded at [`epoch`](super::epoch).
+//! loaded at [`epoch`](super::epoch); and organizations read back from cryptogen's layout on disk
+//! ([`read_org`], for material made by Fabric's own cryptogen).
 
-use crate::msp::LocalMsp;
-use crate::msp::generate::{self, Node, Org, OrgSpec, ValidityWindow};
+use std::path::Path;
+
+use crate::msp::generate::{self, Issued, Node, Org, OrgKind, OrgSpec, TlsFiles, ValidityWindow};
+use crate::msp::{LocalMsp, MspFile, MspFiles};
 
 /// The seed of `msp generate --seed` the tests' orgs come from.
 pub const ORG_SEED: u64 = 7;
@@ -59,4 +62,37 @@ pub fn tls_vars(node: &Node, mutual: bool) -> Vec<(String, String)> {
         vars.push(("CORE_PEER_TLS_CLIENTROOTCAS_FILES".into(), format!("{dir}/ca.crt")));
     }
     vars
+}
+
+/// An org in cryptogen's layout under `out` (`out/peerOrganizations/<domain>/…`, as Fabric's
+/// cryptogen or [`Org::write_to`] writes it): its `msp`, nodes `kind.node_name(i)` for
+/// `i < spec.peers` and `Admin@<domain>`, each with its `msp` and `tls` folders. The CAs'
+/// certificates come from the org's `msp`; their private keys from `ca/priv_sk` and
+/// `tlsca/priv_sk`, left empty when absent (such an org cannot issue more certificates).
+pub fn read_org(out: &Path, kind: OrgKind, spec: OrgSpec) -> Result<Org, String> {
+    let root = out.join(kind.top_folder()).join(&spec.domain);
+    let read = |path: &Path| std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()));
+    let msp = MspFiles::read_dir(&root.join("msp"), None).map_err(|e| e.to_string())?;
+    let issued = |certs: &[MspFile], folder: &str| -> Result<Issued, String> {
+        let cert = certs.first().ok_or_else(|| format!("{}: the org's msp has no {folder} certificate", root.display()))?;
+        let key = root.join(folder).join("priv_sk");
+        Ok(Issued { cert_pem: cert.bytes.clone(), key_pem: if key.exists() { read(&key)? } else { Vec::new() } })
+    };
+    let (ca, tls_ca) = (issued(&msp.cacerts, "ca")?, issued(&msp.tlscacerts, "tlsca")?);
+    let node = |folder: &str, name: String| -> Result<Node, String> {
+        let dir = root.join(folder).join(&name);
+        let msp = MspFiles::read_dir(&dir.join("msp"), None).map_err(|e| e.to_string())?;
+        // cryptogen's names: peers and orderers hold server.*, users client.*.
+        let stem = if folder == "users" { "client" } else { "server" };
+        let tls = dir.join("tls");
+        let tls = TlsFiles {
+            ca_crt: read(&tls.join("ca.crt"))?,
+            cert: read(&tls.join(format!("{stem}.crt")))?,
+            key: read(&tls.join(format!("{stem}.key")))?,
+        };
+        Ok(Node { name, msp, tls })
+    };
+    let peers = (0..spec.peers).map(|i| node(kind.nodes_folder(), kind.node_name(i, &spec.domain))).collect::<Result<_, _>>()?;
+    let admin = node("users", format!("Admin@{}", spec.domain))?;
+    Ok(Org { spec, kind, msp, ca, tls_ca, peers, admin })
 }

@@ -5,11 +5,12 @@
 
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
+use peer_core::channel::genesis::ChannelMsp;
 use peer_core::channel::{GenesisOrg, GenesisSpec, genesis_block, sign_block};
 use peer_core::config::{Config, EnvVars};
-use peer_core::env::Env;
+use peer_core::env::{Clock as _, Env};
 use peer_core::gossip::publish::BlockPublisher;
 use peer_core::ledger::block::{envelope, header_hash, new_block};
 use peer_core::msp::LocalMsp;
@@ -19,7 +20,7 @@ use proto::common::{Block, HeaderType};
 use rand_chacha::ChaCha20Rng;
 use rand_core::SeedableRng;
 
-use peer_core::testkit::{ManualClock, MemNetwork, MemStorage, admin, epoch, local_msp, org_with_peers};
+use peer_core::testkit::{ManualClock, MemNetwork, MemStorage, admin, epoch, org_with_peers};
 
 const CHANNEL: &str = "mychannel";
 
@@ -33,13 +34,20 @@ pub(crate) struct Net {
 }
 
 impl Net {
+    /// Generated orgs (three Org1 peers), the clock at the epoch.
     pub(crate) fn new() -> Net {
         let orderer_org = org_with_peers("OrdererMSP", "example.com", 0);
-        let org1 = org_with_peers("Org1MSP", "org1.example.com", 3);
-        let mut spec = GenesisSpec::new(CHANNEL, epoch());
+        let orderer = admin(&orderer_org);
+        Net::with_orgs(&orderer_org, orderer, org_with_peers("Org1MSP", "org1.example.com", 3), epoch())
+    }
+
+    /// A net whose channel has the ordering org `orderer_org` (blocks signed by `orderer`) and
+    /// the application org `org1`, its clock starting at `now`.
+    pub(crate) fn with_orgs(orderer_org: &dyn ChannelMsp, orderer: LocalMsp, org1: Org, now: SystemTime) -> Net {
+        let mut spec = GenesisSpec::new(CHANNEL, now);
         spec.orderer_orgs.push(GenesisOrg {
             name: "OrdererMSP".into(),
-            org: &orderer_org,
+            org: orderer_org,
             anchor_peers: Vec::new(),
             orderer_endpoints: vec!["orderer.example.com:7050".into()],
         });
@@ -50,10 +58,9 @@ impl Net {
             orderer_endpoints: Vec::new(),
         });
         let genesis = genesis_block(&spec).unwrap();
-        let orderer = admin(&orderer_org);
         Net {
             network: Arc::new(MemNetwork::default()),
-            clock: ManualClock::new(),
+            clock: ManualClock::at(now),
             org1,
             orderer,
             genesis,
@@ -82,7 +89,7 @@ impl Net {
         Env::new(self.clock.clone(), self.network.clone(), Arc::new(MemStorage::default()), [seed; 32])
     }
 
-    /// The generated Org1 (its peers' TLS files).
+    /// The net's Org1 (its peers' TLS files).
     pub(crate) fn org1(&self) -> &Org {
         &self.org1
     }
@@ -110,7 +117,7 @@ impl Net {
             .with("CORE_PEER_GOSSIP_ORGLEADER", "false");
         let vars = env.iter().fold(vars, |vars, (name, value)| vars.with(name, value));
         let config: Config = Config::from_yaml(&text, &sample.join("core.yaml"), &vars).unwrap().config;
-        let msp = local_msp(&self.org1.peers[i], "Org1MSP");
+        let msp = LocalMsp::from_files(&self.org1.peers[i].msp, "Org1MSP", self.clock.wall_clock()).unwrap();
         let (_layer, handle) =
             peer_core::logging::layer(&Default::default(), Arc::new(epoch), peer_core::logging::MemorySink::new().sink()).unwrap();
         let setup = adjust(node::Setup::new(config, msp, Arc::new(handle), format!("peer{i}")));

@@ -19,3 +19,4 @@ mod node;
 mod serve;
 mod tidy;
 mod tls;
+mod tls_cryptogen;

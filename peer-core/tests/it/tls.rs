@@ -27,7 +27,7 @@ async fn start_tls(net: &Net, i: usize, mutual: bool) -> RunningNode {
     net.try_start(i, Arc::new(MemStorage::default()), &vars, |setup| node::Setup { tls_files: Some(files), ..setup }).await.unwrap()
 }
 
-fn alive_members(node: &RunningNode) -> usize {
+pub(crate) fn alive_members(node: &RunningNode) -> usize {
     node.gossip_view.members().iter().filter(|m| m.alive).count()
 }
 
