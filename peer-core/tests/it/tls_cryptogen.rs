@@ -72,7 +72,10 @@ async fn start(net: &Net, i: usize, host: fn(usize) -> String) -> RunningNode {
         ("CORE_PEER_TLS_CLIENTROOTCAS_FILES", file("ca.crt")),
     ];
     let vars: Vec<(&str, &str)> = vars.iter().map(|(name, value)| (*name, value.as_str())).collect();
-    let read = |setup: node::Setup| node::Setup { tls_files: TlsFiles::read(&setup.config.peer.tls).unwrap(), ..setup };
+    let read = |setup: node::Setup| node::Setup {
+        tls_files: TlsFiles::read(&setup.config.peer.tls, &setup.config.delivery_client.address_overrides).unwrap(),
+        ..setup
+    };
     net.try_start(i, Arc::new(MemStorage::default()), &vars, read).await.unwrap()
 }
 
