@@ -262,7 +262,8 @@ impl Orderer {
             bound_by: "the simulated orderer's bound".into(),
             handshake_timeout: Duration::from_secs(5),
         };
-        let server = GrpcServer { keepalive, limits, counters: None, tls: tls.as_ref().map(|(server, _)| server.clone()) };
+        let server =
+            GrpcServer { name: "OrdererServer", keepalive, limits, counters: None, tls: tls.as_ref().map(|(server, _)| server.clone()) };
         tasks.spawn(serve_grpc_with(listener, env.clock.clone(), routes, server, stop_rx.clone()));
         match &spec.replicate_from {
             None => {

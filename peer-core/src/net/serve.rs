@@ -239,13 +239,15 @@ pub async fn serve_grpc<S>(
     S: tower::Service<Request<hyper::body::Incoming>, Response = Response<Body>, Error = Infallible> + Clone + Send + 'static,
     S::Future: Send + 'static,
 {
-    let server = GrpcServer { keepalive, limits, counters: None, tls: None };
+    let server = GrpcServer { name: "GRPCServer", keepalive, limits, counters: None, tls: None };
     serve_grpc_with(listener, clock, service, server, shutdown).await;
 }
 
 /// How a gRPC server serves its connections.
 #[derive(Clone)]
 pub struct GrpcServer {
+    /// How the server's log lines name it (Fabric's `server=PeerServer`).
+    pub name: &'static str,
     pub keepalive: KeepaliveConfig,
     pub limits: ConnectionLimits,
     /// Counts connections as Fabric's peer server does (`grpc_comm_conn_opened` once a
@@ -270,7 +272,7 @@ pub async fn serve_grpc_with<S>(
     S: tower::Service<Request<hyper::body::Incoming>, Response = Response<Body>, Error = Infallible> + Clone + Send + 'static,
     S::Future: Send + 'static,
 {
-    let GrpcServer { keepalive, limits, counters, tls } = server;
+    let GrpcServer { name, keepalive, limits, counters, tls } = server;
     let handshake_timeout = limits.handshake_timeout;
     let timer = clock.clone();
     let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
@@ -296,7 +298,8 @@ pub async fn serve_grpc_with<S>(
                 Some(acceptor) => match accept_tls(&acceptor, connection, &mut deadline, clock.as_ref()).await {
                     Ok(accepted) => accepted,
                     Err(error) => {
-                        tracing::error!(target: TLS_SERVER, func = "handshake", remote = ?remote, "Server TLS handshake failed in {error}");
+                        let remote = remote.map_or_else(|| "unknown".to_string(), |address| address.to_string());
+                        tracing::error!(target: TLS_SERVER, func = "ServerHandshake", server = name, remoteaddress = %remote, "Server TLS handshake failed in {error}");
                         return;
                     }
                 },
@@ -341,7 +344,7 @@ async fn accept_tls(
         accepted = acceptor.accept(connection) => accepted.map_err(|e| format!("{} with error {e}", elapsed()))?,
         () = deadline => return Err(format!("{} with error context deadline exceeded", elapsed())),
     };
-    tracing::debug!(target: TLS_SERVER, func = "handshake", "Server TLS handshake completed in {}", elapsed());
+    tracing::debug!(target: TLS_SERVER, func = "ServerHandshake", "Server TLS handshake completed in {}", elapsed());
     let cert_hash = remote_cert_hash(stream.get_ref().1);
     let (Ok(local), Ok(peer)) = (local, peer) else {
         return Err(format!("{} with error the connection has no address", elapsed()));

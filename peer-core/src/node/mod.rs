@@ -462,6 +462,7 @@ pub async fn start(env: Env, setup: Setup) -> Result<RunningNode, StartError> {
         info!(target: "comm.grpc.server", func = "NewGRPCServer", "the peer port accepts at most {} connections (peer.limits.maxConnections)", peer_limits.max_connections);
     }
     let peer_server = serve::GrpcServer {
+        name: "PeerServer",
         keepalive: config.peer.keepalive.clone(),
         limits: peer_limits,
         counters: Some(peer_metrics.grpc.connections.clone()),

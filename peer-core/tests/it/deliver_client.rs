@@ -163,7 +163,7 @@ impl Orderer {
         let (stop, stopped) = watch::channel(false);
         let service = AtomicBroadcastServer::new(OrdererService { orderer: self.clone(), port });
         let routes = tonic::service::Routes::new(service);
-        let server = GrpcServer { keepalive, limits: crate::serve::limits(), counters: None, tls };
+        let server = GrpcServer { name: "OrdererServer", keepalive, limits: crate::serve::limits(), counters: None, tls };
         let task = tokio::spawn(peer_core::net::serve::serve_grpc_with(listener, clock, routes, server, stopped));
         Listening { stop, task }
     }
