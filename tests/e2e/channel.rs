@@ -259,3 +259,50 @@ fn a_tls_client_at_a_plaintext_port_is_told_why_and_the_peer_names_it() {
     assert!(line.contains("this port serves plaintext gRPC (peer.tls.enabled is false)"), "{line}");
     assert_ok(&channel(tmp, &setup, ports, &["list"]));
 }
+
+/// A peer serving the TLS pair Fabric's cryptogen made for peer0.org1.example.com
+/// (`peer-core/tests/data/cryptogen`), whose certificate names the host only: the `channel`
+/// commands dialing 127.0.0.1 are refused by the name check, at once and saying so; with
+/// `CORE_PEER_TLS_SERVERHOSTOVERRIDE` naming the host (Fabric's CLI setting) they verify it.
+#[test]
+fn a_cryptogen_certificate_needs_the_host_name_or_serverhostoverride() {
+    let tmp = tempfile::tempdir().unwrap();
+    let tmp = tmp.path();
+    let org1 = crate::support::repo_root().join("peer-core/tests/data/cryptogen/peerOrganizations/org1.example.com");
+    let peer0 = org1.join("peers/peer0.org1.example.com");
+    let ports = Ports::free();
+    let mut env = sample_env(ports, &data_dir(tmp));
+    let path = |p: PathBuf| p.display().to_string();
+    env.extend([
+        ("CORE_PEER_LOCALMSPID".to_string(), "Org1MSP".to_string()),
+        ("CORE_PEER_MSPCONFIGPATH".into(), path(peer0.join("msp"))),
+        ("CORE_PEER_TLS_ENABLED".into(), "true".into()),
+        ("CORE_PEER_TLS_CERT_FILE".into(), path(peer0.join("tls/server.crt"))),
+        ("CORE_PEER_TLS_KEY_FILE".into(), path(peer0.join("tls/server.key"))),
+        ("CORE_PEER_TLS_ROOTCERT_FILE".into(), path(peer0.join("tls/ca.crt"))),
+    ]);
+    let mut peer = Peer::spawn(tmp, &env, ports);
+    peer.wait_for("Started peer with ID=", STARTUP);
+    env.retain(|(name, _)| name != "CORE_PEER_MSPCONFIGPATH");
+    env.push(("CORE_PEER_MSPCONFIGPATH".into(), path(org1.join("users/Admin@org1.example.com/msp"))));
+    let list = |extra: &[(&str, &str)]| {
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).chain(extra.iter().copied()).collect();
+        let mut run = peer_core(tmp, &env, &["channel", "list"]);
+        run.stderr = run.stderr.lines().map(strip_colors).collect::<Vec<_>>().join("\n");
+        run
+    };
+    let refused = list(&[]);
+    assert_eq!(refused.code, 1, "{}", refused.stderr);
+    assert!(
+        refused.stderr.contains(
+            "failed to create new connection: TLS handshake failed: invalid peer certificate: certificate not valid for name \"127.0.0.1\""
+        ),
+        "{}",
+        refused.stderr
+    );
+    let line = peer.wait_for("Server TLS handshake failed", STARTUP);
+    assert!(line.contains("[core.comm] ServerHandshake -> ERRO") && line.contains("server=PeerServer remoteaddress=127.0.0.1:"), "{line}");
+    let run = list(&[("CORE_PEER_TLS_SERVERHOSTOVERRIDE", "peer0.org1.example.com")]);
+    assert_ok(&run);
+    assert_eq!(run.stdout, "Channels peers has joined: \n");
+}
