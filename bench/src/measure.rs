@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 
 use crate::proc::{Proc, clean_command, fresh_dir, http_get, metric};
-use peer_core::testkit::{Ports, free_port};
+use peer_core::testkit::{Ports, free_port, operations_tls_dir_vars, tls_dir_vars};
 
 /// What is being measured.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -53,21 +53,9 @@ impl Subject {
     /// TLS as a production peer runs it: the peer port and the operations server serve TLS and
     /// require client certificates.
     pub fn tls(bin: &Path, sample: &Path) -> Subject {
-        let file = |name: &str| sample.join("tls").join(name).display().to_string();
-        let env = [
-            ("CORE_PEER_TLS_ENABLED", "true".to_string()),
-            ("CORE_PEER_TLS_CLIENTAUTHREQUIRED", "true".into()),
-            ("CORE_PEER_TLS_CERT_FILE", file("server.crt")),
-            ("CORE_PEER_TLS_KEY_FILE", file("server.key")),
-            ("CORE_PEER_TLS_ROOTCERT_FILE", file("ca.crt")),
-            ("CORE_PEER_TLS_CLIENTROOTCAS_FILES", file("ca.crt")),
-            ("CORE_OPERATIONS_TLS_ENABLED", "true".into()),
-            ("CORE_OPERATIONS_TLS_CLIENTAUTHREQUIRED", "true".into()),
-            ("CORE_OPERATIONS_TLS_CERT_FILE", file("server.crt")),
-            ("CORE_OPERATIONS_TLS_KEY_FILE", file("server.key")),
-            ("CORE_OPERATIONS_TLS_CLIENTROOTCAS_FILES", file("ca.crt")),
-        ];
-        Subject { env: env.into_iter().map(|(k, v)| (k.to_string(), v)).collect(), ..Subject::new(Kind::OursTls, bin, sample) }
+        let tls = sample.join("tls");
+        let env = [tls_dir_vars(&tls, true), operations_tls_dir_vars(&tls, true)].concat();
+        Subject { env, ..Subject::new(Kind::OursTls, bin, sample) }
     }
 }
 

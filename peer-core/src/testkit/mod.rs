@@ -24,7 +24,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 pub use clock::ManualClock;
 pub use mem_net::{HOST, MemNetwork, http_get};
 pub use mem_storage::MemStorage;
-pub use orgs::{ORG_SEED, admin, local_msp, org, org_with_peers, read_org, tls_files, tls_vars};
+pub use orgs::{ORG_SEED, admin, local_msp, operations_tls_dir_vars, org, org_with_peers, read_org, tls_dir_vars, tls_files, tls_vars};
 pub use ports::{Ports, free_port};
 
 /// A block verifier that verifies nothing: for a gossip channel layer that must never take a

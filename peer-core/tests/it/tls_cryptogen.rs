@@ -19,7 +19,7 @@ use peer_core::msp::{LocalMsp, MspFiles};
 use peer_core::net::tls::{ClientAuth, KeyPair, PemFile, TlsContext, certificates};
 use peer_core::node::tls::TlsFiles;
 use peer_core::node::{self, RunningNode};
-use peer_core::testkit::{ManualClock, MemNetwork, MemStorage, read_org};
+use peer_core::testkit::{ManualClock, MemNetwork, MemStorage, read_org, tls_dir_vars};
 use rustls::pki_types::{CertificateDer, ServerName};
 
 use crate::gossip_blocks::{Net, height, scrape};
@@ -60,18 +60,12 @@ fn cryptogen_net() -> Net {
 /// as both root certificate and client root CA. Peers address each other as `host(i)`.
 async fn start(net: &Net, i: usize, host: fn(usize) -> String) -> RunningNode {
     let tls = org1_tls(&format!("peer{i}.org1.example.com"));
-    let file = |name: &str| tls.join(name).display().to_string();
-    let vars = [
-        ("CORE_PEER_ADDRESS", format!("{}:{}", host(i), 7051 + 1000 * i)),
-        ("CORE_PEER_GOSSIP_BOOTSTRAP", format!("{}:7051", host(0))),
-        ("CORE_PEER_TLS_ENABLED", "true".into()),
-        ("CORE_PEER_TLS_CLIENTAUTHREQUIRED", "true".into()),
-        ("CORE_PEER_TLS_CERT_FILE", file("server.crt")),
-        ("CORE_PEER_TLS_KEY_FILE", file("server.key")),
-        ("CORE_PEER_TLS_ROOTCERT_FILE", file("ca.crt")),
-        ("CORE_PEER_TLS_CLIENTROOTCAS_FILES", file("ca.crt")),
+    let mut vars = vec![
+        ("CORE_PEER_ADDRESS".to_string(), format!("{}:{}", host(i), 7051 + 1000 * i)),
+        ("CORE_PEER_GOSSIP_BOOTSTRAP".to_string(), format!("{}:7051", host(0))),
     ];
-    let vars: Vec<(&str, &str)> = vars.iter().map(|(name, value)| (*name, value.as_str())).collect();
+    vars.extend(tls_dir_vars(&tls, true));
+    let vars: Vec<(&str, &str)> = vars.iter().map(|(name, value)| (name.as_str(), value.as_str())).collect();
     let read = |setup: node::Setup| node::Setup {
         tls_files: TlsFiles::read(&setup.config.peer.tls, &setup.config.delivery_client.address_overrides).unwrap(),
         ..setup

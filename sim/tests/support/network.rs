@@ -20,7 +20,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use peer_core::net::tls::{KeyPair, PemFile, TlsContext, certificates};
-use peer_core::testkit::{Ports, free_port};
+use peer_core::testkit::{Ports, free_port, operations_tls_dir_vars, tls_dir_vars};
 use prost::Message;
 use proto::common::Block;
 
@@ -238,7 +238,7 @@ impl Peer {
     pub fn start(&mut self, spec: &PeerSpec, bootstrap: &str) {
         assert!(self.child.is_none(), "{} is already running", self.name);
         let msp = self.org_root.join("peers").join(&self.name).join("msp");
-        let mut settings = vec![
+        let settings = vec![
             ("FABRIC_CFG_PATH", self.dir.display().to_string()),
             ("FABRIC_LOGGING_SPEC", "info".into()),
             ("CORE_PEER_ID", self.name.clone()),
@@ -265,22 +265,10 @@ impl Peer {
             // The leaders' deliver clients retry quickly once the orderer is gone (not asserted on).
             ("CORE_PEER_DELIVERYCLIENT_RECONNECTBACKOFFTHRESHOLD", "1s".into()),
         ];
+        let mut settings: Vec<(String, String)> = settings.into_iter().map(|(name, value)| (name.to_string(), value)).collect();
         if self.security == Security::MutualTls {
-            let tls = self.tls_dir();
-            let file = |name: &str| tls.join(name).display().to_string();
-            settings.extend([
-                ("CORE_PEER_TLS_ENABLED", "true".into()),
-                ("CORE_PEER_TLS_CLIENTAUTHREQUIRED", "true".into()),
-                ("CORE_PEER_TLS_CERT_FILE", file("server.crt")),
-                ("CORE_PEER_TLS_KEY_FILE", file("server.key")),
-                ("CORE_PEER_TLS_ROOTCERT_FILE", file("ca.crt")),
-                ("CORE_PEER_TLS_CLIENTROOTCAS_FILES", file("ca.crt")),
-                ("CORE_OPERATIONS_TLS_ENABLED", "true".into()),
-                ("CORE_OPERATIONS_TLS_CLIENTAUTHREQUIRED", "true".into()),
-                ("CORE_OPERATIONS_TLS_CERT_FILE", file("server.crt")),
-                ("CORE_OPERATIONS_TLS_KEY_FILE", file("server.key")),
-                ("CORE_OPERATIONS_TLS_CLIENTROOTCAS_FILES", file("ca.crt")),
-            ]);
+            settings.extend(tls_dir_vars(&self.tls_dir(), true));
+            settings.extend(operations_tls_dir_vars(&self.tls_dir(), true));
         }
         let log = log_file(&self.log(), &format!("node start ({})", self.name));
         let mut command = Command::new(peer_core_binary());
