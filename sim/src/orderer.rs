@@ -504,7 +504,7 @@ impl AtomicBroadcast for BroadcastService {
 
     async fn deliver(&self, request: Request<Streaming<Envelope>>) -> Result<Response<Self::DeliverStream>, Status> {
         debug!(target: SERVER, func = "Deliver", "Starting new Deliver handler");
-        Ok(self.deliver.deliver(request))
+        Ok(self.deliver.deliver(request).await)
     }
 }
 

@@ -15,7 +15,10 @@
 //!    `peer.deliveryclient.addressOverrides`;
 //! 3. dial it over the env's network within `connTimeout`, open `orderer.AtomicBroadcast/Deliver`
 //!    and send a signed DELIVER_SEEK_INFO from the ledger height to `u64::MAX`,
-//!    BLOCK_UNTIL_READY;
+//!    BLOCK_UNTIL_READY. Only the dial is bounded: a Go orderer sends the stream's response headers
+//!    with its first message, so on a quiet channel the answer may take as long as the next block;
+//!    the connection's HTTP/2 keepalive pings (`peer.keepalive.deliveryClient.*`) tell a quiet
+//!    orderer from a dead one, as in Fabric;
 //! 4. for each block: commit it through `Channels::append` (orderer signatures, number, previous
 //!    hash, data hash), then hand it to the [`BlockPublisher`] when
 //!    `peer.deliveryclient.blockGossipEnabled`; any error, any status (even SUCCESS: the seek
@@ -27,8 +30,8 @@
 //!    (Fabric's `Ordering endpoints have been refreshed`).
 //!
 //! Time is the env's clock, randomness a stream forked from the env's seeded RNG when the task is
-//! made, so simulated runs repeat. Not here: TLS to the orderer (peer-core refuses
-//! `peer.tls.enabled`), the TLS certificate hash in the seek envelope, Fabric 3.x's BFT deliverer.
+//! made, so simulated runs repeat. With `peer.tls.enabled` the dial is TLS ([`DeliverTls`]). Not
+//! here: Fabric 3.x's BFT deliverer.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -144,9 +147,6 @@ pub enum DeliverError {
     /// The dial took longer than `peer.deliveryclient.connTimeout` (Go's blocking dial error).
     #[error("could not dial endpoint '{address}': failed to create new connection: context deadline exceeded")]
     DialTimeout { address: String },
-    /// `Deliver` could not be opened.
-    #[error("could not create deliver client to endpoints '{address}': {cause}")]
-    Open { address: String, cause: String },
     /// The orderer sent a status; the seek asks for blocks forever, so even SUCCESS is an error.
     #[error("received success for a seek that should never complete")]
     SuccessStatus,
@@ -180,9 +180,30 @@ struct Connection {
     address: String,
     /// The endpoints it was chosen from: a configuration that changes them ends the stream.
     endpoints: Vec<String>,
-    responses: Streaming<DeliverResponse>,
+    responses: Responses,
     /// Kept open for the stream's life (the orderer reads further seeks from it).
     _requests: mpsc::Sender<Envelope>,
+}
+
+/// A Deliver call's answer: first its response headers, which an orderer may send only with the
+/// first block, then the messages.
+enum Responses {
+    Opening(std::pin::Pin<Box<dyn Future<Output = Result<tonic::Response<Streaming<DeliverResponse>>, tonic::Status>> + Send>>),
+    Open(Streaming<DeliverResponse>),
+}
+
+impl Responses {
+    /// The next message, waiting for the headers first if they have not come (no timeout:
+    /// keepalive ends a dead connection, and a status error ends the call).
+    async fn message(&mut self) -> Result<Option<DeliverResponse>, tonic::Status> {
+        if let Responses::Opening(opening) = self {
+            *self = Responses::Open(opening.await?.into_inner());
+        }
+        match self {
+            Responses::Open(stream) => stream.message().await,
+            Responses::Opening(_) => Ok(None),
+        }
+    }
 }
 
 /// Pulls blocks from the ordering service for the channels this peer leads. One per peer; one
@@ -504,23 +525,14 @@ impl DeliverClient {
             failed @ DialError::Handshake(_) => dial_error(failed.to_string()),
             DialError::TimedOut(_) => DeliverError::DialTimeout { address: address.clone() },
         })?;
-        let timeout = self.config.conn_timeout;
         let mut client = AtomicBroadcastClient::new(transport.channel)
             .max_decoding_message_size(self.config.max_recv_msg_size)
             .max_encoding_message_size(self.config.max_send_msg_size);
         let (requests, queue) = mpsc::channel(1);
         // A fresh channel of capacity 1 has room for the seek.
         let _ = requests.try_send(seek);
-        // Bounded by connTimeout too: an orderer that accepts the connection but never answers
-        // would otherwise hold this leader forever (Fabric relies on gRPC keepalive here).
-        let opened = tokio::select! {
-            biased;
-            opened = client.deliver(ReceiverStream::new(queue)) => opened,
-            () = self.env.clock.sleep(timeout) => {
-                return Err(DeliverError::Open { address, cause: "context deadline exceeded".into() });
-            }
-        };
-        let responses = opened.map_err(|status| DeliverError::Open { address: address.clone(), cause: rpc_error(&status) })?.into_inner();
+        // Not awaited here: the answer's headers may come only with the first block.
+        let responses = Responses::Opening(Box::pin(async move { client.deliver(ReceiverStream::new(queue)).await }));
         Ok(Connection { address, endpoints, responses, _requests: requests })
     }
 }

@@ -115,11 +115,23 @@ impl DeliverService {
         self
     }
 
-    fn open(&self, request: Request<Streaming<Envelope>>, kind: Kind) -> Response<BoxStream<DeliverResponse>> {
+    async fn open(&self, request: Request<Streaming<Envelope>>, kind: Kind) -> Response<BoxStream<DeliverResponse>> {
         let access = ReadAccess::Acl(kind.resource());
         let checks = Checks { channels: &self.channels, clock: &self.clock, time_window: self.time_window, binding: self.binding };
         let stream = open_session(checks, request, kind, access, self.metrics.clone());
-        Response::new(Box::pin(stream))
+        Response::new(headers_with_first_message(Box::pin(stream)).await)
+    }
+}
+
+/// grpc-go sends a server stream's response headers with its first message (or, for a call that
+/// ends without one, with its trailers), so Fabric's peer and orderer answer a Deliver call for a
+/// block not cut yet only when it is. Tonic sends them as soon as the handler returns: this
+/// returns only once the first message is ready, so a client sees the same wire behaviour as from
+/// a Go server (and a client that bounds the wait for headers is caught in tests).
+async fn headers_with_first_message<T: Send + 'static>(mut stream: BoxStream<T>) -> BoxStream<T> {
+    match stream.next().await {
+        Some(first) => Box::pin(tokio_stream::once(first).chain(stream)),
+        None => Box::pin(tokio_stream::empty()),
     }
 }
 
@@ -183,11 +195,12 @@ impl OrdererDeliver {
         self
     }
 
-    /// Answers one `Deliver` stream; the session lives as long as the returned stream.
-    pub fn deliver(&self, request: Request<Streaming<Envelope>>) -> Response<BoxStream<proto::orderer::DeliverResponse>> {
+    /// Answers one `Deliver` stream (its headers with the first message, as a Go orderer); the
+    /// session lives as long as the returned stream.
+    pub async fn deliver(&self, request: Request<Streaming<Envelope>>) -> Response<BoxStream<proto::orderer::DeliverResponse>> {
         let checks = Checks { channels: &self.channels, clock: &self.clock, time_window: self.time_window, binding: self.binding };
         let stream = open_session(checks, request, Kind::Blocks, ReadAccess::Policy(ORDERER_READERS), None);
-        Response::new(Box::pin(stream.map(|item| item.map(to_orderer_response))))
+        Response::new(headers_with_first_message(Box::pin(stream.map(|item| item.map(to_orderer_response)))).await)
     }
 }
 
@@ -216,12 +229,12 @@ impl Deliver for DeliverService {
 
     async fn deliver(&self, request: Request<Streaming<Envelope>>) -> Result<Response<Self::DeliverStream>, Status> {
         debug!(target: DELIVER_EVENTS, func = "Deliver", "Starting new Deliver handler");
-        Ok(self.open(request, Kind::Blocks))
+        Ok(self.open(request, Kind::Blocks).await)
     }
 
     async fn deliver_filtered(&self, request: Request<Streaming<Envelope>>) -> Result<Response<Self::DeliverFilteredStream>, Status> {
         debug!(target: DELIVER_EVENTS, func = "DeliverFiltered", "Starting new DeliverFiltered handler");
-        Ok(self.open(request, Kind::Filtered))
+        Ok(self.open(request, Kind::Filtered).await)
     }
 
     async fn deliver_with_private_data(

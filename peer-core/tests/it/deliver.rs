@@ -149,9 +149,12 @@ impl Fixture {
     }
 
     /// Opens a Deliver stream; the sender feeds it envelopes.
+    /// A Deliver stream, opened as a Go client opens one: the call starts without waiting for
+    /// the response headers, which the server sends with its first message.
     async fn open(&self) -> Stream {
         let (requests, queue) = mpsc::channel(8);
-        let responses = self.client().await.deliver(ReceiverStream::new(queue)).await.unwrap().into_inner();
+        let mut client = self.client().await;
+        let responses = Responses::Opening(Box::pin(async move { client.deliver(ReceiverStream::new(queue)).await }));
         Stream { requests, responses }
     }
 
@@ -167,7 +170,28 @@ impl Fixture {
 
 struct Stream {
     requests: mpsc::Sender<Envelope>,
-    responses: Streaming<DeliverResponse>,
+    responses: Responses,
+}
+
+/// A Deliver call's answer: the headers (awaited at the first read, once requests are queued),
+/// then the messages.
+enum Responses {
+    Opening(
+        std::pin::Pin<Box<dyn std::future::Future<Output = Result<tonic::Response<Streaming<DeliverResponse>>, tonic::Status>> + Send>>,
+    ),
+    Open(Streaming<DeliverResponse>),
+}
+
+impl Responses {
+    async fn message(&mut self) -> Result<Option<DeliverResponse>, tonic::Status> {
+        if let Responses::Opening(opening) = self {
+            *self = Responses::Open(opening.await?.into_inner());
+        }
+        match self {
+            Responses::Open(stream) => stream.message().await,
+            Responses::Opening(_) => Ok(None),
+        }
+    }
 }
 
 /// What came back for one request: the block numbers, then the status (None if the stream
@@ -507,8 +531,9 @@ async fn filtered_blocks_carry_transaction_ids_types_codes_and_events() {
     f.append_block(block);
 
     let (requests, queue) = mpsc::channel(1);
-    let mut responses = f.client().await.deliver_filtered(ReceiverStream::new(queue)).await.unwrap().into_inner();
+    // Queued first: the server answers (headers included) with its first message.
     requests.send(request(&admin(&f.orgs.org1), &seek(oldest(), newest(), SeekBehavior::FailIfNotReady))).await.unwrap();
+    let mut responses = f.client().await.deliver_filtered(ReceiverStream::new(queue)).await.unwrap().into_inner();
     let mut filtered = Vec::new();
     while let Some(response) = responses.message().await.unwrap() {
         match response.r#type.unwrap() {

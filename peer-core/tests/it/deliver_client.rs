@@ -30,6 +30,7 @@ use rand_chacha::ChaCha20Rng;
 use rand_core::SeedableRng;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::{oneshot, watch};
+use tokio_stream::StreamExt as _;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
@@ -190,7 +191,7 @@ struct OrdererService {
 #[tonic::async_trait]
 impl AtomicBroadcast for OrdererService {
     type BroadcastStream = ReceiverStream<Result<BroadcastResponse, Status>>;
-    type DeliverStream = ReceiverStream<Result<DeliverResponse, Status>>;
+    type DeliverStream = std::pin::Pin<Box<dyn tokio_stream::Stream<Item = Result<DeliverResponse, Status>> + Send>>;
 
     async fn broadcast(&self, _request: Request<Streaming<proto::common::Envelope>>) -> Result<Response<Self::BroadcastStream>, Status> {
         Err(Status::unimplemented("not in this test"))
@@ -242,7 +243,11 @@ impl AtomicBroadcast for OrdererService {
             }
             orderer.open_streams.fetch_sub(1, Ordering::SeqCst);
         });
-        Ok(Response::new(ReceiverStream::new(queue)))
+        // As a Go orderer: the response headers go out with the first message, so on a quiet
+        // channel the call is answered only when the next block is cut.
+        let mut queue = queue;
+        let first = queue.recv().await;
+        Ok(Response::new(Box::pin(tokio_stream::iter(first).chain(ReceiverStream::new(queue)))))
     }
 }
 
@@ -674,4 +679,35 @@ async fn an_address_override_with_ca_certs_reaches_an_orderer_the_channel_config
     let (_task, _leader, _stop) = start(vec![("orderer.example.com:7050".to_string(), ca)]);
     run_until(&peer.clock, "blocks committed through the override", || peer.height() == 3).await;
     assert_eq!(orderer.seeks(), [(7060, 1)]);
+}
+
+/// A Go orderer sends a Deliver call's response headers with its first block. An elected leader
+/// at the head of a quiet channel must keep its stream (no bound on the wait for the answer;
+/// keepalive tells quiet from dead) for an hour and more, without reconnecting or giving up
+/// (reconnectTotalTimeThreshold is an hour), and commit the next block as soon as it is cut.
+#[tokio::test]
+async fn an_elected_leader_at_the_head_of_a_quiet_channel_keeps_its_stream() {
+    let peer = Peer::start(&[("CORE_PEER_GOSSIP_ORGLEADER", "false")]).await;
+    // Only the genesis block: the leader's seek for block 1 finds the orderer at the head.
+    let mut chain = Chain::new(&["orderer.example.com:7050"]);
+    let orderer = Orderer::new(&chain);
+    let _listening = peer.orderer_at(&orderer, 7050).await;
+    peer.running.channels.join(&chain.blocks[0]).unwrap();
+    let (client, _published) = peer.client(false, Duration::from_secs(3600));
+    let (_leader, leadership) = watch::channel(true);
+    let (_stop, stopped) = watch::channel(false);
+    let _task = tokio::spawn(client.run(CHANNEL.into(), leadership, stopped));
+
+    run_for(&peer.clock, Duration::from_secs(2 * 3600)).await;
+    assert_eq!(orderer.seeks(), [(7050, 1)], "one stream, never reopened");
+    assert_eq!(orderer.open_streams.load(Ordering::SeqCst), 1);
+    let logs = peer.logs();
+    assert!(!logs.contains("Could not connect") && !logs.contains("giving up") && !logs.contains("re-connect"), "{logs}");
+
+    let before = peer.clock.elapsed();
+    chain.grow();
+    orderer.publish(&chain);
+    run_until(&peer.clock, "the next block committed", || peer.height() == 2).await;
+    assert_eq!(peer.clock.elapsed(), before, "taken as soon as it is cut, on the same stream");
+    assert_eq!(orderer.seeks(), [(7050, 1)]);
 }
