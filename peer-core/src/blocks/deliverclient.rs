@@ -188,16 +188,19 @@ struct Connection {
 /// A Deliver call's answer: first its response headers, which an orderer may send only with the
 /// first block, then the messages.
 enum Responses {
-    Opening(std::pin::Pin<Box<dyn Future<Output = Result<tonic::Response<Streaming<DeliverResponse>>, tonic::Status>> + Send>>),
-    Open(Streaming<DeliverResponse>),
+    Opening(DeliverCall),
+    Open(Box<Streaming<DeliverResponse>>),
 }
+
+/// A `Deliver` call on its way: it completes with the response headers.
+type DeliverCall = std::pin::Pin<Box<dyn Future<Output = Result<tonic::Response<Streaming<DeliverResponse>>, tonic::Status>> + Send>>;
 
 impl Responses {
     /// The next message, waiting for the headers first if they have not come (no timeout:
     /// keepalive ends a dead connection, and a status error ends the call).
     async fn message(&mut self) -> Result<Option<DeliverResponse>, tonic::Status> {
         if let Responses::Opening(opening) = self {
-            *self = Responses::Open(opening.await?.into_inner());
+            *self = Responses::Open(Box::new(opening.await?.into_inner()));
         }
         match self {
             Responses::Open(stream) => stream.message().await,

@@ -176,16 +176,17 @@ struct Stream {
 /// A Deliver call's answer: the headers (awaited at the first read, once requests are queued),
 /// then the messages.
 enum Responses {
-    Opening(
-        std::pin::Pin<Box<dyn std::future::Future<Output = Result<tonic::Response<Streaming<DeliverResponse>>, tonic::Status>> + Send>>,
-    ),
-    Open(Streaming<DeliverResponse>),
+    Opening(DeliverCall),
+    Open(Box<Streaming<DeliverResponse>>),
 }
+
+type DeliverCall =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<tonic::Response<Streaming<DeliverResponse>>, tonic::Status>> + Send>>;
 
 impl Responses {
     async fn message(&mut self) -> Result<Option<DeliverResponse>, tonic::Status> {
         if let Responses::Opening(opening) = self {
-            *self = Responses::Open(opening.await?.into_inner());
+            *self = Responses::Open(Box::new(opening.await?.into_inner()));
         }
         match self {
             Responses::Open(stream) => stream.message().await,
