@@ -45,7 +45,6 @@ use rand_chacha::ChaCha20Rng;
 use rand_core::Rng;
 use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
-use tonic::Streaming;
 use tracing::{debug, error, info, warn};
 
 use super::BlockPublisher;
@@ -55,7 +54,7 @@ use crate::env::Env;
 use crate::errors::rpc_error;
 use crate::ledger::LedgerError;
 use crate::msp::LocalMsp;
-use crate::net::dial::{ClientKeepalive, ClientOptions, ClientTls, DialError, dial};
+use crate::net::dial::{CallStream, ClientKeepalive, ClientOptions, ClientTls, DialError, dial};
 use crate::net::tls::{KeyPair, TlsContext, msp_tls_cas};
 use crate::proposal::{NONCE_SIZE, seek_info_envelope_bound};
 use rustls::pki_types::CertificateDer;
@@ -180,33 +179,10 @@ struct Connection {
     address: String,
     /// The endpoints it was chosen from: a configuration that changes them ends the stream.
     endpoints: Vec<String>,
-    responses: Responses,
+    /// The answer, its headers awaited with the first block (see [`CallStream`]).
+    responses: CallStream<DeliverResponse>,
     /// Kept open for the stream's life (the orderer reads further seeks from it).
     _requests: mpsc::Sender<Envelope>,
-}
-
-/// A Deliver call's answer: first its response headers, which an orderer may send only with the
-/// first block, then the messages.
-enum Responses {
-    Opening(DeliverCall),
-    Open(Box<Streaming<DeliverResponse>>),
-}
-
-/// A `Deliver` call on its way: it completes with the response headers.
-type DeliverCall = std::pin::Pin<Box<dyn Future<Output = Result<tonic::Response<Streaming<DeliverResponse>>, tonic::Status>> + Send>>;
-
-impl Responses {
-    /// The next message, waiting for the headers first if they have not come (no timeout:
-    /// keepalive ends a dead connection, and a status error ends the call).
-    async fn message(&mut self) -> Result<Option<DeliverResponse>, tonic::Status> {
-        if let Responses::Opening(opening) = self {
-            *self = Responses::Open(Box::new(opening.await?.into_inner()));
-        }
-        match self {
-            Responses::Open(stream) => stream.message().await,
-            Responses::Opening(_) => Ok(None),
-        }
-    }
 }
 
 /// Pulls blocks from the ordering service for the channels this peer leads. One per peer; one
@@ -535,7 +511,7 @@ impl DeliverClient {
         // A fresh channel of capacity 1 has room for the seek.
         let _ = requests.try_send(seek);
         // Not awaited here: the answer's headers may come only with the first block.
-        let responses = Responses::Opening(Box::pin(async move { client.deliver(ReceiverStream::new(queue)).await }));
+        let responses = CallStream::new(async move { client.deliver(ReceiverStream::new(queue)).await });
         Ok(Connection { address, endpoints, responses, _requests: requests })
     }
 }

@@ -143,3 +143,37 @@ pub async fn dial(env: &Env, address: &HostPort, options: &ClientOptions) -> Res
     let server_cert_hash = *seen.lock().unwrap_or_else(|p| p.into_inner());
     Ok(Dialed { channel, server_cert_hash })
 }
+
+/// The answer of a server-streaming (or bidirectional) call as a Go client sees it: the call is
+/// started without waiting for the response headers, which a grpc-go server sends only with its
+/// first message (a Deliver for a block not cut yet is answered when it is). [`CallStream::message`]
+/// waits for the headers, then reads the messages; nothing here bounds the wait (keepalive ends a
+/// dead connection, a status ends the call).
+pub enum CallStream<T> {
+    Opening(PendingCall<T>),
+    Open(Box<tonic::Streaming<T>>),
+}
+
+/// A call on its way: it completes with the response headers.
+pub type PendingCall<T> =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<tonic::Response<tonic::Streaming<T>>, tonic::Status>> + Send>>;
+
+impl<T> CallStream<T> {
+    /// `call` (e.g. `async move { client.deliver(requests).await }`), not started until read.
+    pub fn new(
+        call: impl std::future::Future<Output = Result<tonic::Response<tonic::Streaming<T>>, tonic::Status>> + Send + 'static,
+    ) -> Self {
+        CallStream::Opening(Box::pin(call))
+    }
+
+    /// The next message, after the headers if they have not come yet.
+    pub async fn message(&mut self) -> Result<Option<T>, tonic::Status> {
+        if let CallStream::Opening(opening) = self {
+            *self = CallStream::Open(Box::new(opening.await?.into_inner()));
+        }
+        match self {
+            CallStream::Open(stream) => stream.message().await,
+            CallStream::Opening(_) => Ok(None),
+        }
+    }
+}

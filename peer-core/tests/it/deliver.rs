@@ -18,6 +18,7 @@ use peer_core::ledger::block::{envelope, header_hash, new_block};
 use peer_core::logging::{self, LoggingConfig, MemorySink};
 use peer_core::msp::LocalMsp;
 use peer_core::msp::generate::Org;
+use peer_core::net::dial::CallStream;
 use peer_core::node::{self, RunningNode};
 use prost::Message;
 use proto::common::{Block, ChannelHeader, Envelope, Header, HeaderType, Payload, SignatureHeader, Status as FabricStatus};
@@ -29,7 +30,6 @@ use rand_chacha::ChaCha20Rng;
 use rand_core::{Rng, SeedableRng};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
-use tonic::Streaming;
 
 const CHANNEL: &str = "mychannel";
 
@@ -154,7 +154,7 @@ impl Fixture {
     async fn open(&self) -> Stream {
         let (requests, queue) = mpsc::channel(8);
         let mut client = self.client().await;
-        let responses = Responses::Opening(Box::pin(async move { client.deliver(ReceiverStream::new(queue)).await }));
+        let responses = CallStream::new(async move { client.deliver(ReceiverStream::new(queue)).await });
         Stream { requests, responses }
     }
 
@@ -170,29 +170,7 @@ impl Fixture {
 
 struct Stream {
     requests: mpsc::Sender<Envelope>,
-    responses: Responses,
-}
-
-/// A Deliver call's answer: the headers (awaited at the first read, once requests are queued),
-/// then the messages.
-enum Responses {
-    Opening(DeliverCall),
-    Open(Box<Streaming<DeliverResponse>>),
-}
-
-type DeliverCall =
-    std::pin::Pin<Box<dyn std::future::Future<Output = Result<tonic::Response<Streaming<DeliverResponse>>, tonic::Status>> + Send>>;
-
-impl Responses {
-    async fn message(&mut self) -> Result<Option<DeliverResponse>, tonic::Status> {
-        if let Responses::Opening(opening) = self {
-            *self = Responses::Open(Box::new(opening.await?.into_inner()));
-        }
-        match self {
-            Responses::Open(stream) => stream.message().await,
-            Responses::Opening(_) => Ok(None),
-        }
-    }
+    responses: CallStream<DeliverResponse>,
 }
 
 /// What came back for one request: the block numbers, then the status (None if the stream
