@@ -28,7 +28,7 @@ use crate::cli::{ChannelCommand, ClientFlags};
 use peer_core::config::{Config, HostPort};
 use peer_core::env::Env;
 use peer_core::msp::LocalMsp;
-use peer_core::net::dial::{ClientOptions, ClientTls, DialError, dial};
+use peer_core::net::dial::{CallStream, ClientOptions, ClientTls, DialError, dial};
 use peer_core::net::tls::{KeyPair, PemFile, TlsContext, certificates};
 use peer_core::proposal::{Invocation, NONCE_SIZE, seek_envelope, signed_proposal};
 
@@ -397,21 +397,15 @@ struct DeliverClient<'a> {
     server: Server,
     channel_id: &'a str,
     best_effort: bool,
-    service: DeliverService,
     send: tokio::sync::mpsc::Sender<proto::common::Envelope>,
-    receive: Option<tokio::sync::mpsc::Receiver<proto::common::Envelope>>,
-    responses: Option<Responses>,
+    responses: Responses,
 }
 
-/// The peer's Deliver service, or the orderer's (`fetch -o`).
-enum DeliverService {
-    Peer(proto::protos::deliver_client::DeliverClient<Channel>),
-    Orderer(proto::orderer::atomic_broadcast_client::AtomicBroadcastClient<Channel>),
-}
-
+/// The answer of the peer's Deliver service, or of the orderer's (`fetch -o`); the call starts at
+/// the first read, with the first request queued ([`CallStream`]).
 enum Responses {
-    Peer(tonic::Streaming<proto::protos::DeliverResponse>),
-    Orderer(tonic::Streaming<proto::orderer::DeliverResponse>),
+    Peer(CallStream<proto::protos::DeliverResponse>),
+    Orderer(CallStream<proto::orderer::DeliverResponse>),
 }
 
 fn status_name(status: i32) -> String {
@@ -421,43 +415,37 @@ fn status_name(status: i32) -> String {
 impl<'a> DeliverClient<'a> {
     async fn open(context: &'a ChannelContext, channel_id: &'a str, best_effort: bool) -> anyhow::Result<DeliverClient<'a>> {
         let size = context.config.peer.max_recv_msg_size;
-        let (server, service) = match context.orderer().context("failed to create deliver client for orderer")? {
+        let (send, receive) = tokio::sync::mpsc::channel(4);
+        let requests = tokio_stream::wrappers::ReceiverStream::new(receive);
+        let (server, responses) = match context.orderer().context("failed to create deliver client for orderer")? {
             Some(orderer) => {
                 let channel = context.connect(&orderer).await.context("failed to create deliver client for orderer")?;
-                let client = proto::orderer::atomic_broadcast_client::AtomicBroadcastClient::new(channel).max_decoding_message_size(size);
-                (orderer, DeliverService::Orderer(client))
+                let mut client =
+                    proto::orderer::atomic_broadcast_client::AtomicBroadcastClient::new(channel).max_decoding_message_size(size);
+                (orderer, Responses::Orderer(CallStream::new(async move { client.deliver(requests).await })))
             }
             None => {
                 let peer = context.peer("deliver").context("error getting deliver client for channel")?;
                 let channel = context.connect(&peer).await.context("error getting deliver client for channel")?;
-                (peer, DeliverService::Peer(proto::protos::deliver_client::DeliverClient::new(channel).max_decoding_message_size(size)))
+                let mut client = proto::protos::deliver_client::DeliverClient::new(channel).max_decoding_message_size(size);
+                (peer, Responses::Peer(CallStream::new(async move { client.deliver(requests).await })))
             }
         };
         tracing::info!(target: CHANNEL_CMD, func = "InitCmdFactory", "Endorser and orderer connections initialized");
-        let (send, receive) = tokio::sync::mpsc::channel(4);
-        Ok(DeliverClient { context, server, channel_id, best_effort, service, send, receive: Some(receive), responses: None })
+        Ok(DeliverClient { context, server, channel_id, best_effort, send, responses })
     }
 
     /// The next response; the orderer's (status or block, the same field numbers) as the peer's.
     async fn next(&mut self) -> Result<Option<proto::protos::DeliverResponse>, tonic::Status> {
         use proto::orderer::deliver_response as orderer;
-        if self.responses.is_none() {
-            let Some(receive) = self.receive.take() else { return Ok(None) };
-            let requests = tokio_stream::wrappers::ReceiverStream::new(receive);
-            self.responses = Some(match &mut self.service {
-                DeliverService::Peer(client) => Responses::Peer(client.deliver(requests).await?.into_inner()),
-                DeliverService::Orderer(client) => Responses::Orderer(client.deliver(requests).await?.into_inner()),
-            });
-        }
-        match self.responses.as_mut() {
-            Some(Responses::Peer(responses)) => responses.message().await,
-            Some(Responses::Orderer(responses)) => Ok(responses.message().await?.map(|response| proto::protos::DeliverResponse {
+        match &mut self.responses {
+            Responses::Peer(responses) => responses.message().await,
+            Responses::Orderer(responses) => Ok(responses.message().await?.map(|response| proto::protos::DeliverResponse {
                 r#type: response.r#type.map(|answer| match answer {
                     orderer::Type::Status(status) => deliver_response::Type::Status(status),
                     orderer::Type::Block(block) => deliver_response::Type::Block(block),
                 }),
             })),
-            None => Ok(None),
         }
     }
 
@@ -467,9 +455,9 @@ impl<'a> DeliverClient<'a> {
         let now = crate::wall_clock_now();
         let envelope = seek_envelope(&self.context.signer, self.channel_id, seek, self.best_effort, nonce()?, now, client_cert_hash);
         self.send.send(envelope).await.map_err(|_| anyhow!("error getting {what} block: the stream is closed"))?;
-        let service = match self.service {
-            DeliverService::Peer(_) => "peer",
-            DeliverService::Orderer(_) => "orderer",
+        let service = match self.responses {
+            Responses::Peer(_) => "peer",
+            Responses::Orderer(_) => "orderer",
         };
         let response =
             self.next().await.map_err(|s| anyhow!("error receiving: error receiving from {service} deliver service: {}", rpc_error(&s)))?;
@@ -481,9 +469,9 @@ impl<'a> DeliverClient<'a> {
                 // Fabric's text, then which channel and server: Fabric's names neither.
                 let channel = self.channel_id;
                 let address = &self.server.address;
-                let (server, joined) = match self.service {
-                    DeliverService::Peer(_) => ("peer", "has not joined"),
-                    DeliverService::Orderer(_) => ("orderer", "does not serve"),
+                let (server, joined) = match self.responses {
+                    Responses::Peer(_) => ("peer", "has not joined"),
+                    Responses::Orderer(_) => ("orderer", "does not serve"),
                 };
                 let why = match (proto::common::Status::try_from(status), position) {
                     (Ok(proto::common::Status::NotFound), seek_position::Type::Specified(SeekSpecified { number })) => {

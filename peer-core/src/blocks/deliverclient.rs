@@ -500,8 +500,7 @@ impl DeliverClient {
         };
         let options = ClientOptions { timeout: self.config.conn_timeout, keepalive: Some(keepalive), tls };
         let transport = dial(&self.env, &target, &options).await.map_err(|e| match e {
-            DialError::Failed(cause) => dial_error(cause),
-            failed @ DialError::Handshake(_) => dial_error(failed.to_string()),
+            failed @ (DialError::Failed(_) | DialError::Handshake(_)) => dial_error(failed.to_string()),
             DialError::TimedOut(_) => DeliverError::DialTimeout { address: address.clone() },
         })?;
         let mut client = AtomicBroadcastClient::new(transport.channel)

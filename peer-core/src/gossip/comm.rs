@@ -632,8 +632,9 @@ impl Comm {
         });
         let options = ClientOptions { timeout: config.dial_timeout, keepalive: None, tls };
         let dialed = dial(&self.shared.env, endpoint, &options).await.map_err(|e| match e {
-            DialError::Failed(cause) => CommError::Dial { endpoint: endpoint.clone(), cause },
-            failed @ DialError::Handshake(_) => CommError::Dial { endpoint: endpoint.clone(), cause: failed.to_string() },
+            failed @ (DialError::Failed(_) | DialError::Handshake(_)) => {
+                CommError::Dial { endpoint: endpoint.clone(), cause: failed.to_string() }
+            }
             DialError::TimedOut(timeout) => CommError::DialTimeout { endpoint: endpoint.clone(), timeout },
         })?;
         let client = GossipClient::new(dialed.channel)

@@ -444,12 +444,12 @@ const TLS_HANDSHAKE_RECORD: u8 = 0x16;
 
 impl Http2Handshake {
     const PREFACE: u64 = 24;
+    const FRAME_HEADER: usize = 9;
 
     /// Nothing received yet.
     fn at_start(&self) -> bool {
         self.seen == 0
     }
-    const FRAME_HEADER: usize = 9;
 
     /// Takes the next bytes the client sent; true once the handshake is complete.
     pub fn received(&mut self, bytes: &[u8]) -> bool {

@@ -50,13 +50,13 @@ pub fn tls_files(node: &Node, mutual: bool) -> crate::node::tls::TlsFiles {
 
 /// The `CORE_PEER_TLS_*` variables that turn TLS on with [`tls_files`]' paths.
 pub fn tls_vars(node: &Node, mutual: bool) -> Vec<(String, String)> {
-    tls_dir_vars(std::path::Path::new(&format!("/tls/{}", node.name)), mutual)
+    tls_dir_vars(Path::new(&format!("/tls/{}", node.name)), mutual)
 }
 
 /// The `CORE_PEER_TLS_*` variables that serve the pair of a node's `tls/` folder as cryptogen
 /// lays it out (`server.crt`, `server.key`, `ca.crt`), `ca.crt` as the root certificate and (with
 /// `mutual`, client certificates required) as the client root CAs.
-pub fn tls_dir_vars(dir: &std::path::Path, mutual: bool) -> Vec<(String, String)> {
+pub fn tls_dir_vars(dir: &Path, mutual: bool) -> Vec<(String, String)> {
     let file = |name: &str| dir.join(name).display().to_string();
     let mut vars = vec![
         ("CORE_PEER_TLS_ENABLED".into(), "true".into()),
@@ -74,7 +74,7 @@ pub fn tls_dir_vars(dir: &std::path::Path, mutual: bool) -> Vec<(String, String)
 /// The `CORE_OPERATIONS_TLS_*` variables that serve the operations server over HTTPS with the
 /// pair of a `tls/` folder ([`tls_dir_vars`]), client certificates under `ca.crt` required with
 /// `mutual` (else verified when given).
-pub fn operations_tls_dir_vars(dir: &std::path::Path, mutual: bool) -> Vec<(String, String)> {
+pub fn operations_tls_dir_vars(dir: &Path, mutual: bool) -> Vec<(String, String)> {
     let file = |name: &str| dir.join(name).display().to_string();
     vec![
         ("CORE_OPERATIONS_TLS_ENABLED".into(), "true".into()),
