@@ -34,6 +34,7 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -113,6 +114,11 @@ pub struct OrdererSpec {
     pub start: Duration,
     /// ... and stop this long after start (None: never). Broadcast keeps working.
     pub stop: Option<Duration>,
+    /// Windows `[from, until)` after start without synthetic transactions (an idle channel).
+    pub quiet: Vec<(Duration, Duration)>,
+    /// Counts the Deliver streams this node is asked to open (the simulator checks that an idle
+    /// channel costs its peers no reconnects). Shared across restarts by whoever made the spec.
+    pub deliver_streams: Arc<AtomicU64>,
     /// Synthetic transactions also stop once the chain is this high (None: never), so a
     /// benchmark can fill a ledger with an exact number of blocks.
     pub max_height: Option<u64>,
@@ -152,6 +158,8 @@ impl OrdererSpec {
             max_message_count: 10,
             start: Duration::ZERO,
             stop: None,
+            quiet: Vec::new(),
+            deliver_streams: Arc::default(),
             max_height: None,
             time_window: Duration::from_secs(15 * 60),
             replicate_from: None,
@@ -248,6 +256,7 @@ impl Orderer {
             channel_id: channel_id.clone(),
             deliver: OrdererDeliver::new(channels.clone(), env.clock.clone(), spec.time_window).with_binding(binding),
             role: Arc::new(role),
+            deliver_streams: spec.deliver_streams.clone(),
         };
         let routes = tonic::service::Routes::new(
             AtomicBroadcastServer::new(service).max_decoding_message_size(MAX_MESSAGE_BYTES).max_encoding_message_size(usize::MAX),
@@ -309,7 +318,10 @@ impl Cutter {
         let interval = (spec.tx_per_second > 0.0 && spec.tx_per_second.is_finite())
             .then(|| Duration::from_secs_f64((1.0 / spec.tx_per_second).max(1e-6)));
         let stop_at = spec.stop.map(|stop| started + stop);
-        let mut next_tx: Option<Instant> = interval.map(|_| started + spec.start);
+        let quiet: Vec<(Instant, Instant)> = spec.quiet.iter().map(|(from, until)| (started + *from, started + *until)).collect();
+        // A transaction due inside a quiet window waits for its end.
+        let outside_quiet = |at: Instant| quiet.iter().find(|(from, until)| *from <= at && at < *until).map_or(at, |(_, until)| *until);
+        let mut next_tx: Option<Instant> = interval.map(|_| outside_quiet(started + spec.start));
         let mut batch_deadline: Option<Instant> = None;
         loop {
             if let (Some(at), Some(end)) = (next_tx, stop_at)
@@ -324,7 +336,7 @@ impl Cutter {
                 _ = stop.wait_for(|stop| *stop) => return,
                 Some(envelope) = queue.recv() => Some(envelope),
                 _ = async { if let Some(due) = tx_due { due.await } }, if next_tx.is_some() => {
-                    next_tx = next_tx.zip(interval).map(|(at, every)| at + every);
+                    next_tx = next_tx.zip(interval).map(|(at, every)| outside_quiet(at + every));
                     Some(self.synthetic_transaction(clock.wall_clock()))
                 }
                 _ = async { if let Some(timer) = timer { timer.await } }, if batch_deadline.is_some() => None,
@@ -484,6 +496,7 @@ struct BroadcastService {
     channel_id: String,
     deliver: OrdererDeliver,
     role: Arc<Role>,
+    deliver_streams: Arc<AtomicU64>,
 }
 
 #[tonic::async_trait]
@@ -504,6 +517,7 @@ impl AtomicBroadcast for BroadcastService {
 
     async fn deliver(&self, request: Request<Streaming<Envelope>>) -> Result<Response<Self::DeliverStream>, Status> {
         debug!(target: SERVER, func = "Deliver", "Starting new Deliver handler");
+        self.deliver_streams.fetch_add(1, Ordering::Relaxed);
         Ok(self.deliver.deliver(request).await)
     }
 }

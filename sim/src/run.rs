@@ -37,7 +37,7 @@ use tracing_subscriber::layer::SubscriberExt;
 
 use crate::env::{MessageFaults, NetFaults, SignatureMemo, SimClock, SimDisk, SimNetwork, SimStorage};
 use crate::orderer::{Orderer, OrdererSpec, OrdererTls};
-use crate::scenario::{Bootstrap, Event, NewBlocks, ORDERER, PeerSpec, Scenario, Step, TlsMode};
+use crate::scenario::{Bootstrap, Event, NewBlocks, ORDERER, PeerSpec, QuietWindow, Scenario, Step, TlsMode};
 use peer_core::net::tls::PemFile;
 use peer_core::node::tls::TlsFiles;
 
@@ -397,6 +397,8 @@ fn simulate(scenario: &Scenario, seed: u64, broken: Option<Breakage>) -> Outcome
     let joined: Joined = Arc::default();
     let leaders: Leaders = Arc::default();
     let delays_fired = Arc::new(AtomicU64::new(0));
+    // Deliver streams opened at any ordering-service node (the quiet-window check).
+    let deliver_streams = Arc::new(AtomicU64::new(0));
     // One memo of checked gossip signatures for the whole run (see `SignatureMemo`).
     let signatures = Arc::new(SignatureMemo::new());
     let network = scenario.network.clone().unwrap_or_default();
@@ -514,7 +516,7 @@ fn simulate(scenario: &Scenario, seed: u64, broken: Option<Breakage>) -> Outcome
             disks.insert(name.clone(), disk.clone());
             let split_brain = broken == Some(Breakage::SplitBrain);
             let replicate_from = (node > 0 && !split_brain).then(|| format!("{ORDERER}:{ORDERER_PORT}"));
-            let node = OrdererNode { name, index, replicate_from };
+            let node = OrdererNode { name, index, replicate_from, deliver_streams: deliver_streams.clone() };
             add_orderer(&mut sim, seed, node, section.clone(), disk, crypto.clone(), orderer_ledgers.clone());
         }
     }
@@ -649,6 +651,7 @@ fn simulate(scenario: &Scenario, seed: u64, broken: Option<Breakage>) -> Outcome
                 checker.check_leaders(sim.elapsed(), last_fault + within, &leaders, &running, &mut outcome);
             }
             checker.check_new_blocks(sim.elapsed(), &ledgers, &running, &mut outcome);
+            checker.check_quiet(sim.elapsed(), deliver_streams.load(Ordering::Relaxed), &mut outcome);
             let visibility = checker.visibility(&snapshot, &running);
             outcome.samples.push((sim.elapsed(), visibility));
             if let Some(within) = scenario.checks.dead_within {
@@ -976,6 +979,9 @@ struct Checker {
     /// The `new_blocks` windows: each with the orderer's height at its start once reached, and
     /// whether its end was checked.
     new_blocks: Vec<(NewBlocks, Option<u64>, bool)>,
+    /// The orderer's quiet windows, each with when its check starts (see [`Checker::check_quiet`]),
+    /// the count of Deliver streams opened by then once reached, and whether its end was checked.
+    quiet: Vec<(QuietWindow, Duration, Option<u64>, bool)>,
     /// The peers' disks have faults (scenario `disk:`, now or earlier): a peer may then lose
     /// blocks its disk lost, and must heal them from the network.
     disk_faults: bool,
@@ -1012,6 +1018,17 @@ impl Checker {
             org_leaders: BTreeMap::new(),
             led: BTreeMap::new(),
             new_blocks: scenario.checks.new_blocks.iter().map(|window| (*window, None, false)).collect(),
+            quiet: scenario
+                .orderer
+                .iter()
+                .flat_map(|o| &o.quiet)
+                .map(|w| {
+                    let settle =
+                        scenario.checks.leaders_within.or(scenario.checks.blocks_within).unwrap_or(scenario.checks.converge_within);
+                    let last_fault = scenario.timeline.iter().map(|s| s.at).filter(|at| (w.from..=w.until).contains(at)).max();
+                    (*w, last_fault.map_or(w.from, |at| (at + settle).max(w.from)), None, false)
+                })
+                .collect(),
             disk_faults: false,
             disk_scenario: scenario.disk.as_ref().is_some_and(|d| d.rates().iter().any(|(_, p)| *p > 0.0)),
             heals_seen: BTreeMap::new(),
@@ -1358,6 +1375,36 @@ impl Checker {
         }
     }
 
+    /// An idle channel costs nothing: in a quiet window of the orderer, no Deliver stream is
+    /// opened (a caught-up stream is silent, and must be kept as it is) from the window's start,
+    /// or if the timeline has events in the window, from the last one plus the time the scenario
+    /// gives leaders (else blocks, else membership) to settle: a new leader, or one whose orderer
+    /// restarted, connects at the head of a quiet channel once and then keeps that stream.
+    fn check_quiet(&mut self, at: Duration, deliver_streams: u64, outcome: &mut Outcome) {
+        let stamp = format!("{:.2}s", at.as_secs_f64());
+        for (window, check_from, base, done) in &mut self.quiet {
+            if base.is_none() && at >= *check_from {
+                *base = Some(deliver_streams);
+                let since = if *check_from > window.from { " (streams checked from now: the faults in the window are over)" } else { "" };
+                outcome.summary.push_str(&format!("{stamp:>8} orderer quiet until {:.2}s{since}\n", window.until.as_secs_f64()));
+            }
+            let Some(base) = *base else { continue };
+            if *done || at < window.until {
+                continue;
+            }
+            *done = true;
+            let opened = deliver_streams - base;
+            outcome.summary.push_str(&format!("{stamp:>8} orderer busy again; {opened} Deliver stream(s) opened while quiet\n"));
+            if opened > 0 {
+                outcome.violations.push(format!(
+                    "at {at:?}: {opened} Deliver stream(s) were opened while the channel was quiet ({check_from:?} to {:?}) with nothing \
+                     failing: a caught-up stream must be kept",
+                    window.until
+                ));
+            }
+        }
+    }
+
     /// Lost peers (crashed, or cut off from the observer) must not stay alive in views.
     #[allow(clippy::too_many_arguments)]
     fn check_dead(
@@ -1576,6 +1623,8 @@ struct OrdererNode {
     index: u64,
     /// The cutter's endpoint, for a replica; None for the cutter.
     replicate_from: Option<String>,
+    /// Counts the Deliver streams it is asked to open (shared by every node of the run).
+    deliver_streams: Arc<AtomicU64>,
 }
 
 /// Adds the turmoil host of one ordering-service node: `Orderer::start` on its own disk, with a
@@ -1600,7 +1649,7 @@ fn add_orderer(
         env_seed[8..16].copy_from_slice(&node.index.to_le_bytes());
         env_seed[16..24].copy_from_slice(&start.to_le_bytes());
         let (disk, crypto, ledgers, section) = (disk.clone(), crypto.clone(), ledgers.clone(), section.clone());
-        let (name, replicate_from) = (node.name.clone(), node.replicate_from.clone());
+        let (name, replicate_from, deliver_streams) = (node.name.clone(), node.replicate_from.clone(), node.deliver_streams.clone());
         let span = tracing::info_span!("orderer", name = %name);
         async move {
             let env = Env::new(
@@ -1623,6 +1672,9 @@ fn add_orderer(
             spec.max_message_count = section.max_message_count;
             spec.start = section.start.saturating_sub(elapsed);
             spec.stop = section.stop.map(|stop| stop.saturating_sub(elapsed));
+            spec.quiet =
+                section.quiet.iter().filter(|w| w.until > elapsed).map(|w| (w.from.saturating_sub(elapsed), w.until - elapsed)).collect();
+            spec.deliver_streams = deliver_streams;
             spec.replicate_from = replicate_from;
             spec.tls = crypto.orderer_tls.get(&name).cloned();
             let running = Orderer::start(env, spec).await.map_err(|e| format!("{e:#}"))?;

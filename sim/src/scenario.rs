@@ -23,6 +23,7 @@
 //! checks: {converge_within: 8s, blocks_within: 2s, new_blocks: [{after: 5s, by: 12s}]}
 //! orderer: {nodes: 2, tx_per_second: 20, batch_timeout: 500ms, max_message_count: 10, start: 1s, stop: 20s}
 //! tick: 1ms                                # turmoil's step (default 1ms; longer is cheaper and coarser)
+//! ci_seeds: 3                              # a long scenario: seeds of the default test batch
 //! ```
 //! With an `orderer:` section the run has an ordering-service host named `orderer` (port 7050,
 //! the genesis block's orderer endpoint) producing blocks on the channel; the timeline may
@@ -97,6 +98,10 @@ pub struct Scenario {
         serialize_with = "write_optional_duration"
     )]
     pub tick: Option<Duration>,
+    /// How many seeds of the CI batch a long scenario runs in a default `cargo test` (all of
+    /// them when absent; `SIM_SEEDS` and `SIM_SEED` still choose any).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ci_seeds: Option<u64>,
 }
 
 /// The tick of a scenario that names none.
@@ -120,7 +125,10 @@ pub fn orderer_node(index: usize) -> String {
 /// `orderer: {tx_per_second: 20, batch_timeout: 500ms, max_message_count: 10, start: 1s, stop: 20s}`:
 /// synthetic transactions at `tx_per_second` from `start` until `stop` (simulated time), cut
 /// into blocks as Fabric's solo orderer does (BatchTimeout, MaxMessageCount). `nodes: 2` adds
-/// replicas (see [`orderer_node`]).
+/// replicas (see [`orderer_node`]). `quiet: [{from: 30s, until: 1h}]` pauses the transactions in
+/// each window: the channel is idle, every Deliver stream caught up and silent (a real network at
+/// night). No peer may open a Deliver stream in a quiet window, once the faults the timeline has
+/// in it are over and the scenario's settling time has passed (see `run.rs`'s `check_quiet`).
 #[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct OrdererSection {
@@ -142,6 +150,18 @@ pub struct OrdererSection {
         serialize_with = "write_optional_duration"
     )]
     pub stop: Option<Duration>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty", serialize_with = "write_flow_items")]
+    pub quiet: Vec<QuietWindow>,
+}
+
+/// `{from: 30s, until: 1h}`: a window without synthetic transactions (see [`OrdererSection`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct QuietWindow {
+    #[serde(deserialize_with = "duration", serialize_with = "write_duration")]
+    pub from: Duration,
+    #[serde(deserialize_with = "duration", serialize_with = "write_duration")]
+    pub until: Duration,
 }
 
 fn default_nodes() -> usize {
@@ -653,6 +673,16 @@ impl Scenario {
             if orderer.batch_timeout.is_zero() || orderer.max_message_count == 0 {
                 return Err("orderer.batch_timeout and orderer.max_message_count must be positive".into());
             }
+            for window in &orderer.quiet {
+                if window.from >= window.until || window.until > self.duration {
+                    return Err(format!(
+                        "orderer.quiet window {{from: {}, until: {}}} must end after it begins and by the end of the run ({})",
+                        duration_text(window.from),
+                        duration_text(window.until),
+                        duration_text(self.duration)
+                    ));
+                }
+            }
             if !(1..=MAX_ORDERER_NODES).contains(&orderer.nodes) {
                 return Err(format!("orderer.nodes {} is not between 1 and {MAX_ORDERER_NODES}", orderer.nodes));
             }
@@ -936,6 +966,21 @@ mod tests {
         ] {
             assert_eq!(duration_text(duration), text);
             assert_eq!(peer_core::config::parse_duration(text), Ok(duration));
+        }
+    }
+
+    #[test]
+    fn a_quiet_window_must_end_after_it_begins_and_within_the_run() {
+        let with = |quiet: &str| {
+            Scenario::parse(&format!(
+                "name: t\nduration: 60s\norgs: [{{name: org1, peers: 1}}]\norderer: {{tx_per_second: 5, quiet: [{quiet}]}}\nchecks: {{converge_within: 5s}}\n"
+            ))
+        };
+        let scenario = with("{from: 10s, until: 1m}").expect("a window within the run");
+        assert_eq!(scenario.orderer.unwrap().quiet, [QuietWindow { from: Duration::from_secs(10), until: Duration::from_secs(60) }]);
+        for bad in ["{from: 20s, until: 10s}", "{from: 10s, until: 10s}", "{from: 10s, until: 61s}"] {
+            let err = with(bad).expect_err(bad);
+            assert!(err.contains("orderer.quiet window") && err.contains("must end after it begins"), "{bad}: {err}");
         }
     }
 

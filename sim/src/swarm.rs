@@ -118,6 +118,7 @@ pub fn generate(seed: u64) -> Scenario {
         // Swarm runs are membership runs; the orderer has scenarios of its own.
         orderer: None,
         tick: None,
+        ci_seeds: None,
     }
 }
 
