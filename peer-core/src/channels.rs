@@ -94,6 +94,7 @@ impl Channels {
             heals,
         };
         for id in channels.ledger.active_channels() {
+            info!(target: "peer", func = "Initialize", "Loading chain {id}");
             let Some(ledger) = channels.ledger.channel(&id) else { continue };
             match latest_config(&ledger) {
                 Ok(config) => channels.install(Arc::new(config)),
@@ -192,7 +193,6 @@ impl Channels {
     /// created (refused if it exists) and the channel's organizations become known to gossip.
     pub fn join(&self, genesis: &Block) -> Result<Arc<ChannelConfig>, ChannelError> {
         let config = self.create(genesis)?;
-        info!(target: "peer", func = "CreateChannel", "Joining gossip network of channel {} with {} organizations", config.channel_id, config.msps().len());
         self.install(config.clone());
         Ok(config)
     }

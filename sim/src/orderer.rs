@@ -258,9 +258,9 @@ impl Orderer {
             role: Arc::new(role),
             deliver_streams: spec.deliver_streams.clone(),
         };
-        let routes = tonic::service::Routes::new(
+        let routes = peer_core::net::serve::answering_unknown_services(tonic::service::Routes::new(
             AtomicBroadcastServer::new(service).max_decoding_message_size(MAX_MESSAGE_BYTES).max_encoding_message_size(usize::MAX),
-        );
+        ));
         // Fabric's orderer keepalive defaults (General.Keepalive: ServerInterval 2h, ServerTimeout 20s),
         // the peer's server defaults too.
         let keepalive = KeepaliveConfig::default();

@@ -89,4 +89,12 @@ fn three_peers_follow_the_orderer_and_a_killed_follower_catches_up() {
             assert_eq!(commits, final_height, "{}: one commit per block, the genesis block included", peer.name);
         }
     }
+
+    // A static leader joins the channel's gossip (and learns its anchors) before its deliver
+    // client's first block reaches gossip, as Fabric orders them.
+    let log = std::fs::read_to_string(network.peers[ORG1_PEER0].log()).unwrap();
+    let joining = log.find(&format!("Joining gossip network of channel {CHANNEL} with 2 organizations"));
+    let anchors = log.find(&format!("configured anchor peers of Org1MSP for channel {CHANNEL}"));
+    assert!(joining.is_some() && joining < anchors, "the join line, then the anchors:\n{log}");
+    assert!(!log.contains("Failed obtaining gossipChannel"), "a block reached gossip before its channel:\n{log}");
 }

@@ -129,7 +129,7 @@ fn join_list_getinfo_then_restart_with_blocks_appended_offline() {
     // Fabric's errors, exit 1.
     assert_error(
         &channel(tmp, &setup, ports, &["join", "-b", block]),
-        "proposal failed (err: bad proposal response 500: cannot create ledger from genesis block: ledger [mychannel] already exists with state [ACTIVE])",
+        "proposal failed (err: bad proposal response 500: cannot create ledger from genesis block: LedgerID already exists)",
     );
     assert_error(
         &channel(tmp, &setup, ports, &["getinfo", "-c", "nochannel"]),

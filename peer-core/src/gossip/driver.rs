@@ -294,6 +294,12 @@ pub async fn drive(
                 }
             }
             Some((id, block)) = io.published.recv() => {
+                // A channel joined a moment ago can have its first block from the orderer before
+                // the round that would read it: gossip joins it first (as Fabric joins a channel's
+                // gossip before its deliver client starts).
+                if !gossip.has_channel(&id) {
+                    gossip.handle_channels(env.clock.now(), &io.snapshot());
+                }
                 gossip.handle_local_block(env.clock.now(), &id, &block);
             }
             Some(id) = io.yields.recv() => {

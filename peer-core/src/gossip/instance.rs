@@ -142,6 +142,11 @@ impl Gossip {
         self.discovery.handle_dial_result(now, endpoint, result);
     }
 
+    /// Whether the channel layer knows `channel` (from the last [`Gossip::handle_channels`]).
+    pub fn has_channel(&self, channel: &str) -> bool {
+        self.state.has_channel(channel)
+    }
+
     /// A block this peer committed from the ordering service (it leads the channel).
     pub fn handle_local_block(&mut self, now: Instant, channel: &str, block: &Block) {
         self.state.handle_local_block(now, channel, block);
@@ -157,10 +162,14 @@ impl Gossip {
     /// layer gets the heights and orgs, and the alive members.
     pub fn handle_channels(&mut self, now: Instant, channels: &[ChannelSnapshot]) {
         self.handle_channel_orgs(channels);
-        self.anchors.learn(now, channels, &mut self.discovery);
+        // A channel's orgs in gossip are its application orgs (Fabric's join message).
         let infos = channels
             .iter()
-            .map(|c| ChannelInfo { id: c.id.clone(), height: c.height, orgs: c.config.msps().keys().cloned().collect() })
+            .map(|c| ChannelInfo {
+                id: c.id.clone(),
+                height: c.height,
+                orgs: c.config.application.orgs.values().map(|org| org.msp_id.clone()).collect(),
+            })
             .collect();
         let had_channels = self.state.has_channels();
         self.state.handle_channels(now, infos);
@@ -170,6 +179,8 @@ impl Gossip {
             let alive = self.alive_members();
             self.state.handle_membership(alive);
         }
+        // After the join (Fabric logs joining the channel, then learning its anchors).
+        self.anchors.learn(now, channels, &mut self.discovery);
     }
 
     /// Tells the channel layer about one membership change.
@@ -340,6 +351,9 @@ impl AnchorTracker {
             let orgs: AnchorsByOrg = config.application.orgs.values().map(|org| (org.msp_id.clone(), org.anchor_peers.clone())).collect();
             let changed = self.seen.get(id).is_none_or(|(_, learned)| *learned != orgs);
             if changed {
+                // Fabric's JoinChan, for a channel's first config and every one that changes its
+                // orgs or anchors: the join line (application orgs), then the anchors per org.
+                info!(target: "gossip.gossip", func = "JoinChan", "Joining gossip network of channel {id} with {} organizations", orgs.len());
                 let mut contacts = Vec::new();
                 for (org, anchors) in &orgs {
                     if anchors.is_empty() {

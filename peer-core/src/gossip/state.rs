@@ -341,7 +341,7 @@ impl GossipState {
                     }
                 }
                 None => {
-                    info!(target: GOSSIP_CHANNEL, func = "JoinChannel", "Joining gossip network of channel {}", info.id);
+                    debug!(target: GOSSIP_CHANNEL, func = "JoinChannel", "Joined channel {} with organizations {:?}", info.id, info.orgs);
                     let election = self.config.use_leader_election.then(|| {
                         self.events.push_back(StateEvent::Leadership { channel: info.id.clone(), leader: false });
                         Election::new(self.me, self.config.election, now, 0)
@@ -381,6 +381,11 @@ impl GossipState {
     /// Whether any channel is joined.
     pub fn has_channels(&self) -> bool {
         !self.channels.is_empty()
+    }
+
+    /// Whether `channel` is one of the channels this layer was told of.
+    pub fn has_channel(&self, channel: &str) -> bool {
+        self.channels.contains_key(channel)
     }
 
     /// The alive members as last told, by PKI-ID.

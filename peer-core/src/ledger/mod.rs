@@ -121,8 +121,9 @@ pub enum LedgerError {
     /// outside (a genesis block, a request): non-printable characters are shown escaped.
     #[error("channel ID '{}' is illegal: {reason}", crate::config::value::escape_non_printable(channel))]
     BadChannelId { channel: String, reason: &'static str },
-    /// Creating a channel that exists.
-    #[error("ledger [{channel}] already exists with state [{status}]")]
+    /// Creating a channel that exists, active or paused (Fabric's text, which names neither: a
+    /// second `channel join` is answered with it).
+    #[error("LedgerID already exists")]
     AlreadyExists { channel: String, status: ChannelStatus },
     /// An offline command without `-c`.
     #[error("Must supply channel ID")]

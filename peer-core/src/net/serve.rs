@@ -226,6 +226,21 @@ async fn accept_loop<F, Fut>(
     connections.shutdown().await;
 }
 
+/// Routes that answer a call to a service they do not serve as grpc-go does: UNIMPLEMENTED with
+/// `unknown service <package.Service>` (tonic's own answer carries no message; a Fabric client
+/// that dials the wrong port reads the service's name in the error).
+pub fn answering_unknown_services(mut routes: tonic::service::Routes) -> tonic::service::Routes {
+    let router = std::mem::take(routes.axum_router_mut());
+    *routes.axum_router_mut() = router.fallback(unknown_service);
+    routes
+}
+
+async fn unknown_service(uri: http::Uri) -> Response<Body> {
+    // The path is `/package.Service/Method`.
+    let service = uri.path().trim_start_matches('/').split('/').next().unwrap_or_default();
+    tonic::Status::unimplemented(format!("unknown service {service}")).into_http()
+}
+
 /// Serves tonic routes over HTTP/2 on `listener` until `shutdown` turns true (plaintext, no
 /// connection counts: see [`serve_grpc_with`]).
 pub async fn serve_grpc<S>(

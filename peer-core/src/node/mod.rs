@@ -335,7 +335,7 @@ pub async fn start(env: Env, setup: Setup) -> Result<RunningNode, StartError> {
     tasks.spawn(serve::serve_grpc(
         chaincode_listener,
         env.clock.clone(),
-        chaincode_routes,
+        serve::answering_unknown_services(chaincode_routes),
         config.peer.keepalive.clone(),
         chaincode_limits,
         stop_rx.clone(),
@@ -437,7 +437,7 @@ pub async fn start(env: Env, setup: Setup) -> Result<RunningNode, StartError> {
     // Step 47: serve the peer port.
     // Fabric's gRPC metrics interceptors come before its concurrency limiter: refused calls count.
     let peer_service = grpc_metrics::GrpcMetrics::new(
-        serve::ConcurrencyLimit::new(routes, &limits),
+        serve::ConcurrencyLimit::new(serve::answering_unknown_services(routes), &limits),
         peer_metrics.grpc.clone(),
         env.clock.clone(),
         &served,

@@ -134,7 +134,7 @@ fn creating_a_channel_needs_a_channel_id_and_a_new_name() {
     let storage = Arc::new(MemStorage::default());
     let mgr = LedgerMgr::open(&env(&storage), fsp(), HOLDER).unwrap();
     mgr.create_from_genesis(&genesis("ch1")).unwrap();
-    assert_eq!(mgr.create_from_genesis(&genesis("ch1")).unwrap_err().to_string(), "ledger [ch1] already exists with state [ACTIVE]");
+    assert_eq!(mgr.create_from_genesis(&genesis("ch1")).unwrap_err().to_string(), "LedgerID already exists");
     let anonymous = new_block(0, &[], vec![b"not an envelope".to_vec()]);
     assert!(mgr.create_from_genesis(&anonymous).unwrap_err().to_string().starts_with("the genesis block names no channel"));
     let err = mgr.create_from_genesis(&genesis("../escape")).unwrap_err().to_string();
@@ -183,7 +183,7 @@ fn pause_hides_a_channel_and_resume_brings_it_back() {
     assert_eq!(mgr.active_channels(), ["b"]);
     assert!(mgr.channel("a").is_none());
     // A paused channel still exists: it cannot be created again.
-    assert_eq!(mgr.create_from_genesis(&genesis("a")).unwrap_err().to_string(), "ledger [a] already exists with state [INACTIVE]");
+    assert_eq!(mgr.create_from_genesis(&genesis("a")).unwrap_err().to_string(), "LedgerID already exists");
     drop(mgr);
 
     let ((), log) = logged(|| commands::resume(&env, fsp(), HOLDER, "a").unwrap());

@@ -50,8 +50,13 @@ async fn the_same_start_path_runs_on_an_in_memory_env() {
         async move { connect.await.map(hyper_util::rt::TokioIo::new) }
     });
     let channel = tonic::transport::Endpoint::from_static("http://peer:7051").connect_with_connector(connector).await.unwrap();
-    let mut gossip = proto::gossip::gossip_client::GossipClient::new(channel);
+    let mut gossip = proto::gossip::gossip_client::GossipClient::new(channel.clone());
     gossip.ping(proto::gossip::Empty {}).await.unwrap();
+    // A service the peer port does not serve is named in the answer, as grpc-go names it (a
+    // client that dialed the peer for the orderer sees why).
+    let mut orderer = proto::orderer::atomic_broadcast_client::AtomicBroadcastClient::new(channel);
+    let status = orderer.deliver(tokio_stream::iter(Vec::<proto::common::Envelope>::new())).await.unwrap_err();
+    assert_eq!((status.code(), status.message()), (tonic::Code::Unimplemented, "unknown service orderer.AtomicBroadcast"));
 
     // A second peer (other ports, same disk) finds the lock taken, and says by whom.
     let second = Env::new(ManualClock::new(), Arc::new(MemNetwork::default()), storage.clone(), [8; 32]);
