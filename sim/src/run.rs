@@ -25,8 +25,8 @@ use peer_core::env::Env;
 use peer_core::gossip::driver::{GossipView, View};
 use peer_core::gossip::publish::Leadership;
 use peer_core::logging::{self, LoggingConfig, MemorySink};
+use peer_core::msp::LocalMsp;
 use peer_core::msp::generate::{self, OrgSpec as GenSpec, ValidityWindow};
-use peer_core::msp::{LocalMsp, Msp};
 use peer_core::node;
 use peer_core::services::operations::LogControl;
 use peer_core::testkit::epoch;
@@ -123,11 +123,10 @@ impl LogControl for NoLogControl {
     }
 }
 
-/// The generated crypto of a run: each peer's local MSP, each org's verifying MSP, and the
-/// genesis block of the channel every peer joins.
+/// The generated crypto of a run: each peer's local MSP, and the genesis block of the channel
+/// every peer joins (the only way peers learn the other orgs).
 struct Crypto {
     peers: BTreeMap<String, LocalMsp>,
-    orgs: BTreeMap<String, Msp>,
     genesis: Block,
     /// The orderer's signing identity (OrdererMSP's admin) and the creator of its synthetic
     /// transactions (the first org's admin).
@@ -149,7 +148,6 @@ const ORDERER_PORT: u16 = 7050;
 
 fn crypto(scenario: &Scenario, foreign_tls: bool) -> Crypto {
     let mut peers = BTreeMap::new();
-    let mut orgs = BTreeMap::new();
     let mut generated_orgs = Vec::new();
     let specs = scenario.peers();
     // Crypto depends on the scenario only, not the run seed: key generation is not what we test.
@@ -160,7 +158,6 @@ fn crypto(scenario: &Scenario, foreign_tls: bool) -> Crypto {
         let msp_id = specs.iter().find(|p| p.org == org.name).map(|p| p.msp_id.clone()).unwrap_or_default();
         let spec = GenSpec { msp_id: msp_id.clone(), domain: format!("{}.example.com", org.name), peers: org.peers };
         let generated = generate(&spec);
-        orgs.insert(msp_id.clone(), Msp::from_files(&generated.msp, &msp_id).expect("a generated org MSP loads"));
         for (index, node) in generated.peers.iter().enumerate() {
             let msp = LocalMsp::from_files(&node.msp, &msp_id, epoch()).expect("a generated peer MSP loads");
             peers.insert(format!("{}-peer{index}", org.name), msp);
@@ -188,13 +185,9 @@ fn crypto(scenario: &Scenario, foreign_tls: bool) -> Crypto {
     };
     spec.orderer_orgs.push(GenesisOrg { name: "OrdererOrg".into(), org: &orderer, anchor_peers: Vec::new(), orderer_endpoints });
     for (name, org) in &generated_orgs {
-        let anchor = AnchorPeer { host: format!("{name}-peer0"), port: 7051 };
-        spec.application_orgs.push(GenesisOrg {
-            name: org.spec.msp_id.clone(),
-            org,
-            anchor_peers: vec![anchor],
-            orderer_endpoints: Vec::new(),
-        });
+        let anchor_peers =
+            if scenario.is_anchor_org(name) { vec![AnchorPeer { host: format!("{name}-peer0"), port: 7051 }] } else { Vec::new() };
+        spec.application_orgs.push(GenesisOrg { name: org.spec.msp_id.clone(), org, anchor_peers, orderer_endpoints: Vec::new() });
     }
     let genesis = genesis_block(&spec).expect("the scenario's genesis block builds");
     let orderer_signer = LocalMsp::from_files(&orderer.admin.msp, "OrdererMSP", epoch()).expect("the generated orderer identity loads");
@@ -202,7 +195,7 @@ fn crypto(scenario: &Scenario, foreign_tls: bool) -> Crypto {
         Some((_, org)) => LocalMsp::from_files(&org.admin.msp, &org.spec.msp_id, epoch()).expect("a generated admin identity loads"),
         None => orderer_signer.clone(),
     };
-    Crypto { peers, orgs, genesis, orderer_signer, client, peer_tls, orderer_tls }
+    Crypto { peers, genesis, orderer_signer, client, peer_tls, orderer_tls }
 }
 
 /// TLS pairs for every peer and orderer node under its simulated host name (the certificates'
@@ -266,7 +259,6 @@ fn tls_material(
 
 /// The CORE_* settings that make a peer out of the sample config.
 fn peer_env(scenario: &Scenario, peer: &PeerSpec) -> EnvVars {
-    let peers = scenario.peers();
     let mut env = EnvVars::new()
         .with("CORE_PEER_ID", &peer.name)
         .with("CORE_PEER_LISTENADDRESS", "0.0.0.0:7051")
@@ -296,16 +288,6 @@ fn peer_env(scenario: &Scenario, peer: &PeerSpec) -> EnvVars {
     }
     if peer.external {
         env = env.with("CORE_PEER_GOSSIP_EXTERNALENDPOINT", &format!("{}:7051", peer.name));
-    }
-    // Only the anchor peers are read from this key here: the simulator hands node::start the
-    // other orgs' MSPs directly (Setup::trusted_msps), so `dir` is never opened.
-    let others: Vec<String> = peers
-        .iter()
-        .filter(|p| p.index == 0 && p.org != peer.org)
-        .map(|p| format!("{{id: {}, dir: /unused, anchorPeers: [{}:7051]}}", p.msp_id, p.name))
-        .collect();
-    if !others.is_empty() {
-        env = env.with("CORE_PEER_GOSSIP_TRUSTEDMSPS", &format!("[{}]", others.join(", ")));
     }
     for (key, value) in scenario.env.iter().chain(scenario.peer_env.get(&peer.name).into_iter().flatten()) {
         env = env.with(key, value);
@@ -420,7 +402,7 @@ fn simulate(scenario: &Scenario, seed: u64, broken: Option<Breakage>) -> Outcome
     for (index, peer) in peers.iter().enumerate() {
         let config = Config::from_yaml(SAMPLE_CONFIG, sample_path, &peer_env(scenario, peer)).expect("scenario config is valid").config;
         let disk = disks[&peer.name].clone();
-        let (crypto, views, name, msp_id) = (crypto.clone(), views.clone(), peer.name.clone(), peer.msp_id.clone());
+        let (crypto, views, name) = (crypto.clone(), views.clone(), peer.name.clone());
         let (ledgers, joined, leaders) = (ledgers.clone(), joined.clone(), leaders.clone());
         let (network, delays_fired) = (network.clone(), delays_fired.clone());
         let (loss, lost, duplicated) = (loss.clone(), lost.clone(), duplicated.clone());
@@ -460,7 +442,6 @@ fn simulate(scenario: &Scenario, seed: u64, broken: Option<Breakage>) -> Outcome
             });
             let setup = node::Setup {
                 tls_files: crypto.peer_tls.get(&name).cloned(),
-                trusted_msps: crypto.orgs.iter().filter(|(id, _)| **id != msp_id).map(|(_, m)| m.clone()).collect(),
                 identity_verifier: signatures.clone(),
                 message_faults: messages.map(|m| Arc::new(m) as Arc<dyn peer_core::gossip::comm::MessageFaults>),
                 ..node::Setup::new(config.clone(), crypto.peers[&name].clone(), Arc::new(NoLogControl), name.clone())

@@ -5,6 +5,7 @@
 //! duration: 30s
 //! orgs: [{name: org1, peers: 3}, {name: org2, peers: 2}]
 //! no_external_endpoint: [org1-peer2]     # these peers are invisible outside their org
+//! anchors: [org1]                        # orgs with an anchor peer (their peer0; default: all)
 //! bootstrap: chain                       # chain: peer i bootstraps from peer i-1; first: from peer0
 //! tls: mutual                            # true: TLS everywhere; mutual: client certificates required too
 //! env: {CORE_PEER_GOSSIP_ALIVETIMEINTERVAL: 500ms}   # CORE_* overrides for every peer
@@ -40,8 +41,10 @@
 //! The same types write a scenario back out ([`Scenario::to_yaml`]: `sim run --dump`, a swarm
 //! seed's scenario), so that what is written loads as exactly the same scenario.
 //! Org names are lowercase letters and digits, each with a distinct MSP ID (1 to 32 peers per org,
-//! 64 in all). Peers are named `<org>-peer<i>`; their MSP ID is `Org<N>MSP` for `org<N>`. Each org's peer0 is
-//! the anchor peer other orgs contact.
+//! 64 in all). Peers are named `<org>-peer<i>`; their MSP ID is `Org<N>MSP` for `org<N>`. Each org's
+//! peer0 is the anchor peer the channel config names (`anchors` may name fewer orgs). Peers learn
+//! the other orgs only from the channel every peer joins at its first start, as Fabric peers do
+//! (no `peer.gossip.trustedMSPs`): its MSPs and anchor peers.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
@@ -64,6 +67,9 @@ pub struct Scenario {
     pub orgs: Vec<OrgSpec>,
     #[serde(default, skip_serializing_if = "Vec::is_empty", serialize_with = "write_flow_seq")]
     pub no_external_endpoint: Vec<String>,
+    /// The orgs whose peer0 the channel config names as anchor peer (every org when absent).
+    #[serde(default, skip_serializing_if = "Option::is_none", serialize_with = "write_optional_flow_seq")]
+    pub anchors: Option<Vec<String>>,
     #[serde(default)]
     pub bootstrap: Bootstrap,
     /// TLS on every peer and orderer node: `true` (client certificates requested, not required)
@@ -532,6 +538,13 @@ fn write_optional_duration<S: Serializer>(duration: &Option<Duration>, serialize
     }
 }
 
+fn write_optional_flow_seq<S: Serializer>(items: &Option<Vec<String>>, serializer: S) -> Result<S::Ok, S::Error> {
+    match items {
+        Some(items) => write_flow_seq(items, serializer),
+        None => serializer.serialize_none(),
+    }
+}
+
 /// A list on one line: `[org1-peer1, org2-peer2]`.
 fn write_flow_seq<S: Serializer, T: Serialize>(items: &Vec<T>, serializer: S) -> Result<S::Ok, S::Error> {
     FlowSeq(items).serialize(serializer)
@@ -582,6 +595,11 @@ pub struct PeerSpec {
 }
 
 impl Scenario {
+    /// Whether the channel config names `org`'s peer0 as its anchor peer.
+    pub fn is_anchor_org(&self, org: &str) -> bool {
+        self.anchors.as_ref().is_none_or(|anchors| anchors.iter().any(|a| a == org))
+    }
+
     /// Checks names and times (also for generated scenarios).
     pub fn check(&self) -> Result<(), String> {
         self.validate()
@@ -702,9 +720,12 @@ impl Scenario {
             if !known(name) {
                 return Err(format!("no_external_endpoint names unknown peer {name}"));
             }
-            if name.ends_with("-peer0") && self.orgs.len() > 1 {
+            if name.ends_with("-peer0") && self.orgs.len() > 1 && self.is_anchor_org(name.trim_end_matches("-peer0")) {
                 return Err(format!("{name} is its org's anchor peer and needs an external endpoint"));
             }
+        }
+        if let Some(bad) = self.anchors.iter().flatten().find(|o| !self.orgs.iter().any(|org| org.name == **o)) {
+            return Err(format!("anchors names unknown org {bad}"));
         }
         if let Some(bad) = self.peer_env.keys().find(|n| !known(n)) {
             return Err(format!("peer_env names unknown peer {bad}"));

@@ -101,6 +101,7 @@ pub fn generate(seed: u64) -> Scenario {
         duration: Duration::from_millis(at + 10_000),
         orgs,
         no_external_endpoint: no_external,
+        anchors: None,
         bootstrap,
         tls: tls_of(seed),
         env,
