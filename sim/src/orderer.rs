@@ -41,6 +41,7 @@ use anyhow::Context as _;
 use peer_core::blocks::NoPublisher;
 use peer_core::blocks::deliverclient::DeliverTls;
 use peer_core::blocks::deliverclient::{DeliverClient, DeliverClientConfig};
+use peer_core::channel::config::AnchorPeer;
 use peer_core::channel::signatures::sign_block;
 use peer_core::channel::{ChannelConfig, SignedData};
 use peer_core::channels::{Channels, last_config_index};
@@ -119,6 +120,9 @@ pub struct OrdererSpec {
     /// Counts the Deliver streams this node is asked to open (the simulator checks that an idle
     /// channel costs its peers no reconnects). Shared across restarts by whoever made the spec.
     pub deliver_streams: Arc<AtomicU64>,
+    /// Channel config updates the cutter makes, each at a time after start, in order: update i
+    /// brings the config to sequence i + 1, so after a restart those the chain has are skipped.
+    pub config_updates: Vec<(Duration, ConfigUpdate)>,
     /// Synthetic transactions also stop once the chain is this high (None: never), so a
     /// benchmark can fill a ledger with an exact number of blocks.
     pub max_height: Option<u64>,
@@ -160,6 +164,7 @@ impl OrdererSpec {
             stop: None,
             quiet: Vec::new(),
             deliver_streams: Arc::default(),
+            config_updates: Vec::new(),
             max_height: None,
             time_window: Duration::from_secs(15 * 60),
             replicate_from: None,
@@ -298,6 +303,13 @@ impl Orderer {
     }
 }
 
+/// A change an admin makes to the channel's configuration (the orderer cuts it as a config block).
+#[derive(Clone, Debug, PartialEq)]
+pub enum ConfigUpdate {
+    /// The org (by MSP ID) names this peer as an anchor peer, besides any it names.
+    AddAnchor { msp_id: String, anchor: AnchorPeer },
+}
+
 /// The block cutter and block writer of the one channel.
 struct Cutter {
     channels: Arc<Channels>,
@@ -323,7 +335,11 @@ impl Cutter {
         let outside_quiet = |at: Instant| quiet.iter().find(|(from, until)| *from <= at && at < *until).map_or(at, |(_, until)| *until);
         let mut next_tx: Option<Instant> = interval.map(|_| outside_quiet(started + spec.start));
         let mut batch_deadline: Option<Instant> = None;
+        // The updates the chain does not have yet (its config sequence counts those it has).
+        let applied = self.channels.config(&self.channel_id).map_or(0, |c| c.sequence);
+        let mut updates = spec.config_updates.iter().skip(usize::try_from(applied).unwrap_or(usize::MAX)).peekable();
         loop {
+            let update_due = updates.peek().map(|(at, _)| clock.sleep_until(started + *at));
             if let (Some(at), Some(end)) = (next_tx, stop_at)
                 && at >= end
             {
@@ -340,6 +356,16 @@ impl Cutter {
                     Some(self.synthetic_transaction(clock.wall_clock()))
                 }
                 _ = async { if let Some(timer) = timer { timer.await } }, if batch_deadline.is_some() => None,
+                _ = async { if let Some(due) = update_due { due.await } }, if updates.peek().is_some() => {
+                    let Some((_, update)) = updates.next() else { continue };
+                    // A config transaction is cut alone: the pending batch goes first.
+                    if !self.pending.is_empty() {
+                        batch_deadline = None;
+                        self.write_block();
+                    }
+                    self.write_config_block(update, clock.wall_clock());
+                    continue;
+                }
             };
             match incoming {
                 Some(envelope) => {
@@ -419,6 +445,95 @@ impl Cutter {
         max_height.is_some_and(|max| self.channels.ledger(&self.channel_id).is_some_and(|ledger| ledger.height() >= max))
     }
 
+    /// Fabric's config path: the channel's current config with `update` applied and the
+    /// sequence one higher, in a CONFIG envelope the orderer signs, cut alone into a block that
+    /// names itself as the last config. The envelope's `last_update` carries the changed config
+    /// as a write set; nobody here checks it against the modification policies.
+    fn write_config_block(&mut self, update: &ConfigUpdate, now: std::time::SystemTime) {
+        let Some(current) = self.current_config() else {
+            error!(target: MULTICHANNEL, func = "ProcessConfigMsg", "[channel: {}] cannot read the current config; dropping {update:?}", self.channel_id);
+            return;
+        };
+        let mut config = current;
+        config.sequence += 1;
+        let Some(channel_group) = config.channel_group.as_mut() else { return };
+        match update {
+            ConfigUpdate::AddAnchor { msp_id, anchor } => {
+                let application = channel_group.groups.get_mut("Application");
+                let org = application.and_then(|app| {
+                    app.groups.values_mut().find(|org| {
+                        org.values.get("MSP").and_then(|v| proto::msp::MspConfig::decode(v.value.as_slice()).ok()).is_some_and(|msp| {
+                            proto::msp::FabricMspConfig::decode(msp.config.as_slice()).is_ok_and(|fabric| fabric.name == *msp_id)
+                        })
+                    })
+                });
+                let Some(org) = org else {
+                    error!(target: MULTICHANNEL, func = "ProcessConfigMsg", "[channel: {}] no application org {msp_id}; dropping {update:?}", self.channel_id);
+                    return;
+                };
+                let value = org
+                    .values
+                    .entry("AnchorPeers".to_string())
+                    .or_insert_with(|| proto::common::ConfigValue { mod_policy: "Admins".into(), ..Default::default() });
+                let mut anchors = proto::protos::AnchorPeers::decode(value.value.as_slice()).unwrap_or_default();
+                anchors.anchor_peers.push(proto::protos::AnchorPeer { host: anchor.host.clone(), port: i32::from(anchor.port) });
+                value.value = anchors.encode_to_vec();
+                value.version += 1;
+                org.version += 1;
+            }
+        }
+        let update_envelope = proto::common::ConfigUpdateEnvelope {
+            config_update: proto::common::ConfigUpdate {
+                channel_id: self.channel_id.clone(),
+                write_set: config.channel_group.clone(),
+                ..Default::default()
+            }
+            .encode_to_vec(),
+            signatures: Vec::new(),
+        };
+        let last_update = self.signed_envelope(HeaderType::ConfigUpdate, update_envelope.encode_to_vec(), now);
+        let envelope = proto::common::ConfigEnvelope { config: Some(config), last_update: Some(last_update) };
+        let envelope = self.signed_envelope(HeaderType::Config, envelope.encode_to_vec(), now);
+        self.pending.push(envelope.encode_to_vec());
+        self.write_block();
+        info!(target: MULTICHANNEL, func = "ProcessConfigMsg", "[channel: {}] wrote config block for {update:?}", self.channel_id);
+    }
+
+    /// The config in force at the tip (the block its last-config index names).
+    fn current_config(&self) -> Option<proto::common::Config> {
+        let ledger = self.channels.ledger(&self.channel_id)?;
+        let tip = ledger.block(ledger.height().checked_sub(1)?).ok()??;
+        let block = ledger.block(last_config_index(&tip).unwrap_or(0)).ok()??;
+        let envelope = Envelope::decode(block.data?.data.first()?.as_slice()).ok()?;
+        let payload = Payload::decode(envelope.payload.as_slice()).ok()?;
+        proto::common::ConfigEnvelope::decode(payload.data.as_slice()).ok()?.config
+    }
+
+    /// An envelope of `kind` on the channel, created and signed by the orderer.
+    fn signed_envelope(&mut self, kind: HeaderType, data: Vec<u8>, now: std::time::SystemTime) -> Envelope {
+        let mut nonce = [0u8; NONCE_SIZE];
+        self.rng.fill_bytes(&mut nonce);
+        let creator = self.signer.identity.serialize();
+        let tx_id = compute_tx_id(&nonce, &creator);
+        let channel_header = ChannelHeader {
+            r#type: kind as i32,
+            timestamp: Some(timestamp(now)),
+            channel_id: self.channel_id.clone(),
+            tx_id,
+            ..ChannelHeader::default()
+        };
+        let payload = Payload {
+            header: Some(Header {
+                channel_header: channel_header.encode_to_vec(),
+                signature_header: SignatureHeader { creator, nonce: nonce.to_vec() }.encode_to_vec(),
+            }),
+            data,
+        }
+        .encode_to_vec();
+        let signature = self.signer.sign(&payload);
+        Envelope { payload, signature }
+    }
+
     fn write_block(&mut self) {
         let envelopes = std::mem::take(&mut self.pending);
         let count = envelopes.len();
@@ -435,7 +550,8 @@ impl Cutter {
             }
         };
         let previous = header_hash(&tip.header.clone().unwrap_or_default());
-        let last_config = last_config_index(&tip).unwrap_or(0);
+        let is_config = envelopes.first().is_some_and(|e| header_type(e).is_some_and(|t| t == HeaderType::Config as i32));
+        let last_config = if is_config { height } else { last_config_index(&tip).unwrap_or(0) };
         let mut block = new_block(height, &previous, envelopes);
         sign_block(&mut block, &self.signer, last_config, &mut self.rng);
         if let Err(err) = self.channels.append(&self.channel_id, &block) {
@@ -446,6 +562,13 @@ impl Cutter {
         }
         debug!(target: MULTICHANNEL, func = "commitBlock", "[channel: {}] Wrote block [{height}] with {count} transactions, hash {}", self.channel_id, hex::encode(header_hash(&block.header.clone().unwrap_or_default())));
     }
+}
+
+/// The header type of a serialized envelope.
+fn header_type(envelope: &[u8]) -> Option<i32> {
+    let envelope = Envelope::decode(envelope).ok()?;
+    let payload = Payload::decode(envelope.payload.as_slice()).ok()?;
+    Some(ChannelHeader::decode(payload.header?.channel_header.as_slice()).ok()?.r#type)
 }
 
 /// A replica's pull of the leader's chain: peer-core's deliver client as a static leader that

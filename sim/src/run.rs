@@ -36,7 +36,7 @@ use tracing::Instrument;
 use tracing_subscriber::layer::SubscriberExt;
 
 use crate::env::{MessageFaults, NetFaults, SignatureMemo, SimClock, SimDisk, SimNetwork, SimStorage};
-use crate::orderer::{Orderer, OrdererSpec, OrdererTls};
+use crate::orderer::{ConfigUpdate, Orderer, OrdererSpec, OrdererTls};
 use crate::scenario::{Bootstrap, Event, NewBlocks, ORDERER, PeerSpec, QuietWindow, Scenario, Step, TlsMode};
 use peer_core::net::tls::PemFile;
 use peer_core::node::tls::TlsFiles;
@@ -497,7 +497,8 @@ fn simulate(scenario: &Scenario, seed: u64, broken: Option<Breakage>) -> Outcome
             disks.insert(name.clone(), disk.clone());
             let split_brain = broken == Some(Breakage::SplitBrain);
             let replicate_from = (node > 0 && !split_brain).then(|| format!("{ORDERER}:{ORDERER_PORT}"));
-            let node = OrdererNode { name, index, replicate_from, deliver_streams: deliver_streams.clone() };
+            let node =
+                OrdererNode { name, index, replicate_from, deliver_streams: deliver_streams.clone(), timeline: scenario.timeline.clone() };
             add_orderer(&mut sim, seed, node, section.clone(), disk, crypto.clone(), orderer_ledgers.clone());
         }
     }
@@ -807,6 +808,8 @@ fn apply(sim: &mut turmoil::Sim<'_>, event: &Event, faults: &Faults<'_>, views: 
             running.insert(peer.clone());
         }
         Event::Loss(probability) => MessageFaults::set_loss(faults.loss, *probability),
+        // The orderer cuts the config block at this time itself (`OrdererSpec::config_updates`).
+        Event::AddAnchor(_) => {}
         Event::Crash(peer) | Event::Kill(peer) => {
             if matches!(event, Event::Crash(_)) {
                 disks[peer].power_cut();
@@ -1606,6 +1609,8 @@ struct OrdererNode {
     replicate_from: Option<String>,
     /// Counts the Deliver streams it is asked to open (shared by every node of the run).
     deliver_streams: Arc<AtomicU64>,
+    /// The scenario's timeline (the cutter makes its channel config updates).
+    timeline: Vec<Step>,
 }
 
 /// Adds the turmoil host of one ordering-service node: `Orderer::start` on its own disk, with a
@@ -1629,7 +1634,8 @@ fn add_orderer(
         env_seed[..8].copy_from_slice(&seed.to_le_bytes());
         env_seed[8..16].copy_from_slice(&node.index.to_le_bytes());
         env_seed[16..24].copy_from_slice(&start.to_le_bytes());
-        let (disk, crypto, ledgers, section) = (disk.clone(), crypto.clone(), ledgers.clone(), section.clone());
+        let (disk, crypto, ledgers, section, timeline) =
+            (disk.clone(), crypto.clone(), ledgers.clone(), section.clone(), node.timeline.clone());
         let (name, replicate_from, deliver_streams) = (node.name.clone(), node.replicate_from.clone(), node.deliver_streams.clone());
         let span = tracing::info_span!("orderer", name = %name);
         async move {
@@ -1656,6 +1662,7 @@ fn add_orderer(
             spec.quiet =
                 section.quiet.iter().filter(|w| w.until > elapsed).map(|w| (w.from.saturating_sub(elapsed), w.until - elapsed)).collect();
             spec.deliver_streams = deliver_streams;
+            spec.config_updates = timeline_config_updates(&timeline, elapsed);
             spec.replicate_from = replicate_from;
             spec.tls = crypto.orderer_tls.get(&name).cloned();
             let running = Orderer::start(env, spec).await.map_err(|e| format!("{e:#}"))?;
@@ -1666,6 +1673,26 @@ fn add_orderer(
         }
         .instrument(span)
     });
+}
+
+/// The timeline's channel config updates, in order, as times after an orderer start at `elapsed`
+/// (the cutter skips those its chain already has: update i makes config sequence i + 1).
+fn timeline_config_updates(timeline: &[Step], elapsed: Duration) -> Vec<(Duration, ConfigUpdate)> {
+    let mut steps: Vec<&Step> = timeline.iter().collect();
+    steps.sort_by_key(|s| s.at);
+    steps
+        .into_iter()
+        .filter_map(|step| match &step.event {
+            Event::AddAnchor(org) => Some((
+                step.at.saturating_sub(elapsed),
+                ConfigUpdate::AddAnchor {
+                    msp_id: crate::scenario::msp_id(org),
+                    anchor: AnchorPeer { host: format!("{org}-peer0"), port: 7051 },
+                },
+            )),
+            _ => None,
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -19,6 +19,7 @@
 //!   - {at: 2s, start: org2-peer1}          # starts late (not running before)
 //!   - {at: 3s, loss: 0.2}                  # a fifth of arriving gossip messages are lost
 //!   - {at: 6s, loss: 0}
+//!   - {at: 7s, add_anchor: org2}           # a channel config update naming org2-peer0 as anchor
 //! network: {delay_probability: 0.05, max_delay: 200ms, duplicate: 0.02}   # faults in our own network layer
 //! disk: {read_corruption: 0.001, misdirected_write: 0.001, latent_error: 0.001, fsync_failure: 0.01, full: 0.005, until: 14s}
 //! checks: {converge_within: 8s, blocks_within: 2s, new_blocks: [{after: 5s, by: 12s}]}
@@ -325,6 +326,7 @@ struct RawStep {
     hold: Option<[String; 2]>,
     release: Option<[String; 2]>,
     loss: Option<f64>,
+    add_anchor: Option<String>,
 }
 
 impl TryFrom<RawStep> for Step {
@@ -342,6 +344,7 @@ impl TryFrom<RawStep> for Step {
             raw.hold.map(Event::Hold),
             raw.release.map(Event::Release),
             raw.loss.map(Event::Loss),
+            raw.add_anchor.map(Event::AddAnchor),
         ]
         .into_iter()
         .flatten()
@@ -375,6 +378,9 @@ pub enum Event {
     Release([String; 2]),
     /// From now on each arriving gossip message is lost with this probability (0 ends it).
     Loss(f64),
+    /// The orderer cuts a config block that names the org's peer0 as its anchor peer (an
+    /// admin's channel update; needs an orderer section).
+    AddAnchor(String),
 }
 
 /// A step is written as it is read: `{at: 3s, crash: org1-peer1}` (pairs in flow style too).
@@ -390,6 +396,7 @@ impl Serialize for Step {
                 map.serialize_entry(key, &FlowSeq(pair))?
             }
             Event::Loss(rate) => map.serialize_entry(key, rate)?,
+            Event::AddAnchor(org) => map.serialize_entry(key, org)?,
         }
         map.end()
     }
@@ -407,6 +414,7 @@ impl std::fmt::Display for Event {
             }
             Event::Loss(rate) if *rate == 0.0 => write!(f, "message loss ends"),
             Event::Loss(rate) => write!(f, "message loss {}%", percent(*rate)),
+            Event::AddAnchor(org) => write!(f, "config update: {org}-peer0 becomes {org}'s anchor peer"),
         }
     }
 }
@@ -439,6 +447,7 @@ impl Event {
             Event::Hold(_) => "hold",
             Event::Release(_) => "release",
             Event::Loss(_) => "loss",
+            Event::AddAnchor(_) => "add_anchor",
         }
     }
 }
@@ -768,6 +777,21 @@ impl Scenario {
                 Event::Start(p) | Event::Crash(p) | Event::Kill(p) | Event::Restart(p) => vec![p],
                 Event::Partition(pair) | Event::PartitionOneway(pair) | Event::Heal(pair) | Event::Hold(pair) | Event::Release(pair) => {
                     pair.iter().collect()
+                }
+                Event::AddAnchor(org) => {
+                    if self.orderer.is_none() {
+                        return Err(format!("add_anchor at {:?} needs an orderer section (the orderer cuts the config block)", step.at));
+                    }
+                    if !self.orgs.iter().any(|o| o.name == *org) {
+                        return Err(format!("add_anchor at {:?} names unknown org {org}", step.at));
+                    }
+                    if self.is_anchor_org(org) {
+                        return Err(format!("add_anchor at {:?}: {org} has an anchor peer already", step.at));
+                    }
+                    if self.no_external_endpoint.contains(&format!("{org}-peer0")) {
+                        return Err(format!("add_anchor at {:?}: {org}-peer0 has no external endpoint", step.at));
+                    }
+                    vec![]
                 }
                 Event::Loss(p) => {
                     if !(0.0..=1.0).contains(p) || p + duplicate > 1.0 {

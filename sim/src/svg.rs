@@ -60,7 +60,8 @@ fn escape(text: &str) -> String {
 }
 
 /// The colour of an event's line, by kind: red for hosts going down, green for coming up,
-/// orange and teal for cuts and heals, purple for holds, slate for message loss.
+/// orange and teal for cuts and heals, purple for holds, slate for message loss, blue for
+/// channel config updates.
 fn colour(event: &Event) -> &'static str {
     match event {
         Event::Crash(_) | Event::Kill(_) => "#c62828",
@@ -69,6 +70,7 @@ fn colour(event: &Event) -> &'static str {
         Event::Heal(_) => "#00838f",
         Event::Hold(_) | Event::Release(_) => "#8e24aa",
         Event::Loss(_) => "#455a64",
+        Event::AddAnchor(_) => "#1565c0",
     }
 }
 

@@ -24,6 +24,7 @@ use tracing::{debug, info, warn};
 use super::identity::Identities;
 use super::message::{BadMessage, SignedMessage, Signer, empty_tag};
 use crate::env::Instant;
+use crate::msp::Msp;
 use crate::msp::identity::PkiId;
 
 const TARGET: &str = "gossip.discovery";
@@ -341,6 +342,23 @@ impl Discovery {
                 continue;
             }
             self.bootstrap.push(BootstrapState::new(endpoint, org, now));
+        }
+        self.check_invariants();
+    }
+
+    /// A joined channel's MSPs, as its newest config defines them (see
+    /// [`Identities::set_channel_msps`]). A member whose identity is no longer valid (its org
+    /// left every channel, its certificate was revoked) is purged at once and its connection
+    /// closed (Fabric 2.2 only forgets the identity and lets the member expire; 2.5 purges it,
+    /// with this line).
+    pub fn handle_channel_msps(&mut self, now: Instant, channel: &str, msps: impl IntoIterator<Item = Msp>) {
+        let wall = self.wall(now);
+        for pki_id in self.identities.set_channel_msps(channel, msps, wall) {
+            let Some(record) = self.members.remove(&pki_id) else { continue };
+            reindex(&mut self.audiences, &self.me.org, pki_id, &record.org, Shape::of(&record), Shape::ABSENT);
+            info!(target: TARGET, func = "purge", "Purging {pki_id} from membership");
+            self.events.push_back(Event::Purged { pki_id });
+            self.transmits.push_back(Transmit::Close { to: pki_id });
         }
         self.check_invariants();
     }

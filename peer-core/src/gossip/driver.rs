@@ -583,7 +583,7 @@ pub fn start(env: &Env, setup: GossipSetup, tasks: &mut JoinSet<()>) -> GossipHa
     let mut gossip = Gossip::new(discovery, state);
     let io = ChannelIo { channels, published, max_send_msg_size: config.peer.max_send_msg_size, leadership: leadership.clone(), yields };
     // The joined channels' orgs are known before any identity is checked.
-    gossip.handle_channel_orgs(&io.snapshot());
+    gossip.handle_channel_orgs(env.clock.now(), &io.snapshot());
     let trusted = gossip.identities().trusted().clone();
     let comm_setup = CommSetup {
         metrics: comm_metrics,

@@ -79,6 +79,11 @@ impl TrustedMsps {
         TrustedMsps { msps: Arc::new(msps), verifier }
     }
 
+    /// The MSP IDs trusted, sorted.
+    pub fn ids(&self) -> impl Iterator<Item = &str> {
+        self.msps.keys().map(String::as_str)
+    }
+
     /// Decodes `serialized`, checks that it is `pki_id` and validates it against its MSP at `now`.
     pub fn validate(&self, pki_id: &[u8], serialized: &[u8], now: SystemTime) -> Result<(PkiId, Arc<Identity>), BadMessage> {
         let pki_id = Self::claimed(pki_id, serialized)?;
@@ -116,19 +121,6 @@ impl TrustedMsps {
     pub fn verify(&self, identity: &Identity, message: &SignedMessage) -> Result<(), BadMessage> {
         self.verifier.verify(identity, message)
     }
-
-    /// Adds MSPs learned later (from joined channels); an MSP ID already known keeps its MSP.
-    /// True if any was new.
-    fn add(&mut self, msps: impl IntoIterator<Item = Msp>) -> bool {
-        let mut added = false;
-        for msp in msps {
-            if !self.msps.contains_key(&msp.id) {
-                Arc::make_mut(&mut self.msps).insert(msp.id.clone(), msp);
-                added = true;
-            }
-        }
-        added
-    }
 }
 
 /// Identities known to this peer, all validated. Owned by the gossip aggregate (its membership
@@ -137,6 +129,11 @@ impl TrustedMsps {
 #[derive(Clone, Debug)]
 pub struct Identities {
     trusted: TrustedMsps,
+    /// What [`Self::trusted`] is made of: our own MSP, each joined channel's MSPs by channel (as
+    /// its current config defines them), and `peer.gossip.trustedMSPs`'.
+    local: Msp,
+    channels: BTreeMap<String, Vec<Msp>>,
+    configured: Vec<Msp>,
     known: BTreeMap<PkiId, Arc<Identity>>,
     self_pki_id: PkiId,
 }
@@ -150,14 +147,11 @@ impl Identities {
     /// As [`Self::new`], checking identities and signatures with `verifier` (the protocol-level
     /// simulator's seam; the peer uses [`MspVerifier`]).
     pub fn with_verifier(local: &LocalMsp, others: impl IntoIterator<Item = Msp>, verifier: Arc<dyn IdentityVerifier>) -> Identities {
-        Identities::trusting(local, TrustedMsps::new(local, others, verifier))
-    }
-
-    /// Our own identity, validating others against `trusted`.
-    pub fn trusting(local: &LocalMsp, trusted: TrustedMsps) -> Identities {
+        let configured: Vec<Msp> = others.into_iter().collect();
+        let trusted = TrustedMsps::new(local, configured.iter().cloned(), verifier);
         let mut known = BTreeMap::new();
         known.insert(local.pki_id(), Arc::new(local.identity.clone()));
-        Identities { trusted, known, self_pki_id: local.pki_id() }
+        Identities { trusted, local: local.msp.clone(), channels: BTreeMap::new(), configured, known, self_pki_id: local.pki_id() }
     }
 
     /// Validates and stores an identity that claims to be `pki_id`. Idempotent for known IDs.
@@ -188,10 +182,31 @@ impl Identities {
         &self.trusted
     }
 
-    /// Adds MSPs learned later (from joined channels). An MSP ID already known keeps its MSP.
-    /// True if any was new.
-    pub fn add_msps(&mut self, msps: impl IntoIterator<Item = Msp>) -> bool {
-        self.trusted.add(msps)
+    /// A joined channel's MSPs as its current config defines them: they replace the channel's
+    /// previous ones (a config update can change a CA or a CRL, or remove an org). What is
+    /// trusted is then our own MSP, each joined channel's MSPs (channels in ID order; the first
+    /// definition of an MSP ID wins), and `peer.gossip.trustedMSPs`' for orgs no channel defines.
+    /// Every stored identity is validated again, as Fabric suspects them all at each config
+    /// block: the PKI-IDs of those no longer valid (their org is gone, their certificate revoked)
+    /// are forgotten and returned, for membership to purge.
+    pub fn set_channel_msps(&mut self, channel: &str, msps: impl IntoIterator<Item = Msp>, now: SystemTime) -> Vec<PkiId> {
+        self.channels.insert(channel.to_string(), msps.into_iter().collect());
+        let mut trusted: BTreeMap<String, Msp> = BTreeMap::new();
+        trusted.insert(self.local.id.clone(), self.local.clone());
+        for msp in self.channels.values().flatten().chain(&self.configured) {
+            trusted.entry(msp.id.clone()).or_insert_with(|| msp.clone());
+        }
+        self.trusted.msps = Arc::new(trusted);
+        let invalid: Vec<PkiId> = self
+            .known
+            .iter()
+            .filter(|(pki_id, identity)| **pki_id != self.self_pki_id && self.trusted.check(**pki_id, identity, now).is_err())
+            .map(|(pki_id, _)| *pki_id)
+            .collect();
+        for pki_id in &invalid {
+            self.known.remove(pki_id);
+        }
+        invalid
     }
 
     pub fn get(&self, pki_id: &PkiId) -> Option<&Arc<Identity>> {

@@ -161,7 +161,7 @@ impl Gossip {
     /// channel's first config and from every later one whose orgs or anchors differ; the channel
     /// layer gets the heights and orgs, and the alive members.
     pub fn handle_channels(&mut self, now: Instant, channels: &[ChannelSnapshot]) {
-        self.handle_channel_orgs(channels);
+        self.handle_channel_orgs(now, channels);
         // A channel's orgs in gossip are its application orgs (Fabric's join message).
         let infos = channels
             .iter()
@@ -214,15 +214,17 @@ impl Gossip {
         assert!(told.iter().copied().eq(alive.iter()), "the channel layer's membership drifted from discovery's: {told:?} != {alive:?}");
     }
 
-    /// Members of the joined channels' organizations become verifiable: each new config's MSPs
-    /// join the identity store (Fabric learns other orgs from channel configs). An MSP ID already
-    /// known keeps its first definition.
-    pub fn handle_channel_orgs(&mut self, channels: &[ChannelSnapshot]) {
+    /// Members of the joined channels' organizations become verifiable: each channel's newest
+    /// config replaces its MSPs in the identity store (Fabric learns other orgs from channel
+    /// configs, and follows their updates: a new CA or CRL, an org removed), every stored identity
+    /// is checked again, members no longer valid are purged, and comm gets the new trust.
+    pub fn handle_channel_orgs(&mut self, now: Instant, channels: &[ChannelSnapshot]) {
         for ChannelSnapshot { id, config, .. } in channels {
             if self.orgs_seen.get(id).is_some_and(|seen| Arc::ptr_eq(seen, config)) {
                 continue;
             }
-            self.trust_changed |= self.discovery.identities_mut().add_msps(config.msps().values().cloned());
+            self.discovery.handle_channel_msps(now, id, config.msps().values().cloned());
+            self.trust_changed = true;
             self.orgs_seen.insert(id.clone(), config.clone());
         }
     }
