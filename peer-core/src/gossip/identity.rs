@@ -194,6 +194,11 @@ impl Identities {
         self.trusted.add(msps)
     }
 
+    /// Every known identity (ours included), in PKI-ID order.
+    pub fn known(&self) -> impl Iterator<Item = (&PkiId, &Arc<Identity>)> {
+        self.known.iter()
+    }
+
     pub fn get(&self, pki_id: &PkiId) -> Option<&Arc<Identity>> {
         self.known.get(pki_id)
     }

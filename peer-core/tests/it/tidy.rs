@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use peer_core::services::discovery::DiscoveryService;
+use peer_core::services::discovery::UnregisteredDiscovery;
 use proto::discovery::discovery_server::Discovery;
 
 /// Lines of code (not comments) under `dir` whose string literals mention an issue number.
@@ -60,11 +60,12 @@ fn no_issue_numbers_in_texts_that_leave_the_process() {
 }
 
 #[tokio::test]
-async fn unimplemented_methods_answer_in_fabric_words() {
+async fn unregistered_services_answer_in_grpc_go_words() {
+    // `peer.discovery.enabled: false`: the call is answered as grpc-go answers a service it lacks.
     let request = tonic::Request::new(proto::discovery::SignedRequest::default());
-    let status = DiscoveryService.discover(request).await.unwrap_err();
+    let status = UnregisteredDiscovery.discover(request).await.unwrap_err();
     assert_eq!(status.code(), tonic::Code::Unimplemented);
-    assert_eq!(status.message(), "method Discover not implemented: service discovery is not supported by this peer");
+    assert_eq!(status.message(), "unknown service discovery.Discovery");
 }
 
 fn rust_files(dir: &Path, found: &mut Vec<std::path::PathBuf>) {
