@@ -199,14 +199,14 @@ impl Discoverer {
         })?;
         let identity = request.authentication.map(|auth| auth.client_identity).unwrap_or_default();
         let signed_data = SignedData { data: signed.payload.clone(), identity, signature: signed.signature.clone() };
-        // Within one request the signed data is the same for every query: a channel is
-        // authorised once (the answer cannot differ), which bounds the signature checks a request
-        // can cause by the channels it names.
-        let mut decided: BTreeMap<String, Result<(), String>> = BTreeMap::new();
+        // Within one request the signed data and the world are the same for every query: a
+        // channel is authorised once and each answer built once (they cannot differ), which bounds
+        // the signature checks and the work a request can cause by the channels it names.
+        let mut memo = Memo::default();
         let mut results = Vec::with_capacity(request.queries.len());
         let mut size = 0usize;
         for query in &request.queries {
-            let result = self.process_query(query, &signed_data, from, world, &mut decided);
+            let result = self.process_query(query, &signed_data, from, world, &mut memo);
             let len = result.encoded_len();
             // Tag, length prefix and message, as `Response.results` encodes each.
             size = size.saturating_add(1 + prost::length_delimiter_len(len) + len);
@@ -218,21 +218,14 @@ impl Discoverer {
         Ok(DiscoveryResponse { results })
     }
 
-    fn process_query(
-        &mut self,
-        query: &Query,
-        signed: &SignedData,
-        from: &str,
-        world: &World<'_>,
-        decided: &mut BTreeMap<String, Result<(), String>>,
-    ) -> QueryResult {
+    fn process_query(&mut self, query: &Query, signed: &SignedData, from: &str, world: &World<'_>, memo: &mut Memo) -> QueryResult {
         let channel = query.channel.as_str();
         let joined = world.channels.get(channel);
         if !channel.is_empty() && joined.is_none() {
             warn!(target: DISCOVERY, func = "processQuery", "got query for channel {channel} from {from} but it doesn't exist");
             return error_result(ACCESS_DENIED);
         }
-        let eligible = match decided.get(channel) {
+        let eligible = match memo.eligible.get(channel) {
             Some(known) => known.clone(),
             None => {
                 let sequence = joined.map_or(0, |c| c.config.sequence);
@@ -245,7 +238,7 @@ impl Discoverer {
                         })
                     }),
                 });
-                decided.insert(channel.to_string(), outcome.clone());
+                memo.eligible.insert(channel.to_string(), outcome.clone());
                 outcome
             }
         };
@@ -253,7 +246,21 @@ impl Discoverer {
             warn!(target: DISCOVERY, func = "processQuery", "got query for channel {channel} from {from} but it isn't eligible: {err}");
             return error_result(ACCESS_DENIED);
         }
-        self.dispatch(query, joined, world)
+        // Answers that depend on nothing but the channel and the query's type are built once.
+        let kind = match &query.query {
+            Some(QueryKind::ConfigQuery(_)) => Some(1),
+            Some(QueryKind::PeerQuery(peer_query)) if peer_query.filter.as_ref().is_none_or(|f| f.chaincodes.is_empty()) => Some(2),
+            Some(QueryKind::LocalPeers(_)) => Some(3),
+            _ => None,
+        };
+        let Some(kind) = kind else { return self.dispatch(query, joined, world) };
+        let key = (channel.to_string(), kind);
+        if let Some(answer) = memo.answers.get(&key) {
+            return answer.clone();
+        }
+        let answer = self.dispatch(query, joined, world);
+        memo.answers.insert(key, answer.clone());
+        answer
     }
 
     fn dispatch(&self, query: &Query, joined: Option<&JoinedChannel>, world: &World<'_>) -> QueryResult {
@@ -400,6 +407,15 @@ impl Discoverer {
         orgs.entry(self.local.msp.id.clone()).or_default().entry(self.local.pki_id()).or_insert_with(|| self.local.identity.serialize());
         orgs
     }
+}
+
+/// What one request already decided and built.
+#[derive(Default)]
+struct Memo {
+    /// Per channel: the authorisation of the request's signed data.
+    eligible: BTreeMap<String, Result<(), String>>,
+    /// Per channel and query type (config, unfiltered peers, local peers): the answer.
+    answers: BTreeMap<(String, u8), QueryResult>,
 }
 
 /// Fabric's `validateStructure`, short of the TLS binding (dead code in Fabric 2.2).
@@ -829,6 +845,9 @@ mod tests {
         expected.extend_from_slice(&data);
         expected.extend_from_slice(&[0x04, 0x00, 0x04, 0x00]);
         assert_eq!(cache_key(&signed(&data, b"", b"")), hex::encode(Sha256::digest(&expected)));
+        // What Go's `asn1.Marshal` of Fabric's `SignedData` hashes to, for the same two.
+        assert_eq!(cache_key(&signed(b"a", b"", b"bc")), "748cf666c6df5503d5f8c5292ae28a4595df1e39663923b76795d45238e1fb6d");
+        assert_eq!(cache_key(&signed(&data, b"", b"")), "a1c36918d9bf5b271c88513d5370cf00c93082dfa4993aafa2ba176f06ac67b4");
     }
 
     #[test]
@@ -930,6 +949,54 @@ mod tests {
         assert_eq!(parse_port("-1"), Ok(u32::MAX));
         assert_eq!(parse_port("x"), Err("strconv.ParseInt: parsing \"x\": invalid syntax".into()));
         assert_eq!(parse_port("99999999999"), Err("strconv.ParseInt: parsing \"99999999999\": value out of range".into()));
+    }
+
+    /// A channel config with two orderer orgs (their per-org endpoints given) and the
+    /// channel-level addresses.
+    fn channel_config(per_org: [&[&str]; 2], global: &[&str]) -> ChannelConfig {
+        use crate::channel::{GenesisOrg, GenesisSpec, genesis_block};
+        use crate::testkit::{epoch, org_with_peers};
+        let orderers = [org_with_peers("OrdererMSP", "example.com", 0), org_with_peers("Orderer2MSP", "example.org", 0)];
+        let app = org_with_peers("Org1MSP", "org1.example.com", 1);
+        let mut spec = GenesisSpec::new("ch", epoch());
+        for (org, endpoints) in orderers.iter().zip(per_org) {
+            let name = org.spec.msp_id.clone();
+            let orderer_endpoints = endpoints.iter().map(ToString::to_string).collect();
+            spec.orderer_orgs.push(GenesisOrg { name, org, anchor_peers: Vec::new(), orderer_endpoints });
+        }
+        spec.application_orgs.push(GenesisOrg { name: "Org1".into(), org: &app, anchor_peers: Vec::new(), orderer_endpoints: Vec::new() });
+        spec.orderer_addresses = global.iter().map(ToString::to_string).collect();
+        ChannelConfig::from_block(&genesis_block(&spec).unwrap()).unwrap()
+    }
+
+    fn endpoints(config: &ConfigResult) -> Vec<(String, Vec<String>)> {
+        let shown = |e: &Endpoints| e.endpoint.iter().map(|e| format!("{}:{}", e.host, e.port)).collect();
+        config.orderers.iter().map(|(msp, e)| (msp.clone(), shown(e))).collect()
+    }
+
+    #[test]
+    fn config_answers_carry_msps_and_orderer_endpoints_as_fabric_computes_them() {
+        // Per-org endpoints win over the global ones; unparsable ones are skipped.
+        let config = channel_config([&["o1:7050", "nohost", "o2:port", "[::1]:7050"], &[]], &["g:7050"]);
+        let answer = config_result(&config).unwrap();
+        assert_eq!(answer.msps.keys().collect::<Vec<_>>(), ["Orderer2MSP", "OrdererMSP", "Org1MSP"]);
+        assert!(answer.msps.iter().all(|(id, msp)| msp.name == *id && !msp.root_certs.is_empty()));
+        assert_eq!(
+            endpoints(&answer),
+            [("Orderer2MSP".to_string(), vec![]), ("OrdererMSP".to_string(), vec!["o1:7050".to_string(), "::1:7050".to_string()])]
+        );
+        // Without per-org endpoints, every orderer org gets the global ones.
+        let config = channel_config([&[], &[]], &["g:7050", "h:7051"]);
+        let both = vec!["g:7050".to_string(), "h:7051".to_string()];
+        assert_eq!(
+            endpoints(&config_result(&config).unwrap()),
+            [("Orderer2MSP".to_string(), both.clone()), ("OrdererMSP".to_string(), both)]
+        );
+        // A bad global one fails the query.
+        let config = channel_config([&[], &[]], &["g:7050", "nohost"]);
+        assert_eq!(config_result(&config).unwrap_err(), "failed computing orderer addresses: failed parsing orderer endpoint nohost");
+        let config = channel_config([&[], &[]], &["g:x"]);
+        assert_eq!(config_result(&config).unwrap_err(), "failed computing orderer addresses: x is not a valid port number");
     }
 
     #[test]
