@@ -20,6 +20,9 @@
 //! wall clock) that the caller snapshots. [`DiscoveryService`] is the tonic shell that takes the
 //! snapshot and locks the cache.
 //!
+//! As in Fabric 2.2, the peer's TLS setting is logged and otherwise unused: Fabric's
+//! `client_tls_cert_hash` check is dead code there, so any hash is accepted.
+//!
 //! Departures, on purpose:
 //! - Fabric builds this peer's own alive message afresh for every query and bumps its sequence
 //!   number; here it carries the last sequence number gossip used, so answering never touches
@@ -30,11 +33,11 @@
 //! - Fabric's auth cache evicts `max − ⌊ratio × max⌋` entries when full, which is none when that
 //!   is 0 (max 0, ratio 1): its cache then grows without bound. Here at least one entry goes, and
 //!   with max 0 nothing is cached.
+//! - Within one request, each channel is authorised once and each config, peer or local answer is
+//!   built once (a failed config answer is logged once), as the answers cannot differ.
 //! - A response larger than `peer.maxSendMsgSize` is refused while it is built (grpc-go refuses it
 //!   when sending, with the same status), so a request of many queries cannot make the peer hold
 //!   more than that.
-//! - The peer's TLS setting is logged and otherwise unused, as in Fabric 2.2, where the
-//!   `client_tls_cert_hash` check is dead code: any hash is accepted.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -720,6 +723,7 @@ impl AuthCache {
         if cache.entries.len() < self.max_size {
             cache.entries.insert(key, decision.clone());
         }
+        assert!(cache.entries.len() <= self.max_size, "the auth cache of channel {channel:?} outgrew its bound");
         decision
     }
 
