@@ -403,11 +403,6 @@ pub async fn start(env: Env, setup: Setup) -> Result<RunningNode, StartError> {
                 .max_encoding_message_size(max_send),
         );
         served.push(DISCOVERY_SERVICE);
-    } else {
-        // Not registered: the peer port answers as grpc-go does for a service it does not have
-        // (tonic's own fallback would answer UNIMPLEMENTED without a message). Not counted in the
-        // gRPC metrics, as grpc-go refuses unknown services before its interceptors.
-        routes = routes.add_service(proto::discovery::discovery_server::DiscoveryServer::new(discovery::UnregisteredDiscovery));
     }
     let announce = format!("ID=[{}], network ID=[{}], address=[{peer_address}]", config.peer.id, config.peer.network_id);
     info!(target: "nodeCmd", func = "serve", "Starting peer with {announce}");

@@ -818,18 +818,6 @@ impl Discovery for DiscoveryService {
     }
 }
 
-/// What the peer port answers on `discovery.Discovery` when `peer.discovery.enabled` is false:
-/// grpc-go's answer for a service that is not registered.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct UnregisteredDiscovery;
-
-#[tonic::async_trait]
-impl Discovery for UnregisteredDiscovery {
-    async fn discover(&self, _request: Request<SignedRequest>) -> Result<Response<DiscoveryResponse>, Status> {
-        Err(Status::unimplemented("unknown service discovery.Discovery"))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
