@@ -53,6 +53,9 @@ pub struct Org {
     /// The MSP ID its identities carry, e.g. `OrdererMSP`.
     pub msp_id: String,
     pub msp: Msp,
+    /// The org's `FabricMSPConfig` as the config block carries it (what Discovery's config
+    /// query answers with).
+    pub msp_config: proto::msp::FabricMspConfig,
     /// Orderer orgs: the org's orderer endpoints (`Endpoints` value), host:port.
     pub endpoints: Vec<String>,
     /// Application orgs: the anchor peers (`AnchorPeers` value).
@@ -188,6 +191,7 @@ impl Walk<'_> {
             name: name.to_string(),
             msp_id: msp.id.clone(),
             msp,
+            msp_config: fabric,
             endpoints: endpoints.map(|e| e.addresses).unwrap_or_default(),
             anchor_peers,
         };

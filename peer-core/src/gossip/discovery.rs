@@ -386,6 +386,17 @@ impl Discovery {
         self.inc_num
     }
 
+    /// The sequence number of our last alive message (read-only: Discovery's self entry).
+    pub fn seq_num(&self) -> u64 {
+        self.seq_num
+    }
+
+    /// Every alive member with the last alive message it sent, as it arrived (secret included),
+    /// in PKI-ID order.
+    pub fn alive_messages(&self) -> Vec<(PkiId, SignedMessage)> {
+        self.members.iter().filter(|(_, r)| r.alive).map(|(pki_id, r)| (*pki_id, r.envelope.clone())).collect()
+    }
+
     /// Every member we know, alive or dead, in PKI-ID order.
     pub fn members(&self) -> Vec<MemberInfo> {
         self.members.iter().map(|(pki_id, r)| r.info(*pki_id)).collect()

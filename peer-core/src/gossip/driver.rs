@@ -132,6 +132,25 @@ pub struct View {
     /// Per joined channel: the channel's peers this peer knows (alive, of the channel's orgs,
     /// having published their StateInfo) with their ledger heights, by PKI-ID.
     pub channel_peers: BTreeMap<String, Vec<(PkiId, u64)>>,
+    /// The sequence number of this peer's last alive message.
+    pub seq_num: u64,
+    /// The alive members' last alive messages as they arrived, by PKI-ID (what the Discovery
+    /// service answers membership from).
+    pub alive_messages: Vec<(PkiId, SignedMessage)>,
+    /// The gossip identity store (this peer's identity included), by PKI-ID.
+    pub identities: Vec<(PkiId, Arc<Identity>)>,
+    /// Per joined channel: the signed StateInfo of each of `channel_peers`, and this peer's own.
+    pub state_infos: BTreeMap<String, ChannelStateInfos>,
+}
+
+/// The StateInfo messages of one channel as the driver last recorded them.
+#[derive(Clone, Debug, Default)]
+pub struct ChannelStateInfos {
+    /// The channel's peers (as in [`View::channel_peers`]) with their signed StateInfo, by PKI-ID.
+    pub peers: Vec<(PkiId, SignedMessage)>,
+    /// This peer's last published StateInfo, once there was one (published only while the
+    /// membership is not empty).
+    pub own: Option<SignedMessage>,
 }
 
 /// A shared [`View`]: the driver writes it after each round; readers copy what they need.
@@ -381,6 +400,7 @@ fn record(gossip: &Gossip, channels: &[ChannelSnapshot], membership_changed: boo
         metrics.members.get_or_create(&vec![("state".to_string(), "dead".to_string())]).set(members.len() as i64 - alive);
     }
     let mut channel_peers = BTreeMap::new();
+    let mut state_infos = BTreeMap::new();
     for channel in channels {
         let id = &channel.id;
         metrics.payload_buffer_size.get_or_create(&channel_label(id)).set(gossip.buffer_size(id) as i64);
@@ -388,10 +408,19 @@ fn record(gossip: &Gossip, channels: &[ChannelSnapshot], membership_changed: boo
         let known = gossip.peers_of_channel(id);
         metrics.total_peers_known.get_or_create(&channel_label(id)).set(i64::try_from(known.len()).unwrap_or(i64::MAX));
         channel_peers.insert(id.clone(), known);
+        let infos = ChannelStateInfos { peers: gossip.state_infos_of_channel(id), own: gossip.own_state_info(id).cloned() };
+        state_infos.insert(id.clone(), infos);
     }
+    // Messages and identities are shared, not copied (reference counts).
+    let alive_messages = gossip.alive_messages();
+    let identities = gossip.identities().known().map(|(pki_id, identity)| (*pki_id, identity.clone())).collect();
     let mut view = view.lock();
     view.members = members;
     view.channel_peers = channel_peers;
+    view.seq_num = gossip.seq_num();
+    view.alive_messages = alive_messages;
+    view.identities = identities;
+    view.state_infos = state_infos;
 }
 
 /// Sends on an existing connection, or dials first (bounded), as membership transmits.
@@ -567,8 +596,7 @@ pub fn start(env: &Env, setup: GossipSetup, tasks: &mut JoinSet<()>) -> GossipHa
         endpoint: me.external_endpoint.clone(),
         internal_endpoint: me.internal_endpoint.clone(),
         inc_num: discovery.inc_num(),
-        members: Vec::new(),
-        channel_peers: BTreeMap::new(),
+        ..View::default()
     };
     let (publisher, published) = GossipBlockPublisher::new();
     let (leadership, yields) = Leadership::new();

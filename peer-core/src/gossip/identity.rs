@@ -209,6 +209,11 @@ impl Identities {
         invalid
     }
 
+    /// Every known identity (ours included), in PKI-ID order.
+    pub fn known(&self) -> impl Iterator<Item = (&PkiId, &Arc<Identity>)> {
+        self.known.iter()
+    }
+
     pub fn get(&self, pki_id: &PkiId) -> Option<&Arc<Identity>> {
         self.known.get(pki_id)
     }

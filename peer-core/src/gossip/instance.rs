@@ -306,6 +306,26 @@ impl Gossip {
         self.discovery.inc_num()
     }
 
+    /// The sequence number of this peer's last alive message.
+    pub fn seq_num(&self) -> u64 {
+        self.discovery.seq_num()
+    }
+
+    /// Every alive member with its last alive message, in PKI-ID order.
+    pub fn alive_messages(&self) -> Vec<(PkiId, SignedMessage)> {
+        self.discovery.alive_messages()
+    }
+
+    /// The signed StateInfo of each of [`Self::peers_of_channel`]'s peers, in the same order.
+    pub fn state_infos_of_channel(&self, channel: &str) -> Vec<(PkiId, SignedMessage)> {
+        self.state.state_infos_of_channel(channel)
+    }
+
+    /// This peer's last published StateInfo for `channel`, if any yet.
+    pub fn own_state_info(&self, channel: &str) -> Option<&SignedMessage> {
+        self.state.own_state_info(channel)
+    }
+
     /// Blocks waiting in `channel`'s payload buffer.
     pub fn buffer_size(&self, channel: &str) -> usize {
         self.state.buffer_size(channel)

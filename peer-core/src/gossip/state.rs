@@ -552,6 +552,21 @@ impl GossipState {
             .collect()
     }
 
+    /// The signed StateInfo of each of [`Self::peers_of_channel`]'s peers, in the same order.
+    pub fn state_infos_of_channel(&self, channel: &str) -> Vec<(PkiId, SignedMessage)> {
+        let Some(state) = self.channels.get(channel) else { return Vec::new() };
+        self.members
+            .values()
+            .filter(|m| state.orgs.contains(&m.org))
+            .filter_map(|m| state.peers.get(&m.pki_id).filter(|p| !p.left_channel).map(|p| (m.pki_id, p.message.clone())))
+            .collect()
+    }
+
+    /// Our own last StateInfo for the channel, once one was published.
+    pub fn own_state_info(&self, channel: &str) -> Option<&SignedMessage> {
+        self.channels.get(channel)?.own_state_info.as_ref()
+    }
+
     // -----------------------------------------------------------------------------------------
     // Data messages.
 

@@ -35,7 +35,7 @@ use crate::msp::LocalMsp;
 use crate::net::serve::ConnectionLimits;
 use crate::net::{grpc_metrics, serve};
 use crate::services::operations::{LogControl, Operations};
-use crate::services::{deliver, endorser, scc};
+use crate::services::{deliver, discovery, endorser, scc};
 use metrics::PeerMetrics;
 use tls::{OperationsTlsFiles, PeerTls, PeerTlsError, TlsFiles};
 
@@ -46,7 +46,7 @@ const DELIVER_SERVICE: &str = <proto::protos::deliver_server::DeliverServer<deli
 const ENDORSER_SERVICE: &str =
     <proto::protos::endorser_server::EndorserServer<endorser::EndorserService> as tonic::server::NamedService>::NAME;
 const DISCOVERY_SERVICE: &str =
-    <proto::discovery::discovery_server::DiscoveryServer<crate::services::discovery::DiscoveryService> as tonic::server::NamedService>::NAME;
+    <proto::discovery::discovery_server::DiscoveryServer<discovery::DiscoveryService> as tonic::server::NamedService>::NAME;
 
 /// The chaincode port's connection bound. peer-core runs no chaincode: only gRPC health checks
 /// connect there, so a small fixed bound (no key) keeps that port from taking the peer's fds.
@@ -128,7 +128,7 @@ pub struct RunningNode {
     /// The address the peer announces (spec §4.1).
     pub peer_address: HostPort,
     /// The gossip membership and the channels' peers as this peer sees them (what `/membership`
-    /// shows, and what the Discovery service will answer from).
+    /// shows, and what the Discovery service answers from).
     pub gossip_view: GossipView,
     /// The joined channels (their ledgers and configurations).
     pub channels: Arc<Channels>,
@@ -387,14 +387,21 @@ pub async fn start(env: Env, setup: Setup) -> Result<RunningNode, StartError> {
             .max_decoding_message_size(max_recv.min(deliver::MAX_ENVELOPE_BYTES))
             .max_encoding_message_size(max_send),
     );
+    // Step 39: Discovery.
     if config.peer.discovery.enabled {
+        let service = discovery::DiscoveryService::new(
+            discovery::DiscoverySettings::from_config(&config),
+            msp.clone(),
+            channels.clone(),
+            gossip_view.clone(),
+            env.clock.clone(),
+        );
+        info!(target: "nodeCmd", func = "registerDiscoveryService", "Discovery service activated");
         routes = routes.add_service(
-            proto::discovery::discovery_server::DiscoveryServer::new(crate::services::discovery::DiscoveryService)
+            proto::discovery::discovery_server::DiscoveryServer::new(service)
                 .max_decoding_message_size(max_recv)
                 .max_encoding_message_size(max_send),
         );
-        // Registered so that clients get Fabric's UNIMPLEMENTED answer, not an unknown service;
-        // Fabric's "Discovery service activated" is not logged while it answers nothing.
         served.push(DISCOVERY_SERVICE);
     }
     let announce = format!("ID=[{}], network ID=[{}], address=[{peer_address}]", config.peer.id, config.peer.network_id);

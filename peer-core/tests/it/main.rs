@@ -5,6 +5,7 @@ mod config;
 mod config_props;
 mod deliver;
 mod deliver_client;
+mod discovery;
 mod endorser;
 mod exposition;
 mod gossip_blocks;

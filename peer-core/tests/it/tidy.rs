@@ -3,9 +3,6 @@
 
 use std::path::Path;
 
-use peer_core::services::discovery::DiscoveryService;
-use proto::discovery::discovery_server::Discovery;
-
 /// Lines of code (not comments) under `dir` whose string literals mention an issue number.
 fn internal_notes_in_strings(dir: &Path, found: &mut Vec<String>) {
     let mut entries: Vec<_> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()).collect();
@@ -57,14 +54,6 @@ fn no_issue_numbers_in_texts_that_leave_the_process() {
         internal_notes_in_strings(&root.join(crate_dir), &mut found);
     }
     assert!(found.is_empty(), "internal notes in texts sent to clients or logged:\n{}", found.join("\n"));
-}
-
-#[tokio::test]
-async fn unimplemented_methods_answer_in_fabric_words() {
-    let request = tonic::Request::new(proto::discovery::SignedRequest::default());
-    let status = DiscoveryService.discover(request).await.unwrap_err();
-    assert_eq!(status.code(), tonic::Code::Unimplemented);
-    assert_eq!(status.message(), "method Discover not implemented: service discovery is not supported by this peer");
 }
 
 fn rust_files(dir: &Path, found: &mut Vec<std::path::PathBuf>) {
