@@ -59,7 +59,13 @@ fn logged<T>(f: impl FnOnce() -> T) -> (T, String) {
     let sink = MemorySink::new();
     let (layer, _handle) = logging::layer(&LoggingConfig::default(), Arc::new(|| SystemTime::UNIX_EPOCH), sink.sink()).unwrap();
     let subscriber = tracing_subscriber::layer::SubscriberExt::with(tracing_subscriber::registry(), layer);
-    let value = tracing::subscriber::with_default(subscriber, f);
+    // Tests run in parallel, each with its own scoped subscriber: recompute every callsite's
+    // interest with this one registered, so a line is not skipped for an interest cached while
+    // another test's subscriber came or went (a WARN was missing here about once in 12 runs).
+    let value = tracing::subscriber::with_default(subscriber, || {
+        tracing::callsite::rebuild_interest_cache();
+        f()
+    });
     (value, sink.lines().join("\n"))
 }
 
