@@ -308,6 +308,8 @@ impl Orderer {
 pub enum ConfigUpdate {
     /// The org (by MSP ID) names this peer as an anchor peer, besides any it names.
     AddAnchor { msp_id: String, anchor: AnchorPeer },
+    /// The application org (by MSP ID) leaves the channel.
+    RemoveOrg { msp_id: String },
 }
 
 /// The block cutter and block writer of the one channel.
@@ -457,20 +459,27 @@ impl Cutter {
         let mut config = current;
         config.sequence += 1;
         let Some(channel_group) = config.channel_group.as_mut() else { return };
+        let Some(application) = channel_group.groups.get_mut("Application") else { return };
+        let msp_id = match update {
+            ConfigUpdate::AddAnchor { msp_id, .. } | ConfigUpdate::RemoveOrg { msp_id } => msp_id,
+        };
+        let is_org = |org: &proto::common::ConfigGroup| {
+            org.values
+                .get("MSP")
+                .and_then(|v| proto::msp::MspConfig::decode(v.value.as_slice()).ok())
+                .is_some_and(|msp| proto::msp::FabricMspConfig::decode(msp.config.as_slice()).is_ok_and(|fabric| fabric.name == *msp_id))
+        };
+        let Some(name) = application.groups.iter().find(|(_, org)| is_org(org)).map(|(name, _)| name.clone()) else {
+            error!(target: MULTICHANNEL, func = "ProcessConfigMsg", "[channel: {}] no application org {msp_id}; dropping {update:?}", self.channel_id);
+            return;
+        };
         match update {
-            ConfigUpdate::AddAnchor { msp_id, anchor } => {
-                let application = channel_group.groups.get_mut("Application");
-                let org = application.and_then(|app| {
-                    app.groups.values_mut().find(|org| {
-                        org.values.get("MSP").and_then(|v| proto::msp::MspConfig::decode(v.value.as_slice()).ok()).is_some_and(|msp| {
-                            proto::msp::FabricMspConfig::decode(msp.config.as_slice()).is_ok_and(|fabric| fabric.name == *msp_id)
-                        })
-                    })
-                });
-                let Some(org) = org else {
-                    error!(target: MULTICHANNEL, func = "ProcessConfigMsg", "[channel: {}] no application org {msp_id}; dropping {update:?}", self.channel_id);
-                    return;
-                };
+            ConfigUpdate::RemoveOrg { .. } => {
+                application.groups.remove(&name);
+                application.version += 1;
+            }
+            ConfigUpdate::AddAnchor { anchor, .. } => {
+                let Some(org) = application.groups.get_mut(&name) else { return };
                 let value = org
                     .values
                     .entry("AnchorPeers".to_string())

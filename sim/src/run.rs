@@ -597,6 +597,9 @@ fn simulate(scenario: &Scenario, seed: u64, broken: Option<Breakage>) -> Outcome
                     cut_since.remove(&(a.clone(), b.clone()));
                     cut_since.remove(&(b.clone(), a.clone()));
                 }
+                Event::RemoveOrg(org) => {
+                    checker.removed.insert(org.clone(), now);
+                }
                 _ => {}
             }
             applied.push(step);
@@ -626,14 +629,19 @@ fn simulate(scenario: &Scenario, seed: u64, broken: Option<Breakage>) -> Outcome
             if scenario.orderer.is_some() {
                 outcome.heights.push((sim.elapsed(), heights));
             }
+            // Peers of an org removed from the channel get no blocks any more: block and leader
+            // liveness is about the channel's members.
+            let members: BTreeSet<String> =
+                running.iter().filter(|p| !checker.removed.contains_key(&checker.spec(p).org)).cloned().collect();
             if let Some(within) = scenario.checks.blocks_within {
-                checker.check_caught_up(sim.elapsed(), last_fault, within, &ledgers, &orderer_ledgers, &running, &mut outcome);
+                checker.check_caught_up(sim.elapsed(), last_fault, within, &ledgers, &orderer_ledgers, &members, &mut outcome);
             }
             if let Some(within) = scenario.checks.leaders_within {
-                checker.check_leaders(sim.elapsed(), last_fault + within, &leaders, &running, &mut outcome);
+                checker.check_leaders(sim.elapsed(), last_fault + within, &leaders, &members, &mut outcome);
             }
-            checker.check_new_blocks(sim.elapsed(), &ledgers, &running, &mut outcome);
+            checker.check_new_blocks(sim.elapsed(), &ledgers, &members, &mut outcome);
             checker.check_quiet(sim.elapsed(), deliver_streams.load(Ordering::Relaxed), &mut outcome);
+            checker.check_removed(sim.elapsed(), scenario.checks.converge_within, &snapshot, &mut outcome);
             let visibility = checker.visibility(&snapshot, &running);
             outcome.samples.push((sim.elapsed(), visibility));
             if let Some(within) = scenario.checks.dead_within {
@@ -809,7 +817,7 @@ fn apply(sim: &mut turmoil::Sim<'_>, event: &Event, faults: &Faults<'_>, views: 
         }
         Event::Loss(probability) => MessageFaults::set_loss(faults.loss, *probability),
         // The orderer cuts the config block at this time itself (`OrdererSpec::config_updates`).
-        Event::AddAnchor(_) => {}
+        Event::AddAnchor(_) | Event::RemoveOrg(_) => {}
         Event::Crash(peer) | Event::Kill(peer) => {
             if matches!(event, Event::Crash(_)) {
                 disks[peer].power_cut();
@@ -963,6 +971,8 @@ struct Checker {
     /// The `new_blocks` windows: each with the orderer's height at its start once reached, and
     /// whether its end was checked.
     new_blocks: Vec<(NewBlocks, Option<u64>, bool)>,
+    /// Orgs removed from the channel by a config update, with when.
+    removed: BTreeMap<String, Duration>,
     /// The orderer's quiet windows, each with when its check starts (see [`Checker::check_quiet`]),
     /// the count of Deliver streams opened by then once reached, and whether its end was checked.
     quiet: Vec<(QuietWindow, Duration, Option<u64>, bool)>,
@@ -1002,6 +1012,7 @@ impl Checker {
             org_leaders: BTreeMap::new(),
             led: BTreeMap::new(),
             new_blocks: scenario.checks.new_blocks.iter().map(|window| (*window, None, false)).collect(),
+            removed: BTreeMap::new(),
             quiet: scenario
                 .orderer
                 .iter()
@@ -1136,10 +1147,13 @@ impl Checker {
     /// orgs when both have external endpoints.
     fn expected(&self, observer: &str, running: &BTreeSet<String>) -> BTreeSet<String> {
         let me = self.spec(observer);
+        // A removed org and the others no longer meet (the others stop trusting it; its peers
+        // keep the config they had, but nobody answers them).
+        let apart = |org: &str| self.removed.contains_key(org) || self.removed.contains_key(&me.org);
         self.peers
             .iter()
             .filter(|p| p.name != me.name && running.contains(&p.name))
-            .filter(|p| p.org == me.org || (p.external && me.external))
+            .filter(|p| p.org == me.org || (p.external && me.external && !apart(&p.org)))
             .map(|p| p.name.clone())
             .collect()
     }
@@ -1356,6 +1370,29 @@ impl Checker {
                 heights.join(", "),
                 window.after.as_secs_f64()
             ));
+        }
+    }
+
+    /// A removed org's peers are never again members of the other orgs' views once the config
+    /// block had `converge_within` to reach everyone (and nothing of the others reaches them).
+    fn check_removed(&self, at: Duration, within: Duration, snapshot: &BTreeMap<String, View>, outcome: &mut Outcome) {
+        for (org, since) in &self.removed {
+            if at < *since + within {
+                continue;
+            }
+            for (observer, view) in snapshot {
+                let observer_org = &self.spec(observer).org;
+                for member in view.members.iter().filter(|m| m.alive) {
+                    let Some(name) = self.names.get(&member.pki_id.to_string()) else { continue };
+                    let member_org = &self.spec(name).org;
+                    if (member_org == org) != (observer_org == org) {
+                        outcome.violations.push(format!(
+                            "at {at:?}: {observer} sees {name} alive, {:?} after {org} was removed from the channel",
+                            at - *since
+                        ));
+                    }
+                }
+            }
         }
     }
 
@@ -1690,6 +1727,9 @@ fn timeline_config_updates(timeline: &[Step], elapsed: Duration) -> Vec<(Duratio
                     anchor: AnchorPeer { host: format!("{org}-peer0"), port: 7051 },
                 },
             )),
+            Event::RemoveOrg(org) => {
+                Some((step.at.saturating_sub(elapsed), ConfigUpdate::RemoveOrg { msp_id: crate::scenario::msp_id(org) }))
+            }
             _ => None,
         })
         .collect()

@@ -20,6 +20,7 @@
 //!   - {at: 3s, loss: 0.2}                  # a fifth of arriving gossip messages are lost
 //!   - {at: 6s, loss: 0}
 //!   - {at: 7s, add_anchor: org2}           # a channel config update naming org2-peer0 as anchor
+//!   - {at: 9s, remove_org: org3}           # a channel config update without org3
 //! network: {delay_probability: 0.05, max_delay: 200ms, duplicate: 0.02}   # faults in our own network layer
 //! disk: {read_corruption: 0.001, misdirected_write: 0.001, latent_error: 0.001, fsync_failure: 0.01, full: 0.005, until: 14s}
 //! checks: {converge_within: 8s, blocks_within: 2s, new_blocks: [{after: 5s, by: 12s}]}
@@ -327,6 +328,7 @@ struct RawStep {
     release: Option<[String; 2]>,
     loss: Option<f64>,
     add_anchor: Option<String>,
+    remove_org: Option<String>,
 }
 
 impl TryFrom<RawStep> for Step {
@@ -345,6 +347,7 @@ impl TryFrom<RawStep> for Step {
             raw.release.map(Event::Release),
             raw.loss.map(Event::Loss),
             raw.add_anchor.map(Event::AddAnchor),
+            raw.remove_org.map(Event::RemoveOrg),
         ]
         .into_iter()
         .flatten()
@@ -381,6 +384,9 @@ pub enum Event {
     /// The orderer cuts a config block that names the org's peer0 as its anchor peer (an
     /// admin's channel update; needs an orderer section).
     AddAnchor(String),
+    /// The orderer cuts a config block without the org: its peers are no longer members of the
+    /// channel (the orderer refuses them blocks, the other orgs stop trusting them).
+    RemoveOrg(String),
 }
 
 /// A step is written as it is read: `{at: 3s, crash: org1-peer1}` (pairs in flow style too).
@@ -396,7 +402,7 @@ impl Serialize for Step {
                 map.serialize_entry(key, &FlowSeq(pair))?
             }
             Event::Loss(rate) => map.serialize_entry(key, rate)?,
-            Event::AddAnchor(org) => map.serialize_entry(key, org)?,
+            Event::AddAnchor(org) | Event::RemoveOrg(org) => map.serialize_entry(key, org)?,
         }
         map.end()
     }
@@ -415,6 +421,7 @@ impl std::fmt::Display for Event {
             Event::Loss(rate) if *rate == 0.0 => write!(f, "message loss ends"),
             Event::Loss(rate) => write!(f, "message loss {}%", percent(*rate)),
             Event::AddAnchor(org) => write!(f, "config update: {org}-peer0 becomes {org}'s anchor peer"),
+            Event::RemoveOrg(org) => write!(f, "config update: {org} is removed from the channel"),
         }
     }
 }
@@ -448,6 +455,7 @@ impl Event {
             Event::Release(_) => "release",
             Event::Loss(_) => "loss",
             Event::AddAnchor(_) => "add_anchor",
+            Event::RemoveOrg(_) => "remove_org",
         }
     }
 }
@@ -771,6 +779,7 @@ impl Scenario {
         let duplicate = self.network.as_ref().map_or(0.0, |n| n.duplicate);
         let mut timeline: Vec<&Step> = self.timeline.iter().collect();
         timeline.sort_by_key(|s| s.at);
+        let mut removed: BTreeSet<String> = BTreeSet::new();
         let mut started: BTreeSet<&String> = peers.iter().map(|p| &p.name).filter(|n| !self.starts_late(n)).chain(&orderers).collect();
         for step in timeline {
             let names: Vec<&String> = match &step.event {
@@ -790,6 +799,18 @@ impl Scenario {
                     }
                     if self.no_external_endpoint.contains(&format!("{org}-peer0")) {
                         return Err(format!("add_anchor at {:?}: {org}-peer0 has no external endpoint", step.at));
+                    }
+                    vec![]
+                }
+                Event::RemoveOrg(org) => {
+                    if self.orderer.is_none() {
+                        return Err(format!("remove_org at {:?} needs an orderer section (the orderer cuts the config block)", step.at));
+                    }
+                    if !self.orgs.iter().any(|o| o.name == *org) {
+                        return Err(format!("remove_org at {:?} names unknown org {org}", step.at));
+                    }
+                    if !removed.insert(org.clone()) || removed.len() >= self.orgs.len() {
+                        return Err(format!("remove_org at {:?}: {org} is removed already, or no org would be left", step.at));
                     }
                     vec![]
                 }

@@ -70,7 +70,7 @@ fn colour(event: &Event) -> &'static str {
         Event::Heal(_) => "#00838f",
         Event::Hold(_) | Event::Release(_) => "#8e24aa",
         Event::Loss(_) => "#455a64",
-        Event::AddAnchor(_) => "#1565c0",
+        Event::AddAnchor(_) | Event::RemoveOrg(_) => "#1565c0",
     }
 }
 
