@@ -567,3 +567,42 @@ fn revocation_lists_in_the_channel_msp_revoke_identities() {
     let err = Msp::from_fabric_config(&config).unwrap_err();
     assert!(err.starts_with("revocation_list[0]: not an X.509 CRL"), "{err}");
 }
+
+#[test]
+fn a_certificate_revoked_by_a_config_update_is_forgotten_by_gossip_and_refused_from_then_on() {
+    use peer_core::gossip::identity::Identities;
+    let orgs = orgs(2);
+    let (org1, org2) = (&orgs.apps[0], &orgs.apps[1]);
+    let me = local_msp(&org1.peers[0], "Org1MSP");
+    let other = local_msp(&org2.peers[0], "Org2MSP");
+    let (pki_id, serialized) = (other.pki_id(), other.identity.serialize());
+    let org1_msp = Msp::from_fabric_config(&org1.msp.verifying_config("Org1MSP").unwrap()).unwrap();
+    let mut org2_config = org2.msp.verifying_config("Org2MSP").unwrap();
+    let mut identities = Identities::new(&me, []);
+    let gone = identities.set_channel_msps("ch", [org1_msp.clone(), Msp::from_fabric_config(&org2_config).unwrap()], epoch());
+    assert!(gone.is_empty());
+    identities.put(&pki_id.0, &serialized, epoch()).unwrap();
+
+    // The next config block's Org2 MSP carries a CRL revoking that peer.
+    let serial = other.identity.cert.tbs_certificate().serial_number().as_bytes().to_vec();
+    org2_config.revocation_list = vec![crl(&org2.ca, &[serial])];
+    let gone = identities.set_channel_msps("ch", [org1_msp.clone(), Msp::from_fabric_config(&org2_config).unwrap()], epoch());
+    assert_eq!(gone, [pki_id]);
+    assert!(identities.get(&pki_id).is_none());
+    let err = identities.put(&pki_id.0, &serialized, epoch()).unwrap_err().to_string();
+    assert!(err.contains("The certificate has been revoked"), "{err}");
+
+    // A config without Org2: its members cannot be validated at all.
+    let org2_other = local_msp(&org2.admin, "Org2MSP");
+    identities.set_channel_msps(
+        "ch",
+        [org1_msp.clone(), Msp::from_fabric_config(&org2.msp.verifying_config("Org2MSP").unwrap()).unwrap()],
+        epoch(),
+    );
+    identities.put(&org2_other.pki_id().0, &org2_other.identity.serialize(), epoch()).unwrap();
+    assert_eq!(identities.set_channel_msps("ch", [org1_msp], epoch()), [org2_other.pki_id()]);
+    let err = identities.put(&org2_other.pki_id().0, &org2_other.identity.serialize(), epoch()).unwrap_err().to_string();
+    assert!(err.contains("No MSP found"), "{err}");
+    // Our own identity is never forgotten.
+    assert!(identities.get(&me.pki_id()).is_some());
+}

@@ -83,12 +83,26 @@ impl World {
         World { orgs: orgs(), now: Instant(0), nodes: BTreeMap::new(), endpoints: BTreeMap::new(), rejected: Vec::new() }
     }
 
-    /// Adds (or restarts, with a new incarnation) peer `name` (e.g. `org1p0`).
+    /// Adds (or restarts, with a new incarnation) peer `name` (e.g. `org1p0`), trusting every
+    /// org as configured MSPs (`peer.gossip.trustedMSPs`).
     fn start(&mut self, name: &str, external: bool, config: DiscoveryConfig) {
+        let others: Vec<Msp> = self.orgs.msps.values().cloned().collect();
+        self.start_trusting(name, external, config, others);
+    }
+
+    /// [`Self::start`], with the orgs trusted only as the MSPs of a joined channel "ch" (as a
+    /// channel's config brings them).
+    fn start_on_channel(&mut self, name: &str, external: bool, config: DiscoveryConfig) {
+        self.start_trusting(name, external, config, Vec::new());
+        let msps: Vec<Msp> = self.orgs.msps.values().cloned().collect();
+        let now = self.now;
+        self.nodes.get_mut(name).unwrap().discovery.handle_channel_msps(now, "ch", msps);
+    }
+
+    fn start_trusting(&mut self, name: &str, external: bool, config: DiscoveryConfig, others: Vec<Msp>) {
         let msp = Arc::new(self.orgs.peers[name].clone());
         let internal = format!("{name}:7051");
         let external_endpoint = if external { format!("{name}.ext:7051") } else { String::new() };
-        let others: Vec<Msp> = self.orgs.msps.values().cloned().collect();
         let identities = Identities::new(&msp, others);
         let me = SelfInfo {
             pki_id: msp.pki_id(),
@@ -342,3 +356,43 @@ fn same_seed_same_world() {
 
 // Bad messages (forged, high-S, stale, wrong tags, …) are cases of the bad-input catalog:
 // tests/catalog/wire/ (runner: catalog.rs).
+
+#[test]
+fn an_org_left_out_of_a_new_channel_config_is_purged_and_refused_from_then_on() {
+    let mut world = World::new();
+    world.start_on_channel("org1p0", true, config(&[], &[("org2p0.ext:7051", "Org2MSP")]));
+    world.start_on_channel("org1p1", true, config(&["org1p0:7051"], &[]));
+    world.start_on_channel("org2p0", true, config(&[], &[]));
+    world.run_for(Duration::from_secs(30));
+    assert_eq!(world.view("org1p0", true), set(&["org1p1", "org2p0"]));
+    assert_eq!(world.view("org1p1", true), set(&["org1p0", "org2p0"]));
+
+    // A config block of the channel without Org2: org1's peers replace the channel's MSPs. Org2's
+    // peer is purged at once (not left to expire), with its connection closed.
+    let org1_only = vec![world.orgs.msps["Org1MSP"].clone()];
+    let org2p0 = world.pki("org2p0");
+    let now = world.now;
+    for name in ["org1p0", "org1p1"] {
+        let node = world.nodes.get_mut(name).unwrap();
+        node.events.clear();
+        node.discovery.handle_channel_msps(now, "ch", org1_only.clone());
+        assert!(node.discovery.identities().get(&org2p0).is_none(), "{name} forgot the identity");
+        assert!(node.discovery.member(&org2p0).is_none(), "{name} purged the member");
+        let mut closed = false;
+        while let Some(transmit) = node.discovery.poll_transmit() {
+            closed |= matches!(transmit, Transmit::Close { to } if to == org2p0);
+        }
+        assert!(closed, "{name} closes the connection to the removed org's peer");
+        let mut purged = false;
+        while let Some(event) = node.discovery.poll_event() {
+            purged |= matches!(event, Event::Purged { pki_id } if pki_id == org2p0);
+        }
+        assert!(purged, "{name} reports the purge");
+    }
+    // Org2's peer goes on gossiping (its config still names Org1): it is never admitted again.
+    world.rejected.clear();
+    world.run_for(Duration::from_secs(60));
+    assert_eq!(world.view("org1p0", true), set(&["org1p1"]));
+    assert_eq!(world.view("org1p1", true), set(&["org1p0"]));
+    assert!(world.rejected.iter().any(|(name, _)| name.starts_with("org1")), "org2's messages are refused: {:?}", world.rejected);
+}
