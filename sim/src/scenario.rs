@@ -809,8 +809,11 @@ impl Scenario {
                     if !self.orgs.iter().any(|o| o.name == *org) {
                         return Err(format!("remove_org at {:?} names unknown org {org}", step.at));
                     }
-                    if !removed.insert(org.clone()) || removed.len() >= self.orgs.len() {
-                        return Err(format!("remove_org at {:?}: {org} is removed already, or no org would be left", step.at));
+                    if !removed.insert(org.clone()) {
+                        return Err(format!("remove_org at {:?}: {org} is removed already", step.at));
+                    }
+                    if removed.len() >= self.orgs.len() {
+                        return Err(format!("remove_org at {:?}: no org would be left in the channel", step.at));
                     }
                     vec![]
                 }

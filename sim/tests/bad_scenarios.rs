@@ -60,6 +60,15 @@ fn mistakes_in_scenario_files_are_named() {
             "new_blocks window backwards",
             format!("{GOOD_HEAD}checks: {{converge_within: 5s, new_blocks: [{{after: 4s, by: 2s}}]}}\norderer: {{}}\n"),
         ),
+        ("a quiet window backwards", format!("{GOOD_HEAD}{CHECKS}orderer: {{quiet: [{{from: 5s, until: 2s}}]}}\n")),
+        ("a quiet window past the end", format!("{GOOD_HEAD}{CHECKS}orderer: {{quiet: [{{from: 5s, until: 11s}}]}}\n")),
+        ("anchors of an unknown org", format!("{GOOD_HEAD}{CHECKS}anchors: [org3]\n")),
+        ("a config update without an orderer", format!("{GOOD_HEAD}{CHECKS}timeline: [{{at: 1s, add_anchor: org2}}]\n")),
+        ("an anchor added twice", format!("{GOOD_HEAD}{CHECKS}orderer: {{}}\ntimeline: [{{at: 1s, add_anchor: org2}}]\n")),
+        (
+            "every org removed",
+            format!("{GOOD_HEAD}{CHECKS}orderer: {{}}\ntimeline: [{{at: 1s, remove_org: org1}}, {{at: 2s, remove_org: org2}}]\n"),
+        ),
     ];
     let mut report = String::new();
     for (name, text) in &cases {
