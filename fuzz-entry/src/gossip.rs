@@ -131,7 +131,7 @@ fn peer_gossip(config: DiscoveryConfig, external: bool, identities: Identities, 
     let discovery = Discovery::new(config, self_info(external), signer.clone(), identities, rng, Instant(0), epoch());
     let rng = rand_chacha::ChaCha20Rng::seed_from_u64(6);
     let state = GossipState::new(StateConfig::from_config(&SAMPLE), signer, Box::new(NoBlocks), rng, Instant(0), epoch());
-    Gossip::new(discovery, state)
+    Gossip::new(discovery, state, peer_core::gossip::pull::PullTiming::from_config(&SAMPLE.gossip), Instant(0))
 }
 
 /// A membership message to a fresh membership state machine.

@@ -115,6 +115,9 @@ struct ProtosimArgs {
     /// Start every peer with every identity (as Fabric's identity pull would give it).
     #[arg(long)]
     preload_identities: bool,
+    /// Run without the identity pull (peers send no Hellos), for comparison.
+    #[arg(long)]
+    no_identity_pull: bool,
     /// Stop (and report how far the run got) once this much wall time has passed.
     #[arg(long, value_name = "SECONDS")]
     max_wall: Option<f64>,
@@ -356,6 +359,7 @@ fn protosim(args: ProtosimArgs) -> ExitCode {
     options.latency_ms = latency_ms;
     options.join_rate = args.join_rate;
     options.preload_identities = args.preload_identities;
+    options.identity_pull = !args.no_identity_pull;
     let limits = sim::protosim::Limits {
         max_wall: args.max_wall.filter(|s| s.is_finite() && *s > 0.0).map(std::time::Duration::from_secs_f64),
         max_rss_mb: args.max_rss_mb,
@@ -394,7 +398,13 @@ fn protosim(args: ProtosimArgs) -> ExitCode {
         o.seed,
         o.simulated.as_secs_f64(),
         o.last_start.as_secs_f64(),
-        if o.preload_identities { ", identities preloaded" } else { "" }
+        if o.preload_identities {
+            ", identities preloaded"
+        } else if o.identity_pull {
+            ""
+        } else {
+            ", no identity pull"
+        }
     );
     let at = |d: Option<std::time::Duration>| d.map_or_else(|| "never".to_string(), |d| format!("{:.3}s", d.as_secs_f64()));
     match o.full_membership {

@@ -55,6 +55,7 @@ use peer_core::gossip::discovery::{Discovery, DiscoveryConfig, Event, SelfInfo, 
 use peer_core::gossip::identity::{Identities, IdentityVerifier};
 use peer_core::gossip::instance::{Gossip, Output};
 use peer_core::gossip::message::{BadMessage, SignedMessage, Signer};
+use peer_core::gossip::pull::PullTiming;
 use peer_core::gossip::state::{GossipState, StateConfig};
 use peer_core::msp::generate::{self, OrgSpec, ValidityWindow};
 use peer_core::msp::identity::{Identity, PkiId};
@@ -87,16 +88,18 @@ pub struct Options {
     /// Peers joining per simulated second after the anchor peers (which start at 0), in a seeded
     /// order; 0: every peer starts at 0.
     pub join_rate: f64,
-    /// Every peer starts out holding every other peer's identity, as Fabric's certStore (identity
-    /// pull) would eventually give it; peer-core has no identity pull, so by default a peer only
-    /// learns an identity from an alive message that carries it (a peer's first
-    /// publishCertPeriod) or from a comm handshake.
+    /// Every peer starts out holding every other peer's identity (a shortcut past the identity
+    /// pull, for comparisons).
     pub preload_identities: bool,
+    /// The identity pull runs (Fabric's certStore); false for the comparison run: peers then
+    /// learn an identity only from an alive message that carries it (a peer's first
+    /// publishCertPeriod) or from a comm handshake, and late joiners miss some for good.
+    pub identity_pull: bool,
 }
 
 impl Options {
     pub fn new(peers: usize, seed: u64, duration: Duration) -> Options {
-        Options { peers, orgs: 4, seed, duration, latency_ms: (2, 20), join_rate: 100.0, preload_identities: false }
+        Options { peers, orgs: 4, seed, duration, latency_ms: (2, 20), join_rate: 100.0, preload_identities: false, identity_pull: true }
     }
 
     fn check(&self) -> Result<(), String> {
@@ -159,6 +162,7 @@ pub struct Outcome {
     pub alive_seen: (usize, usize),
     pub join_rate: f64,
     pub preload_identities: bool,
+    pub identity_pull: bool,
 }
 
 impl Outcome {
@@ -228,6 +232,7 @@ impl Measured {
             "orgs": o.orgs,
             "join_rate": o.join_rate,
             "preload_identities": o.preload_identities,
+            "identity_pull": o.identity_pull,
             "setup_wall_s": self.setup_wall.as_secs_f64(),
             "wall_per_simulated_s": run_wall_s / simulated_s,
             "wall_us_per_message": run_wall_s * 1e6 / o.messages_total().max(1) as f64,
@@ -563,7 +568,12 @@ impl Sim {
             let discovery = Discovery::new(config, me, signer.clone(), identities, peer_rng(options.seed, index), start, wall);
             let state_rng = peer_rng(options.seed ^ STATE_RNG_TWEAK, index);
             let state = GossipState::new(state_config.clone(), signer, Box::new(NoBlocks), state_rng, start, wall);
-            let gossip = Gossip::new(discovery, state);
+            // `--no-identity-pull`: no Hellos (the comparison run; peers still answer).
+            let mut pull = PullTiming::from_config(&sample.gossip);
+            if !options.identity_pull {
+                pull.peer_num = 0;
+            }
+            let gossip = Gossip::new(discovery, state, pull, start);
             let index = PeerIndex::try_from(index).map_err(|_| "too many peers".to_string())?;
             by_pki.insert(local.pki_id(), index);
             by_endpoint.insert(endpoint, index);
@@ -609,6 +619,7 @@ impl Sim {
             alive_seen: (0, 0),
             join_rate: options.join_rate,
             preload_identities: options.preload_identities,
+            identity_pull: options.identity_pull,
         };
         let mut sim = Sim {
             options: options.clone(),
@@ -714,6 +725,10 @@ impl Sim {
             Some(Content::AliveMsg(_)) => "alive",
             Some(Content::MemReq(_)) => "membership_request",
             Some(Content::MemRes(_)) => "membership_response",
+            Some(Content::Hello(_)) => "pull_hello",
+            Some(Content::DataDig(_)) => "pull_digest",
+            Some(Content::DataReq(_)) => "pull_request",
+            Some(Content::DataUpdate(_)) => "pull_update",
             _ => "other",
         };
         *self.outcome.messages.entry(kind).or_default() += 1;
@@ -926,6 +941,23 @@ mod tests {
         options.seed = 8;
         let other = run(&options).unwrap();
         assert_ne!(first.messages, other.messages, "another seed, another run");
+    }
+
+    #[test]
+    fn late_joiners_learn_the_early_peers_identities_by_pulling_them() {
+        // Peers start half a second apart: most start after the first ones stopped putting their
+        // certificate in alive messages (publishCertPeriod, 10s), so relayed alive messages of
+        // early peers cannot be verified until the identity pull brings their certificates.
+        let mut options = Options::new(48, 1, Duration::from_secs(150));
+        options.orgs = 3;
+        options.join_rate = 0.5;
+        let pulled = run(&options).unwrap();
+        assert!(pulled.full_membership.is_some(), "late-joining peers reach full membership: {pulled:?}");
+        assert_eq!(pulled.alive_seen, (47, 47));
+        assert!(pulled.messages["pull_update"] > 0, "{:?}", pulled.messages);
+        options.identity_pull = false;
+        let without = run(&options).unwrap();
+        assert!(without.full_membership.is_none() && without.missing_pairs > 0, "without the pull some pairs never meet: {without:?}");
     }
 
     #[test]

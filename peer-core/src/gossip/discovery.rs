@@ -18,7 +18,7 @@ use std::time::{Duration, SystemTime};
 use proto::gossip::gossip_message::Content;
 use proto::gossip::{AliveMessage, Envelope, Member, MembershipRequest, MembershipResponse, PeerTime};
 use rand_chacha::ChaCha20Rng;
-use rand_core::Rng;
+use rand_core::{Rng, SeedableRng};
 use tracing::{debug, info, warn};
 
 use super::identity::Identities;
@@ -350,10 +350,11 @@ impl Discovery {
     /// [`Identities::set_channel_msps`]). A member whose identity is no longer valid (its org
     /// left every channel, its certificate was revoked) is purged at once and its connection
     /// closed (Fabric 2.2 only forgets the identity and lets the member expire; 2.5 purges it,
-    /// with this line).
-    pub fn handle_channel_msps(&mut self, now: Instant, channel: &str, msps: impl IntoIterator<Item = Msp>) {
+    /// with this line). Returns the identities forgotten.
+    pub fn handle_channel_msps(&mut self, now: Instant, channel: &str, msps: impl IntoIterator<Item = Msp>) -> Vec<PkiId> {
         let wall = self.wall(now);
-        for pki_id in self.identities.set_channel_msps(channel, msps, wall) {
+        let forgotten = self.identities.set_channel_msps(channel, msps, wall);
+        for pki_id in forgotten.iter().copied() {
             let Some(record) = self.members.remove(&pki_id) else { continue };
             reindex(&mut self.audiences, &self.me.org, pki_id, &record.org, Shape::of(&record), Shape::ABSENT);
             info!(target: TARGET, func = "purge", "Purging {pki_id} from membership");
@@ -361,6 +362,7 @@ impl Discovery {
             self.transmits.push_back(Transmit::Close { to: pki_id });
         }
         self.check_invariants();
+        forgotten
     }
 
     /// Who this peer is (its org and endpoints).
@@ -368,7 +370,8 @@ impl Discovery {
         &self.me
     }
 
-    fn wall(&self, now: Instant) -> SystemTime {
+    /// The wall clock at `now` (certificate validity).
+    pub fn wall(&self, now: Instant) -> SystemTime {
         self.start_wall + now.saturating_duration_since(self.start)
     }
 
@@ -400,6 +403,41 @@ impl Discovery {
     /// Every member we know, alive or dead, in PKI-ID order.
     pub fn members(&self) -> Vec<MemberInfo> {
         self.members.iter().map(|(pki_id, r)| r.info(*pki_id)).collect()
+    }
+
+    /// The alive members' PKI-IDs, in order.
+    pub fn alive_pki_ids(&self) -> Vec<PkiId> {
+        self.members.iter().filter(|(_, r)| r.alive).map(|(pki_id, _)| *pki_id).collect()
+    }
+
+    /// A member's external endpoint (empty if it has none); None for a stranger. Ours for
+    /// ourselves.
+    pub fn external_endpoint_of(&self, pki_id: &PkiId) -> Option<&str> {
+        if *pki_id == self.me.pki_id {
+            return Some(&self.me.external_endpoint);
+        }
+        self.members.get(pki_id).map(Record::endpoint)
+    }
+
+    /// Where to reach a member: a member of our org by its internal endpoint when known, others
+    /// by the external one (empty for a stranger: comm then uses the connection it came on).
+    pub fn endpoint_to_reach(&self, pki_id: &PkiId) -> String {
+        let Some(record) = self.members.get(pki_id) else { return String::new() };
+        let internal = record.internal_endpoint();
+        if *record.org == *self.me.org && !internal.is_empty() { internal } else { record.endpoint().to_string() }
+    }
+
+    /// A random stream of its own, seeded from this one's (for another state machine of the
+    /// same peer).
+    pub fn fork_rng(&mut self) -> ChaCha20Rng {
+        let mut seed = [0u8; 32];
+        self.rng.fill_bytes(&mut seed);
+        ChaCha20Rng::from_seed(seed)
+    }
+
+    /// The signer of our messages.
+    pub fn signer(&self) -> &Arc<dyn Signer> {
+        &self.signer
     }
 
     /// One member's last known state.

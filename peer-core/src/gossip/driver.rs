@@ -608,7 +608,8 @@ pub fn start(env: &Env, setup: GossipSetup, tasks: &mut JoinSet<()>) -> GossipHa
         env.clock.now(),
         env.clock.wall_clock(),
     );
-    let mut gossip = Gossip::new(discovery, state);
+    let pull = super::pull::PullTiming::from_config(&config.gossip);
+    let mut gossip = Gossip::new(discovery, state, pull, env.clock.now());
     let io = ChannelIo { channels, published, max_send_msg_size: config.peer.max_send_msg_size, leadership: leadership.clone(), yields };
     // The joined channels' orgs are known before any identity is checked.
     gossip.handle_channel_orgs(env.clock.now(), &io.snapshot());

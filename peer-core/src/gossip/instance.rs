@@ -25,9 +25,11 @@ use std::sync::Arc;
 use proto::common::Block;
 use tracing::{debug, info, warn};
 
+use super::certstore::{CertStore, is_identity_pull};
 use super::discovery::{self, Discovery, Event, MemberInfo, Transmit};
 use super::identity::{Identities, TrustedMsps};
 use super::message::{BadMessage, SignedMessage};
+use super::pull::PullTiming;
 use super::state::{ChannelInfo, GossipState, Member, Serve, StateEvent};
 use crate::channel::{AnchorPeer, ChannelConfig};
 use crate::config::HostPort;
@@ -73,11 +75,15 @@ enum Phase {
 /// One peer's gossip: membership, channels, anchors and routing.
 pub struct Gossip {
     discovery: Discovery,
+    /// The identity pull (Fabric's certStore).
+    certs: CertStore,
     state: GossipState,
     anchors: AnchorTracker,
     /// The channel layer's queue being drained, and whether this round produced anything.
     phase: Phase,
     progressed: bool,
+    /// The identity pull's messages waiting to go out.
+    pull_transmits: std::collections::VecDeque<Transmit>,
     /// The channel config whose organizations were last added to the identity store, per
     /// channel, and whether comm has yet to hear of new MSPs.
     orgs_seen: BTreeMap<String, Arc<ChannelConfig>>,
@@ -91,9 +97,14 @@ impl std::fmt::Debug for Gossip {
 }
 
 impl Gossip {
-    /// The aggregate of `discovery` (which holds the identity store) and `state`.
-    pub fn new(discovery: Discovery, state: GossipState) -> Gossip {
+    /// The aggregate of `discovery` (which holds the identity store) and `state`, with the
+    /// identity pull on `pull`'s timings (its random choices from a stream forked off
+    /// `discovery`'s seed stream at `now`).
+    pub fn new(mut discovery: Discovery, state: GossipState, pull: PullTiming, now: Instant) -> Gossip {
+        let rng = discovery.fork_rng();
+        let certs = CertStore::new(&discovery, pull, rng, now);
         Gossip {
+            certs,
             orgs_seen: BTreeMap::new(),
             trust_changed: false,
             discovery,
@@ -101,12 +112,17 @@ impl Gossip {
             anchors: AnchorTracker::default(),
             phase: Phase::Commits,
             progressed: false,
+            pull_transmits: std::collections::VecDeque::new(),
         }
     }
 
     /// A message from an authenticated peer, routed by its content. Duplicates and stale
     /// messages come back as [`BadMessage::Stale`] (normal in epidemic gossip).
     pub fn handle_message(&mut self, now: Instant, from: PkiId, message: SignedMessage) -> Result<(), BadMessage> {
+        if is_identity_pull(&message) {
+            let result = self.certs.handle_message(now, from, &message, &mut self.discovery);
+            return result.map(|sends| self.pull_transmits.extend(sends));
+        }
         if message.is_channel_message() {
             let result = self.state.handle_message(now, from, message, self.discovery.identities());
             if let Err(error) = &result
@@ -223,7 +239,9 @@ impl Gossip {
             if self.orgs_seen.get(id).is_some_and(|seen| Arc::ptr_eq(seen, config)) {
                 continue;
             }
-            self.discovery.handle_channel_msps(now, id, config.msps().values().cloned());
+            for forgotten in self.discovery.handle_channel_msps(now, id, config.msps().values().cloned()) {
+                self.certs.forget(&forgotten);
+            }
             self.trust_changed = true;
             self.orgs_seen.insert(id.clone(), config.clone());
         }
@@ -242,6 +260,10 @@ impl Gossip {
         if now >= self.state.poll_timeout() {
             self.state.handle_timeout(now);
         }
+        if now >= self.certs.poll_timeout() {
+            let sends = self.certs.handle_timeout(now, &self.discovery);
+            self.pull_transmits.extend(sends);
+        }
     }
 
     /// The next thing to carry out (see the module doc for the order).
@@ -254,6 +276,9 @@ impl Gossip {
             return Some(Output::Membership(event));
         }
         if let Some(transmit) = self.discovery.poll_transmit() {
+            return Some(Output::Transmit(transmit));
+        }
+        if let Some(transmit) = self.pull_transmits.pop_front() {
             return Some(Output::Transmit(transmit));
         }
         loop {
@@ -288,7 +313,12 @@ impl Gossip {
 
     /// When [`Gossip::handle_timeout`] is due next.
     pub fn poll_timeout(&self) -> Instant {
-        self.discovery.poll_timeout().min(self.state.poll_timeout())
+        self.discovery.poll_timeout().min(self.state.poll_timeout()).min(self.certs.poll_timeout())
+    }
+
+    /// How many identities the identity pull holds (ours included).
+    pub fn pulled_identities(&self) -> usize {
+        self.certs.len()
     }
 
     /// Every known member, alive or dead, by PKI-ID.

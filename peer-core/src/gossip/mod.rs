@@ -4,6 +4,7 @@
 //! [`start`] is what `node::start` calls: it builds the sans-IO [`instance::Gossip`] (every
 //! decision) and the comm layer, and spawns the driver (every I/O) that runs one on the other.
 
+pub mod certstore;
 pub mod comm;
 pub mod discovery;
 pub mod driver;
@@ -12,6 +13,7 @@ pub mod identity;
 pub mod instance;
 pub mod message;
 pub mod publish;
+pub mod pull;
 pub mod state;
 
 pub use driver::{GossipHandle, GossipSetup, start};
