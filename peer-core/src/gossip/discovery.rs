@@ -260,9 +260,15 @@ pub struct Discovery {
     next_reconnect: Instant,
     next_sync: Instant,
     next_store_sweep: Instant,
+    next_identity_sweep: Instant,
     transmits: VecDeque<Transmit>,
     events: VecDeque<Event>,
+    /// Identities the timers forgot, for the owner of the pull store.
+    forgotten: Vec<PkiId>,
 }
+
+/// How long an identity may go unused before it is forgotten (Fabric's identity usage threshold).
+const IDENTITY_USAGE_THRESHOLD: Duration = Duration::from_secs(3600);
 
 impl std::fmt::Debug for Discovery {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -310,6 +316,7 @@ impl Discovery {
             next_reconnect: now + config.reconnect_interval,
             next_sync: now + config.pull_interval,
             next_store_sweep: now + sweep.max(Duration::from_millis(1)),
+            next_identity_sweep: now + IDENTITY_USAGE_THRESHOLD / 10,
             config,
             me,
             signer,
@@ -328,6 +335,7 @@ impl Discovery {
             emitter_deadline: None,
             transmits: VecDeque::new(),
             events: VecDeque::new(),
+            forgotten: Vec::new(),
         }
     }
 
@@ -355,14 +363,24 @@ impl Discovery {
         let wall = self.wall(now);
         let forgotten = self.identities.set_channel_msps(channel, msps, wall);
         for pki_id in forgotten.iter().copied() {
-            let Some(record) = self.members.remove(&pki_id) else { continue };
-            reindex(&mut self.audiences, &self.me.org, pki_id, &record.org, Shape::of(&record), Shape::ABSENT);
-            info!(target: TARGET, func = "purge", "Purging {pki_id} from membership");
-            self.events.push_back(Event::Purged { pki_id });
-            self.transmits.push_back(Transmit::Close { to: pki_id });
+            self.purge_member(pki_id);
         }
         self.check_invariants();
         forgotten
+    }
+
+    /// Removes a member whose identity was forgotten, at once, and closes its connection.
+    fn purge_member(&mut self, pki_id: PkiId) {
+        let Some(record) = self.members.remove(&pki_id) else { return };
+        reindex(&mut self.audiences, &self.me.org, pki_id, &record.org, Shape::of(&record), Shape::ABSENT);
+        info!(target: TARGET, func = "purge", "Purging {pki_id} from membership");
+        self.events.push_back(Event::Purged { pki_id });
+        self.transmits.push_back(Transmit::Close { to: pki_id });
+    }
+
+    /// Identities forgotten by the timers (expired certificates) since the last call.
+    pub fn take_forgotten(&mut self) -> Vec<PkiId> {
+        std::mem::take(&mut self.forgotten)
     }
 
     /// Who this peer is (its org and endpoints).
@@ -557,6 +575,13 @@ impl Discovery {
                 warn!(target: TARGET, func = "periodicalCheckAlive", "Haven't heard from {pki_id} for {}", crate::config::format_duration(silent));
                 self.expire(pki_id);
             }
+            // Certificates that expired: the identity goes, and its member with it (checked
+            // with the alive check; Fabric's timer fires at NotAfter itself).
+            let wall = self.wall(now);
+            for pki_id in self.identities.expire(wall) {
+                self.purge_member(pki_id);
+                self.forgotten.push(pki_id);
+            }
         }
         if now >= self.next_reconnect {
             self.next_reconnect = now + self.config.reconnect_interval;
@@ -576,6 +601,15 @@ impl Discovery {
         if now >= self.next_sync {
             self.next_sync = now + self.config.pull_interval;
             self.initiate_sync(now);
+        }
+        if now >= self.next_identity_sweep {
+            // Fabric's identity store: identities unused for an hour go, checked every 6 min.
+            self.next_identity_sweep = now + IDENTITY_USAGE_THRESHOLD / 10;
+            let wall = self.wall(now);
+            for pki_id in self.identities.forget_unused(wall, IDENTITY_USAGE_THRESHOLD) {
+                self.purge_member(pki_id);
+                self.forgotten.push(pki_id);
+            }
         }
         if now >= self.next_store_sweep {
             self.next_store_sweep = now + (self.config.alive_store_ttl() / 100).max(Duration::from_millis(1));
@@ -608,7 +642,13 @@ impl Discovery {
 
     /// The next time `handle_timeout` has work.
     pub fn poll_timeout(&self) -> Instant {
-        let mut next = self.next_alive.min(self.next_check).min(self.next_reconnect).min(self.next_sync).min(self.next_store_sweep);
+        let mut next = self
+            .next_alive
+            .min(self.next_check)
+            .min(self.next_reconnect)
+            .min(self.next_sync)
+            .min(self.next_store_sweep)
+            .min(self.next_identity_sweep);
         if let Some(deadline) = self.emitter_deadline {
             next = next.min(deadline);
         }
@@ -644,6 +684,7 @@ impl Discovery {
             self.identities.put(&member.pki_id, &alive.identity, wall)?.clone()
         };
         self.identities.verify(&identity, message)?;
+        self.identities.touch(&pki_id, wall);
         Ok((pki_id, (timestamp.inc_num, timestamp.seq_num)))
     }
 

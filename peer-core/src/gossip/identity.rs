@@ -135,6 +135,8 @@ pub struct Identities {
     channels: BTreeMap<String, Vec<Msp>>,
     configured: Vec<Msp>,
     known: BTreeMap<PkiId, Arc<Identity>>,
+    /// When each identity was last used (stored, or a message checked with it).
+    last_used: BTreeMap<PkiId, SystemTime>,
     self_pki_id: PkiId,
 }
 
@@ -151,7 +153,15 @@ impl Identities {
         let trusted = TrustedMsps::new(local, configured.iter().cloned(), verifier);
         let mut known = BTreeMap::new();
         known.insert(local.pki_id(), Arc::new(local.identity.clone()));
-        Identities { trusted, local: local.msp.clone(), channels: BTreeMap::new(), configured, known, self_pki_id: local.pki_id() }
+        Identities {
+            trusted,
+            local: local.msp.clone(),
+            channels: BTreeMap::new(),
+            configured,
+            known,
+            last_used: BTreeMap::new(),
+            self_pki_id: local.pki_id(),
+        }
     }
 
     /// Validates and stores an identity that claims to be `pki_id`. Idempotent for known IDs.
@@ -164,6 +174,7 @@ impl Identities {
         if !self.known.contains_key(&claimed) {
             self.trusted.check(claimed, &identity, now)?;
         }
+        self.last_used.insert(claimed, now);
         Ok(self.known.entry(claimed).or_insert(identity))
     }
 
@@ -205,6 +216,7 @@ impl Identities {
             .collect();
         for pki_id in &invalid {
             self.known.remove(pki_id);
+            self.last_used.remove(pki_id);
         }
         invalid
     }
@@ -212,6 +224,48 @@ impl Identities {
     /// Every known identity (ours included), in PKI-ID order.
     pub fn known(&self) -> impl Iterator<Item = (&PkiId, &Arc<Identity>)> {
         self.known.iter()
+    }
+
+    /// Forgets every identity (ours excepted) whose certificate expired by `now` (Fabric deletes
+    /// one when its NotAfter passes). Returns their PKI-IDs.
+    /// Notes that `pki_id`'s identity was used at `now` (a message checked with it).
+    pub fn touch(&mut self, pki_id: &PkiId, now: SystemTime) {
+        if self.known.contains_key(pki_id) {
+            self.last_used.insert(*pki_id, now);
+        }
+    }
+
+    /// Forgets every identity (ours excepted) not used for `threshold` (Fabric: an hour, swept
+    /// every six minutes). An identity stored without a time of use counts from `now`.
+    pub fn forget_unused(&mut self, now: SystemTime, threshold: std::time::Duration) -> Vec<PkiId> {
+        for pki_id in self.known.keys() {
+            self.last_used.entry(*pki_id).or_insert(now);
+        }
+        let idle: Vec<PkiId> = self
+            .last_used
+            .iter()
+            .filter(|(pki_id, used)| **pki_id != self.self_pki_id && now.duration_since(**used).unwrap_or_default() > threshold)
+            .map(|(p, _)| *p)
+            .collect();
+        for pki_id in &idle {
+            self.known.remove(pki_id);
+            self.last_used.remove(pki_id);
+        }
+        idle
+    }
+
+    pub fn expire(&mut self, now: SystemTime) -> Vec<PkiId> {
+        let expired: Vec<PkiId> = self
+            .known
+            .iter()
+            .filter(|(pki_id, identity)| **pki_id != self.self_pki_id && identity.not_after() < now)
+            .map(|(p, _)| *p)
+            .collect();
+        for pki_id in &expired {
+            self.known.remove(pki_id);
+            self.last_used.remove(pki_id);
+        }
+        expired
     }
 
     pub fn get(&self, pki_id: &PkiId) -> Option<&Arc<Identity>> {
@@ -231,6 +285,7 @@ impl Identities {
     pub fn forget(&mut self, pki_id: &PkiId) {
         if *pki_id != self.self_pki_id {
             self.known.remove(pki_id);
+            self.last_used.remove(pki_id);
         }
     }
 }

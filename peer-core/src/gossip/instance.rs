@@ -256,6 +256,9 @@ impl Gossip {
     pub fn handle_timeout(&mut self, now: Instant) {
         if now >= self.discovery.poll_timeout() {
             self.discovery.handle_timeout(now);
+            for expired in self.discovery.take_forgotten() {
+                self.certs.forget(&expired);
+            }
         }
         if now >= self.state.poll_timeout() {
             self.state.handle_timeout(now);

@@ -119,6 +119,11 @@ impl Identity {
         proto::msp::SerializedIdentity { mspid: self.msp_id.clone(), id_bytes: self.pem.clone() }.encode_to_vec()
     }
 
+    /// When the certificate stops being valid (its NotAfter).
+    pub fn not_after(&self) -> std::time::SystemTime {
+        self.cert.tbs_certificate().validity().not_after.to_system_time()
+    }
+
     pub fn pki_id(&self) -> PkiId {
         PkiId::of(&self.msp_id, &self.pem)
     }

@@ -396,3 +396,34 @@ fn an_org_left_out_of_a_new_channel_config_is_purged_and_refused_from_then_on() 
     assert_eq!(world.view("org1p1", true), set(&["org1p0"]));
     assert!(world.rejected.iter().any(|(name, _)| name.starts_with("org1")), "org2's messages are refused: {:?}", world.rejected);
 }
+
+#[test]
+fn an_identity_is_forgotten_once_its_certificate_expires_and_ours_is_kept() {
+    let orgs = orgs();
+    let me = &orgs.peers["org1p0"];
+    let other = &orgs.peers["org2p0"];
+    let mut identities = Identities::new(me, orgs.msps.values().cloned());
+    identities.put(&other.pki_id().0, &other.identity.serialize(), epoch()).unwrap();
+    // The generated certificates' NotAfter is 2049-12-31T23:59:59Z.
+    let not_after = std::time::UNIX_EPOCH + Duration::from_secs(2_524_607_999);
+    assert!(identities.expire(not_after).is_empty(), "valid up to NotAfter");
+    assert_eq!(identities.expire(not_after + Duration::from_secs(1)), [other.pki_id()]);
+    assert!(identities.get(&other.pki_id()).is_none());
+    assert!(identities.get(&me.pki_id()).is_some(), "our own identity is kept");
+}
+
+#[test]
+fn an_identity_unused_for_an_hour_is_forgotten() {
+    let orgs = orgs();
+    let me = &orgs.peers["org1p0"];
+    let other = &orgs.peers["org2p0"];
+    let mut identities = Identities::new(me, orgs.msps.values().cloned());
+    let t0 = epoch();
+    identities.put(&other.pki_id().0, &other.identity.serialize(), t0).unwrap();
+    let minutes = |m: u64| t0 + Duration::from_secs(60 * m);
+    identities.touch(&other.pki_id(), minutes(30));
+    assert!(identities.forget_unused(minutes(80), Duration::from_secs(3600)).is_empty(), "used 50 minutes ago");
+    assert_eq!(identities.forget_unused(minutes(91), Duration::from_secs(3600)), [other.pki_id()]);
+    assert!(identities.get(&other.pki_id()).is_none());
+    assert!(identities.get(&me.pki_id()).is_some(), "ours is never forgotten");
+}
