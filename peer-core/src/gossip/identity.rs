@@ -208,17 +208,24 @@ impl Identities {
             trusted.entry(msp.id.clone()).or_insert_with(|| msp.clone());
         }
         self.trusted.msps = Arc::new(trusted);
-        let invalid: Vec<PkiId> = self
+        let trusted = self.trusted.clone();
+        self.forget_where(|pki_id, identity, _| trusted.check(*pki_id, identity, now).is_err())
+    }
+
+    /// Forgets every identity but ours for which `doomed(pki_id, identity, last used)` holds;
+    /// returns their PKI-IDs.
+    fn forget_where(&mut self, doomed: impl Fn(&PkiId, &Identity, Option<SystemTime>) -> bool) -> Vec<PkiId> {
+        let gone: Vec<PkiId> = self
             .known
             .iter()
-            .filter(|(pki_id, identity)| **pki_id != self.self_pki_id && self.trusted.check(**pki_id, identity, now).is_err())
+            .filter(|(pki_id, identity)| **pki_id != self.self_pki_id && doomed(pki_id, identity, self.last_used.get(pki_id).copied()))
             .map(|(pki_id, _)| *pki_id)
             .collect();
-        for pki_id in &invalid {
+        for pki_id in &gone {
             self.known.remove(pki_id);
             self.last_used.remove(pki_id);
         }
-        invalid
+        gone
     }
 
     /// Every known identity (ours included), in PKI-ID order.
@@ -226,8 +233,6 @@ impl Identities {
         self.known.iter()
     }
 
-    /// Forgets every identity (ours excepted) whose certificate expired by `now` (Fabric deletes
-    /// one when its NotAfter passes). Returns their PKI-IDs.
     /// Notes that `pki_id`'s identity was used at `now` (a message checked with it).
     pub fn touch(&mut self, pki_id: &PkiId, now: SystemTime) {
         if self.known.contains_key(pki_id) {
@@ -241,31 +246,13 @@ impl Identities {
         for pki_id in self.known.keys() {
             self.last_used.entry(*pki_id).or_insert(now);
         }
-        let idle: Vec<PkiId> = self
-            .last_used
-            .iter()
-            .filter(|(pki_id, used)| **pki_id != self.self_pki_id && now.duration_since(**used).unwrap_or_default() > threshold)
-            .map(|(p, _)| *p)
-            .collect();
-        for pki_id in &idle {
-            self.known.remove(pki_id);
-            self.last_used.remove(pki_id);
-        }
-        idle
+        self.forget_where(|_, _, used| used.is_some_and(|used| now.duration_since(used).unwrap_or_default() > threshold))
     }
 
+    /// Forgets every identity (ours excepted) whose certificate expired by `now` (Fabric deletes
+    /// one when its NotAfter passes). Returns their PKI-IDs.
     pub fn expire(&mut self, now: SystemTime) -> Vec<PkiId> {
-        let expired: Vec<PkiId> = self
-            .known
-            .iter()
-            .filter(|(pki_id, identity)| **pki_id != self.self_pki_id && identity.not_after() < now)
-            .map(|(p, _)| *p)
-            .collect();
-        for pki_id in &expired {
-            self.known.remove(pki_id);
-            self.last_used.remove(pki_id);
-        }
-        expired
+        self.forget_where(|_, identity, _| identity.not_after() < now)
     }
 
     pub fn get(&self, pki_id: &PkiId) -> Option<&Arc<Identity>> {
