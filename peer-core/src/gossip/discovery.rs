@@ -437,12 +437,10 @@ impl Discovery {
         self.members.get(pki_id).map(Record::endpoint)
     }
 
-    /// Where to reach a member: a member of our org by its internal endpoint when known, others
-    /// by the external one (empty for a stranger: comm then uses the connection it came on).
+    /// Where to reach a member, as membership's own sends do ([`preferred_endpoint`]; empty for
+    /// a stranger: comm then uses the connection it came on).
     pub fn endpoint_to_reach(&self, pki_id: &PkiId) -> String {
-        let Some(record) = self.members.get(pki_id) else { return String::new() };
-        let internal = record.internal_endpoint();
-        if *record.org == *self.me.org && !internal.is_empty() { internal } else { record.endpoint().to_string() }
+        self.members.get(pki_id).map(preferred_endpoint).unwrap_or_default()
     }
 
     /// A random stream of its own, seeded from this one's (for another state machine of the
